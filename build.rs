@@ -1,0 +1,29 @@
+//! Compiles `proto/` with protox (pure Rust), so building Tally needs no
+//! `protoc` on the host.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Neither protox nor tonic-prost-build announces its inputs.
+    println!("cargo:rerun-if-changed=proto");
+
+    let files = [
+        "proto/tally/v1/common.proto",
+        "proto/tally/v1/record.proto",
+        "proto/tally/v1/transaction.proto",
+        "proto/tally/v1/exception.proto",
+        "proto/tally/v1/ingest_service.proto",
+        "proto/tally/v1/transaction_service.proto",
+        "proto/tally/v1/exception_service.proto",
+    ];
+    let fds = protox::compile(files, ["proto"])?;
+
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Reflection serves this set; it must hold every file our services touch.
+    std::fs::write(out.join("tally_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+
+    tonic_prost_build::configure()
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        .compile_fds(fds)?;
+    Ok(())
+}

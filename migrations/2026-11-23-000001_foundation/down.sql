@@ -1,0 +1,4 @@
+DROP TABLE submissions;
+DROP TABLE exceptions;
+DROP TABLE transactions;
+DROP TABLE record_log;

@@ -1,0 +1,98 @@
+-- Every key leads with merchant_id so the schema can be distributed by
+-- merchant (Citus-style) without rewriting a query.
+
+-- The append-only log of every record as received: the audit trail, and the
+-- source every projection is rebuilt from. Duplicates and conflicts are
+-- logged too (with their outcome); only one ACCEPTED row exists per key.
+CREATE TABLE record_log (
+    merchant_id   text        NOT NULL CHECK (merchant_id ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
+    record_id     bigint      GENERATED ALWAYS AS IDENTITY,
+    source_system text        NOT NULL CHECK (source_system ~ '^[a-z0-9_-]{1,63}$'),
+    kind          text        NOT NULL CHECK (kind IN (
+        'storefront_order', 'storefront_transaction', 'fulfillment', 'invoice',
+        'credit_memo', 'journal_entry', 'processor_payment',
+        'balance_transaction', 'payout', 'bank_deposit')),
+    source_id     text        NOT NULL CHECK (length(source_id) BETWEEN 1 AND 255),
+    order_id      text        CHECK (order_id ~ '^[A-Za-z0-9._~-]{1,128}$'),
+    outcome       text        NOT NULL CHECK (outcome IN ('accepted', 'duplicate', 'conflict')),
+    -- For duplicates and conflicts: the accepted record they collided with.
+    original_id   bigint,
+    content_hash  bytea       NOT NULL CHECK (octet_length(content_hash) = 32),
+    payload       jsonb       NOT NULL,
+    currency_code text        CHECK (currency_code ~ '^[A-Z]{3}$'),
+    amount        numeric,
+    -- Journal entries must balance; NULL for every other kind.
+    debit_total   numeric,
+    credit_total  numeric,
+    event_time    timestamptz NOT NULL,
+    receive_time  timestamptz NOT NULL DEFAULT now(),
+    request_id    text,
+    PRIMARY KEY (merchant_id, record_id),
+    CHECK ((kind = 'journal_entry') = (debit_total IS NOT NULL AND credit_total IS NOT NULL)),
+    CHECK (debit_total IS NULL OR debit_total = credit_total),
+    CHECK ((outcome = 'accepted') = (original_id IS NULL))
+);
+
+-- One accepted record per key, forever: the idempotency guarantee.
+CREATE UNIQUE INDEX record_log_accepted_key
+    ON record_log (merchant_id, source_system, kind, source_id)
+    WHERE outcome = 'accepted';
+
+-- Merging an order reads all its accepted records.
+CREATE INDEX record_log_order
+    ON record_log (merchant_id, order_id)
+    WHERE outcome = 'accepted' AND order_id IS NOT NULL;
+
+-- The merged view of one order, rebuilt from record_log on every change.
+CREATE TABLE transactions (
+    merchant_id   text        NOT NULL,
+    order_id      text        NOT NULL,
+    state         text        NOT NULL CHECK (state IN ('pending', 'matched', 'exception')),
+    currency_code text        CHECK (currency_code ~ '^[A-Z]{3}$'),
+    event_time    timestamptz NOT NULL,
+    create_time   timestamptz NOT NULL,
+    update_time   timestamptz NOT NULL,
+    document      jsonb       NOT NULL,
+    PRIMARY KEY (merchant_id, order_id)
+);
+
+-- ListTransactions: newest first, optionally by state, paged by keyset.
+CREATE INDEX transactions_by_time ON transactions (merchant_id, event_time DESC, order_id DESC);
+CREATE INDEX transactions_by_state ON transactions (merchant_id, state, event_time DESC, order_id DESC);
+
+CREATE TABLE exceptions (
+    merchant_id  text        NOT NULL,
+    exception_id uuid        NOT NULL,
+    order_id     text,
+    type         text        NOT NULL CHECK (type IN (
+        'amount_mismatch', 'out_of_sequence', 'record_conflict',
+        'validation_failed', 'late_handoff', 'not_propagated')),
+    handoff      text        NOT NULL CHECK (handoff IN (
+        'order_to_fulfillment', 'fulfillment_to_invoice', 'invoice_to_payment',
+        'payment_to_cash_application', 'reconciliation_to_reporting')),
+    state        text        NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    rule         text        NOT NULL,
+    subject      text        NOT NULL,
+    summary      text        NOT NULL,
+    details      jsonb       NOT NULL,
+    create_time  timestamptz NOT NULL DEFAULT now(),
+    update_time  timestamptz NOT NULL DEFAULT now(),
+    resolve_time timestamptz,
+    PRIMARY KEY (merchant_id, exception_id),
+    CHECK ((state = 'resolved') = (resolve_time IS NOT NULL))
+);
+
+CREATE INDEX exceptions_by_time ON exceptions (merchant_id, create_time DESC, exception_id DESC);
+CREATE INDEX exceptions_by_order ON exceptions (merchant_id, order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX exceptions_unresolved ON exceptions (merchant_id, state, create_time DESC)
+    WHERE state <> 'resolved';
+
+-- Whole-request idempotency: a retried request_id gets the stored response.
+CREATE TABLE submissions (
+    merchant_id  text        NOT NULL,
+    request_id   text        NOT NULL,
+    request_hash bytea       NOT NULL CHECK (octet_length(request_hash) = 32),
+    response     bytea       NOT NULL,
+    create_time  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, request_id)
+);

@@ -1,0 +1,7 @@
+//! The pure domain: money, records, merging and matching. No I/O here.
+
+pub mod currency;
+pub mod matching;
+pub mod money;
+pub mod record;
+pub mod transaction;

@@ -1,0 +1,221 @@
+//! Exact money: a decimal amount tied to its currency. Never a float.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::currency::Currency;
+
+/// Figures that differ by more than this are a mapping failure, not noise.
+pub fn tolerance() -> Decimal {
+    Decimal::new(1, 2)
+}
+
+/// Why an amount string was refused. Each maps to a field violation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("amount is required")]
+    Missing,
+    #[error("'{0}' is not a decimal number (digits, an optional '-' and one '.')")]
+    NotDecimal(String),
+    #[error("'{value}' has more decimal places than {currency} allows ({allowed})")]
+    TooPrecise { value: String, currency: &'static str, allowed: u32 },
+    #[error("'{0}' must not be negative")]
+    Negative(String),
+    #[error("unknown ISO 4217 currency code '{0}'")]
+    UnknownCurrency(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount: Decimal, currency: Currency) -> Self {
+        Money { amount, currency }
+    }
+
+    pub fn zero(currency: Currency) -> Self {
+        Money::new(Decimal::ZERO, currency)
+    }
+
+    /// Parses a decimal string for `currency`, refusing more fraction digits
+    /// than its minor unit holds. Trailing zeros do not count: "10.000" USD
+    /// is ten dollars, not a precision claim.
+    pub fn parse(amount: &str, currency: Currency) -> Result<Money, AmountError> {
+        Ok(Money::new(parse_decimal(amount, Some(currency))?, currency))
+    }
+
+    /// Whether two figures agree within the 0.01 tolerance.
+    pub fn agrees_with(&self, other: &Money) -> bool {
+        self.currency == other.currency && (self.amount - other.amount).abs() <= tolerance()
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", format_amount(self.amount, self.currency), self.currency)
+    }
+}
+
+/// Renders with exactly the currency's minor-unit digits ("100.00", "1500",
+/// "1.250"), which is how every source system prints it.
+pub fn format_amount(amount: Decimal, currency: Currency) -> String {
+    let mut d = amount.normalize();
+    if d.scale() < currency.exponent() {
+        d.rescale(currency.exponent());
+    }
+    d.to_string()
+}
+
+/// Parses a plain decimal string. With a currency, enforces its minor unit.
+pub fn parse_decimal(s: &str, currency: Option<Currency>) -> Result<Decimal, AmountError> {
+    if s.is_empty() {
+        return Err(AmountError::Missing);
+    }
+    // Decimal::from_str accepts "1_000" and "1e5"; money from a ledger never
+    // looks like that, so only digits, one '.', and a leading '-' pass.
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let mut dots = 0;
+    let valid = !body.is_empty()
+        && body.chars().all(|c| {
+            if c == '.' {
+                dots += 1;
+                true
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+        && dots <= 1
+        && !body.starts_with('.')
+        && !body.ends_with('.');
+    if !valid {
+        return Err(AmountError::NotDecimal(s.to_string()));
+    }
+    let d = Decimal::from_str(s).map_err(|_| AmountError::NotDecimal(s.to_string()))?;
+    if let Some(c) = currency {
+        if d.normalize().scale() > c.exponent() {
+            return Err(AmountError::TooPrecise {
+                value: s.to_string(),
+                currency: c.code(),
+                allowed: c.exponent(),
+            });
+        }
+    }
+    Ok(d.normalize())
+}
+
+/// Splits `total` across `weights` so the parts sum to `total` exactly,
+/// in units of the currency's minor unit (largest remainder method): no
+/// cent is created or lost when one payment pays several invoices.
+pub fn allocate(total: Money, weights: &[Decimal]) -> Vec<Money> {
+    let currency = total.currency;
+    let unit = Decimal::new(1, currency.exponent());
+    let weight_sum: Decimal = weights.iter().copied().sum();
+    if weights.is_empty() {
+        return vec![];
+    }
+    if weight_sum.is_zero() {
+        let mut parts = vec![Money::zero(currency); weights.len()];
+        parts[0] = total;
+        return parts;
+    }
+    let units_total = (total.amount / unit).trunc();
+    let mut floors = Vec::with_capacity(weights.len());
+    let mut rems = Vec::with_capacity(weights.len());
+    for (i, w) in weights.iter().enumerate() {
+        let exact = units_total * *w / weight_sum;
+        let floor = exact.floor();
+        floors.push(floor);
+        rems.push((exact - floor, i));
+    }
+    let mut left = units_total - floors.iter().copied().sum::<Decimal>();
+    // Largest remainders first; ties go to the earlier part so results are
+    // deterministic.
+    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in rems {
+        if left <= Decimal::ZERO {
+            break;
+        }
+        floors[i] += Decimal::ONE;
+        left -= Decimal::ONE;
+    }
+    floors
+        .into_iter()
+        .map(|u| Money::new((u * unit).normalize(), currency))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cur(c: &str) -> Currency {
+        Currency::from_code(c).unwrap()
+    }
+
+    #[test]
+    fn parses_within_minor_unit() {
+        assert_eq!(Money::parse("19.99", cur("USD")).unwrap().amount, Decimal::new(1999, 2));
+        assert_eq!(Money::parse("1500", cur("JPY")).unwrap().amount, Decimal::new(1500, 0));
+        assert_eq!(Money::parse("1.250", cur("KWD")).unwrap().amount, Decimal::new(125, 2));
+        assert_eq!(Money::parse("-5.00", cur("USD")).unwrap().amount, Decimal::new(-5, 0));
+        // Trailing zeros carry no value.
+        assert_eq!(Money::parse("10.000", cur("USD")).unwrap().amount, Decimal::new(10, 0));
+    }
+
+    #[test]
+    fn refuses_more_precision_than_the_currency_has() {
+        assert!(matches!(
+            Money::parse("19.999", cur("USD")),
+            Err(AmountError::TooPrecise { allowed: 2, .. })
+        ));
+        assert!(matches!(
+            Money::parse("1500.5", cur("JPY")),
+            Err(AmountError::TooPrecise { allowed: 0, .. })
+        ));
+        assert!(Money::parse("1.2345", cur("KWD")).is_err());
+    }
+
+    #[test]
+    fn refuses_anything_but_plain_decimals() {
+        for bad in ["", "abc", "1e5", "1_000", "1,00", ".5", "5.", "--1", "1.2.3", " 1", "+1", "NaN"] {
+            assert!(parse_decimal(bad, None).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn tolerance_is_one_cent_inclusive() {
+        let a = Money::parse("100.00", cur("USD")).unwrap();
+        assert!(a.agrees_with(&Money::parse("100.01", cur("USD")).unwrap()));
+        assert!(!a.agrees_with(&Money::parse("100.02", cur("USD")).unwrap()));
+        assert!(!a.agrees_with(&Money::parse("100.00", cur("EUR")).unwrap()));
+    }
+
+    #[test]
+    fn formats_with_the_minor_unit() {
+        assert_eq!(format_amount(Decimal::new(100, 0), cur("USD")), "100.00");
+        assert_eq!(format_amount(Decimal::new(1500, 0), cur("JPY")), "1500");
+        assert_eq!(format_amount(Decimal::new(125, 2), cur("KWD")), "1.250");
+        assert_eq!(format_amount(Decimal::new(-2, 2), cur("USD")), "-0.02");
+    }
+
+    #[test]
+    fn allocation_conserves_every_cent() {
+        let total = Money::parse("100.00", cur("USD")).unwrap();
+        let parts = allocate(total, &[Decimal::ONE, Decimal::ONE, Decimal::ONE]);
+        let amounts: Vec<_> = parts.iter().map(|m| m.amount).collect();
+        assert_eq!(amounts, vec![Decimal::new(3334, 2), Decimal::new(3333, 2), Decimal::new(3333, 2)]);
+        assert_eq!(amounts.iter().copied().sum::<Decimal>(), total.amount);
+
+        let yen = Money::parse("1000", cur("JPY")).unwrap();
+        let parts = allocate(yen, &[Decimal::new(1, 0), Decimal::new(2, 0)]);
+        assert_eq!(parts.iter().map(|m| m.amount).sum::<Decimal>(), Decimal::new(1000, 0));
+        assert_eq!(parts[1].amount, Decimal::new(667, 0));
+    }
+}

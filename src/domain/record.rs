@@ -1,0 +1,491 @@
+//! A record: one thing one system saw, validated and normalised. Its
+//! serialised form is both the stored payload and the input of its content
+//! hash, so equal content always hashes equal.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::currency::Currency;
+use super::money::Money;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub source_id: String,
+    pub source_system: String,
+    pub order_id: Option<String>,
+    pub references: Vec<Reference>,
+    pub event_time: DateTime<Utc>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub kind: RefKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefKind {
+    Order,
+    PaymentIntent,
+    Charge,
+    Refund,
+    BalanceTransaction,
+    Payout,
+    Fulfillment,
+    Invoice,
+    CreditMemo,
+    JournalEntry,
+    BankDeposit,
+}
+
+/// The identity of a record: its source's id is unique only within the
+/// source system and the kind of object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub source_system: String,
+    pub kind: RecordKind,
+    pub source_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    StorefrontOrder,
+    StorefrontTransaction,
+    Fulfillment,
+    Invoice,
+    CreditMemo,
+    JournalEntry,
+    ProcessorPayment,
+    BalanceTransaction,
+    Payout,
+    BankDeposit,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 10] = [
+        RecordKind::StorefrontOrder,
+        RecordKind::StorefrontTransaction,
+        RecordKind::Fulfillment,
+        RecordKind::Invoice,
+        RecordKind::CreditMemo,
+        RecordKind::JournalEntry,
+        RecordKind::ProcessorPayment,
+        RecordKind::BalanceTransaction,
+        RecordKind::Payout,
+        RecordKind::BankDeposit,
+    ];
+
+    /// The name stored in the database (its CHECK constraint lists these).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::StorefrontOrder => "storefront_order",
+            RecordKind::StorefrontTransaction => "storefront_transaction",
+            RecordKind::Fulfillment => "fulfillment",
+            RecordKind::Invoice => "invoice",
+            RecordKind::CreditMemo => "credit_memo",
+            RecordKind::JournalEntry => "journal_entry",
+            RecordKind::ProcessorPayment => "processor_payment",
+            RecordKind::BalanceTransaction => "balance_transaction",
+            RecordKind::Payout => "payout",
+            RecordKind::BankDeposit => "bank_deposit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Kinds that describe money of one order and make no sense without it.
+    pub fn needs_order(self) -> bool {
+        !matches!(
+            self,
+            RecordKind::JournalEntry
+                | RecordKind::BalanceTransaction
+                | RecordKind::Payout
+                | RecordKind::BankDeposit
+        )
+    }
+
+    /// The step of the order's journey this kind of record reports.
+    pub fn stage(self) -> Stage {
+        match self {
+            RecordKind::StorefrontOrder | RecordKind::StorefrontTransaction => Stage::OrderCapture,
+            RecordKind::Fulfillment => Stage::Fulfillment,
+            RecordKind::Invoice | RecordKind::CreditMemo => Stage::Invoice,
+            RecordKind::ProcessorPayment => Stage::PaymentCapture,
+            RecordKind::JournalEntry
+            | RecordKind::BalanceTransaction
+            | RecordKind::Payout
+            | RecordKind::BankDeposit => Stage::CashApplication,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    OrderCapture,
+    Fulfillment,
+    Invoice,
+    PaymentCapture,
+    CashApplication,
+    Reporting,
+}
+
+/// Handoff N carries data from stage N to stage N+1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handoff {
+    OrderToFulfillment,
+    FulfillmentToInvoice,
+    InvoiceToPayment,
+    PaymentToCashApplication,
+    ReconciliationToReporting,
+}
+
+impl Handoff {
+    pub const ALL: [Handoff; 5] = [
+        Handoff::OrderToFulfillment,
+        Handoff::FulfillmentToInvoice,
+        Handoff::InvoiceToPayment,
+        Handoff::PaymentToCashApplication,
+        Handoff::ReconciliationToReporting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handoff::OrderToFulfillment => "order_to_fulfillment",
+            Handoff::FulfillmentToInvoice => "fulfillment_to_invoice",
+            Handoff::InvoiceToPayment => "invoice_to_payment",
+            Handoff::PaymentToCashApplication => "payment_to_cash_application",
+            Handoff::ReconciliationToReporting => "reconciliation_to_reporting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Handoff> {
+        Handoff::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+
+    /// The handoff whose receiving end is `stage`.
+    pub fn into_stage(stage: Stage) -> Option<Handoff> {
+        match stage {
+            Stage::OrderCapture => None,
+            Stage::Fulfillment => Some(Handoff::OrderToFulfillment),
+            Stage::Invoice => Some(Handoff::FulfillmentToInvoice),
+            Stage::PaymentCapture => Some(Handoff::InvoiceToPayment),
+            Stage::CashApplication => Some(Handoff::PaymentToCashApplication),
+            Stage::Reporting => Some(Handoff::ReconciliationToReporting),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    StorefrontOrder(StorefrontOrder),
+    StorefrontTransaction(StorefrontTransaction),
+    Fulfillment(Fulfillment),
+    Invoice(Invoice),
+    CreditMemo(CreditMemo),
+    JournalEntry(JournalEntry),
+    ProcessorPayment(ProcessorPayment),
+    BalanceTransaction(BalanceTransaction),
+    Payout(Payout),
+    BankDeposit(BankDeposit),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorefrontOrder {
+    pub name: String,
+    pub total: Money,
+    pub subtotal: Option<Money>,
+    pub total_discount: Option<Money>,
+    pub total_tax: Option<Money>,
+    pub total_shipping: Option<Money>,
+    pub line_items: Vec<LineItem>,
+    pub discounts: Vec<Discount>,
+    pub tenders: Vec<Tender>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price: Option<Money>,
+    pub discount: Option<Money>,
+    pub tax: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discount {
+    pub code: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenderType {
+    Card,
+    GiftCard,
+    StoreCredit,
+    Cash,
+    Other,
+}
+
+impl TenderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenderType::Card => "card",
+            TenderType::GiftCard => "gift_card",
+            TenderType::StoreCredit => "store_credit",
+            TenderType::Cash => "cash",
+            TenderType::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tender {
+    pub tender_type: TenderType,
+    pub gateway: String,
+    pub amount: Money,
+    pub processor_reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnKind {
+    Authorization,
+    Capture,
+    Sale,
+    Refund,
+    Void,
+}
+
+impl TxnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnKind::Authorization => "authorization",
+            TxnKind::Capture => "capture",
+            TxnKind::Sale => "sale",
+            TxnKind::Refund => "refund",
+            TxnKind::Void => "void",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnStatus {
+    Success,
+    Pending,
+    Failure,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorefrontTransaction {
+    pub kind: TxnKind,
+    pub status: TxnStatus,
+    pub gateway: String,
+    pub amount: Money,
+    pub parent_id: Option<String>,
+    pub processor_reference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fulfillment {
+    pub lines: Vec<FulfillmentLine>,
+    pub tracking_number: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FulfillmentLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub total: Money,
+    pub discount: Option<Money>,
+    pub tax: Option<Money>,
+    pub shipping: Option<Money>,
+    pub lines: Vec<InvoiceLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub amount: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditMemo {
+    pub total: Money,
+    pub tax: Option<Money>,
+    pub lines: Vec<InvoiceLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub currency: Currency,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub exchange_rate: Option<Decimal>,
+    pub posting_period: String,
+    pub subsidiary: String,
+    pub memo: String,
+    pub lines: Vec<JournalLine>,
+}
+
+impl JournalEntry {
+    pub fn total_debits(&self) -> Decimal {
+        self.lines.iter().map(|l| l.debit).sum()
+    }
+
+    pub fn total_credits(&self) -> Decimal {
+        self.lines.iter().map(|l| l.credit).sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub account: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub debit: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub credit: Decimal,
+    pub memo: String,
+    pub name: String,
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentType {
+    Charge,
+    Capture,
+    Refund,
+}
+
+impl PaymentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentType::Charge => "charge",
+            PaymentType::Capture => "capture",
+            PaymentType::Refund => "refund",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessorPayment {
+    pub payment_type: PaymentType,
+    pub amount: Money,
+    pub fee: Option<Money>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub exchange_rate: Option<Decimal>,
+    pub payment_intent_id: Option<String>,
+    pub charge_id: Option<String>,
+    pub balance_transaction_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalanceTransaction {
+    pub reporting_category: String,
+    pub amount: Money,
+    pub fee: Option<Money>,
+    pub net: Option<Money>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub exchange_rate: Option<Decimal>,
+    pub source: Option<String>,
+    pub payout_id: Option<String>,
+    pub available_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutStatus {
+    Pending,
+    InTransit,
+    Paid,
+    Failed,
+    Canceled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payout {
+    pub amount: Money,
+    pub status: PayoutStatus,
+    pub arrival_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BankDeposit {
+    pub amount: Money,
+    pub account: String,
+    pub description: String,
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        match &self.body {
+            Body::StorefrontOrder(_) => RecordKind::StorefrontOrder,
+            Body::StorefrontTransaction(_) => RecordKind::StorefrontTransaction,
+            Body::Fulfillment(_) => RecordKind::Fulfillment,
+            Body::Invoice(_) => RecordKind::Invoice,
+            Body::CreditMemo(_) => RecordKind::CreditMemo,
+            Body::JournalEntry(_) => RecordKind::JournalEntry,
+            Body::ProcessorPayment(_) => RecordKind::ProcessorPayment,
+            Body::BalanceTransaction(_) => RecordKind::BalanceTransaction,
+            Body::Payout(_) => RecordKind::Payout,
+            Body::BankDeposit(_) => RecordKind::BankDeposit,
+        }
+    }
+
+    pub fn key(&self) -> RecordKey {
+        RecordKey {
+            source_system: self.source_system.clone(),
+            kind: self.kind(),
+            source_id: self.source_id.clone(),
+        }
+    }
+
+    /// The record's headline figure, stored beside the payload so reports
+    /// can sum without parsing JSON. A journal's is its total debits; a
+    /// fulfilment carries no money.
+    pub fn headline_amount(&self) -> Option<Money> {
+        match &self.body {
+            Body::StorefrontOrder(b) => Some(b.total),
+            Body::StorefrontTransaction(b) => Some(b.amount),
+            Body::Fulfillment(_) => None,
+            Body::Invoice(b) => Some(b.total),
+            Body::CreditMemo(b) => Some(b.total),
+            Body::JournalEntry(b) => Some(Money::new(b.total_debits(), b.currency)),
+            Body::ProcessorPayment(b) => Some(b.amount),
+            Body::BalanceTransaction(b) => Some(b.amount),
+            Body::Payout(b) => Some(b.amount),
+            Body::BankDeposit(b) => Some(b.amount),
+        }
+    }
+
+    /// SHA-256 of the normalised content. Decimals are normalised when
+    /// parsed, so "10.00" and "10.0" are the same content.
+    pub fn content_hash(&self) -> [u8; 32] {
+        let bytes = serde_json::to_vec(self).expect("records always serialise");
+        Sha256::digest(bytes).into()
+    }
+
+    /// All ids this record carries of the given kind, its own included.
+    pub fn ids_of(&self, kind: RefKind) -> impl Iterator<Item = &str> {
+        self.references.iter().filter(move |r| r.kind == kind).map(|r| r.id.as_str())
+    }
+}
+

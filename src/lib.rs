@@ -1,0 +1,5 @@
+pub mod proto;
+pub mod domain;
+pub mod embedded_pg;
+pub mod error;
+pub mod storage;

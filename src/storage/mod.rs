@@ -1,0 +1,73 @@
+//! PostgreSQL: the pool, migrations, and the statements Tally runs. All SQL
+//! lives under this module.
+
+mod ingest;
+mod queries;
+
+use std::time::Duration;
+
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use ingest::{Accepted, Outcome, RecordOutcome, Submission, Submitted};
+pub use queries::{ExceptionFilter, ExceptionRow, Page, TransactionFilter, TransactionRow};
+
+use crate::error::{Error, Result};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A handle on the database: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl Store {
+    /// Builds the pool. Connections are made lazily, so this succeeds even
+    /// while the database is down; health reports that separately.
+    pub fn connect(database_url: &str, max_size: usize) -> Result<Store> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Internal(format!("building the connection pool: {e}")))?;
+        Ok(Store { pool })
+    }
+
+    /// Whether the database answers a query now.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn conn(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// Runs pending migrations. Diesel's migration harness is synchronous, so it
+/// runs on a blocking thread over an async connection wrapper (no libpq).
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| Error::Internal(format!("running migrations: {e}")))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
