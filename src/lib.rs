@@ -1,5 +1,17 @@
-pub mod proto;
+//! Tally: one canonical transaction per order, assembled from what the
+//! storefront, processor, warehouse, ERP and bank each submit, matched at
+//! the transaction level so gaps surface as exceptions, not as month-end
+//! surprises.
+//!
+//! Layout: `domain` is pure (money, records, merging, matching); `storage`
+//! owns every SQL statement; `api` adapts gRPC to both; `server` wires the
+//! services together.
+
+pub mod api;
+pub mod config;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
+pub mod proto;
+pub mod server;
 pub mod storage;

@@ -5,3 +5,6 @@ pub mod matching;
 pub mod money;
 pub mod record;
 pub mod transaction;
+
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -30,7 +30,6 @@ pub enum AmountError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
-    #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: Currency,
 }

@@ -337,7 +337,6 @@ pub struct CreditMemo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub currency: Currency,
-    #[serde(with = "rust_decimal::serde::str_option")]
     pub exchange_rate: Option<Decimal>,
     pub posting_period: String,
     pub subsidiary: String,
@@ -358,9 +357,7 @@ impl JournalEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalLine {
     pub account: String,
-    #[serde(with = "rust_decimal::serde::str")]
     pub debit: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
     pub credit: Decimal,
     pub memo: String,
     pub name: String,
@@ -390,7 +387,6 @@ pub struct ProcessorPayment {
     pub payment_type: PaymentType,
     pub amount: Money,
     pub fee: Option<Money>,
-    #[serde(with = "rust_decimal::serde::str_option")]
     pub exchange_rate: Option<Decimal>,
     pub payment_intent_id: Option<String>,
     pub charge_id: Option<String>,
@@ -403,7 +399,6 @@ pub struct BalanceTransaction {
     pub amount: Money,
     pub fee: Option<Money>,
     pub net: Option<Money>,
-    #[serde(with = "rust_decimal::serde::str_option")]
     pub exchange_rate: Option<Decimal>,
     pub source: Option<String>,
     pub payout_id: Option<String>,

@@ -131,7 +131,6 @@ pub struct RateView {
     pub source_id: String,
     pub from: Currency,
     pub to: Option<Currency>,
-    #[serde(with = "rust_decimal::serde::str")]
     pub rate: Decimal,
 }
 

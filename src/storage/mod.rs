@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use ingest::{Accepted, Outcome, RecordOutcome, Submission, Submitted};
-pub use queries::{ExceptionFilter, ExceptionRow, Page, TransactionFilter, TransactionRow};
+pub use queries::{Cursor, ExceptionFilter, ExceptionRow, Page, TransactionFilter, TransactionRow};
 
 use crate::error::{Error, Result};
 

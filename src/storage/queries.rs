@@ -1,2 +1,264 @@
-// placeholder
-pub struct ExceptionFilter; pub struct ExceptionRow; pub struct Page; pub struct TransactionFilter; pub struct TransactionRow;
+//! The read path: point reads and keyset-paged lists, each served by an
+//! index that leads with the merchant.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::Store;
+use crate::domain::matching::ExceptionType;
+use crate::domain::record::Handoff;
+use crate::domain::transaction::{ReconciliationState, Transaction};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct TransactionRow {
+    pub transaction: Transaction,
+    pub state: ReconciliationState,
+}
+
+#[derive(QueryableByName)]
+struct TxRow {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Jsonb)]
+    document: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    event_time: DateTime<Utc>,
+}
+
+impl TxRow {
+    fn into_row(self) -> Result<TransactionRow> {
+        let transaction: Transaction = serde_json::from_value(self.document)
+            .map_err(|e| Error::Internal(format!("stored transaction {} unreadable: {e}", self.order_id)))?;
+        let state = ReconciliationState::parse(&self.state)
+            .ok_or_else(|| Error::Internal(format!("unknown state {}", self.state)))?;
+        Ok(TransactionRow { transaction, state })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExceptionRow {
+    pub exception_id: Uuid,
+    pub order_id: Option<String>,
+    pub exception_type: ExceptionType,
+    pub handoff: Handoff,
+    pub state: String,
+    pub rule: String,
+    pub summary: String,
+    pub details: serde_json::Value,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub resolve_time: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct ExRow {
+    #[diesel(sql_type = SqlUuid)]
+    exception_id: Uuid,
+    #[diesel(sql_type = Nullable<Text>)]
+    order_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    r#type: String,
+    #[diesel(sql_type = Text)]
+    handoff: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Text)]
+    rule: String,
+    #[diesel(sql_type = Text)]
+    summary: String,
+    #[diesel(sql_type = Jsonb)]
+    details: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    create_time: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    update_time: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    resolve_time: Option<DateTime<Utc>>,
+}
+
+impl ExRow {
+    fn into_row(self) -> Result<ExceptionRow> {
+        Ok(ExceptionRow {
+            exception_id: self.exception_id,
+            order_id: self.order_id,
+            exception_type: ExceptionType::parse(&self.r#type)
+                .ok_or_else(|| Error::Internal(format!("unknown exception type {}", self.r#type)))?,
+            handoff: Handoff::parse(&self.handoff)
+                .ok_or_else(|| Error::Internal(format!("unknown handoff {}", self.handoff)))?,
+            state: self.state,
+            rule: self.rule,
+            summary: self.summary,
+            details: self.details,
+            create_time: self.create_time,
+            update_time: self.update_time,
+            resolve_time: self.resolve_time,
+        })
+    }
+}
+
+const EXCEPTION_COLUMNS: &str = "exception_id, order_id, type, handoff, state, rule, summary, details, \
+                                 create_time, update_time, resolve_time";
+
+/// Where a page starts: the sort key of the last row of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub time: DateTime<Utc>,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TransactionFilter {
+    pub state: Option<ReconciliationState>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExceptionFilter {
+    pub exception_type: Option<ExceptionType>,
+    pub handoff: Option<Handoff>,
+    pub state: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// One page, and the cursor of the next when there is one.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+impl Store {
+    pub async fn get_transaction(&self, merchant: &str, order_id: &str) -> Result<TransactionRow> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<TxRow> = sql_query(
+            "SELECT order_id, state, document, event_time FROM transactions
+             WHERE merchant_id = $1 AND order_id = $2",
+        )
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(order_id)
+        .load(&mut conn)
+        .await?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("merchants/{merchant}/transactions/{order_id}")))?
+            .into_row()
+    }
+
+    pub async fn list_transactions(
+        &self,
+        merchant: &str,
+        filter: &TransactionFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<TransactionRow>> {
+        let mut q = sql_query(
+            "SELECT order_id, state, document, event_time FROM transactions WHERE merchant_id = ",
+        )
+        .into_boxed::<Pg>()
+        .bind::<Text, _>(merchant.to_string());
+        if let Some(s) = filter.state {
+            q = q.sql(" AND state = ").bind::<Text, _>(s.as_str());
+        }
+        if let Some(t) = filter.start_time {
+            q = q.sql(" AND event_time >= ").bind::<Timestamptz, _>(t);
+        }
+        if let Some(t) = filter.end_time {
+            q = q.sql(" AND event_time < ").bind::<Timestamptz, _>(t);
+        }
+        if let Some(c) = after {
+            q = q
+                .sql(" AND (event_time, order_id) < (")
+                .bind::<Timestamptz, _>(c.time)
+                .sql(", ")
+                .bind::<Text, _>(c.id.clone())
+                .sql(")");
+        }
+        let rows: Vec<TxRow> = q
+            .sql(" ORDER BY event_time DESC, order_id DESC LIMIT ")
+            .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
+            .load(&mut self.conn().await?)
+            .await?;
+        page(rows, limit, |r| Cursor { time: r.event_time, id: r.order_id.clone() }, TxRow::into_row)
+    }
+
+    /// The exceptions of one order that are not resolved, oldest first.
+    pub async fn unresolved_exceptions(&self, merchant: &str, order_id: &str) -> Result<Vec<ExceptionRow>> {
+        let rows: Vec<ExRow> = sql_query(format!(
+            "SELECT {EXCEPTION_COLUMNS} FROM exceptions
+             WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
+             ORDER BY create_time, exception_id"
+        ))
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(order_id)
+        .load(&mut self.conn().await?)
+        .await?;
+        rows.into_iter().map(ExRow::into_row).collect()
+    }
+
+    pub async fn list_exceptions(
+        &self,
+        merchant: &str,
+        filter: &ExceptionFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<ExceptionRow>> {
+        let mut q = sql_query(format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = "))
+            .into_boxed::<Pg>()
+            .bind::<Text, _>(merchant.to_string());
+        if let Some(t) = filter.exception_type {
+            q = q.sql(" AND type = ").bind::<Text, _>(t.as_str());
+        }
+        if let Some(h) = filter.handoff {
+            q = q.sql(" AND handoff = ").bind::<Text, _>(h.as_str());
+        }
+        if let Some(s) = &filter.state {
+            q = q.sql(" AND state = ").bind::<Text, _>(s.clone());
+        }
+        if let Some(t) = filter.start_time {
+            q = q.sql(" AND create_time >= ").bind::<Timestamptz, _>(t);
+        }
+        if let Some(t) = filter.end_time {
+            q = q.sql(" AND create_time < ").bind::<Timestamptz, _>(t);
+        }
+        if let Some(c) = after {
+            let id = Uuid::parse_str(&c.id).map_err(|_| Error::invalid("page_token", "malformed page token"))?;
+            q = q
+                .sql(" AND (create_time, exception_id) < (")
+                .bind::<Timestamptz, _>(c.time)
+                .sql(", ")
+                .bind::<SqlUuid, _>(id)
+                .sql(")");
+        }
+        let rows: Vec<ExRow> = q
+            .sql(" ORDER BY create_time DESC, exception_id DESC LIMIT ")
+            .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
+            .load(&mut self.conn().await?)
+            .await?;
+        page(rows, limit, |r| Cursor { time: r.create_time, id: r.exception_id.to_string() }, ExRow::into_row)
+    }
+}
+
+/// Fetching one row more than asked tells whether another page exists
+/// without a COUNT.
+fn page<R, T>(
+    mut rows: Vec<R>,
+    limit: usize,
+    cursor: impl Fn(&R) -> Cursor,
+    convert: impl Fn(R) -> Result<T>,
+) -> Result<Page<T>> {
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(&cursor)
+    } else {
+        None
+    };
+    Ok(Page { items: rows.into_iter().map(convert).collect::<Result<_>>()?, next })
+}

@@ -1,0 +1,11 @@
+//! gRPC transport: thin adapters from wire messages to the domain and
+//! storage, and back.
+
+pub mod convert;
+pub mod exceptions;
+pub mod ingest;
+pub mod names;
+pub mod pagination;
+pub mod status;
+pub mod transactions;
+pub mod validate;

@@ -1,0 +1,76 @@
+//! Resource names: "merchants/{merchant}", ".../transactions/{order_id}",
+//! ".../exceptions/{exception}".
+
+use crate::error::{Error, Result};
+
+/// 1-63 of [a-z0-9-], starting alphanumeric: safe in a resource name and a
+/// distribution key.
+pub fn valid_merchant(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 63
+        && m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !m.starts_with('-')
+}
+
+/// 1-128 of [A-Za-z0-9._~-]: an order id must fit in a resource name
+/// without escaping.
+pub fn valid_order_id(o: &str) -> bool {
+    !o.is_empty()
+        && o.len() <= 128
+        && o.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+}
+
+pub fn parse_parent(field: &str, name: &str) -> Result<String> {
+    match name.strip_prefix("merchants/") {
+        Some(m) if valid_merchant(m) => Ok(m.to_string()),
+        _ => Err(Error::invalid(
+            field,
+            format!("'{name}' is not a merchant name: expected merchants/{{merchant}} with {{merchant}} 1-63 of [a-z0-9-]"),
+        )),
+    }
+}
+
+/// Splits "merchants/{m}/transactions/{order_id}".
+pub fn parse_transaction(field: &str, name: &str) -> Result<(String, String)> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("'{name}' is not a transaction name: expected merchants/{{merchant}}/transactions/{{order_id}}"),
+        )
+    };
+    let rest = name.strip_prefix("merchants/").ok_or_else(bad)?;
+    let (m, rest) = rest.split_once('/').ok_or_else(bad)?;
+    let o = rest.strip_prefix("transactions/").ok_or_else(bad)?;
+    if !valid_merchant(m) || !valid_order_id(o) {
+        return Err(bad());
+    }
+    Ok((m.to_string(), o.to_string()))
+}
+
+pub fn transaction_name(merchant: &str, order_id: &str) -> String {
+    format!("merchants/{merchant}/transactions/{order_id}")
+}
+
+pub fn exception_name(merchant: &str, id: &uuid::Uuid) -> String {
+    format!("merchants/{merchant}/exceptions/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names() {
+        assert_eq!(parse_parent("parent", "merchants/acme").unwrap(), "acme");
+        assert!(parse_parent("parent", "merchants/").is_err());
+        assert!(parse_parent("parent", "merchants/Acme").is_err());
+        assert!(parse_parent("parent", "acme").is_err());
+        assert_eq!(
+            parse_transaction("name", "merchants/acme/transactions/1001").unwrap(),
+            ("acme".to_string(), "1001".to_string())
+        );
+        assert!(parse_transaction("name", "merchants/acme/transactions/").is_err());
+        assert!(parse_transaction("name", "merchants/acme/orders/1").is_err());
+        assert!(parse_transaction("name", "merchants/acme/transactions/a/b").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The gRPC server: Tally's services, health, reflection, and graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::api::exceptions::ExceptionApi;
+use crate::api::ingest::IngestApi;
+use crate::api::transactions::TransactionApi;
+use crate::error::{Error, Result};
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
+use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
+use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
+use crate::storage::Store;
+
+/// Every service health reports on; "" is the server as a whole.
+const SERVICES: [&str; 4] = [
+    "",
+    "tally.v1.IngestService",
+    "tally.v1.TransactionService",
+    "tally.v1.ExceptionService",
+];
+
+/// Health follows the database: SERVING only while it answers.
+async fn watch_database(store: Store, reporter: HealthReporter, every: Duration) {
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                if last != Some(ServingStatus::NotServing) {
+                    tracing::warn!(error = %e, "database unreachable: reporting NOT_SERVING");
+                }
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            for s in SERVICES {
+                reporter.set_service_status(s, status).await;
+            }
+            if status == ServingStatus::Serving && last.is_some() {
+                tracing::info!("database reachable again: reporting SERVING");
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight calls.
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    health_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for s in SERVICES {
+        reporter.set_service_status(s, ServingStatus::NotServing).await;
+    }
+    let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // So clients can decode the ErrorInfo and BadRequest in our errors.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().map_err(|e| Error::Internal(e.to_string()))?;
+    // grpcurl 1.8 and many other tools speak only v1alpha.
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(e.to_string()))?;
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = Server::builder()
+        .timeout(Duration::from_secs(60))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(IngestServiceServer::new(IngestApi::new(store.clone())))
+        .add_service(TransactionServiceServer::new(TransactionApi::new(store.clone())))
+        .add_service(ExceptionServiceServer::new(ExceptionApi::new(store)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("server: {e}")));
+    watcher.abort();
+    result
+}
+
+/// A server running in the background, for tests and embedding.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub async fn start(store: Store, addr: SocketAddr, health_interval: Duration) -> Result<Running> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| Error::Internal(format!("binding {addr}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(serve(store, listener, health_interval, async {
+            let _ = rx.await;
+        }));
+        Ok(Running { addr, shutdown: Some(tx), handle })
+    }
+
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+}
