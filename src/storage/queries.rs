@@ -159,30 +159,32 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<TransactionRow>> {
-        let mut q = sql_query(
-            "SELECT order_id, state, document, event_time FROM transactions WHERE merchant_id = ",
-        )
+        // Only the conditions asked for, so the planner can use the index
+        // that fits; binds are numbered as they are appended.
+        let mut n = Placeholders::default();
+        let mut q = sql_query(format!(
+            "SELECT order_id, state, document, event_time FROM transactions WHERE merchant_id = {}",
+            n.next()
+        ))
         .into_boxed::<Pg>()
         .bind::<Text, _>(merchant.to_string());
         if let Some(s) = filter.state {
-            q = q.sql(" AND state = ").bind::<Text, _>(s.as_str());
+            q = q.sql(format!(" AND state = {}", n.next())).bind::<Text, _>(s.as_str());
         }
         if let Some(t) = filter.start_time {
-            q = q.sql(" AND event_time >= ").bind::<Timestamptz, _>(t);
+            q = q.sql(format!(" AND event_time >= {}", n.next())).bind::<Timestamptz, _>(t);
         }
         if let Some(t) = filter.end_time {
-            q = q.sql(" AND event_time < ").bind::<Timestamptz, _>(t);
+            q = q.sql(format!(" AND event_time < {}", n.next())).bind::<Timestamptz, _>(t);
         }
         if let Some(c) = after {
             q = q
-                .sql(" AND (event_time, order_id) < (")
+                .sql(format!(" AND (event_time, order_id) < ({}, {})", n.next(), n.next()))
                 .bind::<Timestamptz, _>(c.time)
-                .sql(", ")
-                .bind::<Text, _>(c.id.clone())
-                .sql(")");
+                .bind::<Text, _>(c.id.clone());
         }
         let rows: Vec<TxRow> = q
-            .sql(" ORDER BY event_time DESC, order_id DESC LIMIT ")
+            .sql(format!(" ORDER BY event_time DESC, order_id DESC LIMIT {}", n.next()))
             .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
             .load(&mut self.conn().await?)
             .await?;
@@ -210,39 +212,49 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
-        let mut q = sql_query(format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = "))
+        let mut n = Placeholders::default();
+        let mut q = sql_query(format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = {}", n.next()))
             .into_boxed::<Pg>()
             .bind::<Text, _>(merchant.to_string());
         if let Some(t) = filter.exception_type {
-            q = q.sql(" AND type = ").bind::<Text, _>(t.as_str());
+            q = q.sql(format!(" AND type = {}", n.next())).bind::<Text, _>(t.as_str());
         }
         if let Some(h) = filter.handoff {
-            q = q.sql(" AND handoff = ").bind::<Text, _>(h.as_str());
+            q = q.sql(format!(" AND handoff = {}", n.next())).bind::<Text, _>(h.as_str());
         }
         if let Some(s) = &filter.state {
-            q = q.sql(" AND state = ").bind::<Text, _>(s.clone());
+            q = q.sql(format!(" AND state = {}", n.next())).bind::<Text, _>(s.clone());
         }
         if let Some(t) = filter.start_time {
-            q = q.sql(" AND create_time >= ").bind::<Timestamptz, _>(t);
+            q = q.sql(format!(" AND create_time >= {}", n.next())).bind::<Timestamptz, _>(t);
         }
         if let Some(t) = filter.end_time {
-            q = q.sql(" AND create_time < ").bind::<Timestamptz, _>(t);
+            q = q.sql(format!(" AND create_time < {}", n.next())).bind::<Timestamptz, _>(t);
         }
         if let Some(c) = after {
             let id = Uuid::parse_str(&c.id).map_err(|_| Error::invalid("page_token", "malformed page token"))?;
             q = q
-                .sql(" AND (create_time, exception_id) < (")
+                .sql(format!(" AND (create_time, exception_id) < ({}, {})", n.next(), n.next()))
                 .bind::<Timestamptz, _>(c.time)
-                .sql(", ")
-                .bind::<SqlUuid, _>(id)
-                .sql(")");
+                .bind::<SqlUuid, _>(id);
         }
         let rows: Vec<ExRow> = q
-            .sql(" ORDER BY create_time DESC, exception_id DESC LIMIT ")
+            .sql(format!(" ORDER BY create_time DESC, exception_id DESC LIMIT {}", n.next()))
             .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
             .load(&mut self.conn().await?)
             .await?;
         page(rows, limit, |r| Cursor { time: r.create_time, id: r.exception_id.to_string() }, ExRow::into_row)
+    }
+}
+
+/// Numbers bind placeholders as a dynamic query is built.
+#[derive(Default)]
+struct Placeholders(usize);
+
+impl Placeholders {
+    fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
     }
 }
 

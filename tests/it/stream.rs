@@ -1,0 +1,83 @@
+use tally::proto::tally::v1 as pb;
+use tonic_types::RpcStatusExt;
+
+use crate::common::*;
+
+fn chunk(request_id: &str, records: Vec<pb::Record>) -> pb::StreamRecordsRequest {
+    pb::StreamRecordsRequest { parent: "merchants/acme".into(), request_id: request_id.into(), records }
+}
+
+#[tokio::test]
+async fn each_chunk_gets_one_response_in_order_and_bad_records_are_rejected_alone() {
+    let app = TestApp::start().await;
+    let mut bad = invoice("1002", "1.00");
+    bad.source_system = String::new();
+    let chunks = vec![
+        chunk("c1", clean_order("1001")),
+        chunk("c2", vec![order("1002", "5.00"), bad, charge("1002", "5.00")]),
+        chunk("c3", clean_order("1001")),
+    ];
+    let mut responses = app
+        .ingest
+        .clone()
+        .stream_records(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = vec![];
+    while let Some(r) = responses.message().await.unwrap() {
+        got.push(r);
+    }
+    assert_eq!(got.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), vec!["c1", "c2", "c3"]);
+    let outcomes = |r: &pb::StreamRecordsResponse| r.results.iter().map(|x| x.outcome()).collect::<Vec<_>>();
+    assert_eq!(outcomes(&got[0]), vec![pb::RecordOutcome::Accepted; 3]);
+    assert_eq!(
+        outcomes(&got[1]),
+        vec![pb::RecordOutcome::Accepted, pb::RecordOutcome::Rejected, pb::RecordOutcome::Accepted]
+    );
+    assert_eq!(got[1].results.iter().map(|x| x.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let error = got[1].results[1].error.as_ref().unwrap();
+    assert_eq!(error.code, tonic::Code::InvalidArgument as i32);
+    let violations = error.get_details_bad_request().expect("BadRequest detail").field_violations;
+    assert_eq!(violations[0].field, "records[1].source_system");
+    assert!(error.get_details_error_info().is_some());
+    // A later chunk repeating records is idempotent like a batch.
+    assert_eq!(outcomes(&got[2]), vec![pb::RecordOutcome::Duplicate; 3]);
+
+    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'").await, 5);
+    assert_eq!(app.status("1001").await.state(), pb::ReconciliationState::Matched);
+}
+
+#[tokio::test]
+async fn a_bad_chunk_envelope_fails_the_stream() {
+    let app = TestApp::start().await;
+    let mut bad = chunk("", clean_order("1"));
+    bad.parent = "nope".into();
+    let mut responses = app
+        .ingest
+        .clone()
+        .stream_records(tokio_stream::iter(vec![chunk("", clean_order("2")), bad]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = responses.message().await.unwrap().unwrap();
+    assert_eq!(first.results.len(), 3);
+    let err = responses.message().await.unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["parent"]);
+}
+
+#[tokio::test]
+async fn a_retried_chunk_returns_its_original_response() {
+    let app = TestApp::start().await;
+    let send = |id: &'static str| {
+        let mut ingest = app.ingest.clone();
+        async move {
+            let mut s = ingest.stream_records(tokio_stream::iter(vec![chunk(id, clean_order("4001"))])).await.unwrap().into_inner();
+            s.message().await.unwrap().unwrap()
+        }
+    };
+    let a = send("chunk-4001").await;
+    let b = send("chunk-4001").await;
+    assert_eq!(a, b);
+    assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
+}
