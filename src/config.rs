@@ -27,13 +27,21 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config> {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let addr = |k: &str, v: String| -> Result<SocketAddr> {
-            v.parse().map_err(|_| Error::FailedPrecondition(format!("{k}='{v}' is not host:port")))
+            v.parse()
+                .map_err(|_| Error::FailedPrecondition(format!("{k}='{v}' is not host:port")))
         };
-        let grpc_addr = addr("TALLY_GRPC_ADDR", non_empty("TALLY_GRPC_ADDR").unwrap_or(DEFAULT_GRPC_ADDR.into()))?;
-        let metrics_addr = non_empty("TALLY_METRICS_ADDR").map(|v| addr("TALLY_METRICS_ADDR", v)).transpose()?;
+        let grpc_addr = addr(
+            "TALLY_GRPC_ADDR",
+            non_empty("TALLY_GRPC_ADDR").unwrap_or(DEFAULT_GRPC_ADDR.into()),
+        )?;
+        let metrics_addr = non_empty("TALLY_METRICS_ADDR")
+            .map(|v| addr("TALLY_METRICS_ADDR", v))
+            .transpose()?;
         let pool_size = match non_empty("TALLY_DB_POOL_SIZE") {
             Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::FailedPrecondition(format!("TALLY_DB_POOL_SIZE='{v}' is not a positive number"))
+                Error::FailedPrecondition(format!(
+                    "TALLY_DB_POOL_SIZE='{v}' is not a positive number"
+                ))
             })?,
             None => 16,
         };
@@ -64,6 +72,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.grpc_addr.port(), 6000);
         assert_eq!(c.database_url.as_deref(), Some("postgres://x@h/db"));
-        assert!(Config::from_lookup(|k| (k == "TALLY_GRPC_ADDR").then(|| "nope".to_string())).is_err());
+        assert!(
+            Config::from_lookup(|k| (k == "TALLY_GRPC_ADDR").then(|| "nope".to_string())).is_err()
+        );
     }
 }

@@ -150,7 +150,9 @@ impl EmbeddedPostgres {
             .or_else(|| non_empty_env("HOME").map(|h| PathBuf::from(h).join(".local/share")))
             .or_else(home_from_passwd)
             // Last resort so we never return a relative path that depends on cwd.
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("tally-{}", unsafe { libc::geteuid() })));
+            .unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("tally-{}", unsafe { libc::geteuid() }))
+            });
         data_home.join("tally").join("postgres")
     }
 
@@ -187,7 +189,15 @@ impl EmbeddedPostgres {
             init_cluster(&bins, &data_dir, &log_path, run_as, false).await?;
         }
 
-        let mut pg = spawn_postgres(&bins, &data_dir, &socket_dir, &log_path, run_as, false, None)?;
+        let mut pg = spawn_postgres(
+            &bins,
+            &data_dir,
+            &socket_dir,
+            &log_path,
+            run_as,
+            false,
+            None,
+        )?;
         pg.wait_ready(&log_path).await?;
         tracing::info!(
             pid = pg.pid,
@@ -205,7 +215,10 @@ impl EmbeddedPostgres {
         let bins = find_binaries()?;
         let run_as = run_as()?;
 
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let root = std::path::absolute(std::env::temp_dir())
             .map_err(io_err("resolving temp dir"))?
             .join(format!("tally-pg-{}-{}", std::process::id(), nanos));
@@ -228,8 +241,15 @@ impl EmbeddedPostgres {
         set_mode(&socket_dir, 0o700)?;
 
         init_cluster(&bins, &data_dir, &log_path, run_as, true).await?;
-        let mut pg =
-            spawn_postgres(&bins, &data_dir, &socket_dir, &log_path, run_as, true, Some(root))?;
+        let mut pg = spawn_postgres(
+            &bins,
+            &data_dir,
+            &socket_dir,
+            &log_path,
+            run_as,
+            true,
+            Some(root),
+        )?;
         // `pg` now owns the directory's removal (it must outlive the server).
         std::mem::forget(cleanup);
         pg.wait_ready(&log_path).await?;
@@ -313,7 +333,9 @@ impl EmbeddedPostgres {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(EmbeddedPgError::StartTimeout { log_path: log_path.to_path_buf() });
+                return Err(EmbeddedPgError::StartTimeout {
+                    log_path: log_path.to_path_buf(),
+                });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
@@ -377,7 +399,8 @@ async fn init_cluster(
         name.push(".initdb");
         let tmp = parent.join(name);
         if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err(format!("removing stale {}", tmp.display())))?;
+            fs::remove_dir_all(&tmp)
+                .map_err(io_err(format!("removing stale {}", tmp.display())))?;
         }
         fs::DirBuilder::new()
             .mode(0o700)
@@ -437,7 +460,12 @@ fn spawn_postgres(
     let mut log = open_log(log_path)?;
     // Marks where this run starts, so a start-up failure's log tail is not
     // mistaken for an older run's.
-    let _ = writeln!(log, "--- postgres -D {} (started by pid {}) ---", data_dir.display(), std::process::id());
+    let _ = writeln!(
+        log,
+        "--- postgres -D {} (started by pid {}) ---",
+        data_dir.display(),
+        std::process::id()
+    );
     let log_err = log.try_clone().map_err(io_err("duplicating log handle"))?;
 
     let mut cmd = Command::new(&bins.postgres);
@@ -447,12 +475,20 @@ fn spawn_postgres(
         .arg(socket_dir)
         .arg("-p")
         .arg(PORT.to_string())
-        .args(["-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"]);
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "unix_socket_permissions=0700",
+        ]);
     if temporary {
         cmd.args([
-            "-c", "fsync=off",
-            "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
         ]);
     }
     cmd.current_dir(data_dir)
@@ -490,7 +526,11 @@ async fn adopt_running(
         return Ok(None);
     };
     let lines: Vec<&str> = contents.lines().collect();
-    let Some(pid) = lines.first().and_then(|l| l.trim().parse::<i32>().ok()).filter(|p| *p > 0) else {
+    let Some(pid) = lines
+        .first()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
         return Ok(None);
     };
     if !pid_alive(pid) {
@@ -509,7 +549,10 @@ async fn adopt_running(
 
     // Prefer what the running server says over our defaults: it may have
     // been started with another socket dir or port.
-    let port = lines.get(3).and_then(|l| l.trim().parse().ok()).unwrap_or(PORT);
+    let port = lines
+        .get(3)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(PORT);
     let socket_dir = lines
         .get(4)
         .map(|l| l.trim())
@@ -569,8 +612,11 @@ fn versioned_pg_dirs(root: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name();
-            let key: Option<Vec<u64>> =
-                name.to_str()?.split('.').map(|part| part.parse().ok()).collect();
+            let key: Option<Vec<u64>> = name
+                .to_str()?
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect();
             Some((key?, e.path().join("bin")))
         })
         .collect();
@@ -614,7 +660,13 @@ fn getpwnam(name: &str) -> Option<(u32, u32, PathBuf)> {
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = unsafe {
-            libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result)
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
         };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
@@ -626,7 +678,9 @@ fn getpwnam(name: &str) -> Option<(u32, u32, PathBuf)> {
         let home = if pwd.pw_dir.is_null() {
             PathBuf::new()
         } else {
-            PathBuf::from(OsStr::from_bytes(unsafe { CStr::from_ptr(pwd.pw_dir) }.to_bytes()))
+            PathBuf::from(OsStr::from_bytes(
+                unsafe { CStr::from_ptr(pwd.pw_dir) }.to_bytes(),
+            ))
         };
         return Some((pwd.pw_uid, pwd.pw_gid, home));
     }
@@ -637,11 +691,21 @@ fn home_from_passwd() -> Option<PathBuf> {
     let mut buf = vec![0u8; 4096];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
         return None;
     }
-    let home = PathBuf::from(OsStr::from_bytes(unsafe { CStr::from_ptr(pwd.pw_dir) }.to_bytes()));
+    let home = PathBuf::from(OsStr::from_bytes(
+        unsafe { CStr::from_ptr(pwd.pw_dir) }.to_bytes(),
+    ));
     Some(home.join(".local/share"))
 }
 
@@ -738,7 +802,11 @@ fn log_tail(path: &Path, n: usize) -> String {
 /// Line 8 of postmaster.pid ("starting", "ready", "stopping", "standby").
 fn pid_file_status(pid_file: &Path) -> Option<String> {
     let contents = fs::read_to_string(pid_file).ok()?;
-    contents.lines().nth(7).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    contents
+        .lines()
+        .nth(7)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn remove_tree(root: &Path) {
@@ -834,34 +902,58 @@ mod tests {
             port: 5432,
             temp_root: None,
         };
-        assert_eq!(pg.database_url(), "postgres://tally@%2Fvar%2Flib%2Ftally%2Frun:5432/postgres");
-        assert_eq!(pg.database_url_for("tally_test"), "postgres://tally@%2Fvar%2Flib%2Ftally%2Frun:5432/tally_test");
+        assert_eq!(
+            pg.database_url(),
+            "postgres://tally@%2Fvar%2Flib%2Ftally%2Frun:5432/postgres"
+        );
+        assert_eq!(
+            pg.database_url_for("tally_test"),
+            "postgres://tally@%2Fvar%2Flib%2Ftally%2Frun:5432/tally_test"
+        );
     }
 
     #[tokio::test]
     async fn temporary_server_accepts_queries_and_cleans_up() {
-        let pg = EmbeddedPostgres::start_temporary().await.expect("start_temporary");
+        let pg = EmbeddedPostgres::start_temporary()
+            .await
+            .expect("start_temporary");
         let root = pg.temp_root.clone().expect("temp root");
         eprintln!("embedded pg: {pg:?} url={}", pg.database_url());
         assert_eq!(select_one(&pg.database_url()).await, 1);
-        let (client, conn) = tokio_postgres::connect(&pg.database_url(), NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&pg.database_url(), NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let listen: String = client.query_one("SHOW listen_addresses", &[]).await.unwrap().get(0);
+        let listen: String = client
+            .query_one("SHOW listen_addresses", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(listen, "", "no TCP listener wanted");
         let fsync: String = client.query_one("SHOW fsync", &[]).await.unwrap().get(0);
         assert_eq!(fsync, "off");
         drop(client);
         pg.stop().await.expect("stop");
-        assert!(!root.exists(), "{} should be removed after stop", root.display());
+        assert!(
+            !root.exists(),
+            "{} should be removed after stop",
+            root.display()
+        );
     }
 
     #[tokio::test]
     async fn dropping_temporary_server_stops_it_and_removes_dir() {
-        let pg = EmbeddedPostgres::start_temporary().await.expect("start_temporary");
+        let pg = EmbeddedPostgres::start_temporary()
+            .await
+            .expect("start_temporary");
         let root = pg.temp_root.clone().expect("temp root");
         let pid = pg.pid.expect("pid") as i32;
         drop(pg);
-        assert!(!root.exists(), "{} should be removed on drop", root.display());
+        assert!(
+            !root.exists(),
+            "{} should be removed on drop",
+            root.display()
+        );
         assert!(!looks_like_postgres_alive(pid));
     }
 
@@ -877,24 +969,41 @@ mod tests {
     /// already running instead of starting a second one.
     #[tokio::test]
     async fn start_reuses_cluster_and_adopts_running_server() {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let base = std::env::temp_dir().join(format!("tally-pg-test-{}-{nanos}", std::process::id()));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let base =
+            std::env::temp_dir().join(format!("tally-pg-test-{}-{nanos}", std::process::id()));
         let _cleanup = RemoveOnDrop(Some(base.clone()));
         let data_dir = base.join("postgres");
 
-        let first = EmbeddedPostgres::start(&data_dir).await.expect("first start");
+        let first = EmbeddedPostgres::start(&data_dir)
+            .await
+            .expect("first start");
         assert!(data_dir.join("PG_VERSION").exists());
         assert_eq!(select_one(&first.database_url()).await, 1);
 
-        let adopted = EmbeddedPostgres::start(&data_dir).await.expect("adopting start");
-        assert!(adopted.child.is_none(), "must not start a second postmaster");
+        let adopted = EmbeddedPostgres::start(&data_dir)
+            .await
+            .expect("adopting start");
+        assert!(
+            adopted.child.is_none(),
+            "must not start a second postmaster"
+        );
         assert_eq!(adopted.pid, first.pid);
         assert_eq!(select_one(&adopted.database_url()).await, 1);
         adopted.stop().await.expect("stop adopted is a no-op");
-        assert_eq!(select_one(&first.database_url()).await, 1, "adopted stop must not stop the server");
+        assert_eq!(
+            select_one(&first.database_url()).await,
+            1,
+            "adopted stop must not stop the server"
+        );
         first.stop().await.expect("stop first");
 
-        let again = EmbeddedPostgres::start(&data_dir).await.expect("restart on existing cluster");
+        let again = EmbeddedPostgres::start(&data_dir)
+            .await
+            .expect("restart on existing cluster");
         assert!(again.child.is_some());
         assert_eq!(select_one(&again.database_url()).await, 1);
         again.stop().await.expect("stop again");

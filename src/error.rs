@@ -11,7 +11,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        FieldViolation { field: field.into(), description: description.into() }
+        FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -19,7 +22,10 @@ impl FieldViolation {
 pub enum Error {
     /// Malformed input. `reason` is the ErrorInfo reason (UPPER_SNAKE_CASE).
     #[error("invalid argument: {}", describe(.violations))]
-    InvalidArgument { reason: &'static str, violations: Vec<FieldViolation> },
+    InvalidArgument {
+        reason: &'static str,
+        violations: Vec<FieldViolation>,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -37,7 +43,10 @@ pub enum Error {
 }
 
 fn describe(v: &[FieldViolation]) -> String {
-    v.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+    v.iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -54,12 +63,19 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind as K, Error as D};
         match e {
             D::NotFound => Error::NotFound("row".into()),
-            D::DatabaseError(K::SerializationFailure, info) => Error::Aborted(info.message().to_string()),
-            D::DatabaseError(K::ClosedConnection, info) => Error::Unavailable(info.message().to_string()),
-            D::DatabaseError(K::UniqueViolation, info) => Error::AlreadyExists(info.message().to_string()),
-            D::DatabaseError(K::CheckViolation, info) => {
-                Error::FailedPrecondition(format!("rejected by a database constraint: {}", info.message()))
+            D::DatabaseError(K::SerializationFailure, info) => {
+                Error::Aborted(info.message().to_string())
             }
+            D::DatabaseError(K::ClosedConnection, info) => {
+                Error::Unavailable(info.message().to_string())
+            }
+            D::DatabaseError(K::UniqueViolation, info) => {
+                Error::AlreadyExists(info.message().to_string())
+            }
+            D::DatabaseError(K::CheckViolation, info) => Error::FailedPrecondition(format!(
+                "rejected by a database constraint: {}",
+                info.message()
+            )),
             D::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 Error::Aborted(info.message().to_string())
             }

@@ -28,9 +28,16 @@ fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
     if !matches!(command.as_str(), "serve" | "migrate") {
         eprintln!("{USAGE}");
-        return if matches!(command.as_str(), "help" | "-h" | "--help") { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        return if matches!(command.as_str(), "help" | "-h" | "--help") {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tally: cannot start the runtime: {e}");
@@ -92,13 +99,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -66,7 +66,9 @@ pub async fn serve(
 ) -> Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in SERVICES {
-        reporter.set_service_status(s, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(s, ServingStatus::NotServing)
+            .await;
     }
     let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
 
@@ -77,9 +79,13 @@ pub async fn serve(
             // So clients can decode the ErrorInfo and BadRequest in our errors.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1().map_err(|e| Error::Internal(e.to_string()))?;
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     // grpcurl 1.8 and many other tools speak only v1alpha.
-    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(e.to_string()))?;
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
@@ -88,7 +94,9 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(IngestServiceServer::new(IngestApi::new(store.clone())))
-        .add_service(TransactionServiceServer::new(TransactionApi::new(store.clone())))
+        .add_service(TransactionServiceServer::new(TransactionApi::new(
+            store.clone(),
+        )))
         .add_service(ExceptionServiceServer::new(ExceptionApi::new(store)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -105,20 +113,34 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn start(store: Store, addr: SocketAddr, health_interval: Duration) -> Result<Running> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| Error::Internal(format!("binding {addr}: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+    pub async fn start(
+        store: Store,
+        addr: SocketAddr,
+        health_interval: Duration,
+    ) -> Result<Running> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Internal(format!("binding {addr}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(serve(store, listener, health_interval, async {
             let _ = rx.await;
         }));
-        Ok(Running { addr, shutdown: Some(tx), handle })
+        Ok(Running {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        })
     }
 
     pub async fn stop(mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        (&mut self.handle).await.map_err(|e| Error::Internal(e.to_string()))?
+        (&mut self.handle)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
     }
 }

@@ -11,11 +11,17 @@ use crate::proto::tally::v1 as pb;
 use crate::storage::ExceptionRow;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 pub fn money(m: &Money) -> pb::Money {
-    pb::Money { currency_code: m.currency.code().to_string(), amount: format_amount(m.amount, m.currency) }
+    pb::Money {
+        currency_code: m.currency.code().to_string(),
+        amount: format_amount(m.amount, m.currency),
+    }
 }
 
 fn opt_money(m: &Option<Money>) -> Option<pb::Money> {
@@ -82,7 +88,9 @@ pub fn exception_type(t: ExceptionType) -> pb::ExceptionType {
 }
 
 pub fn exception_type_from(t: pb::ExceptionType) -> Option<ExceptionType> {
-    ExceptionType::ALL.into_iter().find(|d| exception_type(*d) == t)
+    ExceptionType::ALL
+        .into_iter()
+        .find(|d| exception_type(*d) == t)
 }
 
 pub fn exception_state(s: &str) -> pb::ExceptionState {
@@ -208,14 +216,21 @@ pub fn exception(merchant: &str, e: &ExceptionRow) -> pb::Exception {
         .get("observations")
         .and_then(|o| serde_json::from_value(o.clone()).ok())
         .unwrap_or_default();
-    let difference: Option<Money> =
-        e.details.get("difference").and_then(|d| serde_json::from_value(d.clone()).ok()).flatten();
+    let difference: Option<Money> = e
+        .details
+        .get("difference")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .flatten();
     pb::Exception {
         name: exception_name(merchant, &e.exception_id),
         r#type: exception_type(e.exception_type) as i32,
         handoff: handoff(e.handoff) as i32,
         state: exception_state(&e.state) as i32,
-        transaction: e.order_id.as_deref().map(|o| transaction_name(merchant, o)).unwrap_or_default(),
+        transaction: e
+            .order_id
+            .as_deref()
+            .map(|o| transaction_name(merchant, o))
+            .unwrap_or_default(),
         rule: e.rule.clone(),
         summary: e.summary.clone(),
         observations: observations

@@ -48,10 +48,16 @@ impl ExceptionService for ExceptionApi {
         };
         let fingerprint = format!("{merchant}|{filter:?}");
         let after = pagination::decode(&req.page_token, &fingerprint)?;
-        let page = self.store.list_exceptions(&merchant, &filter, after.as_ref(), limit).await?;
+        let page = self
+            .store
+            .list_exceptions(&merchant, &filter, after.as_ref(), limit)
+            .await?;
         Ok(Response::new(pb::ListExceptionsResponse {
             exceptions: page.items.iter().map(|e| exception(&merchant, e)).collect(),
-            next_page_token: page.next.map(|c| pagination::encode(&c, &fingerprint)).unwrap_or_default(),
+            next_page_token: page
+                .next
+                .map(|c| pagination::encode(&c, &fingerprint))
+                .unwrap_or_default(),
         }))
     }
 }

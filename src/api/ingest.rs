@@ -33,10 +33,21 @@ impl IngestApi {
 
 /// Checks what concerns the whole request: the merchant, the request_id,
 /// the batch size.
-fn check_envelope(parent: &str, request_id: &str, count: usize) -> Result<(String, Option<String>)> {
+fn check_envelope(
+    parent: &str,
+    request_id: &str,
+    count: usize,
+) -> Result<(String, Option<String>)> {
     let merchant = parse_parent("parent", parent)?;
-    if request_id.len() > 128 || request_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::invalid("request_id", "at most 128 visible characters (a UUID is recommended)"));
+    if request_id.len() > 128
+        || request_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::invalid(
+            "request_id",
+            "at most 128 visible characters (a UUID is recommended)",
+        ));
     }
     if count == 0 {
         return Err(Error::invalid("records", "at least one record is required"));
@@ -47,7 +58,10 @@ fn check_envelope(parent: &str, request_id: &str, count: usize) -> Result<(Strin
             format!("at most {MAX_BATCH} records per request, got {count}; split the batch"),
         ));
     }
-    Ok((merchant, (!request_id.is_empty()).then(|| request_id.to_string())))
+    Ok((
+        merchant,
+        (!request_id.is_empty()).then(|| request_id.to_string()),
+    ))
 }
 
 fn request_hash(parent: &str, records: &[pb::Record]) -> [u8; 32] {
@@ -73,7 +87,11 @@ fn result(merchant: &str, o: &Outcome) -> pb::RecordResult {
                     "record {} already exists with different content; the original is kept and an exception was raised",
                     o.source_id
                 ),
-                ErrorDetails::with_error_info("RECORD_CONFLICT", ERROR_DOMAIN, std::collections::HashMap::new()),
+                ErrorDetails::with_error_info(
+                    "RECORD_CONFLICT",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
             );
             (pb::RecordOutcome::Conflict, Some(to_rpc_status(&status)))
         }
@@ -82,10 +100,17 @@ fn result(merchant: &str, o: &Outcome) -> pb::RecordResult {
         index: o.index as i32,
         source_id: o.source_id.clone(),
         outcome: outcome as i32,
-        transaction: o.order_id.as_deref().map(|id| transaction_name(merchant, id)).unwrap_or_default(),
+        transaction: o
+            .order_id
+            .as_deref()
+            .map(|id| transaction_name(merchant, id))
+            .unwrap_or_default(),
         receive_time: Some(timestamp(o.receive_time)),
         error,
-        exception: o.exception_id.map(|id| exception_name(merchant, &id)).unwrap_or_default(),
+        exception: o
+            .exception_id
+            .map(|id| exception_name(merchant, &id))
+            .unwrap_or_default(),
     }
 }
 
@@ -96,7 +121,10 @@ fn rejected(index: usize, source_id: &str, violations: &[FieldViolation]) -> pb:
         index: index as i32,
         source_id: source_id.to_string(),
         outcome: pb::RecordOutcome::Rejected as i32,
-        error: Some(to_rpc_status(&invalid_argument("INVALID_RECORD", violations))),
+        error: Some(to_rpc_status(&invalid_argument(
+            "INVALID_RECORD",
+            violations,
+        ))),
         ..Default::default()
     }
 }
@@ -105,7 +133,8 @@ impl IngestApi {
     /// One stream chunk: well-formed records are stored, malformed ones are
     /// answered REJECTED.
     async fn chunk(&self, req: pb::StreamRecordsRequest) -> Result<pb::StreamRecordsResponse> {
-        let (merchant, request_id) = check_envelope(&req.parent, &req.request_id, req.records.len())?;
+        let (merchant, request_id) =
+            check_envelope(&req.parent, &req.request_id, req.records.len())?;
         let mut rejected_results = vec![];
         let mut records = vec![];
         let mut positions = vec![];
@@ -130,7 +159,10 @@ impl IngestApi {
                 .chain(rejected_results.iter().cloned())
                 .collect();
             results.sort_by_key(|r| r.index);
-            pb::StreamRecordsResponse { request_id: req.request_id.clone(), results }
+            pb::StreamRecordsResponse {
+                request_id: req.request_id.clone(),
+                results,
+            }
         };
         if records.is_empty() {
             return Ok(respond(&[]));
@@ -141,7 +173,11 @@ impl IngestApi {
             request_hash: request_hash(&req.parent, &req.records),
             records,
         };
-        match self.store.submit(&sub, |o| respond(o).encode_to_vec()).await? {
+        match self
+            .store
+            .submit(&sub, |o| respond(o).encode_to_vec())
+            .await?
+        {
             Submitted::Fresh(outcomes) => Ok(respond(&outcomes)),
             Submitted::Replayed(bytes) => pb::StreamRecordsResponse::decode(bytes.as_slice())
                 .map_err(|e| Error::Internal(format!("stored response unreadable: {e}"))),
@@ -158,13 +194,22 @@ impl IngestService for IngestApi {
         request: Request<pb::SubmitRecordsRequest>,
     ) -> Result<Response<pb::SubmitRecordsResponse>, Status> {
         let req = request.into_inner();
-        let (merchant, request_id) = check_envelope(&req.parent, &req.request_id, req.records.len())?;
+        let (merchant, request_id) =
+            check_envelope(&req.parent, &req.request_id, req.records.len())?;
         let mut violations = vec![];
-        let records: Vec<_> =
-            req.records.iter().enumerate().filter_map(|(i, r)| validate::record(i, r, &mut violations)).collect();
+        let records: Vec<_> = req
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| validate::record(i, r, &mut violations))
+            .collect();
         if !violations.is_empty() {
             // All or nothing: see the proto for why.
-            return Err(Error::InvalidArgument { reason: "INVALID_RECORDS", violations }.into());
+            return Err(Error::InvalidArgument {
+                reason: "INVALID_RECORDS",
+                violations,
+            }
+            .into());
         }
         let sub = Submission {
             merchant_id: &merchant,
@@ -175,7 +220,11 @@ impl IngestService for IngestApi {
         let render = |outcomes: &[Outcome]| pb::SubmitRecordsResponse {
             results: outcomes.iter().map(|o| result(&merchant, o)).collect(),
         };
-        let response = match self.store.submit(&sub, |o| render(o).encode_to_vec()).await? {
+        let response = match self
+            .store
+            .submit(&sub, |o| render(o).encode_to_vec())
+            .await?
+        {
             Submitted::Fresh(outcomes) => render(&outcomes),
             Submitted::Replayed(bytes) => pb::SubmitRecordsResponse::decode(bytes.as_slice())
                 .map_err(|e| Error::Internal(format!("stored response unreadable: {e}")))?,

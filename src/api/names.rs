@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 pub fn valid_merchant(m: &str) -> bool {
     !m.is_empty()
         && m.len() <= 63
-        && m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && m.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !m.starts_with('-')
 }
 
@@ -17,7 +18,8 @@ pub fn valid_merchant(m: &str) -> bool {
 pub fn valid_order_id(o: &str) -> bool {
     !o.is_empty()
         && o.len() <= 128
-        && o.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+        && o.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
 }
 
 pub fn parse_parent(field: &str, name: &str) -> Result<String> {
@@ -25,7 +27,9 @@ pub fn parse_parent(field: &str, name: &str) -> Result<String> {
         Some(m) if valid_merchant(m) => Ok(m.to_string()),
         _ => Err(Error::invalid(
             field,
-            format!("'{name}' is not a merchant name: expected merchants/{{merchant}} with {{merchant}} 1-63 of [a-z0-9-]"),
+            format!(
+                "'{name}' is not a merchant name: expected merchants/{{merchant}} with {{merchant}} 1-63 of [a-z0-9-]"
+            ),
         )),
     }
 }
@@ -35,7 +39,9 @@ pub fn parse_transaction(field: &str, name: &str) -> Result<(String, String)> {
     let bad = || {
         Error::invalid(
             field,
-            format!("'{name}' is not a transaction name: expected merchants/{{merchant}}/transactions/{{order_id}}"),
+            format!(
+                "'{name}' is not a transaction name: expected merchants/{{merchant}}/transactions/{{order_id}}"
+            ),
         )
     };
     let rest = name.strip_prefix("merchants/").ok_or_else(bad)?;

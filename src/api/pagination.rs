@@ -25,7 +25,12 @@ fn fingerprint(filter: &str) -> String {
 }
 
 pub fn encode(cursor: &Cursor, filter: &str) -> String {
-    let raw = format!("1|{}|{}|{}", fingerprint(filter), cursor.time.timestamp_micros(), cursor.id);
+    let raw = format!(
+        "1|{}|{}|{}",
+        fingerprint(filter),
+        cursor.time.timestamp_micros(),
+        cursor.id
+    );
     raw.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -33,7 +38,12 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let bad = || Error::invalid("page_token", "malformed page token; start again without one");
+    let bad = || {
+        Error::invalid(
+            "page_token",
+            "malformed page token; start again without one",
+        )
+    };
     if token.len() % 2 != 0 || token.len() > 1024 {
         return Err(bad());
     }
@@ -44,14 +54,26 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
         .map_err(|_| bad())?;
     let raw = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = raw.splitn(4, '|');
-    let (Some("1"), Some(fp), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("1"), Some(fp), Some(micros), Some(id)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     if fp != fingerprint(filter) {
-        return Err(Error::invalid("page_token", "the page token was issued for a different filter"));
+        return Err(Error::invalid(
+            "page_token",
+            "the page token was issued for a different filter",
+        ));
     }
-    let time = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(bad)?;
-    Ok(Some(Cursor { time, id: id.to_string() }))
+    let time = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok(Some(Cursor {
+        time,
+        id: id.to_string(),
+    }))
 }
 
 #[cfg(test)]
@@ -60,7 +82,10 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_another_filter() {
-        let c = Cursor { time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: "1001".into() };
+        let c = Cursor {
+            time: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: "1001".into(),
+        };
         let t = encode(&c, "state=matched");
         assert_eq!(decode(&t, "state=matched").unwrap(), Some(c));
         assert!(decode(&t, "state=pending").is_err());

@@ -29,7 +29,9 @@ pub fn invalid_argument(reason: &str, violations: &[FieldViolation]) -> Status {
             "{} invalid fields, first {}: {}",
             many.len(),
             many.first().map(|v| v.field.as_str()).unwrap_or_default(),
-            many.first().map(|v| v.description.as_str()).unwrap_or_default()
+            many.first()
+                .map(|v| v.description.as_str())
+                .unwrap_or_default()
         ),
     };
     Status::with_error_details(Code::InvalidArgument, message, d)
@@ -39,17 +41,29 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match e {
             Error::InvalidArgument { reason, violations } => invalid_argument(reason, &violations),
-            Error::NotFound(what) => {
-                Status::with_error_details(Code::NotFound, format!("{what} not found"), details("NOT_FOUND"))
+            Error::NotFound(what) => Status::with_error_details(
+                Code::NotFound,
+                format!("{what} not found"),
+                details("NOT_FOUND"),
+            ),
+            Error::AlreadyExists(m) => {
+                Status::with_error_details(Code::AlreadyExists, m, details("ALREADY_EXISTS"))
             }
-            Error::AlreadyExists(m) => Status::with_error_details(Code::AlreadyExists, m, details("ALREADY_EXISTS")),
-            Error::FailedPrecondition(m) => {
-                Status::with_error_details(Code::FailedPrecondition, m, details("FAILED_PRECONDITION"))
+            Error::FailedPrecondition(m) => Status::with_error_details(
+                Code::FailedPrecondition,
+                m,
+                details("FAILED_PRECONDITION"),
+            ),
+            Error::Aborted(m) => {
+                Status::with_error_details(Code::Aborted, m, details("CONCURRENT_UPDATE"))
             }
-            Error::Aborted(m) => Status::with_error_details(Code::Aborted, m, details("CONCURRENT_UPDATE")),
             Error::Unavailable(m) => {
                 tracing::warn!(error = %m, "database unavailable");
-                Status::with_error_details(Code::Unavailable, "database unavailable", details("DATABASE_UNAVAILABLE"))
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "database unavailable",
+                    details("DATABASE_UNAVAILABLE"),
+                )
             }
             Error::Internal(m) => {
                 // The cause goes to the log, not to the caller.

@@ -24,11 +24,14 @@ impl TransactionApi {
     }
 }
 
+/// A [start, end) window; either end may be open.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// A [start, end) window from two optional timestamps.
 pub fn time_range(
     start: Option<&prost_types::Timestamp>,
     end: Option<&prost_types::Timestamp>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+) -> Result<TimeRange> {
     let conv = |field: &str, t: Option<&prost_types::Timestamp>| -> Result<Option<DateTime<Utc>>> {
         t.map(|t| {
             (0..1_000_000_000)
@@ -66,7 +69,9 @@ impl TransactionService for TransactionApi {
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
         let row = self.store.get_transaction(&merchant, &order_id).await?;
-        Ok(Response::new(pb::GetTransactionResponse { transaction: Some(transaction(&merchant, &row.transaction)) }))
+        Ok(Response::new(pb::GetTransactionResponse {
+            transaction: Some(transaction(&merchant, &row.transaction)),
+        }))
     }
 
     async fn list_transactions(
@@ -77,13 +82,30 @@ impl TransactionService for TransactionApi {
         let merchant = parse_parent("parent", &req.parent)?;
         let limit = pagination::page_size(req.page_size)?;
         let (start_time, end_time) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
-        let filter = TransactionFilter { state: state_filter(req.state)?, start_time, end_time };
-        let fingerprint = format!("{}|{:?}|{:?}|{:?}", merchant, filter.state, start_time, end_time);
+        let filter = TransactionFilter {
+            state: state_filter(req.state)?,
+            start_time,
+            end_time,
+        };
+        let fingerprint = format!(
+            "{}|{:?}|{:?}|{:?}",
+            merchant, filter.state, start_time, end_time
+        );
         let after = pagination::decode(&req.page_token, &fingerprint)?;
-        let page = self.store.list_transactions(&merchant, &filter, after.as_ref(), limit).await?;
+        let page = self
+            .store
+            .list_transactions(&merchant, &filter, after.as_ref(), limit)
+            .await?;
         Ok(Response::new(pb::ListTransactionsResponse {
-            transactions: page.items.iter().map(|r| transaction(&merchant, &r.transaction)).collect(),
-            next_page_token: page.next.map(|c| pagination::encode(&c, &fingerprint)).unwrap_or_default(),
+            transactions: page
+                .items
+                .iter()
+                .map(|r| transaction(&merchant, &r.transaction))
+                .collect(),
+            next_page_token: page
+                .next
+                .map(|c| pagination::encode(&c, &fingerprint))
+                .unwrap_or_default(),
         }))
     }
 
@@ -93,7 +115,10 @@ impl TransactionService for TransactionApi {
     ) -> Result<Response<pb::GetReconciliationStatusResponse>, Status> {
         let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
         let row = self.store.get_transaction(&merchant, &order_id).await?;
-        let open = self.store.unresolved_exceptions(&merchant, &order_id).await?;
+        let open = self
+            .store
+            .unresolved_exceptions(&merchant, &order_id)
+            .await?;
         Ok(Response::new(pb::GetReconciliationStatusResponse {
             transaction: transaction_name(&merchant, &order_id),
             state: convert::state(row.state) as i32,

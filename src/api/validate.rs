@@ -54,7 +54,13 @@ impl Check<'_> {
         c
     }
 
-    fn money(&mut self, path: &str, m: Option<&pb::Money>, required: bool, non_negative: bool) -> Option<Money> {
+    fn money(
+        &mut self,
+        path: &str,
+        m: Option<&pb::Money>,
+        required: bool,
+        non_negative: bool,
+    ) -> Option<Money> {
         let Some(m) = m else {
             if required {
                 self.fail(path, "required");
@@ -64,7 +70,10 @@ impl Check<'_> {
         let currency = self.currency(&format!("{path}.currency_code"), &m.currency_code)?;
         match Money::parse(&m.amount, currency) {
             Ok(v) if non_negative && v.amount.is_sign_negative() && !v.amount.is_zero() => {
-                self.fail(&format!("{path}.amount"), format!("'{}' must not be negative", m.amount));
+                self.fail(
+                    &format!("{path}.amount"),
+                    format!("'{}' must not be negative", m.amount),
+                );
                 None
             }
             Ok(v) => Some(v),
@@ -77,7 +86,12 @@ impl Check<'_> {
 
     /// A money field that may be left unset: `None` means absent, and a
     /// present-but-bad value still records a violation.
-    fn optional_money(&mut self, path: &str, m: Option<&pb::Money>, non_negative: bool) -> Option<Money> {
+    fn optional_money(
+        &mut self,
+        path: &str,
+        m: Option<&pb::Money>,
+        non_negative: bool,
+    ) -> Option<Money> {
         self.money(path, m, false, non_negative)
     }
 
@@ -98,7 +112,12 @@ impl Check<'_> {
         }
     }
 
-    fn timestamp(&mut self, path: &str, t: Option<&prost_types::Timestamp>, required: bool) -> Option<DateTime<Utc>> {
+    fn timestamp(
+        &mut self,
+        path: &str,
+        t: Option<&prost_types::Timestamp>,
+        required: bool,
+    ) -> Option<DateTime<Utc>> {
         let Some(t) = t else {
             if required {
                 self.fail(path, "required");
@@ -106,11 +125,18 @@ impl Check<'_> {
             return None;
         };
         // The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
-        let in_range = (-62_135_596_800..=253_402_300_799).contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos);
-        match in_range.then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32)).flatten() {
+        let in_range = (-62_135_596_800..=253_402_300_799).contains(&t.seconds)
+            && (0..1_000_000_000).contains(&t.nanos);
+        match in_range
+            .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .flatten()
+        {
             Some(dt) => Some(dt),
             None => {
-                self.fail(path, "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)");
+                self.fail(
+                    path,
+                    "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)",
+                );
                 None
             }
         }
@@ -126,7 +152,14 @@ impl Check<'_> {
     fn enum_value<T>(&mut self, path: &str, v: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {
         let r = parse(v);
         if r.is_none() {
-            self.fail(path, if v == 0 { "required".to_string() } else { format!("unknown value {v}") });
+            self.fail(
+                path,
+                if v == 0 {
+                    "required".to_string()
+                } else {
+                    format!("unknown value {v}")
+                },
+            );
         }
         r
     }
@@ -135,7 +168,8 @@ impl Check<'_> {
 fn valid_source_system(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn ref_kind(v: i32) -> Option<d::RefKind> {
@@ -168,7 +202,10 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         c.fail(&format!("{p}.source_system"), "required");
         None
     } else if !valid_source_system(&r.source_system) {
-        c.fail(&format!("{p}.source_system"), "1-63 of [a-z0-9_-], lowercase (\"shopify\", \"stripe\")");
+        c.fail(
+            &format!("{p}.source_system"),
+            "1-63 of [a-z0-9_-], lowercase (\"shopify\", \"stripe\")",
+        );
         None
     } else {
         Some(r.source_system.clone())
@@ -192,7 +229,10 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         Some(kind) => body(&mut c, &p, kind),
     };
 
-    let needs_order = body.as_ref().map(|b: &d::Body| kind_of(b).needs_order()).unwrap_or(false);
+    let needs_order = body
+        .as_ref()
+        .map(|b: &d::Body| kind_of(b).needs_order())
+        .unwrap_or(false);
     let order_id = if r.order_id.is_empty() {
         if needs_order {
             c.fail(&format!("{p}.order_id"), "required for this record kind");
@@ -234,7 +274,9 @@ fn kind_of(b: &d::Body) -> d::RecordKind {
 fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> {
     use pb::record::Kind as K;
     match kind {
-        K::StorefrontOrder(o) => storefront_order(c, &format!("{p}.storefront_order"), o).map(d::Body::StorefrontOrder),
+        K::StorefrontOrder(o) => {
+            storefront_order(c, &format!("{p}.storefront_order"), o).map(d::Body::StorefrontOrder)
+        }
         K::StorefrontTransaction(t) => {
             let p = format!("{p}.storefront_transaction");
             let kind = c.enum_value(&format!("{p}.kind"), t.kind, |v| {
@@ -258,10 +300,17 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                     S::Error => d::TxnStatus::Error,
                 })
             });
-            let gateway = c.text(&format!("{p}.gateway"), &t.gateway, false, 63).unwrap_or_default();
+            let gateway = c
+                .text(&format!("{p}.gateway"), &t.gateway, false, 63)
+                .unwrap_or_default();
             let amount = c.money(&format!("{p}.amount"), t.amount.as_ref(), true, true);
             let parent_id = c.text(&format!("{p}.parent_id"), &t.parent_id, false, 255);
-            let processor_reference = c.text(&format!("{p}.processor_reference"), &t.processor_reference, false, 255);
+            let processor_reference = c.text(
+                &format!("{p}.processor_reference"),
+                &t.processor_reference,
+                false,
+                255,
+            );
             Some(d::Body::StorefrontTransaction(d::StorefrontTransaction {
                 kind: kind?,
                 status: status?,
@@ -278,14 +327,25 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 .iter()
                 .enumerate()
                 .map(|(i, l)| d::FulfillmentLine {
-                    sku: c.text(&format!("{p}.lines[{i}].sku"), &l.sku, true, 255).unwrap_or_default(),
+                    sku: c
+                        .text(&format!("{p}.lines[{i}].sku"), &l.sku, true, 255)
+                        .unwrap_or_default(),
                     quantity: c.quantity(&format!("{p}.lines[{i}].quantity"), l.quantity, 1),
                 })
                 .collect();
             Some(d::Body::Fulfillment(d::Fulfillment {
                 lines,
-                tracking_number: c.text(&format!("{p}.tracking_number"), &f.tracking_number, false, 255).unwrap_or_default(),
-                location: c.text(&format!("{p}.location"), &f.location, false, 255).unwrap_or_default(),
+                tracking_number: c
+                    .text(
+                        &format!("{p}.tracking_number"),
+                        &f.tracking_number,
+                        false,
+                        255,
+                    )
+                    .unwrap_or_default(),
+                location: c
+                    .text(&format!("{p}.location"), &f.location, false, 255)
+                    .unwrap_or_default(),
             }))
         }
         K::Invoice(i) => {
@@ -295,16 +355,28 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let tax = c.optional_money(&format!("{p}.tax"), i.tax.as_ref(), true);
             let shipping = c.optional_money(&format!("{p}.shipping"), i.shipping.as_ref(), true);
             let lines = invoice_lines(c, &p, &i.lines);
-            Some(d::Body::Invoice(d::Invoice { total: total?, discount, tax, shipping, lines }))
+            Some(d::Body::Invoice(d::Invoice {
+                total: total?,
+                discount,
+                tax,
+                shipping,
+                lines,
+            }))
         }
         K::CreditMemo(m) => {
             let p = format!("{p}.credit_memo");
             let total = c.money(&format!("{p}.total"), m.total.as_ref(), true, true);
             let tax = c.optional_money(&format!("{p}.tax"), m.tax.as_ref(), true);
             let lines = invoice_lines(c, &p, &m.lines);
-            Some(d::Body::CreditMemo(d::CreditMemo { total: total?, tax, lines }))
+            Some(d::Body::CreditMemo(d::CreditMemo {
+                total: total?,
+                tax,
+                lines,
+            }))
         }
-        K::JournalEntry(j) => journal_entry(c, &format!("{p}.journal_entry"), j).map(d::Body::JournalEntry),
+        K::JournalEntry(j) => {
+            journal_entry(c, &format!("{p}.journal_entry"), j).map(d::Body::JournalEntry)
+        }
         K::ProcessorPayment(pp) => {
             let p = format!("{p}.processor_payment");
             let payment_type = c.enum_value(&format!("{p}.type"), pp.r#type, |v| {
@@ -323,7 +395,10 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 if a.currency != f.currency {
                     c.fail(
                         &format!("{p}.exchange_rate"),
-                        format!("required when the fee's currency ({}) differs from the amount's ({})", f.currency, a.currency),
+                        format!(
+                            "required when the fee's currency ({}) differs from the amount's ({})",
+                            f.currency, a.currency
+                        ),
                     );
                 }
             }
@@ -332,9 +407,19 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 amount: amount?,
                 fee,
                 exchange_rate,
-                payment_intent_id: c.text(&format!("{p}.payment_intent_id"), &pp.payment_intent_id, false, 255),
+                payment_intent_id: c.text(
+                    &format!("{p}.payment_intent_id"),
+                    &pp.payment_intent_id,
+                    false,
+                    255,
+                ),
                 charge_id: c.text(&format!("{p}.charge_id"), &pp.charge_id, false, 255),
-                balance_transaction_id: c.text(&format!("{p}.balance_transaction_id"), &pp.balance_transaction_id, false, 255),
+                balance_transaction_id: c.text(
+                    &format!("{p}.balance_transaction_id"),
+                    &pp.balance_transaction_id,
+                    false,
+                    255,
+                ),
             }))
         }
         K::BalanceTransaction(b) => {
@@ -342,8 +427,16 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let category = if b.reporting_category.is_empty() {
                 c.fail(&format!("{p}.reporting_category"), "required");
                 None
-            } else if !b.reporting_category.bytes().all(|x| x.is_ascii_lowercase() || x == b'_') || b.reporting_category.len() > 63 {
-                c.fail(&format!("{p}.reporting_category"), "1-63 of [a-z_] (\"charge\", \"refund\", \"fee\")");
+            } else if !b
+                .reporting_category
+                .bytes()
+                .all(|x| x.is_ascii_lowercase() || x == b'_')
+                || b.reporting_category.len() > 63
+            {
+                c.fail(
+                    &format!("{p}.reporting_category"),
+                    "1-63 of [a-z_] (\"charge\", \"refund\", \"fee\")",
+                );
                 None
             } else {
                 Some(b.reporting_category.clone())
@@ -352,7 +445,11 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let fee = c.optional_money(&format!("{p}.fee"), b.fee.as_ref(), true);
             let net = c.optional_money(&format!("{p}.net"), b.net.as_ref(), false);
             let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &b.exchange_rate);
-            let available_time = c.timestamp(&format!("{p}.available_time"), b.available_time.as_ref(), false);
+            let available_time = c.timestamp(
+                &format!("{p}.available_time"),
+                b.available_time.as_ref(),
+                false,
+            );
             Some(d::Body::BalanceTransaction(d::BalanceTransaction {
                 reporting_category: category?,
                 amount: amount?,
@@ -378,32 +475,58 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                     S::Canceled => d::PayoutStatus::Canceled,
                 })
             });
-            let arrival_time = c.timestamp(&format!("{p}.arrival_time"), po.arrival_time.as_ref(), false);
-            Some(d::Body::Payout(d::Payout { amount: amount?, status: status?, arrival_time }))
+            let arrival_time = c.timestamp(
+                &format!("{p}.arrival_time"),
+                po.arrival_time.as_ref(),
+                false,
+            );
+            Some(d::Body::Payout(d::Payout {
+                amount: amount?,
+                status: status?,
+                arrival_time,
+            }))
         }
         K::BankDeposit(b) => {
             let p = format!("{p}.bank_deposit");
             let amount = c.money(&format!("{p}.amount"), b.amount.as_ref(), true, true);
             Some(d::Body::BankDeposit(d::BankDeposit {
                 amount: amount?,
-                account: c.text(&format!("{p}.account"), &b.account, false, 255).unwrap_or_default(),
-                description: c.text(&format!("{p}.description"), &b.description, false, 1024).unwrap_or_default(),
+                account: c
+                    .text(&format!("{p}.account"), &b.account, false, 255)
+                    .unwrap_or_default(),
+                description: c
+                    .text(&format!("{p}.description"), &b.description, false, 1024)
+                    .unwrap_or_default(),
             }))
         }
     }
 }
 
-fn storefront_order(c: &mut Check<'_>, p: &str, o: &pb::StorefrontOrder) -> Option<d::StorefrontOrder> {
+fn storefront_order(
+    c: &mut Check<'_>,
+    p: &str,
+    o: &pb::StorefrontOrder,
+) -> Option<d::StorefrontOrder> {
     let total = c.money(&format!("{p}.total"), o.total.as_ref(), true, true);
     let subtotal = c.optional_money(&format!("{p}.subtotal"), o.subtotal.as_ref(), true);
-    let total_discount = c.optional_money(&format!("{p}.total_discount"), o.total_discount.as_ref(), true);
+    let total_discount = c.optional_money(
+        &format!("{p}.total_discount"),
+        o.total_discount.as_ref(),
+        true,
+    );
     let total_tax = c.optional_money(&format!("{p}.total_tax"), o.total_tax.as_ref(), true);
-    let total_shipping = c.optional_money(&format!("{p}.total_shipping"), o.total_shipping.as_ref(), true);
+    let total_shipping = c.optional_money(
+        &format!("{p}.total_shipping"),
+        o.total_shipping.as_ref(),
+        true,
+    );
     let mut line_items = vec![];
     for (i, l) in o.line_items.iter().enumerate() {
         let lp = format!("{p}.line_items[{i}]");
         line_items.push(d::LineItem {
-            sku: c.text(&format!("{lp}.sku"), &l.sku, false, 255).unwrap_or_default(),
+            sku: c
+                .text(&format!("{lp}.sku"), &l.sku, false, 255)
+                .unwrap_or_default(),
             quantity: c.quantity(&format!("{lp}.quantity"), l.quantity, 1),
             unit_price: c.optional_money(&format!("{lp}.unit_price"), l.unit_price.as_ref(), true),
             discount: c.optional_money(&format!("{lp}.discount"), l.discount.as_ref(), true),
@@ -413,7 +536,9 @@ fn storefront_order(c: &mut Check<'_>, p: &str, o: &pb::StorefrontOrder) -> Opti
     let mut discounts = vec![];
     for (i, dsc) in o.discounts.iter().enumerate() {
         let dp = format!("{p}.discounts[{i}]");
-        let code = c.text(&format!("{dp}.code"), &dsc.code, false, 255).unwrap_or_default();
+        let code = c
+            .text(&format!("{dp}.code"), &dsc.code, false, 255)
+            .unwrap_or_default();
         if let Some(amount) = c.money(&format!("{dp}.amount"), dsc.amount.as_ref(), true, true) {
             discounts.push(d::Discount { code, amount });
         }
@@ -432,15 +557,29 @@ fn storefront_order(c: &mut Check<'_>, p: &str, o: &pb::StorefrontOrder) -> Opti
                 T::Other => d::TenderType::Other,
             })
         });
-        let gateway = c.text(&format!("{tp}.gateway"), &t.gateway, false, 63).unwrap_or_default();
+        let gateway = c
+            .text(&format!("{tp}.gateway"), &t.gateway, false, 63)
+            .unwrap_or_default();
         let amount = c.money(&format!("{tp}.amount"), t.amount.as_ref(), true, true);
-        let processor_reference = c.text(&format!("{tp}.processor_reference"), &t.processor_reference, false, 255);
+        let processor_reference = c.text(
+            &format!("{tp}.processor_reference"),
+            &t.processor_reference,
+            false,
+            255,
+        );
         if let (Some(tender_type), Some(amount)) = (tender_type, amount) {
-            tenders.push(d::Tender { tender_type, gateway, amount, processor_reference });
+            tenders.push(d::Tender {
+                tender_type,
+                gateway,
+                amount,
+                processor_reference,
+            });
         }
     }
     Some(d::StorefrontOrder {
-        name: c.text(&format!("{p}.name"), &o.name, false, 255).unwrap_or_default(),
+        name: c
+            .text(&format!("{p}.name"), &o.name, false, 255)
+            .unwrap_or_default(),
         total: total?,
         subtotal,
         total_discount,
@@ -457,7 +596,9 @@ fn invoice_lines(c: &mut Check<'_>, p: &str, lines: &[pb::InvoiceLine]) -> Vec<d
         .iter()
         .enumerate()
         .map(|(i, l)| d::InvoiceLine {
-            sku: c.text(&format!("{p}.lines[{i}].sku"), &l.sku, false, 255).unwrap_or_default(),
+            sku: c
+                .text(&format!("{p}.lines[{i}].sku"), &l.sku, false, 255)
+                .unwrap_or_default(),
             quantity: c.quantity(&format!("{p}.lines[{i}].quantity"), l.quantity, 0),
             amount: c.optional_money(&format!("{p}.lines[{i}].amount"), l.amount.as_ref(), false),
         })
@@ -468,7 +609,10 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
     let currency = c.currency(&format!("{p}.currency_code"), &j.currency_code);
     let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &j.exchange_rate);
     if j.lines.len() < 2 {
-        c.fail(&format!("{p}.lines"), "a journal entry needs at least two lines");
+        c.fail(
+            &format!("{p}.lines"),
+            "a journal entry needs at least two lines",
+        );
     }
     let mut lines = vec![];
     for (i, l) in j.lines.iter().enumerate() {
@@ -480,7 +624,10 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
             }
             match parse_decimal(s, currency) {
                 Ok(v) if v.is_sign_negative() && !v.is_zero() => {
-                    c.fail(&format!("{lp}.{field}"), format!("'{s}' must not be negative"));
+                    c.fail(
+                        &format!("{lp}.{field}"),
+                        format!("'{s}' must not be negative"),
+                    );
                     None
                 }
                 Ok(v) => Some(v),
@@ -494,7 +641,10 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
         let credit = side("credit", &l.credit);
         if let (Some(dr), Some(cr)) = (debit, credit) {
             if dr.is_zero() == cr.is_zero() {
-                c.fail(&lp, "a line is either a debit or a credit: set exactly one of them above zero");
+                c.fail(
+                    &lp,
+                    "a line is either a debit or a credit: set exactly one of them above zero",
+                );
             }
         }
         if let (Some(account), Some(debit), Some(credit)) = (account, debit, credit) {
@@ -519,7 +669,11 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
     if entry.lines.len() == j.lines.len() && entry.total_debits() != entry.total_credits() {
         c.fail(
             &format!("{p}.lines"),
-            format!("debits ({}) do not equal credits ({})", entry.total_debits(), entry.total_credits()),
+            format!(
+                "debits ({}) do not equal credits ({})",
+                entry.total_debits(),
+                entry.total_credits()
+            ),
         );
         return None;
     }

@@ -251,7 +251,12 @@ mod tests {
     #[test]
     fn table_is_sorted_and_well_formed() {
         for pair in CURRENCIES.windows(2) {
-            assert!(pair[0].0 < pair[1].0, "{} must sort before {}", pair[0].0, pair[1].0);
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{} must sort before {}",
+                pair[0].0,
+                pair[1].0
+            );
         }
         for (code, exponent) in CURRENCIES {
             assert!(
@@ -301,6 +306,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<Currency>(&json).unwrap(), jpy);
 
         let err = serde_json::from_str::<Currency>("\"jpy\"").unwrap_err();
-        assert!(err.to_string().contains("unknown ISO 4217 currency code"), "{err}");
+        assert!(
+            err.to_string().contains("unknown ISO 4217 currency code"),
+            "{err}"
+        );
     }
 }

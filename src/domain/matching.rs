@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
 use super::money::{Money, tolerance};
-use super::record::{Body, Handoff, PaymentType, Record, RecordKind, RefKind, TenderType, TxnKind, TxnStatus};
+use super::record::{
+    Body, Handoff, PaymentType, Record, RecordKind, RefKind, TenderType, TxnKind, TxnStatus,
+};
 use super::transaction::{
     ReconciliationState, StoredRecord, Transaction, current_order, is_capture, merge, sum_in,
 };
@@ -113,7 +115,9 @@ fn processor_ids(r: &Record) -> Vec<&str> {
     v
 }
 
-fn sf_txns(records: &[StoredRecord]) -> impl Iterator<Item = (&Record, &super::record::StorefrontTransaction)> {
+fn sf_txns(
+    records: &[StoredRecord],
+) -> impl Iterator<Item = (&Record, &super::record::StorefrontTransaction)> {
     records.iter().filter_map(|r| match &r.record.body {
         Body::StorefrontTransaction(t) if t.status == TxnStatus::Success => Some((&r.record, t)),
         _ => None,
@@ -125,15 +129,21 @@ fn proc_payments(
     refunds: bool,
 ) -> impl Iterator<Item = (&Record, &super::record::ProcessorPayment)> {
     records.iter().filter_map(move |r| match &r.record.body {
-        Body::ProcessorPayment(p) if (p.payment_type == PaymentType::Refund) == refunds => Some((&r.record, p)),
+        Body::ProcessorPayment(p) if (p.payment_type == PaymentType::Refund) == refunds => {
+            Some((&r.record, p))
+        }
         _ => None,
     })
 }
 
 impl PaymentFacts {
     pub fn gather(records: &[StoredRecord], currency: Option<Currency>) -> PaymentFacts {
-        let sf_caps: Vec<_> = sf_txns(records).filter(|(_, t)| is_capture(t.kind)).collect();
-        let sf_refs: Vec<_> = sf_txns(records).filter(|(_, t)| t.kind == TxnKind::Refund).collect();
+        let sf_caps: Vec<_> = sf_txns(records)
+            .filter(|(_, t)| is_capture(t.kind))
+            .collect();
+        let sf_refs: Vec<_> = sf_txns(records)
+            .filter(|(_, t)| t.kind == TxnKind::Refund)
+            .collect();
         let pc: Vec<_> = proc_payments(records, false).collect();
         let pr: Vec<_> = proc_payments(records, true).collect();
 
@@ -142,7 +152,11 @@ impl PaymentFacts {
         captured_items.extend(
             sf_caps
                 .iter()
-                .filter(|(_, t)| t.processor_reference.as_deref().is_none_or(|p| !known.contains(&p)))
+                .filter(|(_, t)| {
+                    t.processor_reference
+                        .as_deref()
+                        .is_none_or(|p| !known.contains(&p))
+                })
                 .map(|(_, t)| t.amount),
         );
         if sf_caps.is_empty() {
@@ -150,7 +164,9 @@ impl PaymentFacts {
                 captured_items.extend(
                     o.tenders
                         .iter()
-                        .filter(|t| t.tender_type != TenderType::Card && t.processor_reference.is_none())
+                        .filter(|t| {
+                            t.tender_type != TenderType::Card && t.processor_reference.is_none()
+                        })
                         .map(|t| t.amount),
                 );
             }
@@ -177,14 +193,21 @@ impl PaymentFacts {
 
 /// Debit lines of the order's journals that book one of `ids`, as
 /// (journal record, referenced id, debit).
-fn journal_lines_for<'a>(records: &'a [StoredRecord], ids: &[&str]) -> Vec<(&'a Record, String, Money)> {
+fn journal_lines_for<'a>(
+    records: &'a [StoredRecord],
+    ids: &[&str],
+) -> Vec<(&'a Record, String, Money)> {
     let mut out = vec![];
     for sr in records {
         if let Body::JournalEntry(j) = &sr.record.body {
             for l in &j.lines {
                 if let Some(reference) = &l.reference {
                     if ids.contains(&reference.as_str()) && !l.debit.is_zero() {
-                        out.push((&sr.record, reference.clone(), Money::new(l.debit, j.currency)));
+                        out.push((
+                            &sr.record,
+                            reference.clone(),
+                            Money::new(l.debit, j.currency),
+                        ));
                     }
                 }
             }
@@ -229,11 +252,31 @@ fn compare(
     }
     let (difference, summary) = if a.1.currency == b.1.currency {
         let d = Money::new((a.1.amount - b.1.amount).abs(), a.1.currency);
-        (Some(d), format!("{what_a} {} ({} {}) differs from {what_b} {} ({} {}) by {d}",
-            a.1, a.0.source_system, a.0.source_ids.join(","), b.1, b.0.source_system, b.0.source_ids.join(",")))
+        (
+            Some(d),
+            format!(
+                "{what_a} {} ({} {}) differs from {what_b} {} ({} {}) by {d}",
+                a.1,
+                a.0.source_system,
+                a.0.source_ids.join(","),
+                b.1,
+                b.0.source_system,
+                b.0.source_ids.join(",")
+            ),
+        )
     } else {
-        (None, format!("{what_a} is in {} ({} {}) but {what_b} is in {} ({} {})",
-            a.1.currency, a.0.source_system, a.0.source_ids.join(","), b.1.currency, b.0.source_system, b.0.source_ids.join(",")))
+        (
+            None,
+            format!(
+                "{what_a} is in {} ({} {}) but {what_b} is in {} ({} {})",
+                a.1.currency,
+                a.0.source_system,
+                a.0.source_ids.join(","),
+                b.1.currency,
+                b.0.source_system,
+                b.0.source_ids.join(",")
+            ),
+        )
     };
     Some(Finding {
         exception_type: ExceptionType::AmountMismatch,
@@ -246,7 +289,14 @@ fn compare(
     })
 }
 
-fn sequence(rule: &str, handoff: Handoff, later: &Record, what_later: &str, earlier: &Record, what_earlier: &str) -> Option<Finding> {
+fn sequence(
+    rule: &str,
+    handoff: Handoff,
+    later: &Record,
+    what_later: &str,
+    earlier: &Record,
+    what_earlier: &str,
+) -> Option<Finding> {
     if later.event_time >= earlier.event_time {
         return None;
     }
@@ -257,16 +307,30 @@ fn sequence(rule: &str, handoff: Handoff, later: &Record, what_later: &str, earl
         subject: later.source_id.clone(),
         summary: format!(
             "{what_later} {} ({}) is dated {} , before {what_earlier} {} ({}) at {}",
-            later.source_id, later.source_system, later.event_time.to_rfc3339(),
-            earlier.source_id, earlier.source_system, earlier.event_time.to_rfc3339()
-        ).replace(" ,", ","),
+            later.source_id,
+            later.source_system,
+            later.event_time.to_rfc3339(),
+            earlier.source_id,
+            earlier.source_system,
+            earlier.event_time.to_rfc3339()
+        )
+        .replace(" ,", ","),
         observations: vec![obs(later, None), obs(earlier, None)],
         difference: None,
     })
 }
 
-fn inconsistent(rule: &str, handoff: Handoff, r: &Record, what: &str, stated: Money, computed: Money) -> Option<Finding> {
-    if stated.currency == computed.currency && (stated.amount - computed.amount).abs() <= tolerance() {
+fn inconsistent(
+    rule: &str,
+    handoff: Handoff,
+    r: &Record,
+    what: &str,
+    stated: Money,
+    computed: Money,
+) -> Option<Finding> {
+    if stated.currency == computed.currency
+        && (stated.amount - computed.amount).abs() <= tolerance()
+    {
         return None;
     }
     Some(Finding {
@@ -274,8 +338,12 @@ fn inconsistent(rule: &str, handoff: Handoff, r: &Record, what: &str, stated: Mo
         handoff,
         rule: rule.to_string(),
         subject: r.source_id.clone(),
-        summary: format!("{} {} ({}): {what}: states {stated}, its parts sum to {computed}",
-            r.kind().as_str(), r.source_id, r.source_system),
+        summary: format!(
+            "{} {} ({}): {what}: states {stated}, its parts sum to {computed}",
+            r.kind().as_str(),
+            r.source_id,
+            r.source_system
+        ),
         observations: vec![obs(r, Some(stated))],
         difference: (stated.currency == computed.currency)
             .then(|| Money::new((stated.amount - computed.amount).abs(), stated.currency)),
@@ -300,15 +368,24 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     if let Some(c) = currency {
         for sr in records {
             if let Some(m) = sr.record.headline_amount() {
-                let foreign_ok = matches!(sr.record.body, Body::BalanceTransaction(_) | Body::Payout(_) | Body::BankDeposit(_));
+                let foreign_ok = matches!(
+                    sr.record.body,
+                    Body::BalanceTransaction(_) | Body::Payout(_) | Body::BankDeposit(_)
+                );
                 if m.currency != c && !foreign_ok {
                     findings.push(Finding {
                         exception_type: ExceptionType::AmountMismatch,
-                        handoff: Handoff::into_stage(sr.record.kind().stage()).unwrap_or(Handoff::OrderToFulfillment),
+                        handoff: Handoff::into_stage(sr.record.kind().stage())
+                            .unwrap_or(Handoff::OrderToFulfillment),
                         rule: "currency_mismatch".into(),
                         subject: sr.record.source_id.clone(),
-                        summary: format!("{} {} ({}) is in {}, the transaction is in {c}",
-                            sr.record.kind().as_str(), sr.record.source_id, sr.record.source_system, m.currency),
+                        summary: format!(
+                            "{} {} ({}) is in {}, the transaction is in {c}",
+                            sr.record.kind().as_str(),
+                            sr.record.source_id,
+                            sr.record.source_system,
+                            m.currency
+                        ),
                         observations: vec![obs(&sr.record, Some(m))],
                         difference: None,
                     });
@@ -321,7 +398,14 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     if let Some((r, o)) = order {
         if !o.tenders.is_empty() {
             if let Some(sum) = sum_in(Some(o.total.currency), o.tenders.iter().map(|t| &t.amount)) {
-                findings.extend(inconsistent("order_tenders_sum", Handoff::OrderToFulfillment, r, "tenders", o.total, sum));
+                findings.extend(inconsistent(
+                    "order_tenders_sum",
+                    Handoff::OrderToFulfillment,
+                    r,
+                    "tenders",
+                    o.total,
+                    sum,
+                ));
             }
         }
         if let Some(sub) = o.subtotal {
@@ -329,12 +413,25 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
             let parts = sub.amount - o.total_discount.unwrap_or(zero).amount
                 + o.total_tax.unwrap_or(zero).amount
                 + o.total_shipping.unwrap_or(zero).amount;
-            findings.extend(inconsistent("order_components_sum", Handoff::OrderToFulfillment, r,
-                "subtotal - discount + tax + shipping", o.total, Money::new(parts, o.total.currency)));
+            findings.extend(inconsistent(
+                "order_components_sum",
+                Handoff::OrderToFulfillment,
+                r,
+                "subtotal - discount + tax + shipping",
+                o.total,
+                Money::new(parts, o.total.currency),
+            ));
         }
         if let (Some(td), false) = (o.total_discount, o.discounts.is_empty()) {
             if let Some(sum) = sum_in(Some(td.currency), o.discounts.iter().map(|d| &d.amount)) {
-                findings.extend(inconsistent("order_discounts_sum", Handoff::OrderToFulfillment, r, "discounts", td, sum));
+                findings.extend(inconsistent(
+                    "order_discounts_sum",
+                    Handoff::OrderToFulfillment,
+                    r,
+                    "discounts",
+                    td,
+                    sum,
+                ));
             }
         }
     }
@@ -342,8 +439,14 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
         if let Body::BalanceTransaction(b) = &sr.record.body {
             if let Some(net) = b.net {
                 let fee = b.fee.map(|f| f.amount).unwrap_or_default();
-                findings.extend(inconsistent("balance_transaction_net", Handoff::PaymentToCashApplication,
-                    &sr.record, "net = amount - fee", net, Money::new(b.amount.amount - fee, b.amount.currency)));
+                findings.extend(inconsistent(
+                    "balance_transaction_net",
+                    Handoff::PaymentToCashApplication,
+                    &sr.record,
+                    "net = amount - fee",
+                    net,
+                    Money::new(b.amount.amount - fee, b.amount.currency),
+                ));
             }
         }
     }
@@ -353,7 +456,9 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     for (r, t) in sf_txns(records) {
         if let Some(p) = &t.processor_reference {
             if is_capture(t.kind) || t.kind == TxnKind::Refund {
-                let e = by_ref.entry(format!("{}:{p}", t.kind == TxnKind::Refund)).or_default();
+                let e = by_ref
+                    .entry(format!("{}:{p}", t.kind == TxnKind::Refund))
+                    .or_default();
                 e.0.push(r);
                 e.1.push(t.amount);
                 e.2 = t.kind == TxnKind::Refund;
@@ -378,7 +483,11 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
         let prs: Vec<&Record> = matched.iter().map(|(r, _)| *r).collect();
         let what = if *refund { "refund" } else { "capture" };
         findings.extend(compare(
-            if *refund { "storefront_vs_processor_refund" } else { "storefront_vs_processor_capture" },
+            if *refund {
+                "storefront_vs_processor_refund"
+            } else {
+                "storefront_vs_processor_capture"
+            },
             reference,
             Handoff::InvoiceToPayment,
             &format!("storefront {what}"),
@@ -390,7 +499,9 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
 
     // The processor's gross against the ERP journal lines that book it.
     for pr in &payments {
-        let Body::ProcessorPayment(p) = &pr.body else { continue };
+        let Body::ProcessorPayment(p) = &pr.body else {
+            continue;
+        };
         if p.payment_type == PaymentType::Refund {
             continue;
         }
@@ -400,30 +511,48 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
         }
         let journals: Vec<&Record> = lines.iter().map(|(j, _, _)| *j).collect();
         if let Some(sum) = sum_in(Some(p.amount.currency), lines.iter().map(|(_, _, m)| m)) {
-            findings.extend(compare("processor_vs_journal", &pr.source_id, Handoff::PaymentToCashApplication,
-                "processor gross", (obs(pr, Some(p.amount)), p.amount),
-                "ERP journal debits", (obs_many(&journals, Some(sum)), sum)));
+            findings.extend(compare(
+                "processor_vs_journal",
+                &pr.source_id,
+                Handoff::PaymentToCashApplication,
+                "processor gross",
+                (obs(pr, Some(p.amount)), p.amount),
+                "ERP journal debits",
+                (obs_many(&journals, Some(sum)), sum),
+            ));
         }
     }
 
     // Order against invoices and captures, once shipping is complete (an
     // order shipping in parts is invoiced and captured in parts).
-    let ordered_units: i64 = order.map(|(_, o)| o.line_items.iter().map(|l| l.quantity).sum()).unwrap_or(0);
+    let ordered_units: i64 = order
+        .map(|(_, o)| o.line_items.iter().map(|l| l.quantity).sum())
+        .unwrap_or(0);
     let shipped_units: i64 = tx.fulfillments.iter().map(|f| f.quantity).sum();
-    let partly_shipped = !fulfilments.is_empty() && ordered_units > 0 && shipped_units < ordered_units;
+    let partly_shipped =
+        !fulfilments.is_empty() && ordered_units > 0 && shipped_units < ordered_units;
     let invoiced = tx.totals.invoiced;
     let captured = tx.totals.captured;
     if let Some((or, o)) = order {
         let order_obs = || (obs(or, Some(o.total)), o.total);
         if let Some(inv) = invoiced {
-            let over = inv.currency == o.total.currency && inv.amount > o.total.amount + tolerance();
+            let over =
+                inv.currency == o.total.currency && inv.amount > o.total.amount + tolerance();
             if !partly_shipped || over {
-                findings.extend(compare("order_total_vs_invoiced", order_id, Handoff::FulfillmentToInvoice,
-                    "storefront order total", order_obs(), "ERP invoiced total", (obs_many(&invoices, Some(inv)), inv)));
+                findings.extend(compare(
+                    "order_total_vs_invoiced",
+                    order_id,
+                    Handoff::FulfillmentToInvoice,
+                    "storefront order total",
+                    order_obs(),
+                    "ERP invoiced total",
+                    (obs_many(&invoices, Some(inv)), inv),
+                ));
             }
         }
         if let Some(cap) = captured {
-            let over = cap.currency == o.total.currency && cap.amount > o.total.amount + tolerance();
+            let over =
+                cap.currency == o.total.currency && cap.amount > o.total.amount + tolerance();
             if !partly_shipped || over {
                 let capture_records: Vec<&Record> = records
                     .iter()
@@ -431,35 +560,74 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
                     .filter(|r| matches!(&r.body, Body::ProcessorPayment(p) if p.payment_type != PaymentType::Refund)
                         || matches!(&r.body, Body::StorefrontTransaction(t) if t.status == TxnStatus::Success && is_capture(t.kind)))
                     .collect();
-                let cap_obs = if capture_records.is_empty() { obs(or, Some(cap)) } else { obs_many(&capture_records, Some(cap)) };
-                findings.extend(compare("order_total_vs_captured", order_id, Handoff::InvoiceToPayment,
-                    "storefront order total", order_obs(), "captured", (cap_obs, cap)));
+                let cap_obs = if capture_records.is_empty() {
+                    obs(or, Some(cap))
+                } else {
+                    obs_many(&capture_records, Some(cap))
+                };
+                findings.extend(compare(
+                    "order_total_vs_captured",
+                    order_id,
+                    Handoff::InvoiceToPayment,
+                    "storefront order total",
+                    order_obs(),
+                    "captured",
+                    (cap_obs, cap),
+                ));
             }
         }
     } else if let (Some(inv), Some(cap)) = (invoiced, captured) {
-        let caps: Vec<&Record> = payments.iter().copied().collect();
-        if !caps.is_empty() {
-            findings.extend(compare("invoiced_vs_captured", order_id, Handoff::InvoiceToPayment,
-                "ERP invoiced total", (obs_many(&invoices, Some(inv)), inv),
-                "processor captured", (obs_many(&caps, Some(cap)), cap)));
+        if !payments.is_empty() {
+            findings.extend(compare(
+                "invoiced_vs_captured",
+                order_id,
+                Handoff::InvoiceToPayment,
+                "ERP invoiced total",
+                (obs_many(&invoices, Some(inv)), inv),
+                "processor captured",
+                (obs_many(&payments, Some(cap)), cap),
+            ));
         }
     }
 
     // Refunds as the storefront saw them against the ERP's credit memos.
     if let (Some(refunded), Some(credited)) = (tx.totals.storefront_refunded, tx.totals.credited) {
-        let sf: Vec<&Record> = sf_txns(records).filter(|(_, t)| t.kind == TxnKind::Refund).map(|(r, _)| r).collect();
-        findings.extend(compare("refunded_vs_credited", order_id, Handoff::FulfillmentToInvoice,
-            "storefront refunds", (obs_many(&sf, Some(refunded)), refunded),
-            "ERP credit memos", (obs_many(&credit_memos, Some(credited)), credited)));
+        let sf: Vec<&Record> = sf_txns(records)
+            .filter(|(_, t)| t.kind == TxnKind::Refund)
+            .map(|(r, _)| r)
+            .collect();
+        findings.extend(compare(
+            "refunded_vs_credited",
+            order_id,
+            Handoff::FulfillmentToInvoice,
+            "storefront refunds",
+            (obs_many(&sf, Some(refunded)), refunded),
+            "ERP credit memos",
+            (obs_many(&credit_memos, Some(credited)), credited),
+        ));
     }
 
     // Steps dated before the steps they depend on.
     if let Some((or, _)) = order {
         for f in &fulfilments {
-            findings.extend(sequence("fulfillment_before_order", Handoff::OrderToFulfillment, f, "fulfilment", or, "order"));
+            findings.extend(sequence(
+                "fulfillment_before_order",
+                Handoff::OrderToFulfillment,
+                f,
+                "fulfilment",
+                or,
+                "order",
+            ));
         }
         for i in &invoices {
-            findings.extend(sequence("invoice_before_order", Handoff::FulfillmentToInvoice, i, "invoice", or, "order"));
+            findings.extend(sequence(
+                "invoice_before_order",
+                Handoff::FulfillmentToInvoice,
+                i,
+                "invoice",
+                or,
+                "order",
+            ));
         }
     }
     for i in &invoices {
@@ -473,12 +641,26 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
             billed.into_iter().max_by_key(|f| f.event_time)
         };
         if let Some(f) = target {
-            findings.extend(sequence("invoice_before_fulfillment", Handoff::FulfillmentToInvoice, i, "invoice", f, "fulfilment"));
+            findings.extend(sequence(
+                "invoice_before_fulfillment",
+                Handoff::FulfillmentToInvoice,
+                i,
+                "invoice",
+                f,
+                "fulfilment",
+            ));
         }
     }
     if let Some(first_invoice) = invoices.iter().copied().min_by_key(|i| i.event_time) {
         for c in &credit_memos {
-            findings.extend(sequence("credit_memo_before_invoice", Handoff::FulfillmentToInvoice, c, "credit memo", first_invoice, "invoice"));
+            findings.extend(sequence(
+                "credit_memo_before_invoice",
+                Handoff::FulfillmentToInvoice,
+                c,
+                "credit memo",
+                first_invoice,
+                "invoice",
+            ));
         }
     }
 
@@ -497,11 +679,15 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     }
     if let Some(refunded) = tx.totals.storefront_refunded {
         if credit_memos.is_empty() && !refunded.amount.is_zero() {
-            pending.push(format!("storefront refunds of {refunded} not yet credited in the ERP"));
+            pending.push(format!(
+                "storefront refunds of {refunded} not yet credited in the ERP"
+            ));
         }
     }
 
-    findings.sort_by(|a, b| (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str())));
+    findings.sort_by(|a, b| {
+        (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str()))
+    });
     findings.dedup_by(|a, b| a.rule == b.rule && a.subject == b.subject);
     tx.state = if !findings.is_empty() {
         ReconciliationState::Exception
@@ -510,14 +696,24 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     } else {
         ReconciliationState::Pending
     };
-    tx.reasons = findings.iter().map(|f| f.summary.clone()).chain(pending).collect();
-    Evaluation { transaction: tx, findings }
+    tx.reasons = findings
+        .iter()
+        .map(|f| f.summary.clone())
+        .chain(pending)
+        .collect();
+    Evaluation {
+        transaction: tx,
+        findings,
+    }
 }
 
 fn kind_records(records: &[StoredRecord], kind: RecordKind) -> Vec<&Record> {
-    records.iter().map(|r| &r.record).filter(|r| r.kind() == kind).collect()
+    records
+        .iter()
+        .map(|r| &r.record)
+        .filter(|r| r.kind() == kind)
+        .collect()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -532,7 +728,14 @@ mod tests {
 
     #[test]
     fn clean_order_with_capture_and_invoice_is_matched() {
-        let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), invoice("INV-1", "100.00", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                charge("ch_1", "100.00", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.transaction.state, ReconciliationState::Matched);
         assert!(e.transaction.reasons.is_empty());
@@ -542,10 +745,24 @@ mod tests {
 
     #[test]
     fn one_cent_is_within_tolerance_two_cents_is_a_mismatch() {
-        let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), invoice("INV-1", "100.01", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                charge("ch_1", "100.00", 1),
+                invoice("INV-1", "100.01", 60),
+            ],
+        );
         assert_eq!(e.transaction.state, ReconciliationState::Matched);
 
-        let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), invoice("INV-1", "100.02", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                charge("ch_1", "100.00", 1),
+                invoice("INV-1", "100.02", 60),
+            ],
+        );
         assert_eq!(e.transaction.state, ReconciliationState::Exception);
         assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
         let f = &e.findings[0];
@@ -553,25 +770,43 @@ mod tests {
         assert_eq!(f.difference, Some(usd("0.02")));
         assert_eq!(f.observations[0].source_system, "shopify");
         assert_eq!(f.observations[1].source_ids, vec!["INV-1".to_string()]);
-        assert!(f.summary.contains("INV-1") && f.summary.contains("100.02"), "{}", f.summary);
+        assert!(
+            f.summary.contains("INV-1") && f.summary.contains("100.02"),
+            "{}",
+            f.summary
+        );
     }
 
     #[test]
     fn under_capture_is_a_mismatch_once_shipping_is_complete() {
-        let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "99.98", 1), invoice("INV-1", "100.00", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                charge("ch_1", "99.98", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
         assert_eq!(rules(&e), vec!["order_total_vs_captured"]);
         assert_eq!(e.findings[0].handoff, Handoff::InvoiceToPayment);
     }
 
     #[test]
     fn storefront_and_processor_disagree_on_one_payment() {
-        let e = evaluate("1001", &[
-            order("100.00", 2),
-            sf_capture("5001", "100.00", "ch_1", 1),
-            charge("ch_1", "90.00", 1),
-            invoice("INV-1", "100.00", 60),
-        ]);
-        assert!(rules(&e).contains(&"storefront_vs_processor_capture"), "{:?}", rules(&e));
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                sf_capture("5001", "100.00", "ch_1", 1),
+                charge("ch_1", "90.00", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
+        assert!(
+            rules(&e).contains(&"storefront_vs_processor_capture"),
+            "{:?}",
+            rules(&e)
+        );
         // Counted once, at the processor's figure.
         assert_eq!(e.transaction.totals.captured, Some(usd("90.00")));
     }
@@ -583,18 +818,32 @@ mod tests {
         assert!(e.transaction.reasons.iter().any(|r| r.contains("invoice")));
         assert!(e.transaction.reasons.iter().any(|r| r.contains("capture")));
         let e = evaluate("1001", &[invoice("INV-1", "100.00", 60)]);
-        assert!(e.transaction.reasons.iter().any(|r| r.contains("storefront order")));
+        assert!(
+            e.transaction
+                .reasons
+                .iter()
+                .any(|r| r.contains("storefront order"))
+        );
     }
 
     #[test]
     fn split_shipments_are_compared_only_when_complete() {
-        let partial = [order("100.00", 2), fulfilment("F1", 1, 30), invoice("INV-1", "50.00", 31), charge("ch_1", "50.00", 32)];
+        let partial = [
+            order("100.00", 2),
+            fulfilment("F1", 1, 30),
+            invoice("INV-1", "50.00", 31),
+            charge("ch_1", "50.00", 32),
+        ];
         let e = evaluate("1001", &partial);
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.transaction.state, ReconciliationState::Pending);
 
         let mut all = partial.to_vec();
-        all.extend([fulfilment("F2", 1, 90), invoice("INV-2", "50.00", 91), charge("ch_2", "50.00", 92)]);
+        all.extend([
+            fulfilment("F2", 1, 90),
+            invoice("INV-2", "50.00", 91),
+            charge("ch_2", "50.00", 92),
+        ]);
         let e = evaluate("1001", &all);
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.transaction.state, ReconciliationState::Matched);
@@ -602,22 +851,28 @@ mod tests {
 
     #[test]
     fn fulfilment_before_order_and_invoice_before_shipment_are_out_of_sequence() {
-        let e = evaluate("1001", &[
-            order("100.00", 2),
-            fulfilment("F1", 2, -5),
-            invoice("INV-1", "100.00", 20),
-            charge("ch_1", "100.00", 1),
-        ]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                fulfilment("F1", 2, -5),
+                invoice("INV-1", "100.00", 20),
+                charge("ch_1", "100.00", 1),
+            ],
+        );
         assert_eq!(rules(&e), vec!["fulfillment_before_order"]);
         assert_eq!(e.findings[0].exception_type, ExceptionType::OutOfSequence);
         assert_eq!(e.findings[0].handoff, Handoff::OrderToFulfillment);
 
-        let e = evaluate("1001", &[
-            order("100.00", 2),
-            fulfilment("F1", 2, 30),
-            invoice("INV-1", "100.00", 10),
-            charge("ch_1", "100.00", 1),
-        ]);
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                fulfilment("F1", 2, 30),
+                invoice("INV-1", "100.00", 10),
+                charge("ch_1", "100.00", 1),
+            ],
+        );
         assert_eq!(rules(&e), vec!["invoice_before_fulfillment"]);
         assert_eq!(e.findings[0].subject, "INV-1");
     }
@@ -628,9 +883,19 @@ mod tests {
         if let Body::StorefrontOrder(so) = &mut o.record.body {
             so.tenders[0].amount = usd("80.00");
         }
-        let e = evaluate("1001", &[o, charge("ch_1", "100.00", 1), invoice("INV-1", "100.00", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                o,
+                charge("ch_1", "100.00", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
         assert_eq!(rules(&e), vec!["order_tenders_sum"]);
-        assert_eq!(e.findings[0].exception_type, ExceptionType::ValidationFailed);
+        assert_eq!(
+            e.findings[0].exception_type,
+            ExceptionType::ValidationFailed
+        );
     }
 
     #[test]
@@ -645,7 +910,14 @@ mod tests {
                 processor_reference: None,
             });
         }
-        let e = evaluate("1001", &[o, charge("ch_1", "80.00", 1), invoice("INV-1", "100.00", 60)]);
+        let e = evaluate(
+            "1001",
+            &[
+                o,
+                charge("ch_1", "80.00", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.transaction.totals.captured, Some(usd("100.00")));
     }
@@ -653,20 +925,43 @@ mod tests {
     #[test]
     fn merge_collects_every_external_id_and_a_timeline() {
         let mut inv = invoice("INV-1", "100.00", 60);
-        inv.record.references.push(Reference { kind: RefKind::Fulfillment, id: "F1".into() });
-        let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), inv, fulfilment("F1", 2, 30)]);
+        inv.record.references.push(Reference {
+            kind: RefKind::Fulfillment,
+            id: "F1".into(),
+        });
+        let e = evaluate(
+            "1001",
+            &[
+                order("100.00", 2),
+                charge("ch_1", "100.00", 1),
+                inv,
+                fulfilment("F1", 2, 30),
+            ],
+        );
         let ids = &e.transaction.external_ids;
         assert!(ids.charge_ids.contains("ch_1"));
         assert!(ids.payment_intent_ids.contains("pi_1"));
         assert!(ids.invoice_ids.contains("INV-1"));
         assert!(ids.fulfillment_ids.contains("F1"));
         let stages: Vec<_> = e.transaction.timeline.iter().map(|t| t.stage).collect();
-        assert_eq!(stages, vec![Stage::OrderCapture, Stage::PaymentCapture, Stage::Fulfillment, Stage::Invoice]);
+        assert_eq!(
+            stages,
+            vec![
+                Stage::OrderCapture,
+                Stage::PaymentCapture,
+                Stage::Fulfillment,
+                Stage::Invoice
+            ]
+        );
     }
 
     #[test]
     fn records_and_transactions_survive_a_storage_round_trip() {
-        let recs = [order("100.00", 2), charge("ch_1", "100.00", 1), invoice("INV-1", "100.00", 60)];
+        let recs = [
+            order("100.00", 2),
+            charge("ch_1", "100.00", 1),
+            invoice("INV-1", "100.00", 60),
+        ];
         for r in &recs {
             let json = serde_json::to_value(&r.record).unwrap();
             let back: Record = serde_json::from_value(json).unwrap();

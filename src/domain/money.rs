@@ -21,7 +21,11 @@ pub enum AmountError {
     #[error("'{0}' is not a decimal number (digits, an optional '-' and one '.')")]
     NotDecimal(String),
     #[error("'{value}' has more decimal places than {currency} allows ({allowed})")]
-    TooPrecise { value: String, currency: &'static str, allowed: u32 },
+    TooPrecise {
+        value: String,
+        currency: &'static str,
+        allowed: u32,
+    },
     #[error("'{0}' must not be negative")]
     Negative(String),
     #[error("unknown ISO 4217 currency code '{0}'")]
@@ -58,7 +62,12 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", format_amount(self.amount, self.currency), self.currency)
+        write!(
+            f,
+            "{} {}",
+            format_amount(self.amount, self.currency),
+            self.currency
+        )
     }
 }
 
@@ -160,12 +169,27 @@ mod tests {
 
     #[test]
     fn parses_within_minor_unit() {
-        assert_eq!(Money::parse("19.99", cur("USD")).unwrap().amount, Decimal::new(1999, 2));
-        assert_eq!(Money::parse("1500", cur("JPY")).unwrap().amount, Decimal::new(1500, 0));
-        assert_eq!(Money::parse("1.250", cur("KWD")).unwrap().amount, Decimal::new(125, 2));
-        assert_eq!(Money::parse("-5.00", cur("USD")).unwrap().amount, Decimal::new(-5, 0));
+        assert_eq!(
+            Money::parse("19.99", cur("USD")).unwrap().amount,
+            Decimal::new(1999, 2)
+        );
+        assert_eq!(
+            Money::parse("1500", cur("JPY")).unwrap().amount,
+            Decimal::new(1500, 0)
+        );
+        assert_eq!(
+            Money::parse("1.250", cur("KWD")).unwrap().amount,
+            Decimal::new(125, 2)
+        );
+        assert_eq!(
+            Money::parse("-5.00", cur("USD")).unwrap().amount,
+            Decimal::new(-5, 0)
+        );
         // Trailing zeros carry no value.
-        assert_eq!(Money::parse("10.000", cur("USD")).unwrap().amount, Decimal::new(10, 0));
+        assert_eq!(
+            Money::parse("10.000", cur("USD")).unwrap().amount,
+            Decimal::new(10, 0)
+        );
     }
 
     #[test]
@@ -183,8 +207,13 @@ mod tests {
 
     #[test]
     fn refuses_anything_but_plain_decimals() {
-        for bad in ["", "abc", "1e5", "1_000", "1,00", ".5", "5.", "--1", "1.2.3", " 1", "+1", "NaN"] {
-            assert!(parse_decimal(bad, None).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "", "abc", "1e5", "1_000", "1,00", ".5", "5.", "--1", "1.2.3", " 1", "+1", "NaN",
+        ] {
+            assert!(
+                parse_decimal(bad, None).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -209,12 +238,22 @@ mod tests {
         let total = Money::parse("100.00", cur("USD")).unwrap();
         let parts = allocate(total, &[Decimal::ONE, Decimal::ONE, Decimal::ONE]);
         let amounts: Vec<_> = parts.iter().map(|m| m.amount).collect();
-        assert_eq!(amounts, vec![Decimal::new(3334, 2), Decimal::new(3333, 2), Decimal::new(3333, 2)]);
+        assert_eq!(
+            amounts,
+            vec![
+                Decimal::new(3334, 2),
+                Decimal::new(3333, 2),
+                Decimal::new(3333, 2)
+            ]
+        );
         assert_eq!(amounts.iter().copied().sum::<Decimal>(), total.amount);
 
         let yen = Money::parse("1000", cur("JPY")).unwrap();
         let parts = allocate(yen, &[Decimal::new(1, 0), Decimal::new(2, 0)]);
-        assert_eq!(parts.iter().map(|m| m.amount).sum::<Decimal>(), Decimal::new(1000, 0));
+        assert_eq!(
+            parts.iter().map(|m| m.amount).sum::<Decimal>(),
+            Decimal::new(1000, 0)
+        );
         assert_eq!(parts[1].amount, Decimal::new(667, 0));
     }
 }

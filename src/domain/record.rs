@@ -480,7 +480,9 @@ impl Record {
 
     /// All ids this record carries of the given kind, its own included.
     pub fn ids_of(&self, kind: RefKind) -> impl Iterator<Item = &str> {
-        self.references.iter().filter(move |r| r.kind == kind).map(|r| r.id.as_str())
+        self.references
+            .iter()
+            .filter(move |r| r.kind == kind)
+            .map(|r| r.id.as_str())
     }
 }
-

@@ -13,7 +13,9 @@ pub fn usd(s: &str) -> Money {
 }
 
 pub fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-02T10:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-02T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub fn at(minutes: i64) -> DateTime<Utc> {
@@ -35,61 +37,95 @@ pub fn rec(system: &str, id: &str, when: DateTime<Utc>, body: Body) -> StoredRec
 }
 
 pub fn order(total: &str, units: i64) -> StoredRecord {
-    rec("shopify", "1001", t0(), Body::StorefrontOrder(StorefrontOrder {
-        name: "#1001".into(),
-        total: usd(total),
-        subtotal: None,
-        total_discount: None,
-        total_tax: None,
-        total_shipping: None,
-        line_items: vec![LineItem { sku: "TEE".into(), quantity: units, unit_price: None, discount: None, tax: None }],
-        discounts: vec![],
-        tenders: vec![Tender {
-            tender_type: TenderType::Card,
-            gateway: "stripe".into(),
-            amount: usd(total),
-            processor_reference: Some("pi_1".into()),
-        }],
-    }))
+    rec(
+        "shopify",
+        "1001",
+        t0(),
+        Body::StorefrontOrder(StorefrontOrder {
+            name: "#1001".into(),
+            total: usd(total),
+            subtotal: None,
+            total_discount: None,
+            total_tax: None,
+            total_shipping: None,
+            line_items: vec![LineItem {
+                sku: "TEE".into(),
+                quantity: units,
+                unit_price: None,
+                discount: None,
+                tax: None,
+            }],
+            discounts: vec![],
+            tenders: vec![Tender {
+                tender_type: TenderType::Card,
+                gateway: "stripe".into(),
+                amount: usd(total),
+                processor_reference: Some("pi_1".into()),
+            }],
+        }),
+    )
 }
 
 pub fn charge(id: &str, amount: &str, minutes: i64) -> StoredRecord {
-    rec("stripe", id, at(minutes), Body::ProcessorPayment(ProcessorPayment {
-        payment_type: PaymentType::Charge,
-        amount: usd(amount),
-        fee: Some(usd("3.20")),
-        exchange_rate: None,
-        payment_intent_id: Some("pi_1".into()),
-        charge_id: None,
-        balance_transaction_id: None,
-    }))
+    rec(
+        "stripe",
+        id,
+        at(minutes),
+        Body::ProcessorPayment(ProcessorPayment {
+            payment_type: PaymentType::Charge,
+            amount: usd(amount),
+            fee: Some(usd("3.20")),
+            exchange_rate: None,
+            payment_intent_id: Some("pi_1".into()),
+            charge_id: None,
+            balance_transaction_id: None,
+        }),
+    )
 }
 
 pub fn sf_capture(id: &str, amount: &str, processor_ref: &str, minutes: i64) -> StoredRecord {
-    rec("shopify", id, at(minutes), Body::StorefrontTransaction(StorefrontTransaction {
-        kind: TxnKind::Capture,
-        status: TxnStatus::Success,
-        gateway: "stripe".into(),
-        amount: usd(amount),
-        parent_id: None,
-        processor_reference: Some(processor_ref.into()),
-    }))
+    rec(
+        "shopify",
+        id,
+        at(minutes),
+        Body::StorefrontTransaction(StorefrontTransaction {
+            kind: TxnKind::Capture,
+            status: TxnStatus::Success,
+            gateway: "stripe".into(),
+            amount: usd(amount),
+            parent_id: None,
+            processor_reference: Some(processor_ref.into()),
+        }),
+    )
 }
 
 pub fn invoice(id: &str, total: &str, minutes: i64) -> StoredRecord {
-    rec("netsuite", id, at(minutes), Body::Invoice(Invoice {
-        total: usd(total),
-        discount: None,
-        tax: None,
-        shipping: None,
-        lines: vec![],
-    }))
+    rec(
+        "netsuite",
+        id,
+        at(minutes),
+        Body::Invoice(Invoice {
+            total: usd(total),
+            discount: None,
+            tax: None,
+            shipping: None,
+            lines: vec![],
+        }),
+    )
 }
 
 pub fn fulfilment(id: &str, units: i64, minutes: i64) -> StoredRecord {
-    rec("shipbob", id, at(minutes), Body::Fulfillment(Fulfillment {
-        lines: vec![FulfillmentLine { sku: "TEE".into(), quantity: units }],
-        tracking_number: String::new(),
-        location: String::new(),
-    }))
+    rec(
+        "shipbob",
+        id,
+        at(minutes),
+        Body::Fulfillment(Fulfillment {
+            lines: vec![FulfillmentLine {
+                sku: "TEE".into(),
+                quantity: units,
+            }],
+            tracking_number: String::new(),
+            location: String::new(),
+        }),
+    )
 }

@@ -182,7 +182,9 @@ pub(crate) fn sum_in<'a>(
 
 /// The storefront order that is current: the latest by event time, so an
 /// order edit submitted as a new record supersedes the original.
-pub(crate) fn current_order(records: &[StoredRecord]) -> Option<(&Record, &super::record::StorefrontOrder)> {
+pub(crate) fn current_order(
+    records: &[StoredRecord],
+) -> Option<(&Record, &super::record::StorefrontOrder)> {
     records
         .iter()
         .filter_map(|r| match &r.record.body {
@@ -197,7 +199,9 @@ pub(crate) fn transaction_currency(records: &[StoredRecord]) -> Option<Currency>
     if let Some((_, o)) = current_order(records) {
         return Some(o.total.currency);
     }
-    records.iter().find_map(|r| r.record.headline_amount().map(|m| m.currency))
+    records
+        .iter()
+        .find_map(|r| r.record.headline_amount().map(|m| m.currency))
 }
 
 /// Merges the records of one order. State and reasons are left PENDING and
@@ -262,7 +266,12 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
             Body::JournalEntry(j) => {
                 ids.add(RefKind::JournalEntry, &r.source_id);
                 if let Some(rate) = j.exchange_rate {
-                    rates.push(RateView { source_id: r.source_id.clone(), from: j.currency, to: None, rate });
+                    rates.push(RateView {
+                        source_id: r.source_id.clone(),
+                        from: j.currency,
+                        to: None,
+                        rate,
+                    });
                 }
             }
             Body::ProcessorPayment(p) => {
@@ -302,7 +311,12 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
                     ids.add(RefKind::Payout, po);
                 }
                 if let Some(rate) = b.exchange_rate {
-                    rates.push(RateView { source_id: r.source_id.clone(), from: b.amount.currency, to: None, rate });
+                    rates.push(RateView {
+                        source_id: r.source_id.clone(),
+                        from: b.amount.currency,
+                        to: None,
+                        rate,
+                    });
                 }
             }
             Body::Payout(_) => ids.add(RefKind::Payout, &r.source_id),
@@ -333,14 +347,20 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         processor_refunded: facts.processor_refunded,
         processor_fees: sum_in(fees.first().map(|f| f.currency), fees.iter()),
         captured: facts.captured,
-        invoiced: sum_in(currency, records.iter().filter_map(|r| match &r.record.body {
-            Body::Invoice(i) => Some(&i.total),
-            _ => None,
-        })),
-        credited: sum_in(currency, records.iter().filter_map(|r| match &r.record.body {
-            Body::CreditMemo(c) => Some(&c.total),
-            _ => None,
-        })),
+        invoiced: sum_in(
+            currency,
+            records.iter().filter_map(|r| match &r.record.body {
+                Body::Invoice(i) => Some(&i.total),
+                _ => None,
+            }),
+        ),
+        credited: sum_in(
+            currency,
+            records.iter().filter_map(|r| match &r.record.body {
+                Body::CreditMemo(c) => Some(&c.total),
+                _ => None,
+            }),
+        ),
         journaled: facts.journaled,
     };
 
@@ -348,8 +368,16 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         .map(|(r, _)| r.event_time)
         .or_else(|| sorted.first().map(|r| r.record.event_time))
         .unwrap_or_default();
-    let create_time = records.iter().map(|r| r.receive_time).min().unwrap_or_default();
-    let update_time = records.iter().map(|r| r.receive_time).max().unwrap_or_default();
+    let create_time = records
+        .iter()
+        .map(|r| r.receive_time)
+        .min()
+        .unwrap_or_default();
+    let update_time = records
+        .iter()
+        .map(|r| r.receive_time)
+        .max()
+        .unwrap_or_default();
 
     Transaction {
         order_id: order_id.to_string(),

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -171,9 +173,11 @@ impl LogColumns {
         self.outcome.push(outcome.as_str().to_string());
         self.original_id.push(original);
         self.content_hash.push(hash.to_vec());
-        self.payload.push(serde_json::to_value(r).expect("records always serialise"));
+        self.payload
+            .push(serde_json::to_value(r).expect("records always serialise"));
         let headline = r.headline_amount();
-        self.currency_code.push(headline.map(|m| m.currency.code().to_string()));
+        self.currency_code
+            .push(headline.map(|m| m.currency.code().to_string()));
         self.amount.push(headline.map(|m| m.amount));
         let (d, c) = match &r.body {
             Body::JournalEntry(j) => (Some(j.total_debits()), Some(j.total_credits())),
@@ -260,7 +264,11 @@ impl NewException {
     }
 }
 
-async fn upsert_exceptions(conn: &mut AsyncPgConnection, merchant: &str, rows: &[NewException]) -> Result<()> {
+async fn upsert_exceptions(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    rows: &[NewException],
+) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -286,8 +294,14 @@ async fn upsert_exceptions(conn: &mut AsyncPgConnection, merchant: &str, rows: &
     sql_query(SQL)
         .bind::<Text, _>(merchant)
         .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.exception_type.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|r| r.exception_type.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.handoff.as_str()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.rule.clone()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
@@ -310,7 +324,9 @@ impl Store {
         let mut attempt = 0;
         loop {
             let mut conn = self.conn().await?;
-            let result = conn.transaction(async |conn| submit_in_tx(conn, sub, &encode).await).await;
+            let result = conn
+                .transaction(async |conn| submit_in_tx(conn, sub, &encode).await)
+                .await;
             match result {
                 Err(Error::Aborted(msg)) if attempt < 4 => {
                     attempt += 1;
@@ -336,7 +352,11 @@ impl Store {
 /// Serialises writers of the same orders (rows may not exist yet, so row
 /// locks cannot do it). Taken in sorted order, so two submissions touching
 /// the same orders can never deadlock on them.
-async fn lock_orders(conn: &mut AsyncPgConnection, merchant: &str, orders: &[String]) -> Result<()> {
+async fn lock_orders(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    orders: &[String],
+) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -387,7 +407,11 @@ async fn submit_in_tx(
         }
     }
 
-    let orders: Vec<String> = sub.records.iter().filter_map(|r| r.order_id.clone()).collect();
+    let orders: Vec<String> = sub
+        .records
+        .iter()
+        .filter_map(|r| r.order_id.clone())
+        .collect();
     lock_orders(conn, merchant, &orders).await?;
 
     // The first occurrence of each key is the candidate; later ones in the
@@ -412,7 +436,10 @@ async fn submit_in_tx(
             accepted.insert(k, row);
         }
     }
-    let missing: Vec<&RecordKey> = first.keys().filter(|k| !accepted.contains_key(*k)).collect();
+    let missing: Vec<&RecordKey> = first
+        .keys()
+        .filter(|k| !accepted.contains_key(*k))
+        .collect();
     if !missing.is_empty() {
         let existing: Vec<KeyRow> = sql_query(
             "SELECT source_system, kind, source_id, record_id, content_hash, order_id, receive_time
@@ -422,9 +449,19 @@ async fn submit_in_tx(
                  SELECT * FROM UNNEST($2::text[], $3::text[], $4::text[]))",
         )
         .bind::<Text, _>(merchant)
-        .bind::<Array<Text>, _>(missing.iter().map(|k| k.source_system.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            missing
+                .iter()
+                .map(|k| k.source_system.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Text>, _>(missing.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(missing.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            missing
+                .iter()
+                .map(|k| k.source_id.clone())
+                .collect::<Vec<_>>(),
+        )
         .load(conn)
         .await?;
         for row in existing {
@@ -454,11 +491,22 @@ async fn submit_in_tx(
         let mut exception = None;
         match outcome {
             RecordOutcome::Accepted => touched.extend(r.order_id.clone()),
-            RecordOutcome::Duplicate => repeats.push(r, &hashes[i], outcome, Some(original.record_id)),
+            RecordOutcome::Duplicate => {
+                repeats.push(r, &hashes[i], outcome, Some(original.record_id))
+            }
             RecordOutcome::Conflict => {
                 repeats.push(r, &hashes[i], outcome, Some(original.record_id));
                 let new_hash = hex(&hashes[i]);
-                let id = exception_id(merchant, &["conflict", r.kind().as_str(), &r.source_system, &r.source_id, &new_hash]);
+                let id = exception_id(
+                    merchant,
+                    &[
+                        "conflict",
+                        r.kind().as_str(),
+                        &r.source_system,
+                        &r.source_id,
+                        &new_hash,
+                    ],
+                );
                 exception = Some(id);
                 let order_id = original.order_id.clone().or_else(|| r.order_id.clone());
                 touched.extend(order_id.clone());
@@ -510,19 +558,25 @@ async fn submit_in_tx(
     refresh_in_tx(conn, merchant, &touched).await?;
 
     if let Some(request_id) = sub.request_id {
-        sql_query("UPDATE submissions SET response = $3 WHERE merchant_id = $1 AND request_id = $2")
-            .bind::<Text, _>(merchant)
-            .bind::<Text, _>(request_id)
-            .bind::<Bytea, _>(encode(&outcomes))
-            .execute(conn)
-            .await?;
+        sql_query(
+            "UPDATE submissions SET response = $3 WHERE merchant_id = $1 AND request_id = $2",
+        )
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(request_id)
+        .bind::<Bytea, _>(encode(&outcomes))
+        .execute(conn)
+        .await?;
     }
     Ok(Submitted::Fresh(outcomes))
 }
 
 /// Re-merges `orders` from the log, matches them, and writes their
 /// projection and derived exceptions. The caller holds the order locks.
-async fn refresh_in_tx(conn: &mut AsyncPgConnection, merchant: &str, orders: &[String]) -> Result<()> {
+async fn refresh_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    orders: &[String],
+) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -536,9 +590,19 @@ async fn refresh_in_tx(conn: &mut AsyncPgConnection, merchant: &str, orders: &[S
     .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
     for row in rows {
-        let record: Record = serde_json::from_value(row.payload)
-            .map_err(|e| Error::Internal(format!("stored payload of order {} unreadable: {e}", row.order_id)))?;
-        by_order.entry(row.order_id).or_default().push(StoredRecord { record, receive_time: row.receive_time });
+        let record: Record = serde_json::from_value(row.payload).map_err(|e| {
+            Error::Internal(format!(
+                "stored payload of order {} unreadable: {e}",
+                row.order_id
+            ))
+        })?;
+        by_order
+            .entry(row.order_id)
+            .or_default()
+            .push(StoredRecord {
+                record,
+                receive_time: row.receive_time,
+            });
     }
 
     let conflicted: BTreeSet<String> = sql_query(
@@ -555,8 +619,7 @@ async fn refresh_in_tx(conn: &mut AsyncPgConnection, merchant: &str, orders: &[S
 
     let mut exceptions = vec![];
     let mut keep: Vec<Uuid> = vec![];
-    let mut tx_cols: (Vec<String>, Vec<String>, Vec<Option<String>>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>, Vec<serde_json::Value>) =
-        Default::default();
+    let mut merged = Vec::with_capacity(by_order.len());
     for (order_id, records) in &by_order {
         let mut eval = evaluate(order_id, records);
         for f in &eval.findings {
@@ -566,20 +629,19 @@ async fn refresh_in_tx(conn: &mut AsyncPgConnection, merchant: &str, orders: &[S
         }
         if conflicted.contains(order_id) {
             eval.transaction.state = ReconciliationState::Exception;
-            eval.transaction.reasons.insert(0, "a record arrived again with different content".into());
+            eval.transaction
+                .reasons
+                .insert(0, "a record arrived again with different content".into());
         }
-        let t = &eval.transaction;
-        tx_cols.0.push(order_id.clone());
-        tx_cols.1.push(t.state.as_str().to_string());
-        tx_cols.2.push(t.currency.map(|c| c.code().to_string()));
-        tx_cols.3.push(t.event_time);
-        tx_cols.4.push(t.create_time);
-        tx_cols.5.push(t.update_time);
-        tx_cols.6.push(serde_json::to_value(t).expect("transactions always serialise"));
+        merged.push(eval.transaction);
     }
     upsert_exceptions(conn, merchant, &exceptions).await?;
     // What the rules no longer find has been settled by later records.
-    let derived: Vec<&str> = ExceptionType::ALL.into_iter().filter(|t| t.is_derived()).map(|t| t.as_str()).collect();
+    let derived: Vec<&str> = ExceptionType::ALL
+        .into_iter()
+        .filter(|t| t.is_derived())
+        .map(|t| t.as_str())
+        .collect();
     sql_query(
         "UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
          WHERE merchant_id = $1 AND order_id = ANY($2) AND state <> 'resolved'
@@ -604,13 +666,28 @@ async fn refresh_in_tx(conn: &mut AsyncPgConnection, merchant: &str, orders: &[S
              update_time = EXCLUDED.update_time, document = EXCLUDED.document",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(tx_cols.0)
-    .bind::<Array<Text>, _>(tx_cols.1)
-    .bind::<Array<Nullable<Text>>, _>(tx_cols.2)
-    .bind::<Array<Timestamptz>, _>(tx_cols.3)
-    .bind::<Array<Timestamptz>, _>(tx_cols.4)
-    .bind::<Array<Timestamptz>, _>(tx_cols.5)
-    .bind::<Array<Jsonb>, _>(tx_cols.6)
+    .bind::<Array<Text>, _>(
+        merged
+            .iter()
+            .map(|t| t.order_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(merged.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        merged
+            .iter()
+            .map(|t| t.currency.map(|c| c.code()))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.event_time).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.create_time).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.update_time).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(
+        merged
+            .iter()
+            .map(|t| serde_json::to_value(t).expect("transactions always serialise"))
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

@@ -34,8 +34,12 @@ struct TxRow {
 
 impl TxRow {
     fn into_row(self) -> Result<TransactionRow> {
-        let transaction: Transaction = serde_json::from_value(self.document)
-            .map_err(|e| Error::Internal(format!("stored transaction {} unreadable: {e}", self.order_id)))?;
+        let transaction: Transaction = serde_json::from_value(self.document).map_err(|e| {
+            Error::Internal(format!(
+                "stored transaction {} unreadable: {e}",
+                self.order_id
+            ))
+        })?;
         let state = ReconciliationState::parse(&self.state)
             .ok_or_else(|| Error::Internal(format!("unknown state {}", self.state)))?;
         Ok(TransactionRow { transaction, state })
@@ -88,8 +92,9 @@ impl ExRow {
         Ok(ExceptionRow {
             exception_id: self.exception_id,
             order_id: self.order_id,
-            exception_type: ExceptionType::parse(&self.r#type)
-                .ok_or_else(|| Error::Internal(format!("unknown exception type {}", self.r#type)))?,
+            exception_type: ExceptionType::parse(&self.r#type).ok_or_else(|| {
+                Error::Internal(format!("unknown exception type {}", self.r#type))
+            })?,
             handoff: Handoff::parse(&self.handoff)
                 .ok_or_else(|| Error::Internal(format!("unknown handoff {}", self.handoff)))?,
             state: self.state,
@@ -148,7 +153,9 @@ impl Store {
         .await?;
         rows.into_iter()
             .next()
-            .ok_or_else(|| Error::NotFound(format!("merchants/{merchant}/transactions/{order_id}")))?
+            .ok_or_else(|| {
+                Error::NotFound(format!("merchants/{merchant}/transactions/{order_id}"))
+            })?
             .into_row()
     }
 
@@ -169,30 +176,55 @@ impl Store {
         .into_boxed::<Pg>()
         .bind::<Text, _>(merchant.to_string());
         if let Some(s) = filter.state {
-            q = q.sql(format!(" AND state = {}", n.next())).bind::<Text, _>(s.as_str());
+            q = q
+                .sql(format!(" AND state = {}", n.next()))
+                .bind::<Text, _>(s.as_str());
         }
         if let Some(t) = filter.start_time {
-            q = q.sql(format!(" AND event_time >= {}", n.next())).bind::<Timestamptz, _>(t);
+            q = q
+                .sql(format!(" AND event_time >= {}", n.next()))
+                .bind::<Timestamptz, _>(t);
         }
         if let Some(t) = filter.end_time {
-            q = q.sql(format!(" AND event_time < {}", n.next())).bind::<Timestamptz, _>(t);
+            q = q
+                .sql(format!(" AND event_time < {}", n.next()))
+                .bind::<Timestamptz, _>(t);
         }
         if let Some(c) = after {
             q = q
-                .sql(format!(" AND (event_time, order_id) < ({}, {})", n.next(), n.next()))
+                .sql(format!(
+                    " AND (event_time, order_id) < ({}, {})",
+                    n.next(),
+                    n.next()
+                ))
                 .bind::<Timestamptz, _>(c.time)
                 .bind::<Text, _>(c.id.clone());
         }
         let rows: Vec<TxRow> = q
-            .sql(format!(" ORDER BY event_time DESC, order_id DESC LIMIT {}", n.next()))
+            .sql(format!(
+                " ORDER BY event_time DESC, order_id DESC LIMIT {}",
+                n.next()
+            ))
             .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
             .load(&mut self.conn().await?)
             .await?;
-        page(rows, limit, |r| Cursor { time: r.event_time, id: r.order_id.clone() }, TxRow::into_row)
+        page(
+            rows,
+            limit,
+            |r| Cursor {
+                time: r.event_time,
+                id: r.order_id.clone(),
+            },
+            TxRow::into_row,
+        )
     }
 
     /// The exceptions of one order that are not resolved, oldest first.
-    pub async fn unresolved_exceptions(&self, merchant: &str, order_id: &str) -> Result<Vec<ExceptionRow>> {
+    pub async fn unresolved_exceptions(
+        &self,
+        merchant: &str,
+        order_id: &str,
+    ) -> Result<Vec<ExceptionRow>> {
         let rows: Vec<ExRow> = sql_query(format!(
             "SELECT {EXCEPTION_COLUMNS} FROM exceptions
              WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
@@ -213,37 +245,66 @@ impl Store {
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
         let mut n = Placeholders::default();
-        let mut q = sql_query(format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = {}", n.next()))
-            .into_boxed::<Pg>()
-            .bind::<Text, _>(merchant.to_string());
+        let mut q = sql_query(format!(
+            "SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = {}",
+            n.next()
+        ))
+        .into_boxed::<Pg>()
+        .bind::<Text, _>(merchant.to_string());
         if let Some(t) = filter.exception_type {
-            q = q.sql(format!(" AND type = {}", n.next())).bind::<Text, _>(t.as_str());
+            q = q
+                .sql(format!(" AND type = {}", n.next()))
+                .bind::<Text, _>(t.as_str());
         }
         if let Some(h) = filter.handoff {
-            q = q.sql(format!(" AND handoff = {}", n.next())).bind::<Text, _>(h.as_str());
+            q = q
+                .sql(format!(" AND handoff = {}", n.next()))
+                .bind::<Text, _>(h.as_str());
         }
         if let Some(s) = &filter.state {
-            q = q.sql(format!(" AND state = {}", n.next())).bind::<Text, _>(s.clone());
+            q = q
+                .sql(format!(" AND state = {}", n.next()))
+                .bind::<Text, _>(s.clone());
         }
         if let Some(t) = filter.start_time {
-            q = q.sql(format!(" AND create_time >= {}", n.next())).bind::<Timestamptz, _>(t);
+            q = q
+                .sql(format!(" AND create_time >= {}", n.next()))
+                .bind::<Timestamptz, _>(t);
         }
         if let Some(t) = filter.end_time {
-            q = q.sql(format!(" AND create_time < {}", n.next())).bind::<Timestamptz, _>(t);
+            q = q
+                .sql(format!(" AND create_time < {}", n.next()))
+                .bind::<Timestamptz, _>(t);
         }
         if let Some(c) = after {
-            let id = Uuid::parse_str(&c.id).map_err(|_| Error::invalid("page_token", "malformed page token"))?;
+            let id = Uuid::parse_str(&c.id)
+                .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
             q = q
-                .sql(format!(" AND (create_time, exception_id) < ({}, {})", n.next(), n.next()))
+                .sql(format!(
+                    " AND (create_time, exception_id) < ({}, {})",
+                    n.next(),
+                    n.next()
+                ))
                 .bind::<Timestamptz, _>(c.time)
                 .bind::<SqlUuid, _>(id);
         }
         let rows: Vec<ExRow> = q
-            .sql(format!(" ORDER BY create_time DESC, exception_id DESC LIMIT {}", n.next()))
+            .sql(format!(
+                " ORDER BY create_time DESC, exception_id DESC LIMIT {}",
+                n.next()
+            ))
             .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
             .load(&mut self.conn().await?)
             .await?;
-        page(rows, limit, |r| Cursor { time: r.create_time, id: r.exception_id.to_string() }, ExRow::into_row)
+        page(
+            rows,
+            limit,
+            |r| Cursor {
+                time: r.create_time,
+                id: r.exception_id.to_string(),
+            },
+            ExRow::into_row,
+        )
     }
 }
 
@@ -272,5 +333,8 @@ fn page<R, T>(
     } else {
         None
     };
-    Ok(Page { items: rows.into_iter().map(convert).collect::<Result<_>>()?, next })
+    Ok(Page {
+        items: rows.into_iter().map(convert).collect::<Result<_>>()?,
+        next,
+    })
 }

@@ -21,7 +21,8 @@ const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// local server, else a throwaway embedded PostgreSQL.
 static ADMIN_URL: OnceCell<String> = OnceCell::const_new();
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
-static EMBEDDED: std::sync::OnceLock<tally::embedded_pg::EmbeddedPostgres> = std::sync::OnceLock::new();
+static EMBEDDED: std::sync::OnceLock<tally::embedded_pg::EmbeddedPostgres> =
+    std::sync::OnceLock::new();
 
 async fn admin_url() -> &'static str {
     ADMIN_URL
@@ -29,10 +30,15 @@ async fn admin_url() -> &'static str {
             if let Ok(url) = std::env::var("TALLY_TEST_DATABASE_URL") {
                 return url;
             }
-            if tokio_postgres::connect(DEFAULT_ADMIN_URL, NoTls).await.is_ok() {
+            if tokio_postgres::connect(DEFAULT_ADMIN_URL, NoTls)
+                .await
+                .is_ok()
+            {
                 return DEFAULT_ADMIN_URL.to_string();
             }
-            eprintln!("no PostgreSQL at {DEFAULT_ADMIN_URL}: starting an embedded one for the tests");
+            eprintln!(
+                "no PostgreSQL at {DEFAULT_ADMIN_URL}: starting an embedded one for the tests"
+            );
             let pg = tally::embedded_pg::EmbeddedPostgres::start_temporary()
                 .await
                 .expect("no PostgreSQL reachable and the embedded one would not start");
@@ -46,7 +52,10 @@ async fn admin_url() -> &'static str {
 /// The URL of another database on the admin server.
 fn url_for(admin: &str, db: &str) -> String {
     // Both forms we use end in "/<db>", optionally followed by "?...".
-    let (base, query) = admin.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((admin, None));
+    let (base, query) = admin
+        .split_once('?')
+        .map(|(b, q)| (b, Some(q)))
+        .unwrap_or((admin, None));
     let base = &base[..base.rfind('/').expect("database URL has a path")];
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -55,7 +64,9 @@ fn url_for(admin: &str, db: &str) -> String {
 }
 
 pub async fn admin() -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(admin_url().await, NoTls).await.expect("connect to the admin database");
+    let (client, conn) = tokio_postgres::connect(admin_url().await, NoTls)
+        .await
+        .expect("connect to the admin database");
     tokio::spawn(conn);
     client
 }
@@ -74,7 +85,10 @@ async fn template() -> &'static str {
             }
             let name = format!("tally_tmpl_{:016x}", std::hash::Hasher::finish(&hasher));
             let admin = admin().await;
-            admin.execute("SELECT pg_advisory_lock(7215001)", &[]).await.unwrap();
+            admin
+                .execute("SELECT pg_advisory_lock(7215001)", &[])
+                .await
+                .unwrap();
             let exists = admin
                 .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
                 .await
@@ -82,14 +96,25 @@ async fn template() -> &'static str {
                 .is_some();
             if !exists {
                 let building = format!("{name}_building");
-                admin.execute(&format!("DROP DATABASE IF EXISTS {building}"), &[]).await.unwrap();
-                admin.execute(&format!("CREATE DATABASE {building}"), &[]).await.unwrap();
-                tally::storage::run_migrations(&url_for(admin_url().await, &building)).await.expect("migrate the template");
+                admin
+                    .execute(&format!("DROP DATABASE IF EXISTS {building}"), &[])
+                    .await
+                    .unwrap();
+                admin
+                    .execute(&format!("CREATE DATABASE {building}"), &[])
+                    .await
+                    .unwrap();
+                tally::storage::run_migrations(&url_for(admin_url().await, &building))
+                    .await
+                    .expect("migrate the template");
                 // Renamed only when complete, so a crash never leaves a half-migrated template.
                 let sql = format!("ALTER DATABASE {building} RENAME TO {name}");
                 retry(|| admin.execute(&sql, &[])).await;
             }
-            admin.execute("SELECT pg_advisory_unlock(7215001)", &[]).await.unwrap();
+            admin
+                .execute("SELECT pg_advisory_unlock(7215001)", &[])
+                .await
+                .unwrap();
             name
         })
         .await
@@ -137,12 +162,22 @@ impl TestDb {
     pub async fn new() -> TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
         let tmpl = template().await;
-        let name = format!("tally_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "tally_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
         let admin = admin().await;
-        admin.execute(&format!("DROP DATABASE IF EXISTS {name}"), &[]).await.unwrap();
+        admin
+            .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
+            .await
+            .unwrap();
         let sql = format!("CREATE DATABASE {name} TEMPLATE {tmpl}");
         retry(|| admin.execute(&sql, &[])).await;
-        TestDb { url: url_for(admin_url().await, &name), name }
+        TestDb {
+            url: url_for(admin_url().await, &name),
+            name,
+        }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -153,21 +188,35 @@ impl TestDb {
 
     /// Drops the database out from under everything connected to it.
     pub async fn drop_now(&self) {
-        admin().await.execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name), &[]).await.unwrap();
+        admin()
+            .await
+            .execute(
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                &[],
+            )
+            .await
+            .unwrap();
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let Some(url) = ADMIN_URL.get().cloned() else { return };
+        let Some(url) = ADMIN_URL.get().cloned() else {
+            return;
+        };
         // Drop cannot await; a helper thread with its own runtime can.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await;
+                    let _ = client
+                        .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[])
+                        .await;
                 }
             });
         })
@@ -190,8 +239,18 @@ impl TestApp {
     pub async fn start() -> TestApp {
         let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
-        let server = Running::start(store, "127.0.0.1:0".parse().unwrap(), Duration::from_millis(100)).await.unwrap();
-        let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+        let server = Running::start(
+            store,
+            "127.0.0.1:0".parse().unwrap(),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        let channel = Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         TestApp {
             db,
             ingest: IngestServiceClient::new(channel.clone()),
@@ -202,7 +261,10 @@ impl TestApp {
         }
     }
 
-    pub async fn submit(&self, records: Vec<pb::Record>) -> Result<pb::SubmitRecordsResponse, tonic::Status> {
+    pub async fn submit(
+        &self,
+        records: Vec<pb::Record>,
+    ) -> Result<pb::SubmitRecordsResponse, tonic::Status> {
         self.submit_as("acme", "", records).await
     }
 
@@ -226,7 +288,9 @@ impl TestApp {
     pub async fn transaction(&self, order_id: &str) -> Result<pb::Transaction, tonic::Status> {
         self.transactions
             .clone()
-            .get_transaction(pb::GetTransactionRequest { name: format!("merchants/acme/transactions/{order_id}") })
+            .get_transaction(pb::GetTransactionRequest {
+                name: format!("merchants/acme/transactions/{order_id}"),
+            })
             .await
             .map(|r| r.into_inner().transaction.unwrap())
     }
@@ -243,24 +307,41 @@ impl TestApp {
     }
 
     pub async fn exceptions(&self, req: pb::ListExceptionsRequest) -> pb::ListExceptionsResponse {
-        self.exceptions.clone().list_exceptions(req).await.unwrap().into_inner()
+        self.exceptions
+            .clone()
+            .list_exceptions(req)
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// Rows in one table, straight from the database.
     pub async fn count(&self, sql: &str) -> i64 {
-        self.db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+        self.db
+            .client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
     }
 }
 
 // ---- record builders -------------------------------------------------
 
 pub fn usd(amount: &str) -> Option<pb::Money> {
-    Some(pb::Money { currency_code: "USD".into(), amount: amount.into() })
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        amount: amount.into(),
+    })
 }
 
 pub fn ts(rfc3339: &str) -> Option<prost_types::Timestamp> {
     let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
-    Some(prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 })
+    Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
 }
 
 fn record(system: &str, id: &str, order: &str, when: &str, kind: pb::record::Kind) -> pb::Record {
@@ -275,65 +356,106 @@ fn record(system: &str, id: &str, order: &str, when: &str, kind: pb::record::Kin
 }
 
 pub fn order(order: &str, total: &str) -> pb::Record {
-    record("shopify", order, order, "2026-11-02T10:00:00Z", pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-        name: format!("#{order}"),
-        total: usd(total),
-        line_items: vec![pb::LineItem { sku: "TEE".into(), quantity: 2, unit_price: None, discount: None, tax: None }],
-        tenders: vec![pb::Tender {
-            r#type: pb::TenderType::Card as i32,
-            gateway: "stripe".into(),
-            amount: usd(total),
-            processor_reference: format!("pi_{order}"),
-        }],
-        ..Default::default()
-    }))
+    record(
+        "shopify",
+        order,
+        order,
+        "2026-11-02T10:00:00Z",
+        pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+            name: format!("#{order}"),
+            total: usd(total),
+            line_items: vec![pb::LineItem {
+                sku: "TEE".into(),
+                quantity: 2,
+                unit_price: None,
+                discount: None,
+                tax: None,
+            }],
+            tenders: vec![pb::Tender {
+                r#type: pb::TenderType::Card as i32,
+                gateway: "stripe".into(),
+                amount: usd(total),
+                processor_reference: format!("pi_{order}"),
+            }],
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn charge(order: &str, amount: &str) -> pb::Record {
-    record("stripe", &format!("ch_{order}"), order, "2026-11-02T10:00:05Z", pb::record::Kind::ProcessorPayment(
-        pb::ProcessorPayment {
+    record(
+        "stripe",
+        &format!("ch_{order}"),
+        order,
+        "2026-11-02T10:00:05Z",
+        pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
             r#type: pb::ProcessorPaymentType::Charge as i32,
             amount: usd(amount),
             fee: usd("3.20"),
             payment_intent_id: format!("pi_{order}"),
             ..Default::default()
-        },
-    ))
+        }),
+    )
 }
 
 pub fn invoice(order: &str, total: &str) -> pb::Record {
-    record("netsuite", &format!("INV-{order}"), order, "2026-11-02T12:00:00Z", pb::record::Kind::Invoice(pb::Invoice {
-        total: usd(total),
-        ..Default::default()
-    }))
+    record(
+        "netsuite",
+        &format!("INV-{order}"),
+        order,
+        "2026-11-02T12:00:00Z",
+        pb::record::Kind::Invoice(pb::Invoice {
+            total: usd(total),
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn fulfillment(order: &str, when: &str) -> pb::Record {
-    record("shipbob", &format!("F-{order}"), order, when, pb::record::Kind::Fulfillment(pb::Fulfillment {
-        lines: vec![pb::FulfillmentLine { sku: "TEE".into(), quantity: 2 }],
-        ..Default::default()
-    }))
+    record(
+        "shipbob",
+        &format!("F-{order}"),
+        order,
+        when,
+        pb::record::Kind::Fulfillment(pb::Fulfillment {
+            lines: vec![pb::FulfillmentLine {
+                sku: "TEE".into(),
+                quantity: 2,
+            }],
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn journal(id: &str, lines: &[(&str, &str, &str, &str)]) -> pb::Record {
-    record("netsuite", id, "", "2026-11-03T09:00:00Z", pb::record::Kind::JournalEntry(pb::JournalEntry {
-        currency_code: "USD".into(),
-        lines: lines
-            .iter()
-            .map(|(account, debit, credit, reference)| pb::JournalLine {
-                account: account.to_string(),
-                debit: debit.to_string(),
-                credit: credit.to_string(),
-                reference: reference.to_string(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }))
+    record(
+        "netsuite",
+        id,
+        "",
+        "2026-11-03T09:00:00Z",
+        pb::record::Kind::JournalEntry(pb::JournalEntry {
+            currency_code: "USD".into(),
+            lines: lines
+                .iter()
+                .map(|(account, debit, credit, reference)| pb::JournalLine {
+                    account: account.to_string(),
+                    debit: debit.to_string(),
+                    credit: credit.to_string(),
+                    reference: reference.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    )
 }
 
 pub fn clean_order(order_id: &str) -> Vec<pb::Record> {
-    vec![order(order_id, "100.00"), charge(order_id, "100.00"), invoice(order_id, "100.00")]
+    vec![
+        order(order_id, "100.00"),
+        charge(order_id, "100.00"),
+        invoice(order_id, "100.00"),
+    ]
 }
 
 pub fn outcomes(r: &pb::SubmitRecordsResponse) -> Vec<pb::RecordOutcome> {
@@ -345,7 +467,10 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     let details = status.get_error_details();
-    assert!(details.error_info().is_some(), "INVALID_ARGUMENT without ErrorInfo: {status:?}");
+    assert!(
+        details.error_info().is_some(),
+        "INVALID_ARGUMENT without ErrorInfo: {status:?}"
+    );
     details
         .bad_request()
         .expect("INVALID_ARGUMENT without BadRequest")

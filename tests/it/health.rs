@@ -1,14 +1,16 @@
 use std::time::Duration;
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use crate::common::*;
 
 async fn status(app: &TestApp, service: &str) -> ServingStatus {
     HealthClient::new(app.channel.clone())
-        .check(HealthCheckRequest { service: service.into() })
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -33,7 +35,12 @@ async fn health_follows_the_database() {
 
     app.db.drop_now().await;
     eventually(&app, "", ServingStatus::NotServing).await;
-    eventually(&app, "tally.v1.TransactionService", ServingStatus::NotServing).await;
+    eventually(
+        &app,
+        "tally.v1.TransactionService",
+        ServingStatus::NotServing,
+    )
+    .await;
 
     // With the database gone, calls fail as UNAVAILABLE rather than hang.
     let err = app.submit(clean_order("1")).await.unwrap_err();
@@ -45,33 +52,59 @@ async fn reflection_lists_every_service_in_both_versions() {
     use tonic_reflection::pb::{v1, v1alpha};
     let app = TestApp::start().await;
 
-    let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
     let req = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
     };
-    let mut stream = alpha.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let resp = stream.message().await.unwrap().unwrap();
-    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        resp.message_response
+    else {
         panic!("unexpected {resp:?}");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["tally.v1.IngestService", "tally.v1.TransactionService", "tally.v1.ExceptionService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    for want in [
+        "tally.v1.IngestService",
+        "tally.v1.TransactionService",
+        "tally.v1.ExceptionService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
 
     // Describing the health service needs its descriptors registered too.
     let req = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-            "grpc.health.v1.Health".into(),
-        )),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "grpc.health.v1.Health".into(),
+            ),
+        ),
     };
     let mut v1c = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let mut stream = v1c.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let mut stream = v1c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let resp = stream.message().await.unwrap().unwrap();
     assert!(
-        matches!(resp.message_response, Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))),
+        matches!(
+            resp.message_response,
+            Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ),
         "{resp:?}"
     );
 }

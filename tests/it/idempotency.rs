@@ -18,9 +18,17 @@ async fn the_same_batch_twice_changes_nothing() {
         assert_eq!(a.transaction, b.transaction);
     }
     assert_eq!(app.transaction("1001").await.unwrap(), before);
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'")
+            .await,
+        3
+    );
     // Every arrival is in the audit log, each with its outcome.
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'duplicate'").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'duplicate'")
+            .await,
+        3
+    );
     assert_eq!(app.count("SELECT count(*) FROM exceptions").await, 1);
 }
 
@@ -36,15 +44,24 @@ async fn equal_amounts_written_differently_are_the_same_content() {
 async fn a_retried_request_returns_the_original_response() {
     let app = TestApp::start().await;
     let request_id = "0b1c5f0e-7a8a-4f51-9d55-1e7e2b3f4a01";
-    let first = app.submit_as("acme", request_id, clean_order("1003")).await.unwrap();
-    let again = app.submit_as("acme", request_id, clean_order("1003")).await.unwrap();
+    let first = app
+        .submit_as("acme", request_id, clean_order("1003"))
+        .await
+        .unwrap();
+    let again = app
+        .submit_as("acme", request_id, clean_order("1003"))
+        .await
+        .unwrap();
     // The original response, not a re-run that would say DUPLICATE.
     assert_eq!(first, again);
     assert_eq!(outcomes(&again), vec![pb::RecordOutcome::Accepted; 3]);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
 
     // The same request_id for something else is refused, and stores nothing.
-    let err = app.submit_as("acme", request_id, vec![invoice("9999", "1.00")]).await.unwrap_err();
+    let err = app
+        .submit_as("acme", request_id, vec![invoice("9999", "1.00")])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
 }
@@ -52,21 +69,30 @@ async fn a_retried_request_returns_the_original_response() {
 #[tokio::test]
 async fn the_same_batch_from_eight_tasks_at_once_is_stored_once() {
     let app = TestApp::start().await;
-    let batch: Vec<_> = (0..20).flat_map(|i| clean_order(&format!("50{i:02}"))).collect();
+    let batch: Vec<_> = (0..20)
+        .flat_map(|i| clean_order(&format!("50{i:02}")))
+        .collect();
     let mut tasks = vec![];
     for _ in 0..8 {
         let (ingest, batch) = (app.ingest.clone(), batch.clone());
         tasks.push(tokio::spawn(async move {
             let mut ingest = ingest;
             ingest
-                .submit_records(pb::SubmitRecordsRequest { parent: "merchants/acme".into(), request_id: String::new(), records: batch })
+                .submit_records(pb::SubmitRecordsRequest {
+                    parent: "merchants/acme".into(),
+                    request_id: String::new(),
+                    records: batch,
+                })
                 .await
                 .map(|r| r.into_inner())
         }));
     }
     let mut accepted = vec![0; batch.len()];
     for t in tasks {
-        let r = t.await.unwrap().expect("every concurrent submission succeeds");
+        let r = t
+            .await
+            .unwrap()
+            .expect("every concurrent submission succeeds");
         for x in &r.results {
             match x.outcome() {
                 pb::RecordOutcome::Accepted => accepted[x.index as usize] += 1,
@@ -75,9 +101,20 @@ async fn the_same_batch_from_eight_tasks_at_once_is_stored_once() {
             }
         }
     }
-    assert!(accepted.iter().all(|n| *n == 1), "each record accepted exactly once: {accepted:?}");
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'").await, 60);
-    assert_eq!(app.count("SELECT count(*) FROM transactions WHERE state = 'matched'").await, 20);
+    assert!(
+        accepted.iter().all(|n| *n == 1),
+        "each record accepted exactly once: {accepted:?}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'")
+            .await,
+        60
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM transactions WHERE state = 'matched'")
+            .await,
+        20
+    );
     assert_eq!(app.count("SELECT count(*) FROM exceptions").await, 0);
 }
 
@@ -104,8 +141,14 @@ async fn the_same_request_id_from_eight_tasks_at_once_runs_once() {
     for t in tasks {
         responses.push(t.await.unwrap().unwrap());
     }
-    assert!(responses.windows(2).all(|w| w[0] == w[1]), "every caller sees the one original response");
-    assert_eq!(outcomes(&responses[0]), vec![pb::RecordOutcome::Accepted; 3]);
+    assert!(
+        responses.windows(2).all(|w| w[0] == w[1]),
+        "every caller sees the one original response"
+    );
+    assert_eq!(
+        outcomes(&responses[0]),
+        vec![pb::RecordOutcome::Accepted; 3]
+    );
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
 }
 
@@ -116,7 +159,10 @@ async fn a_conflict_keeps_the_original_and_raises_an_exception() {
     let r = app.submit(vec![invoice("7001", "250.00")]).await.unwrap();
     assert_eq!(outcomes(&r), vec![pb::RecordOutcome::Conflict]);
     let result = &r.results[0];
-    assert_eq!(result.error.as_ref().unwrap().code, tonic::Code::AlreadyExists as i32);
+    assert_eq!(
+        result.error.as_ref().unwrap().code,
+        tonic::Code::AlreadyExists as i32
+    );
     assert!(result.exception.starts_with("merchants/acme/exceptions/"));
 
     // The original stands; the transaction is flagged for a person.
@@ -133,19 +179,35 @@ async fn a_conflict_keeps_the_original_and_raises_an_exception() {
     let again = app.submit(vec![invoice("7001", "250.00")]).await.unwrap();
     assert_eq!(again.results[0].exception, result.exception);
     assert_eq!(app.count("SELECT count(*) FROM exceptions").await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'conflict'").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'conflict'")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
 async fn duplicates_within_one_batch_are_judged_against_the_first() {
     let app = TestApp::start().await;
     let r = app
-        .submit(vec![invoice("8001", "10.00"), invoice("8001", "10.00"), invoice("8001", "11.00")])
+        .submit(vec![
+            invoice("8001", "10.00"),
+            invoice("8001", "10.00"),
+            invoice("8001", "11.00"),
+        ])
         .await
         .unwrap();
     assert_eq!(
         outcomes(&r),
-        vec![pb::RecordOutcome::Accepted, pb::RecordOutcome::Duplicate, pb::RecordOutcome::Conflict]
+        vec![
+            pb::RecordOutcome::Accepted,
+            pb::RecordOutcome::Duplicate,
+            pb::RecordOutcome::Conflict
+        ]
     );
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'")
+            .await,
+        1
+    );
 }

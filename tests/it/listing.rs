@@ -6,15 +6,25 @@ fn at(order_id: &str, hour: u32, records: Vec<pb::Record>) -> Vec<pb::Record> {
     records
         .into_iter()
         .map(|mut r| {
-            let base = format!("2026-11-0{}T{hour:02}:00:00Z", if r.source_id == order_id { 2 } else { 3 });
+            let base = format!(
+                "2026-11-0{}T{hour:02}:00:00Z",
+                if r.source_id == order_id { 2 } else { 3 }
+            );
             r.event_time = ts(&base);
             r
         })
         .collect()
 }
 
-async fn list(app: &TestApp, req: pb::ListTransactionsRequest) -> Result<pb::ListTransactionsResponse, tonic::Status> {
-    app.transactions.clone().list_transactions(req).await.map(|r| r.into_inner())
+async fn list(
+    app: &TestApp,
+    req: pb::ListTransactionsRequest,
+) -> Result<pb::ListTransactionsResponse, tonic::Status> {
+    app.transactions
+        .clone()
+        .list_transactions(req)
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -32,12 +42,15 @@ async fn transactions_page_newest_first_and_filter_by_state_and_time() {
     let mut names = vec![];
     let mut token = String::new();
     loop {
-        let page = list(&app, pb::ListTransactionsRequest {
-            parent: "merchants/acme".into(),
-            page_size: 2,
-            page_token: token.clone(),
-            ..Default::default()
-        })
+        let page = list(
+            &app,
+            pb::ListTransactionsRequest {
+                parent: "merchants/acme".into(),
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
         assert!(page.transactions.len() <= 2);
@@ -49,52 +62,92 @@ async fn transactions_page_newest_first_and_filter_by_state_and_time() {
     }
     assert_eq!(names, vec!["9005", "9004", "9003", "9002", "9001"]);
 
-    let pending = list(&app, pb::ListTransactionsRequest {
-        parent: "merchants/acme".into(),
-        state: pb::ReconciliationState::Pending as i32,
-        ..Default::default()
-    })
+    let pending = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            state: pb::ReconciliationState::Pending as i32,
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(pending.transactions.iter().map(|t| t.order_id.as_str()).collect::<Vec<_>>(), vec!["9004", "9002"]);
+    assert_eq!(
+        pending
+            .transactions
+            .iter()
+            .map(|t| t.order_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["9004", "9002"]
+    );
 
-    let window = list(&app, pb::ListTransactionsRequest {
-        parent: "merchants/acme".into(),
-        start_time: ts("2026-11-02T02:00:00Z"),
-        end_time: ts("2026-11-02T04:00:00Z"),
-        ..Default::default()
-    })
+    let window = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            start_time: ts("2026-11-02T02:00:00Z"),
+            end_time: ts("2026-11-02T04:00:00Z"),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(window.transactions.iter().map(|t| t.order_id.as_str()).collect::<Vec<_>>(), vec!["9003", "9002"]);
+    assert_eq!(
+        window
+            .transactions
+            .iter()
+            .map(|t| t.order_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["9003", "9002"]
+    );
 
     // A token only works with the filter it was issued for.
-    let first = list(&app, pb::ListTransactionsRequest { parent: "merchants/acme".into(), page_size: 1, ..Default::default() })
-        .await
-        .unwrap();
-    let err = list(&app, pb::ListTransactionsRequest {
-        parent: "merchants/acme".into(),
-        page_size: 1,
-        page_token: first.next_page_token,
-        state: pb::ReconciliationState::Matched as i32,
-        ..Default::default()
-    })
+    let first = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            page_size: 1,
+            page_token: first.next_page_token,
+            state: pb::ReconciliationState::Matched as i32,
+            ..Default::default()
+        },
+    )
     .await
     .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_token"]);
 
-    let err = list(&app, pb::ListTransactionsRequest {
-        parent: "merchants/acme".into(),
-        start_time: ts("2026-11-03T00:00:00Z"),
-        end_time: ts("2026-11-02T00:00:00Z"),
-        ..Default::default()
-    })
+    let err = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            start_time: ts("2026-11-03T00:00:00Z"),
+            end_time: ts("2026-11-02T00:00:00Z"),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["end_time"]);
-    let err = list(&app, pb::ListTransactionsRequest { parent: "merchants/acme".into(), page_size: -1, ..Default::default() })
-        .await
-        .unwrap_err();
+    let err = list(
+        &app,
+        pb::ListTransactionsRequest {
+            parent: "merchants/acme".into(),
+            page_size: -1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_size"]);
 }
 
@@ -102,15 +155,24 @@ async fn transactions_page_newest_first_and_filter_by_state_and_time() {
 async fn exceptions_filter_by_type_handoff_and_state_and_page() {
     let app = TestApp::start().await;
     for i in 0..3 {
-        app.submit(vec![order(&format!("80{i}"), "100.00"), charge(&format!("80{i}"), "100.00"), invoice(&format!("80{i}"), "100.50")])
-            .await
-            .unwrap();
+        app.submit(vec![
+            order(&format!("80{i}"), "100.00"),
+            charge(&format!("80{i}"), "100.00"),
+            invoice(&format!("80{i}"), "100.50"),
+        ])
+        .await
+        .unwrap();
     }
     let mut seq = clean_order("810");
     seq.push(fulfillment("810", "2026-11-01T00:00:00Z"));
     app.submit(seq).await.unwrap();
 
-    let all = app.exceptions(pb::ListExceptionsRequest { parent: "merchants/acme".into(), ..Default::default() }).await;
+    let all = app
+        .exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/acme".into(),
+            ..Default::default()
+        })
+        .await;
     assert_eq!(all.exceptions.len(), 4);
 
     let mismatches = app
@@ -131,7 +193,10 @@ async fn exceptions_filter_by_type_handoff_and_state_and_page() {
         })
         .await;
     assert_eq!(sequence.exceptions.len(), 1);
-    assert_eq!(sequence.exceptions[0].r#type(), pb::ExceptionType::OutOfSequence);
+    assert_eq!(
+        sequence.exceptions[0].r#type(),
+        pb::ExceptionType::OutOfSequence
+    );
 
     let mut seen = vec![];
     let mut token = String::new();

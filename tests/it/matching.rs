@@ -5,7 +5,13 @@ use crate::common::*;
 #[tokio::test]
 async fn two_cents_between_invoice_and_capture_is_an_amount_mismatch() {
     let app = TestApp::start().await;
-    app.submit(vec![order("1001", "100.00"), charge("1001", "100.00"), invoice("1001", "100.02")]).await.unwrap();
+    app.submit(vec![
+        order("1001", "100.00"),
+        charge("1001", "100.00"),
+        invoice("1001", "100.02"),
+    ])
+    .await
+    .unwrap();
 
     let s = app.status("1001").await;
     assert_eq!(s.state(), pb::ReconciliationState::Exception);
@@ -16,11 +22,19 @@ async fn two_cents_between_invoice_and_capture_is_an_amount_mismatch() {
     assert_eq!(e.state(), pb::ExceptionState::Open);
     assert_eq!(e.transaction, "merchants/acme/transactions/1001");
     assert_eq!(e.difference, usd("0.02"));
-    let systems: Vec<_> = e.observations.iter().map(|o| o.source_system.as_str()).collect();
+    let systems: Vec<_> = e
+        .observations
+        .iter()
+        .map(|o| o.source_system.as_str())
+        .collect();
     assert_eq!(systems, vec!["shopify", "netsuite"]);
     assert_eq!(e.observations[1].source_ids, vec!["INV-1001"]);
     assert_eq!(e.observations[1].amount, usd("100.02"));
-    assert!(e.summary.contains("100.02") && e.summary.contains("INV-1001"), "{}", e.summary);
+    assert!(
+        e.summary.contains("100.02") && e.summary.contains("INV-1001"),
+        "{}",
+        e.summary
+    );
 
     let listed = app
         .exceptions(pb::ListExceptionsRequest {
@@ -36,8 +50,17 @@ async fn two_cents_between_invoice_and_capture_is_an_amount_mismatch() {
 #[tokio::test]
 async fn one_cent_is_within_tolerance() {
     let app = TestApp::start().await;
-    app.submit(vec![order("1002", "100.00"), charge("1002", "100.01"), invoice("1002", "99.99")]).await.unwrap();
-    assert_eq!(app.status("1002").await.state(), pb::ReconciliationState::Matched);
+    app.submit(vec![
+        order("1002", "100.00"),
+        charge("1002", "100.01"),
+        invoice("1002", "99.99"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        app.status("1002").await.state(),
+        pb::ReconciliationState::Matched
+    );
 }
 
 #[tokio::test]
@@ -46,7 +69,13 @@ async fn a_late_correct_record_resolves_the_mismatch_it_explains() {
     // Half captured: the order looks under-captured until the rest arrives.
     let mut first = charge("1003", "60.00");
     first.source_id = "ch_1003_a".into();
-    app.submit(vec![order("1003", "100.00"), invoice("1003", "100.00"), first]).await.unwrap();
+    app.submit(vec![
+        order("1003", "100.00"),
+        invoice("1003", "100.00"),
+        first,
+    ])
+    .await
+    .unwrap();
     let s = app.status("1003").await;
     assert_eq!(s.state(), pb::ReconciliationState::Exception);
     let name = s.exceptions[0].name.clone();
@@ -55,7 +84,12 @@ async fn a_late_correct_record_resolves_the_mismatch_it_explains() {
     second.source_id = "ch_1003_b".into();
     app.submit(vec![second]).await.unwrap();
     let s = app.status("1003").await;
-    assert_eq!(s.state(), pb::ReconciliationState::Matched, "{:?}", s.reasons);
+    assert_eq!(
+        s.state(),
+        pb::ReconciliationState::Matched,
+        "{:?}",
+        s.reasons
+    );
     let resolved = app
         .exceptions(pb::ListExceptionsRequest {
             parent: "merchants/acme".into(),
@@ -76,9 +110,17 @@ async fn a_fulfilment_before_its_order_is_out_of_sequence() {
     app.submit(records).await.unwrap();
     let s = app.status("1004").await;
     assert_eq!(s.state(), pb::ReconciliationState::Exception);
-    let types: Vec<_> = s.exceptions.iter().map(|e| (e.r#type(), e.rule.as_str(), e.handoff())).collect();
+    let types: Vec<_> = s
+        .exceptions
+        .iter()
+        .map(|e| (e.r#type(), e.rule.as_str(), e.handoff()))
+        .collect();
     assert!(
-        types.contains(&(pb::ExceptionType::OutOfSequence, "fulfillment_before_order", pb::Handoff::OrderToFulfillment)),
+        types.contains(&(
+            pb::ExceptionType::OutOfSequence,
+            "fulfillment_before_order",
+            pb::Handoff::OrderToFulfillment
+        )),
         "{types:?}"
     );
     // The invoice (12:00) follows the shipment (09:00): that part is in order.
@@ -100,13 +142,29 @@ async fn an_invoice_before_its_shipment_is_out_of_sequence() {
 #[tokio::test]
 async fn a_journal_that_books_a_different_gross_is_flagged() {
     let app = TestApp::start().await;
-    let mut je = journal("JE-1006", &[("1190 Clearing", "99.00", "", "ch_1006"), ("1200 AR", "", "99.00", "ch_1006")]);
+    let mut je = journal(
+        "JE-1006",
+        &[
+            ("1190 Clearing", "99.00", "", "ch_1006"),
+            ("1200 AR", "", "99.00", "ch_1006"),
+        ],
+    );
     je.order_id = "1006".into();
     let mut records = clean_order("1006");
     records.push(je);
     app.submit(records).await.unwrap();
     let s = app.status("1006").await;
-    let rules: Vec<_> = s.exceptions.iter().map(|e| (e.rule.as_str(), e.handoff())).collect();
-    assert_eq!(rules, vec![("processor_vs_journal", pb::Handoff::PaymentToCashApplication)]);
+    let rules: Vec<_> = s
+        .exceptions
+        .iter()
+        .map(|e| (e.rule.as_str(), e.handoff()))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![(
+            "processor_vs_journal",
+            pb::Handoff::PaymentToCashApplication
+        )]
+    );
     assert_eq!(s.exceptions[0].difference, usd("1.00"));
 }

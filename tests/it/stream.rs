@@ -4,7 +4,11 @@ use tonic_types::RpcStatusExt;
 use crate::common::*;
 
 fn chunk(request_id: &str, records: Vec<pb::Record>) -> pb::StreamRecordsRequest {
-    pb::StreamRecordsRequest { parent: "merchants/acme".into(), request_id: request_id.into(), records }
+    pb::StreamRecordsRequest {
+        parent: "merchants/acme".into(),
+        request_id: request_id.into(),
+        records,
+    }
 }
 
 #[tokio::test]
@@ -14,7 +18,10 @@ async fn each_chunk_gets_one_response_in_order_and_bad_records_are_rejected_alon
     bad.source_system = String::new();
     let chunks = vec![
         chunk("c1", clean_order("1001")),
-        chunk("c2", vec![order("1002", "5.00"), bad, charge("1002", "5.00")]),
+        chunk(
+            "c2",
+            vec![order("1002", "5.00"), bad, charge("1002", "5.00")],
+        ),
         chunk("c3", clean_order("1001")),
     ];
     let mut responses = app
@@ -28,24 +35,47 @@ async fn each_chunk_gets_one_response_in_order_and_bad_records_are_rejected_alon
     while let Some(r) = responses.message().await.unwrap() {
         got.push(r);
     }
-    assert_eq!(got.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), vec!["c1", "c2", "c3"]);
-    let outcomes = |r: &pb::StreamRecordsResponse| r.results.iter().map(|x| x.outcome()).collect::<Vec<_>>();
+    assert_eq!(
+        got.iter()
+            .map(|r| r.request_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c1", "c2", "c3"]
+    );
+    let outcomes =
+        |r: &pb::StreamRecordsResponse| r.results.iter().map(|x| x.outcome()).collect::<Vec<_>>();
     assert_eq!(outcomes(&got[0]), vec![pb::RecordOutcome::Accepted; 3]);
     assert_eq!(
         outcomes(&got[1]),
-        vec![pb::RecordOutcome::Accepted, pb::RecordOutcome::Rejected, pb::RecordOutcome::Accepted]
+        vec![
+            pb::RecordOutcome::Accepted,
+            pb::RecordOutcome::Rejected,
+            pb::RecordOutcome::Accepted
+        ]
     );
-    assert_eq!(got[1].results.iter().map(|x| x.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        got[1].results.iter().map(|x| x.index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
     let error = got[1].results[1].error.as_ref().unwrap();
     assert_eq!(error.code, tonic::Code::InvalidArgument as i32);
-    let violations = error.get_details_bad_request().expect("BadRequest detail").field_violations;
+    let violations = error
+        .get_details_bad_request()
+        .expect("BadRequest detail")
+        .field_violations;
     assert_eq!(violations[0].field, "records[1].source_system");
     assert!(error.get_details_error_info().is_some());
     // A later chunk repeating records is idempotent like a batch.
     assert_eq!(outcomes(&got[2]), vec![pb::RecordOutcome::Duplicate; 3]);
 
-    assert_eq!(app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'").await, 5);
-    assert_eq!(app.status("1001").await.state(), pb::ReconciliationState::Matched);
+    assert_eq!(
+        app.count("SELECT count(*) FROM record_log WHERE outcome = 'accepted'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.status("1001").await.state(),
+        pb::ReconciliationState::Matched
+    );
 }
 
 #[tokio::test]
@@ -72,7 +102,11 @@ async fn a_retried_chunk_returns_its_original_response() {
     let send = |id: &'static str| {
         let mut ingest = app.ingest.clone();
         async move {
-            let mut s = ingest.stream_records(tokio_stream::iter(vec![chunk(id, clean_order("4001"))])).await.unwrap().into_inner();
+            let mut s = ingest
+                .stream_records(tokio_stream::iter(vec![chunk(id, clean_order("4001"))]))
+                .await
+                .unwrap()
+                .into_inner();
             s.message().await.unwrap().unwrap()
         }
     };

@@ -4,7 +4,10 @@ use tally::proto::tally::v1::record::Kind;
 use crate::common::*;
 
 fn money(currency: &str, amount: &str) -> Option<pb::Money> {
-    Some(pb::Money { currency_code: currency.into(), amount: amount.into() })
+    Some(pb::Money {
+        currency_code: currency.into(),
+        amount: amount.into(),
+    })
 }
 
 fn with_kind(kind: Kind) -> pb::Record {
@@ -32,38 +35,66 @@ fn cases() -> Vec<(&'static str, pb::Record, &'static str)> {
     r.event_time = None;
     c.push(("missing event time", r, "records[0].event_time"));
     let mut r = invoice("1001", "1.00");
-    r.event_time = Some(prost_types::Timestamp { seconds: 1, nanos: -5 });
+    r.event_time = Some(prost_types::Timestamp {
+        seconds: 1,
+        nanos: -5,
+    });
     c.push(("malformed timestamp", r, "records[0].event_time"));
     let mut r = invoice("1001", "1.00");
-    r.event_time = Some(prost_types::Timestamp { seconds: 300_000_000_000, nanos: 0 });
+    r.event_time = Some(prost_types::Timestamp {
+        seconds: 300_000_000_000,
+        nanos: 0,
+    });
     c.push(("timestamp past year 9999", r, "records[0].event_time"));
     let mut r = invoice("1001", "1.00");
     r.kind = None;
     c.push(("no kind", r, "records[0].kind"));
     let mut r = invoice("1001", "1.00");
-    r.references = vec![pb::ExternalReference { r#type: 0, id: "x".into() }];
+    r.references = vec![pb::ExternalReference {
+        r#type: 0,
+        id: "x".into(),
+    }];
     c.push(("reference without type", r, "records[0].references[0].type"));
 
     let mut o = order("1001", "100.00");
     if let Some(Kind::StorefrontOrder(so)) = &mut o.kind {
         so.total = money("ZZZ", "100.00");
     }
-    c.push(("order: unknown currency", o, "records[0].storefront_order.total.currency_code"));
+    c.push((
+        "order: unknown currency",
+        o,
+        "records[0].storefront_order.total.currency_code",
+    ));
     let mut o = order("1001", "100.00");
     if let Some(Kind::StorefrontOrder(so)) = &mut o.kind {
         so.tenders[0].amount = money("USD", "100.001");
     }
-    c.push(("order: more decimals than USD allows", o, "records[0].storefront_order.tenders[0].amount.amount"));
+    c.push((
+        "order: more decimals than USD allows",
+        o,
+        "records[0].storefront_order.tenders[0].amount.amount",
+    ));
     let mut o = order("1001", "100.00");
     if let Some(Kind::StorefrontOrder(so)) = &mut o.kind {
         so.line_items[0].quantity = 0;
     }
-    c.push(("order: zero quantity", o, "records[0].storefront_order.line_items[0].quantity"));
+    c.push((
+        "order: zero quantity",
+        o,
+        "records[0].storefront_order.line_items[0].quantity",
+    ));
     let mut o = order("1001", "100.00");
     if let Some(Kind::StorefrontOrder(so)) = &mut o.kind {
-        so.discounts = vec![pb::Discount { code: "SUMMER".into(), amount: money("USD", "-5.00") }];
+        so.discounts = vec![pb::Discount {
+            code: "SUMMER".into(),
+            amount: money("USD", "-5.00"),
+        }];
     }
-    c.push(("order: negative discount", o, "records[0].storefront_order.discounts[0].amount.amount"));
+    c.push((
+        "order: negative discount",
+        o,
+        "records[0].storefront_order.discounts[0].amount.amount",
+    ));
 
     c.push((
         "transaction: no kind",
@@ -87,14 +118,20 @@ fn cases() -> Vec<(&'static str, pb::Record, &'static str)> {
     c.push((
         "fulfilment: line without sku",
         with_kind(Kind::Fulfillment(pb::Fulfillment {
-            lines: vec![pb::FulfillmentLine { sku: String::new(), quantity: 1 }],
+            lines: vec![pb::FulfillmentLine {
+                sku: String::new(),
+                quantity: 1,
+            }],
             ..Default::default()
         })),
         "records[0].fulfillment.lines[0].sku",
     ));
     c.push((
         "invoice: JPY with decimals",
-        with_kind(Kind::Invoice(pb::Invoice { total: money("JPY", "1500.5"), ..Default::default() })),
+        with_kind(Kind::Invoice(pb::Invoice {
+            total: money("JPY", "1500.5"),
+            ..Default::default()
+        })),
         "records[0].invoice.total.amount",
     ));
     c.push((
@@ -104,10 +141,19 @@ fn cases() -> Vec<(&'static str, pb::Record, &'static str)> {
     ));
     c.push((
         "credit memo: not a number",
-        with_kind(Kind::CreditMemo(pb::CreditMemo { total: money("USD", "1e3"), ..Default::default() })),
+        with_kind(Kind::CreditMemo(pb::CreditMemo {
+            total: money("USD", "1e3"),
+            ..Default::default()
+        })),
         "records[0].credit_memo.total.amount",
     ));
-    let mut je = journal("JE-1", &[("1190 Clearing", "10.00", "", ""), ("1200 AR", "", "9.99", "")]);
+    let mut je = journal(
+        "JE-1",
+        &[
+            ("1190 Clearing", "10.00", "", ""),
+            ("1200 AR", "", "9.99", ""),
+        ],
+    );
     je.order_id = "1001".into();
     c.push(("journal: unbalanced", je, "records[0].journal_entry.lines"));
     c.push((
@@ -117,13 +163,22 @@ fn cases() -> Vec<(&'static str, pb::Record, &'static str)> {
     ));
     c.push((
         "journal: both debit and credit",
-        journal("JE-3", &[("1190 Clearing", "10.00", "10.00", ""), ("1200 AR", "", "", "")]),
+        journal(
+            "JE-3",
+            &[
+                ("1190 Clearing", "10.00", "10.00", ""),
+                ("1200 AR", "", "", ""),
+            ],
+        ),
         "records[0].journal_entry.lines[0]",
     ));
     c.push((
         "journal: KWD line with four decimals",
         {
-            let mut j = journal("JE-4", &[("1190", "1.2345", "", ""), ("1200", "", "1.2345", "")]);
+            let mut j = journal(
+                "JE-4",
+                &[("1190", "1.2345", "", ""), ("1200", "", "1.2345", "")],
+            );
             if let Some(Kind::JournalEntry(e)) = &mut j.kind {
                 e.currency_code = "KWD".into();
             }
@@ -171,12 +226,18 @@ fn cases() -> Vec<(&'static str, pb::Record, &'static str)> {
     ));
     c.push((
         "payout: no status",
-        with_kind(Kind::Payout(pb::Payout { amount: money("USD", "-5.00"), ..Default::default() })),
+        with_kind(Kind::Payout(pb::Payout {
+            amount: money("USD", "-5.00"),
+            ..Default::default()
+        })),
         "records[0].payout.status",
     ));
     c.push((
         "bank deposit: negative",
-        with_kind(Kind::BankDeposit(pb::BankDeposit { amount: money("USD", "-5.00"), ..Default::default() })),
+        with_kind(Kind::BankDeposit(pb::BankDeposit {
+            amount: money("USD", "-5.00"),
+            ..Default::default()
+        })),
         "records[0].bank_deposit.amount.amount",
     ));
     c
@@ -188,7 +249,10 @@ async fn every_malformed_field_is_named_and_nothing_is_stored() {
     for (what, record, field) in cases() {
         let err = app.submit(vec![record]).await.expect_err(what);
         let fields = bad_fields(&err);
-        assert!(fields.contains(&field.to_string()), "{what}: expected {field}, got {fields:?}");
+        assert!(
+            fields.contains(&field.to_string()),
+            "{what}: expected {field}, got {fields:?}"
+        );
     }
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM transactions").await, 0);
@@ -205,7 +269,10 @@ async fn one_bad_record_rejects_the_whole_batch() {
     let err = app.submit(batch).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["records[3].source_id"]);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 0);
-    assert_eq!(app.transaction("2001").await.unwrap_err().code(), tonic::Code::NotFound);
+    assert_eq!(
+        app.transaction("2001").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
 }
 
 #[tokio::test]
@@ -215,8 +282,14 @@ async fn every_violation_of_a_batch_is_listed() {
     a.source_id = String::new();
     let mut b = order("2", "1.00");
     b.source_system = String::new();
-    let err = app.submit(vec![a, invoice("3", "1.00"), b]).await.unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["records[0].source_id", "records[2].source_system"]);
+    let err = app
+        .submit(vec![a, invoice("3", "1.00"), b])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        vec!["records[0].source_id", "records[2].source_system"]
+    );
 }
 
 #[tokio::test]
@@ -229,10 +302,16 @@ async fn batch_envelope_is_checked() {
     let err = app.submit(oversize).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["records"]);
 
-    let err = app.submit_as("Not A Merchant", "", clean_order("1")).await.unwrap_err();
+    let err = app
+        .submit_as("Not A Merchant", "", clean_order("1"))
+        .await
+        .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["parent"]);
 
-    let err = app.submit_as("acme", "has spaces in it", clean_order("1")).await.unwrap_err();
+    let err = app
+        .submit_as("acme", "has spaces in it", clean_order("1"))
+        .await
+        .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["request_id"]);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 0);
 }
