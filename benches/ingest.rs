@@ -1,0 +1,200 @@
+//! Ingest throughput: 1,000-record batches through SubmitRecords, against
+//! baselines measured in the same run on the same PostgreSQL (machines here
+//! are noisy; ratios travel, absolute numbers do not).
+//!
+//!   cargo bench --bench ingest            (TALLY_BENCH_DATABASE_URL, else
+//!                                          postgres://postgres@127.0.0.1:5432/postgres)
+//!
+//! Rows, each a median over interleaved rounds:
+//! - tally: a SubmitRecords call of 1,000 new records (333 orders with their
+//!   capture and invoice, plus one), over gRPC on loopback: validation, the
+//!   log insert, merge and matching of every touched order, projection and
+//!   exception upserts, one commit.
+//! - tally, replayed: the same batch again (all DUPLICATE).
+//! - raw UNNEST insert: the same 1,000 payloads into a bare table with the
+//!   same unique key, one statement, one commit: the floor for durably
+//!   writing them.
+//! - row by row: the same rows with one INSERT each, in one transaction: the
+//!   round-trip cost that set-based statements avoid.
+
+use std::time::{Duration, Instant};
+
+use tally::proto::tally::v1 as pb;
+use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
+use tally::server::Running;
+use tally::storage::{Store, run_migrations};
+use tokio_postgres::NoTls;
+
+const BATCH: usize = 1000;
+const ROUNDS: usize = 9;
+
+fn usd(a: &str) -> Option<pb::Money> {
+    Some(pb::Money { currency_code: "USD".into(), amount: a.into() })
+}
+
+fn ts(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds: 1_793_000_000 + secs, nanos: 0 })
+}
+
+fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
+    let mut out = Vec::with_capacity(BATCH);
+    let mut i = 0;
+    while out.len() < BATCH {
+        let order = format!("{tag}-{round}-{i}");
+        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
+            source_id: id,
+            source_system: system.into(),
+            order_id: order.clone(),
+            references: vec![],
+            event_time: ts(secs),
+            kind: Some(kind),
+        };
+        out.push(rec("shopify", order.clone(), 0, pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+            total: usd("100.00"),
+            tenders: vec![pb::Tender { r#type: pb::TenderType::Card as i32, amount: usd("100.00"), ..Default::default() }],
+            ..Default::default()
+        })));
+        out.push(rec("stripe", format!("ch_{order}"), 5, pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+            r#type: pb::ProcessorPaymentType::Charge as i32,
+            amount: usd("100.00"),
+            fee: usd("3.20"),
+            ..Default::default()
+        })));
+        out.push(rec("netsuite", format!("INV-{order}"), 60, pb::record::Kind::Invoice(pb::Invoice {
+            total: usd("100.00"),
+            ..Default::default()
+        })));
+        i += 1;
+    }
+    out.truncate(BATCH);
+    out
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn url_for(admin: &str, db: &str) -> String {
+    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    let db = format!("tally_bench_{}", std::process::id());
+    admin.execute(&format!("CREATE DATABASE {db}"), &[]).await.unwrap();
+    let url = url_for(&admin_url, &db);
+    run_migrations(&url).await.unwrap();
+
+    let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    raw.batch_execute(
+        "CREATE TABLE raw_log (merchant_id text, source_system text, kind text, source_id text,
+           order_id text, payload jsonb, receive_time timestamptz DEFAULT now(),
+           PRIMARY KEY (merchant_id, source_system, kind, source_id))",
+    )
+    .await
+    .unwrap();
+
+    let server = Running::start(Store::connect(&url, 8).unwrap(), "127.0.0.1:0".parse().unwrap(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
+
+    let submit = |records: Vec<pb::Record>| {
+        let mut c = client.clone();
+        async move {
+            let t = Instant::now();
+            let r = c
+                .submit_records(pb::SubmitRecordsRequest { parent: "merchants/bench".into(), request_id: String::new(), records })
+                .await
+                .unwrap()
+                .into_inner();
+            (t.elapsed(), r)
+        }
+    };
+    let payloads = |records: &[pb::Record]| -> Vec<(String, String, String, String, serde_json::Value)> {
+        records
+            .iter()
+            .map(|r| {
+                // The very payload Tally stores: the validated, normalised record.
+                let record = tally::api::validate::record(0, r, &mut vec![]).expect("valid record");
+                let payload = serde_json::to_value(&record).unwrap();
+                (r.source_system.clone(), record.kind().as_str().to_string(), r.source_id.clone(), r.order_id.clone(), payload)
+            })
+            .collect()
+    };
+
+    // Warm-up: connections, statement caches, the first pages of each table.
+    submit(batch(0, "warm")).await;
+
+    let (mut tally, mut replay, mut unnest, mut rowwise) = (vec![], vec![], vec![], vec![]);
+    for round in 0..ROUNDS {
+        let records = batch(round, "t");
+        let (d, r) = submit(records.clone()).await;
+        assert!(r.results.iter().all(|x| x.outcome() == pb::RecordOutcome::Accepted));
+        tally.push(d);
+        let (d, r) = submit(records).await;
+        assert!(r.results.iter().all(|x| x.outcome() == pb::RecordOutcome::Duplicate));
+        replay.push(d);
+
+        let rows = payloads(&batch(round, "u"));
+        let t = Instant::now();
+        let cols = |f: fn(&(String, String, String, String, serde_json::Value)) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        let (a, b, c, e) = (cols(|r| r.0.clone()), cols(|r| r.1.clone()), cols(|r| r.2.clone()), cols(|r| r.3.clone()));
+        let p: Vec<serde_json::Value> = rows.iter().map(|r| r.4.clone()).collect();
+        raw.execute(
+            "INSERT INTO raw_log (merchant_id, source_system, kind, source_id, order_id, payload)
+             SELECT 'bench', * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+             ON CONFLICT DO NOTHING",
+            &[&a, &b, &c, &e, &p],
+        )
+        .await
+        .unwrap();
+        unnest.push(t.elapsed());
+
+        let rows = payloads(&batch(round, "r"));
+        let t = Instant::now();
+        raw.batch_execute("BEGIN").await.unwrap();
+        let stmt = raw
+            .prepare(
+                "INSERT INTO raw_log (merchant_id, source_system, kind, source_id, order_id, payload)
+                 VALUES ('bench', $1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .unwrap();
+        for r in &rows {
+            raw.execute(&stmt, &[&r.0, &r.1, &r.2, &r.3, &r.4]).await.unwrap();
+        }
+        raw.batch_execute("COMMIT").await.unwrap();
+        rowwise.push(t.elapsed());
+    }
+
+    let base = median(unnest.clone());
+    println!("ingest, {BATCH}-record batches, median of {ROUNDS} interleaved rounds");
+    println!("| path | ms per batch | records/s | time vs raw UNNEST insert |");
+    println!("|---|---:|---:|---:|");
+    for (name, v) in [
+        ("tally SubmitRecords (new records)", tally),
+        ("tally SubmitRecords (all duplicates)", replay),
+        ("raw UNNEST insert, one statement (baseline)", unnest),
+        ("raw insert, one statement per row", rowwise),
+    ] {
+        let m = median(v);
+        println!(
+            "| {name} | {:.1} | {:.0} | {:.2}x |",
+            m.as_secs_f64() * 1e3,
+            BATCH as f64 / m.as_secs_f64(),
+            m.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+
+    server.stop().await.unwrap();
+    drop(raw);
+    let _ = admin.execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[]).await;
+}
