@@ -29,11 +29,17 @@ const BATCH: usize = 1000;
 const ROUNDS: usize = 9;
 
 fn usd(a: &str) -> Option<pb::Money> {
-    Some(pb::Money { currency_code: "USD".into(), amount: a.into() })
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        amount: a.into(),
+    })
 }
 
 fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: 1_793_000_000 + secs, nanos: 0 })
+    Some(prost_types::Timestamp {
+        seconds: 1_793_000_000 + secs,
+        nanos: 0,
+    })
 }
 
 fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
@@ -49,21 +55,40 @@ fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
             event_time: ts(secs),
             kind: Some(kind),
         };
-        out.push(rec("shopify", order.clone(), 0, pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-            total: usd("100.00"),
-            tenders: vec![pb::Tender { r#type: pb::TenderType::Card as i32, amount: usd("100.00"), ..Default::default() }],
-            ..Default::default()
-        })));
-        out.push(rec("stripe", format!("ch_{order}"), 5, pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-            r#type: pb::ProcessorPaymentType::Charge as i32,
-            amount: usd("100.00"),
-            fee: usd("3.20"),
-            ..Default::default()
-        })));
-        out.push(rec("netsuite", format!("INV-{order}"), 60, pb::record::Kind::Invoice(pb::Invoice {
-            total: usd("100.00"),
-            ..Default::default()
-        })));
+        out.push(rec(
+            "shopify",
+            order.clone(),
+            0,
+            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+                total: usd("100.00"),
+                tenders: vec![pb::Tender {
+                    r#type: pb::TenderType::Card as i32,
+                    amount: usd("100.00"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        ));
+        out.push(rec(
+            "stripe",
+            format!("ch_{order}"),
+            5,
+            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+                r#type: pb::ProcessorPaymentType::Charge as i32,
+                amount: usd("100.00"),
+                fee: usd("3.20"),
+                ..Default::default()
+            }),
+        ));
+        out.push(rec(
+            "netsuite",
+            format!("INV-{order}"),
+            60,
+            pb::record::Kind::Invoice(pb::Invoice {
+                total: usd("100.00"),
+                ..Default::default()
+            }),
+        ));
         i += 1;
     }
     out.truncate(BATCH);
@@ -83,10 +108,15 @@ fn url_for(admin: &str, db: &str) -> String {
 async fn main() {
     let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls).await.expect("connect to PostgreSQL");
+    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
     tokio::spawn(conn);
     let db = format!("tally_bench_{}", std::process::id());
-    admin.execute(&format!("CREATE DATABASE {db}"), &[]).await.unwrap();
+    admin
+        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .await
+        .unwrap();
     let url = url_for(&admin_url, &db);
     run_migrations(&url).await.unwrap();
 
@@ -100,10 +130,18 @@ async fn main() {
     .await
     .unwrap();
 
-    let server = Running::start(Store::connect(&url, 8).unwrap(), "127.0.0.1:0".parse().unwrap(), Duration::from_secs(5))
+    let server = Running::start(
+        Store::connect(&url, 8).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
     let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
 
     let submit = |records: Vec<pb::Record>| {
@@ -111,24 +149,36 @@ async fn main() {
         async move {
             let t = Instant::now();
             let r = c
-                .submit_records(pb::SubmitRecordsRequest { parent: "merchants/bench".into(), request_id: String::new(), records })
+                .submit_records(pb::SubmitRecordsRequest {
+                    parent: "merchants/bench".into(),
+                    request_id: String::new(),
+                    records,
+                })
                 .await
                 .unwrap()
                 .into_inner();
             (t.elapsed(), r)
         }
     };
-    let payloads = |records: &[pb::Record]| -> Vec<(String, String, String, String, serde_json::Value)> {
-        records
-            .iter()
-            .map(|r| {
-                // The very payload Tally stores: the validated, normalised record.
-                let record = tally::api::validate::record(0, r, &mut vec![]).expect("valid record");
-                let payload = serde_json::to_value(&record).unwrap();
-                (r.source_system.clone(), record.kind().as_str().to_string(), r.source_id.clone(), r.order_id.clone(), payload)
-            })
-            .collect()
-    };
+    let payloads =
+        |records: &[pb::Record]| -> Vec<(String, String, String, String, serde_json::Value)> {
+            records
+                .iter()
+                .map(|r| {
+                    // The very payload Tally stores: the validated, normalised record.
+                    let record =
+                        tally::api::validate::record(0, r, &mut vec![]).expect("valid record");
+                    let payload = serde_json::to_value(&record).unwrap();
+                    (
+                        r.source_system.clone(),
+                        record.kind().as_str().to_string(),
+                        r.source_id.clone(),
+                        r.order_id.clone(),
+                        payload,
+                    )
+                })
+                .collect()
+        };
 
     // Warm-up: connections, statement caches, the first pages of each table.
     submit(batch(0, "warm")).await;
@@ -137,16 +187,31 @@ async fn main() {
     for round in 0..ROUNDS {
         let records = batch(round, "t");
         let (d, r) = submit(records.clone()).await;
-        assert!(r.results.iter().all(|x| x.outcome() == pb::RecordOutcome::Accepted));
+        assert!(
+            r.results
+                .iter()
+                .all(|x| x.outcome() == pb::RecordOutcome::Accepted)
+        );
         tally.push(d);
         let (d, r) = submit(records).await;
-        assert!(r.results.iter().all(|x| x.outcome() == pb::RecordOutcome::Duplicate));
+        assert!(
+            r.results
+                .iter()
+                .all(|x| x.outcome() == pb::RecordOutcome::Duplicate)
+        );
         replay.push(d);
 
         let rows = payloads(&batch(round, "u"));
         let t = Instant::now();
-        let cols = |f: fn(&(String, String, String, String, serde_json::Value)) -> String| rows.iter().map(f).collect::<Vec<_>>();
-        let (a, b, c, e) = (cols(|r| r.0.clone()), cols(|r| r.1.clone()), cols(|r| r.2.clone()), cols(|r| r.3.clone()));
+        let cols = |f: fn(&(String, String, String, String, serde_json::Value)) -> String| {
+            rows.iter().map(f).collect::<Vec<_>>()
+        };
+        let (a, b, c, e) = (
+            cols(|r| r.0.clone()),
+            cols(|r| r.1.clone()),
+            cols(|r| r.2.clone()),
+            cols(|r| r.3.clone()),
+        );
         let p: Vec<serde_json::Value> = rows.iter().map(|r| r.4.clone()).collect();
         raw.execute(
             "INSERT INTO raw_log (merchant_id, source_system, kind, source_id, order_id, payload)
@@ -169,7 +234,9 @@ async fn main() {
             .await
             .unwrap();
         for r in &rows {
-            raw.execute(&stmt, &[&r.0, &r.1, &r.2, &r.3, &r.4]).await.unwrap();
+            raw.execute(&stmt, &[&r.0, &r.1, &r.2, &r.3, &r.4])
+                .await
+                .unwrap();
         }
         raw.batch_execute("COMMIT").await.unwrap();
         rowwise.push(t.elapsed());
@@ -196,5 +263,7 @@ async fn main() {
 
     server.stop().await.unwrap();
     drop(raw);
-    let _ = admin.execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[]).await;
+    let _ = admin
+        .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
+        .await;
 }

@@ -13,10 +13,11 @@ pub struct Config {
     /// None: run an embedded PostgreSQL that Tally owns.
     pub database_url: Option<String>,
     pub grpc_addr: SocketAddr,
-    pub metrics_addr: Option<SocketAddr>,
     pub pool_size: usize,
     /// How often health re-checks the database.
     pub health_interval: Duration,
+    /// How long in-flight calls may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -34,9 +35,6 @@ impl Config {
             "TALLY_GRPC_ADDR",
             non_empty("TALLY_GRPC_ADDR").unwrap_or(DEFAULT_GRPC_ADDR.into()),
         )?;
-        let metrics_addr = non_empty("TALLY_METRICS_ADDR")
-            .map(|v| addr("TALLY_METRICS_ADDR", v))
-            .transpose()?;
         let pool_size = match non_empty("TALLY_DB_POOL_SIZE") {
             Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 Error::FailedPrecondition(format!(
@@ -45,12 +43,20 @@ impl Config {
             })?,
             None => 16,
         };
+        let shutdown_grace = match non_empty("TALLY_SHUTDOWN_GRACE_SECS") {
+            Some(v) => Duration::from_secs(v.parse().map_err(|_| {
+                Error::FailedPrecondition(format!(
+                    "TALLY_SHUTDOWN_GRACE_SECS='{v}' is not a number of seconds"
+                ))
+            })?),
+            None => Duration::from_secs(20),
+        };
         Ok(Config {
             database_url: non_empty("DATABASE_URL"),
             grpc_addr,
-            metrics_addr,
             pool_size,
             health_interval: Duration::from_secs(2),
+            shutdown_grace,
         })
     }
 }

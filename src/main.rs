@@ -17,6 +17,7 @@ environment:
                       TALLY_DATA_DIR (default ~/.local/share/tally, /var/lib/tally for root)
   TALLY_GRPC_ADDR     address to serve on
   TALLY_DB_POOL_SIZE  database connections per process (default 16)
+  TALLY_SHUTDOWN_GRACE_SECS  how long in-flight calls may finish after SIGTERM (default 20)
   RUST_LOG            log filter (default info)";
 
 fn main() -> ExitCode {
@@ -80,7 +81,24 @@ async fn run(command: &str) -> Result<(), Box<dyn std::error::Error>> {
         let store = Store::connect(&database_url, config.pool_size)?;
         let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
-        tally::server::serve(store, listener, config.health_interval, shutdown_signal()).await?;
+        // Long-lived streams would hold a graceful drain open forever: after a
+        // signal, in-flight calls get a bounded grace period.
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = tx.send(true);
+        });
+        let mut drain = rx.clone();
+        let server = tally::server::serve(store, listener, config.health_interval, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        tokio::select! {
+            result = server => result?,
+            _ = async {
+                let _ = drain.wait_for(|stop| *stop).await;
+                tokio::time::sleep(config.shutdown_grace).await;
+            } => tracing::warn!(grace = ?config.shutdown_grace, "calls still in flight after the grace period; exiting"),
+        }
         tracing::info!("shut down");
         Ok::<(), Box<dyn std::error::Error>>(())
     }

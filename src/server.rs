@@ -23,6 +23,9 @@ use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
 
+/// Largest request accepted, in bytes.
+const MAX_MESSAGE_BYTES: usize = 32 << 20;
+
 /// Every service health reports on; "" is the server as a whole.
 const SERVICES: [&str; 4] = [
     "",
@@ -93,7 +96,11 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(IngestServiceServer::new(IngestApi::new(store.clone())))
+        .add_service(
+            // A 1,000-record batch of detailed orders can pass tonic's 4 MiB default.
+            IngestServiceServer::new(IngestApi::new(store.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(TransactionServiceServer::new(TransactionApi::new(
             store.clone(),
         )))

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link step), a module per concern.
 
+mod binary;
 mod common;
 mod health;
 mod idempotency;
