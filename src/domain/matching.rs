@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
@@ -421,6 +422,29 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
                 o.total,
                 Money::new(parts, o.total.currency),
             ));
+        }
+        // Lines priced at unit x quantity should make the subtotal.
+        if let Some(sub) = o.subtotal {
+            let priced: Option<Vec<Money>> = o
+                .line_items
+                .iter()
+                .map(|l| {
+                    l.unit_price
+                        .map(|p| Money::new(p.amount * Decimal::from(l.quantity), p.currency))
+                })
+                .collect();
+            if let Some(lines) = priced.filter(|l| !l.is_empty()) {
+                if let Some(sum) = sum_in(Some(sub.currency), lines.iter()) {
+                    findings.extend(inconsistent(
+                        "order_lines_sum",
+                        Handoff::OrderToFulfillment,
+                        r,
+                        "line items (unit price x quantity) against the subtotal",
+                        sub,
+                        sum,
+                    ));
+                }
+            }
         }
         if let (Some(td), false) = (o.total_discount, o.discounts.is_empty()) {
             if let Some(sum) = sum_in(Some(td.currency), o.discounts.iter().map(|d| &d.amount)) {

@@ -54,6 +54,16 @@ impl Money {
         Ok(Money::new(parse_decimal(amount, Some(currency))?, currency))
     }
 
+    /// From an integer count of minor units, as processor APIs send money:
+    /// 1999 USD cents is 19.99, 1500 JPY is 1500 (no minor unit), 1250 KWD
+    /// fils is 1.250.
+    pub fn from_minor_units(units: i64, currency: Currency) -> Money {
+        Money::new(
+            Decimal::new(units, currency.exponent()).normalize(),
+            currency,
+        )
+    }
+
     /// Whether two figures agree within the 0.01 tolerance.
     pub fn agrees_with(&self, other: &Money) -> bool {
         self.currency == other.currency && (self.amount - other.amount).abs() <= tolerance()
@@ -215,6 +225,26 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn minor_units_follow_the_currency_exponent() {
+        assert_eq!(
+            Money::from_minor_units(1999, cur("USD")).amount,
+            Decimal::new(1999, 2)
+        );
+        assert_eq!(
+            Money::from_minor_units(1500, cur("JPY")).amount,
+            Decimal::new(1500, 0)
+        );
+        assert_eq!(
+            Money::from_minor_units(1250, cur("KWD")).amount,
+            Decimal::new(125, 2)
+        );
+        assert_eq!(
+            Money::from_minor_units(-300, cur("EUR")).amount,
+            Decimal::new(-3, 0)
+        );
     }
 
     #[test]

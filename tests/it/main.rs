@@ -2,6 +2,7 @@
 
 mod binary;
 mod common;
+mod fixtures;
 mod health;
 mod idempotency;
 mod ingest;
