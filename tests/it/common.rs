@@ -21,8 +21,16 @@ const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// local server, else a throwaway embedded PostgreSQL.
 static ADMIN_URL: OnceCell<String> = OnceCell::const_new();
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
-static EMBEDDED: std::sync::OnceLock<tally::embedded_pg::EmbeddedPostgres> =
-    std::sync::OnceLock::new();
+static EMBEDDED: std::sync::Mutex<Option<tally::embedded_pg::EmbeddedPostgres>> =
+    std::sync::Mutex::new(None);
+
+/// Statics are never dropped, so the fallback server is stopped (and its
+/// directory removed) when the test process exits.
+extern "C" fn stop_embedded() {
+    if let Ok(mut pg) = EMBEDDED.lock() {
+        drop(pg.take());
+    }
+}
 
 async fn admin_url() -> &'static str {
     ADMIN_URL
@@ -43,7 +51,8 @@ async fn admin_url() -> &'static str {
                 .await
                 .expect("no PostgreSQL reachable and the embedded one would not start");
             let url = pg.database_url();
-            let _ = EMBEDDED.set(pg);
+            *EMBEDDED.lock().unwrap() = Some(pg);
+            unsafe { libc::atexit(stop_embedded) };
             url
         })
         .await
