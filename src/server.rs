@@ -93,6 +93,8 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
         .timeout(Duration::from_secs(60))
+        // One span per call, so every log line of a call carries its method.
+        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

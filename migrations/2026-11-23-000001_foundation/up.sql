@@ -84,8 +84,8 @@ CREATE TABLE exceptions (
 
 CREATE INDEX exceptions_by_time ON exceptions (merchant_id, create_time DESC, exception_id DESC);
 CREATE INDEX exceptions_by_order ON exceptions (merchant_id, order_id) WHERE order_id IS NOT NULL;
-CREATE INDEX exceptions_unresolved ON exceptions (merchant_id, state, create_time DESC)
-    WHERE state <> 'resolved';
+-- The work queue: "open ones, newest first" is the common read.
+CREATE INDEX exceptions_by_state ON exceptions (merchant_id, state, create_time DESC, exception_id DESC);
 
 -- Whole-request idempotency: a retried request_id gets the stored response.
 CREATE TABLE submissions (

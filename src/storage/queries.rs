@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;
@@ -166,46 +167,24 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<TransactionRow>> {
-        // Only the conditions asked for, so the planner can use the index
-        // that fits; binds are numbered as they are appended.
-        let mut n = Placeholders::default();
-        let mut q = sql_query(format!(
-            "SELECT order_id, state, document, event_time FROM transactions WHERE merchant_id = {}",
-            n.next()
-        ))
-        .into_boxed::<Pg>()
-        .bind::<Text, _>(merchant.to_string());
-        if let Some(s) = filter.state {
-            q = q
-                .sql(format!(" AND state = {}", n.next()))
-                .bind::<Text, _>(s.as_str());
+        let mut q = Listing::new(
+            "SELECT order_id, state, document, event_time FROM transactions",
+            merchant,
+        );
+        if let Some(st) = filter.state {
+            q.and("state =", Bind::Text(st.as_str().into()));
         }
         if let Some(t) = filter.start_time {
-            q = q
-                .sql(format!(" AND event_time >= {}", n.next()))
-                .bind::<Timestamptz, _>(t);
+            q.and("event_time >=", Bind::Time(t));
         }
         if let Some(t) = filter.end_time {
-            q = q
-                .sql(format!(" AND event_time < {}", n.next()))
-                .bind::<Timestamptz, _>(t);
+            q.and("event_time <", Bind::Time(t));
         }
         if let Some(c) = after {
-            q = q
-                .sql(format!(
-                    " AND (event_time, order_id) < ({}, {})",
-                    n.next(),
-                    n.next()
-                ))
-                .bind::<Timestamptz, _>(c.time)
-                .bind::<Text, _>(c.id.clone());
+            q.after("event_time, order_id", c.time, Bind::Text(c.id.clone()));
         }
         let rows: Vec<TxRow> = q
-            .sql(format!(
-                " ORDER BY event_time DESC, order_id DESC LIMIT {}",
-                n.next()
-            ))
-            .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
+            .page("event_time DESC, order_id DESC", limit)
             .load(&mut self.conn().await?)
             .await?;
         page(
@@ -244,56 +223,32 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
-        let mut n = Placeholders::default();
-        let mut q = sql_query(format!(
-            "SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE merchant_id = {}",
-            n.next()
-        ))
-        .into_boxed::<Pg>()
-        .bind::<Text, _>(merchant.to_string());
+        let mut q = Listing::new(
+            &format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions"),
+            merchant,
+        );
         if let Some(t) = filter.exception_type {
-            q = q
-                .sql(format!(" AND type = {}", n.next()))
-                .bind::<Text, _>(t.as_str());
+            q.and("type =", Bind::Text(t.as_str().into()));
         }
         if let Some(h) = filter.handoff {
-            q = q
-                .sql(format!(" AND handoff = {}", n.next()))
-                .bind::<Text, _>(h.as_str());
+            q.and("handoff =", Bind::Text(h.as_str().into()));
         }
-        if let Some(s) = &filter.state {
-            q = q
-                .sql(format!(" AND state = {}", n.next()))
-                .bind::<Text, _>(s.clone());
+        if let Some(st) = &filter.state {
+            q.and("state =", Bind::Text(st.clone()));
         }
         if let Some(t) = filter.start_time {
-            q = q
-                .sql(format!(" AND create_time >= {}", n.next()))
-                .bind::<Timestamptz, _>(t);
+            q.and("create_time >=", Bind::Time(t));
         }
         if let Some(t) = filter.end_time {
-            q = q
-                .sql(format!(" AND create_time < {}", n.next()))
-                .bind::<Timestamptz, _>(t);
+            q.and("create_time <", Bind::Time(t));
         }
         if let Some(c) = after {
             let id = Uuid::parse_str(&c.id)
                 .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
-            q = q
-                .sql(format!(
-                    " AND (create_time, exception_id) < ({}, {})",
-                    n.next(),
-                    n.next()
-                ))
-                .bind::<Timestamptz, _>(c.time)
-                .bind::<SqlUuid, _>(id);
+            q.after("create_time, exception_id", c.time, Bind::Uuid(id));
         }
         let rows: Vec<ExRow> = q
-            .sql(format!(
-                " ORDER BY create_time DESC, exception_id DESC LIMIT {}",
-                n.next()
-            ))
-            .bind::<diesel::sql_types::BigInt, _>(limit as i64 + 1)
+            .page("create_time DESC, exception_id DESC", limit)
             .load(&mut self.conn().await?)
             .await?;
         page(
@@ -308,14 +263,57 @@ impl Store {
     }
 }
 
-/// Numbers bind placeholders as a dynamic query is built.
-#[derive(Default)]
-struct Placeholders(usize);
+enum Bind {
+    Text(String),
+    Time(DateTime<Utc>),
+    Uuid(Uuid),
+}
 
-impl Placeholders {
-    fn next(&mut self) -> String {
-        self.0 += 1;
-        format!("${}", self.0)
+/// A merchant's list query with only the filters asked for, so the planner
+/// can pick the index that fits, paged by keyset.
+struct Listing {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl Listing {
+    fn new(select: &str, merchant: &str) -> Listing {
+        Listing {
+            sql: format!("{select} WHERE merchant_id = $1"),
+            binds: vec![Bind::Text(merchant.into())],
+        }
+    }
+
+    fn placeholder(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    /// `condition` is a column and an operator: "state =".
+    fn and(&mut self, condition: &str, b: Bind) {
+        let p = self.placeholder(b);
+        self.sql.push_str(&format!(" AND {condition} {p}"));
+    }
+
+    /// Rows after the cursor, for a `time DESC, id DESC` order.
+    fn after(&mut self, columns: &str, time: DateTime<Utc>, id: Bind) {
+        let (t, i) = (self.placeholder(Bind::Time(time)), self.placeholder(id));
+        self.sql.push_str(&format!(" AND ({columns}) < ({t}, {i})"));
+    }
+
+    /// Asks for one row more than the page, to tell whether another exists.
+    fn page(mut self, order_by: &str, limit: usize) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
+        self.sql
+            .push_str(&format!(" ORDER BY {order_by} LIMIT {}", limit + 1));
+        let mut q = sql_query(self.sql).into_boxed::<Pg>();
+        for b in self.binds {
+            q = match b {
+                Bind::Text(v) => q.bind::<Text, _>(v),
+                Bind::Time(v) => q.bind::<Timestamptz, _>(v),
+                Bind::Uuid(v) => q.bind::<SqlUuid, _>(v),
+            };
+        }
+        q
     }
 }
 
