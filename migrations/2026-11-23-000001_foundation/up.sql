@@ -43,6 +43,34 @@ CREATE INDEX record_log_order
     ON record_log (merchant_id, order_id)
     WHERE outcome = 'accepted' AND order_id IS NOT NULL;
 
+-- Every external id known to belong to an order (its records' source ids,
+-- payment intents, charges, references), so a record that names only a
+-- charge or a refund (an ERP journal, a processor balance transaction) can
+-- be tied to its order.
+CREATE TABLE order_refs (
+    merchant_id text NOT NULL,
+    ref_id      text NOT NULL,
+    order_id    text NOT NULL,
+    PRIMARY KEY (merchant_id, ref_id, order_id)
+);
+
+-- The ids a record of no single order points at, kept so it can be tied
+-- to orders whose records arrive after it.
+CREATE TABLE record_refs (
+    merchant_id text   NOT NULL,
+    ref_id      text   NOT NULL,
+    record_id   bigint NOT NULL,
+    PRIMARY KEY (merchant_id, ref_id, record_id)
+);
+
+-- Records tied to an order through the ids they point at.
+CREATE TABLE record_links (
+    merchant_id text   NOT NULL,
+    order_id    text   NOT NULL,
+    record_id   bigint NOT NULL,
+    PRIMARY KEY (merchant_id, order_id, record_id)
+);
+
 -- The merged view of one order, rebuilt from record_log on every change.
 CREATE TABLE transactions (
     merchant_id   text        NOT NULL,

@@ -305,7 +305,7 @@ fn sequence(
         exception_type: ExceptionType::OutOfSequence,
         handoff,
         rule: rule.to_string(),
-        subject: later.source_id.clone(),
+        subject: record_subject(later),
         summary: format!(
             "{what_later} {} ({}) is dated {} , before {what_earlier} {} ({}) at {}",
             later.source_id,
@@ -338,7 +338,7 @@ fn inconsistent(
         exception_type: ExceptionType::ValidationFailed,
         handoff,
         rule: rule.to_string(),
-        subject: r.source_id.clone(),
+        subject: record_subject(r),
         summary: format!(
             "{} {} ({}): {what}: states {stated}, its parts sum to {computed}",
             r.kind().as_str(),
@@ -349,6 +349,100 @@ fn inconsistent(
         difference: (stated.currency == computed.currency)
             .then(|| Money::new((stated.amount - computed.amount).abs(), stated.currency)),
     })
+}
+
+/// Checks one record against its own figures (tenders that do not sum to
+/// the total, a net that is not amount - fee). A record never changes, so
+/// neither do these; they hold whether or not the record's order is known.
+pub fn record_findings(r: &Record) -> Vec<Finding> {
+    let mut findings = vec![];
+    match &r.body {
+        Body::StorefrontOrder(o) => {
+            if !o.tenders.is_empty() {
+                if let Some(sum) =
+                    sum_in(Some(o.total.currency), o.tenders.iter().map(|t| &t.amount))
+                {
+                    findings.extend(inconsistent(
+                        "order_tenders_sum",
+                        Handoff::OrderToFulfillment,
+                        r,
+                        "tenders",
+                        o.total,
+                        sum,
+                    ));
+                }
+            }
+            if let Some(sub) = o.subtotal {
+                let zero = Money::zero(o.total.currency);
+                let parts = sub.amount - o.total_discount.unwrap_or(zero).amount
+                    + o.total_tax.unwrap_or(zero).amount
+                    + o.total_shipping.unwrap_or(zero).amount;
+                findings.extend(inconsistent(
+                    "order_components_sum",
+                    Handoff::OrderToFulfillment,
+                    r,
+                    "subtotal - discount + tax + shipping",
+                    o.total,
+                    Money::new(parts, o.total.currency),
+                ));
+                // Lines priced at unit x quantity should make the subtotal.
+                let priced: Option<Vec<Money>> = o
+                    .line_items
+                    .iter()
+                    .map(|l| {
+                        l.unit_price
+                            .map(|p| Money::new(p.amount * Decimal::from(l.quantity), p.currency))
+                    })
+                    .collect();
+                if let Some(lines) = priced.filter(|l| !l.is_empty()) {
+                    if let Some(sum) = sum_in(Some(sub.currency), lines.iter()) {
+                        findings.extend(inconsistent(
+                            "order_lines_sum",
+                            Handoff::OrderToFulfillment,
+                            r,
+                            "line items (unit price x quantity) against the subtotal",
+                            sub,
+                            sum,
+                        ));
+                    }
+                }
+            }
+            if let (Some(td), false) = (o.total_discount, o.discounts.is_empty()) {
+                if let Some(sum) = sum_in(Some(td.currency), o.discounts.iter().map(|d| &d.amount))
+                {
+                    findings.extend(inconsistent(
+                        "order_discounts_sum",
+                        Handoff::OrderToFulfillment,
+                        r,
+                        "discounts",
+                        td,
+                        sum,
+                    ));
+                }
+            }
+        }
+        Body::BalanceTransaction(b) => {
+            if let Some(net) = b.net {
+                let fee = b.fee.map(|f| f.amount).unwrap_or_default();
+                findings.extend(inconsistent(
+                    "balance_transaction_net",
+                    Handoff::PaymentToCashApplication,
+                    r,
+                    "net = amount - fee",
+                    net,
+                    Money::new(b.amount.amount - fee, b.amount.currency),
+                ));
+            }
+        }
+        _ => {}
+    }
+    findings
+}
+
+/// Names one record in a finding's subject: source ids are unique only
+/// within their system and kind.
+pub fn record_subject(r: &Record) -> String {
+    format!("{}/{}/{}", r.source_system, r.kind().as_str(), r.source_id)
 }
 
 /// Merges the order's records and runs every rule over them.
@@ -379,7 +473,7 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
                         handoff: Handoff::into_stage(sr.record.kind().stage())
                             .unwrap_or(Handoff::OrderToFulfillment),
                         rule: "currency_mismatch".into(),
-                        subject: sr.record.source_id.clone(),
+                        subject: record_subject(&sr.record),
                         summary: format!(
                             "{} {} ({}) is in {}, the transaction is in {c}",
                             sr.record.kind().as_str(),
@@ -395,83 +489,14 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
         }
     }
 
-    // Records whose own figures do not add up.
-    if let Some((r, o)) = order {
-        if !o.tenders.is_empty() {
-            if let Some(sum) = sum_in(Some(o.total.currency), o.tenders.iter().map(|t| &t.amount)) {
-                findings.extend(inconsistent(
-                    "order_tenders_sum",
-                    Handoff::OrderToFulfillment,
-                    r,
-                    "tenders",
-                    o.total,
-                    sum,
-                ));
-            }
-        }
-        if let Some(sub) = o.subtotal {
-            let zero = Money::zero(o.total.currency);
-            let parts = sub.amount - o.total_discount.unwrap_or(zero).amount
-                + o.total_tax.unwrap_or(zero).amount
-                + o.total_shipping.unwrap_or(zero).amount;
-            findings.extend(inconsistent(
-                "order_components_sum",
-                Handoff::OrderToFulfillment,
-                r,
-                "subtotal - discount + tax + shipping",
-                o.total,
-                Money::new(parts, o.total.currency),
-            ));
-        }
-        // Lines priced at unit x quantity should make the subtotal.
-        if let Some(sub) = o.subtotal {
-            let priced: Option<Vec<Money>> = o
-                .line_items
-                .iter()
-                .map(|l| {
-                    l.unit_price
-                        .map(|p| Money::new(p.amount * Decimal::from(l.quantity), p.currency))
-                })
-                .collect();
-            if let Some(lines) = priced.filter(|l| !l.is_empty()) {
-                if let Some(sum) = sum_in(Some(sub.currency), lines.iter()) {
-                    findings.extend(inconsistent(
-                        "order_lines_sum",
-                        Handoff::OrderToFulfillment,
-                        r,
-                        "line items (unit price x quantity) against the subtotal",
-                        sub,
-                        sum,
-                    ));
-                }
-            }
-        }
-        if let (Some(td), false) = (o.total_discount, o.discounts.is_empty()) {
-            if let Some(sum) = sum_in(Some(td.currency), o.discounts.iter().map(|d| &d.amount)) {
-                findings.extend(inconsistent(
-                    "order_discounts_sum",
-                    Handoff::OrderToFulfillment,
-                    r,
-                    "discounts",
-                    td,
-                    sum,
-                ));
-            }
-        }
+    // Records whose own figures do not add up: the current order, and any
+    // balance transaction tied to this order.
+    if let Some((r, _)) = order {
+        findings.extend(record_findings(r));
     }
     for sr in records {
-        if let Body::BalanceTransaction(b) = &sr.record.body {
-            if let Some(net) = b.net {
-                let fee = b.fee.map(|f| f.amount).unwrap_or_default();
-                findings.extend(inconsistent(
-                    "balance_transaction_net",
-                    Handoff::PaymentToCashApplication,
-                    &sr.record,
-                    "net = amount - fee",
-                    net,
-                    Money::new(b.amount.amount - fee, b.amount.currency),
-                ));
-            }
+        if matches!(sr.record.body, Body::BalanceTransaction(_)) {
+            findings.extend(record_findings(&sr.record));
         }
     }
 
@@ -898,7 +923,7 @@ mod tests {
             ],
         );
         assert_eq!(rules(&e), vec!["invoice_before_fulfillment"]);
-        assert_eq!(e.findings[0].subject, "INV-1");
+        assert_eq!(e.findings[0].subject, "netsuite/invoice/INV-1");
     }
 
     #[test]

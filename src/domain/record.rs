@@ -478,6 +478,56 @@ impl Record {
         Sha256::digest(bytes).into()
     }
 
+    /// The external ids that identify this record's money as its order's:
+    /// its own id, the processor ids it carries, what it references. Another
+    /// record that names one of these belongs to the same order.
+    pub fn order_ref_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.source_id.clone()];
+        ids.extend(self.references.iter().map(|r| r.id.clone()));
+        match &self.body {
+            Body::StorefrontOrder(o) => {
+                ids.extend(
+                    o.tenders
+                        .iter()
+                        .filter_map(|t| t.processor_reference.clone()),
+                );
+            }
+            Body::StorefrontTransaction(t) => ids.extend(t.processor_reference.clone()),
+            Body::ProcessorPayment(p) => {
+                ids.extend(p.payment_intent_id.clone());
+                ids.extend(p.charge_id.clone());
+                ids.extend(p.balance_transaction_id.clone());
+            }
+            Body::BalanceTransaction(b) => ids.extend(b.source.clone()),
+            _ => {}
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// For a record of no single order: the ids it points at that can tie
+    /// it to orders (a journal's line references, a balance transaction's
+    /// source charge or refund). Payouts and deposits span many orders and
+    /// are tied by cash application, not here.
+    pub fn pointer_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = match &self.body {
+            Body::JournalEntry(j) => j.lines.iter().filter_map(|l| l.reference.clone()).collect(),
+            Body::BalanceTransaction(b) => b.source.iter().cloned().collect(),
+            Body::Payout(_) | Body::BankDeposit(_) => return vec![],
+            _ => vec![],
+        };
+        ids.extend(
+            self.references
+                .iter()
+                .filter(|r| !matches!(r.kind, RefKind::Payout | RefKind::BankDeposit))
+                .map(|r| r.id.clone()),
+        );
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// All ids this record carries of the given kind, its own included.
     pub fn ids_of(&self, kind: RefKind) -> impl Iterator<Item = &str> {
         self.references

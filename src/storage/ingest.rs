@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::Store;
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate};
+use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_findings};
 use crate::domain::record::{Body, Handoff, Record, RecordKey, RecordKind};
 use crate::domain::transaction::{ReconciliationState, StoredRecord};
 use crate::error::{Error, Result};
@@ -247,10 +247,13 @@ struct NewException {
 }
 
 impl NewException {
-    fn from_finding(merchant: &str, order_id: &str, f: &Finding) -> Self {
+    /// A finding's identity is its rule and subject, not its order: a
+    /// record-level problem found before the record's order was known and
+    /// again after is one exception.
+    fn from_finding(merchant: &str, order_id: Option<&str>, f: &Finding) -> Self {
         NewException {
-            id: exception_id(merchant, &[order_id, &f.rule, &f.subject]),
-            order_id: Some(order_id.to_string()),
+            id: exception_id(merchant, &[&f.rule, &f.subject]),
+            order_id: order_id.map(str::to_string),
             exception_type: f.exception_type,
             handoff: f.handoff,
             rule: f.rule.clone(),
@@ -283,6 +286,7 @@ async fn upsert_exceptions(
             $8::text[], $9::jsonb[])
           AS t(exception_id, order_id, type, handoff, rule, subject, summary, details)
         ON CONFLICT (merchant_id, exception_id) DO UPDATE SET
+            order_id = COALESCE(exceptions.order_id, EXCLUDED.order_id),
             summary = EXCLUDED.summary,
             details = EXCLUDED.details,
             state = CASE WHEN exceptions.state = 'resolved' THEN 'open' ELSE exceptions.state END,
@@ -554,6 +558,27 @@ async fn submit_in_tx(
     conflicts.dedup_by_key(|c| c.id);
     upsert_exceptions(conn, merchant, &conflicts).await?;
 
+    let new_records: Vec<(i64, &Record)> = outcomes
+        .iter()
+        .filter(|o| o.outcome == RecordOutcome::Accepted)
+        .filter_map(|o| {
+            let r = &sub.records[o.index];
+            accepted.get(&r.key()).map(|row| (row.record_id, r))
+        })
+        .collect();
+    // Records of no single order: their own figures are checked now, and
+    // they join the orders whose ids they name.
+    let standalone: Vec<NewException> = new_records
+        .iter()
+        .filter(|(_, r)| r.order_id.is_none())
+        .flat_map(|(_, r)| record_findings(r))
+        .map(|f| NewException::from_finding(merchant, None, &f))
+        .collect();
+    upsert_exceptions(conn, merchant, &standalone).await?;
+    let linked = link_records(conn, merchant, &new_records).await?;
+    lock_orders(conn, merchant, &linked).await?;
+    touched.extend(linked);
+
     let touched: Vec<String> = touched.into_iter().collect();
     refresh_in_tx(conn, merchant, &touched).await?;
 
@@ -570,6 +595,79 @@ async fn submit_in_tx(
     Ok(Submitted::Fresh(outcomes))
 }
 
+/// Records ids that tie records to orders, and links every record of no
+/// single order to the orders whose ids it names, whichever arrived first.
+/// Returns the orders that gained a record.
+async fn link_records(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    new_records: &[(i64, &Record)],
+) -> Result<Vec<String>> {
+    let (mut ref_ids, mut ref_orders, mut ptr_ids, mut ptr_records) =
+        (vec![], vec![], vec![], vec![]);
+    for (record_id, r) in new_records {
+        match &r.order_id {
+            Some(order_id) => {
+                for id in r.order_ref_ids() {
+                    ref_ids.push(id);
+                    ref_orders.push(order_id.clone());
+                }
+            }
+            None => {
+                for id in r.pointer_ids() {
+                    ptr_ids.push(id);
+                    ptr_records.push(*record_id);
+                }
+            }
+        }
+    }
+    if !ref_ids.is_empty() {
+        sql_query(
+            "INSERT INTO order_refs (merchant_id, ref_id, order_id)
+             SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(&ref_ids)
+        .bind::<Array<Text>, _>(&ref_orders)
+        .execute(conn)
+        .await?;
+    }
+    if !ptr_ids.is_empty() {
+        sql_query(
+            "INSERT INTO record_refs (merchant_id, ref_id, record_id)
+             SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(&ptr_ids)
+        .bind::<Array<diesel::sql_types::BigInt>, _>(&ptr_records)
+        .execute(conn)
+        .await?;
+    }
+    let mut ids: Vec<String> = ref_ids.into_iter().chain(ptr_ids).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let linked: Vec<OrderCount> = sql_query(
+        "INSERT INTO record_links (merchant_id, order_id, record_id)
+         SELECT DISTINCT rr.merchant_id, o.order_id, rr.record_id
+         FROM record_refs rr
+         JOIN order_refs o ON o.merchant_id = rr.merchant_id AND o.ref_id = rr.ref_id
+         WHERE rr.merchant_id = $1 AND rr.ref_id = ANY($2)
+         ON CONFLICT DO NOTHING
+         RETURNING order_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(ids)
+    .load(conn)
+    .await?;
+    let mut orders: Vec<String> = linked.into_iter().map(|r| r.order_id).collect();
+    orders.sort();
+    orders.dedup();
+    Ok(orders)
+}
+
 /// Re-merges `orders` from the log, matches them, and writes their
 /// projection and derived exceptions. The caller holds the order locks.
 async fn refresh_in_tx(
@@ -582,7 +680,11 @@ async fn refresh_in_tx(
     }
     let rows: Vec<LoadedRecord> = sql_query(
         "SELECT order_id, payload, receive_time FROM record_log
-         WHERE merchant_id = $1 AND outcome = 'accepted' AND order_id = ANY($2)",
+         WHERE merchant_id = $1 AND outcome = 'accepted' AND order_id = ANY($2)
+         UNION ALL
+         SELECT l.order_id, r.payload, r.receive_time
+         FROM record_links l JOIN record_log r USING (merchant_id, record_id)
+         WHERE l.merchant_id = $1 AND l.order_id = ANY($2)",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)
@@ -623,7 +725,7 @@ async fn refresh_in_tx(
     for (order_id, records) in &by_order {
         let mut eval = evaluate(order_id, records);
         for f in &eval.findings {
-            let e = NewException::from_finding(merchant, order_id, f);
+            let e = NewException::from_finding(merchant, Some(order_id), f);
             keep.push(e.id);
             exceptions.push(e);
         }

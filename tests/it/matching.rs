@@ -168,3 +168,102 @@ async fn a_journal_that_books_a_different_gross_is_flagged() {
     );
     assert_eq!(s.exceptions[0].difference, usd("1.00"));
 }
+
+#[tokio::test]
+async fn a_journal_naming_only_the_charge_is_matched_whichever_arrives_first() {
+    let app = TestApp::start().await;
+    // Journal first: it names the charge, and no order yet.
+    app.submit(vec![journal(
+        "JE-7001",
+        &[
+            ("1190 Clearing", "99.00", "", "ch_7001"),
+            ("1200 AR", "", "99.00", "ch_7001"),
+        ],
+    )])
+    .await
+    .unwrap();
+    app.submit(clean_order("7001")).await.unwrap();
+    let s = app.status("7001").await;
+    let rules: Vec<_> = s.exceptions.iter().map(|e| e.rule.as_str()).collect();
+    assert_eq!(rules, vec!["processor_vs_journal"]);
+    let t = app.transaction("7001").await.unwrap();
+    assert_eq!(t.external_ids.unwrap().journal_entry_ids, vec!["JE-7001"]);
+
+    // Journal after, and right: matched, and journaled.
+    app.submit(clean_order("7002")).await.unwrap();
+    app.submit(vec![journal(
+        "JE-7002",
+        &[
+            ("1190 Clearing", "100.00", "", "ch_7002"),
+            ("1200 AR", "", "100.00", "ch_7002"),
+        ],
+    )])
+    .await
+    .unwrap();
+    let t = app.transaction("7002").await.unwrap();
+    assert_eq!(
+        t.state(),
+        pb::ReconciliationState::Matched,
+        "{:?}",
+        t.reasons
+    );
+    assert_eq!(t.totals.unwrap().journaled, usd("100.00"));
+    assert_eq!(t.external_ids.unwrap().journal_entry_ids, vec!["JE-7002"]);
+    assert!(
+        t.timeline
+            .iter()
+            .any(|e| e.stage() == pb::Stage::CashApplication)
+    );
+}
+
+#[tokio::test]
+async fn a_balance_transaction_that_does_not_add_up_is_flagged_and_joins_its_order() {
+    let app = TestApp::start().await;
+    let bt = pb::Record {
+        source_id: "txn_8001".into(),
+        source_system: "stripe".into(),
+        order_id: String::new(),
+        references: vec![],
+        event_time: ts("2026-11-02T10:00:06Z"),
+        kind: Some(pb::record::Kind::BalanceTransaction(
+            pb::BalanceTransaction {
+                reporting_category: "charge".into(),
+                amount: usd("100.00"),
+                fee: usd("3.20"),
+                net: usd("97.00"),
+                source: "ch_8001".into(),
+                payout_id: "po_8001".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    app.submit(vec![bt]).await.unwrap();
+    let open = app
+        .exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/acme".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(open.exceptions.len(), 1);
+    assert_eq!(open.exceptions[0].rule, "balance_transaction_net");
+    assert_eq!(
+        open.exceptions[0].r#type(),
+        pb::ExceptionType::ValidationFailed
+    );
+    assert_eq!(open.exceptions[0].transaction, "", "no order known yet");
+    assert_eq!(open.exceptions[0].difference, usd("0.20"));
+
+    // Its charge arrives: the same exception now belongs to the order, and
+    // the payout is among the order's ids.
+    app.submit(clean_order("8001")).await.unwrap();
+    let s = app.status("8001").await;
+    assert_eq!(s.exceptions.len(), 1);
+    assert_eq!(s.exceptions[0].name, open.exceptions[0].name);
+    assert_eq!(
+        s.exceptions[0].transaction,
+        "merchants/acme/transactions/8001"
+    );
+    let ids = app.transaction("8001").await.unwrap().external_ids.unwrap();
+    assert_eq!(ids.payout_ids, vec!["po_8001"]);
+    assert_eq!(ids.balance_transaction_ids, vec!["txn_8001"]);
+}
