@@ -71,16 +71,19 @@ CREATE TABLE record_links (
     PRIMARY KEY (merchant_id, order_id, record_id)
 );
 
--- The merged view of one order, rebuilt from record_log on every change.
+-- Where each order's reconciliation stands, rewritten whenever one of its
+-- records arrives. The canonical transaction itself is merged from
+-- record_log on read: one indexed query, and always what the current code
+-- makes of the records.
 CREATE TABLE transactions (
     merchant_id   text        NOT NULL,
     order_id      text        NOT NULL,
     state         text        NOT NULL CHECK (state IN ('pending', 'matched', 'exception')),
+    reasons       text[]      NOT NULL,
     currency_code text        CHECK (currency_code ~ '^[A-Z]{3}$'),
     event_time    timestamptz NOT NULL,
     create_time   timestamptz NOT NULL,
     update_time   timestamptz NOT NULL,
-    document      jsonb       NOT NULL,
     PRIMARY KEY (merchant_id, order_id)
 );
 

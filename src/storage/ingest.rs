@@ -13,9 +13,10 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::Store;
+use super::records::load_records;
 use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_findings};
 use crate::domain::record::{Body, Handoff, Record, RecordKey, RecordKind};
-use crate::domain::transaction::{ReconciliationState, StoredRecord};
+use crate::domain::transaction::ReconciliationState;
 use crate::error::{Error, Result};
 
 /// A validated batch of one merchant's records.
@@ -128,16 +129,6 @@ struct Inserted {
     #[diesel(sql_type = Text)]
     #[allow(dead_code)]
     request_id: String,
-}
-
-#[derive(QueryableByName)]
-struct LoadedRecord {
-    #[diesel(sql_type = Text)]
-    order_id: String,
-    #[diesel(sql_type = Jsonb)]
-    payload: serde_json::Value,
-    #[diesel(sql_type = Timestamptz)]
-    receive_time: DateTime<Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -353,6 +344,34 @@ impl Store {
     }
 }
 
+/// The accepted rows of these keys, where they exist.
+async fn fetch_accepted(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    keys: &[&RecordKey],
+) -> Result<Vec<KeyRow>> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(sql_query(
+        "SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
+                r.receive_time
+         FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
+         JOIN record_log r ON r.merchant_id = $1 AND r.outcome = 'accepted'
+          AND r.source_system = k.source_system AND r.kind = k.kind AND r.source_id = k.source_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(
+        keys.iter()
+            .map(|k| k.source_system.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
+}
+
 /// Serialises writers of the same orders (rows may not exist yet, so row
 /// locks cannot do it). Taken in sorted order, so two submissions touching
 /// the same orders can never deadlock on them.
@@ -425,50 +444,40 @@ async fn submit_in_tx(
     for (i, r) in sub.records.iter().enumerate() {
         first.entry(r.key()).or_insert(i);
     }
-    // Key order is insertion order, so concurrent batches take unique-index
-    // locks in the same order and cannot deadlock on them.
-    let mut candidates = LogColumns::default();
-    for &i in first.values() {
-        candidates.push(&sub.records[i], &hashes[i], RecordOutcome::Accepted, None);
-    }
-    let inserted = candidates.insert(conn, merchant, sub.request_id).await?;
+    // Look first: a retried batch is all duplicates, and a lookup is far
+    // cheaper than a speculative insert per row.
     let mut accepted: HashMap<RecordKey, KeyRow> = HashMap::new();
-    let mut fresh: BTreeSet<RecordKey> = BTreeSet::new();
-    for row in inserted {
+    let keys: Vec<&RecordKey> = first.keys().collect();
+    for row in fetch_accepted(conn, merchant, &keys).await? {
         if let Some(k) = row.key() {
-            fresh.insert(k.clone());
             accepted.insert(k, row);
         }
     }
-    let missing: Vec<&RecordKey> = first
+    // Key order is insertion order, so concurrent batches take unique-index
+    // locks in the same order and cannot deadlock on them.
+    let mut candidates = LogColumns::default();
+    for (key, &i) in &first {
+        if !accepted.contains_key(key) {
+            candidates.push(&sub.records[i], &hashes[i], RecordOutcome::Accepted, None);
+        }
+    }
+    let mut fresh: BTreeSet<RecordKey> = BTreeSet::new();
+    if !candidates.is_empty() {
+        for row in candidates.insert(conn, merchant, sub.request_id).await? {
+            if let Some(k) = row.key() {
+                fresh.insert(k.clone());
+                accepted.insert(k, row);
+            }
+        }
+    }
+    // A concurrent submission can accept a key between the look and the
+    // insert; its row is committed by now (the insert waited for it).
+    let raced: Vec<&RecordKey> = first
         .keys()
         .filter(|k| !accepted.contains_key(*k))
         .collect();
-    if !missing.is_empty() {
-        let existing: Vec<KeyRow> = sql_query(
-            "SELECT source_system, kind, source_id, record_id, content_hash, order_id, receive_time
-             FROM record_log
-             WHERE merchant_id = $1 AND outcome = 'accepted'
-               AND (source_system, kind, source_id) IN (
-                 SELECT * FROM UNNEST($2::text[], $3::text[], $4::text[]))",
-        )
-        .bind::<Text, _>(merchant)
-        .bind::<Array<Text>, _>(
-            missing
-                .iter()
-                .map(|k| k.source_system.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(missing.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            missing
-                .iter()
-                .map(|k| k.source_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .load(conn)
-        .await?;
-        for row in existing {
+    if !raced.is_empty() {
+        for row in fetch_accepted(conn, merchant, &raced).await? {
             if let Some(k) = row.key() {
                 accepted.insert(k, row);
             }
@@ -678,34 +687,7 @@ async fn refresh_in_tx(
     if orders.is_empty() {
         return Ok(());
     }
-    let rows: Vec<LoadedRecord> = sql_query(
-        "SELECT order_id, payload, receive_time FROM record_log
-         WHERE merchant_id = $1 AND outcome = 'accepted' AND order_id = ANY($2)
-         UNION ALL
-         SELECT l.order_id, r.payload, r.receive_time
-         FROM record_links l JOIN record_log r USING (merchant_id, record_id)
-         WHERE l.merchant_id = $1 AND l.order_id = ANY($2)",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load(conn)
-    .await?;
-    let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
-    for row in rows {
-        let record: Record = serde_json::from_value(row.payload).map_err(|e| {
-            Error::Internal(format!(
-                "stored payload of order {} unreadable: {e}",
-                row.order_id
-            ))
-        })?;
-        by_order
-            .entry(row.order_id)
-            .or_default()
-            .push(StoredRecord {
-                record,
-                receive_time: row.receive_time,
-            });
-    }
+    let by_order = load_records(conn, merchant, orders).await?;
 
     let conflicted: BTreeSet<String> = sql_query(
         "SELECT DISTINCT order_id FROM exceptions
@@ -758,14 +740,16 @@ async fn refresh_in_tx(
 
     sql_query(
         "INSERT INTO transactions (merchant_id, order_id, state, currency_code, event_time,
-             create_time, update_time, document)
-         SELECT $1, t.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[],
-             $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
-           AS t(order_id, state, currency_code, event_time, create_time, update_time, document)
+             create_time, update_time, reasons)
+         SELECT $1, t.order_id, t.state, t.currency_code, t.event_time, t.create_time,
+             t.update_time, string_to_array(t.reasons, chr(31))
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[],
+             $6::timestamptz[], $7::timestamptz[], $8::text[])
+           AS t(order_id, state, currency_code, event_time, create_time, update_time, reasons)
          ON CONFLICT (merchant_id, order_id) DO UPDATE SET
              state = EXCLUDED.state, currency_code = EXCLUDED.currency_code,
              event_time = EXCLUDED.event_time, create_time = EXCLUDED.create_time,
-             update_time = EXCLUDED.update_time, document = EXCLUDED.document",
+             update_time = EXCLUDED.update_time, reasons = EXCLUDED.reasons",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(
@@ -784,10 +768,12 @@ async fn refresh_in_tx(
     .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.event_time).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.create_time).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(merged.iter().map(|t| t.update_time).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(
+    // A 2-D text[] cannot be ragged, so each order's reasons travel as one
+    // string joined by the unit separator and are split back in SQL.
+    .bind::<Array<Text>, _>(
         merged
             .iter()
-            .map(|t| serde_json::to_value(t).expect("transactions always serialise"))
+            .map(|t| t.reasons.join("\u{1f}"))
             .collect::<Vec<_>>(),
     )
     .execute(conn)

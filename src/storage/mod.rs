@@ -3,6 +3,7 @@
 
 mod ingest;
 mod queries;
+mod records;
 
 use std::time::Duration;
 

@@ -4,15 +4,16 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::Store;
+use super::records::load_records;
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
-use crate::domain::transaction::{ReconciliationState, Transaction};
+use crate::domain::transaction::{ReconciliationState, Transaction, merge};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -27,24 +28,36 @@ struct TxRow {
     order_id: String,
     #[diesel(sql_type = Text)]
     state: String,
-    #[diesel(sql_type = Jsonb)]
-    document: serde_json::Value,
+    #[diesel(sql_type = Array<Text>)]
+    reasons: Vec<String>,
     #[diesel(sql_type = Timestamptz)]
     event_time: DateTime<Utc>,
 }
 
-impl TxRow {
-    fn into_row(self) -> Result<TransactionRow> {
-        let transaction: Transaction = serde_json::from_value(self.document).map_err(|e| {
-            Error::Internal(format!(
-                "stored transaction {} unreadable: {e}",
-                self.order_id
-            ))
-        })?;
-        let state = ReconciliationState::parse(&self.state)
-            .ok_or_else(|| Error::Internal(format!("unknown state {}", self.state)))?;
-        Ok(TransactionRow { transaction, state })
-    }
+const TX_COLUMNS: &str = "order_id, state, reasons, event_time";
+
+/// Merges each projection row's records into its canonical transaction,
+/// with the state and reasons the write path settled on.
+async fn with_transactions(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    rows: Vec<TxRow>,
+) -> Result<Vec<TransactionRow>> {
+    let orders: Vec<String> = rows.iter().map(|r| r.order_id.clone()).collect();
+    let mut records = load_records(conn, merchant, &orders).await?;
+    rows.into_iter()
+        .map(|row| {
+            let state = ReconciliationState::parse(&row.state)
+                .ok_or_else(|| Error::Internal(format!("unknown state {}", row.state)))?;
+            let mut transaction = merge(
+                &row.order_id,
+                &records.remove(&row.order_id).unwrap_or_default(),
+            );
+            transaction.state = state;
+            transaction.reasons = row.reasons;
+            Ok(TransactionRow { transaction, state })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -144,20 +157,21 @@ pub struct Page<T> {
 impl Store {
     pub async fn get_transaction(&self, merchant: &str, order_id: &str) -> Result<TransactionRow> {
         let mut conn = self.conn().await?;
-        let rows: Vec<TxRow> = sql_query(
-            "SELECT order_id, state, document, event_time FROM transactions
-             WHERE merchant_id = $1 AND order_id = $2",
-        )
+        let rows: Vec<TxRow> = sql_query(format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2"
+        ))
         .bind::<Text, _>(merchant)
         .bind::<Text, _>(order_id)
         .load(&mut conn)
         .await?;
-        rows.into_iter()
-            .next()
-            .ok_or_else(|| {
-                Error::NotFound(format!("merchants/{merchant}/transactions/{order_id}"))
-            })?
-            .into_row()
+        if rows.is_empty() {
+            return Err(Error::NotFound(format!(
+                "merchants/{merchant}/transactions/{order_id}"
+            )));
+        }
+        Ok(with_transactions(&mut conn, merchant, rows)
+            .await?
+            .remove(0))
     }
 
     pub async fn list_transactions(
@@ -167,10 +181,7 @@ impl Store {
         after: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<TransactionRow>> {
-        let mut q = Listing::new(
-            "SELECT order_id, state, document, event_time FROM transactions",
-            merchant,
-        );
+        let mut q = Listing::new(&format!("SELECT {TX_COLUMNS} FROM transactions"), merchant);
         if let Some(st) = filter.state {
             q.and("state =", Bind::Text(st.as_str().into()));
         }
@@ -183,19 +194,19 @@ impl Store {
         if let Some(c) = after {
             q.after("event_time, order_id", c.time, Bind::Text(c.id.clone()));
         }
+        let mut conn = self.conn().await?;
         let rows: Vec<TxRow> = q
             .page("event_time DESC, order_id DESC", limit)
-            .load(&mut self.conn().await?)
+            .load(&mut conn)
             .await?;
-        page(
-            rows,
-            limit,
-            |r| Cursor {
-                time: r.event_time,
-                id: r.order_id.clone(),
-            },
-            TxRow::into_row,
-        )
+        let (rows, next) = page(rows, limit, |r| Cursor {
+            time: r.event_time,
+            id: r.order_id.clone(),
+        });
+        Ok(Page {
+            items: with_transactions(&mut conn, merchant, rows).await?,
+            next,
+        })
     }
 
     /// The exceptions of one order that are not resolved, oldest first.
@@ -251,15 +262,17 @@ impl Store {
             .page("create_time DESC, exception_id DESC", limit)
             .load(&mut self.conn().await?)
             .await?;
-        page(
-            rows,
-            limit,
-            |r| Cursor {
-                time: r.create_time,
-                id: r.exception_id.to_string(),
-            },
-            ExRow::into_row,
-        )
+        let (rows, next) = page(rows, limit, |r| Cursor {
+            time: r.create_time,
+            id: r.exception_id.to_string(),
+        });
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(ExRow::into_row)
+                .collect::<Result<_>>()?,
+            next,
+        })
     }
 }
 
@@ -319,20 +332,16 @@ impl Listing {
 
 /// Fetching one row more than asked tells whether another page exists
 /// without a COUNT.
-fn page<R, T>(
+fn page<R>(
     mut rows: Vec<R>,
     limit: usize,
     cursor: impl Fn(&R) -> Cursor,
-    convert: impl Fn(R) -> Result<T>,
-) -> Result<Page<T>> {
+) -> (Vec<R>, Option<Cursor>) {
     let next = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(&cursor)
+        rows.last().map(cursor)
     } else {
         None
     };
-    Ok(Page {
-        items: rows.into_iter().map(convert).collect::<Result<_>>()?,
-        next,
-    })
+    (rows, next)
 }
