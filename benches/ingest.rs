@@ -16,6 +16,11 @@
 //!   writing them.
 //! - row by row: the same rows with one INSERT each, in one transaction: the
 //!   round-trip cost that set-based statements avoid.
+//! - stream of one-record chunks: the same 1,000 records as 1,000
+//!   StreamRecords messages on one stream, the client sending without
+//!   waiting; the server stores chunks that are waiting together.
+//! - one record per call: SubmitRecords with a single record, 100 calls one
+//!   after another (scaled to 1,000): what a caller that never batches gets.
 
 use std::time::{Duration, Instant};
 
@@ -184,6 +189,7 @@ async fn main() {
     submit(batch(0, "warm")).await;
 
     let (mut tally, mut replay, mut unnest, mut rowwise) = (vec![], vec![], vec![], vec![]);
+    let (mut streamed, mut single) = (vec![], vec![]);
     for round in 0..ROUNDS {
         let records = batch(round, "t");
         let (d, r) = submit(records.clone()).await;
@@ -240,6 +246,37 @@ async fn main() {
         }
         raw.batch_execute("COMMIT").await.unwrap();
         rowwise.push(t.elapsed());
+
+        let chunks: Vec<pb::StreamRecordsRequest> = batch(round, "s")
+            .into_iter()
+            .map(|r| pb::StreamRecordsRequest {
+                parent: "merchants/bench".into(),
+                request_id: String::new(),
+                records: vec![r],
+            })
+            .collect();
+        let t = Instant::now();
+        let mut c = client.clone();
+        let mut responses = c
+            .stream_records(tokio_stream::iter(chunks))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut n = 0;
+        while let Some(r) = responses.message().await.unwrap() {
+            assert_eq!(r.results[0].outcome(), pb::RecordOutcome::Accepted);
+            n += 1;
+        }
+        assert_eq!(n, BATCH);
+        streamed.push(t.elapsed());
+
+        let one_by_one = batch(round, "o");
+        let t = Instant::now();
+        for r in one_by_one.into_iter().take(BATCH / 10) {
+            let (_, resp) = submit(vec![r]).await;
+            assert_eq!(resp.results[0].outcome(), pb::RecordOutcome::Accepted);
+        }
+        single.push(t.elapsed() * 10);
     }
 
     let base = median(unnest.clone());
@@ -251,6 +288,8 @@ async fn main() {
         ("tally SubmitRecords (all duplicates)", replay),
         ("raw UNNEST insert, one statement (baseline)", unnest),
         ("raw insert, one statement per row", rowwise),
+        ("tally StreamRecords, 1,000 one-record chunks", streamed),
+        ("tally SubmitRecords, one record per call", single),
     ] {
         let m = median(v);
         println!(

@@ -129,59 +129,177 @@ fn rejected(index: usize, source_id: &str, violations: &[FieldViolation]) -> pb:
     }
 }
 
-impl IngestApi {
-    /// One stream chunk: well-formed records are stored, malformed ones are
-    /// answered REJECTED.
-    async fn chunk(&self, req: pb::StreamRecordsRequest) -> Result<pb::StreamRecordsResponse> {
+/// A stream chunk, validated: what to store, and what to answer for the
+/// records that were refused.
+struct Chunk {
+    merchant: String,
+    request_id: Option<String>,
+    echo_request_id: String,
+    request_hash: [u8; 32],
+    records: Vec<crate::domain::record::Record>,
+    /// Position in the chunk of each record in `records`.
+    positions: Vec<usize>,
+    rejected: Vec<pb::RecordResult>,
+}
+
+impl Chunk {
+    fn prepare(req: pb::StreamRecordsRequest) -> Result<Chunk> {
         let (merchant, request_id) =
             check_envelope(&req.parent, &req.request_id, req.records.len())?;
-        let mut rejected_results = vec![];
-        let mut records = vec![];
-        let mut positions = vec![];
+        let mut chunk = Chunk {
+            request_hash: request_hash(&req.parent, &req.records),
+            merchant,
+            request_id,
+            echo_request_id: req.request_id.clone(),
+            records: vec![],
+            positions: vec![],
+            rejected: vec![],
+        };
         for (i, r) in req.records.iter().enumerate() {
             let mut violations = vec![];
             match validate::record(i, r, &mut violations) {
                 Some(rec) if violations.is_empty() => {
-                    positions.push(i);
-                    records.push(rec);
+                    chunk.positions.push(i);
+                    chunk.records.push(rec);
                 }
-                _ => rejected_results.push(rejected(i, &r.source_id, &violations)),
+                _ => chunk.rejected.push(rejected(i, &r.source_id, &violations)),
             }
         }
-        let respond = |outcomes: &[Outcome]| {
-            let mut results: Vec<pb::RecordResult> = outcomes
-                .iter()
-                .map(|o| {
-                    let mut r = result(&merchant, o);
-                    r.index = positions[o.index] as i32;
-                    r
-                })
-                .chain(rejected_results.iter().cloned())
-                .collect();
-            results.sort_by_key(|r| r.index);
-            pb::StreamRecordsResponse {
-                request_id: req.request_id.clone(),
-                results,
-            }
-        };
-        if records.is_empty() {
-            return Ok(respond(&[]));
+        Ok(chunk)
+    }
+
+    fn respond(&self, outcomes: &[Outcome]) -> pb::StreamRecordsResponse {
+        let mut results: Vec<pb::RecordResult> = outcomes
+            .iter()
+            .map(|o| {
+                let mut r = result(&self.merchant, o);
+                r.index = self.positions[o.index] as i32;
+                r
+            })
+            .chain(self.rejected.iter().cloned())
+            .collect();
+        results.sort_by_key(|r| r.index);
+        pb::StreamRecordsResponse {
+            request_id: self.echo_request_id.clone(),
+            results,
         }
-        let sub = Submission {
-            merchant_id: &merchant,
-            request_id: request_id.as_deref(),
-            request_hash: request_hash(&req.parent, &req.records),
-            records,
-        };
-        match self
-            .store
-            .submit(&sub, |o| respond(o).encode_to_vec())
-            .await?
-        {
-            Submitted::Fresh(outcomes) => Ok(respond(&outcomes)),
+    }
+
+    fn answer(&self, submitted: Submitted) -> Result<pb::StreamRecordsResponse> {
+        match submitted {
+            Submitted::Fresh(outcomes) => Ok(self.respond(&outcomes)),
             Submitted::Replayed(bytes) => pb::StreamRecordsResponse::decode(bytes.as_slice())
                 .map_err(|e| Error::Internal(format!("stored response unreadable: {e}"))),
         }
+    }
+}
+
+/// How many stream messages that are already waiting are stored together,
+/// in one transaction.
+const MAX_CHUNKS_PER_COMMIT: usize = 64;
+
+impl IngestApi {
+    /// Stores chunks that arrived together. Consecutive chunks of one
+    /// merchant without a request_id become one set-based submission (what a
+    /// client streaming one record per message needs); a chunk with a
+    /// request_id stays alone, so its stored response is its own. All of it
+    /// commits once. If that fails, the parts are stored one by one so each
+    /// chunk gets its own answer, up to the first error.
+    async fn store_chunks(&self, chunks: &[Chunk]) -> Vec<Result<pb::StreamRecordsResponse>> {
+        let mut parts: Vec<Vec<usize>> = vec![];
+        for (i, c) in chunks.iter().enumerate() {
+            if c.records.is_empty() {
+                continue;
+            }
+            let joins = c.request_id.is_none()
+                && parts.last().is_some_and(|p| {
+                    let head = &chunks[p[0]];
+                    head.request_id.is_none() && head.merchant == c.merchant
+                });
+            match parts.last_mut() {
+                Some(p) if joins => p.push(i),
+                _ => parts.push(vec![i]),
+            }
+        }
+        let submission = |part: &[usize]| {
+            let head = &chunks[part[0]];
+            Submission {
+                merchant_id: &head.merchant,
+                request_id: head.request_id.as_deref(),
+                request_hash: head.request_hash,
+                records: part
+                    .iter()
+                    .flat_map(|&i| chunks[i].records.iter().cloned())
+                    .collect(),
+            }
+        };
+        // Only a lone chunk carries a request_id, so only it is ever encoded.
+        let encode = |part: &[usize], o: &[Outcome]| chunks[part[0]].respond(o).encode_to_vec();
+
+        let mut answers: Vec<Option<Result<pb::StreamRecordsResponse>>> = chunks
+            .iter()
+            .map(|c| c.records.is_empty().then(|| Ok(c.respond(&[]))))
+            .collect();
+        let subs: Vec<Submission<'_>> = parts.iter().map(|p| submission(p)).collect();
+        let together = match parts.len() {
+            0 => Ok(vec![]),
+            _ => {
+                self.store
+                    .submit_group(&subs, |i, o| encode(&parts[i], o))
+                    .await
+            }
+        };
+        match together {
+            Ok(submitted) => {
+                for (part, s) in parts.iter().zip(submitted) {
+                    split(chunks, part, s, &mut answers);
+                }
+            }
+            Err(_) => {
+                for (part, sub) in parts.iter().zip(&subs) {
+                    match self.store.submit(sub, |o| encode(part, o)).await {
+                        Ok(s) => split(chunks, part, s, &mut answers),
+                        Err(e) => {
+                            answers[part[0]] = Some(Err(e));
+                            // The stream ends at its first error: nothing
+                            // after it is stored or answered.
+                            return answers.into_iter().take(part[0] + 1).flatten().collect();
+                        }
+                    }
+                }
+            }
+        }
+        answers.into_iter().flatten().collect()
+    }
+}
+
+/// Hands each chunk of a part its own outcomes, re-indexed from the part's
+/// concatenated records to the chunk's.
+fn split(
+    chunks: &[Chunk],
+    part: &[usize],
+    submitted: Submitted,
+    answers: &mut [Option<Result<pb::StreamRecordsResponse>>],
+) {
+    let outcomes = match submitted {
+        Submitted::Replayed(_) => {
+            answers[part[0]] = Some(chunks[part[0]].answer(submitted));
+            return;
+        }
+        Submitted::Fresh(outcomes) => outcomes,
+    };
+    let mut offset = 0;
+    for &i in part {
+        let n = chunks[i].records.len();
+        let mine: Vec<Outcome> = outcomes[offset..offset + n]
+            .iter()
+            .map(|o| Outcome {
+                index: o.index - offset,
+                ..o.clone()
+            })
+            .collect();
+        answers[i] = Some(Ok(chunks[i].respond(&mine)));
+        offset += n;
     }
 }
 
@@ -238,20 +356,37 @@ impl IngestService for IngestApi {
         &self,
         request: Request<Streaming<pb::StreamRecordsRequest>>,
     ) -> Result<Response<Self::StreamRecordsStream>, Status> {
-        let mut inbound = request.into_inner();
+        let inbound = request.into_inner();
         let api = self.clone();
         // A small buffer: a client that stops reading results stops being
         // read from, instead of growing our memory.
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            while let Some(next) = inbound.next().await {
-                let reply = match next {
-                    Ok(chunk) => api.chunk(chunk).await.map_err(Status::from),
-                    Err(status) => Err(status),
-                };
-                let failed = reply.is_err();
-                if tx.send(reply).await.is_err() || failed {
-                    break;
+            // Messages already waiting are stored together (one commit), so a
+            // client streaming small chunks is not bound by one disk flush
+            // per chunk; each chunk still gets its own response, in order.
+            let mut inbound = inbound.ready_chunks(MAX_CHUNKS_PER_COMMIT);
+            while let Some(group) = inbound.next().await {
+                let mut chunks = vec![];
+                let mut failure = None;
+                for message in group {
+                    match message.and_then(|m| Chunk::prepare(m).map_err(Status::from)) {
+                        Ok(c) => chunks.push(c),
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                for reply in api.store_chunks(&chunks).await {
+                    let failed = reply.is_err();
+                    if tx.send(reply.map_err(Status::from)).await.is_err() || failed {
+                        return;
+                    }
+                }
+                if let Some(e) = failure {
+                    let _ = tx.send(Err(e)).await;
+                    return;
                 }
             }
         });

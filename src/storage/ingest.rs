@@ -316,11 +316,33 @@ impl Store {
         sub: &Submission<'_>,
         encode: impl Fn(&[Outcome]) -> Vec<u8> + Send + Sync,
     ) -> Result<Submitted> {
+        let mut results = self
+            .submit_group(std::slice::from_ref(sub), |_, o| encode(o))
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    /// Stores several submissions in one transaction, in order, as if each
+    /// were submitted alone but for sharing one commit: a stream of small
+    /// chunks pays for one disk flush per group, not per chunk. Any error
+    /// rolls back the whole group; callers that need per-submission errors
+    /// retry its members one by one. `encode` gets the submission's index.
+    pub async fn submit_group(
+        &self,
+        subs: &[Submission<'_>],
+        encode: impl Fn(usize, &[Outcome]) -> Vec<u8> + Send + Sync,
+    ) -> Result<Vec<Submitted>> {
         let mut attempt = 0;
         loop {
             let mut conn = self.conn().await?;
             let result = conn
-                .transaction(async |conn| submit_in_tx(conn, sub, &encode).await)
+                .transaction(async |conn| {
+                    let mut out = Vec::with_capacity(subs.len());
+                    for (i, sub) in subs.iter().enumerate() {
+                        out.push(submit_in_tx(conn, sub, &|o: &[Outcome]| encode(i, o)).await?);
+                    }
+                    Ok(out)
+                })
                 .await;
             match result {
                 Err(Error::Aborted(msg)) if attempt < 4 => {

@@ -115,3 +115,63 @@ async fn a_retried_chunk_returns_its_original_response() {
     assert_eq!(a, b);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
 }
+
+#[tokio::test]
+async fn chunks_stored_together_still_fail_one_at_a_time() {
+    let app = TestApp::start().await;
+    app.submit_as("acme", "used", vec![invoice("1", "1.00")])
+        .await
+        .unwrap();
+    // All three are waiting at once, so they are stored as a group; the
+    // second reuses a request_id for other content, which must fail only
+    // from there on: the first is stored and answered, the third never runs.
+    let chunks = vec![
+        chunk("", clean_order("5001")),
+        chunk("used", vec![invoice("2", "2.00")]),
+        chunk("", clean_order("5003")),
+    ];
+    let mut responses = app
+        .ingest
+        .clone()
+        .stream_records(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = responses.message().await.unwrap().unwrap();
+    assert_eq!(first.results.len(), 3);
+    let err = responses.message().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert_eq!(
+        app.status("5001").await.state(),
+        pb::ReconciliationState::Matched
+    );
+    assert_eq!(
+        app.transaction("5003").await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn many_small_chunks_each_get_their_answer() {
+    let app = TestApp::start().await;
+    let chunks: Vec<_> = (0..200)
+        .map(|i| chunk(&format!("c{i}"), vec![invoice(&format!("6{i:03}"), "1.00")]))
+        .collect();
+    let mut responses = app
+        .ingest
+        .clone()
+        .stream_records(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(r) = responses.message().await.unwrap() {
+        assert_eq!(r.request_id, format!("c{n}"));
+        assert_eq!(r.results.len(), 1);
+        assert_eq!(r.results[0].outcome(), pb::RecordOutcome::Accepted);
+        n += 1;
+    }
+    assert_eq!(n, 200);
+    assert_eq!(app.count("SELECT count(*) FROM record_log").await, 200);
+    assert_eq!(app.count("SELECT count(*) FROM submissions").await, 200);
+}
