@@ -117,6 +117,7 @@ impl std::fmt::Debug for EmbeddedPostgres {
     }
 }
 
+#[derive(Debug)]
 struct PgBins {
     initdb: PathBuf,
     postgres: PathBuf,
@@ -587,7 +588,11 @@ fn find_binaries() -> Result<PgBins, EmbeddedPgError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).filter(|p| p.is_absolute()));
     }
+    find_binaries_in(candidates)
+}
 
+/// The first directory holding both `initdb` and `postgres`.
+fn find_binaries_in(candidates: Vec<PathBuf>) -> Result<PgBins, EmbeddedPgError> {
     let mut searched = Vec::new();
     for dir in candidates {
         let initdb = dir.join("initdb");
@@ -890,6 +895,20 @@ mod tests {
         drop(client);
         let _ = task.await;
         row.get(0)
+    }
+
+    #[test]
+    fn missing_binaries_say_what_to_install_or_set() {
+        let empty = std::env::temp_dir().join(format!("tally-no-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = find_binaries_in(vec![empty.clone()]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, EmbeddedPgError::NoBinaries { ref searched } if searched == &vec![empty.clone()])
+        );
+        assert!(msg.contains("apt-get install postgresql"), "{msg}");
+        assert!(msg.contains("DATABASE_URL"), "{msg}");
+        std::fs::remove_dir_all(&empty).unwrap();
     }
 
     #[test]
