@@ -353,17 +353,6 @@ impl Store {
             }
         }
     }
-
-    /// Re-merges and re-matches orders: the only place a transaction's
-    /// projection and derived exceptions are written.
-    pub async fn refresh_orders(&self, merchant: &str, orders: &[String]) -> Result<()> {
-        let mut conn = self.conn().await?;
-        conn.transaction(async |conn| {
-            lock_orders(conn, merchant, orders).await?;
-            refresh_in_tx(conn, merchant, orders).await
-        })
-        .await
-    }
 }
 
 /// The accepted rows of these keys, where they exist.

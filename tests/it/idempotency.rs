@@ -72,27 +72,8 @@ async fn the_same_batch_from_eight_tasks_at_once_is_stored_once() {
     let batch: Vec<_> = (0..20)
         .flat_map(|i| clean_order(&format!("50{i:02}")))
         .collect();
-    let mut tasks = vec![];
-    for _ in 0..8 {
-        let (ingest, batch) = (app.ingest.clone(), batch.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ingest = ingest;
-            ingest
-                .submit_records(pb::SubmitRecordsRequest {
-                    parent: "merchants/acme".into(),
-                    request_id: String::new(),
-                    records: batch,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
     let mut accepted = vec![0; batch.len()];
-    for t in tasks {
-        let r = t
-            .await
-            .unwrap()
-            .expect("every concurrent submission succeeds");
+    for r in eight_at_once(&app, "", &batch).await {
         for x in &r.results {
             match x.outcome() {
                 pb::RecordOutcome::Accepted => accepted[x.index as usize] += 1,
@@ -122,25 +103,7 @@ async fn the_same_batch_from_eight_tasks_at_once_is_stored_once() {
 async fn the_same_request_id_from_eight_tasks_at_once_runs_once() {
     let app = TestApp::start().await;
     let batch = clean_order("6001");
-    let mut tasks = vec![];
-    for _ in 0..8 {
-        let (ingest, batch) = (app.ingest.clone(), batch.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ingest = ingest;
-            ingest
-                .submit_records(pb::SubmitRecordsRequest {
-                    parent: "merchants/acme".into(),
-                    request_id: "req-6001".into(),
-                    records: batch,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }));
-    }
-    let mut responses = vec![];
-    for t in tasks {
-        responses.push(t.await.unwrap().unwrap());
-    }
+    let responses = eight_at_once(&app, "req-6001", &batch).await;
     assert!(
         responses.windows(2).all(|w| w[0] == w[1]),
         "every caller sees the one original response"
@@ -210,4 +173,32 @@ async fn duplicates_within_one_batch_are_judged_against_the_first() {
             .await,
         1
     );
+}
+
+/// The same request from eight tasks at once; every call must succeed.
+async fn eight_at_once(
+    app: &TestApp,
+    request_id: &str,
+    batch: &[pb::Record],
+) -> Vec<pb::SubmitRecordsResponse> {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let mut ingest = app.ingest.clone();
+            let request = pb::SubmitRecordsRequest {
+                parent: "merchants/acme".into(),
+                request_id: request_id.into(),
+                records: batch.to_vec(),
+            };
+            tokio::spawn(async move { ingest.submit_records(request).await })
+        })
+        .collect();
+    let mut responses = vec![];
+    for t in tasks {
+        let r = t
+            .await
+            .unwrap()
+            .expect("every concurrent submission succeeds");
+        responses.push(r.into_inner());
+    }
+    responses
 }
