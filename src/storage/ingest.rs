@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::Store;
 use super::records::load_records;
+use crate::domain::currency::Currency;
 use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_findings};
+use crate::domain::money::Money;
 use crate::domain::record::{Body, Handoff, Record, RecordKey, RecordKind};
 use crate::domain::transaction::ReconciliationState;
 use crate::error::{Error, Result};
@@ -104,9 +106,30 @@ struct KeyRow {
     order_id: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     receive_time: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    event_time: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    currency_code: Option<String>,
+    #[diesel(sql_type = Nullable<Numeric>)]
+    amount: Option<Decimal>,
 }
 
 impl KeyRow {
+    /// The accepted record as one side of a conflict.
+    fn observation(&self, kind: RecordKind) -> Observation {
+        let amount = match (&self.currency_code, self.amount) {
+            (Some(c), Some(a)) => Currency::from_code(c).map(|c| Money::new(a, c)),
+            _ => None,
+        };
+        Observation {
+            source_system: self.source_system.clone(),
+            kind,
+            source_ids: vec![self.source_id.clone()],
+            amount,
+            event_time: Some(self.event_time),
+        }
+    }
+
     fn key(&self) -> Option<RecordKey> {
         Some(RecordKey {
             source_system: self.source_system.clone(),
@@ -203,7 +226,8 @@ impl LogColumns {
                 payload, currency_code, amount, debit_total, credit_total, event_time)
             ON CONFLICT (merchant_id, source_system, kind, source_id) WHERE outcome = 'accepted'
               DO NOTHING
-            RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time";
+            RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time,
+                event_time, currency_code, amount";
         Ok(sql_query(SQL)
             .bind::<Text, _>(merchant)
             .bind::<Array<Text>, _>(self.source_system)
@@ -366,7 +390,7 @@ async fn fetch_accepted(
     }
     Ok(sql_query(
         "SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
-                r.receive_time
+                r.receive_time, r.event_time, r.currency_code, r.amount
          FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
          JOIN record_log r ON r.merchant_id = $1 AND r.outcome = 'accepted'
           AND r.source_system = k.source_system AND r.kind = k.kind AND r.source_id = k.source_id",
@@ -546,7 +570,7 @@ async fn submit_in_tx(
                         r.kind().as_str(), r.source_id, r.source_system, original.receive_time.to_rfc3339()
                     ),
                     details: serde_json::json!({
-                        "observations": [Observation {
+                        "observations": [original.observation(r.kind()), Observation {
                             source_system: r.source_system.clone(),
                             kind: r.kind(),
                             source_ids: vec![r.source_id.clone()],
@@ -595,11 +619,12 @@ async fn submit_in_tx(
         .map(|f| NewException::from_finding(merchant, None, &f))
         .collect();
     upsert_exceptions(conn, merchant, &standalone).await?;
-    let linked = link_records(conn, merchant, &new_records).await?;
-    lock_orders(conn, merchant, &linked).await?;
-    touched.extend(linked);
+    touched.extend(link_records(conn, merchant, &new_records).await?);
 
+    // Orders reached only through links or a conflict's original were not
+    // locked up front; re-taking a held advisory lock is harmless.
     let touched: Vec<String> = touched.into_iter().collect();
+    lock_orders(conn, merchant, &touched).await?;
     refresh_in_tx(conn, merchant, &touched).await?;
 
     if let Some(request_id) = sub.request_id {

@@ -137,6 +137,13 @@ async fn a_conflict_keeps_the_original_and_raises_an_exception() {
     assert_eq!(s.exceptions[0].name, result.exception);
     assert_eq!(s.exceptions[0].r#type(), pb::ExceptionType::RecordConflict);
     assert_eq!(s.exceptions[0].handoff(), pb::Handoff::FulfillmentToInvoice);
+    // Both sides are there for the person deciding: what is kept, what came.
+    let amounts: Vec<_> = s.exceptions[0]
+        .observations
+        .iter()
+        .map(|o| o.amount.clone())
+        .collect();
+    assert_eq!(amounts, vec![usd("100.00"), usd("250.00")]);
 
     // The same conflicting content again is the same exception, not a second.
     let again = app.submit(vec![invoice("7001", "250.00")]).await.unwrap();
