@@ -4,16 +4,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
 use diesel::sql_types::{
     Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::Store;
 use super::records::load_records;
+use super::statement::{Bind, statement};
 use crate::domain::currency::Currency;
 use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_findings};
 use crate::domain::money::Money;
@@ -228,7 +229,7 @@ impl LogColumns {
               DO NOTHING
             RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time,
                 event_time, currency_code, amount";
-        Ok(sql_query(SQL)
+        Ok(statement(SQL)
             .bind::<Text, _>(merchant)
             .bind::<Array<Text>, _>(self.source_system)
             .bind::<Array<Text>, _>(self.kind)
@@ -310,7 +311,7 @@ async fn upsert_exceptions(
             update_time = CASE WHEN exceptions.state = 'resolved'
                                  OR exceptions.details IS DISTINCT FROM EXCLUDED.details
                                THEN now() ELSE exceptions.update_time END";
-    sql_query(SQL)
+    statement(SQL)
         .bind::<Text, _>(merchant)
         .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(
@@ -388,7 +389,7 @@ async fn fetch_accepted(
     if keys.is_empty() {
         return Ok(vec![]);
     }
-    Ok(sql_query(
+    Ok(statement(
         "SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
                 r.receive_time, r.event_time, r.currency_code, r.amount
          FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
@@ -419,7 +420,7 @@ async fn lock_orders(
         return Ok(());
     }
     let keys: BTreeSet<String> = orders.iter().map(|o| format!("{merchant}/{o}")).collect();
-    sql_query(
+    statement(
         "SELECT pg_advisory_xact_lock(k) FROM (
            SELECT hashtextextended(x, 0) AS k FROM unnest($1::text[]) AS x ORDER BY 1) AS s",
     )
@@ -439,7 +440,7 @@ async fn submit_in_tx(
     if let Some(request_id) = sub.request_id {
         // A concurrent twin blocks here until the first commits, then finds
         // its row: retried requests are answered, never re-run.
-        let inserted: Vec<Inserted> = sql_query(
+        let inserted: Vec<Inserted> = statement(
             "INSERT INTO submissions (merchant_id, request_id, request_hash, response)
              VALUES ($1, $2, $3, '') ON CONFLICT DO NOTHING RETURNING request_id",
         )
@@ -449,7 +450,7 @@ async fn submit_in_tx(
         .load(conn)
         .await?;
         if inserted.is_empty() {
-            let row: SubmissionRow = sql_query(
+            let row: SubmissionRow = statement(
                 "SELECT request_hash, response FROM submissions WHERE merchant_id = $1 AND request_id = $2",
             )
             .bind::<Text, _>(merchant)
@@ -628,7 +629,7 @@ async fn submit_in_tx(
     refresh_in_tx(conn, merchant, &touched).await?;
 
     if let Some(request_id) = sub.request_id {
-        sql_query(
+        statement(
             "UPDATE submissions SET response = $3 WHERE merchant_id = $1 AND request_id = $2",
         )
         .bind::<Text, _>(merchant)
@@ -667,7 +668,7 @@ async fn link_records(
         }
     }
     if !ref_ids.is_empty() {
-        sql_query(
+        statement(
             "INSERT INTO order_refs (merchant_id, ref_id, order_id)
              SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
         )
@@ -678,7 +679,7 @@ async fn link_records(
         .await?;
     }
     if !ptr_ids.is_empty() {
-        sql_query(
+        statement(
             "INSERT INTO record_refs (merchant_id, ref_id, record_id)
              SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
         )
@@ -694,7 +695,7 @@ async fn link_records(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let linked: Vec<OrderCount> = sql_query(
+    let linked: Vec<OrderCount> = statement(
         "INSERT INTO record_links (merchant_id, order_id, record_id)
          SELECT DISTINCT rr.merchant_id, o.order_id, rr.record_id
          FROM record_refs rr
@@ -725,7 +726,7 @@ async fn refresh_in_tx(
     }
     let by_order = load_records(conn, merchant, orders).await?;
 
-    let conflicted: BTreeSet<String> = sql_query(
+    let conflicted: BTreeSet<String> = statement(
         "SELECT DISTINCT order_id FROM exceptions
          WHERE merchant_id = $1 AND order_id = ANY($2) AND state <> 'resolved' AND type = 'record_conflict'",
     )
@@ -762,7 +763,7 @@ async fn refresh_in_tx(
         .filter(|t| t.is_derived())
         .map(|t| t.as_str())
         .collect();
-    sql_query(
+    statement(
         "UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
          WHERE merchant_id = $1 AND order_id = ANY($2) AND state <> 'resolved'
            AND type = ANY($3) AND NOT (exception_id = ANY($4))",
@@ -774,7 +775,7 @@ async fn refresh_in_tx(
     .execute(conn)
     .await?;
 
-    sql_query(
+    statement(
         "INSERT INTO transactions (merchant_id, order_id, state, currency_code, event_time,
              create_time, update_time, reasons)
          SELECT $1, t.order_id, t.state, t.currency_code, t.event_time, t.create_time,

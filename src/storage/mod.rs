@@ -4,6 +4,7 @@
 mod ingest;
 mod queries;
 mod records;
+mod statement;
 
 use std::time::Duration;
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::Store;
 use super::records::load_records;
+use super::statement::{Bind, statement};
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
 use crate::domain::transaction::{ReconciliationState, Transaction, merge};
@@ -157,7 +158,7 @@ pub struct Page<T> {
 impl Store {
     pub async fn get_transaction(&self, merchant: &str, order_id: &str) -> Result<TransactionRow> {
         let mut conn = self.conn().await?;
-        let rows: Vec<TxRow> = sql_query(format!(
+        let rows: Vec<TxRow> = statement(format!(
             "SELECT {TX_COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2"
         ))
         .bind::<Text, _>(merchant)
@@ -183,16 +184,16 @@ impl Store {
     ) -> Result<Page<TransactionRow>> {
         let mut q = Listing::new(&format!("SELECT {TX_COLUMNS} FROM transactions"), merchant);
         if let Some(st) = filter.state {
-            q.and("state =", Bind::Text(st.as_str().into()));
+            q.and("state =", Param::Text(st.as_str().into()));
         }
         if let Some(t) = filter.start_time {
-            q.and("event_time >=", Bind::Time(t));
+            q.and("event_time >=", Param::Time(t));
         }
         if let Some(t) = filter.end_time {
-            q.and("event_time <", Bind::Time(t));
+            q.and("event_time <", Param::Time(t));
         }
         if let Some(c) = after {
-            q.after("event_time, order_id", c.time, Bind::Text(c.id.clone()));
+            q.after("event_time, order_id", c.time, Param::Text(c.id.clone()));
         }
         let mut conn = self.conn().await?;
         let rows: Vec<TxRow> = q
@@ -215,7 +216,7 @@ impl Store {
         merchant: &str,
         order_id: &str,
     ) -> Result<Vec<ExceptionRow>> {
-        let rows: Vec<ExRow> = sql_query(format!(
+        let rows: Vec<ExRow> = statement(format!(
             "SELECT {EXCEPTION_COLUMNS} FROM exceptions
              WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
              ORDER BY create_time, exception_id"
@@ -239,24 +240,24 @@ impl Store {
             merchant,
         );
         if let Some(t) = filter.exception_type {
-            q.and("type =", Bind::Text(t.as_str().into()));
+            q.and("type =", Param::Text(t.as_str().into()));
         }
         if let Some(h) = filter.handoff {
-            q.and("handoff =", Bind::Text(h.as_str().into()));
+            q.and("handoff =", Param::Text(h.as_str().into()));
         }
         if let Some(st) = &filter.state {
-            q.and("state =", Bind::Text(st.clone()));
+            q.and("state =", Param::Text(st.clone()));
         }
         if let Some(t) = filter.start_time {
-            q.and("create_time >=", Bind::Time(t));
+            q.and("create_time >=", Param::Time(t));
         }
         if let Some(t) = filter.end_time {
-            q.and("create_time <", Bind::Time(t));
+            q.and("create_time <", Param::Time(t));
         }
         if let Some(c) = after {
             let id = Uuid::parse_str(&c.id)
                 .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
-            q.after("create_time, exception_id", c.time, Bind::Uuid(id));
+            q.after("create_time, exception_id", c.time, Param::Uuid(id));
         }
         let rows: Vec<ExRow> = q
             .page("create_time DESC, exception_id DESC", limit)
@@ -276,7 +277,7 @@ impl Store {
     }
 }
 
-enum Bind {
+enum Param {
     Text(String),
     Time(DateTime<Utc>),
     Uuid(Uuid),
@@ -286,31 +287,31 @@ enum Bind {
 /// can pick the index that fits, paged by keyset.
 struct Listing {
     sql: String,
-    binds: Vec<Bind>,
+    binds: Vec<Param>,
 }
 
 impl Listing {
     fn new(select: &str, merchant: &str) -> Listing {
         Listing {
             sql: format!("{select} WHERE merchant_id = $1"),
-            binds: vec![Bind::Text(merchant.into())],
+            binds: vec![Param::Text(merchant.into())],
         }
     }
 
-    fn placeholder(&mut self, b: Bind) -> String {
+    fn placeholder(&mut self, b: Param) -> String {
         self.binds.push(b);
         format!("${}", self.binds.len())
     }
 
     /// `condition` is a column and an operator: "state =".
-    fn and(&mut self, condition: &str, b: Bind) {
+    fn and(&mut self, condition: &str, b: Param) {
         let p = self.placeholder(b);
         self.sql.push_str(&format!(" AND {condition} {p}"));
     }
 
     /// Rows after the cursor, for a `time DESC, id DESC` order.
-    fn after(&mut self, columns: &str, time: DateTime<Utc>, id: Bind) {
-        let (t, i) = (self.placeholder(Bind::Time(time)), self.placeholder(id));
+    fn after(&mut self, columns: &str, time: DateTime<Utc>, id: Param) {
+        let (t, i) = (self.placeholder(Param::Time(time)), self.placeholder(id));
         self.sql.push_str(&format!(" AND ({columns}) < ({t}, {i})"));
     }
 
@@ -321,9 +322,9 @@ impl Listing {
         let mut q = sql_query(self.sql).into_boxed::<Pg>();
         for b in self.binds {
             q = match b {
-                Bind::Text(v) => q.bind::<Text, _>(v),
-                Bind::Time(v) => q.bind::<Timestamptz, _>(v),
-                Bind::Uuid(v) => q.bind::<SqlUuid, _>(v),
+                Param::Text(v) => q.bind::<Text, _>(v),
+                Param::Time(v) => q.bind::<Timestamptz, _>(v),
+                Param::Uuid(v) => q.bind::<SqlUuid, _>(v),
             };
         }
         q

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
 use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
-use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::statement::{Bind, statement};
 use crate::domain::record::Record;
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ pub(crate) async fn load_records(
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
-    let rows: Vec<LoadedRecord> = sql_query(
+    let rows: Vec<LoadedRecord> = statement(
         "SELECT order_id, payload, receive_time FROM record_log
          WHERE merchant_id = $1 AND outcome = 'accepted' AND order_id = ANY($2)
          UNION ALL
