@@ -463,9 +463,15 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     if let Some(c) = currency {
         for sr in records {
             if let Some(m) = sr.record.headline_amount() {
+                // Settlement-side records and the ERP's books may rightly be
+                // in the settlement or base currency; the rest describe the
+                // customer's money and must be in the order's.
                 let foreign_ok = matches!(
                     sr.record.body,
-                    Body::BalanceTransaction(_) | Body::Payout(_) | Body::BankDeposit(_)
+                    Body::BalanceTransaction(_)
+                        | Body::Payout(_)
+                        | Body::BankDeposit(_)
+                        | Body::JournalEntry(_)
                 );
                 if m.currency != c && !foreign_ok {
                     findings.push(Finding {
@@ -924,6 +930,22 @@ mod tests {
         );
         assert_eq!(rules(&e), vec!["invoice_before_fulfillment"]);
         assert_eq!(e.findings[0].subject, "netsuite/invoice/INV-1");
+    }
+
+    #[test]
+    fn an_invoice_in_another_currency_is_a_mismatch_not_a_silent_sum() {
+        let mut inv = invoice("INV-1", "100.00", 60);
+        if let Body::Invoice(i) = &mut inv.record.body {
+            i.total = Money::parse("100.00", Currency::from_code("EUR").unwrap()).unwrap();
+        }
+        let e = evaluate(
+            "1001",
+            &[order("100.00", 2), charge("ch_1", "100.00", 1), inv],
+        );
+        assert_eq!(rules(&e), vec!["currency_mismatch"]);
+        assert_eq!(e.findings[0].subject, "netsuite/invoice/INV-1");
+        // The EUR invoice is not added to the USD invoiced total.
+        assert_eq!(e.transaction.totals.invoiced, None);
     }
 
     #[test]
