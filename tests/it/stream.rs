@@ -3,6 +3,19 @@ use tonic_types::RpcStatusExt;
 
 use crate::common::*;
 
+/// Sends every chunk on one stream and returns the response stream.
+async fn open(
+    app: &TestApp,
+    chunks: Vec<pb::StreamRecordsRequest>,
+) -> tonic::Streaming<pb::StreamRecordsResponse> {
+    app.ingest
+        .clone()
+        .stream_records(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn chunk(request_id: &str, records: Vec<pb::Record>) -> pb::StreamRecordsRequest {
     pb::StreamRecordsRequest {
         parent: "merchants/acme".into(),
@@ -24,13 +37,7 @@ async fn each_chunk_gets_one_response_in_order_and_bad_records_are_rejected_alon
         ),
         chunk("c3", clean_order("1001")),
     ];
-    let mut responses = app
-        .ingest
-        .clone()
-        .stream_records(tokio_stream::iter(chunks))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open(&app, chunks).await;
     let mut got = vec![];
     while let Some(r) = responses.message().await.unwrap() {
         got.push(r);
@@ -83,13 +90,7 @@ async fn a_bad_chunk_envelope_fails_the_stream() {
     let app = TestApp::start().await;
     let mut bad = chunk("", clean_order("1"));
     bad.parent = "nope".into();
-    let mut responses = app
-        .ingest
-        .clone()
-        .stream_records(tokio_stream::iter(vec![chunk("", clean_order("2")), bad]))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open(&app, vec![chunk("", clean_order("2")), bad]).await;
     let first = responses.message().await.unwrap().unwrap();
     assert_eq!(first.results.len(), 3);
     let err = responses.message().await.unwrap_err();
@@ -99,19 +100,12 @@ async fn a_bad_chunk_envelope_fails_the_stream() {
 #[tokio::test]
 async fn a_retried_chunk_returns_its_original_response() {
     let app = TestApp::start().await;
-    let send = |id: &'static str| {
-        let mut ingest = app.ingest.clone();
-        async move {
-            let mut s = ingest
-                .stream_records(tokio_stream::iter(vec![chunk(id, clean_order("4001"))]))
-                .await
-                .unwrap()
-                .into_inner();
-            s.message().await.unwrap().unwrap()
-        }
-    };
-    let a = send("chunk-4001").await;
-    let b = send("chunk-4001").await;
+    let mut a = open(&app, vec![chunk("chunk-4001", clean_order("4001"))]).await;
+    let mut b = open(&app, vec![chunk("chunk-4001", clean_order("4001"))]).await;
+    let (a, b) = (
+        a.message().await.unwrap().unwrap(),
+        b.message().await.unwrap().unwrap(),
+    );
     assert_eq!(a, b);
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3);
 }
@@ -130,13 +124,7 @@ async fn chunks_stored_together_still_fail_one_at_a_time() {
         chunk("used", vec![invoice("2", "2.00")]),
         chunk("", clean_order("5003")),
     ];
-    let mut responses = app
-        .ingest
-        .clone()
-        .stream_records(tokio_stream::iter(chunks))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open(&app, chunks).await;
     let first = responses.message().await.unwrap().unwrap();
     assert_eq!(first.results.len(), 3);
     let err = responses.message().await.unwrap_err();
@@ -157,13 +145,7 @@ async fn many_small_chunks_each_get_their_answer() {
     let chunks: Vec<_> = (0..200)
         .map(|i| chunk(&format!("c{i}"), vec![invoice(&format!("6{i:03}"), "1.00")]))
         .collect();
-    let mut responses = app
-        .ingest
-        .clone()
-        .stream_records(tokio_stream::iter(chunks))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = open(&app, chunks).await;
     let mut n = 0;
     while let Some(r) = responses.message().await.unwrap() {
         assert_eq!(r.request_id, format!("c{n}"));
