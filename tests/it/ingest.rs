@@ -120,6 +120,37 @@ async fn unknown_transactions_are_not_found_and_merchants_are_isolated() {
         .into_inner();
     assert!(list.transactions.is_empty());
 
+    // Nor its exceptions, nor its request ids.
+    app.submit(vec![order("3002", "10.00"), invoice("3002", "12.00")])
+        .await
+        .unwrap();
+    let theirs = app
+        .exceptions
+        .clone()
+        .list_exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/globex".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.exceptions.is_empty());
+    let ours = app
+        .exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/acme".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(ours.exceptions.len(), 1);
+    app.submit_as("acme", "shared-id", vec![invoice("3003", "1.00")])
+        .await
+        .unwrap();
+    let r = app
+        .submit_as("globex", "shared-id", vec![invoice("3004", "2.00")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&r), vec![pb::RecordOutcome::Accepted]);
+
     // The same order id under another merchant is another transaction.
     let r = app
         .submit_as("globex", "", vec![invoice("3001", "7.00")])
