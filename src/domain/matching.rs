@@ -1032,6 +1032,8 @@ mod tests {
             order("100.00", 2),
             charge("ch_1", "100.00", 1),
             invoice("INV-1", "100.00", 60),
+            sf_capture("5001", "100.00", "ch_1", 1),
+            fulfilment("F1", 2, 30),
         ];
         for r in &recs {
             let json = serde_json::to_value(&r.record).unwrap();

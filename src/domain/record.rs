@@ -185,7 +185,8 @@ impl Handoff {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Tagged "record_kind": "kind" is a field of storefront transactions.
+#[serde(tag = "record_kind", rename_all = "snake_case")]
 pub enum Body {
     StorefrontOrder(StorefrontOrder),
     StorefrontTransaction(StorefrontTransaction),

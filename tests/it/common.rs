@@ -246,6 +246,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start() -> TestApp {
+        // Server logs (errors above all) land in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
         let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
         let server = Running::start(

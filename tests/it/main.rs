@@ -3,6 +3,7 @@
 mod binary;
 mod common;
 mod fixtures;
+mod garbage;
 mod health;
 mod idempotency;
 mod ingest;

@@ -267,3 +267,119 @@ async fn a_balance_transaction_that_does_not_add_up_is_flagged_and_joins_its_ord
     assert_eq!(ids.payout_ids, vec!["po_8001"]);
     assert_eq!(ids.balance_transaction_ids, vec!["txn_8001"]);
 }
+
+fn sf_txn(
+    id: &str,
+    order_id: &str,
+    kind: pb::StorefrontTransactionKind,
+    gateway: &str,
+    amount: &str,
+    processor: &str,
+) -> pb::Record {
+    pb::Record {
+        source_id: id.into(),
+        source_system: "shopify".into(),
+        order_id: order_id.into(),
+        references: vec![],
+        event_time: ts("2026-11-02T10:00:02Z"),
+        kind: Some(pb::record::Kind::StorefrontTransaction(
+            pb::StorefrontTransaction {
+                kind: kind as i32,
+                status: pb::StorefrontTransactionStatus::Success as i32,
+                gateway: gateway.into(),
+                amount: usd(amount),
+                parent_id: String::new(),
+                processor_reference: processor.into(),
+            },
+        )),
+    }
+}
+
+#[tokio::test]
+async fn a_split_tender_refunded_and_credited_reconciles() {
+    use pb::StorefrontTransactionKind as K;
+    let app = TestApp::start().await;
+    let mut o = order("9101", "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.tenders = vec![
+            pb::Tender {
+                r#type: pb::TenderType::Card as i32,
+                gateway: "stripe".into(),
+                amount: usd("80.00"),
+                processor_reference: "ch_9101".into(),
+            },
+            pb::Tender {
+                r#type: pb::TenderType::GiftCard as i32,
+                gateway: "gift_card".into(),
+                amount: usd("20.00"),
+                processor_reference: String::new(),
+            },
+        ];
+    }
+    let mut card = charge("9101", "80.00");
+    card.source_id = "ch_9101".into();
+    app.submit(vec![
+        o,
+        sf_txn("t1", "9101", K::Capture, "stripe", "80.00", "ch_9101"),
+        sf_txn("t2", "9101", K::Sale, "gift_card", "20.00", ""),
+        card,
+        invoice("9101", "100.00"),
+    ])
+    .await
+    .unwrap();
+    let t = app.transaction("9101").await.unwrap();
+    assert_eq!(
+        t.state(),
+        pb::ReconciliationState::Matched,
+        "{:?}",
+        t.reasons
+    );
+    let totals = t.totals.unwrap();
+    assert_eq!(
+        totals.captured,
+        usd("100.00"),
+        "the card counted once, at the processor's figure"
+    );
+    assert_eq!(totals.storefront_captured, usd("100.00"));
+    assert_eq!(
+        t.external_ids.unwrap().storefront_transaction_ids,
+        vec!["t1", "t2"]
+    );
+
+    // A refund the ERP has not credited yet leaves the order pending...
+    app.submit(vec![sf_txn(
+        "t3",
+        "9101",
+        K::Refund,
+        "stripe",
+        "15.00",
+        "ch_9101",
+    )])
+    .await
+    .unwrap();
+    let s = app.status("9101").await;
+    assert_eq!(s.state(), pb::ReconciliationState::Pending);
+    assert!(
+        s.reasons.iter().any(|r| r.contains("not yet credited")),
+        "{:?}",
+        s.reasons
+    );
+
+    // ...and a credit memo for the wrong amount is a mismatch.
+    let memo = pb::Record {
+        source_id: "CM-9101".into(),
+        source_system: "netsuite".into(),
+        order_id: "9101".into(),
+        references: vec![],
+        event_time: ts("2026-11-04T09:00:00Z"),
+        kind: Some(pb::record::Kind::CreditMemo(pb::CreditMemo {
+            total: usd("10.00"),
+            ..Default::default()
+        })),
+    };
+    app.submit(vec![memo]).await.unwrap();
+    let s = app.status("9101").await;
+    let rules: Vec<_> = s.exceptions.iter().map(|e| e.rule.as_str()).collect();
+    assert_eq!(rules, vec!["refunded_vs_credited"]);
+    assert_eq!(s.exceptions[0].difference, usd("5.00"));
+}
