@@ -26,8 +26,8 @@ pub enum AmountError {
         currency: &'static str,
         allowed: u32,
     },
-    #[error("'{0}' must not be negative")]
-    Negative(String),
+    #[error("'{0}' is out of range (at most 28 significant digits)")]
+    OutOfRange(String),
     #[error("unknown ISO 4217 currency code '{0}'")]
     UnknownCurrency(String),
 }
@@ -115,7 +115,8 @@ pub fn parse_decimal(s: &str, currency: Option<Currency>) -> Result<Decimal, Amo
     if !valid {
         return Err(AmountError::NotDecimal(s.to_string()));
     }
-    let d = Decimal::from_str(s).map_err(|_| AmountError::NotDecimal(s.to_string()))?;
+    // Well-formed but beyond the 28 significant digits exact decimals hold.
+    let d = Decimal::from_str(s).map_err(|_| AmountError::OutOfRange(s.to_string()))?;
     if let Some(c) = currency {
         if d.normalize().scale() > c.exponent() {
             return Err(AmountError::TooPrecise {
@@ -225,6 +226,14 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn too_many_digits_is_out_of_range_not_malformed() {
+        assert!(matches!(
+            parse_decimal("99999999999999999999999999999.99", None),
+            Err(AmountError::OutOfRange(_))
+        ));
     }
 
     #[test]
