@@ -229,3 +229,66 @@ async fn exceptions_filter_by_type_handoff_and_state_and_page() {
         .await;
     assert!(none.exceptions.is_empty());
 }
+
+#[tokio::test]
+async fn pages_never_skip_or_repeat_rows_that_tie_on_time() {
+    let app = TestApp::start().await;
+    // One batch: every order has the same event time, and every exception
+    // the same create time (one transaction), so only the id orders them.
+    let batch: Vec<_> = (0..7)
+        .flat_map(|i| {
+            vec![
+                order(&format!("77{i}"), "10.00"),
+                invoice(&format!("77{i}"), "11.00"),
+            ]
+        })
+        .collect();
+    app.submit(batch).await.unwrap();
+
+    let mut orders = vec![];
+    let mut token = String::new();
+    loop {
+        let page = list(
+            &app,
+            pb::ListTransactionsRequest {
+                parent: "merchants/acme".into(),
+                page_size: 3,
+                page_token: token,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        orders.extend(page.transactions.into_iter().map(|t| t.order_id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        orders,
+        vec!["776", "775", "774", "773", "772", "771", "770"]
+    );
+
+    let mut names = vec![];
+    let mut token = String::new();
+    loop {
+        let page = app
+            .exceptions(pb::ListExceptionsRequest {
+                parent: "merchants/acme".into(),
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await;
+        names.extend(page.exceptions.into_iter().map(|e| e.name));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((names.len(), unique.len()), (7, 7));
+}
