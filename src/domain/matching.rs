@@ -594,7 +594,7 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
             let over =
                 inv.currency == o.total.currency && inv.amount > o.total.amount + tolerance();
             if !partly_shipped || over {
-                findings.extend(compare(
+                let mut finding = compare(
                     "order_total_vs_invoiced",
                     order_id,
                     Handoff::FulfillmentToInvoice,
@@ -602,7 +602,24 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
                     order_obs(),
                     "ERP invoiced total",
                     (obs_many(&invoices, Some(inv)), inv),
-                ));
+                );
+                // The commonest cause has a signature worth naming: the ERP
+                // billed full retail because the discount never reached it.
+                if let (Some(f), Some(discount)) = (&mut finding, o.total_discount) {
+                    let unbilled = invoices.iter().all(|i| {
+                        matches!(&i.body, Body::Invoice(b) if b.discount.is_none_or(|d| d.amount.is_zero()))
+                    });
+                    if unbilled
+                        && !discount.amount.is_zero()
+                        && f.difference == Some(discount)
+                        && inv.amount > o.total.amount
+                    {
+                        f.summary.push_str(&format!(
+                            "; that is the order's discount of {discount}, which the invoices do not carry"
+                        ));
+                    }
+                }
+                findings.extend(finding);
             }
         }
         if let Some(cap) = captured {
@@ -946,6 +963,28 @@ mod tests {
         assert_eq!(e.findings[0].subject, "netsuite/invoice/INV-1");
         // The EUR invoice is not added to the USD invoiced total.
         assert_eq!(e.transaction.totals.invoiced, None);
+    }
+
+    #[test]
+    fn a_discount_that_never_reached_the_invoice_is_named() {
+        let mut o = order("90.00", 2);
+        if let Body::StorefrontOrder(so) = &mut o.record.body {
+            so.total_discount = Some(usd("10.00"));
+        }
+        let e = evaluate(
+            "1001",
+            &[
+                o,
+                charge("ch_1", "90.00", 1),
+                invoice("INV-1", "100.00", 60),
+            ],
+        );
+        assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
+        assert!(
+            e.findings[0].summary.contains("discount of 10.00 USD"),
+            "{}",
+            e.findings[0].summary
+        );
     }
 
     #[test]
