@@ -104,6 +104,18 @@ async fn template() -> &'static str {
                 .unwrap()
                 .is_some();
             if !exists {
+                // Templates of earlier migrations are dead weight now.
+                let stale = admin
+                    .query(
+                        "SELECT datname FROM pg_database WHERE datname LIKE 'tally\\_tmpl\\_%' AND datname <> $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap();
+                for row in stale {
+                    let old: String = row.get(0);
+                    let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {old}"), &[]).await;
+                }
                 let building = format!("{name}_building");
                 admin
                     .execute(&format!("DROP DATABASE IF EXISTS {building}"), &[])
