@@ -108,3 +108,72 @@ async fn reflection_lists_every_service_in_both_versions() {
         "{resp:?}"
     );
 }
+
+/// What grpcurl 1.8 does to describe a service: ask (v1alpha) for the file
+/// that defines it, then for every file it imports, by name.
+#[tokio::test]
+async fn every_service_and_its_imports_resolve_over_v1alpha() {
+    use prost::Message;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, ServerReflectionResponse};
+
+    let app = TestApp::start().await;
+    let mut client = ServerReflectionClient::new(app.channel.clone());
+    let mut ask = async |req: MessageRequest| -> ServerReflectionResponse {
+        let r = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(req),
+        };
+        let mut s = client
+            .server_reflection_info(tokio_stream::iter(vec![r]))
+            .await
+            .unwrap()
+            .into_inner();
+        s.message().await.unwrap().unwrap()
+    };
+    let files = |resp: ServerReflectionResponse| -> Vec<prost_types::FileDescriptorProto> {
+        match resp.message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => f
+                .file_descriptor_proto
+                .iter()
+                .map(|b| prost_types::FileDescriptorProto::decode(b.as_slice()).unwrap())
+                .collect(),
+            other => panic!("no file: {other:?}"),
+        }
+    };
+    for service in [
+        "tally.v1.IngestService",
+        "tally.v1.TransactionService",
+        "tally.v1.ExceptionService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        let mut pending: Vec<String> =
+            files(ask(MessageRequest::FileContainingSymbol(service.into())).await)
+                .into_iter()
+                .flat_map(|f| f.dependency)
+                .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let found = files(ask(MessageRequest::FileByFilename(name.clone())).await);
+            assert!(
+                found.iter().any(|f| f.name() == name),
+                "{service}: import {name} not served"
+            );
+            pending.extend(found.into_iter().flat_map(|f| f.dependency));
+        }
+    }
+    // And the error details a client needs to read our INVALID_ARGUMENTs.
+    let found = files(
+        ask(MessageRequest::FileContainingSymbol(
+            "google.rpc.BadRequest".into(),
+        ))
+        .await,
+    );
+    assert!(!found.is_empty());
+}
