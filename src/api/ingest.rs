@@ -273,6 +273,24 @@ impl IngestApi {
     }
 }
 
+/// One line per stored batch: what an operator needs to see a retry storm
+/// or a burst of conflicts without reading payloads.
+fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
+    let count = |o: RecordOutcome| outcomes.iter().filter(|x| x.outcome == o).count();
+    let conflicts = count(RecordOutcome::Conflict);
+    if conflicts > 0 {
+        tracing::warn!(%merchant, conflicts, "records arrived again with different content");
+    }
+    tracing::info!(
+        %merchant,
+        records = outcomes.len(),
+        accepted = count(RecordOutcome::Accepted),
+        duplicates = count(RecordOutcome::Duplicate),
+        conflicts,
+        "stored a batch"
+    );
+}
+
 /// Hands each chunk of a part its own outcomes, re-indexed from the part's
 /// concatenated records to the chunk's.
 fn split(
@@ -288,6 +306,7 @@ fn split(
         }
         Submitted::Fresh(outcomes) => outcomes,
     };
+    log_outcomes(&chunks[part[0]].merchant, &outcomes);
     let mut offset = 0;
     for &i in part {
         let n = chunks[i].records.len();
@@ -343,9 +362,15 @@ impl IngestService for IngestApi {
             .submit(&sub, |o| render(o).encode_to_vec())
             .await?
         {
-            Submitted::Fresh(outcomes) => render(&outcomes),
-            Submitted::Replayed(bytes) => pb::SubmitRecordsResponse::decode(bytes.as_slice())
-                .map_err(|e| Error::Internal(format!("stored response unreadable: {e}")))?,
+            Submitted::Fresh(outcomes) => {
+                log_outcomes(&merchant, &outcomes);
+                render(&outcomes)
+            }
+            Submitted::Replayed(bytes) => {
+                tracing::info!(%merchant, request_id = %req.request_id, "replayed a retried request");
+                pb::SubmitRecordsResponse::decode(bytes.as_slice())
+                    .map_err(|e| Error::Internal(format!("stored response unreadable: {e}")))?
+            }
         };
         Ok(Response::new(response))
     }
