@@ -742,6 +742,17 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
     }
     if partly_shipped {
         pending.push(format!("{shipped_units} of {ordered_units} units shipped"));
+        // While shipping is partial the totals are not compared; say how
+        // far each side has got instead.
+        if let Some((_, o)) = order {
+            for (what, figure) in [("invoiced", invoiced), ("captured", captured)] {
+                if let Some(f) =
+                    figure.filter(|f| f.currency == o.total.currency && f.amount < o.total.amount)
+                {
+                    pending.push(format!("{what} {f} of {}", o.total));
+                }
+            }
+        }
     }
     if invoices.is_empty() {
         pending.push("waiting for an ERP invoice".to_string());
@@ -909,6 +920,14 @@ mod tests {
         let e = evaluate("1001", &partial);
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.transaction.state, ReconciliationState::Pending);
+        assert_eq!(
+            e.transaction.reasons,
+            vec![
+                "1 of 2 units shipped",
+                "invoiced 50.00 USD of 100.00 USD",
+                "captured 50.00 USD of 100.00 USD"
+            ]
+        );
 
         let mut all = partial.to_vec();
         all.extend([
