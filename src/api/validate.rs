@@ -231,7 +231,7 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
 
     let needs_order = body
         .as_ref()
-        .map(|b: &d::Body| kind_of(b).needs_order())
+        .map(|b: &d::Body| b.kind().needs_order())
         .unwrap_or(false);
     let order_id = if r.order_id.is_empty() {
         if needs_order {
@@ -256,19 +256,6 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         event_time: event_time?,
         body: body?,
     })
-}
-
-fn kind_of(b: &d::Body) -> d::RecordKind {
-    // A throwaway record just to reuse Record::kind's one match.
-    d::Record {
-        source_id: String::new(),
-        source_system: String::new(),
-        order_id: None,
-        references: vec![],
-        event_time: DateTime::<Utc>::UNIX_EPOCH,
-        body: b.clone(),
-    }
-    .kind()
 }
 
 fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> {

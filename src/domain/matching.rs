@@ -476,8 +476,7 @@ pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
                 if m.currency != c && !foreign_ok {
                     findings.push(Finding {
                         exception_type: ExceptionType::AmountMismatch,
-                        handoff: Handoff::into_stage(sr.record.kind().stage())
-                            .unwrap_or(Handoff::OrderToFulfillment),
+                        handoff: sr.record.kind().handoff(),
                         rule: "currency_mismatch".into(),
                         subject: record_subject(&sr.record),
                         summary: format!(

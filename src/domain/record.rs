@@ -111,6 +111,12 @@ impl RecordKind {
         )
     }
 
+    /// The handoff a record of this kind arrives through; an order starts
+    /// the chain, so its problems belong to the first handoff.
+    pub fn handoff(self) -> Handoff {
+        Handoff::into_stage(self.stage()).unwrap_or(Handoff::OrderToFulfillment)
+    }
+
     /// The step of the order's journey this kind of record reports.
     pub fn stage(self) -> Stage {
         match self {
@@ -430,9 +436,9 @@ pub struct BankDeposit {
     pub description: String,
 }
 
-impl Record {
+impl Body {
     pub fn kind(&self) -> RecordKind {
-        match &self.body {
+        match self {
             Body::StorefrontOrder(_) => RecordKind::StorefrontOrder,
             Body::StorefrontTransaction(_) => RecordKind::StorefrontTransaction,
             Body::Fulfillment(_) => RecordKind::Fulfillment,
@@ -444,6 +450,12 @@ impl Record {
             Body::Payout(_) => RecordKind::Payout,
             Body::BankDeposit(_) => RecordKind::BankDeposit,
         }
+    }
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        self.body.kind()
     }
 
     pub fn key(&self) -> RecordKey {

@@ -70,9 +70,6 @@ pub enum Submitted {
     Replayed(Vec<u8>),
 }
 
-/// Kept for callers that only need the accepted count.
-pub type Accepted = usize;
-
 /// Names exception ids: the same detection always gets the same id.
 const EXCEPTION_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0a3e_7d1b_4f3c_9a57_2e8d_b0c4_1a99);
 
@@ -83,12 +80,6 @@ pub(crate) fn exception_id(merchant: &str, parts: &[&str]) -> Uuid {
         name.push_str(p);
     }
     Uuid::new_v5(&EXCEPTION_NAMESPACE, name.as_bytes())
-}
-
-/// The handoff a record of this kind arrives through; an order starts the
-/// chain, so its problems belong to the first handoff.
-fn handoff_of(kind: RecordKind) -> Handoff {
-    Handoff::into_stage(kind.stage()).unwrap_or(Handoff::OrderToFulfillment)
 }
 
 #[derive(QueryableByName)]
@@ -563,7 +554,7 @@ async fn submit_in_tx(
                     id,
                     order_id,
                     exception_type: ExceptionType::RecordConflict,
-                    handoff: handoff_of(r.kind()),
+                    handoff: r.kind().handoff(),
                     rule: "record_conflict".into(),
                     subject: format!("{}/{}/{}", r.source_system, r.kind().as_str(), r.source_id),
                     summary: format!(

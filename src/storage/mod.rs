@@ -13,7 +13,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use ingest::{Accepted, Outcome, RecordOutcome, Submission, Submitted};
+pub use ingest::{Outcome, RecordOutcome, Submission, Submitted};
 pub use queries::{Cursor, ExceptionFilter, ExceptionRow, Page, TransactionFilter, TransactionRow};
 
 use crate::error::{Error, Result};
