@@ -229,7 +229,7 @@ impl IngestApi {
                 request_hash: head.request_hash,
                 records: part
                     .iter()
-                    .flat_map(|&i| chunks[i].records.iter().cloned())
+                    .flat_map(|&i| chunks[i].records.iter())
                     .collect(),
             }
         };
@@ -352,7 +352,7 @@ impl IngestService for IngestApi {
             merchant_id: &merchant,
             request_id: request_id.as_deref(),
             request_hash: request_hash(&req.parent, &req.records),
-            records,
+            records: records.iter().collect(),
         };
         let render = |outcomes: &[Outcome]| pb::SubmitRecordsResponse {
             results: outcomes.iter().map(|o| result(&merchant, o)).collect(),

@@ -16,7 +16,9 @@ use super::Store;
 use super::records::load_records;
 use super::statement::{Bind, statement};
 use crate::domain::currency::Currency;
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_findings};
+use crate::domain::matching::{
+    ExceptionType, Finding, Observation, evaluate, record_findings, record_subject,
+};
 use crate::domain::money::Money;
 use crate::domain::record::{Body, Handoff, Record, RecordKey, RecordKind};
 use crate::domain::transaction::ReconciliationState;
@@ -29,7 +31,7 @@ pub struct Submission<'a> {
     /// Fingerprint of the whole request, to tell a retry from a reuse of
     /// its request_id for something else.
     pub request_hash: [u8; 32],
-    pub records: Vec<Record>,
+    pub records: Vec<&'a Record>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +276,42 @@ impl NewException {
     }
 }
 
+impl NewException {
+    /// A record whose key is taken by other content: both sides, and one
+    /// exception per distinct conflicting content.
+    fn conflict(merchant: &str, original: &KeyRow, r: &Record, hash: &[u8; 32]) -> Self {
+        let new_hash = hex(hash);
+        let subject = record_subject(r);
+        NewException {
+            id: exception_id(merchant, &["conflict", &subject, &new_hash]),
+            order_id: original.order_id.clone().or_else(|| r.order_id.clone()),
+            exception_type: ExceptionType::RecordConflict,
+            handoff: r.kind().handoff(),
+            rule: "record_conflict".into(),
+            summary: format!(
+                "{} {} from {} arrived again with different content; the original received {} is kept",
+                r.kind().as_str(),
+                r.source_id,
+                r.source_system,
+                original.receive_time.to_rfc3339()
+            ),
+            subject,
+            details: serde_json::json!({
+                "observations": [original.observation(r.kind()), Observation {
+                    source_system: r.source_system.clone(),
+                    kind: r.kind(),
+                    source_ids: vec![r.source_id.clone()],
+                    amount: r.headline_amount(),
+                    event_time: Some(r.event_time),
+                }],
+                "original_record_id": original.record_id,
+                "original_content_hash": hex(&original.content_hash),
+                "conflicting_content_hash": new_hash,
+            }),
+        }
+    }
+}
+
 async fn upsert_exceptions(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -457,16 +495,16 @@ async fn submit_in_tx(
         }
     }
 
-    let orders: Vec<String> = sub
+    let locked: BTreeSet<String> = sub
         .records
         .iter()
         .filter_map(|r| r.order_id.clone())
         .collect();
-    lock_orders(conn, merchant, &orders).await?;
+    lock_orders(conn, merchant, &locked.iter().cloned().collect::<Vec<_>>()).await?;
 
     // The first occurrence of each key is the candidate; later ones in the
     // same batch are judged against whatever ends up accepted for the key.
-    let hashes: Vec<[u8; 32]> = sub.records.iter().map(Record::content_hash).collect();
+    let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
     let mut first: BTreeMap<RecordKey, usize> = BTreeMap::new();
     for (i, r) in sub.records.iter().enumerate() {
         first.entry(r.key()).or_insert(i);
@@ -485,7 +523,7 @@ async fn submit_in_tx(
     let mut candidates = LogColumns::default();
     for (key, &i) in &first {
         if !accepted.contains_key(key) {
-            candidates.push(&sub.records[i], &hashes[i], RecordOutcome::Accepted, None);
+            candidates.push(sub.records[i], &hashes[i], RecordOutcome::Accepted, None);
         }
     }
     let mut fresh: BTreeSet<RecordKey> = BTreeSet::new();
@@ -536,44 +574,10 @@ async fn submit_in_tx(
             }
             RecordOutcome::Conflict => {
                 repeats.push(r, &hashes[i], outcome, Some(original.record_id));
-                let new_hash = hex(&hashes[i]);
-                let id = exception_id(
-                    merchant,
-                    &[
-                        "conflict",
-                        r.kind().as_str(),
-                        &r.source_system,
-                        &r.source_id,
-                        &new_hash,
-                    ],
-                );
-                exception = Some(id);
-                let order_id = original.order_id.clone().or_else(|| r.order_id.clone());
-                touched.extend(order_id.clone());
-                conflicts.push(NewException {
-                    id,
-                    order_id,
-                    exception_type: ExceptionType::RecordConflict,
-                    handoff: r.kind().handoff(),
-                    rule: "record_conflict".into(),
-                    subject: format!("{}/{}/{}", r.source_system, r.kind().as_str(), r.source_id),
-                    summary: format!(
-                        "{} {} from {} arrived again with different content; the original received {} is kept",
-                        r.kind().as_str(), r.source_id, r.source_system, original.receive_time.to_rfc3339()
-                    ),
-                    details: serde_json::json!({
-                        "observations": [original.observation(r.kind()), Observation {
-                            source_system: r.source_system.clone(),
-                            kind: r.kind(),
-                            source_ids: vec![r.source_id.clone()],
-                            amount: r.headline_amount(),
-                            event_time: Some(r.event_time),
-                        }],
-                        "original_record_id": original.record_id,
-                        "original_content_hash": hex(&original.content_hash),
-                        "conflicting_content_hash": new_hash,
-                    }),
-                });
+                let e = NewException::conflict(merchant, original, r, &hashes[i]);
+                exception = Some(e.id);
+                touched.extend(e.order_id.clone());
+                conflicts.push(e);
             }
         }
         outcomes.push(Outcome {
@@ -598,7 +602,7 @@ async fn submit_in_tx(
         .iter()
         .filter(|o| o.outcome == RecordOutcome::Accepted)
         .filter_map(|o| {
-            let r = &sub.records[o.index];
+            let r = sub.records[o.index];
             accepted.get(&r.key()).map(|row| (row.record_id, r))
         })
         .collect();
@@ -614,9 +618,10 @@ async fn submit_in_tx(
     touched.extend(link_records(conn, merchant, &new_records).await?);
 
     // Orders reached only through links or a conflict's original were not
-    // locked up front; re-taking a held advisory lock is harmless.
+    // locked up front.
+    let late: Vec<String> = touched.difference(&locked).cloned().collect();
+    lock_orders(conn, merchant, &late).await?;
     let touched: Vec<String> = touched.into_iter().collect();
-    lock_orders(conn, merchant, &touched).await?;
     refresh_in_tx(conn, merchant, &touched).await?;
 
     if let Some(request_id) = sub.request_id {
