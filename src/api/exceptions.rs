@@ -4,8 +4,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::convert::{exception, exception_state_name, exception_type_from, handoff_from};
 use crate::api::names::parse_parent;
-use crate::api::pagination;
-use crate::api::transactions::time_range;
+use crate::api::pagination::{self, time_range};
 use crate::error::Error;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::exception_service_server::ExceptionService;

@@ -1,8 +1,9 @@
-//! Opaque page tokens. A token carries the last row's sort key and a
+//! What every List call shares: page sizes, time windows, and opaque page
+//! tokens. A token carries the last row's sort key and a
 //! fingerprint of the filter it was issued for, so reusing it with another
 //! filter is refused rather than silently skipping rows.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -74,6 +75,33 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
         time,
         id: id.to_string(),
     }))
+}
+
+/// A [start, end) window; either end may be open.
+pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A [start, end) window from two optional timestamps.
+pub fn time_range(
+    start: Option<&prost_types::Timestamp>,
+    end: Option<&prost_types::Timestamp>,
+) -> Result<TimeRange> {
+    let conv = |field: &str, t: Option<&prost_types::Timestamp>| -> Result<Option<DateTime<Utc>>> {
+        t.map(|t| {
+            (0..1_000_000_000)
+                .contains(&t.nanos)
+                .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
+                .flatten()
+                .ok_or_else(|| Error::invalid(field, "not a valid timestamp"))
+        })
+        .transpose()
+    };
+    let (s, e) = (conv("start_time", start)?, conv("end_time", end)?);
+    if let (Some(s), Some(e)) = (s, e) {
+        if e <= s {
+            return Err(Error::invalid("end_time", "must be after start_time"));
+        }
+    }
+    Ok((s, e))
 }
 
 #[cfg(test)]

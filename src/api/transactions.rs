@@ -1,12 +1,11 @@
 //! TransactionService: the canonical transaction of an order and where its
 //! reconciliation stands.
 
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{self, exception, transaction};
 use crate::api::names::{parse_parent, parse_transaction, transaction_name};
-use crate::api::pagination;
+use crate::api::pagination::{self, time_range};
 use crate::domain::transaction::ReconciliationState;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
@@ -22,33 +21,6 @@ impl TransactionApi {
     pub fn new(store: Store) -> Self {
         TransactionApi { store }
     }
-}
-
-/// A [start, end) window; either end may be open.
-pub type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
-/// A [start, end) window from two optional timestamps.
-pub fn time_range(
-    start: Option<&prost_types::Timestamp>,
-    end: Option<&prost_types::Timestamp>,
-) -> Result<TimeRange> {
-    let conv = |field: &str, t: Option<&prost_types::Timestamp>| -> Result<Option<DateTime<Utc>>> {
-        t.map(|t| {
-            (0..1_000_000_000)
-                .contains(&t.nanos)
-                .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
-                .flatten()
-                .ok_or_else(|| Error::invalid(field, "not a valid timestamp"))
-        })
-        .transpose()
-    };
-    let (s, e) = (conv("start_time", start)?, conv("end_time", end)?);
-    if let (Some(s), Some(e)) = (s, e) {
-        if e <= s {
-            return Err(Error::invalid("end_time", "must be after start_time"));
-        }
-    }
-    Ok((s, e))
 }
 
 fn state_filter(v: i32) -> Result<Option<ReconciliationState>> {
