@@ -103,8 +103,11 @@ async fn template() -> &'static str {
                 .await
                 .unwrap()
                 .is_some();
-            if !exists {
-                // Templates of earlier migrations are dead weight now.
+            // Templates of earlier migrations are dead weight, unless another
+            // checkout of a different migration set shares this server
+            // (TALLY_TEST_KEEP_TEMPLATES=1): it may still be cloning its own.
+            let keep_stale = std::env::var_os("TALLY_TEST_KEEP_TEMPLATES").is_some();
+            if !exists && !keep_stale {
                 let stale = admin
                     .query(
                         "SELECT datname FROM pg_database WHERE datname LIKE 'tally\\_tmpl\\_%' AND datname <> $1",
@@ -116,6 +119,8 @@ async fn template() -> &'static str {
                     let old: String = row.get(0);
                     let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {old}"), &[]).await;
                 }
+            }
+            if !exists {
                 let building = format!("{name}_building");
                 admin
                     .execute(&format!("DROP DATABASE IF EXISTS {building}"), &[])
