@@ -66,6 +66,11 @@ impl Currency {
     pub fn exponent(&self) -> u32 {
         self.exponent
     }
+
+    /// The smallest amount the currency has: 0.01 USD, 1 JPY, 0.001 KWD.
+    pub fn minor_unit(&self) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::new(1, self.exponent)
+    }
 }
 
 impl fmt::Display for Currency {
@@ -95,7 +100,9 @@ mod tests {
 
     #[test]
     fn accepted_codes_are_well_formed() {
-        for code in ["USD", "EUR", "ANG", "BGN", "CUC", "VES", "XCG", "ZWG", "CHE", "BOV"] {
+        for code in [
+            "USD", "EUR", "ANG", "BGN", "CUC", "VES", "XCG", "ZWG", "CHE", "BOV",
+        ] {
             let c = Currency::from_code(code).unwrap_or_else(|| panic!("{code} refused"));
             assert_eq!(c.code(), code);
             assert!(c.exponent() <= 4, "{code} has exponent {}", c.exponent());

@@ -1,8 +1,15 @@
 //! The pure domain: money, records, merging and matching. No I/O here.
+//!
+//! Dependencies run one way: currency/money -> record (journal) -> facts
+//! -> transaction -> matching (its rules, then `evaluate`).
 
+pub mod canonical;
 pub mod currency;
+pub mod facts;
+pub mod journal;
 pub mod matching;
 pub mod money;
+pub mod policy;
 pub mod record;
 pub mod transaction;
 

@@ -8,11 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
 
-/// Figures that differ by more than this are a mapping failure, not noise.
-pub fn tolerance() -> Decimal {
-    Decimal::new(1, 2)
-}
-
 /// Why an amount string was refused. Each maps to a field violation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
@@ -64,9 +59,35 @@ impl Money {
         )
     }
 
-    /// Whether two figures agree within the 0.01 tolerance.
+    /// Whether two figures agree within one minor unit of their currency
+    /// (0.01 USD, 1 JPY, 0.001 KWD); see `policy::TolerancePolicy` to
+    /// configure it.
     pub fn agrees_with(&self, other: &Money) -> bool {
-        self.currency == other.currency && (self.amount - other.amount).abs() <= tolerance()
+        self.abs_diff(other)
+            .is_some_and(|d| d.amount <= self.currency.minor_unit())
+    }
+
+    /// The sum, or None when the currencies differ or the sum overflows:
+    /// money in two currencies is never added without a rate.
+    pub fn checked_add(&self, other: &Money) -> Option<Money> {
+        (self.currency == other.currency)
+            .then(|| self.amount.checked_add(other.amount))
+            .flatten()
+            .map(|a| Money::new(a, self.currency))
+    }
+
+    /// The difference, or None when the currencies differ or it overflows.
+    pub fn checked_sub(&self, other: &Money) -> Option<Money> {
+        (self.currency == other.currency)
+            .then(|| self.amount.checked_sub(other.amount))
+            .flatten()
+            .map(|a| Money::new(a, self.currency))
+    }
+
+    /// How far apart two figures of one currency are; None across currencies.
+    pub fn abs_diff(&self, other: &Money) -> Option<Money> {
+        self.checked_sub(other)
+            .map(|d| Money::new(d.amount.abs(), d.currency))
     }
 }
 
@@ -262,6 +283,22 @@ mod tests {
         assert!(a.agrees_with(&Money::parse("100.01", cur("USD")).unwrap()));
         assert!(!a.agrees_with(&Money::parse("100.02", cur("USD")).unwrap()));
         assert!(!a.agrees_with(&Money::parse("100.00", cur("EUR")).unwrap()));
+    }
+
+    #[test]
+    fn arithmetic_is_checked_and_single_currency() {
+        let max = Money::new(Decimal::MAX, cur("USD"));
+        let one = Money::parse("1", cur("USD")).unwrap();
+        assert_eq!(max.checked_add(&one), None);
+        assert_eq!(max.checked_sub(&max), Some(Money::zero(cur("USD"))));
+        assert_eq!(
+            one.checked_add(&Money::parse("1", cur("EUR")).unwrap()),
+            None
+        );
+        assert_eq!(
+            one.abs_diff(&Money::parse("3", cur("USD")).unwrap()),
+            Some(Money::parse("2", cur("USD")).unwrap())
+        );
     }
 
     #[test]

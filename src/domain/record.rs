@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
-use super::currency::Currency;
 use super::money::Money;
+
+pub use super::journal::{JournalEntry, JournalError, JournalLine};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -341,36 +342,6 @@ pub struct CreditMemo {
     pub lines: Vec<InvoiceLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub currency: Currency,
-    pub exchange_rate: Option<Decimal>,
-    pub posting_period: String,
-    pub subsidiary: String,
-    pub memo: String,
-    pub lines: Vec<JournalLine>,
-}
-
-impl JournalEntry {
-    pub fn total_debits(&self) -> Decimal {
-        self.lines.iter().map(|l| l.debit).sum()
-    }
-
-    pub fn total_credits(&self) -> Decimal {
-        self.lines.iter().map(|l| l.credit).sum()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JournalLine {
-    pub account: String,
-    pub debit: Decimal,
-    pub credit: Decimal,
-    pub memo: String,
-    pub name: String,
-    pub reference: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentType {
@@ -484,11 +455,21 @@ impl Record {
         }
     }
 
-    /// SHA-256 of the normalised content. Decimals are normalised when
-    /// parsed, so "10.00" and "10.0" are the same content.
+    /// SHA-256 of the canonical form of the content (see `canonical`):
+    /// "10.00" and "10.0" are the same content, and so is a record stored
+    /// before an optional field was added. Storage compares a stored
+    /// payload with `canonical::hash_payload`.
     pub fn content_hash(&self) -> [u8; 32] {
-        let bytes = serde_json::to_vec(self).expect("records always serialise");
-        Sha256::digest(bytes).into()
+        match serde_json::to_value(self) {
+            Ok(v) => super::canonical::hash_payload(&v),
+            // Records are plain data with string keys: serialising cannot
+            // fail, and if it ever did the record would still get a hash
+            // of its debug form rather than a panic.
+            Err(_) => {
+                debug_assert!(false, "a record failed to serialise");
+                sha2::Sha256::digest(format!("{self:?}").as_bytes()).into()
+            }
+        }
     }
 
     /// The external ids that identify this record's money as its order's:

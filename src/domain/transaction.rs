@@ -8,8 +8,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::currency::Currency;
+use super::facts::select::{current_order, transaction_currency};
+use super::facts::{PaymentFacts, fees, sum_in};
 use super::money::Money;
-use super::record::{Body, PaymentType, Record, RecordKind, RefKind, Stage, TxnKind, TxnStatus};
+use super::record::{Body, PaymentType, Record, RecordKind, RefKind, Stage, TxnStatus};
 
 /// A record as stored: what Tally knew, and since when.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,48 +164,6 @@ pub struct Transaction {
     pub update_time: DateTime<Utc>,
 }
 
-/// Sums the amounts that are in `currency`; others are reported by the
-/// matching rules as currency mismatches, never silently added.
-pub(crate) fn sum_in<'a>(
-    currency: Option<Currency>,
-    items: impl IntoIterator<Item = &'a Money>,
-) -> Option<Money> {
-    let mut total: Option<Money> = None;
-    for m in items {
-        let c = currency.unwrap_or(m.currency);
-        if m.currency != c {
-            continue;
-        }
-        let t = total.get_or_insert(Money::zero(c));
-        t.amount += m.amount;
-    }
-    total
-}
-
-/// The storefront order that is current: the latest by event time, so an
-/// order edit submitted as a new record supersedes the original.
-pub(crate) fn current_order(
-    records: &[StoredRecord],
-) -> Option<(&Record, &super::record::StorefrontOrder)> {
-    records
-        .iter()
-        .filter_map(|r| match &r.record.body {
-            Body::StorefrontOrder(o) => Some((&r.record, o)),
-            _ => None,
-        })
-        .max_by_key(|(r, _)| (r.event_time, r.source_id.clone()))
-}
-
-/// The transaction's currency: the order's, else the first money seen.
-pub(crate) fn transaction_currency(records: &[StoredRecord]) -> Option<Currency> {
-    if let Some((_, o)) = current_order(records) {
-        return Some(o.total.currency);
-    }
-    records
-        .iter()
-        .find_map(|r| r.record.headline_amount().map(|m| m.currency))
-}
-
 /// Merges the records of one order. State and reasons are left PENDING and
 /// empty: `matching::evaluate` fills them.
 pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
@@ -220,7 +180,6 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
     let mut movements = vec![];
     let mut rates = vec![];
     let mut timeline = vec![];
-    let mut fees = vec![];
 
     ids.add(RefKind::Order, order_id);
     for sr in &sorted {
@@ -293,7 +252,6 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
                 if let Some(fee) = p.fee {
                     if !fee.amount.is_zero() {
                         movements.push(mv("fee", fee, Some(r.source_id.clone())));
-                        fees.push(fee);
                     }
                 }
                 if let Some(rate) = p.exchange_rate {
@@ -337,7 +295,7 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
             .collect();
     }
 
-    let facts = super::matching::PaymentFacts::gather(records, currency);
+    let facts = PaymentFacts::gather(records, currency);
     let totals = Totals {
         order_total: order.map(|(_, o)| o.total),
         order_discount: order.and_then(|(_, o)| o.total_discount),
@@ -345,7 +303,9 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         storefront_refunded: facts.storefront_refunded,
         processor_captured: facts.processor_captured,
         processor_refunded: facts.processor_refunded,
-        processor_fees: sum_in(fees.first().map(|f| f.currency), fees.iter()),
+        // Fees in another currency are converted with their payment's rate
+        // or reported by the rules; never added as if the same money.
+        processor_fees: fees(records).total,
         captured: facts.captured,
         invoiced: sum_in(
             currency,
@@ -395,9 +355,4 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         create_time,
         update_time,
     }
-}
-
-/// Whether a storefront transaction moved money in.
-pub(crate) fn is_capture(kind: TxnKind) -> bool {
-    matches!(kind, TxnKind::Capture | TxnKind::Sale)
 }

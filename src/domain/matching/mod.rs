@@ -1,0 +1,76 @@
+//! Transaction-level matching: the rules that compare what each system says
+//! about one order's money and order of events. Pure; every finding names
+//! the systems, ids and figures it compared.
+//!
+//! `findings` holds what a rule reports, `rules` the rule families (record
+//! level, payment, order totals, sequence, pending reasons), each reading
+//! the facts of `domain::facts` through one `rules::Context`; `evaluate`
+//! runs them in turn and decides the order's state.
+
+pub mod findings;
+pub(crate) mod rules;
+#[cfg(test)]
+mod tests;
+
+use crate::domain::policy::MatchPolicy;
+use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction, merge};
+
+pub use findings::{ExceptionType, Finding, Observation, record_subject};
+pub use rules::record::record_findings;
+
+// Facts were public here before they had a module of their own.
+pub use crate::domain::facts::PaymentFacts;
+
+/// The outcome of matching one order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub transaction: Transaction,
+    pub findings: Vec<Finding>,
+}
+
+/// Merges the order's records and runs every rule over them with the
+/// default policy (tolerance: one minor unit of the currency).
+pub fn evaluate(order_id: &str, records: &[StoredRecord]) -> Evaluation {
+    evaluate_with(&MatchPolicy::default(), order_id, records)
+}
+
+/// Merges the order's records and runs every rule over them under `policy`.
+pub fn evaluate_with(policy: &MatchPolicy, order_id: &str, records: &[StoredRecord]) -> Evaluation {
+    let mut tx = merge(order_id, records);
+    let ctx = rules::Context::new(order_id, records, &tx, policy);
+    let mut findings = rules::record::currency_mismatch(&ctx);
+    findings.extend(rules::record::own_figures(&ctx));
+    findings.extend(rules::payment::storefront_vs_processor(&ctx));
+    findings.extend(rules::payment::processor_vs_journal(&ctx));
+    findings.extend(rules::payment::fees_in_several_currencies(&ctx));
+    findings.extend(rules::totals::all(&ctx));
+    findings.extend(rules::sequence::all(&ctx));
+    let pending = rules::pending::reasons(&ctx);
+
+    findings.sort_by(|a, b| {
+        (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str()))
+    });
+    findings.dedup_by(|a, b| a.rule == b.rule && a.subject == b.subject);
+    tx.state = state(&findings, &pending);
+    tx.reasons = findings
+        .iter()
+        .map(|f| f.summary.clone())
+        .chain(pending)
+        .collect();
+    Evaluation {
+        transaction: tx,
+        findings,
+    }
+}
+
+/// Findings make an exception; otherwise anything still expected keeps
+/// the order pending.
+fn state(findings: &[Finding], pending: &[String]) -> ReconciliationState {
+    if !findings.is_empty() {
+        ReconciliationState::Exception
+    } else if pending.is_empty() {
+        ReconciliationState::Matched
+    } else {
+        ReconciliationState::Pending
+    }
+}

@@ -1,0 +1,49 @@
+//! Pending reasons: what is still expected before the order can be called
+//! matched. These are not findings; they leave the order PENDING.
+
+use super::Context;
+
+pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
+    let mut pending = vec![];
+    if ctx.order.is_none() {
+        pending.push("waiting for the storefront order".to_string());
+    }
+    if ctx.partly_shipped() {
+        pending.extend(shipping_progress(ctx));
+    }
+    if ctx.invoices.is_empty() {
+        pending.push("waiting for an ERP invoice".to_string());
+    }
+    if ctx.tx.totals.captured.is_none_or(|c| c.amount.is_zero()) {
+        pending.push("waiting for payment capture".to_string());
+    }
+    if let Some(refunded) = ctx.tx.totals.storefront_refunded {
+        if ctx.credit_memos.is_empty() && !refunded.amount.is_zero() {
+            pending.push(format!(
+                "storefront refunds of {refunded} not yet credited in the ERP"
+            ));
+        }
+    }
+    pending
+}
+
+/// While shipping is partial the totals are not compared; say how far
+/// each side has got instead.
+fn shipping_progress(ctx: &Context<'_>) -> Vec<String> {
+    let mut out = vec![format!(
+        "{} of {} units shipped",
+        ctx.shipped_units(),
+        ctx.ordered_units()
+    )];
+    if let Some((_, o)) = ctx.order {
+        let totals = &ctx.tx.totals;
+        for (what, figure) in [("invoiced", totals.invoiced), ("captured", totals.captured)] {
+            if let Some(f) =
+                figure.filter(|f| f.currency == o.total.currency && f.amount < o.total.amount)
+            {
+                out.push(format!("{what} {f} of {}", o.total));
+            }
+        }
+    }
+    out
+}
