@@ -2,6 +2,7 @@
 //! data, through `evaluate`.
 
 use super::*;
+use crate::domain::transaction::StoredRecord;
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
 use crate::domain::record::*;
@@ -304,4 +305,109 @@ fn records_and_transactions_survive_a_storage_round_trip() {
     let t = evaluate("1001", &recs).transaction;
     let back: Transaction = serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
     assert_eq!(back, t);
+}
+
+fn money(s: &str, code: &str) -> Money {
+    Money::parse(s, Currency::from_code(code).unwrap()).unwrap()
+}
+
+/// The clean order, capture and invoice, in `code` with the given figures.
+fn clean_in(code: &str, total: &str, invoiced: &str) -> Vec<StoredRecord> {
+    let mut recs = vec![order("1", 2), charge("ch_1", "1", 1), invoice("INV-1", "1", 60)];
+    for sr in &mut recs {
+        match &mut sr.record.body {
+            Body::StorefrontOrder(o) => {
+                o.total = money(total, code);
+                o.tenders[0].amount = money(total, code);
+            }
+            Body::ProcessorPayment(p) => {
+                p.amount = money(total, code);
+                p.fee = Some(money("1", code));
+            }
+            Body::Invoice(i) => i.total = money(invoiced, code),
+            _ => {}
+        }
+    }
+    recs
+}
+
+// Bug 5: a flat 0.01 let 5 fils pass and called 1 yen a mismatch.
+#[test]
+fn tolerance_is_one_minor_unit_of_the_transactions_currency() {
+    let e = evaluate("1001", &clean_in("KWD", "10.000", "10.005"));
+    assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
+    assert_eq!(e.findings[0].difference, Some(money("0.005", "KWD")));
+    let e = evaluate("1001", &clean_in("KWD", "10.000", "10.001"));
+    assert_eq!(e.transaction.state, ReconciliationState::Matched);
+
+    let e = evaluate("1001", &clean_in("JPY", "1000", "1001"));
+    assert!(e.findings.is_empty(), "{:?}", e.findings);
+    assert_eq!(e.transaction.state, ReconciliationState::Matched);
+    let e = evaluate("1001", &clean_in("JPY", "1000", "1002"));
+    assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
+}
+
+#[test]
+fn a_policy_can_widen_one_currencys_tolerance() {
+    let usd = Currency::from_code("USD").unwrap();
+    let policy = MatchPolicy {
+        tolerance: crate::domain::policy::TolerancePolicy::default()
+            .with(usd, rust_decimal::Decimal::new(5, 2)),
+    };
+    let recs = clean_in("USD", "100.00", "100.05");
+    assert_eq!(rules(&evaluate("1001", &recs)), vec!["order_total_vs_invoiced"]);
+    let e = evaluate_with(&policy, "1001", &recs);
+    assert_eq!(e.transaction.state, ReconciliationState::Matched);
+}
+
+// Bug 3: an order's parts in two currencies were added as one figure.
+#[test]
+fn order_parts_in_two_currencies_are_reported_not_added() {
+    let mut o = order("110.00", 2);
+    if let Body::StorefrontOrder(so) = &mut o.record.body {
+        so.subtotal = Some(usd("100.00"));
+        so.total_tax = Some(money("10.00", "EUR"));
+    }
+    let e = evaluate(
+        "1001",
+        &[o, charge("ch_1", "110.00", 1), invoice("INV-1", "110.00", 60)],
+    );
+    assert_eq!(rules(&e), vec!["order_components_sum"]);
+    let summary = &e.findings[0].summary;
+    assert!(
+        summary.contains("10.00 EUR + 100.00 USD") && summary.contains("several currencies"),
+        "{summary}"
+    );
+    assert_eq!(e.findings[0].difference, None);
+}
+
+fn second_charge(fee: Money, rate: Option<rust_decimal::Decimal>) -> StoredRecord {
+    let mut c = charge("ch_2", "50.00", 2);
+    if let Body::ProcessorPayment(p) = &mut c.record.body {
+        p.fee = Some(fee);
+        p.exchange_rate = rate;
+        p.payment_intent_id = Some("pi_2".into());
+    }
+    c
+}
+
+// Bug 3: a fee in a second currency was dropped from the fee total.
+#[test]
+fn a_fee_in_a_second_currency_is_converted_at_its_rate_or_reported() {
+    let base = [order("100.00", 2), charge("ch_1", "50.00", 1), invoice("INV-1", "100.00", 60)];
+
+    let mut recs = base.to_vec();
+    recs.push(second_charge(money("2.00", "EUR"), None));
+    let e = evaluate("1001", &recs);
+    assert_eq!(rules(&e), vec!["fee_currency_mismatch"]);
+    assert_eq!(e.findings[0].subject, "stripe/processor_payment/ch_2");
+    assert!(e.findings[0].summary.contains("2.00 EUR"), "{}", e.findings[0].summary);
+    assert_eq!(e.transaction.totals.processor_fees, Some(usd("3.20")));
+
+    // 1 USD = 0.8 EUR, so 2.00 EUR of fee is 2.50 USD.
+    let mut recs = base.to_vec();
+    recs.push(second_charge(money("2.00", "EUR"), Some(rust_decimal::Decimal::new(8, 1))));
+    let e = evaluate("1001", &recs);
+    assert!(e.findings.is_empty(), "{:?}", e.findings);
+    assert_eq!(e.transaction.totals.processor_fees, Some(usd("5.70")));
 }
