@@ -593,12 +593,13 @@ fn invoice_lines(c: &mut Check<'_>, p: &str, lines: &[pb::InvoiceLine]) -> Vec<d
 }
 
 fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::JournalEntry> {
+    let violations_before = c.out.len();
     let currency = c.currency(&format!("{p}.currency_code"), &j.currency_code);
     let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &j.exchange_rate);
     if j.lines.len() < 2 {
         c.fail(
             &format!("{p}.lines"),
-            "a journal entry needs at least two lines",
+            d::JournalError::TooFewLines.to_string(),
         );
     }
     let mut lines = vec![];
@@ -627,11 +628,9 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
         let debit = side("debit", &l.debit);
         let credit = side("credit", &l.credit);
         if let (Some(dr), Some(cr)) = (debit, credit) {
-            if dr.is_zero() == cr.is_zero() {
-                c.fail(
-                    &lp,
-                    "a line is either a debit or a credit: set exactly one of them above zero",
-                );
+            // Negative sides were refused above, field by field.
+            if let Err(e) = d::JournalLine::check_sides(i, dr, cr) {
+                c.fail(&lp, e.to_string());
             }
         }
         if let (Some(account), Some(debit), Some(credit)) = (account, debit, credit) {
@@ -653,16 +652,16 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
         memo: j.memo.clone(),
         lines,
     };
-    if entry.lines.len() == j.lines.len() && entry.total_debits() != entry.total_credits() {
-        c.fail(
-            &format!("{p}.lines"),
-            format!(
-                "debits ({}) do not equal credits ({})",
-                entry.total_debits(),
-                entry.total_credits()
-            ),
-        );
-        return None;
+    if entry.lines.len() == j.lines.len() {
+        if let Err(e) = entry.check_balance() {
+            c.fail(&format!("{p}.lines"), e.to_string());
+            return None;
+        }
     }
+    // What leaves validation is a journal by the domain's rules.
+    debug_assert!(
+        c.out.len() > violations_before || entry.check().is_ok(),
+        "validation let a broken journal through: {entry:?}"
+    );
     Some(entry)
 }

@@ -129,3 +129,88 @@ pub fn fulfilment(id: &str, units: i64, minutes: i64) -> StoredRecord {
         }),
     )
 }
+
+/// One record of every kind, each with its optional parts filled in, so
+/// a serde attribute that breaks reading a stored payload back fails
+/// here rather than in production.
+pub fn every_kind() -> Vec<Record> {
+    let m = usd("10.00");
+    let bodies = vec![
+        order("100.00", 2).record.body,
+        Body::StorefrontTransaction(StorefrontTransaction {
+            kind: TxnKind::Refund,
+            status: TxnStatus::Success,
+            gateway: "stripe".into(),
+            amount: m,
+            parent_id: Some("1".into()),
+            processor_reference: Some("re_1".into()),
+        }),
+        fulfilment("F1", 1, 0).record.body,
+        Body::Invoice(Invoice {
+            total: m,
+            discount: Some(m),
+            tax: Some(m),
+            shipping: Some(m),
+            lines: vec![],
+        }),
+        Body::CreditMemo(CreditMemo {
+            total: m,
+            tax: None,
+            lines: vec![InvoiceLine {
+                sku: "S".into(),
+                quantity: 1,
+                amount: Some(m),
+            }],
+        }),
+        Body::JournalEntry(JournalEntry {
+            currency: m.currency,
+            exchange_rate: Some(rust_decimal::Decimal::new(9231, 4)),
+            posting_period: "Nov 2026".into(),
+            subsidiary: "US".into(),
+            memo: String::new(),
+            lines: vec![JournalLine {
+                account: "1190".into(),
+                debit: m.amount,
+                credit: rust_decimal::Decimal::ZERO,
+                memo: String::new(),
+                name: String::new(),
+                reference: Some("ch_1".into()),
+            }],
+        }),
+        charge("ch_1", "10.00", 0).record.body,
+        Body::BalanceTransaction(BalanceTransaction {
+            reporting_category: "charge".into(),
+            amount: m,
+            fee: Some(m),
+            net: None,
+            exchange_rate: None,
+            source: Some("ch_1".into()),
+            payout_id: Some("po_1".into()),
+            available_time: Some(t0()),
+        }),
+        Body::Payout(Payout {
+            amount: m,
+            status: PayoutStatus::InTransit,
+            arrival_time: Some(t0()),
+        }),
+        Body::BankDeposit(BankDeposit {
+            amount: m,
+            account: "chase".into(),
+            description: "STRIPE".into(),
+        }),
+    ];
+    bodies
+        .into_iter()
+        .map(|body| Record {
+            source_id: "x".into(),
+            source_system: "s".into(),
+            order_id: None,
+            references: vec![Reference {
+                kind: RefKind::Charge,
+                id: "ch_1".into(),
+            }],
+            event_time: t0(),
+            body,
+        })
+        .collect()
+}

@@ -11,7 +11,7 @@ use super::currency::Currency;
 use super::facts::select::{current_order, transaction_currency};
 use super::facts::{PaymentFacts, fees, sum_in};
 use super::money::Money;
-use super::record::{Body, PaymentType, Record, RecordKind, RefKind, Stage, TxnStatus};
+use super::record::{Body, PaymentType, Record, RecordKind, RefKind, Stage, Tender, TxnStatus};
 
 /// A record as stored: what Tally knew, and since when.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,128 +175,192 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
     let order = current_order(records);
 
     let mut ids = ExternalIds::default();
-    let mut tenders = vec![];
-    let mut fulfillments = vec![];
-    let mut movements = vec![];
-    let mut rates = vec![];
-    let mut timeline = vec![];
-
     ids.add(RefKind::Order, order_id);
     for sr in &sorted {
-        let r = &sr.record;
+        ids.absorb(&sr.record, order_id);
+    }
+    let tenders = order
+        .map(|(_, o)| o.tenders.iter().map(TenderView::of).collect())
+        .unwrap_or_default();
+    let event_time = order
+        .map(|(r, _)| r.event_time)
+        .or_else(|| sorted.first().map(|r| r.record.event_time))
+        .unwrap_or_default();
+    let receive_times = records.iter().map(|r| r.receive_time);
+
+    Transaction {
+        order_id: order_id.to_string(),
+        currency,
+        state: ReconciliationState::Pending,
+        reasons: vec![],
+        external_ids: ids,
+        totals: totals(records, currency),
+        tenders,
+        fulfillments: sorted
+            .iter()
+            .filter_map(|sr| FulfillmentView::of(&sr.record))
+            .collect(),
+        movements: sorted
+            .iter()
+            .flat_map(|sr| movements_of(&sr.record))
+            .collect(),
+        exchange_rates: sorted
+            .iter()
+            .filter_map(|sr| RateView::of(&sr.record))
+            .collect(),
+        timeline: sorted.iter().map(|sr| TimelineEntry::of(sr)).collect(),
+        event_time,
+        create_time: receive_times.clone().min().unwrap_or_default(),
+        update_time: receive_times.max().unwrap_or_default(),
+    }
+}
+
+impl ExternalIds {
+    /// Adds every id one record carries: its references, its own id under
+    /// its kind, and the processor ids of a payment.
+    fn absorb(&mut self, r: &Record, order_id: &str) {
         for reference in &r.references {
-            ids.add(reference.kind, &reference.id);
+            self.add(reference.kind, &reference.id);
         }
-        timeline.push(TimelineEntry {
+        match &r.body {
+            Body::StorefrontOrder(_) => self.add(RefKind::Order, &r.source_id),
+            Body::StorefrontTransaction(_) => {
+                self.add(RefKind::Order, order_id);
+                self.storefront_transaction_ids.insert(r.source_id.clone());
+            }
+            Body::Fulfillment(_) => self.add(RefKind::Fulfillment, &r.source_id),
+            Body::Invoice(_) => self.add(RefKind::Invoice, &r.source_id),
+            Body::CreditMemo(_) => self.add(RefKind::CreditMemo, &r.source_id),
+            Body::JournalEntry(_) => self.add(RefKind::JournalEntry, &r.source_id),
+            Body::ProcessorPayment(p) => {
+                let own = match p.payment_type {
+                    PaymentType::Refund => RefKind::Refund,
+                    _ => RefKind::Charge,
+                };
+                self.add(own, &r.source_id);
+                let carried = [
+                    (RefKind::PaymentIntent, &p.payment_intent_id),
+                    (RefKind::Charge, &p.charge_id),
+                    (RefKind::BalanceTransaction, &p.balance_transaction_id),
+                ];
+                for (kind, id) in carried {
+                    if let Some(id) = id {
+                        self.add(kind, id);
+                    }
+                }
+            }
+            Body::BalanceTransaction(b) => {
+                self.add(RefKind::BalanceTransaction, &r.source_id);
+                if let Some(po) = &b.payout_id {
+                    self.add(RefKind::Payout, po);
+                }
+            }
+            Body::Payout(_) => self.add(RefKind::Payout, &r.source_id),
+            Body::BankDeposit(_) => self.add(RefKind::BankDeposit, &r.source_id),
+        }
+    }
+}
+
+impl TenderView {
+    fn of(t: &Tender) -> TenderView {
+        TenderView {
+            tender_type: t.tender_type.as_str().to_string(),
+            gateway: t.gateway.clone(),
+            amount: t.amount,
+            processor_reference: t.processor_reference.clone(),
+        }
+    }
+}
+
+impl FulfillmentView {
+    fn of(r: &Record) -> Option<FulfillmentView> {
+        let Body::Fulfillment(f) = &r.body else {
+            return None;
+        };
+        Some(FulfillmentView {
+            fulfillment_id: r.source_id.clone(),
+            quantity: f.lines.iter().map(|l| l.quantity).sum(),
+            event_time: r.event_time,
+        })
+    }
+}
+
+impl RateView {
+    /// The exchange rate a record states, from its amount's currency (to
+    /// its fee's, for a processor payment).
+    fn of(r: &Record) -> Option<RateView> {
+        let (from, to, rate) = match &r.body {
+            Body::JournalEntry(j) => (j.currency, None, j.exchange_rate?),
+            Body::ProcessorPayment(p) => (
+                p.amount.currency,
+                p.fee.map(|f| f.currency),
+                p.exchange_rate?,
+            ),
+            Body::BalanceTransaction(b) => (b.amount.currency, None, b.exchange_rate?),
+            _ => return None,
+        };
+        Some(RateView {
+            source_id: r.source_id.clone(),
+            from,
+            to,
+            rate,
+        })
+    }
+}
+
+impl TimelineEntry {
+    fn of(sr: &StoredRecord) -> TimelineEntry {
+        let r = &sr.record;
+        TimelineEntry {
             stage: r.kind().stage(),
             kind: r.kind(),
             source_system: r.source_system.clone(),
             source_id: r.source_id.clone(),
             event_time: r.event_time,
             receive_time: sr.receive_time,
-        });
-        let mv = |t: &str, amount: Money, pref: Option<String>| Movement {
-            movement_type: t.to_string(),
-            source_system: r.source_system.clone(),
-            source_id: r.source_id.clone(),
-            amount,
-            processor_reference: pref,
-            event_time: r.event_time,
-        };
-        match &r.body {
-            Body::StorefrontOrder(_) => ids.add(RefKind::Order, &r.source_id),
-            Body::StorefrontTransaction(t) => {
-                ids.add(RefKind::Order, order_id);
-                ids.storefront_transaction_ids.insert(r.source_id.clone());
-                if t.status == TxnStatus::Success {
-                    movements.push(mv(t.kind.as_str(), t.amount, t.processor_reference.clone()));
-                }
-            }
-            Body::Fulfillment(f) => {
-                ids.add(RefKind::Fulfillment, &r.source_id);
-                fulfillments.push(FulfillmentView {
-                    fulfillment_id: r.source_id.clone(),
-                    quantity: f.lines.iter().map(|l| l.quantity).sum(),
-                    event_time: r.event_time,
-                });
-            }
-            Body::Invoice(_) => ids.add(RefKind::Invoice, &r.source_id),
-            Body::CreditMemo(_) => ids.add(RefKind::CreditMemo, &r.source_id),
-            Body::JournalEntry(j) => {
-                ids.add(RefKind::JournalEntry, &r.source_id);
-                if let Some(rate) = j.exchange_rate {
-                    rates.push(RateView {
-                        source_id: r.source_id.clone(),
-                        from: j.currency,
-                        to: None,
-                        rate,
-                    });
-                }
-            }
-            Body::ProcessorPayment(p) => {
-                match p.payment_type {
-                    PaymentType::Refund => ids.add(RefKind::Refund, &r.source_id),
-                    _ => ids.add(RefKind::Charge, &r.source_id),
-                }
-                if let Some(pi) = &p.payment_intent_id {
-                    ids.add(RefKind::PaymentIntent, pi);
-                }
-                if let Some(ch) = &p.charge_id {
-                    ids.add(RefKind::Charge, ch);
-                }
-                if let Some(bt) = &p.balance_transaction_id {
-                    ids.add(RefKind::BalanceTransaction, bt);
-                }
-                let pref = p.charge_id.clone().or_else(|| p.payment_intent_id.clone());
-                movements.push(mv(p.payment_type.as_str(), p.amount, pref.clone()));
-                if let Some(fee) = p.fee {
-                    if !fee.amount.is_zero() {
-                        movements.push(mv("fee", fee, Some(r.source_id.clone())));
-                    }
-                }
-                if let Some(rate) = p.exchange_rate {
-                    rates.push(RateView {
-                        source_id: r.source_id.clone(),
-                        from: p.amount.currency,
-                        to: p.fee.map(|f| f.currency),
-                        rate,
-                    });
-                }
-            }
-            Body::BalanceTransaction(b) => {
-                ids.add(RefKind::BalanceTransaction, &r.source_id);
-                if let Some(po) = &b.payout_id {
-                    ids.add(RefKind::Payout, po);
-                }
-                if let Some(rate) = b.exchange_rate {
-                    rates.push(RateView {
-                        source_id: r.source_id.clone(),
-                        from: b.amount.currency,
-                        to: None,
-                        rate,
-                    });
-                }
-            }
-            Body::Payout(_) => ids.add(RefKind::Payout, &r.source_id),
-            Body::BankDeposit(_) => ids.add(RefKind::BankDeposit, &r.source_id),
         }
     }
+}
 
-    if let Some((_, o)) = order {
-        tenders = o
-            .tenders
-            .iter()
-            .map(|t| TenderView {
-                tender_type: t.tender_type.as_str().to_string(),
-                gateway: t.gateway.clone(),
-                amount: t.amount,
-                processor_reference: t.processor_reference.clone(),
-            })
-            .collect();
+/// Money one record moved: a successful storefront transaction, or a
+/// processor payment and its fee.
+fn movements_of(r: &Record) -> Vec<Movement> {
+    let mv = |t: &str, amount: Money, pref: Option<String>| Movement {
+        movement_type: t.to_string(),
+        source_system: r.source_system.clone(),
+        source_id: r.source_id.clone(),
+        amount,
+        processor_reference: pref,
+        event_time: r.event_time,
+    };
+    match &r.body {
+        Body::StorefrontTransaction(t) if t.status == TxnStatus::Success => {
+            vec![mv(t.kind.as_str(), t.amount, t.processor_reference.clone())]
+        }
+        Body::ProcessorPayment(p) => {
+            let pref = p.charge_id.clone().or_else(|| p.payment_intent_id.clone());
+            let mut out = vec![mv(p.payment_type.as_str(), p.amount, pref)];
+            if let Some(fee) = p.fee.filter(|f| !f.amount.is_zero()) {
+                out.push(mv("fee", fee, Some(r.source_id.clone())));
+            }
+            out
+        }
+        _ => vec![],
     }
+}
 
+fn totals(records: &[StoredRecord], currency: Option<Currency>) -> Totals {
+    let order = current_order(records);
     let facts = PaymentFacts::gather(records, currency);
-    let totals = Totals {
+    let invoices = records.iter().filter_map(|r| match &r.record.body {
+        Body::Invoice(i) => Some(&i.total),
+        _ => None,
+    });
+    let credit_memos = records.iter().filter_map(|r| match &r.record.body {
+        Body::CreditMemo(c) => Some(&c.total),
+        _ => None,
+    });
+    Totals {
         order_total: order.map(|(_, o)| o.total),
         order_discount: order.and_then(|(_, o)| o.total_discount),
         storefront_captured: facts.storefront_captured,
@@ -307,52 +371,8 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         // or reported by the rules; never added as if the same money.
         processor_fees: fees(records).total,
         captured: facts.captured,
-        invoiced: sum_in(
-            currency,
-            records.iter().filter_map(|r| match &r.record.body {
-                Body::Invoice(i) => Some(&i.total),
-                _ => None,
-            }),
-        ),
-        credited: sum_in(
-            currency,
-            records.iter().filter_map(|r| match &r.record.body {
-                Body::CreditMemo(c) => Some(&c.total),
-                _ => None,
-            }),
-        ),
+        invoiced: sum_in(currency, invoices),
+        credited: sum_in(currency, credit_memos),
         journaled: facts.journaled,
-    };
-
-    let event_time = order
-        .map(|(r, _)| r.event_time)
-        .or_else(|| sorted.first().map(|r| r.record.event_time))
-        .unwrap_or_default();
-    let create_time = records
-        .iter()
-        .map(|r| r.receive_time)
-        .min()
-        .unwrap_or_default();
-    let update_time = records
-        .iter()
-        .map(|r| r.receive_time)
-        .max()
-        .unwrap_or_default();
-
-    Transaction {
-        order_id: order_id.to_string(),
-        currency,
-        state: ReconciliationState::Pending,
-        reasons: vec![],
-        external_ids: ids,
-        totals,
-        tenders,
-        fulfillments,
-        movements,
-        exchange_rates: rates,
-        timeline,
-        event_time,
-        create_time,
-        update_time,
     }
 }

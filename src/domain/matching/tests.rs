@@ -2,11 +2,11 @@
 //! data, through `evaluate`.
 
 use super::*;
-use crate::domain::transaction::StoredRecord;
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
 use crate::domain::record::*;
 use crate::domain::testkit::*;
+use crate::domain::transaction::StoredRecord;
 
 fn rules(e: &Evaluation) -> Vec<&str> {
     e.findings.iter().map(|f| f.rule.as_str()).collect()
@@ -313,7 +313,11 @@ fn money(s: &str, code: &str) -> Money {
 
 /// The clean order, capture and invoice, in `code` with the given figures.
 fn clean_in(code: &str, total: &str, invoiced: &str) -> Vec<StoredRecord> {
-    let mut recs = vec![order("1", 2), charge("ch_1", "1", 1), invoice("INV-1", "1", 60)];
+    let mut recs = vec![
+        order("1", 2),
+        charge("ch_1", "1", 1),
+        invoice("INV-1", "1", 60),
+    ];
     for sr in &mut recs {
         match &mut sr.record.body {
             Body::StorefrontOrder(o) => {
@@ -355,7 +359,10 @@ fn a_policy_can_widen_one_currencys_tolerance() {
             .with(usd, rust_decimal::Decimal::new(5, 2)),
     };
     let recs = clean_in("USD", "100.00", "100.05");
-    assert_eq!(rules(&evaluate("1001", &recs)), vec!["order_total_vs_invoiced"]);
+    assert_eq!(
+        rules(&evaluate("1001", &recs)),
+        vec!["order_total_vs_invoiced"]
+    );
     let e = evaluate_with(&policy, "1001", &recs);
     assert_eq!(e.transaction.state, ReconciliationState::Matched);
 }
@@ -370,7 +377,11 @@ fn order_parts_in_two_currencies_are_reported_not_added() {
     }
     let e = evaluate(
         "1001",
-        &[o, charge("ch_1", "110.00", 1), invoice("INV-1", "110.00", 60)],
+        &[
+            o,
+            charge("ch_1", "110.00", 1),
+            invoice("INV-1", "110.00", 60),
+        ],
     );
     assert_eq!(rules(&e), vec!["order_components_sum"]);
     let summary = &e.findings[0].summary;
@@ -394,19 +405,30 @@ fn second_charge(fee: Money, rate: Option<rust_decimal::Decimal>) -> StoredRecor
 // Bug 3: a fee in a second currency was dropped from the fee total.
 #[test]
 fn a_fee_in_a_second_currency_is_converted_at_its_rate_or_reported() {
-    let base = [order("100.00", 2), charge("ch_1", "50.00", 1), invoice("INV-1", "100.00", 60)];
+    let base = [
+        order("100.00", 2),
+        charge("ch_1", "50.00", 1),
+        invoice("INV-1", "100.00", 60),
+    ];
 
     let mut recs = base.to_vec();
     recs.push(second_charge(money("2.00", "EUR"), None));
     let e = evaluate("1001", &recs);
     assert_eq!(rules(&e), vec!["fee_currency_mismatch"]);
     assert_eq!(e.findings[0].subject, "stripe/processor_payment/ch_2");
-    assert!(e.findings[0].summary.contains("2.00 EUR"), "{}", e.findings[0].summary);
+    assert!(
+        e.findings[0].summary.contains("2.00 EUR"),
+        "{}",
+        e.findings[0].summary
+    );
     assert_eq!(e.transaction.totals.processor_fees, Some(usd("3.20")));
 
     // 1 USD = 0.8 EUR, so 2.00 EUR of fee is 2.50 USD.
     let mut recs = base.to_vec();
-    recs.push(second_charge(money("2.00", "EUR"), Some(rust_decimal::Decimal::new(8, 1))));
+    recs.push(second_charge(
+        money("2.00", "EUR"),
+        Some(rust_decimal::Decimal::new(8, 1)),
+    ));
     let e = evaluate("1001", &recs);
     assert!(e.findings.is_empty(), "{:?}", e.findings);
     assert_eq!(e.transaction.totals.processor_fees, Some(usd("5.70")));
