@@ -122,8 +122,8 @@ impl JournalEntry {
     }
 }
 
-fn checked_sum(items: impl Iterator<Item = Decimal>) -> Option<Decimal> {
-    items.fold(Some(Decimal::ZERO), |t, d| t?.checked_add(d))
+fn checked_sum(mut items: impl Iterator<Item = Decimal>) -> Option<Decimal> {
+    items.try_fold(Decimal::ZERO, |t, d| t.checked_add(d))
 }
 
 #[cfg(test)]
