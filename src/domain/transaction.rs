@@ -279,7 +279,7 @@ impl FulfillmentView {
         };
         Some(FulfillmentView {
             fulfillment_id: r.source_id.clone(),
-            quantity: f.lines.iter().map(|l| l.quantity).sum(),
+            quantity: units(f.lines.iter().map(|l| l.quantity)),
             event_time: r.event_time,
         })
     }
@@ -347,6 +347,12 @@ fn movements_of(r: &Record) -> Vec<Movement> {
         }
         _ => vec![],
     }
+}
+
+/// A count of units that saturates instead of overflowing: quantities come
+/// from callers, and no order ships 2^63 units.
+pub(crate) fn units(quantities: impl Iterator<Item = i64>) -> i64 {
+    quantities.fold(0, i64::saturating_add)
 }
 
 fn totals(records: &[StoredRecord], currency: Option<Currency>) -> Totals {

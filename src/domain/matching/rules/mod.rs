@@ -10,7 +10,7 @@ pub(crate) mod totals;
 use crate::domain::facts::select::{current_order, kind_records};
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Record, RecordKind, StorefrontOrder};
-use crate::domain::transaction::{StoredRecord, Transaction};
+use crate::domain::transaction::{StoredRecord, Transaction, units};
 
 /// One order's records, merged and sorted by kind, for the rules to read.
 pub(crate) struct Context<'a> {
@@ -47,12 +47,12 @@ impl<'a> Context<'a> {
 
     pub fn ordered_units(&self) -> i64 {
         self.order
-            .map(|(_, o)| o.line_items.iter().map(|l| l.quantity).sum())
+            .map(|(_, o)| units(o.line_items.iter().map(|l| l.quantity)))
             .unwrap_or(0)
     }
 
     pub fn shipped_units(&self) -> i64 {
-        self.tx.fulfillments.iter().map(|f| f.quantity).sum()
+        units(self.tx.fulfillments.iter().map(|f| f.quantity))
     }
 
     /// Some units shipped, not all: totals are compared only once complete
