@@ -218,16 +218,7 @@ impl EmbeddedPostgres {
             run_as,
             false,
         )?;
-        let mut pg = EmbeddedPostgres {
-            pid: child.id(),
-            child: Some(child),
-            data_dir,
-            socket_dir,
-            log_path,
-            port: PORT,
-            temp_root: None,
-            settings: settings.clone(),
-        };
+        let mut pg = EmbeddedPostgres::spawned(child, data_dir, socket_dir, log_path, settings);
         pg.wait_ready().await?;
         tracing::info!(
             pid = pg.pid,
@@ -273,20 +264,32 @@ impl EmbeddedPostgres {
         cluster::init_cluster(&bins, &data_dir, &log_path, run_as, true).await?;
         let child =
             cluster::spawn_postgres(&bins, &data_dir, &socket_dir, &log_path, PORT, run_as, true)?;
-        let mut pg = EmbeddedPostgres {
+        let mut pg = EmbeddedPostgres::spawned(child, data_dir, socket_dir, log_path, settings);
+        pg.temp_root = Some(root);
+        // `pg` now owns the directory's removal (it must outlive the server).
+        std::mem::forget(cleanup);
+        pg.wait_ready().await?;
+        Ok(pg)
+    }
+
+    /// A server we just started on the default port.
+    fn spawned(
+        child: Child,
+        data_dir: PathBuf,
+        socket_dir: PathBuf,
+        log_path: PathBuf,
+        settings: &Settings,
+    ) -> EmbeddedPostgres {
+        EmbeddedPostgres {
             pid: child.id(),
             child: Some(child),
             data_dir,
             socket_dir,
             log_path,
             port: PORT,
-            temp_root: Some(root),
+            temp_root: None,
             settings: settings.clone(),
-        };
-        // `pg` now owns the directory's removal (it must outlive the server).
-        std::mem::forget(cleanup);
-        pg.wait_ready().await?;
-        Ok(pg)
+        }
     }
 
     /// URL for database `postgres` as superuser `tally` over the unix socket,

@@ -26,7 +26,9 @@ async fn select_one(url: &str) -> i32 {
 
 #[test]
 fn missing_binaries_say_what_to_install_or_set() {
-    let empty = std::env::temp_dir().join(format!("tally-no-pg-{}", std::process::id()));
+    let empty = settings()
+        .temp_dir
+        .join(format!("tally-no-pg-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     let err = find_binaries_in(vec![empty.clone()]).unwrap_err();
     let msg = err.to_string();
@@ -121,7 +123,9 @@ async fn start_reuses_cluster_and_adopts_running_server() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let base = std::env::temp_dir().join(format!("tally-pg-test-{}-{nanos}", std::process::id()));
+    let base = settings()
+        .temp_dir
+        .join(format!("tally-pg-test-{}-{nanos}", std::process::id()));
     let _cleanup = RemoveOnDrop(Some(base.clone()));
     let settings = Settings {
         tally_dir: base.clone(),

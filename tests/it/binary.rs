@@ -22,19 +22,8 @@ async fn wait_serving(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         assert!(child.try_wait().unwrap().is_none(), "tally exited early");
-        if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let r = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if r.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
-                return;
-            }
+        if is_serving(port).await {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -98,24 +87,23 @@ async fn serve_without_a_database_url_runs_its_own_postgres() {
     }
     let dir = std::env::temp_dir().join(format!("tally-embedded-test-{}", std::process::id()));
     let port = free_port();
-    let mut child = tally()
-        .arg("serve")
-        .env("TALLY_DATA_DIR", &dir)
-        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .spawn()
-        .unwrap();
+    let mut child = embedded_serve(&dir, port);
     wait_serving(port, &mut child).await;
+    stop_embedded_serve(child, &dir).await;
+}
+
+/// SIGTERM: it exits cleanly and stops the PostgreSQL it started.
+async fn stop_embedded_serve(mut child: Stopped, dir: &std::path::Path) {
     assert!(
         terminate(&mut child, Duration::from_secs(30))
             .await
             .success()
     );
-    // It stopped the PostgreSQL it started.
     assert!(
         !dir.join("postgres/postmaster.pid").exists(),
         "embedded PostgreSQL left running"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
@@ -361,15 +349,21 @@ async fn is_serving(port: u16) -> bool {
         .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
 }
 
+/// `tally serve` on its own PostgreSQL in a fresh directory, once SERVING.
+async fn serving_embedded(name: &str) -> (std::path::PathBuf, u16, Stopped) {
+    let dir = std::env::temp_dir().join(format!("tally-{name}-test-{}", std::process::id()));
+    let port = free_port();
+    let mut child = embedded_serve(&dir, port);
+    wait_serving(port, &mut child).await;
+    (dir, port, child)
+}
+
 /// The embedded PostgreSQL dies (SIGKILL, as the OOM killer does): Tally
 /// reaps it, starts it again, and health returns to SERVING.
 #[tokio::test]
 async fn a_killed_embedded_postgres_is_reaped_and_restarted() {
-    let dir = std::env::temp_dir().join(format!("tally-restart-test-{}", std::process::id()));
+    let (dir, port, mut child) = serving_embedded("restart").await;
     let data_dir = dir.join("postgres");
-    let port = free_port();
-    let mut child = embedded_serve(&dir, port);
-    wait_serving(port, &mut child).await;
     let first = postmaster_pid(&data_dir).expect("postmaster.pid");
     assert!(tally::embedded_pg::sys::kill(
         first,
@@ -391,17 +385,7 @@ async fn a_killed_embedded_postgres_is_reaped_and_restarted() {
     }
     let zombies = zombie_children(child.id());
     assert!(zombies.is_empty(), "zombies left: {zombies:?}");
-
-    assert!(
-        terminate(&mut child, Duration::from_secs(30))
-            .await
-            .success()
-    );
-    assert!(
-        !data_dir.join("postmaster.pid").exists(),
-        "the restarted PostgreSQL was left running"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    stop_embedded_serve(child, &dir).await;
 }
 
 /// When the embedded PostgreSQL cannot be started again, Tally gives up
@@ -409,11 +393,8 @@ async fn a_killed_embedded_postgres_is_reaped_and_restarted() {
 /// supervisor restarts it.
 #[tokio::test]
 async fn an_embedded_postgres_that_cannot_restart_makes_tally_exit_non_zero() {
-    let dir = std::env::temp_dir().join(format!("tally-giveup-test-{}", std::process::id()));
+    let (dir, _, mut child) = serving_embedded("giveup").await;
     let data_dir = dir.join("postgres");
-    let port = free_port();
-    let mut child = embedded_serve(&dir, port);
-    wait_serving(port, &mut child).await;
     let pid = postmaster_pid(&data_dir).expect("postmaster.pid");
     // A cluster without PG_VERSION is refused at every start; the running
     // server does not notice until it is killed.
