@@ -98,14 +98,19 @@ pub(super) fn log_tail(path: &Path, n: usize) -> String {
     }
 }
 
-/// Line 8 of postmaster.pid ("starting", "ready", "stopping", "standby").
-pub(super) fn pid_file_status(pid_file: &Path) -> Option<String> {
-    let contents = fs::read_to_string(pid_file).ok()?;
+/// Whether postmaster.pid says the server accepts connections. Line 8 is
+/// its status ("starting", "ready", "stopping", "standby"), as pg_ctl reads
+/// it. The socket exists before that line is written, while the server still
+/// answers "the database system is starting up", so a readable file without
+/// the line means not yet; an unreadable one leaves the socket to decide.
+pub(super) fn pid_file_says_ready(pid_file: &Path) -> bool {
+    let Ok(contents) = fs::read_to_string(pid_file) else {
+        return true;
+    };
     contents
         .lines()
         .nth(7)
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .is_some_and(|s| matches!(s.trim(), "ready" | "standby"))
 }
 
 pub(super) fn remove_tree(root: &Path) {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::process::Child;
 
 use binaries::find_binaries;
-use files::{RemoveOnDrop, check_socket_path, create_owned_dirs, log_tail, pid_file_status};
+use files::{RemoveOnDrop, check_socket_path, create_owned_dirs, log_tail, pid_file_says_ready};
 use files::{chown, remove_tree, set_mode, tally_dir_of, warn_if_not_traversable};
 use sys::Signal;
 
@@ -414,10 +414,9 @@ impl EmbeddedPostgres {
                     });
                 }
             }
-            // The socket appears before recovery finishes; postmaster.pid's
-            // status line is what pg_ctl waits on, so use it when readable.
+            // The socket appears before recovery finishes.
             if tokio::net::UnixStream::connect(&socket).await.is_ok()
-                && pid_file_status(&pid_file).is_none_or(|s| s == "ready" || s == "standby")
+                && pid_file_says_ready(&pid_file)
             {
                 return Ok(());
             }

@@ -195,3 +195,29 @@ async fn a_killed_server_is_reaped_and_restarted() {
     assert_eq!(select_one(&pg.database_url()).await, 1);
     pg.stop().await.expect("stop");
 }
+
+/// The socket exists before postmaster.pid has its status line; only
+/// "ready" (or "standby") means connections are accepted.
+#[test]
+fn ready_only_once_the_lock_file_says_so() {
+    let dir = settings()
+        .temp_dir
+        .join(format!("tally-pidfile-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("postmaster.pid");
+    let head = "123\n/data\n1700000000\n5432\n/run\n\n  1234 5678\n";
+    for (contents, ready) in [
+        (head.to_string(), false),
+        (format!("{head}starting\n"), false),
+        (format!("{head}ready   \n"), true),
+        (format!("{head}standby\n"), true),
+    ] {
+        fs::write(&file, &contents).unwrap();
+        assert_eq!(files::pid_file_says_ready(&file), ready, "{contents:?}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        files::pid_file_says_ready(&file),
+        "unreadable: the socket decides"
+    );
+}
