@@ -132,7 +132,16 @@ async fn supervise(
                 _ = tokio::time::sleep(policy.backoff(attempt)) => {}
             }
             recent.push(Instant::now());
-            match pg.restart().await {
+            // A stop must not wait out a slow start (up to 30 s): dropping
+            // the restart leaves the new child in `pg`, which stop() ends.
+            let restarted = tokio::select! {
+                _ = &mut stop => None,
+                r = pg.restart() => Some(r),
+            };
+            let Some(restarted) = restarted else {
+                return pg.stop().await.map_err(SupervisorError::Stop);
+            };
+            match restarted {
                 Ok(()) => {
                     tracing::info!(pid = pg.pid(), "embedded PostgreSQL restarted");
                     break;
@@ -150,6 +159,32 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded_pg::sys;
+
+    /// With no restarts allowed, a dead server ends the supervisor with an
+    /// error saying how it ended (and the process would exit non-zero).
+    #[tokio::test]
+    async fn gives_up_once_its_restarts_are_spent() {
+        let settings = crate::config::embedded_settings_from_env();
+        let pg = EmbeddedPostgres::start_temporary(&settings)
+            .await
+            .expect("start_temporary");
+        let pid = pg.pid().expect("pid");
+        let policy = RestartPolicy {
+            max_restarts: 0,
+            ..RestartPolicy::default()
+        };
+        let mut supervised = Supervised::start(pg, policy);
+        assert!(sys::kill(pid, sys::Signal::Kill));
+        let err = tokio::time::timeout(Duration::from_secs(10), supervised.failed())
+            .await
+            .expect("the supervisor noticed");
+        assert!(
+            matches!(err, SupervisorError::GaveUp { restarts: 0, ref last, .. } if last.contains("exited")),
+            "{err}"
+        );
+        assert!(!sys::pid_alive(pid), "reaped, not a zombie");
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
