@@ -1,69 +1,262 @@
-//! Configuration from the environment, read through a lookup function so
-//! tests never touch the process environment.
+//! Configuration: every setting has a flag and an environment variable
+//! (see `cli.rs`), and is validated here into [`Config`].
+//!
+//! Settings are read through a lookup function keyed by environment variable
+//! name, as linkerd2-proxy reads its `Strings`: the binary passes what clap
+//! parsed (flag, else variable), tests pass a closure, and nothing here
+//! touches the process environment except [`Config::from_env`].
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::embedded_pg;
 
+/// What `--help` and the README show; the default itself is built without
+/// parsing (a unit test checks that the two agree).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+pub const DEFAULT_POOL_SIZE: usize = 16;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 20;
+
+/// A setting's flag and environment variable; errors name both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub flag: &'static str,
+    pub env: &'static str,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.flag, self.env)
+    }
+}
+
+/// Every setting Tally reads. `cli.rs` declares the same flag and variable
+/// for each (a unit test there checks that they agree).
+pub mod keys {
+    use super::Key;
+
+    const fn key(flag: &'static str, env: &'static str) -> Key {
+        Key { flag, env }
+    }
+
+    pub const DATABASE_URL: Key = key("--database-url", "DATABASE_URL");
+    pub const GRPC_ADDR: Key = key("--grpc-addr", "TALLY_GRPC_ADDR");
+    pub const METRICS_ADDR: Key = key("--metrics-addr", "TALLY_METRICS_ADDR");
+    pub const DATA_DIR: Key = key("--data-dir", "TALLY_DATA_DIR");
+    pub const PG_BIN: Key = key("--pg-bin", "TALLY_PG_BIN");
+    pub const POOL_SIZE: Key = key("--pool-size", "TALLY_DB_POOL_SIZE");
+    pub const SHUTDOWN_GRACE_SECS: Key = key("--shutdown-grace-secs", "TALLY_SHUTDOWN_GRACE_SECS");
+    pub const LOG_FORMAT: Key = key("--log-format", "TALLY_LOG_FORMAT");
+    pub const CONFIG: Key = key("--config", "TALLY_CONFIG");
+    pub const IN_PROCESS_WORKER: Key = key("--in-process-worker", "TALLY_IN_PROCESS_WORKER");
+
+    /// All of them, for the tests that keep `cli.rs` and this list in step.
+    pub const ALL: [Key; 10] = [
+        DATABASE_URL,
+        GRPC_ADDR,
+        METRICS_ADDR,
+        DATA_DIR,
+        PG_BIN,
+        POOL_SIZE,
+        SHUTDOWN_GRACE_SECS,
+        LOG_FORMAT,
+        CONFIG,
+        IN_PROCESS_WORKER,
+    ];
+}
+
+/// A setting that cannot be used, naming the flag, the variable and the
+/// value. Not a service error: it stops the process before it serves.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: '{value}' {expected}")]
+    Invalid {
+        key: Key,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{key}: cannot read '{}': {source}", path.display())]
+    Unreadable {
+        key: Key,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// None: run an embedded PostgreSQL that Tally owns.
     pub database_url: Option<String>,
     pub grpc_addr: SocketAddr,
+    /// Where Prometheus metrics will be served (parsed now, served later).
+    pub metrics_addr: Option<SocketAddr>,
     pub pool_size: usize,
     /// How often health re-checks the database.
     pub health_interval: Duration,
     /// How long in-flight calls may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    /// Handoff contracts and the chart of accounts (TOML); checked readable.
+    pub config_file: Option<PathBuf>,
+    /// Reserved: whether `serve` also runs the worker (default true).
+    pub in_process_worker: bool,
+    /// The embedded PostgreSQL, used when `database_url` is None.
+    pub embedded: embedded_pg::Settings,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config> {
+    pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var(k).ok())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config> {
-        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let addr = |k: &str, v: String| -> Result<SocketAddr> {
-            v.parse()
-                .map_err(|_| Error::FailedPrecondition(format!("{k}='{v}' is not host:port")))
-        };
-        let grpc_addr = addr(
-            "TALLY_GRPC_ADDR",
-            non_empty("TALLY_GRPC_ADDR").unwrap_or(DEFAULT_GRPC_ADDR.into()),
-        )?;
-        let pool_size = match non_empty("TALLY_DB_POOL_SIZE") {
-            Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "TALLY_DB_POOL_SIZE='{v}' is not a positive number"
-                ))
-            })?,
-            None => 16,
-        };
-        let shutdown_grace = match non_empty("TALLY_SHUTDOWN_GRACE_SECS") {
-            Some(v) => Duration::from_secs(v.parse().map_err(|_| {
-                Error::FailedPrecondition(format!(
-                    "TALLY_SHUTDOWN_GRACE_SECS='{v}' is not a number of seconds"
-                ))
-            })?),
-            None => Duration::from_secs(20),
-        };
+    /// `get` answers by environment variable name; empty values count as
+    /// unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let setting = |key: Key| get(key.env).map(|v| (key, v));
         Ok(Config {
-            database_url: non_empty("DATABASE_URL"),
-            grpc_addr,
-            pool_size,
+            database_url: get(keys::DATABASE_URL.env),
+            grpc_addr: parse_addr(keys::GRPC_ADDR, get(keys::GRPC_ADDR.env))?
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 50051))),
+            metrics_addr: parse_addr(keys::METRICS_ADDR, get(keys::METRICS_ADDR.env))?,
+            pool_size: match setting(keys::POOL_SIZE) {
+                Some((key, v)) => positive(key, &v)?,
+                None => DEFAULT_POOL_SIZE,
+            },
             health_interval: Duration::from_secs(2),
-            shutdown_grace,
+            shutdown_grace: Duration::from_secs(match setting(keys::SHUTDOWN_GRACE_SECS) {
+                Some((key, v)) => v.trim().parse().map_err(|_| invalid(key, &v, SECONDS))?,
+                None => DEFAULT_SHUTDOWN_GRACE_SECS,
+            }),
+            log_format: match setting(keys::LOG_FORMAT) {
+                Some((key, v)) => parse_log_format(key, &v)?,
+                None => LogFormat::Text,
+            },
+            config_file: match setting(keys::CONFIG) {
+                Some((key, v)) => Some(readable_file(key, &v)?),
+                None => None,
+            },
+            in_process_worker: match setting(keys::IN_PROCESS_WORKER) {
+                Some((key, v)) => parse_bool(key, &v)?,
+                None => true,
+            },
+            embedded: embedded_settings(&get),
         })
+    }
+}
+
+/// Where the embedded PostgreSQL lives and where its binaries are found:
+/// TALLY_DATA_DIR and TALLY_PG_BIN, else the platform's defaults (XDG_DATA_HOME,
+/// HOME, PATH, TMPDIR).
+pub fn embedded_settings(get: &impl Fn(&str) -> Option<String>) -> embedded_pg::Settings {
+    let path = |k: &str| get(k).map(PathBuf::from);
+    let temp_dir = path("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp"));
+    let tally_dir = path(keys::DATA_DIR.env).unwrap_or_else(|| {
+        embedded_pg::default_tally_dir(path("XDG_DATA_HOME"), path("HOME"), &temp_dir)
+    });
+    embedded_pg::Settings {
+        tally_dir,
+        pg_bin: path(keys::PG_BIN.env),
+        search_path: get("PATH")
+            .map(|p| std::env::split_paths(&p).collect())
+            .unwrap_or_default(),
+        temp_dir,
+    }
+}
+
+/// [`embedded_settings`] from the process environment (the test harness's
+/// throwaway servers).
+pub fn embedded_settings_from_env() -> embedded_pg::Settings {
+    embedded_settings(&|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+const SECONDS: &str = "is not a whole number of seconds";
+
+fn invalid(key: Key, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn parse_addr(key: Key, value: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid(key, &v, "is not an address ip:port"))
+        })
+        .transpose()
+}
+
+fn positive(key: Key, value: &str) -> Result<usize, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(key, value, "is not a positive number"))
+}
+
+pub fn parse_log_format(key: Key, value: &str) -> Result<LogFormat, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(invalid(key, value, "is not a log format (text or json)")),
+    }
+}
+
+fn parse_bool(key: Key, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(key, value, "is not true or false")),
+    }
+}
+
+/// The file must exist and be readable now, not at first use.
+fn readable_file(key: Key, value: &str) -> Result<PathBuf, ConfigError> {
+    let path = Path::new(value);
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => Ok(path.to_path_buf()),
+        Ok(_) => Err(invalid(key, value, "is not a regular file")),
+        Err(source) => Err(ConfigError::Unreadable {
+            key,
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    fn error(vars: &[(&str, &str)]) -> String {
+        config(vars).unwrap_err().to_string()
+    }
 
     #[test]
     fn defaults_and_overrides() {
@@ -81,5 +274,86 @@ mod tests {
         assert!(
             Config::from_lookup(|k| (k == "TALLY_GRPC_ADDR").then(|| "nope".to_string())).is_err()
         );
+    }
+
+    #[test]
+    fn every_default() {
+        let c = config(&[("HOME", "/home/u"), ("TMPDIR", "/t")]).unwrap();
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.config_file, None);
+        assert!(c.in_process_worker);
+        assert_eq!(c.embedded.pg_bin, None);
+        assert_eq!(c.embedded.temp_dir, PathBuf::from("/t"));
+        if embedded_pg::sys::geteuid() != 0 {
+            assert_eq!(
+                c.embedded.tally_dir,
+                PathBuf::from("/home/u/.local/share/tally")
+            );
+        }
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let file = std::env::temp_dir().join(format!("tally-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "# contracts\n").unwrap();
+        let c = config(&[
+            ("TALLY_METRICS_ADDR", "0.0.0.0:9090"),
+            ("TALLY_DATA_DIR", "/srv/tally"),
+            ("TALLY_PG_BIN", "/opt/pg/bin"),
+            ("TALLY_DB_POOL_SIZE", "4"),
+            ("TALLY_SHUTDOWN_GRACE_SECS", "3"),
+            ("TALLY_LOG_FORMAT", "JSON"),
+            ("TALLY_CONFIG", file.to_str().unwrap()),
+            ("TALLY_IN_PROCESS_WORKER", "false"),
+            ("PATH", "/a/bin:/b/bin"),
+        ])
+        .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(c.embedded.tally_dir, PathBuf::from("/srv/tally"));
+        assert_eq!(c.embedded.data_dir(), PathBuf::from("/srv/tally/postgres"));
+        assert_eq!(c.embedded.pg_bin, Some(PathBuf::from("/opt/pg/bin")));
+        assert_eq!(
+            c.embedded.search_path,
+            vec![PathBuf::from("/a/bin"), PathBuf::from("/b/bin")]
+        );
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.config_file, Some(file));
+        assert!(!c.in_process_worker);
+    }
+
+    #[test]
+    fn errors_name_the_flag_the_variable_and_the_value() {
+        let cases: [(&str, &str, &str); 7] = [
+            ("TALLY_GRPC_ADDR", "localhost", "--grpc-addr"),
+            ("TALLY_METRICS_ADDR", "9090", "--metrics-addr"),
+            ("TALLY_DB_POOL_SIZE", "0", "--pool-size"),
+            ("TALLY_SHUTDOWN_GRACE_SECS", "-1", "--shutdown-grace-secs"),
+            ("TALLY_LOG_FORMAT", "yaml", "--log-format"),
+            ("TALLY_IN_PROCESS_WORKER", "maybe", "--in-process-worker"),
+            ("TALLY_CONFIG", "/nonexistent/tally.toml", "--config"),
+        ];
+        for (var, value, flag) in cases {
+            let msg = error(&[(var, value)]);
+            assert!(
+                msg.contains(var) && msg.contains(flag) && msg.contains(value),
+                "{msg}"
+            );
+        }
+        // A directory is not a config file.
+        let msg = error(&[("TALLY_CONFIG", "/")]);
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let c = config(&[("DATABASE_URL", " "), ("TALLY_DB_POOL_SIZE", "")]).unwrap();
+        assert!(c.database_url.is_none());
+        assert_eq!(c.pool_size, DEFAULT_POOL_SIZE);
     }
 }

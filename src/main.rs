@@ -1,40 +1,36 @@
-//! `tally serve | migrate`.
+//! `tally serve | migrate`; `tally --help` lists the options and their
+//! environment variables.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use tally::config::Config;
-use tally::embedded_pg::EmbeddedPostgres;
+use clap::Parser;
+
+use tally::cli::{Cli, Command};
+use tally::config::{Config, LogFormat};
+use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
 use tally::storage::{Store, run_migrations};
 
-const USAGE: &str = "usage: tally <command>
-
-commands:
-  serve     run migrations, then serve gRPC on TALLY_GRPC_ADDR (default 127.0.0.1:50051)
-  migrate   run pending migrations and exit
-
-environment:
-  DATABASE_URL        postgres://user@host:port/db; unset: an embedded PostgreSQL under
-                      TALLY_DATA_DIR (default ~/.local/share/tally, /var/lib/tally for root)
-  TALLY_GRPC_ADDR     address to serve on
-  TALLY_DB_POOL_SIZE  database connections per process (default 16)
-  TALLY_SHUTDOWN_GRACE_SECS  how long in-flight calls may finish after SIGTERM (default 20)
-  RUST_LOG            log filter (default info)";
+type AnyError = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let command = std::env::args().nth(1).unwrap_or_default();
-    if !matches!(command.as_str(), "serve" | "migrate") {
-        eprintln!("{USAGE}");
-        return if matches!(command.as_str(), "help" | "-h" | "--help") {
-            ExitCode::SUCCESS
+    // Usage errors, --help and --version exit here (2 or 0).
+    let cli = Cli::parse();
+    let config = match Config::from_lookup(|k| {
+        if Command::is_option(k) {
+            cli.command.setting(k)
         } else {
-            ExitCode::from(2)
-        };
-    }
+            // Platform variables the defaults derive from (HOME, PATH, ...).
+            std::env::var(k).ok()
+        }
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tally: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,71 +41,98 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&command)) {
+    match runtime.block_on(run(&cli.command, &config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "exiting");
             eprintln!("tally: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
-    let mut embedded = None;
-    let database_url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => {
-            let dir = EmbeddedPostgres::default_data_dir();
-            tracing::info!(data_dir = %dir.display(), "DATABASE_URL is not set: starting an embedded PostgreSQL");
-            let pg = EmbeddedPostgres::start(&dir).await?;
-            let url = pg.database_url();
-            embedded = Some(pg);
-            url
-        }
-    };
-
-    let result = async {
-        let applied = run_migrations(&database_url).await?;
-        for m in &applied {
-            tracing::info!(migration = %m, "applied");
-        }
-        if command == "migrate" {
-            println!("{} migration(s) applied", applied.len());
-            return Ok(());
-        }
-        let store = Store::connect(&database_url, config.pool_size)?;
-        let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-        tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
-        // Long-lived streams would hold a graceful drain open forever: after a
-        // signal, in-flight calls get a bounded grace period.
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = tx.send(true);
-        });
-        let mut drain = rx.clone();
-        let server = tally::server::serve(store, listener, config.health_interval, async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        });
-        tokio::select! {
-            result = server => result?,
-            _ = async {
-                let _ = drain.wait_for(|stop| *stop).await;
-                tokio::time::sleep(config.shutdown_grace).await;
-            } => tracing::warn!(grace = ?config.shutdown_grace, "calls still in flight after the grace period; exiting"),
-        }
-        tracing::info!("shut down");
-        Ok::<(), Box<dyn std::error::Error>>(())
+/// Logs go to stderr (stdout is for a command's output). Colour only when
+/// stderr is a terminal: a file or a pipe gets plain text; json is for log
+/// collectors.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_current_span(true)
+            .init(),
     }
-    .await;
+}
 
-    if let Some(pg) = embedded {
-        if let Err(e) = pg.stop().await {
-            tracing::warn!(error = %e, "stopping the embedded PostgreSQL");
-        }
+async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
+    if let Some(url) = &config.database_url {
+        return run_on(command, config, url).await;
+    }
+    tracing::info!(data_dir = %config.embedded.tally_dir.display(),
+        "DATABASE_URL is not set: starting an embedded PostgreSQL");
+    let pg = EmbeddedPostgres::start(&config.embedded).await?;
+    let url = pg.database_url();
+    // Restarted if it dies; if it cannot be, Tally exits non-zero so that
+    // its own supervisor restarts it.
+    let mut supervised = Supervised::start(pg, RestartPolicy::default());
+    let result = tokio::select! {
+        result = run_on(command, config, &url) => result,
+        e = supervised.failed() => return Err(e.into()),
+    };
+    if let Err(e) = supervised.stop().await {
+        tracing::warn!(error = %e, "stopping the embedded PostgreSQL");
     }
     result
+}
+
+async fn run_on(command: &Command, config: &Config, database_url: &str) -> Result<(), AnyError> {
+    let applied = run_migrations(database_url).await?;
+    for m in &applied {
+        tracing::info!(migration = %m, "applied");
+    }
+    match command {
+        Command::Migrate(_) => {
+            println!("{} migration(s) applied", applied.len());
+            Ok(())
+        }
+        Command::Serve(_) => serve(config, database_url).await,
+    }
+}
+
+async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
+    if let Some(file) = &config.config_file {
+        tracing::info!(file = %file.display(), "configuration file (read by later features)");
+    }
+    let store = Store::connect(database_url, config.pool_size)?;
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    // Long-lived streams would hold a graceful drain open forever: after a
+    // signal, in-flight calls get a bounded grace period.
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut drain = rx.clone();
+    let server = tally::server::serve(store, listener, config.health_interval, async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    });
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => result?,
+        _ = async {
+            let _ = drain.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "calls still in flight after the grace period; exiting"),
+    }
+    tracing::info!("shut down");
+    Ok(())
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish in-flight calls, exit.

@@ -22,19 +22,8 @@ async fn wait_serving(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         assert!(child.try_wait().unwrap().is_none(), "tally exited early");
-        if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            let r = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if r.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
-                return;
-            }
+        if is_serving(port).await {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -43,7 +32,7 @@ async fn wait_serving(port: u16, child: &mut Child) {
 
 /// SIGTERM, then the exit status within `limit`.
 async fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    tally::embedded_pg::sys::kill(child.id(), tally::embedded_pg::sys::Signal::Terminate);
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -98,24 +87,23 @@ async fn serve_without_a_database_url_runs_its_own_postgres() {
     }
     let dir = std::env::temp_dir().join(format!("tally-embedded-test-{}", std::process::id()));
     let port = free_port();
-    let mut child = tally()
-        .arg("serve")
-        .env("TALLY_DATA_DIR", &dir)
-        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .spawn()
-        .unwrap();
+    let mut child = embedded_serve(&dir, port);
     wait_serving(port, &mut child).await;
+    stop_embedded_serve(child, &dir).await;
+}
+
+/// SIGTERM: it exits cleanly and stops the PostgreSQL it started.
+async fn stop_embedded_serve(mut child: Stopped, dir: &std::path::Path) {
     assert!(
         terminate(&mut child, Duration::from_secs(30))
             .await
             .success()
     );
-    // It stopped the PostgreSQL it started.
     assert!(
         !dir.join("postgres/postmaster.pid").exists(),
         "embedded PostgreSQL left running"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
@@ -133,7 +121,10 @@ fn unknown_commands_print_usage_and_fail() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: tally"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // clap's usage line; it names what it did not understand.
+    assert!(stderr.to_lowercase().contains("usage: tally"), "{stderr}");
+    assert!(stderr.contains("frobnicate"), "{stderr}");
 }
 
 #[tokio::test]
@@ -173,4 +164,256 @@ async fn an_open_stream_cannot_hold_shutdown_past_the_grace_period() {
         "it did wait for the stream a while"
     );
     drop(tx);
+}
+
+/// Serves on the log output of `args` (stderr to a pipe), then stops it.
+async fn logs_of_serve(db_url: &str, args: &[&str]) -> String {
+    let port = free_port();
+    let mut child = tally()
+        .arg("serve")
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "info")
+        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_serving(port, &mut child).await;
+    assert!(
+        terminate(&mut child, Duration::from_secs(15))
+            .await
+            .success()
+    );
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(logs.contains("serving gRPC"), "{logs}");
+    logs
+}
+
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let db = TestDb::new().await;
+    let logs = logs_of_serve(&db.url, &[]).await;
+    assert!(
+        !logs.contains('\x1b'),
+        "ANSI escape in piped logs: {logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let db = TestDb::new().await;
+    let logs = logs_of_serve(&db.url, &["--log-format", "json"]).await;
+    let mut messages = Vec::new();
+    for line in logs.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        messages.push(v["fields"]["message"].as_str().unwrap_or("").to_string());
+    }
+    assert!(messages.iter().any(|m| m == "serving gRPC"), "{messages:?}");
+}
+
+#[test]
+fn bad_settings_name_the_flag_variable_and_value() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("serve")
+        .env("TALLY_DB_POOL_SIZE", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in ["--pool-size", "TALLY_DB_POOL_SIZE", "lots"] {
+        assert!(stderr.contains(part), "{stderr}");
+    }
+}
+
+#[test]
+fn help_lists_every_command_and_version_prints_the_version() {
+    let help = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("serve") && text.contains("migrate"), "{text}");
+    let serve = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&serve.stdout);
+    for env in ["DATABASE_URL", "TALLY_GRPC_ADDR", "TALLY_IN_PROCESS_WORKER"] {
+        assert!(text.contains(env), "{text}");
+    }
+    let version = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("tally {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The postmaster's pid from its lock file.
+fn postmaster_pid(data_dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Children of `parent` that exited and were never reaped.
+fn zombie_children(parent: u32) -> Vec<String> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if state == Some("Z") && ppid == Some(&parent.to_string()) {
+            zombies.push(stat);
+        }
+    }
+    zombies
+}
+
+/// A `tally` that a failing test does not leave running (with its
+/// PostgreSQL): stopped with SIGTERM on drop, SIGKILL if it lingers.
+struct Stopped(Child);
+
+impl std::ops::Deref for Stopped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        use tally::embedded_pg::sys::{Signal, kill};
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        kill(self.0.id(), Signal::Terminate);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn embedded_serve(dir: &std::path::Path, port: u16) -> Stopped {
+    Stopped(
+        tally()
+            .arg("serve")
+            .env("TALLY_DATA_DIR", dir)
+            .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn is_serving(port: u16) -> bool {
+    let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(ch)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+}
+
+/// `tally serve` on its own PostgreSQL in a fresh directory, once SERVING.
+async fn serving_embedded(name: &str) -> (std::path::PathBuf, u16, Stopped) {
+    let dir = std::env::temp_dir().join(format!("tally-{name}-test-{}", std::process::id()));
+    let port = free_port();
+    let mut child = embedded_serve(&dir, port);
+    wait_serving(port, &mut child).await;
+    (dir, port, child)
+}
+
+/// The embedded PostgreSQL dies (SIGKILL, as the OOM killer does): Tally
+/// reaps it, starts it again, and health returns to SERVING.
+#[tokio::test]
+async fn a_killed_embedded_postgres_is_reaped_and_restarted() {
+    let (dir, port, mut child) = serving_embedded("restart").await;
+    let data_dir = dir.join("postgres");
+    let first = postmaster_pid(&data_dir).expect("postmaster.pid");
+    assert!(tally::embedded_pg::sys::kill(
+        first,
+        tally::embedded_pg::sys::Signal::Kill
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(child.try_wait().unwrap().is_none(), "tally exited");
+        let restarted = postmaster_pid(&data_dir).is_some_and(|p| p != first);
+        if restarted && is_serving(port).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health did not return to SERVING after the postmaster was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let zombies = zombie_children(child.id());
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
+    stop_embedded_serve(child, &dir).await;
+}
+
+/// When the embedded PostgreSQL cannot be started again, Tally gives up
+/// after its bounded attempts and exits non-zero, so that its own
+/// supervisor restarts it.
+#[tokio::test]
+async fn an_embedded_postgres_that_cannot_restart_makes_tally_exit_non_zero() {
+    let (dir, _, mut child) = serving_embedded("giveup").await;
+    let data_dir = dir.join("postgres");
+    let pid = postmaster_pid(&data_dir).expect("postmaster.pid");
+    // A cluster without PG_VERSION is refused at every start; the running
+    // server does not notice until it is killed.
+    std::fs::rename(data_dir.join("PG_VERSION"), dir.join("PG_VERSION.away")).unwrap();
+    assert!(tally::embedded_pg::sys::kill(
+        pid,
+        tally::embedded_pg::sys::Signal::Kill
+    ));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tally kept running without its database"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

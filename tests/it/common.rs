@@ -32,6 +32,14 @@ extern "C" fn stop_embedded() {
     }
 }
 
+#[allow(unsafe_code)] // the crate denies it; this is the tests' one use
+fn stop_embedded_at_exit() {
+    // SAFETY: `stop_embedded` is an `extern "C" fn()` that takes no
+    // arguments, does not unwind (it only locks and drops), and touches only
+    // a static that lives until the process ends.
+    unsafe { libc::atexit(stop_embedded) };
+}
+
 async fn admin_url() -> &'static str {
     ADMIN_URL
         .get_or_init(|| async {
@@ -47,12 +55,14 @@ async fn admin_url() -> &'static str {
             eprintln!(
                 "no PostgreSQL at {DEFAULT_ADMIN_URL}: starting an embedded one for the tests"
             );
-            let pg = tally::embedded_pg::EmbeddedPostgres::start_temporary()
-                .await
-                .expect("no PostgreSQL reachable and the embedded one would not start");
+            let pg = tally::embedded_pg::EmbeddedPostgres::start_temporary(
+                &tally::config::embedded_settings_from_env(),
+            )
+            .await
+            .expect("no PostgreSQL reachable and the embedded one would not start");
             let url = pg.database_url();
             *EMBEDDED.lock().unwrap() = Some(pg);
-            unsafe { libc::atexit(stop_embedded) };
+            stop_embedded_at_exit();
             url
         })
         .await

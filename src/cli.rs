@@ -1,0 +1,199 @@
+//! The command line: `tally serve | migrate`. Every option is also read from
+//! its environment variable (the flag wins); clap parses, and
+//! [`crate::config::Config`] validates, so an error names the flag, the
+//! variable and the bad value. A new command is one variant of [`Command`]
+//! with the options it needs.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::keys;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Reconciles retail money flows: one canonical transaction per order",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pending migrations, then serve gRPC until SIGINT/SIGTERM
+    Serve(ServeArgs),
+    /// Run pending migrations and exit
+    Migrate(DatabaseArgs),
+}
+
+/// Where the database is; every command that touches it takes these.
+#[derive(Debug, Default, Args)]
+pub struct DatabaseArgs {
+    /// postgres://user@host:port/db; unset: an embedded PostgreSQL under --data-dir
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The embedded PostgreSQL's home [default: ~/.local/share/tally, /var/lib/tally as root]
+    #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Directory holding initdb and postgres, searched before /usr/lib/postgresql/*/bin and PATH
+    #[arg(long, env = "TALLY_PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<String>,
+    /// Database connections per process [default: 16]
+    #[arg(long, env = "TALLY_DB_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<String>,
+    /// Log lines as text (coloured only on a terminal) or json [default: text]
+    #[arg(long, env = "TALLY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// TOML file of handoff contracts and the chart of accounts (must be readable)
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<String>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to serve gRPC on [default: 127.0.0.1:50051]
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Address for Prometheus metrics (reserved: parsed, not served yet)
+    #[arg(long, env = "TALLY_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// How long in-flight calls may finish after SIGTERM [default: 20]
+    #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<String>,
+    /// Run the worker inside `serve` (reserved for the worker) [default: true]
+    #[arg(long, env = "TALLY_IN_PROCESS_WORKER", value_name = "BOOL")]
+    pub in_process_worker: Option<String>,
+}
+
+impl Command {
+    /// The value given for a setting, by its environment variable name;
+    /// None when neither flag nor variable was given, or when this command
+    /// has no such option.
+    pub fn setting(&self, env: &str) -> Option<String> {
+        let (database, serve) = match self {
+            Command::Serve(s) => (&s.database, Some(s)),
+            Command::Migrate(d) => (d, None),
+        };
+        let value = match env {
+            e if e == keys::DATABASE_URL.env => &database.database_url,
+            e if e == keys::DATA_DIR.env => &database.data_dir,
+            e if e == keys::PG_BIN.env => &database.pg_bin,
+            e if e == keys::POOL_SIZE.env => &database.pool_size,
+            e if e == keys::LOG_FORMAT.env => &database.log_format,
+            e if e == keys::CONFIG.env => &database.config,
+            e if e == keys::GRPC_ADDR.env => &serve?.grpc_addr,
+            e if e == keys::METRICS_ADDR.env => &serve?.metrics_addr,
+            e if e == keys::SHUTDOWN_GRACE_SECS.env => &serve?.shutdown_grace_secs,
+            e if e == keys::IN_PROCESS_WORKER.env => &serve?.in_process_worker,
+            _ => return None,
+        };
+        value.clone()
+    }
+
+    /// Whether `env` names one of the options (as opposed to a platform
+    /// variable such as HOME or PATH).
+    pub fn is_option(env: &str) -> bool {
+        keys::ALL.iter().any(|k| k.env == env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tally").chain(args.iter().copied()))
+    }
+
+    fn config(args: &[&str]) -> Config {
+        let cli = parse(args).unwrap();
+        Config::from_lookup(|k| cli.command.setting(k)).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every setting `Config` reads is a flag of `serve` with the variable
+    /// the docs name, so the two lists cannot drift apart.
+    #[test]
+    fn every_setting_has_its_flag_and_variable() {
+        let cmd = Cli::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        for key in keys::ALL {
+            let long = key.flag.trim_start_matches("--");
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("serve has no {}", key.flag));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(key.env),
+                "{}",
+                key.flag
+            );
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let c = config(&[
+            "serve",
+            "--grpc-addr",
+            "0.0.0.0:7000",
+            "--metrics-addr",
+            "0.0.0.0:9090",
+            "--pool-size",
+            "3",
+            "--shutdown-grace-secs",
+            "5",
+            "--log-format",
+            "json",
+            "--in-process-worker",
+            "false",
+            "--data-dir",
+            "/srv/tally",
+            "--database-url",
+            "postgres://u@h/db",
+        ]);
+        assert_eq!(c.grpc_addr.port(), 7000);
+        assert_eq!(c.metrics_addr.map(|a| a.port()), Some(9090));
+        assert_eq!(c.pool_size, 3);
+        assert_eq!(c.shutdown_grace.as_secs(), 5);
+        assert_eq!(c.log_format, crate::config::LogFormat::Json);
+        assert!(!c.in_process_worker);
+        assert_eq!(c.embedded.tally_dir, std::path::PathBuf::from("/srv/tally"));
+        assert_eq!(c.database_url.as_deref(), Some("postgres://u@h/db"));
+    }
+
+    #[test]
+    fn migrate_takes_the_database_options_only() {
+        let c = config(&["migrate", "--pool-size", "2"]);
+        assert_eq!(c.pool_size, 2);
+        let err = parse(&["migrate", "--grpc-addr", "0.0.0.0:1"]).unwrap_err();
+        assert!(err.to_string().contains("--grpc-addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cli = parse(&["serve", "--grpc-addr", "nowhere"]).unwrap();
+        let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--grpc-addr")
+                && msg.contains("TALLY_GRPC_ADDR")
+                && msg.contains("nowhere"),
+            "{msg}"
+        );
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&[]).is_err(), "a command is required");
+    }
+}
