@@ -1,5 +1,6 @@
 //! The pure domain: money, records, merging and matching. No I/O here.
 
+pub mod allocation;
 pub mod currency;
 pub mod matching;
 pub mod money;
