@@ -106,7 +106,11 @@ pub fn allocate_by_decimals(
         .map(|w| {
             let mut w = *w;
             w.rescale(scale);
-            if w.scale() == scale { Ok(w.mantissa()) } else { Err(AllocationError::Overflow) }
+            if w.scale() == scale {
+                Ok(w.mantissa())
+            } else {
+                Err(AllocationError::Overflow)
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let parts = allocate_units(to_units(total.amount, total.currency)?, &units)?;
@@ -143,14 +147,20 @@ mod tests {
         assert_eq!(allocate_units(100, &[1, 1, 1]).unwrap(), vec![34, 33, 33]);
         // 10 * 2/7 = 2.857, 10 * 5/7 = 7.142: the first has the larger remainder.
         assert_eq!(allocate_units(10, &[2, 5]).unwrap(), vec![3, 7]);
-        assert_eq!(allocate_units(-100, &[1, 1, 1]).unwrap(), vec![-34, -33, -33]);
+        assert_eq!(
+            allocate_units(-100, &[1, 1, 1]).unwrap(),
+            vec![-34, -33, -33]
+        );
         assert_eq!(allocate_units(0, &[3, 4]).unwrap(), vec![0, 0]);
     }
 
     #[test]
     fn refuses_what_it_cannot_split() {
         assert_eq!(allocate_units(5, &[]), Err(AllocationError::NoWeights));
-        assert_eq!(allocate_units(5, &[0, 0]), Err(AllocationError::ZeroWeights));
+        assert_eq!(
+            allocate_units(5, &[0, 0]),
+            Err(AllocationError::ZeroWeights)
+        );
         assert_eq!(
             allocate_units(5, &[1, -1]),
             Err(AllocationError::NegativeWeight { index: 1 })
@@ -168,7 +178,10 @@ mod tests {
         assert_eq!(to_units(Decimal::new(1999, 2), usd()), Ok(1999));
         assert_eq!(to_units(Decimal::new(-5, 0), usd()), Ok(-500));
         assert!(to_units(Decimal::new(19999, 3), usd()).is_err());
-        assert_eq!(from_units(1999, usd()).unwrap().amount, Decimal::new(1999, 2));
+        assert_eq!(
+            from_units(1999, usd()).unwrap().amount,
+            Decimal::new(1999, 2)
+        );
     }
 
     #[test]
@@ -185,7 +198,11 @@ mod tests {
         // largest remainder (.44), the second part.
         assert_eq!(
             amounts,
-            vec![Decimal::new(3333, 2), Decimal::new(4445, 2), Decimal::new(2222, 2)]
+            vec![
+                Decimal::new(3333, 2),
+                Decimal::new(4445, 2),
+                Decimal::new(2222, 2)
+            ]
         );
     }
 
