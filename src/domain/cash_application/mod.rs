@@ -21,3 +21,6 @@ pub use order::{
     RefundApplication, RefundOutcome, ReversalOutcome,
 };
 pub use subset::{Candidate, SubsetError, SubsetMatch, SubsetQuery, find_exact_subsets};
+
+#[cfg(test)]
+mod flow_tests;

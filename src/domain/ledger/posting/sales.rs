@@ -111,8 +111,11 @@ pub struct PaymentBooking {
     pub conversion: Option<Conversion>,
     pub applications: Vec<(String, Money)>,
     pub unapplied: Money,
-    /// A partial-capture reversal: the same shape booked the other way round.
-    pub reverse: bool,
+    /// Set for a partial-capture reversal (its balance transaction or event id): the same
+    /// shape booked the other way round, `applications` and `unapplied` being what the
+    /// reversal took back off invoices and off held cash. Keyed by this id, so a payment
+    /// reduced twice books two reversals.
+    pub reversal_id: Option<String>,
 }
 
 /// Dr processor clearing (or gift card liability) / Cr AR per invoice, Cr unapplied cash for
@@ -133,7 +136,7 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
             parts,
         });
     }
-    let (debit, credit) = if p.reverse {
+    let (debit, credit) = if p.reversal_id.is_some() {
         (Side::Credit, Side::Debit)
     } else {
         (Side::Debit, Side::Credit)
@@ -164,70 +167,65 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
             .iter()
             .map(|(i, _)| SourceRef::new(SourceKind::Invoice, i)),
     );
+    let (kind, keys, verb) = match &p.reversal_id {
+        Some(reversal) => (
+            "payment-reversal",
+            vec![p.payment_id.as_str(), reversal],
+            "Reversal of",
+        ),
+        None => ("payment", vec![p.payment_id.as_str()], "Cash application:"),
+    };
     let header = Header {
         merchant_id,
-        kind: if p.reverse {
-            "payment-reversal"
-        } else {
-            "payment"
-        },
-        keys: &[&p.payment_id],
+        kind,
+        keys: &keys,
         date: p.date,
         memo: format!(
-            "{} {:?} payment {} for order {}",
-            if p.reverse {
-                "Reversal of"
-            } else {
-                "Cash application:"
-            },
-            p.tender,
-            p.payment_id,
-            p.order_id
+            "{verb} {:?} payment {} for order {}",
+            p.tender, p.payment_id, p.order_id
         ),
         sources,
     };
     entry(header, lines)
 }
 
-/// Dr unapplied cash / Cr AR: cash captured before its invoice existed meets the invoice.
-/// `from_payments` are (payment id, amount) released; the key is the invoice and payments,
-/// so each release is booked once however often the worker retries.
+/// Dr unapplied cash / Cr AR: cash held on the order meets an invoice (one that just
+/// arrived, or one a reversal reopened). `released` are (payment id, invoice id, amount) as
+/// cash application returned them; `trigger_id` is the event that released them (the
+/// invoice or the reversal), which keys the entry: booked once however often the worker
+/// retries, and a second release between the same payment and invoice gets its own id.
 pub fn book_unapplied_release(
     merchant_id: &str,
     order_id: &str,
-    invoice_id: &str,
+    trigger_id: &str,
     date: NaiveDate,
-    from_payments: &[(String, Money)],
+    released: &[(String, String, Money)],
 ) -> Result<JournalEntry, LedgerError> {
-    let currency = from_payments
-        .first()
-        .map(|(_, m)| m.currency)
-        .ok_or(LedgerError::TooFewLines(0))?;
-    let total = sum(
-        from_payments.iter().map(|(_, m)| m),
-        currency,
-        "from_payments",
-    )?;
     let mut lines = Vec::new();
-    for (payment_id, amount) in from_payments {
-        non_negative(*amount, "from_payments.amount")?;
-        let l = JournalLine::debit(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
-        push_if_nonzero(&mut lines, l);
+    for (payment_id, invoice_id, amount) in released {
+        non_negative(*amount, "released.amount")?;
+        let debit =
+            JournalLine::debit(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
+        let credit =
+            JournalLine::credit(AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
+        push_if_nonzero(&mut lines, debit);
+        push_if_nonzero(&mut lines, credit);
     }
-    lines.push(JournalLine::credit(AccountRole::AccountsReceivable, total).memo(invoice_id));
     let lines = lines.into_iter().map(|l| l.order(Some(order_id))).collect();
-    let mut keys: Vec<&str> = vec![invoice_id];
-    keys.extend(from_payments.iter().map(|(p, _)| p.as_str()));
+    let mut sources = vec![SourceRef::new(SourceKind::Order, order_id)];
+    for (payment_id, invoice_id, _) in released {
+        sources.push(SourceRef::new(SourceKind::Capture, payment_id));
+        sources.push(SourceRef::new(SourceKind::Invoice, invoice_id));
+    }
+    sources.sort();
+    sources.dedup();
     let header = Header {
         merchant_id,
         kind: "unapplied-release",
-        keys: &keys,
+        keys: &[order_id, trigger_id],
         date,
-        memo: format!("Held cash applied to invoice {invoice_id} of order {order_id}"),
-        sources: vec![
-            SourceRef::new(SourceKind::Invoice, invoice_id),
-            SourceRef::new(SourceKind::Order, order_id),
-        ],
+        memo: format!("Held cash of order {order_id} applied ({trigger_id})"),
+        sources,
     };
     entry(header, lines)
 }
@@ -277,7 +275,8 @@ pub fn book_refund(merchant_id: &str, r: &RefundBooking) -> Result<JournalEntry,
     let header = Header {
         merchant_id,
         kind: "refund",
-        keys: &[&r.refund_id],
+        // A refund spread over two credit memos is booked once against each.
+        keys: &[&r.refund_id, &r.credit_memo_id],
         date: r.date,
         memo: format!(
             "Refund {} against credit memo {}",

@@ -36,7 +36,7 @@ fn payment(id: &str, amount: &str, apps: &[(&str, &str)], unapplied: &str) -> Pa
         conversion: None,
         applications: apps.iter().map(|(i, a)| (i.to_string(), m(a))).collect(),
         unapplied: m(unapplied),
-        reverse: false,
+        reversal_id: None,
     }
 }
 
@@ -161,7 +161,7 @@ fn a_gift_card_tender_comes_from_its_liability_not_the_processor() {
 #[test]
 fn a_partial_capture_reversal_is_the_payment_booked_backwards() {
     let mut p = payment("pcr_1", "40 USD", &[], "40 USD");
-    p.reverse = true;
+    p.reversal_id = Some("pcr_txn_1".into());
     let e = book_payment(M, &p).unwrap();
     let e = [&e];
     assert_eq!(
@@ -177,8 +177,8 @@ fn a_partial_capture_reversal_is_the_payment_booked_backwards() {
 #[test]
 fn held_cash_is_released_to_its_invoice_once_per_key() {
     let from = vec![
-        ("ch_1".to_string(), m("30 USD")),
-        ("ch_2".to_string(), m("20 USD")),
+        ("ch_1".to_string(), "inv_1".to_string(), m("30 USD")),
+        ("ch_2".to_string(), "inv_1".to_string(), m("20 USD")),
     ];
     let e = book_unapplied_release(M, "#1001", "inv_1", day(4), &from).unwrap();
     assert_eq!(
@@ -191,6 +191,13 @@ fn held_cash_is_released_to_its_invoice_once_per_key() {
     );
     let again = book_unapplied_release(M, "#1001", "inv_1", day(5), &from).unwrap();
     assert_eq!(again.external_id(), e.external_id());
+    // Released again later by a reversal that reopened the invoice: its own entry.
+    let later = book_unapplied_release(M, "#1001", "pcr_1", day(6), &from[..1]).unwrap();
+    assert_ne!(later.external_id(), e.external_id());
+    assert!(matches!(
+        book_unapplied_release(M, "#1001", "x", day(6), &[]),
+        Err(LedgerError::TooFewLines(0))
+    ));
 }
 
 #[test]
