@@ -109,8 +109,8 @@ pub fn bridge(currency: Currency, txns: &[BalanceTxn]) -> Result<PayoutBridge, P
         slot.amount = add(slot.amount, t.net.amount)?;
     }
     debug_assert_eq!(
-        b.gross.amount - b.fees.amount,
-        b.net.amount,
+        b.gross.amount.checked_sub(b.fees.amount),
+        Some(b.net.amount),
         "bridge must close"
     );
     Ok(b)

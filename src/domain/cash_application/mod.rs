@@ -15,6 +15,7 @@ mod pool;
 pub mod subset;
 
 pub use crate::domain::allocation::{AllocationError, allocate_money, allocate_units};
+pub use crate::domain::ledger::posting::Tender;
 pub use completeness::{BalanceTxn, Completeness, PayoutBridge, PayoutError, payout_completeness};
 pub use order::{
     Application, CashError, CashPosition, Document, OrderCash, Payment, PaymentOutcome,

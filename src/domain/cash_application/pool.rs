@@ -6,6 +6,9 @@
 //! ledger has booked them): money held because no document was open meets the next document
 //! that opens.
 //!
+//! Units come from exact decimals (below 2^96 each), so sums over fewer than 2^31 slots fit
+//! in i128 and the plain arithmetic here cannot overflow.
+//!
 //! Invariant (checked after every change): money is never held while a document is open.
 //! Held money would have been applied to it; an open document would have taken the money.
 

@@ -67,6 +67,12 @@ fn reports_every_fitting_combination_when_several_fit() {
         cand("c", "70 USD", 3),
         cand("d", "30 USD", 4),
     ];
+    // Greedy first fit takes 60 + 40 and never notices 70 + 30 fits as well: it would apply
+    // the deposit to payouts it cannot know are the right ones.
+    assert_eq!(
+        greedy(10_000, &[6_000, 4_000, 7_000, 3_000]),
+        Some(vec![0, 1])
+    );
     assert_eq!(
         find_exact_subsets(&query("100 USD"), &candidates).unwrap(),
         SubsetMatch::Ambiguous {

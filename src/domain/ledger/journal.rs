@@ -264,6 +264,8 @@ impl JournalEntry {
 
     /// The entry's net effect on one account in one currency (debit positive).
     pub fn balance(&self, account: AccountRole, currency: Currency) -> Decimal {
+        // `new` summed each side of these lines without overflow; a partial sum of them never
+        // exceeds a side's total in size, so this plain sum cannot overflow either.
         let net = self
             .lines()
             .iter()
