@@ -49,9 +49,14 @@ impl AccountRole {
         AccountRole::Rounding,
     ];
 
-    /// The snake_case key used in configuration and on the wire.
+    /// The snake_case key used in configuration, storage and on the wire.
     pub fn key(self) -> &'static str {
         self.defaults().0
+    }
+
+    /// The role a stored key names; None for a key no role has.
+    pub fn from_key(key: &str) -> Option<AccountRole> {
+        AccountRole::ALL.into_iter().find(|r| r.key() == key)
     }
 
     /// (key, default code, default name). The codes follow the common 1xxx assets,
@@ -97,10 +102,10 @@ pub struct Account {
 /// processing_fees = { code = "6100", name = "Stripe fees" }
 /// bank = { code = "1010" }
 /// ```
-/// Unknown roles and fields are refused, so a typo fails at load instead of silently
-/// booking to the default account.
+/// Unknown roles and fields inside `[accounts]` are refused, so a typo fails at load instead
+/// of silently booking to the default account. Other sections are ignored, so the whole
+/// configuration file can be read as a `ChartConfig`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChartConfig {
     #[serde(default)]
     pub accounts: BTreeMap<AccountRole, AccountOverride>,
@@ -189,6 +194,11 @@ impl ChartOfAccounts {
         Ok(())
     }
 
+    /// Every role with its account, in role order.
+    pub fn accounts(&self) -> impl Iterator<Item = (AccountRole, &Account)> {
+        self.accounts.iter().map(|(role, account)| (*role, account))
+    }
+
     pub fn account(&self, role: AccountRole) -> &Account {
         // Every constructor fills every role, so this lookup cannot miss.
         &self.accounts[&role]
@@ -205,6 +215,11 @@ mod tests {
         assert!(chart.check_codes_unique().is_ok());
         assert_eq!(chart.account(AccountRole::ProcessingFees).code, "6100");
         assert_eq!(AccountRole::FxGainLoss.key(), "fx_gain_loss");
+        assert_eq!(chart.accounts().count(), AccountRole::ALL.len());
+        for role in AccountRole::ALL {
+            assert_eq!(AccountRole::from_key(role.key()), Some(role));
+        }
+        assert_eq!(AccountRole::from_key("cash"), None);
     }
 
     #[test]
@@ -226,6 +241,16 @@ mod tests {
         let bank = chart.account(AccountRole::Bank);
         assert_eq!((bank.code.as_str(), bank.name.as_str()), ("1010", "Bank"));
         assert_eq!(chart.account(AccountRole::Revenue).code, "4000");
+    }
+
+    #[test]
+    fn the_accounts_section_is_read_from_a_whole_configuration_file() {
+        let config: ChartConfig = toml::from_str(
+            "[server]\nlisten = \"127.0.0.1:50051\"\n[accounts]\nrounding = { code = \"7999\" }",
+        )
+        .unwrap();
+        let chart = ChartOfAccounts::from_config(&config).unwrap();
+        assert_eq!(chart.account(AccountRole::Rounding).code, "7999");
     }
 
     #[test]

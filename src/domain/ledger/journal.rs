@@ -84,6 +84,41 @@ pub enum SourceKind {
     Deposit,
 }
 
+impl SourceKind {
+    pub const ALL: [SourceKind; 10] = [
+        SourceKind::Order,
+        SourceKind::Invoice,
+        SourceKind::CreditMemo,
+        SourceKind::Capture,
+        SourceKind::Tender,
+        SourceKind::Refund,
+        SourceKind::Dispute,
+        SourceKind::BalanceTransaction,
+        SourceKind::Payout,
+        SourceKind::Deposit,
+    ];
+
+    /// The key storage and the API use.
+    pub fn key(self) -> &'static str {
+        match self {
+            SourceKind::Order => "order",
+            SourceKind::Invoice => "invoice",
+            SourceKind::CreditMemo => "credit_memo",
+            SourceKind::Capture => "capture",
+            SourceKind::Tender => "tender",
+            SourceKind::Refund => "refund",
+            SourceKind::Dispute => "dispute",
+            SourceKind::BalanceTransaction => "balance_transaction",
+            SourceKind::Payout => "payout",
+            SourceKind::Deposit => "deposit",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceRef {
     pub kind: SourceKind,

@@ -163,6 +163,14 @@ fn a_reversal_swaps_every_line_and_still_balances() {
 }
 
 #[test]
+fn source_kinds_round_trip_through_their_keys() {
+    for kind in SourceKind::ALL {
+        assert_eq!(SourceKind::from_key(kind.key()), Some(kind));
+    }
+    assert_eq!(SourceKind::from_key("charge"), None);
+}
+
+#[test]
 fn external_ids_are_stable_and_unambiguous() {
     let a = ExternalId::derive("m1", "capture", &["ch_1"]);
     assert_eq!(a, ExternalId::derive("m1", "capture", &["ch_1"]));

@@ -98,6 +98,23 @@ pub enum Tender {
     StoreCredit,
 }
 
+impl Tender {
+    /// The key storage and the API use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Tender::Processor => "processor",
+            Tender::GiftCard => "gift_card",
+            Tender::StoreCredit => "store_credit",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Tender> {
+        [Tender::Processor, Tender::GiftCard, Tender::StoreCredit]
+            .into_iter()
+            .find(|t| t.key() == key)
+    }
+}
+
 /// One payment (capture or tender) and where cash application put it. `applications` are
 /// (invoice id, amount) in the order's currency; what they leave of `amount` is `unapplied`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +138,52 @@ pub struct PaymentBooking {
 /// Dr processor clearing (or gift card liability) / Cr AR per invoice, Cr unapplied cash for
 /// whatever no open invoice could take yet. Reversed, it gives back what the payment applied.
 pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntry, LedgerError> {
+    check_payment_conserved(p)?;
+    let lines = payment_lines(p)?;
+    let (kind, keys, verb) = match &p.reversal_id {
+        Some(reversal) => (
+            "payment-reversal",
+            vec![p.payment_id.as_str(), reversal],
+            "Reversal of",
+        ),
+        None => ("payment", vec![p.payment_id.as_str()], "Cash application:"),
+    };
+    let payment_kind = match p.tender {
+        Tender::Processor => SourceKind::Capture,
+        Tender::GiftCard | Tender::StoreCredit => SourceKind::Tender,
+    };
+    let mut sources = vec![
+        SourceRef::new(payment_kind, &p.payment_id),
+        SourceRef::new(SourceKind::Order, &p.order_id),
+    ];
+    sources.extend(
+        p.applications
+            .iter()
+            .map(|(i, _)| SourceRef::new(SourceKind::Invoice, i)),
+    );
+    let header = Header {
+        merchant_id,
+        kind,
+        keys: &keys,
+        date: p.date,
+        memo: format!(
+            "{verb} {} payment {} for order {}",
+            p.tender.key(),
+            p.payment_id,
+            p.order_id
+        ),
+        sources,
+    };
+    entry(header, lines)
+}
+
+/// Applications plus unapplied must be the payment, to the cent.
+fn check_payment_conserved(p: &PaymentBooking) -> Result<(), LedgerError> {
     non_negative(p.amount, "amount")?;
     non_negative(p.unapplied, "unapplied")?;
+    for (_, amount) in &p.applications {
+        non_negative(*amount, "applications.amount")?;
+    }
     let applied = sum(
         p.applications.iter().map(|(_, m)| m),
         p.amount.currency,
@@ -136,10 +197,13 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
             parts,
         });
     }
-    let (debit, credit) = if p.reversal_id.is_some() {
-        (Side::Credit, Side::Debit)
-    } else {
-        (Side::Debit, Side::Credit)
+    Ok(())
+}
+
+fn payment_lines(p: &PaymentBooking) -> Result<Vec<JournalLine>, LedgerError> {
+    let (debit, credit) = match p.reversal_id {
+        Some(_) => (Side::Credit, Side::Debit),
+        None => (Side::Debit, Side::Credit),
     };
     let mut lines = match p.tender {
         Tender::Processor => clearing_lines(debit, p.amount, p.conversion.as_ref())?,
@@ -148,7 +212,6 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
         }
     };
     for (invoice_id, amount) in &p.applications {
-        non_negative(*amount, "applications.amount")?;
         let l = line(credit, AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
         push_if_nonzero(&mut lines, l);
     }
@@ -157,36 +220,7 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
         line(credit, AccountRole::UnappliedCash, p.unapplied),
     );
     let order = Some(p.order_id.as_str());
-    let lines = lines.into_iter().map(|l| l.order(order)).collect();
-    let mut sources = vec![
-        SourceRef::new(SourceKind::Capture, &p.payment_id),
-        SourceRef::new(SourceKind::Order, &p.order_id),
-    ];
-    sources.extend(
-        p.applications
-            .iter()
-            .map(|(i, _)| SourceRef::new(SourceKind::Invoice, i)),
-    );
-    let (kind, keys, verb) = match &p.reversal_id {
-        Some(reversal) => (
-            "payment-reversal",
-            vec![p.payment_id.as_str(), reversal],
-            "Reversal of",
-        ),
-        None => ("payment", vec![p.payment_id.as_str()], "Cash application:"),
-    };
-    let header = Header {
-        merchant_id,
-        kind,
-        keys: &keys,
-        date: p.date,
-        memo: format!(
-            "{verb} {:?} payment {} for order {}",
-            p.tender, p.payment_id, p.order_id
-        ),
-        sources,
-    };
-    entry(header, lines)
+    Ok(lines.into_iter().map(|l| l.order(order)).collect())
 }
 
 /// Dr unapplied cash / Cr AR: cash held on the order meets an invoice (one that just

@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::ledger::balances::{ClearingCheck, check_clearing, trial_balance};
-use crate::domain::ledger::journal::LedgerError;
+use crate::domain::ledger::journal::{LedgerError, SourceKind, SourceRef};
 use crate::domain::ledger::test_support::{cur, day, m};
 use crate::domain::money::Money;
 
@@ -503,4 +503,65 @@ fn a_negative_payout_debits_the_bank_and_an_fx_residual_moves_to_fx() {
         book_payout_deposit(M, "po_z", day(4), Money::zero(cur("USD"))),
         Ok(None)
     );
+}
+
+#[test]
+fn tenders_round_trip_through_their_keys_and_name_their_source() {
+    for t in [Tender::Processor, Tender::GiftCard, Tender::StoreCredit] {
+        assert_eq!(Tender::from_key(t.key()), Some(t));
+    }
+    let mut p = payment("sc_1", "5 USD", &[("inv_1", "5 USD")], "0 USD");
+    p.tender = Tender::StoreCredit;
+    let e = book_payment(M, &p).unwrap();
+    assert_eq!(
+        e.source_refs()[0],
+        SourceRef::new(SourceKind::Tender, "sc_1")
+    );
+}
+
+/// A payout carrying a charge, a refund, a lost dispute with its fee and the charge fees:
+/// clearing returns to zero once deposited, and the won dispute a week later nets out.
+#[test]
+fn a_payout_with_a_refund_and_a_dispute_leaves_clearing_at_zero() {
+    let charge = book_payment(
+        M,
+        &payment("ch_1", "200 USD", &[("inv_1", "200 USD")], "0 USD"),
+    )
+    .unwrap();
+    let refund = RefundBooking {
+        refund_id: "re_1".into(),
+        credit_memo_id: "cm_1".into(),
+        order_id: "#1001".into(),
+        date: day(3),
+        returns: m("40 USD"),
+        tax: m("0 USD"),
+        shipping: m("0 USD"),
+        conversion: None,
+    };
+    let refund = book_refund(M, &refund).unwrap();
+    let d = DisputeBooking {
+        dispute_id: "dp_1".into(),
+        order_id: Some("#1001".into()),
+        date: day(3),
+        amount: m("60 USD"),
+        fee: m("15 USD"),
+    };
+    let dispute = book_dispute(M, &d).unwrap();
+    let fees = [fee("txn_1", Some("#1001"), "6.10 USD")];
+    let sweep = book_fee_sweep(M, "po_1", day(3), cur("USD"), &fees, &[])
+        .unwrap()
+        .entry
+        .unwrap();
+    // 200 - 40 - 60 - 15 - 6.10
+    let deposit = book_payout_deposit(M, "po_1", day(4), m("78.90 USD"))
+        .unwrap()
+        .unwrap();
+    let payout = [&charge, &refund, &dispute, &sweep, &deposit];
+    assert_eq!(check_clearing(payout).unwrap(), ClearingCheck::Zero);
+
+    let won = book_dispute_won(M, &d).unwrap();
+    let next = book_payout_deposit(M, "po_2", day(11), m("75 USD"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(check_clearing([&won, &next]).unwrap(), ClearingCheck::Zero);
 }
