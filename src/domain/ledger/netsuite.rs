@@ -312,6 +312,22 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_rounds_to_nothing_is_left_out() {
+        let e = entry(
+            "kwd-small",
+            vec![
+                JournalLine::debit(AccountRole::Bank, m("10.000 KWD")),
+                JournalLine::debit(AccountRole::Rounding, m("0.004 KWD")),
+                JournalLine::credit(AccountRole::ProcessorClearing, m("10.004 KWD")),
+            ],
+        );
+        let csv = netsuite_csv(&[e], &ChartOfAccounts::default(), &options());
+        let rows: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(rows.len(), 2, "{csv}");
+        assert!(rows.iter().all(|r| !r.contains(",0.00,")));
+    }
+
+    #[test]
     fn text_is_quoted_and_formulas_defused() {
         assert_eq!(escape("a,b"), "\"a,b\"");
         assert_eq!(escape("say \"hi\""), "\"say \"\"hi\"\"\"");
