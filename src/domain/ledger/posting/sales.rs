@@ -25,7 +25,8 @@ pub struct InvoiceBooking {
 }
 
 /// Dr AR (total), sales discounts / Cr revenue, sales tax payable, shipping income.
-/// The stated total must equal gross - discount + tax + shipping to the cent.
+/// The stated total must equal gross - discount + tax + shipping to the cent. An invoice of
+/// nothing at all has no lines and is refused (`TooFewLines`): the worker skips it.
 pub fn book_invoice(merchant_id: &str, inv: &InvoiceBooking) -> Result<JournalEntry, LedgerError> {
     let parts = [
         (inv.gross_lines, "gross_lines"),
@@ -53,10 +54,12 @@ pub fn book_invoice(merchant_id: &str, inv: &InvoiceBooking) -> Result<JournalEn
         });
     }
     let order = Some(inv.order_id.as_str());
-    let mut lines = vec![JournalLine::debit(
-        AccountRole::AccountsReceivable,
-        inv.total,
-    )];
+    // A fully discounted invoice has no receivable, only the discount against revenue.
+    let mut lines = Vec::new();
+    push_if_nonzero(
+        &mut lines,
+        JournalLine::debit(AccountRole::AccountsReceivable, inv.total),
+    );
     push_if_nonzero(
         &mut lines,
         JournalLine::debit(AccountRole::SalesDiscounts, inv.discount),

@@ -87,6 +87,17 @@ fn an_invoice_books_discount_tax_and_shipping_on_their_own_accounts() {
     )
     .unwrap();
     assert_eq!(plain.lines().len(), 2);
+    // Fully discounted: no receivable, the discount against revenue.
+    let free = book_invoice(
+        M,
+        &invoice("inv_3", "0 USD", "20 USD", "20 USD", "0 USD", "0 USD"),
+    )
+    .unwrap();
+    assert_eq!(
+        bal(&[&free], AccountRole::SalesDiscounts, "USD"),
+        m("20 USD").amount
+    );
+    assert_eq!(free.lines().len(), 2);
 }
 
 #[test]
