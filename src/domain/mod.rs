@@ -3,10 +3,13 @@
 //! Dependencies run one way: currency/money -> record (journal) -> facts
 //! -> transaction -> matching (its rules, then `evaluate`).
 
+pub mod allocation;
 pub mod canonical;
+pub mod cash_application;
 pub mod currency;
 pub mod facts;
 pub mod journal;
+pub mod ledger;
 pub mod matching;
 pub mod money;
 pub mod policy;

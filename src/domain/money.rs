@@ -6,6 +6,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use super::allocation::AllocationError;
 use super::currency::Currency;
 
 /// Why an amount string was refused. Each maps to a field violation.
@@ -152,43 +153,12 @@ pub fn parse_decimal(s: &str, currency: Option<Currency>) -> Result<Decimal, Amo
 
 /// Splits `total` across `weights` so the parts sum to `total` exactly,
 /// in units of the currency's minor unit (largest remainder method): no
-/// cent is created or lost when one payment pays several invoices.
-pub fn allocate(total: Money, weights: &[Decimal]) -> Vec<Money> {
-    let currency = total.currency;
-    let unit = Decimal::new(1, currency.exponent());
-    let weight_sum: Decimal = weights.iter().copied().sum();
-    if weights.is_empty() {
-        return vec![];
-    }
-    if weight_sum.is_zero() {
-        let mut parts = vec![Money::zero(currency); weights.len()];
-        parts[0] = total;
-        return parts;
-    }
-    let units_total = (total.amount / unit).trunc();
-    let mut floors = Vec::with_capacity(weights.len());
-    let mut rems = Vec::with_capacity(weights.len());
-    for (i, w) in weights.iter().enumerate() {
-        let exact = units_total * *w / weight_sum;
-        let floor = exact.floor();
-        floors.push(floor);
-        rems.push((exact - floor, i));
-    }
-    let mut left = units_total - floors.iter().copied().sum::<Decimal>();
-    // Largest remainders first; ties go to the earlier part so results are
-    // deterministic.
-    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, i) in rems {
-        if left <= Decimal::ZERO {
-            break;
-        }
-        floors[i] += Decimal::ONE;
-        left -= Decimal::ONE;
-    }
-    floors
-        .into_iter()
-        .map(|u| Money::new((u * unit).normalize(), currency))
-        .collect()
+/// cent is created or lost when one payment pays several invoices. Ties go
+/// to the earlier part, so results are deterministic. Weights that are
+/// empty, negative or all zero, a total finer than the minor unit, or
+/// figures beyond exact arithmetic are refused, never guessed at.
+pub fn allocate(total: Money, weights: &[Decimal]) -> Result<Vec<Money>, AllocationError> {
+    super::allocation::allocate_by_decimals(total, weights)
 }
 
 #[cfg(test)]
@@ -312,7 +282,7 @@ mod tests {
     #[test]
     fn allocation_conserves_every_cent() {
         let total = Money::parse("100.00", cur("USD")).unwrap();
-        let parts = allocate(total, &[Decimal::ONE, Decimal::ONE, Decimal::ONE]);
+        let parts = allocate(total, &[Decimal::ONE, Decimal::ONE, Decimal::ONE]).unwrap();
         let amounts: Vec<_> = parts.iter().map(|m| m.amount).collect();
         assert_eq!(
             amounts,
@@ -325,7 +295,7 @@ mod tests {
         assert_eq!(amounts.iter().copied().sum::<Decimal>(), total.amount);
 
         let yen = Money::parse("1000", cur("JPY")).unwrap();
-        let parts = allocate(yen, &[Decimal::new(1, 0), Decimal::new(2, 0)]);
+        let parts = allocate(yen, &[Decimal::new(1, 0), Decimal::new(2, 0)]).unwrap();
         assert_eq!(
             parts.iter().map(|m| m.amount).sum::<Decimal>(),
             Decimal::new(1000, 0)

@@ -1,0 +1,27 @@
+//! Cash application (pure planning): which invoice each cent of a payout pays.
+//!
+//! - `order`: captures and tenders applied to an order's invoices oldest first, cash held as
+//!   unapplied until its invoice exists, refunds matched to credit memos, reversals.
+//! - `subset`: exact subset-sum matching for money that names no payout or order.
+//! - `completeness`: whether a payout's balance transactions account for it yet.
+//! - splits: `domain::allocation` (largest remainder in minor units), re-exported here.
+//!
+//! No I/O: the worker loads the facts, calls these, books the results with
+//! `domain::ledger::posting` and stores everything in one transaction.
+
+pub mod completeness;
+pub mod order;
+mod pool;
+pub mod subset;
+
+pub use crate::domain::allocation::{AllocationError, allocate_money, allocate_units};
+pub use crate::domain::ledger::posting::Tender;
+pub use completeness::{BalanceTxn, Completeness, PayoutBridge, PayoutError, payout_completeness};
+pub use order::{
+    Application, CashError, CashPosition, Document, OrderCash, Payment, PaymentOutcome,
+    RefundApplication, RefundOutcome, ReversalOutcome,
+};
+pub use subset::{Candidate, SubsetError, SubsetMatch, SubsetQuery, find_exact_subsets};
+
+#[cfg(test)]
+mod flow_tests;
