@@ -7,6 +7,8 @@
 //! the facts of `domain::facts` through one `rules::Context`; `evaluate`
 //! runs them in turn and decides the order's state.
 
+#[cfg(test)]
+mod checks_tests;
 pub mod findings;
 pub(crate) mod rules;
 #[cfg(test)]
