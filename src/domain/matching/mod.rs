@@ -54,7 +54,7 @@ pub fn evaluate_as_of(
     as_of: Option<DateTime<Utc>>,
 ) -> Evaluation {
     let mut tx = merge(order_id, records);
-    let ctx = rules::Context::new(order_id, records, &tx, policy).as_of(as_of);
+    let ctx = rules::Context::new(order_id, records, &tx, policy).running_to(as_of);
     let mut findings = rules::record::currency_mismatch(&ctx);
     findings.extend(rules::record::own_figures(&ctx));
     findings.extend(rules::payment::storefront_vs_processor(&ctx));

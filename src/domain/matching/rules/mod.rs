@@ -59,7 +59,7 @@ impl<'a> Context<'a> {
     }
 
     /// Runs lags to `as_of` when it is later than the newest record.
-    pub fn as_of(mut self, as_of: Option<DateTime<Utc>>) -> Self {
+    pub fn running_to(mut self, as_of: Option<DateTime<Utc>>) -> Self {
         self.now = self.now.max(as_of.unwrap_or_default());
         self
     }
