@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Duration;
 use rust_decimal::Decimal;
 
 use super::currency::Currency;
@@ -53,9 +54,30 @@ impl TolerancePolicy {
 
 /// Everything matching can be told; `MatchPolicy::default()` is what
 /// `matching::evaluate` uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchPolicy {
     pub tolerance: TolerancePolicy,
+    /// How long a refund seen only at the processor may take to reach the
+    /// storefront or the ERP before it is NOT_PROPAGATED rather than
+    /// pending. Measured by event time: from the processor refund to the
+    /// newest record of the order (or the evaluation's "as of" time, when
+    /// later). The handoff-contracts issue will configure it per handoff.
+    pub refund_propagation: Duration,
+}
+
+impl MatchPolicy {
+    /// A day: storefronts learn of a processor refund by webhook within
+    /// minutes, ERPs by a nightly sync.
+    pub const DEFAULT_REFUND_PROPAGATION: Duration = Duration::hours(24);
+}
+
+impl Default for MatchPolicy {
+    fn default() -> Self {
+        MatchPolicy {
+            tolerance: TolerancePolicy::default(),
+            refund_propagation: Self::DEFAULT_REFUND_PROPAGATION,
+        }
+    }
 }
 
 #[cfg(test)]

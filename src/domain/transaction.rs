@@ -11,7 +11,10 @@ use super::currency::Currency;
 use super::facts::select::{current_order, transaction_currency};
 use super::facts::{PaymentFacts, fees, sum_in};
 use super::money::Money;
-use super::record::{Body, PaymentType, Record, RecordKind, RefKind, Stage, Tender, TxnStatus};
+use super::record::{
+    BalanceTransaction, Body, PaymentType, ProcessorPayment, Record, RecordKind, RefKind, Stage,
+    Tender, TxnStatus,
+};
 
 /// A record as stored: what Tally knew, and since when.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +209,7 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
             .collect(),
         exchange_rates: sorted
             .iter()
-            .filter_map(|sr| RateView::of(&sr.record))
+            .filter_map(|sr| RateView::of(&sr.record, records, currency))
             .collect(),
         timeline: sorted.iter().map(|sr| TimelineEntry::of(sr)).collect(),
         event_time,
@@ -286,9 +289,12 @@ impl FulfillmentView {
 }
 
 impl RateView {
-    /// The exchange rate a record states, from its amount's currency (to
-    /// its fee's, for a processor payment).
-    fn of(r: &Record) -> Option<RateView> {
+    /// The exchange rate a record states, as from x rate = to: a journal's
+    /// from its currency to the (unnamed) base currency; a processor
+    /// payment's from its amount's currency to its fee's; a balance
+    /// transaction's from the presentment currency (its payment's, else
+    /// the transaction's) to the settlement currency its amount is in.
+    fn of(r: &Record, records: &[StoredRecord], currency: Option<Currency>) -> Option<RateView> {
         let (from, to, rate) = match &r.body {
             Body::JournalEntry(j) => (j.currency, None, j.exchange_rate?),
             Body::ProcessorPayment(p) => (
@@ -296,7 +302,12 @@ impl RateView {
                 p.fee.map(|f| f.currency),
                 p.exchange_rate?,
             ),
-            Body::BalanceTransaction(b) => (b.amount.currency, None, b.exchange_rate?),
+            Body::BalanceTransaction(b) => {
+                let presentment = settled_payment(r, b, records)
+                    .map(|p| p.amount.currency)
+                    .or(currency)?;
+                (presentment, Some(b.amount.currency), b.exchange_rate?)
+            }
             _ => return None,
         };
         Some(RateView {
@@ -306,6 +317,26 @@ impl RateView {
             rate,
         })
     }
+}
+
+/// The processor payment a balance transaction settles: the one naming it,
+/// or the one its `source` names.
+fn settled_payment<'a>(
+    r: &Record,
+    b: &BalanceTransaction,
+    records: &'a [StoredRecord],
+) -> Option<&'a ProcessorPayment> {
+    records.iter().find_map(|sr| match &sr.record.body {
+        Body::ProcessorPayment(p)
+            if p.balance_transaction_id.as_deref() == Some(r.source_id.as_str())
+                || b.source.as_deref().is_some_and(|s| {
+                    sr.record.source_id == s || p.charge_id.as_deref() == Some(s)
+                }) =>
+        {
+            Some(p)
+        }
+        _ => None,
+    })
 }
 
 impl TimelineEntry {

@@ -197,6 +197,8 @@ pub(crate) fn sequence(
 pub(crate) enum Parts {
     Sum(Money),
     Mixed(String),
+    /// A part or their sum is beyond what an exact decimal holds.
+    Overflow,
 }
 
 /// A finding when a record states a figure its own parts do not make.
@@ -224,6 +226,10 @@ pub(crate) fn inconsistent(
             format!(
                 "{head}: states {stated}, its parts are in several currencies ({parts}) and cannot be summed without a rate"
             ),
+            None,
+        ),
+        Parts::Overflow => (
+            format!("{head}: states {stated}, its parts overflow an exact decimal"),
             None,
         ),
     };

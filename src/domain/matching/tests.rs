@@ -357,6 +357,7 @@ fn a_policy_can_widen_one_currencys_tolerance() {
     let policy = MatchPolicy {
         tolerance: crate::domain::policy::TolerancePolicy::default()
             .with(usd, rust_decimal::Decimal::new(5, 2)),
+        ..MatchPolicy::default()
     };
     let recs = clean_in("USD", "100.00", "100.05");
     assert_eq!(

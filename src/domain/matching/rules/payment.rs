@@ -12,7 +12,7 @@ use crate::domain::facts::select::{
 use crate::domain::facts::sum_in;
 use crate::domain::matching::findings::{ExceptionType, Finding, Observation, Side, compare};
 use crate::domain::money::Money;
-use crate::domain::record::{Body, Handoff, PaymentType, Record, TxnKind};
+use crate::domain::record::{Body, Handoff, PaymentType, ProcessorPayment, Record, TxnKind};
 
 /// Storefront transactions by (refund?, processor reference).
 type ByReference<'a> = BTreeMap<(bool, &'a str), (Vec<&'a Record>, Vec<Money>)>;
@@ -88,7 +88,7 @@ pub(crate) fn processor_vs_journal(ctx: &Context<'_>) -> Vec<Finding> {
         let Some(sum) = sum_in(Some(p.amount.currency), lines.iter().map(|(_, _, m)| m)) else {
             continue;
         };
-        findings.extend(compare(
+        let finding = compare(
             &ctx.policy.tolerance,
             (
                 "processor_vs_journal",
@@ -105,9 +105,51 @@ pub(crate) fn processor_vs_journal(ctx: &Context<'_>) -> Vec<Finding> {
                 Observation::of_many(&journals, Some(sum)),
                 sum,
             ),
-        ));
+        );
+        findings.extend(finding.map(|f| name_fee_gap(f, pr, p, &journals)));
     }
     findings
+}
+
+/// A journal that books the net on the payment's line and the fee on a
+/// line of its own falls short of the gross by exactly the fee: say so,
+/// and name the fee's line when one of the journals has it.
+fn name_fee_gap(
+    mut f: Finding,
+    pr: &Record,
+    p: &ProcessorPayment,
+    journals: &[&Record],
+) -> Finding {
+    let Some(fee) = p.fee.filter(|fee| !fee.amount.is_zero()) else {
+        return f;
+    };
+    if f.difference != Some(fee)
+        || f.observations[1]
+            .amount
+            .is_none_or(|j| j.amount > p.amount.amount)
+    {
+        return f;
+    }
+    let fee_line = journals.iter().find_map(|j| match &j.body {
+        Body::JournalEntry(e) if e.currency == fee.currency => e
+            .lines
+            .iter()
+            .find(|l| {
+                l.debit == fee.amount && l.reference.as_deref() != Some(pr.source_id.as_str())
+            })
+            .map(|l| (j.source_id.as_str(), l.account.as_str())),
+        _ => None,
+    });
+    f.summary.push_str(&format!(
+        "; the gap is the processor's fee of {fee} on {}",
+        pr.source_id
+    ));
+    if let Some((journal, account)) = fee_line {
+        f.summary.push_str(&format!(
+            ", which journal {journal} books on a line of its own (account {account})"
+        ));
+    }
+    f
 }
 
 /// Fees in a second currency that no stated rate converts: the fee total

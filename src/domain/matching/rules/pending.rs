@@ -11,6 +11,9 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
     if ctx.partly_shipped() {
         pending.extend(shipping_progress(ctx));
     }
+    if let Some(progress) = multicapture_progress(ctx) {
+        pending.push(progress);
+    }
     if ctx.invoices.is_empty() {
         pending.push("waiting for an ERP invoice".to_string());
     }
@@ -24,7 +27,21 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
             ));
         }
     }
+    pending.extend(super::refund::pending(ctx));
     pending
+}
+
+/// A multicapture under way: say how far it has got. See
+/// `Context::capturing`.
+fn multicapture_progress(ctx: &Context<'_>) -> Option<String> {
+    let (_, o) = ctx.order?;
+    let captured = ctx.tx.totals.captured?;
+    ctx.capturing().then(|| {
+        format!(
+            "captured {captured} of {} so far; awaiting further captures",
+            o.total
+        )
+    })
 }
 
 /// While shipping is partial the totals are not compared; say how far

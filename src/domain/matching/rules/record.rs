@@ -11,7 +11,9 @@ use crate::domain::matching::findings::{
 };
 use crate::domain::money::Money;
 use crate::domain::policy::{MatchPolicy, TolerancePolicy};
-use crate::domain::record::{BalanceTransaction, Body, Handoff, Record, Stage, StorefrontOrder};
+use crate::domain::record::{
+    BalanceTransaction, Body, Handoff, Invoice, LineItem, Record, Stage, StorefrontOrder,
+};
 
 /// Anything in another currency than the transaction's cannot be summed
 /// with it: say so instead of dropping it.
@@ -52,7 +54,7 @@ pub(crate) fn own_figures(ctx: &Context<'_>) -> Vec<Finding> {
         .records
         .iter()
         .map(|sr| &sr.record)
-        .filter(|r| matches!(r.body, Body::BalanceTransaction(_)));
+        .filter(|r| matches!(r.body, Body::BalanceTransaction(_) | Body::Invoice(_)));
     ctx.order
         .map(|(r, _)| r)
         .into_iter()
@@ -71,6 +73,7 @@ fn findings_with(tolerance: &TolerancePolicy, r: &Record) -> Vec<Finding> {
     match &r.body {
         Body::StorefrontOrder(o) => order_figures(tolerance, r, o),
         Body::BalanceTransaction(b) => balance_net(tolerance, r, b).into_iter().collect(),
+        Body::Invoice(i) => invoice_lines_sum(tolerance, r, i).into_iter().collect(),
         _ => vec![],
     }
 }
@@ -85,7 +88,7 @@ fn parts<'a>(items: impl IntoIterator<Item = &'a Money>) -> Option<Parts> {
     // An overflowing sum is reported as what it is.
     Some(match totals.get(currency) {
         Some(sum) => Parts::Sum(sum),
-        None => Parts::Mixed(totals.describe()),
+        None => Parts::Overflow,
     })
 }
 
@@ -128,7 +131,16 @@ fn order_figures(tolerance: &TolerancePolicy, r: &Record, o: &StorefrontOrder) -
             "order_lines_sum",
             "line items (unit price x quantity) against the subtotal",
             sub,
-            priced_lines(o).and_then(|l| parts(l.iter())),
+            priced_lines(o).and_then(lines_parts),
+        );
+    } else if let Some(lines) = priced_lines(o) {
+        // No subtotal to check the lines against: the lines, less the
+        // discounts, plus tax and shipping, must make the total.
+        check(
+            "order_lines_total",
+            "line items (unit price x quantity) - discount + tax + shipping",
+            o.total,
+            lines_total(o, lines),
         );
     }
     if let (Some(td), false) = (o.total_discount, o.discounts.is_empty()) {
@@ -142,19 +154,71 @@ fn order_figures(tolerance: &TolerancePolicy, r: &Record, o: &StorefrontOrder) -
     findings
 }
 
-/// Lines priced at unit x quantity, when every line has a price; these
-/// should make the subtotal. None where a product overflows.
-fn priced_lines(o: &StorefrontOrder) -> Option<Vec<Money>> {
-    let lines: Option<Vec<Money>> = o
+/// Lines priced at unit x quantity, when every line has a price (None
+/// otherwise); a product that overflows is None in its place.
+fn priced_lines(o: &StorefrontOrder) -> Option<Vec<Option<Money>>> {
+    let lines: Option<Vec<Option<Money>>> = o
         .line_items
         .iter()
         .map(|l| {
             let p = l.unit_price?;
-            let amount = p.amount.checked_mul(Decimal::from(l.quantity))?;
-            Some(Money::new(amount, p.currency))
+            let amount = p.amount.checked_mul(Decimal::from(l.quantity));
+            Some(amount.map(|a| Money::new(a, p.currency)))
         })
         .collect();
     lines.filter(|l| !l.is_empty())
+}
+
+/// The priced lines' sum, or an overflow where a product overflowed.
+fn lines_parts(lines: Vec<Option<Money>>) -> Option<Parts> {
+    match lines.into_iter().collect::<Option<Vec<Money>>>() {
+        Some(l) => parts(l.iter()),
+        None => Some(Parts::Overflow),
+    }
+}
+
+/// The order's total from its lines: each line's unit price x quantity,
+/// less the order's discount (or, without one, its lines'), plus its tax
+/// (or its lines') and shipping.
+fn lines_total(o: &StorefrontOrder, lines: Vec<Option<Money>>) -> Option<Parts> {
+    let Some(mut items) = lines.into_iter().collect::<Option<Vec<Money>>>() else {
+        return Some(Parts::Overflow);
+    };
+    let line_parts = |f: fn(&LineItem) -> Option<Money>| o.line_items.iter().filter_map(f);
+    match o.total_discount {
+        Some(d) => items.push(negated(d)),
+        None => items.extend(line_parts(|l| l.discount).map(negated)),
+    }
+    match o.total_tax {
+        Some(t) => items.push(t),
+        None => items.extend(line_parts(|l| l.tax)),
+    }
+    items.extend(o.total_shipping);
+    parts(items.iter())
+}
+
+/// An invoice's lines (each a gross line amount), less its discount, plus
+/// its tax and shipping, must make its total. Checked when every line
+/// states an amount.
+fn invoice_lines_sum(tolerance: &TolerancePolicy, r: &Record, i: &Invoice) -> Option<Finding> {
+    let lines: Vec<Money> = i
+        .lines
+        .iter()
+        .map(|l| l.amount)
+        .collect::<Option<Vec<Money>>>()
+        .filter(|l| !l.is_empty())?;
+    let mut items = lines;
+    items.extend(i.discount.map(negated));
+    items.extend(i.tax);
+    items.extend(i.shipping);
+    inconsistent(
+        tolerance,
+        ("invoice_lines_sum", Handoff::FulfillmentToInvoice),
+        r,
+        "lines - discount + tax + shipping",
+        i.total,
+        parts(items.iter())?,
+    )
 }
 
 fn balance_net(tolerance: &TolerancePolicy, r: &Record, b: &BalanceTransaction) -> Option<Finding> {

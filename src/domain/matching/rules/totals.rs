@@ -3,10 +3,11 @@
 //! against captures when there is no order, refunds against credit memos.
 
 use super::Context;
-use crate::domain::facts::select::{capture_records, sf_txns};
+use crate::domain::facts::select::{capture_records, proc_payments, processor_ids, sf_txns};
+use crate::domain::facts::sum_in;
 use crate::domain::matching::findings::{Finding, Observation, Side, compare};
 use crate::domain::money::Money;
-use crate::domain::record::{Body, Handoff, Record, StorefrontOrder, TxnKind};
+use crate::domain::record::{Body, Handoff, Record, StorefrontOrder, Tender, TenderType, TxnKind};
 
 /// Whether a total is compared now: when shipping is complete, or when it
 /// already exceeds the order (no later shipment makes that right).
@@ -60,8 +61,11 @@ fn name_unbilled_discount(ctx: &Context<'_>, o: &StorefrontOrder, inv: Money, f:
 
 pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
     let ((or, o), cap) = (ctx.order?, ctx.tx.totals.captured?);
-    if !due(ctx, &cap, o) {
+    if !due(ctx, &cap, o) || ctx.capturing() {
         return None;
+    }
+    if let Some(f) = card_tenders_vs_charges(ctx, o) {
+        return Some(f);
     }
     let capture_records = capture_records(ctx.records);
     let captures = if capture_records.is_empty() {
@@ -78,6 +82,55 @@ pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
         ),
         order_side(or, o),
         Side::new("captured", captures, cap),
+    )
+}
+
+/// A split tender: the gift card settled at checkout, so a disagreement
+/// about the card is the card tender against its charges, not the
+/// order's total against a figure blended with the gift card. None when
+/// the order is not split, its charges are unknown, or they agree.
+fn card_tenders_vs_charges(ctx: &Context<'_>, o: &StorefrontOrder) -> Option<Finding> {
+    let (or, _) = ctx.order?;
+    let cards: Vec<&Tender> = o
+        .tenders
+        .iter()
+        .filter(|t| t.tender_type == TenderType::Card && t.processor_reference.is_some())
+        .collect();
+    if cards.is_empty() || cards.len() == o.tenders.len() {
+        return None;
+    }
+    let references: Vec<&str> = cards
+        .iter()
+        .filter_map(|t| t.processor_reference.as_deref())
+        .collect();
+    let charges: Vec<(&Record, Money)> = proc_payments(ctx.records, false)
+        .filter(|(r, _)| processor_ids(r).iter().any(|id| references.contains(id)))
+        .map(|(r, p)| (r, p.amount))
+        .collect();
+    if charges.is_empty() {
+        return None;
+    }
+    let currency = ctx.tx.currency;
+    let tendered = sum_in(currency, cards.iter().map(|t| &t.amount))?;
+    let charged = sum_in(currency, charges.iter().map(|(_, m)| m))?;
+    let charge_records: Vec<&Record> = charges.iter().map(|(r, _)| *r).collect();
+    compare(
+        &ctx.policy.tolerance,
+        (
+            "order_total_vs_captured",
+            ctx.order_id,
+            Handoff::InvoiceToPayment,
+        ),
+        Side::new(
+            "storefront card tender",
+            Observation::of(or, Some(tendered)),
+            tendered,
+        ),
+        Side::new(
+            "processor charged",
+            Observation::of_many(&charge_records, Some(charged)),
+            charged,
+        ),
     )
 }
 
