@@ -353,3 +353,13 @@ def test_notes_tell_how_to_connect() -> None:
         notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["tally/templates/NOTES.txt"]
     assert "port-forward svc/tally 50051:50051" in notes
     assert "grpc.health.v1.Health/Check" in notes
+
+
+def test_grace_period_must_outlast_the_drain() -> None:
+    with pytest.raises(helm.HelmError, match="worker.terminationGracePeriodSeconds"):
+        render({"shutdownGraceSeconds": 30, "api": {"terminationGracePeriodSeconds": 40}, "worker": {"terminationGracePeriodSeconds": 30}})
+
+
+def test_autoscaling_needs_a_target() -> None:
+    with pytest.raises(helm.HelmError, match="api.autoscaling needs"):
+        render({"api": {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}}})

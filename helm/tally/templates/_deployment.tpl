@@ -7,6 +7,9 @@ subcommand, a few variables and their scaling. Call with
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $c := .values -}}
+{{- if le (int $c.terminationGracePeriodSeconds) (int $v.shutdownGraceSeconds) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed shutdownGraceSeconds (%d), or Kubernetes kills calls Tally is still draining" .component (int $c.terminationGracePeriodSeconds) (int $v.shutdownGraceSeconds)) }}
+{{- end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
