@@ -11,10 +11,13 @@
 # developer's machine is not in the image.
 
 ARG RUST_VERSION=1.95
+# Keep in step with the runtime's debian12 (bookworm): same glibc.
 ARG DEBIAN_RELEASE=bookworm
 
 # ---- build: the release binary, from the locked dependency graph ----------
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# The full (not slim) image: it has pkg-config and libssl-dev should a
+# dependency ever link OpenSSL; its size never reaches the runtime image.
+FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 # Only what the build reads (.dockerignore keeps the rest out of the context).
 # build.rs compiles proto/ with protox (pure Rust): no protoc needed.

@@ -53,8 +53,10 @@ def build_args() -> dict[str, str]:
 
 def test_two_stages_build_then_runtime() -> None:
     build, runtime = stages()
-    assert re.fullmatch(r"rust:\$\{RUST_VERSION\}-slim-\$\{DEBIAN_RELEASE\} AS build", values(build, "FROM")[0])
+    assert re.fullmatch(r"rust:\$\{RUST_VERSION\}-\$\{DEBIAN_RELEASE\} AS build", values(build, "FROM")[0])
     assert values(runtime, "FROM")[0].startswith("gcr.io/distroless/cc-debian12:nonroot")
+    # The binary links the builder's glibc: both stages are Debian 12.
+    assert build_args()["DEBIAN_RELEASE"] == "bookworm"
 
 
 def test_build_stage_is_a_locked_release_build() -> None:
