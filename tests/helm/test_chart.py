@@ -363,3 +363,12 @@ def test_grace_period_must_outlast_the_drain() -> None:
 def test_autoscaling_needs_a_target() -> None:
     with pytest.raises(helm.HelmError, match="api.autoscaling needs"):
         render({"api": {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}}})
+
+
+def test_probes_can_name_a_health_service() -> None:
+    objects = render({"health": {"livenessService": "tally.liveness", "readinessService": "tally.v1.IngestService"}})
+    for name in ("tally-api", "tally-worker"):
+        c = container(objects, "Deployment", name)
+        assert c["livenessProbe"]["grpc"] == {"port": 50051, "service": "tally.liveness"}
+        assert c["startupProbe"]["grpc"] == {"port": 50051, "service": "tally.liveness"}
+        assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "tally.v1.IngestService"}

@@ -174,21 +174,20 @@ checksum/database: {{ .Values.database.url | sha256sum }}
 {{- end }}
 
 {{/*
-The three native gRPC probes of a component. Call with
-(dict "root" $ "probes" .Values.api).
+The three native gRPC probes of a component, each naming a service of
+grpc.health.v1 when health.* sets one ("" is the server as a whole). Call
+with (dict "root" $ "probes" .Values.api).
 */}}
 {{- define "tally.probes" -}}
 {{- $port := int .root.Values.grpc.port -}}
-startupProbe:
+{{- $h := .root.Values.health -}}
+{{- range $probe, $service := dict "startupProbe" $h.livenessService "livenessProbe" $h.livenessService "readinessProbe" $h.readinessService }}
+{{ $probe }}:
   grpc:
     port: {{ $port }}
-  {{- toYaml .probes.startupProbe | nindent 2 }}
-livenessProbe:
-  grpc:
-    port: {{ $port }}
-  {{- toYaml .probes.livenessProbe | nindent 2 }}
-readinessProbe:
-  grpc:
-    port: {{ $port }}
-  {{- toYaml .probes.readinessProbe | nindent 2 }}
+    {{- with $service }}
+    service: {{ . | quote }}
+    {{- end }}
+  {{- toYaml (index $.probes $probe) | nindent 2 }}
+{{- end }}
 {{- end }}
