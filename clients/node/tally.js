@@ -4,14 +4,22 @@
 // google/protobuf/* come with proto-loader; google/api and google/rpc are
 // vendored under proto/google.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
 const PROTO_DIR = process.env.TALLY_PROTO_DIR || path.join(__dirname, '..', '..', 'proto');
 
+// Every file of the package, so services added to the API are here too.
+const files = fs
+  .readdirSync(path.join(PROTO_DIR, 'tally', 'v1'))
+  .filter((f) => f.endsWith('.proto'))
+  .sort()
+  .map((f) => `tally/v1/${f}`);
+
 const definition = protoLoader.loadSync(
-  ['tally/v1/ingest_service.proto', 'tally/v1/transaction_service.proto', 'tally/v1/exception_service.proto'],
+  files,
   {
     includeDirs: [PROTO_DIR],
     keepCase: true, // field names as in the proto (source_id), as grpcurl shows them
