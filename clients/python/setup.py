@@ -68,6 +68,9 @@ def generate(out: Path) -> None:
 
 # setup.py runs once per build hook (requirements, metadata, wheel); protoc is
 # fast and deterministic, so generating every time keeps the hooks consistent.
+# A fresh build/ each time: setuptools would otherwise keep modules of proto
+# files since removed in build/lib and ship them.
+shutil.rmtree(HERE / "build", ignore_errors=True)
 generate(HERE / GENERATED)
 
 setup(
