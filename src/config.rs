@@ -29,7 +29,7 @@ impl Config {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let addr = |k: &str, v: String| -> Result<SocketAddr> {
             v.parse()
-                .map_err(|_| Error::FailedPrecondition(format!("{k}='{v}' is not host:port")))
+                .map_err(|_| Error::Configuration(format!("{k}='{v}' is not host:port")))
         };
         let grpc_addr = addr(
             "TALLY_GRPC_ADDR",
@@ -37,15 +37,13 @@ impl Config {
         )?;
         let pool_size = match non_empty("TALLY_DB_POOL_SIZE") {
             Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "TALLY_DB_POOL_SIZE='{v}' is not a positive number"
-                ))
+                Error::Configuration(format!("TALLY_DB_POOL_SIZE='{v}' is not a positive number"))
             })?,
             None => 16,
         };
         let shutdown_grace = match non_empty("TALLY_SHUTDOWN_GRACE_SECS") {
             Some(v) => Duration::from_secs(v.parse().map_err(|_| {
-                Error::FailedPrecondition(format!(
+                Error::Configuration(format!(
                     "TALLY_SHUTDOWN_GRACE_SECS='{v}' is not a number of seconds"
                 ))
             })?),

@@ -8,6 +8,7 @@
 //! services together.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod embedded_pg;

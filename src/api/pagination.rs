@@ -6,13 +6,14 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::api::names::parse_parent;
 use crate::error::{Error, Result};
 use crate::storage::Cursor;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-pub fn page_size(requested: i32) -> Result<usize> {
+fn page_size_of(requested: i32) -> Result<usize> {
     match requested {
         n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
         0 => Ok(DEFAULT_PAGE_SIZE),
@@ -21,8 +22,7 @@ pub fn page_size(requested: i32) -> Result<usize> {
 }
 
 fn fingerprint(filter: &str) -> String {
-    let d = Sha256::digest(filter.as_bytes());
-    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(filter.as_bytes())[..6])
 }
 
 pub fn encode(cursor: &Cursor, filter: &str) -> String {
@@ -32,7 +32,7 @@ pub fn encode(cursor: &Cursor, filter: &str) -> String {
         cursor.time.timestamp_micros(),
         cursor.id
     );
-    raw.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(raw)
 }
 
 pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
@@ -45,14 +45,10 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
             "malformed page token; start again without one",
         )
     };
-    if token.len() % 2 != 0 || token.len() > 1024 {
+    if token.len() > 1024 {
         return Err(bad());
     }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
+    let bytes = hex::decode(token).map_err(|_| bad())?;
     let raw = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = raw.splitn(4, '|');
     let (Some("1"), Some(fp), Some(micros), Some(id)) =
@@ -102,6 +98,34 @@ pub fn time_range(
         }
     }
     Ok((s, e))
+}
+
+/// What every List request shares, checked once: the merchant, the page
+/// size, the time window.
+pub struct ListScope {
+    pub merchant: String,
+    pub limit: usize,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+impl ListScope {
+    pub fn parse(
+        parent: &str,
+        page_size: i32,
+        start: Option<&prost_types::Timestamp>,
+        end: Option<&prost_types::Timestamp>,
+    ) -> Result<ListScope> {
+        let merchant = parse_parent("parent", parent)?;
+        let limit = page_size_of(page_size)?;
+        let (start_time, end_time) = time_range(start, end)?;
+        Ok(ListScope {
+            merchant,
+            limit,
+            start_time,
+            end_time,
+        })
+    }
 }
 
 #[cfg(test)]

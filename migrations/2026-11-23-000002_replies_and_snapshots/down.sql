@@ -1,0 +1,6 @@
+ALTER TABLE transactions DROP COLUMN snapshot;
+DELETE FROM submissions;
+ALTER TABLE submissions
+    DROP COLUMN reply,
+    DROP COLUMN method,
+    ADD COLUMN response bytea NOT NULL;
