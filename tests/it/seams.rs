@@ -149,3 +149,51 @@ async fn a_read_shows_one_consistent_evaluation() {
         .into_inner();
     assert_eq!(listed.transactions, vec![t]);
 }
+
+/// The server ending a session under a call (an administrator, a failover)
+/// is an outage, not an internal error: the call is UNAVAILABLE.
+#[tokio::test]
+async fn a_session_the_server_ends_mid_call_is_unavailable() {
+    let app = TestApp::start().await;
+    let holder = app.db.client().await;
+    // Hold the order's lock (in every key form it has had) so the
+    // submission waits inside its transaction.
+    for key in ["acme/T1", "acme\u{1f}order\u{1f}T1"] {
+        holder
+            .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
+            .await
+            .unwrap();
+    }
+    let call = {
+        let app_ingest = app.ingest.clone();
+        tokio::spawn(async move {
+            app_ingest
+                .clone()
+                .submit_records(pb::SubmitRecordsRequest {
+                    parent: "merchants/acme".into(),
+                    request_id: String::new(),
+                    records: vec![order("T1", "5.00")],
+                })
+                .await
+        })
+    };
+    let mut terminated = 0i64;
+    for _ in 0..100 {
+        terminated = holder
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event = 'advisory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if terminated > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(terminated, 1, "the submission never waited on the lock");
+    let err = call.await.unwrap().expect_err("its session was ended");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
