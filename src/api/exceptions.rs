@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{exception, known};
-use crate::api::pagination::{self, ListScope};
+use crate::api::pagination::ListScope;
 use crate::app::App;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::exception_service_server::ExceptionService;
@@ -37,14 +37,17 @@ impl ExceptionService for ExceptionApi {
             exception_type: known("type", req.r#type)?,
             handoff: known("handoff", req.handoff)?,
             state: known("state", req.state)?,
-            start_time: scope.start_time,
-            end_time: scope.end_time,
+            window: scope.window,
         };
-        let fingerprint = format!("{}|{filter:?}", scope.merchant);
-        let after = pagination::decode(&req.page_token, &fingerprint)?;
+        let page_start = scope.resume(&req.page_token, &filter)?;
         let page = self
             .app
-            .list_exceptions(&scope.merchant, &filter, after.as_ref(), scope.limit)
+            .list_exceptions(
+                &scope.merchant,
+                &filter,
+                page_start.after.as_ref(),
+                scope.limit,
+            )
             .await?;
         Ok(Response::new(pb::ListExceptionsResponse {
             exceptions: page
@@ -52,10 +55,7 @@ impl ExceptionService for ExceptionApi {
                 .iter()
                 .map(|e| exception(&scope.merchant, e))
                 .collect(),
-            next_page_token: page
-                .next
-                .map(|c| pagination::encode(&c, &fingerprint))
-                .unwrap_or_default(),
+            next_page_token: page_start.next_token(page.next),
         }))
     }
 }

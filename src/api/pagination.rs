@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::names::parse_parent;
 use crate::error::{Error, Result};
-use crate::storage::Cursor;
+use crate::storage::{Cursor, TimeWindow};
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -101,12 +101,11 @@ pub fn time_range(
 }
 
 /// What every List request shares, checked once: the merchant, the page
-/// size, the time window.
+/// size, the time window, and where the page starts.
 pub struct ListScope {
     pub merchant: String,
     pub limit: usize,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
+    pub window: TimeWindow,
 }
 
 impl ListScope {
@@ -118,13 +117,36 @@ impl ListScope {
     ) -> Result<ListScope> {
         let merchant = parse_parent("parent", parent)?;
         let limit = page_size_of(page_size)?;
-        let (start_time, end_time) = time_range(start, end)?;
+        let (start, end) = time_range(start, end)?;
         Ok(ListScope {
             merchant,
             limit,
-            start_time,
-            end_time,
+            window: TimeWindow { start, end },
         })
+    }
+
+    /// Where the page starts: the cursor in `token`, refused unless it was
+    /// issued for this merchant and `filter` (which holds the window).
+    pub fn resume(&self, token: &str, filter: &impl std::fmt::Debug) -> Result<Resume> {
+        let fingerprint = format!("{}|{filter:?}", self.merchant);
+        Ok(Resume {
+            after: decode(token, &fingerprint)?,
+            fingerprint,
+        })
+    }
+}
+
+/// Where a page starts, and what the token of the next carries.
+pub struct Resume {
+    pub after: Option<Cursor>,
+    fingerprint: String,
+}
+
+impl Resume {
+    /// The next_page_token of a page: empty on the last.
+    pub fn next_token(&self, next: Option<Cursor>) -> String {
+        next.map(|c| encode(&c, &self.fingerprint))
+            .unwrap_or_default()
     }
 }
 

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::convert::{self, exception, known, transaction};
 use crate::api::names::{parse_transaction, transaction_name};
-use crate::api::pagination::{self, ListScope};
+use crate::api::pagination::ListScope;
 use crate::app::App;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::transaction_service_server::TransactionService;
@@ -47,17 +47,17 @@ impl TransactionService for TransactionApi {
         )?;
         let filter = TransactionFilter {
             state: known("state", req.state)?,
-            start_time: scope.start_time,
-            end_time: scope.end_time,
+            window: scope.window,
         };
-        let fingerprint = format!(
-            "{}|{:?}|{:?}|{:?}",
-            scope.merchant, filter.state, filter.start_time, filter.end_time
-        );
-        let after = pagination::decode(&req.page_token, &fingerprint)?;
+        let page_start = scope.resume(&req.page_token, &filter)?;
         let page = self
             .app
-            .list_transactions(&scope.merchant, &filter, after.as_ref(), scope.limit)
+            .list_transactions(
+                &scope.merchant,
+                &filter,
+                page_start.after.as_ref(),
+                scope.limit,
+            )
             .await?;
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: page
@@ -65,10 +65,7 @@ impl TransactionService for TransactionApi {
                 .iter()
                 .map(|t| transaction(&scope.merchant, t))
                 .collect(),
-            next_page_token: page
-                .next
-                .map(|c| pagination::encode(&c, &fingerprint))
-                .unwrap_or_default(),
+            next_page_token: page_start.next_token(page.next),
         }))
     }
 

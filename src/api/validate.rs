@@ -149,8 +149,14 @@ impl Check<'_> {
         q
     }
 
-    fn enum_value<T>(&mut self, path: &str, v: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {
-        let r = parse(v);
+    /// A required enum: UNSPECIFIED or a value the proto does not define is
+    /// a violation; the mapping itself lives in `convert`.
+    fn required<P, T>(&mut self, path: &str, v: i32) -> Option<T>
+    where
+        P: TryFrom<i32>,
+        T: TryFrom<P>,
+    {
+        let r = P::try_from(v).ok().and_then(|p| T::try_from(p).ok());
         if r.is_none() {
             self.fail(
                 path,
@@ -170,24 +176,6 @@ fn valid_source_system(s: &str) -> bool {
         && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn ref_kind(v: i32) -> Option<d::RefKind> {
-    use pb::ReferenceType as R;
-    Some(match R::try_from(v).ok()? {
-        R::Unspecified => return None,
-        R::Order => d::RefKind::Order,
-        R::PaymentIntent => d::RefKind::PaymentIntent,
-        R::Charge => d::RefKind::Charge,
-        R::Refund => d::RefKind::Refund,
-        R::BalanceTransaction => d::RefKind::BalanceTransaction,
-        R::Payout => d::RefKind::Payout,
-        R::Fulfillment => d::RefKind::Fulfillment,
-        R::Invoice => d::RefKind::Invoice,
-        R::CreditMemo => d::RefKind::CreditMemo,
-        R::JournalEntry => d::RefKind::JournalEntry,
-        R::BankDeposit => d::RefKind::BankDeposit,
-    })
 }
 
 /// Validates record `index` of a request. Returns the domain record only
@@ -214,7 +202,8 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
     let mut references = vec![];
     for (j, reference) in r.references.iter().enumerate() {
         let rp = format!("{p}.references[{j}]");
-        let kind = c.enum_value(&format!("{rp}.type"), reference.r#type, ref_kind);
+        let kind =
+            c.required::<pb::ReferenceType, d::RefKind>(&format!("{rp}.type"), reference.r#type);
         let id = c.text(&format!("{rp}.id"), &reference.id, true, 255);
         if let (Some(kind), Some(id)) = (kind, id) {
             references.push(d::Reference { kind, id });
@@ -266,27 +255,14 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         }
         K::StorefrontTransaction(t) => {
             let p = format!("{p}.storefront_transaction");
-            let kind = c.enum_value(&format!("{p}.kind"), t.kind, |v| {
-                use pb::StorefrontTransactionKind as T;
-                Some(match T::try_from(v).ok()? {
-                    T::Unspecified => return None,
-                    T::Authorization => d::TxnKind::Authorization,
-                    T::Capture => d::TxnKind::Capture,
-                    T::Sale => d::TxnKind::Sale,
-                    T::Refund => d::TxnKind::Refund,
-                    T::Void => d::TxnKind::Void,
-                })
-            });
-            let status = c.enum_value(&format!("{p}.status"), t.status, |v| {
-                use pb::StorefrontTransactionStatus as S;
-                Some(match S::try_from(v).ok()? {
-                    S::Unspecified => return None,
-                    S::Success => d::TxnStatus::Success,
-                    S::Pending => d::TxnStatus::Pending,
-                    S::Failure => d::TxnStatus::Failure,
-                    S::Error => d::TxnStatus::Error,
-                })
-            });
+            let kind = c.required::<pb::StorefrontTransactionKind, d::TxnKind>(
+                &format!("{p}.kind"),
+                t.kind,
+            );
+            let status = c.required::<pb::StorefrontTransactionStatus, d::TxnStatus>(
+                &format!("{p}.status"),
+                t.status,
+            );
             let gateway = c
                 .text(&format!("{p}.gateway"), &t.gateway, false, 63)
                 .unwrap_or_default();
@@ -366,15 +342,10 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         }
         K::ProcessorPayment(pp) => {
             let p = format!("{p}.processor_payment");
-            let payment_type = c.enum_value(&format!("{p}.type"), pp.r#type, |v| {
-                use pb::ProcessorPaymentType as T;
-                Some(match T::try_from(v).ok()? {
-                    T::Unspecified => return None,
-                    T::Charge => d::PaymentType::Charge,
-                    T::Capture => d::PaymentType::Capture,
-                    T::Refund => d::PaymentType::Refund,
-                })
-            });
+            let payment_type = c.required::<pb::ProcessorPaymentType, d::PaymentType>(
+                &format!("{p}.type"),
+                pp.r#type,
+            );
             let amount = c.money(&format!("{p}.amount"), pp.amount.as_ref(), true, true);
             let fee = c.optional_money(&format!("{p}.fee"), pp.fee.as_ref(), true);
             let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &pp.exchange_rate);
@@ -451,17 +422,8 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         K::Payout(po) => {
             let p = format!("{p}.payout");
             let amount = c.money(&format!("{p}.amount"), po.amount.as_ref(), true, false);
-            let status = c.enum_value(&format!("{p}.status"), po.status, |v| {
-                use pb::PayoutStatus as S;
-                Some(match S::try_from(v).ok()? {
-                    S::Unspecified => return None,
-                    S::Pending => d::PayoutStatus::Pending,
-                    S::InTransit => d::PayoutStatus::InTransit,
-                    S::Paid => d::PayoutStatus::Paid,
-                    S::Failed => d::PayoutStatus::Failed,
-                    S::Canceled => d::PayoutStatus::Canceled,
-                })
-            });
+            let status =
+                c.required::<pb::PayoutStatus, d::PayoutStatus>(&format!("{p}.status"), po.status);
             let arrival_time = c.timestamp(
                 &format!("{p}.arrival_time"),
                 po.arrival_time.as_ref(),
@@ -533,17 +495,8 @@ fn storefront_order(
     let mut tenders = vec![];
     for (i, t) in o.tenders.iter().enumerate() {
         let tp = format!("{p}.tenders[{i}]");
-        let tender_type = c.enum_value(&format!("{tp}.type"), t.r#type, |v| {
-            use pb::TenderType as T;
-            Some(match T::try_from(v).ok()? {
-                T::Unspecified => return None,
-                T::Card => d::TenderType::Card,
-                T::GiftCard => d::TenderType::GiftCard,
-                T::StoreCredit => d::TenderType::StoreCredit,
-                T::Cash => d::TenderType::Cash,
-                T::Other => d::TenderType::Other,
-            })
-        });
+        let tender_type =
+            c.required::<pb::TenderType, d::TenderType>(&format!("{tp}.type"), t.r#type);
         let gateway = c
             .text(&format!("{tp}.gateway"), &t.gateway, false, 63)
             .unwrap_or_default();

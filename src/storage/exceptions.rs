@@ -9,7 +9,7 @@ use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUu
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::listing::{Cursor, Listing, Page, Param, page};
+use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
 use super::statement::{Bind, statement};
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
@@ -226,8 +226,7 @@ pub struct ExceptionFilter {
     pub exception_type: Option<ExceptionType>,
     pub handoff: Option<Handoff>,
     pub state: Option<ExceptionState>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
+    pub window: TimeWindow,
 }
 
 /// The exceptions of one order that are not resolved, oldest first.
@@ -268,12 +267,7 @@ pub async fn list(
     if let Some(st) = filter.state {
         q.and("state =", Param::Text(st.as_str().into()));
     }
-    if let Some(t) = filter.start_time {
-        q.and("create_time >=", Param::Time(t));
-    }
-    if let Some(t) = filter.end_time {
-        q.and("create_time <", Param::Time(t));
-    }
+    q.window("create_time", &filter.window);
     if let Some(c) = after {
         let id = Uuid::parse_str(&c.id)
             .map_err(|_| Error::invalid("page_token", "malformed page token"))?;

@@ -15,6 +15,13 @@ pub struct Cursor {
     pub id: String,
 }
 
+/// A [start, end) window on a list's time column; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
 /// One page, and the cursor of the next when there is one.
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -51,6 +58,16 @@ impl Listing {
     pub(crate) fn and(&mut self, condition: &str, b: Param) {
         let p = self.placeholder(b);
         self.sql.push_str(&format!(" AND {condition} {p}"));
+    }
+
+    /// Rows of `column` inside the window.
+    pub(crate) fn window(&mut self, column: &str, w: &TimeWindow) {
+        if let Some(t) = w.start {
+            self.and(&format!("{column} >="), Param::Time(t));
+        }
+        if let Some(t) = w.end {
+            self.and(&format!("{column} <"), Param::Time(t));
+        }
     }
 
     /// Rows after the cursor, for a `time DESC, id DESC` order.

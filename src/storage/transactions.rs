@@ -7,7 +7,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::listing::{Cursor, Listing, Page, Param, page};
+use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
 use super::statement::{Bind, statement};
 use crate::domain::transaction::{ReconciliationState, Transaction};
 use crate::error::Result;
@@ -94,8 +94,7 @@ const COLUMNS: &str = "order_id, state, reasons, event_time, snapshot";
 #[derive(Debug, Clone, Default)]
 pub struct TransactionFilter {
     pub state: Option<ReconciliationState>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
+    pub window: TimeWindow,
 }
 
 pub async fn get(
@@ -124,12 +123,7 @@ pub async fn list(
     if let Some(st) = filter.state {
         q.and("state =", Param::Text(st.as_str().into()));
     }
-    if let Some(t) = filter.start_time {
-        q.and("event_time >=", Param::Time(t));
-    }
-    if let Some(t) = filter.end_time {
-        q.and("event_time <", Param::Time(t));
-    }
+    q.window("event_time", &filter.window);
     if let Some(c) = after {
         q.after("event_time, order_id", c.time, Param::Text(c.id.clone()));
     }

@@ -2,6 +2,7 @@
 //! messages here.
 
 mod enums;
+mod records;
 
 pub use enums::known;
 
