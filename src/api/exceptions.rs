@@ -27,19 +27,14 @@ impl ExceptionService for ExceptionApi {
         request: Request<pb::ListExceptionsRequest>,
     ) -> Result<Response<pb::ListExceptionsResponse>, Status> {
         let req = request.into_inner();
-        let scope = ListScope::parse(
-            &req.parent,
-            req.page_size,
-            req.start_time.as_ref(),
-            req.end_time.as_ref(),
-        )?;
+        let scope = ListScope::of(&req)?;
         let filter = ExceptionFilter {
             exception_type: known("type", req.r#type)?,
             handoff: known("handoff", req.handoff)?,
             state: known("state", req.state)?,
             window: scope.window,
         };
-        let page_start = scope.resume(&req.page_token, &filter)?;
+        let page_start = scope.resume(&filter)?;
         let page = self
             .app
             .list_exceptions(

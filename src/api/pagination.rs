@@ -100,37 +100,72 @@ pub fn time_range(
     Ok((s, e))
 }
 
+/// The fields every List request has, named alike (AIP-132).
+pub trait ListRequest {
+    fn parent(&self) -> &str;
+    fn page_size(&self) -> i32;
+    fn page_token(&self) -> &str;
+    fn window(
+        &self,
+    ) -> (
+        Option<&prost_types::Timestamp>,
+        Option<&prost_types::Timestamp>,
+    );
+}
+
+macro_rules! list_request {
+    ($($t:ty),*) => {$(
+        impl ListRequest for $t {
+            fn parent(&self) -> &str {
+                &self.parent
+            }
+            fn page_size(&self) -> i32 {
+                self.page_size
+            }
+            fn page_token(&self) -> &str {
+                &self.page_token
+            }
+            fn window(&self) -> (Option<&prost_types::Timestamp>, Option<&prost_types::Timestamp>) {
+                (self.start_time.as_ref(), self.end_time.as_ref())
+            }
+        }
+    )*};
+}
+
+list_request!(
+    crate::proto::tally::v1::ListTransactionsRequest,
+    crate::proto::tally::v1::ListExceptionsRequest
+);
+
 /// What every List request shares, checked once: the merchant, the page
 /// size, the time window, and where the page starts.
 pub struct ListScope {
     pub merchant: String,
     pub limit: usize,
     pub window: TimeWindow,
+    page_token: String,
 }
 
 impl ListScope {
-    pub fn parse(
-        parent: &str,
-        page_size: i32,
-        start: Option<&prost_types::Timestamp>,
-        end: Option<&prost_types::Timestamp>,
-    ) -> Result<ListScope> {
-        let merchant = parse_parent("parent", parent)?;
-        let limit = page_size_of(page_size)?;
+    pub fn of(req: &impl ListRequest) -> Result<ListScope> {
+        let merchant = parse_parent("parent", req.parent())?;
+        let limit = page_size_of(req.page_size())?;
+        let (start, end) = req.window();
         let (start, end) = time_range(start, end)?;
         Ok(ListScope {
             merchant,
             limit,
             window: TimeWindow { start, end },
+            page_token: req.page_token().to_string(),
         })
     }
 
-    /// Where the page starts: the cursor in `token`, refused unless it was
-    /// issued for this merchant and `filter` (which holds the window).
-    pub fn resume(&self, token: &str, filter: &impl std::fmt::Debug) -> Result<Resume> {
+    /// Where the page starts: the cursor in the page token, refused unless
+    /// it was issued for this merchant and `filter` (which holds the window).
+    pub fn resume(&self, filter: &impl std::fmt::Debug) -> Result<Resume> {
         let fingerprint = format!("{}|{filter:?}", self.merchant);
         Ok(Resume {
-            after: decode(token, &fingerprint)?,
+            after: decode(&self.page_token, &fingerprint)?,
             fingerprint,
         })
     }

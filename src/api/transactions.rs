@@ -39,17 +39,12 @@ impl TransactionService for TransactionApi {
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let req = request.into_inner();
-        let scope = ListScope::parse(
-            &req.parent,
-            req.page_size,
-            req.start_time.as_ref(),
-            req.end_time.as_ref(),
-        )?;
+        let scope = ListScope::of(&req)?;
         let filter = TransactionFilter {
             state: known("state", req.state)?,
             window: scope.window,
         };
-        let page_start = scope.resume(&req.page_token, &filter)?;
+        let page_start = scope.resume(&filter)?;
         let page = self
             .app
             .list_transactions(

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::api::names::valid_order_id;
+use crate::api::names::{lowercase_id, valid_order_id};
 use crate::domain::currency::Currency;
 use crate::domain::money::{Money, parse_decimal};
 use crate::domain::record as d;
@@ -172,10 +172,7 @@ impl Check<'_> {
 }
 
 fn valid_source_system(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    lowercase_id(s, 63, true, b"_-")
 }
 
 /// Validates record `index` of a request. Returns the domain record only
@@ -385,12 +382,7 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let category = if b.reporting_category.is_empty() {
                 c.fail(&format!("{p}.reporting_category"), "required");
                 None
-            } else if !b
-                .reporting_category
-                .bytes()
-                .all(|x| x.is_ascii_lowercase() || x == b'_')
-                || b.reporting_category.len() > 63
-            {
+            } else if !lowercase_id(&b.reporting_category, 63, false, b"_") {
                 c.fail(
                     &format!("{p}.reporting_category"),
                     "1-63 of [a-z_] (\"charge\", \"refund\", \"fee\")",
