@@ -174,7 +174,10 @@ impl Chunk {
             .iter()
             .map(|o| {
                 let mut r = result(&self.merchant, o);
-                r.index = self.positions[o.index] as i32;
+                // Outcomes index the chunk's valid records; a stored reply
+                // matches them (its request hash did).
+                debug_assert!(o.index < self.positions.len(), "outcome beyond the chunk");
+                r.index = self.positions.get(o.index).copied().unwrap_or(o.index) as i32;
                 r
             })
             .chain(self.rejected.iter().cloned())
@@ -189,12 +192,7 @@ impl Chunk {
     /// A stored or fresh answer, rendered; a replay is logged.
     fn answer(&self, submitted: Submitted) -> pb::StreamRecordsResponse {
         match submitted {
-            Submitted::Fresh(outcomes) => {
-                if !outcomes.is_empty() {
-                    log_outcomes(&self.merchant, &outcomes);
-                }
-                self.respond(&outcomes)
-            }
+            Submitted::Fresh(outcomes) => self.respond(&outcomes),
             Submitted::Replayed(outcomes) => {
                 tracing::info!(merchant = %self.merchant, "replayed a retried stream chunk");
                 self.respond(&outcomes)
@@ -228,24 +226,6 @@ impl IngestApi {
             .map(|(r, c)| r.map(|s| c.answer(s)))
             .collect()
     }
-}
-
-/// One line per stored batch: what an operator needs to see a retry storm
-/// or a burst of conflicts without reading payloads.
-fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
-    let count = |o: RecordOutcome| outcomes.iter().filter(|x| x.outcome == o).count();
-    let conflicts = count(RecordOutcome::Conflict);
-    if conflicts > 0 {
-        tracing::warn!(%merchant, conflicts, "records arrived again with different content");
-    }
-    tracing::info!(
-        %merchant,
-        records = outcomes.len(),
-        accepted = count(RecordOutcome::Accepted),
-        duplicates = count(RecordOutcome::Duplicate),
-        conflicts,
-        "stored a batch"
-    );
 }
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::StreamRecordsResponse, Status>> + Send>>;
@@ -285,10 +265,7 @@ impl IngestService for IngestApi {
             results: outcomes.iter().map(|o| result(&merchant, o)).collect(),
         };
         let response = match self.app.submit(&sub).await? {
-            Submitted::Fresh(outcomes) => {
-                log_outcomes(&merchant, &outcomes);
-                render(&outcomes)
-            }
+            Submitted::Fresh(outcomes) => render(&outcomes),
             Submitted::Replayed(outcomes) => {
                 tracing::info!(%merchant, request_id = %req.request_id, "replayed a retried request");
                 render(&outcomes)

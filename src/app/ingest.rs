@@ -122,7 +122,14 @@ impl App {
                 })
                 .await;
             match result {
-                Ok(out) => return Ok(out),
+                Ok(out) => {
+                    for (sub, s) in subs.iter().zip(&out) {
+                        if let Submitted::Fresh(outcomes) = s {
+                            log_outcomes(sub.merchant_id, outcomes);
+                        }
+                    }
+                    return Ok(out);
+                }
                 Err(Attempt::Busy(orders)) if attempt < RETRIES => prelock.extend(orders),
                 Err(Attempt::Failed(e)) if e.is_retryable() && attempt < RETRIES => {
                     tracing::debug!(attempt, error = %e, "retrying a submission that lost a race");
@@ -137,6 +144,24 @@ impl App {
             attempt += 1;
         }
     }
+}
+
+/// One line per stored batch: what an operator needs to see a retry storm
+/// or a burst of conflicts without reading payloads.
+fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
+    let count = |o: RecordOutcome| outcomes.iter().filter(|x| x.outcome == o).count();
+    let conflicts = count(RecordOutcome::Conflict);
+    if conflicts > 0 {
+        tracing::warn!(%merchant, conflicts, "records arrived again with different content");
+    }
+    tracing::info!(
+        %merchant,
+        records = outcomes.len(),
+        accepted = count(RecordOutcome::Accepted),
+        duplicates = count(RecordOutcome::Duplicate),
+        conflicts,
+        "stored a batch"
+    );
 }
 
 /// Why an attempt ended without committing.
