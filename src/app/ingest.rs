@@ -474,3 +474,48 @@ async fn link(
     ids.dedup();
     links::link(conn, merchant, &ids).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(method: Method) -> Submission<'static> {
+        Submission {
+            merchant_id: "acme",
+            method,
+            request_id: Some("r1"),
+            request_hash: [7; 32],
+            records: vec![],
+        }
+    }
+
+    fn taken(method: Method, hash: [u8; 32]) -> Claim {
+        Claim::Taken {
+            request_hash: hash.to_vec(),
+            method: method.as_str().to_string(),
+            reply: Some(serde_json::json!([])),
+        }
+    }
+
+    #[test]
+    fn a_request_id_replays_only_its_own_request_and_method() {
+        let same = replay(
+            &sub(Method::SubmitRecords),
+            "r1",
+            taken(Method::SubmitRecords, [7; 32]),
+        );
+        assert!(matches!(same, Ok(Submitted::Replayed(o)) if o.is_empty()));
+        let other_method = replay(
+            &sub(Method::StreamRecords),
+            "r1",
+            taken(Method::SubmitRecords, [7; 32]),
+        );
+        assert!(matches!(other_method, Err(Error::RequestIdReused { .. })));
+        let other_request = replay(
+            &sub(Method::SubmitRecords),
+            "r1",
+            taken(Method::SubmitRecords, [8; 32]),
+        );
+        assert!(matches!(other_request, Err(Error::RequestIdReused { .. })));
+    }
+}

@@ -118,3 +118,78 @@ fn split(
         offset += n;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testkit;
+
+    fn chunk<'a>(
+        merchant: &'a str,
+        request_id: Option<&'a str>,
+        records: &'a [Record],
+    ) -> Chunk<'a> {
+        Chunk {
+            merchant,
+            request_id,
+            request_hash: [0; 32],
+            records,
+        }
+    }
+
+    #[test]
+    fn chunks_without_request_id_of_one_merchant_share_a_submission() {
+        let one = vec![testkit::invoice("INV-1", "1.00", 0).record];
+        let none: Vec<Record> = vec![];
+        let chunks = [
+            chunk("acme", None, &one),
+            chunk("acme", None, &one),
+            chunk("acme", None, &none),
+            chunk("acme", Some("r1"), &one),
+            chunk("acme", None, &one),
+            chunk("other", None, &one),
+        ];
+        assert_eq!(group(&chunks), vec![vec![0, 1], vec![3], vec![4], vec![5]]);
+    }
+
+    #[test]
+    fn a_part_is_split_back_into_its_chunks() {
+        let one = vec![testkit::invoice("INV-1", "1.00", 0).record];
+        let two = vec![
+            testkit::invoice("INV-2", "1.00", 0).record,
+            testkit::invoice("INV-3", "1.00", 0).record,
+        ];
+        let chunks = [chunk("acme", None, &one), chunk("acme", None, &two)];
+        let outcome = |index| Outcome {
+            index,
+            source_id: format!("s{index}"),
+            outcome: super::super::RecordOutcome::Accepted,
+            order_id: None,
+            receive_time: testkit::t0(),
+            exception_id: None,
+        };
+        let mut answers = vec![None, None];
+        split(
+            &chunks,
+            &[0, 1],
+            Submitted::Fresh((0..3).map(outcome).collect()),
+            &mut answers,
+        );
+        let indexes: Vec<Vec<(usize, String)>> = answers
+            .into_iter()
+            .map(|a| match a {
+                Some(Ok(Submitted::Fresh(o))) => {
+                    o.into_iter().map(|o| (o.index, o.source_id)).collect()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            indexes,
+            vec![
+                vec![(0, "s0".to_string())],
+                vec![(0, "s1".to_string()), (1, "s2".to_string())]
+            ]
+        );
+    }
+}
