@@ -1,7 +1,7 @@
-//! Queries: what reads show. A transaction is shown as it was evaluated when
-//! its order was last written (the stored snapshot), so its totals, state
-//! and reasons are always one evaluation, the same one its exceptions and
-//! the list filters come from.
+//! Queries: what reads show. A transaction is evaluated whole on read (merge
+//! and match, with the order's unresolved conflicts), and its totals, state
+//! and reasons all come from that one evaluation, never a merge made now
+//! mixed with a state settled at write time.
 
 use super::App;
 use super::reconcile::assess;
@@ -70,46 +70,21 @@ impl App {
     }
 }
 
-/// The transaction each row shows: its snapshot, or for a row written before
-/// snapshots existed, a whole evaluation made now (never a merge made now
-/// with a state settled then).
+/// The transaction each row shows: one whole evaluation of its records,
+/// made now.
 async fn shown(
     conn: &mut Conn,
     merchant: &str,
     rows: Vec<ProjectionRow>,
 ) -> Result<Vec<Transaction>> {
-    let legacy: Vec<String> = rows
-        .iter()
-        .filter(|r| r.snapshot.is_none())
-        .map(|r| r.order_id.clone())
-        .collect();
-    let mut records = if legacy.is_empty() {
-        Default::default()
-    } else {
-        record_log::load_records(conn, merchant, &legacy).await?
-    };
-    let conflicted = if legacy.is_empty() {
-        Default::default()
-    } else {
-        exceptions::conflicted_orders(conn, merchant, &legacy).await?
-    };
-    rows.into_iter()
-        .map(|row| match row.snapshot {
-            Some(snapshot) => {
-                let t: Transaction = serde_json::from_value(snapshot).map_err(|e| {
-                    Error::corrupt(format!("the snapshot of order {}", row.order_id), e)
-                })?;
-                debug_assert_eq!(
-                    t.state.as_str(),
-                    row.state,
-                    "snapshot and state column differ"
-                );
-                Ok(t)
-            }
-            None => {
-                let own = records.remove(&row.order_id).unwrap_or_default();
-                Ok(assess(&row.order_id, &own, conflicted.contains(&row.order_id)).0)
-            }
+    let orders: Vec<String> = rows.iter().map(|r| r.order_id.clone()).collect();
+    let mut records = record_log::load_records(conn, merchant, &orders).await?;
+    let conflicted = exceptions::conflicted_orders(conn, merchant, &orders).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let own = records.remove(&row.order_id).unwrap_or_default();
+            assess(&row.order_id, &own, conflicted.contains(&row.order_id)).0
         })
-        .collect()
+        .collect())
 }

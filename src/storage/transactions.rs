@@ -1,10 +1,9 @@
-//! transactions: each order's evaluated canonical transaction (the
-//! snapshot), with its state, reasons and times as columns to filter and
-//! page on. Written whole by the reconcile use case, read back as stored.
+//! transactions: where each order's reconciliation stood when it was last
+//! written (state, reasons, currency, times), to filter and page on.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
@@ -12,9 +11,7 @@ use super::statement::{Bind, statement};
 use crate::domain::transaction::{ReconciliationState, Transaction};
 use crate::error::Result;
 
-/// Writes each order's evaluation. `merged[i]` is serialised as the
-/// snapshot; its state and reasons become the filterable columns, so the
-/// two cannot disagree.
+/// Writes each order's state, reasons and times.
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -23,24 +20,18 @@ pub async fn upsert(
     if merged.is_empty() {
         return Ok(());
     }
-    let snapshots: Vec<serde_json::Value> = merged
-        .iter()
-        .map(|t| serde_json::to_value(t).expect("transactions always serialise"))
-        .collect();
     statement(
         "INSERT INTO transactions (merchant_id, order_id, state, currency_code, event_time,
-                 create_time, update_time, reasons, snapshot)
+                 create_time, update_time, reasons)
          SELECT $1, t.order_id, t.state, t.currency_code, t.event_time, t.create_time,
-             t.update_time, string_to_array(t.reasons, chr(31)), t.snapshot
+             t.update_time, string_to_array(t.reasons, chr(31))
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[],
-             $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[])
-           AS t(order_id, state, currency_code, event_time, create_time, update_time, reasons,
-             snapshot)
+             $6::timestamptz[], $7::timestamptz[], $8::text[])
+           AS t(order_id, state, currency_code, event_time, create_time, update_time, reasons)
          ON CONFLICT (merchant_id, order_id) DO UPDATE SET
              state = EXCLUDED.state, currency_code = EXCLUDED.currency_code,
              event_time = EXCLUDED.event_time, create_time = EXCLUDED.create_time,
-             update_time = EXCLUDED.update_time, reasons = EXCLUDED.reasons,
-             snapshot = EXCLUDED.snapshot",
+             update_time = EXCLUDED.update_time, reasons = EXCLUDED.reasons",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(
@@ -67,7 +58,6 @@ pub async fn upsert(
             .map(|t| t.reasons.join("\u{1f}"))
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Jsonb>, _>(snapshots)
     .execute(conn)
     .await?;
     Ok(())
@@ -84,12 +74,9 @@ pub struct ProjectionRow {
     pub reasons: Vec<String>,
     #[diesel(sql_type = Timestamptz)]
     pub event_time: DateTime<Utc>,
-    /// NULL for rows written before snapshots existed.
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    pub snapshot: Option<serde_json::Value>,
 }
 
-const COLUMNS: &str = "order_id, state, reasons, event_time, snapshot";
+const COLUMNS: &str = "order_id, state, reasons, event_time";
 
 #[derive(Debug, Clone, Default)]
 pub struct TransactionFilter {

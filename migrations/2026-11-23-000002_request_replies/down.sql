@@ -1,4 +1,3 @@
-ALTER TABLE transactions DROP COLUMN snapshot;
 DELETE FROM submissions;
 ALTER TABLE submissions
     DROP COLUMN reply,

@@ -8,8 +8,3 @@ ALTER TABLE submissions
     DROP COLUMN response,
     ADD COLUMN method text NOT NULL CHECK (method IN ('submit_records', 'stream_records')),
     ADD COLUMN reply jsonb;
-
--- The canonical transaction as evaluated when its order was last written:
--- reads show this one evaluation (totals, state and reasons together).
--- NULL for rows written before this migration; those are evaluated on read.
-ALTER TABLE transactions ADD COLUMN snapshot jsonb;
