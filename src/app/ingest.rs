@@ -213,17 +213,22 @@ fn replay(sub: &Submission<'_>, request_id: &str, claim: Claim) -> Result<Submit
     Ok(Submitted::Replayed(outcomes))
 }
 
-/// The locks a submission knows it needs before it writes: its orders, and
-/// every id that can tie a record of no single order to an order (so a
-/// journal and its charge's order, written at once, serialise and the second
-/// links to the first).
-fn upfront_locks(
-    sub: &Submission<'_>,
+/// The locks a submission needs once it knows what it accepted: the orders
+/// of its new records and conflicts (and any a lost race named), and every
+/// id a new record can be linked through (an order's record ids, payment
+/// intents, charges; a journal's or balance transaction's pointer ids), so a
+/// journal and its charge's order written at once serialise and the second
+/// links to the first. Taken after the insert: the unique index already
+/// serialises writers of one key, and a batch of duplicates locks nothing.
+fn locks_for(
+    new_records: &[(i64, &Record)],
+    conflicts: &[exceptions::NewException],
     prelock: &BTreeSet<String>,
 ) -> (BTreeSet<String>, Vec<LockKey>) {
     let mut orders: BTreeSet<String> = prelock.clone();
+    orders.extend(conflicts.iter().filter_map(|c| c.order_id.clone()));
     let mut refs: BTreeSet<String> = BTreeSet::new();
-    for r in &sub.records {
+    for (_, r) in new_records {
         match &r.order_id {
             Some(o) => {
                 orders.insert(o.clone());
@@ -260,21 +265,9 @@ async fn submit_in_tx(
             return Ok(replay(sub, request_id, claim)?);
         }
     }
-    let (locked, keys) = upfront_locks(sub, prelock);
-    locks::lock_all(conn, merchant, &keys).await?;
-
     let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
     let (accepted, fresh, first) = accept(conn, sub, &hashes).await?;
     let judged = judge(merchant, sub, &hashes, &accepted, &fresh, &first)?;
-    if !judged.repeats.is_empty() {
-        judged
-            .repeats
-            .insert(conn, merchant, sub.request_id)
-            .await?;
-    }
-    exceptions::upsert(conn, merchant, &judged.conflicts).await?;
-    let mut touched = judged.touched;
-
     let new_records: Vec<(i64, &Record)> = judged
         .outcomes
         .iter()
@@ -284,6 +277,17 @@ async fn submit_in_tx(
             accepted.get(&r.key()).map(|row| (row.record_id, r))
         })
         .collect();
+    let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock);
+    locks::lock_all(conn, merchant, &keys).await?;
+
+    if !judged.repeats.is_empty() {
+        judged
+            .repeats
+            .insert(conn, merchant, sub.request_id)
+            .await?;
+    }
+    exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    let mut touched = judged.touched;
     // Records of no single order: their own figures are checked now, and
     // they join the orders whose ids they name.
     let standalone: Vec<_> = new_records
@@ -295,10 +299,10 @@ async fn submit_in_tx(
     exceptions::upsert(conn, merchant, &standalone).await?;
     touched.extend(link(conn, merchant, &new_records).await?);
 
-    // Orders reached only through links or a conflict's original were not
-    // locked up front: waiting for them while holding other locks could
-    // deadlock, so they are taken only if free, else the attempt runs again
-    // with them locked up front.
+    // Orders reached only through links were not locked with the rest:
+    // waiting for them while holding other locks could deadlock, so they
+    // are taken only if free, else the attempt runs again with them locked
+    // with the rest.
     let late: Vec<String> = touched.difference(&locked).cloned().collect();
     let late_keys: Vec<LockKey> = late.iter().cloned().map(LockKey::Order).collect();
     if !locks::try_lock_all(conn, merchant, &late_keys).await? {
