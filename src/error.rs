@@ -1,5 +1,13 @@
-//! The one error type of Tally. Transport maps it to a gRPC status in one
-//! place (`api::status`); nothing else builds a `tonic::Status`.
+//! The one error type of Tally, by meaning: each variant says what went
+//! wrong, not which gRPC code it becomes. Transport maps it to a status in
+//! one place (`api::status`); nothing else builds a `tonic::Status`.
+//!
+//! Database errors are classified by their SQLSTATE class, as the driver
+//! reports it (diesel's `DatabaseErrorKind`, which diesel-async derives
+//! from tokio-postgres' `SqlState`), never by message text.
+
+/// Any underlying cause, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// A field that is wrong, named by its path in the request
 /// ("records[3].invoice.total.amount").
@@ -20,24 +28,61 @@ impl FieldViolation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Malformed input. `reason` is the ErrorInfo reason (UPPER_SNAKE_CASE).
+    /// Malformed input. `reason` is the ErrorInfo reason (UPPER_SNAKE_CASE):
+    /// INVALID_FIELD, INVALID_RECORDS, ...
     #[error("invalid argument: {}", describe(.violations))]
     InvalidArgument {
         reason: &'static str,
         violations: Vec<FieldViolation>,
     },
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Lost a race with a concurrent writer; the caller may retry.
-    #[error("{0}")]
-    Aborted(String),
-    /// The database cannot be reached.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// A named resource that does not exist ("merchants/acme/transactions/1").
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// A request_id already answered for another request or another method.
+    #[error("request_id {request_id} was already used {how}")]
+    RequestIdReused { request_id: String, how: String },
+    /// A write the database refused as a duplicate of existing data
+    /// (SQLSTATE 23505).
+    #[error("already exists: {what}")]
+    Conflict {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+    /// A write the database refused by a constraint (SQLSTATE 23xxx other
+    /// than 23505): data that passed validation but breaks an invariant.
+    #[error("rejected by a database constraint: {what}")]
+    ConstraintViolated {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+    /// Lost a race with a concurrent writer (SQLSTATE 40001, or a lock a
+    /// submission could not take without risking a deadlock); retried
+    /// whole by the use case, and retryable by the caller.
+    #[error("lost a race with a concurrent update")]
+    ConcurrentUpdate {
+        #[source]
+        source: Cause,
+    },
+    /// The database cannot be reached: the pool cannot give a connection,
+    /// the connection closed, or the server refuses work.
+    #[error("database unavailable")]
+    DatabaseUnavailable {
+        #[source]
+        source: Cause,
+    },
+    /// Stored data the current code cannot read.
+    #[error("stored data unreadable: {what}")]
+    CorruptData {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+    /// The process is misconfigured (an environment variable, a path).
+    #[error("configuration: {0}")]
+    Configuration(String),
+    /// A fault of Tally itself, or of the machine it runs on.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,29 +101,74 @@ impl Error {
             violations: vec![FieldViolation::new(field, description)],
         }
     }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound { what: what.into() }
+    }
+
+    pub fn corrupt(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Error::CorruptData {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether the whole unit of work may simply run again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::ConcurrentUpdate { .. })
+    }
+}
+
+/// A database error as text, kept as the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct DbCause {
+    message: String,
+}
+
+fn cause(info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync)) -> Cause {
+    let mut message = info.message().to_string();
+    if let Some(d) = info.details() {
+        message.push_str(&format!(" ({d})"));
+    }
+    Box::new(DbCause { message })
 }
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind as K, Error as D};
         match e {
-            D::NotFound => Error::NotFound("row".into()),
-            D::DatabaseError(K::SerializationFailure, info) => {
-                Error::Aborted(info.message().to_string())
+            D::DatabaseError(kind, info) => {
+                let what = info
+                    .constraint_name()
+                    .unwrap_or_else(|| info.table_name().unwrap_or("a row"))
+                    .to_string();
+                let source = cause(info.as_ref());
+                match kind {
+                    // 40001.
+                    K::SerializationFailure => Error::ConcurrentUpdate { source },
+                    // No SQLSTATE at all: the connection is gone (closed
+                    // socket, "connection closed" from the driver).
+                    K::ClosedConnection | K::UnableToSendCommand => {
+                        Error::DatabaseUnavailable { source }
+                    }
+                    // 25006: a read-only standby took the write.
+                    K::ReadOnlyTransaction => Error::DatabaseUnavailable { source },
+                    // 23505.
+                    K::UniqueViolation => Error::Conflict { what, source },
+                    // 23514, 23503, 23502, 23001, 23P01.
+                    K::CheckViolation
+                    | K::ForeignKeyViolation
+                    | K::NotNullViolation
+                    | K::RestrictViolation
+                    | K::ExclusionViolation => Error::ConstraintViolated { what, source },
+                    _ => Error::Internal(format!("database: {}", info.message())),
+                }
             }
-            D::DatabaseError(K::ClosedConnection, info) => {
-                Error::Unavailable(info.message().to_string())
-            }
-            D::DatabaseError(K::UniqueViolation, info) => {
-                Error::AlreadyExists(info.message().to_string())
-            }
-            D::DatabaseError(K::CheckViolation, info) => Error::FailedPrecondition(format!(
-                "rejected by a database constraint: {}",
-                info.message()
-            )),
-            D::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
-                Error::Aborted(info.message().to_string())
-            }
+            D::NotFound => Error::not_found("row"),
+            D::BrokenTransactionManager => Error::DatabaseUnavailable {
+                source: Box::new(e),
+            },
             other => Error::Internal(other.to_string()),
         }
     }
@@ -86,8 +176,48 @@ impl From<diesel::result::Error> for Error {
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        Error::Unavailable(e.to_string())
+        Error::DatabaseUnavailable {
+            source: Box::new(e),
+        }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind as K, Error as D};
+
+    fn db(kind: K) -> Error {
+        D::DatabaseError(kind, Box::new("boom".to_string())).into()
+    }
+
+    #[test]
+    fn database_errors_are_classified_by_kind() {
+        assert!(matches!(
+            db(K::SerializationFailure),
+            Error::ConcurrentUpdate { .. }
+        ));
+        assert!(matches!(
+            db(K::ClosedConnection),
+            Error::DatabaseUnavailable { .. }
+        ));
+        assert!(matches!(
+            db(K::UnableToSendCommand),
+            Error::DatabaseUnavailable { .. }
+        ));
+        assert!(matches!(db(K::UniqueViolation), Error::Conflict { .. }));
+        assert!(matches!(
+            db(K::CheckViolation),
+            Error::ConstraintViolated { .. }
+        ));
+        // Text never decides: a message that reads like a deadlock is not
+        // taken for one.
+        let e: Error =
+            D::DatabaseError(K::Unknown, Box::new("deadlock detected".to_string())).into();
+        assert!(matches!(e, Error::Internal(_)));
+        assert!(db(K::SerializationFailure).is_retryable());
+        assert!(!db(K::UniqueViolation).is_retryable());
+    }
+}

@@ -3,11 +3,13 @@
 //! the transaction level so gaps surface as exceptions, not as month-end
 //! surprises.
 //!
-//! Layout: `domain` is pure (money, records, merging, matching); `storage`
-//! owns every SQL statement; `api` adapts gRPC to both; `server` wires the
-//! services together.
+//! Layout: `api` adapts gRPC (validate, call a use case, map the result);
+//! `app` holds the use cases and owns transactions; `domain` is pure (money,
+//! records, merging, matching); `storage` owns every SQL statement; `server`
+//! wires the services together.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -16,6 +16,7 @@ use tonic_health::server::HealthReporter;
 use crate::api::exceptions::ExceptionApi;
 use crate::api::ingest::IngestApi;
 use crate::api::transactions::TransactionApi;
+use crate::app::App;
 use crate::error::{Error, Result};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
@@ -74,6 +75,7 @@ pub async fn serve(
             .await;
     }
     let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
+    let app = App::new(store);
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -100,13 +102,13 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(
             // A 1,000-record batch of detailed orders can pass tonic's 4 MiB default.
-            IngestServiceServer::new(IngestApi::new(store.clone()))
+            IngestServiceServer::new(IngestApi::new(app.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(TransactionServiceServer::new(TransactionApi::new(
-            store.clone(),
+            app.clone(),
         )))
-        .add_service(ExceptionServiceServer::new(ExceptionApi::new(store)))
+        .add_service(ExceptionServiceServer::new(ExceptionApi::new(app)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")));

@@ -2,27 +2,22 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::api::convert::{exception, exception_state_name, exception_type_from, handoff_from};
-use crate::api::names::parse_parent;
-use crate::api::pagination::{self, time_range};
-use crate::error::Error;
+use crate::api::convert::{exception, known};
+use crate::api::pagination::ListScope;
+use crate::app::App;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::exception_service_server::ExceptionService;
-use crate::storage::{ExceptionFilter, Store};
+use crate::storage::exceptions::ExceptionFilter;
 
 #[derive(Clone)]
 pub struct ExceptionApi {
-    store: Store,
+    app: App,
 }
 
 impl ExceptionApi {
-    pub fn new(store: Store) -> Self {
-        ExceptionApi { store }
+    pub fn new(app: App) -> Self {
+        ExceptionApi { app }
     }
-}
-
-fn known<T>(field: &str, v: i32, parse: impl Fn(i32) -> Option<T>) -> Result<T, Error> {
-    parse(v).ok_or_else(|| Error::invalid(field, format!("unknown value {v}")))
 }
 
 #[tonic::async_trait]
@@ -32,31 +27,30 @@ impl ExceptionService for ExceptionApi {
         request: Request<pb::ListExceptionsRequest>,
     ) -> Result<Response<pb::ListExceptionsResponse>, Status> {
         let req = request.into_inner();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let limit = pagination::page_size(req.page_size)?;
-        let (start_time, end_time) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
-        let exception_type = known("type", req.r#type, |v| pb::ExceptionType::try_from(v).ok())?;
-        let handoff = known("handoff", req.handoff, |v| pb::Handoff::try_from(v).ok())?;
-        let state = known("state", req.state, |v| pb::ExceptionState::try_from(v).ok())?;
+        let scope = ListScope::of(&req)?;
         let filter = ExceptionFilter {
-            exception_type: exception_type_from(exception_type),
-            handoff: handoff_from(handoff),
-            state: exception_state_name(state).map(str::to_string),
-            start_time,
-            end_time,
+            exception_type: known("type", req.r#type)?,
+            handoff: known("handoff", req.handoff)?,
+            state: known("state", req.state)?,
+            window: scope.window,
         };
-        let fingerprint = format!("{merchant}|{filter:?}");
-        let after = pagination::decode(&req.page_token, &fingerprint)?;
+        let page_start = scope.resume(&filter)?;
         let page = self
-            .store
-            .list_exceptions(&merchant, &filter, after.as_ref(), limit)
+            .app
+            .list_exceptions(
+                &scope.merchant,
+                &filter,
+                page_start.after.as_ref(),
+                scope.limit,
+            )
             .await?;
         Ok(Response::new(pb::ListExceptionsResponse {
-            exceptions: page.items.iter().map(|e| exception(&merchant, e)).collect(),
-            next_page_token: page
-                .next
-                .map(|c| pagination::encode(&c, &fingerprint))
-                .unwrap_or_default(),
+            exceptions: page
+                .items
+                .iter()
+                .map(|e| exception(&scope.merchant, e))
+                .collect(),
+            next_page_token: page_start.next_token(page.next),
         }))
     }
 }

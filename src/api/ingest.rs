@@ -1,10 +1,9 @@
 //! IngestService: SubmitRecords and StreamRecords. Thin: validate, hand the
-//! batch to storage, render the outcomes.
+//! batch to the ingest use case, render the outcomes.
 
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,19 +14,20 @@ use crate::api::convert::timestamp;
 use crate::api::names::{exception_name, parse_parent, transaction_name};
 use crate::api::status::{ERROR_DOMAIN, invalid_argument, to_rpc_status};
 use crate::api::validate::{self, MAX_BATCH};
+use crate::app::stream::Chunk as StoredChunk;
+use crate::app::{App, Method, Outcome, RecordOutcome, Submission, Submitted};
 use crate::error::{Error, FieldViolation, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::ingest_service_server::IngestService;
-use crate::storage::{Outcome, RecordOutcome, Store, Submission, Submitted};
 
 #[derive(Clone)]
 pub struct IngestApi {
-    store: Store,
+    app: App,
 }
 
 impl IngestApi {
-    pub fn new(store: Store) -> Self {
-        IngestApi { store }
+    pub fn new(app: App) -> Self {
+        IngestApi { app }
     }
 }
 
@@ -65,6 +65,7 @@ fn check_envelope(
 }
 
 fn request_hash(parent: &str, records: &[pb::Record]) -> [u8; 32] {
+    use prost::Message;
     let mut h = Sha256::new();
     h.update(parent.as_bytes());
     for r in records {
@@ -173,7 +174,10 @@ impl Chunk {
             .iter()
             .map(|o| {
                 let mut r = result(&self.merchant, o);
-                r.index = self.positions[o.index] as i32;
+                // Outcomes index the chunk's valid records; a stored reply
+                // matches them (its request hash did).
+                debug_assert!(o.index < self.positions.len(), "outcome beyond the chunk");
+                r.index = self.positions.get(o.index).copied().unwrap_or(o.index) as i32;
                 r
             })
             .chain(self.rejected.iter().cloned())
@@ -185,11 +189,14 @@ impl Chunk {
         }
     }
 
-    fn answer(&self, submitted: Submitted) -> Result<pb::StreamRecordsResponse> {
+    /// A stored or fresh answer, rendered; a replay is logged.
+    fn answer(&self, submitted: Submitted) -> pb::StreamRecordsResponse {
         match submitted {
-            Submitted::Fresh(outcomes) => Ok(self.respond(&outcomes)),
-            Submitted::Replayed(bytes) => pb::StreamRecordsResponse::decode(bytes.as_slice())
-                .map_err(|e| Error::Internal(format!("stored response unreadable: {e}"))),
+            Submitted::Fresh(outcomes) => self.respond(&outcomes),
+            Submitted::Replayed(outcomes) => {
+                tracing::info!(merchant = %self.merchant, "replayed a retried stream chunk");
+                self.respond(&outcomes)
+            }
         }
     }
 }
@@ -199,126 +206,25 @@ impl Chunk {
 const MAX_CHUNKS_PER_COMMIT: usize = 64;
 
 impl IngestApi {
-    /// Stores chunks that arrived together. Consecutive chunks of one
-    /// merchant without a request_id become one set-based submission (what a
-    /// client streaming one record per message needs); a chunk with a
-    /// request_id stays alone, so its stored response is its own. All of it
-    /// commits once. If that fails, the parts are stored one by one so each
-    /// chunk gets its own answer, up to the first error.
+    /// Stores chunks that arrived together (the use case decides how they
+    /// are batched and committed) and renders each chunk's answer.
     async fn store_chunks(&self, chunks: &[Chunk]) -> Vec<Result<pb::StreamRecordsResponse>> {
-        let mut parts: Vec<Vec<usize>> = vec![];
-        for (i, c) in chunks.iter().enumerate() {
-            if c.records.is_empty() {
-                continue;
-            }
-            let joins = c.request_id.is_none()
-                && parts.last().is_some_and(|p| {
-                    let head = &chunks[p[0]];
-                    head.request_id.is_none() && head.merchant == c.merchant
-                });
-            match parts.last_mut() {
-                Some(p) if joins => p.push(i),
-                _ => parts.push(vec![i]),
-            }
-        }
-        let submission = |part: &[usize]| {
-            let head = &chunks[part[0]];
-            Submission {
-                merchant_id: &head.merchant,
-                request_id: head.request_id.as_deref(),
-                request_hash: head.request_hash,
-                records: part
-                    .iter()
-                    .flat_map(|&i| chunks[i].records.iter())
-                    .collect(),
-            }
-        };
-        // Only a lone chunk carries a request_id, so only it is ever encoded.
-        let encode = |part: &[usize], o: &[Outcome]| chunks[part[0]].respond(o).encode_to_vec();
-
-        let mut answers: Vec<Option<Result<pb::StreamRecordsResponse>>> = chunks
+        let stored: Vec<StoredChunk<'_>> = chunks
             .iter()
-            .map(|c| c.records.is_empty().then(|| Ok(c.respond(&[]))))
-            .collect();
-        let subs: Vec<Submission<'_>> = parts.iter().map(|p| submission(p)).collect();
-        let together = match parts.len() {
-            0 => Ok(vec![]),
-            _ => {
-                self.store
-                    .submit_group(&subs, |i, o| encode(&parts[i], o))
-                    .await
-            }
-        };
-        match together {
-            Ok(submitted) => {
-                for (part, s) in parts.iter().zip(submitted) {
-                    split(chunks, part, s, &mut answers);
-                }
-            }
-            Err(_) => {
-                for (part, sub) in parts.iter().zip(&subs) {
-                    match self.store.submit(sub, |o| encode(part, o)).await {
-                        Ok(s) => split(chunks, part, s, &mut answers),
-                        Err(e) => {
-                            answers[part[0]] = Some(Err(e));
-                            // The stream ends at its first error: nothing
-                            // after it is stored or answered.
-                            return answers.into_iter().take(part[0] + 1).flatten().collect();
-                        }
-                    }
-                }
-            }
-        }
-        answers.into_iter().flatten().collect()
-    }
-}
-
-/// One line per stored batch: what an operator needs to see a retry storm
-/// or a burst of conflicts without reading payloads.
-fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
-    let count = |o: RecordOutcome| outcomes.iter().filter(|x| x.outcome == o).count();
-    let conflicts = count(RecordOutcome::Conflict);
-    if conflicts > 0 {
-        tracing::warn!(%merchant, conflicts, "records arrived again with different content");
-    }
-    tracing::info!(
-        %merchant,
-        records = outcomes.len(),
-        accepted = count(RecordOutcome::Accepted),
-        duplicates = count(RecordOutcome::Duplicate),
-        conflicts,
-        "stored a batch"
-    );
-}
-
-/// Hands each chunk of a part its own outcomes, re-indexed from the part's
-/// concatenated records to the chunk's.
-fn split(
-    chunks: &[Chunk],
-    part: &[usize],
-    submitted: Submitted,
-    answers: &mut [Option<Result<pb::StreamRecordsResponse>>],
-) {
-    let outcomes = match submitted {
-        Submitted::Replayed(_) => {
-            answers[part[0]] = Some(chunks[part[0]].answer(submitted));
-            return;
-        }
-        Submitted::Fresh(outcomes) => outcomes,
-    };
-    log_outcomes(&chunks[part[0]].merchant, &outcomes);
-    let mut offset = 0;
-    for &i in part {
-        let n = chunks[i].records.len();
-        let mine: Vec<Outcome> = outcomes[offset..offset + n]
-            .iter()
-            .map(|o| Outcome {
-                index: o.index - offset,
-                ..o.clone()
+            .map(|c| StoredChunk {
+                merchant: &c.merchant,
+                request_id: c.request_id.as_deref(),
+                request_hash: c.request_hash,
+                records: &c.records,
             })
             .collect();
-        answers[i] = Some(Ok(chunks[i].respond(&mine)));
-        offset += n;
+        self.app
+            .submit_chunks(&stored)
+            .await
+            .into_iter()
+            .zip(chunks)
+            .map(|(r, c)| r.map(|s| c.answer(s)))
+            .collect()
     }
 }
 
@@ -350,6 +256,7 @@ impl IngestService for IngestApi {
         }
         let sub = Submission {
             merchant_id: &merchant,
+            method: Method::SubmitRecords,
             request_id: request_id.as_deref(),
             request_hash: request_hash(&req.parent, &req.records),
             records: records.iter().collect(),
@@ -357,19 +264,11 @@ impl IngestService for IngestApi {
         let render = |outcomes: &[Outcome]| pb::SubmitRecordsResponse {
             results: outcomes.iter().map(|o| result(&merchant, o)).collect(),
         };
-        let response = match self
-            .store
-            .submit(&sub, |o| render(o).encode_to_vec())
-            .await?
-        {
-            Submitted::Fresh(outcomes) => {
-                log_outcomes(&merchant, &outcomes);
-                render(&outcomes)
-            }
-            Submitted::Replayed(bytes) => {
+        let response = match self.app.submit(&sub).await? {
+            Submitted::Fresh(outcomes) => render(&outcomes),
+            Submitted::Replayed(outcomes) => {
                 tracing::info!(%merchant, request_id = %req.request_id, "replayed a retried request");
-                pb::SubmitRecordsResponse::decode(bytes.as_slice())
-                    .map_err(|e| Error::Internal(format!("stored response unreadable: {e}")))?
+                render(&outcomes)
             }
         };
         Ok(Response::new(response))

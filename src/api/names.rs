@@ -3,14 +3,19 @@
 
 use crate::error::{Error, Result};
 
+/// 1 to `max` bytes, each lowercase ASCII, a digit (with `digits`) or one
+/// of `extra`: the one character-class check behind every id we accept.
+pub fn lowercase_id(s: &str, max: usize, digits: bool, extra: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || (digits && b.is_ascii_digit()) || extra.contains(&b))
+}
+
 /// 1-63 of [a-z0-9-], starting alphanumeric: safe in a resource name and a
 /// distribution key.
 pub fn valid_merchant(m: &str) -> bool {
-    !m.is_empty()
-        && m.len() <= 63
-        && m.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !m.starts_with('-')
+    lowercase_id(m, 63, true, b"-") && !m.starts_with('-')
 }
 
 /// 1-128 of [A-Za-z0-9._~-]: an order id must fit in a resource name

@@ -6,13 +6,14 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::api::names::parse_parent;
 use crate::error::{Error, Result};
-use crate::storage::Cursor;
+use crate::storage::{Cursor, TimeWindow};
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-pub fn page_size(requested: i32) -> Result<usize> {
+fn page_size_of(requested: i32) -> Result<usize> {
     match requested {
         n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
         0 => Ok(DEFAULT_PAGE_SIZE),
@@ -21,8 +22,7 @@ pub fn page_size(requested: i32) -> Result<usize> {
 }
 
 fn fingerprint(filter: &str) -> String {
-    let d = Sha256::digest(filter.as_bytes());
-    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(filter.as_bytes())[..6])
 }
 
 pub fn encode(cursor: &Cursor, filter: &str) -> String {
@@ -32,7 +32,7 @@ pub fn encode(cursor: &Cursor, filter: &str) -> String {
         cursor.time.timestamp_micros(),
         cursor.id
     );
-    raw.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(raw)
 }
 
 pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
@@ -45,14 +45,10 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
             "malformed page token; start again without one",
         )
     };
-    if token.len() % 2 != 0 || token.len() > 1024 {
+    if token.len() > 1024 {
         return Err(bad());
     }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
+    let bytes = hex::decode(token).map_err(|_| bad())?;
     let raw = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = raw.splitn(4, '|');
     let (Some("1"), Some(fp), Some(micros), Some(id)) =
@@ -102,6 +98,91 @@ pub fn time_range(
         }
     }
     Ok((s, e))
+}
+
+/// The fields every List request has, named alike (AIP-132).
+pub trait ListRequest {
+    fn parent(&self) -> &str;
+    fn page_size(&self) -> i32;
+    fn page_token(&self) -> &str;
+    fn window(
+        &self,
+    ) -> (
+        Option<&prost_types::Timestamp>,
+        Option<&prost_types::Timestamp>,
+    );
+}
+
+macro_rules! list_request {
+    ($($t:ty),*) => {$(
+        impl ListRequest for $t {
+            fn parent(&self) -> &str {
+                &self.parent
+            }
+            fn page_size(&self) -> i32 {
+                self.page_size
+            }
+            fn page_token(&self) -> &str {
+                &self.page_token
+            }
+            fn window(&self) -> (Option<&prost_types::Timestamp>, Option<&prost_types::Timestamp>) {
+                (self.start_time.as_ref(), self.end_time.as_ref())
+            }
+        }
+    )*};
+}
+
+list_request!(
+    crate::proto::tally::v1::ListTransactionsRequest,
+    crate::proto::tally::v1::ListExceptionsRequest
+);
+
+/// What every List request shares, checked once: the merchant, the page
+/// size, the time window, and where the page starts.
+pub struct ListScope {
+    pub merchant: String,
+    pub limit: usize,
+    pub window: TimeWindow,
+    page_token: String,
+}
+
+impl ListScope {
+    pub fn of(req: &impl ListRequest) -> Result<ListScope> {
+        let merchant = parse_parent("parent", req.parent())?;
+        let limit = page_size_of(req.page_size())?;
+        let (start, end) = req.window();
+        let (start, end) = time_range(start, end)?;
+        Ok(ListScope {
+            merchant,
+            limit,
+            window: TimeWindow { start, end },
+            page_token: req.page_token().to_string(),
+        })
+    }
+
+    /// Where the page starts: the cursor in the page token, refused unless
+    /// it was issued for this merchant and `filter` (which holds the window).
+    pub fn resume(&self, filter: &impl std::fmt::Debug) -> Result<Resume> {
+        let fingerprint = format!("{}|{filter:?}", self.merchant);
+        Ok(Resume {
+            after: decode(&self.page_token, &fingerprint)?,
+            fingerprint,
+        })
+    }
+}
+
+/// Where a page starts, and what the token of the next carries.
+pub struct Resume {
+    pub after: Option<Cursor>,
+    fingerprint: String,
+}
+
+impl Resume {
+    /// The next_page_token of a page: empty on the last.
+    pub fn next_token(&self, next: Option<Cursor>) -> String {
+        next.map(|c| encode(&c, &self.fingerprint))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

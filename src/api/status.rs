@@ -37,38 +37,70 @@ pub fn invalid_argument(reason: &str, violations: &[FieldViolation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, d)
 }
 
+fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    Status::with_error_details(code, message.into(), details(reason))
+}
+
+/// Every variant, exhaustively: a new one does not compile until it has a
+/// status. Causes go to the log, not to the caller.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match e {
             Error::InvalidArgument { reason, violations } => invalid_argument(reason, &violations),
-            Error::NotFound(what) => Status::with_error_details(
-                Code::NotFound,
-                format!("{what} not found"),
-                details("NOT_FOUND"),
-            ),
-            Error::AlreadyExists(m) => {
-                Status::with_error_details(Code::AlreadyExists, m, details("ALREADY_EXISTS"))
+            Error::NotFound { what } => {
+                status(Code::NotFound, format!("{what} not found"), "NOT_FOUND")
             }
-            Error::FailedPrecondition(m) => Status::with_error_details(
-                Code::FailedPrecondition,
-                m,
-                details("FAILED_PRECONDITION"),
-            ),
-            Error::Aborted(m) => {
-                Status::with_error_details(Code::Aborted, m, details("CONCURRENT_UPDATE"))
+            Error::RequestIdReused { .. } => {
+                status(Code::AlreadyExists, e.to_string(), "REQUEST_ID_REUSED")
             }
-            Error::Unavailable(m) => {
-                tracing::warn!(error = %m, "database unavailable");
-                Status::with_error_details(
-                    Code::Unavailable,
-                    "database unavailable",
-                    details("DATABASE_UNAVAILABLE"),
+            Error::Conflict {
+                ref what,
+                ref source,
+            } => {
+                tracing::warn!(error = %source, "write refused as a duplicate");
+                status(
+                    Code::AlreadyExists,
+                    format!("{what} already exists"),
+                    "ALREADY_EXISTS",
                 )
             }
-            Error::Internal(m) => {
-                // The cause goes to the log, not to the caller.
+            Error::ConstraintViolated {
+                ref what,
+                ref source,
+            } => {
+                tracing::warn!(error = %source, "write refused by a constraint");
+                status(
+                    Code::FailedPrecondition,
+                    format!("rejected by a database constraint: {what}"),
+                    "CONSTRAINT_VIOLATED",
+                )
+            }
+            Error::ConcurrentUpdate { ref source } => {
+                tracing::info!(error = %source, "lost a race with a concurrent update");
+                status(
+                    Code::Aborted,
+                    "lost a race with a concurrent update; retry",
+                    "CONCURRENT_UPDATE",
+                )
+            }
+            Error::DatabaseUnavailable { ref source } => {
+                tracing::warn!(error = %source, "database unavailable");
+                status(
+                    Code::Unavailable,
+                    "database unavailable",
+                    "DATABASE_UNAVAILABLE",
+                )
+            }
+            Error::CorruptData {
+                ref what,
+                ref source,
+            } => {
+                tracing::error!(error = %source, %what, "stored data unreadable");
+                status(Code::Internal, "internal error", "INTERNAL")
+            }
+            Error::Configuration(ref m) | Error::Internal(ref m) => {
                 tracing::error!(error = %m, "internal error");
-                Status::with_error_details(Code::Internal, "internal error", details("INTERNAL"))
+                status(Code::Internal, "internal error", "INTERNAL")
             }
         }
     }

@@ -1,10 +1,16 @@
 //! PostgreSQL: the pool, migrations, and the statements Tally runs. All SQL
-//! lives under this module.
+//! lives under this module and nothing here decides anything: the use cases
+//! in `app` open transactions (`Store::conn` + `AsyncConnection::transaction`)
+//! and call these statements, one module per table or concern.
 
-mod ingest;
-mod queries;
-mod records;
+pub mod exceptions;
+pub mod links;
+mod listing;
+pub mod locks;
+pub mod record_log;
 mod statement;
+pub mod submissions;
+pub mod transactions;
 
 use std::time::Duration;
 
@@ -13,8 +19,11 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use ingest::{Outcome, RecordOutcome, Submission, Submitted};
-pub use queries::{Cursor, ExceptionFilter, ExceptionRow, Page, TransactionFilter, TransactionRow};
+pub use listing::{Cursor, Page, TimeWindow};
+
+/// The connection a use case runs its statements on, inside the
+/// transaction it opened.
+pub type Conn = AsyncPgConnection;
 
 use crate::error::{Error, Result};
 
@@ -56,7 +65,8 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) async fn conn(
+    /// A connection from the pool; the caller opens its transaction on it.
+    pub async fn conn(
         &self,
     ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>> {
         Ok(self.pool.get().await?)
@@ -70,8 +80,12 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {
     tokio::task::spawn_blocking(move || {
         use diesel::Connection;
         use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut conn =
+            AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url).map_err(|e| {
+                Error::DatabaseUnavailable {
+                    source: Box::new(e),
+                }
+            })?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| Error::Internal(format!("running migrations: {e}")))?;

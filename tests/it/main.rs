@@ -10,5 +10,6 @@ mod idempotency;
 mod ingest;
 mod listing;
 mod matching;
+mod seams;
 mod stream;
 mod validation;

@@ -1,193 +1,23 @@
 //! Turns wire records into domain records, naming every malformed field by
 //! its path in the request. Nothing here touches storage.
 
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::api::names::valid_order_id;
-use crate::domain::currency::Currency;
-use crate::domain::money::{Money, parse_decimal};
+use crate::api::names::{lowercase_id, valid_order_id};
+use crate::domain::money::parse_decimal;
 use crate::domain::record as d;
 use crate::error::FieldViolation;
 use crate::proto::tally::v1 as pb;
 
+mod check;
+
+use check::Check;
+
 /// The most records one request (or one stream chunk) may carry.
 pub const MAX_BATCH: usize = 1000;
 
-/// Collects violations under a path prefix.
-struct Check<'a> {
-    out: &'a mut Vec<FieldViolation>,
-}
-
-impl Check<'_> {
-    fn fail(&mut self, path: &str, description: impl Into<String>) {
-        self.out.push(FieldViolation::new(path, description));
-    }
-
-    fn text(&mut self, path: &str, value: &str, required: bool, max: usize) -> Option<String> {
-        if value.is_empty() {
-            if required {
-                self.fail(path, "required");
-            }
-            return None;
-        }
-        if value.chars().count() > max {
-            self.fail(path, format!("at most {max} characters"));
-            return None;
-        }
-        if value.chars().any(char::is_control) {
-            self.fail(path, "must not contain control characters");
-            return None;
-        }
-        Some(value.to_string())
-    }
-
-    fn currency(&mut self, path: &str, code: &str) -> Option<Currency> {
-        if code.is_empty() {
-            self.fail(path, "required");
-            return None;
-        }
-        let c = Currency::parse_lenient(code);
-        if c.is_none() {
-            self.fail(path, format!("unknown ISO 4217 currency code '{code}'"));
-        }
-        c
-    }
-
-    fn money(
-        &mut self,
-        path: &str,
-        m: Option<&pb::Money>,
-        required: bool,
-        non_negative: bool,
-    ) -> Option<Money> {
-        let Some(m) = m else {
-            if required {
-                self.fail(path, "required");
-            }
-            return None;
-        };
-        let currency = self.currency(&format!("{path}.currency_code"), &m.currency_code)?;
-        match Money::parse(&m.amount, currency) {
-            Ok(v) if non_negative && v.amount.is_sign_negative() && !v.amount.is_zero() => {
-                self.fail(
-                    &format!("{path}.amount"),
-                    format!("'{}' must not be negative", m.amount),
-                );
-                None
-            }
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.fail(&format!("{path}.amount"), e.to_string());
-                None
-            }
-        }
-    }
-
-    /// A money field that may be left unset: `None` means absent, and a
-    /// present-but-bad value still records a violation.
-    fn optional_money(
-        &mut self,
-        path: &str,
-        m: Option<&pb::Money>,
-        non_negative: bool,
-    ) -> Option<Money> {
-        self.money(path, m, false, non_negative)
-    }
-
-    fn rate(&mut self, path: &str, s: &str) -> Option<Decimal> {
-        if s.is_empty() {
-            return None;
-        }
-        match parse_decimal(s, None) {
-            Ok(r) if r > Decimal::ZERO => Some(r),
-            Ok(_) => {
-                self.fail(path, "an exchange rate must be greater than zero");
-                None
-            }
-            Err(e) => {
-                self.fail(path, e.to_string());
-                None
-            }
-        }
-    }
-
-    fn timestamp(
-        &mut self,
-        path: &str,
-        t: Option<&prost_types::Timestamp>,
-        required: bool,
-    ) -> Option<DateTime<Utc>> {
-        let Some(t) = t else {
-            if required {
-                self.fail(path, "required");
-            }
-            return None;
-        };
-        // The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
-        let in_range = (-62_135_596_800..=253_402_300_799).contains(&t.seconds)
-            && (0..1_000_000_000).contains(&t.nanos);
-        match in_range
-            .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
-            .flatten()
-        {
-            Some(dt) => Some(dt),
-            None => {
-                self.fail(
-                    path,
-                    "not a valid timestamp (seconds within years 1-9999, nanos 0-999999999)",
-                );
-                None
-            }
-        }
-    }
-
-    fn quantity(&mut self, path: &str, q: i64, min: i64) -> i64 {
-        if q < min {
-            self.fail(path, format!("must be at least {min}"));
-        }
-        q
-    }
-
-    fn enum_value<T>(&mut self, path: &str, v: i32, parse: impl Fn(i32) -> Option<T>) -> Option<T> {
-        let r = parse(v);
-        if r.is_none() {
-            self.fail(
-                path,
-                if v == 0 {
-                    "required".to_string()
-                } else {
-                    format!("unknown value {v}")
-                },
-            );
-        }
-        r
-    }
-}
-
 fn valid_source_system(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-fn ref_kind(v: i32) -> Option<d::RefKind> {
-    use pb::ReferenceType as R;
-    Some(match R::try_from(v).ok()? {
-        R::Unspecified => return None,
-        R::Order => d::RefKind::Order,
-        R::PaymentIntent => d::RefKind::PaymentIntent,
-        R::Charge => d::RefKind::Charge,
-        R::Refund => d::RefKind::Refund,
-        R::BalanceTransaction => d::RefKind::BalanceTransaction,
-        R::Payout => d::RefKind::Payout,
-        R::Fulfillment => d::RefKind::Fulfillment,
-        R::Invoice => d::RefKind::Invoice,
-        R::CreditMemo => d::RefKind::CreditMemo,
-        R::JournalEntry => d::RefKind::JournalEntry,
-        R::BankDeposit => d::RefKind::BankDeposit,
-    })
+    lowercase_id(s, 63, true, b"_-")
 }
 
 /// Validates record `index` of a request. Returns the domain record only
@@ -214,7 +44,8 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
     let mut references = vec![];
     for (j, reference) in r.references.iter().enumerate() {
         let rp = format!("{p}.references[{j}]");
-        let kind = c.enum_value(&format!("{rp}.type"), reference.r#type, ref_kind);
+        let kind =
+            c.required::<pb::ReferenceType, d::RefKind>(&format!("{rp}.type"), reference.r#type);
         let id = c.text(&format!("{rp}.id"), &reference.id, true, 255);
         if let (Some(kind), Some(id)) = (kind, id) {
             references.push(d::Reference { kind, id });
@@ -266,27 +97,14 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         }
         K::StorefrontTransaction(t) => {
             let p = format!("{p}.storefront_transaction");
-            let kind = c.enum_value(&format!("{p}.kind"), t.kind, |v| {
-                use pb::StorefrontTransactionKind as T;
-                Some(match T::try_from(v).ok()? {
-                    T::Unspecified => return None,
-                    T::Authorization => d::TxnKind::Authorization,
-                    T::Capture => d::TxnKind::Capture,
-                    T::Sale => d::TxnKind::Sale,
-                    T::Refund => d::TxnKind::Refund,
-                    T::Void => d::TxnKind::Void,
-                })
-            });
-            let status = c.enum_value(&format!("{p}.status"), t.status, |v| {
-                use pb::StorefrontTransactionStatus as S;
-                Some(match S::try_from(v).ok()? {
-                    S::Unspecified => return None,
-                    S::Success => d::TxnStatus::Success,
-                    S::Pending => d::TxnStatus::Pending,
-                    S::Failure => d::TxnStatus::Failure,
-                    S::Error => d::TxnStatus::Error,
-                })
-            });
+            let kind = c.required::<pb::StorefrontTransactionKind, d::TxnKind>(
+                &format!("{p}.kind"),
+                t.kind,
+            );
+            let status = c.required::<pb::StorefrontTransactionStatus, d::TxnStatus>(
+                &format!("{p}.status"),
+                t.status,
+            );
             let gateway = c
                 .text(&format!("{p}.gateway"), &t.gateway, false, 63)
                 .unwrap_or_default();
@@ -366,15 +184,10 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         }
         K::ProcessorPayment(pp) => {
             let p = format!("{p}.processor_payment");
-            let payment_type = c.enum_value(&format!("{p}.type"), pp.r#type, |v| {
-                use pb::ProcessorPaymentType as T;
-                Some(match T::try_from(v).ok()? {
-                    T::Unspecified => return None,
-                    T::Charge => d::PaymentType::Charge,
-                    T::Capture => d::PaymentType::Capture,
-                    T::Refund => d::PaymentType::Refund,
-                })
-            });
+            let payment_type = c.required::<pb::ProcessorPaymentType, d::PaymentType>(
+                &format!("{p}.type"),
+                pp.r#type,
+            );
             let amount = c.money(&format!("{p}.amount"), pp.amount.as_ref(), true, true);
             let fee = c.optional_money(&format!("{p}.fee"), pp.fee.as_ref(), true);
             let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &pp.exchange_rate);
@@ -414,12 +227,7 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let category = if b.reporting_category.is_empty() {
                 c.fail(&format!("{p}.reporting_category"), "required");
                 None
-            } else if !b
-                .reporting_category
-                .bytes()
-                .all(|x| x.is_ascii_lowercase() || x == b'_')
-                || b.reporting_category.len() > 63
-            {
+            } else if !lowercase_id(&b.reporting_category, 63, false, b"_") {
                 c.fail(
                     &format!("{p}.reporting_category"),
                     "1-63 of [a-z_] (\"charge\", \"refund\", \"fee\")",
@@ -451,17 +259,8 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         K::Payout(po) => {
             let p = format!("{p}.payout");
             let amount = c.money(&format!("{p}.amount"), po.amount.as_ref(), true, false);
-            let status = c.enum_value(&format!("{p}.status"), po.status, |v| {
-                use pb::PayoutStatus as S;
-                Some(match S::try_from(v).ok()? {
-                    S::Unspecified => return None,
-                    S::Pending => d::PayoutStatus::Pending,
-                    S::InTransit => d::PayoutStatus::InTransit,
-                    S::Paid => d::PayoutStatus::Paid,
-                    S::Failed => d::PayoutStatus::Failed,
-                    S::Canceled => d::PayoutStatus::Canceled,
-                })
-            });
+            let status =
+                c.required::<pb::PayoutStatus, d::PayoutStatus>(&format!("{p}.status"), po.status);
             let arrival_time = c.timestamp(
                 &format!("{p}.arrival_time"),
                 po.arrival_time.as_ref(),
@@ -533,17 +332,8 @@ fn storefront_order(
     let mut tenders = vec![];
     for (i, t) in o.tenders.iter().enumerate() {
         let tp = format!("{p}.tenders[{i}]");
-        let tender_type = c.enum_value(&format!("{tp}.type"), t.r#type, |v| {
-            use pb::TenderType as T;
-            Some(match T::try_from(v).ok()? {
-                T::Unspecified => return None,
-                T::Card => d::TenderType::Card,
-                T::GiftCard => d::TenderType::GiftCard,
-                T::StoreCredit => d::TenderType::StoreCredit,
-                T::Cash => d::TenderType::Cash,
-                T::Other => d::TenderType::Other,
-            })
-        });
+        let tender_type =
+            c.required::<pb::TenderType, d::TenderType>(&format!("{tp}.type"), t.r#type);
         let gateway = c
             .text(&format!("{tp}.gateway"), &t.gateway, false, 63)
             .unwrap_or_default();

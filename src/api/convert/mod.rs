@@ -1,14 +1,19 @@
-//! Domain and storage values rendered as wire messages.
+//! Proto <-> domain conversions, all in one place: enums in `enums`,
+//! messages here.
+
+mod enums;
+mod records;
+
+pub use enums::known;
 
 use chrono::{DateTime, Utc};
 
 use crate::api::names::{exception_name, transaction_name};
-use crate::domain::matching::{ExceptionType, Observation};
+use crate::domain::matching::Observation;
 use crate::domain::money::{Money, format_amount};
-use crate::domain::record::{Handoff, RecordKind, Stage};
-use crate::domain::transaction::{ReconciliationState, Transaction};
+use crate::domain::transaction::Transaction;
 use crate::proto::tally::v1 as pb;
-use crate::storage::ExceptionRow;
+use crate::storage::exceptions::ExceptionRow;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -28,89 +33,6 @@ fn opt_money(m: &Option<Money>) -> Option<pb::Money> {
     m.as_ref().map(money)
 }
 
-pub fn state(s: ReconciliationState) -> pb::ReconciliationState {
-    match s {
-        ReconciliationState::Pending => pb::ReconciliationState::Pending,
-        ReconciliationState::Matched => pb::ReconciliationState::Matched,
-        ReconciliationState::Exception => pb::ReconciliationState::Exception,
-    }
-}
-
-pub fn record_kind(k: RecordKind) -> pb::RecordKind {
-    match k {
-        RecordKind::StorefrontOrder => pb::RecordKind::StorefrontOrder,
-        RecordKind::StorefrontTransaction => pb::RecordKind::StorefrontTransaction,
-        RecordKind::Fulfillment => pb::RecordKind::Fulfillment,
-        RecordKind::Invoice => pb::RecordKind::Invoice,
-        RecordKind::CreditMemo => pb::RecordKind::CreditMemo,
-        RecordKind::JournalEntry => pb::RecordKind::JournalEntry,
-        RecordKind::ProcessorPayment => pb::RecordKind::ProcessorPayment,
-        RecordKind::BalanceTransaction => pb::RecordKind::BalanceTransaction,
-        RecordKind::Payout => pb::RecordKind::Payout,
-        RecordKind::BankDeposit => pb::RecordKind::BankDeposit,
-    }
-}
-
-fn stage(s: Stage) -> pb::Stage {
-    match s {
-        Stage::OrderCapture => pb::Stage::OrderCapture,
-        Stage::Fulfillment => pb::Stage::Fulfillment,
-        Stage::Invoice => pb::Stage::Invoice,
-        Stage::PaymentCapture => pb::Stage::PaymentCapture,
-        Stage::CashApplication => pb::Stage::CashApplication,
-        Stage::Reporting => pb::Stage::Reporting,
-    }
-}
-
-pub fn handoff(h: Handoff) -> pb::Handoff {
-    match h {
-        Handoff::OrderToFulfillment => pb::Handoff::OrderToFulfillment,
-        Handoff::FulfillmentToInvoice => pb::Handoff::FulfillmentToInvoice,
-        Handoff::InvoiceToPayment => pb::Handoff::InvoiceToPayment,
-        Handoff::PaymentToCashApplication => pb::Handoff::PaymentToCashApplication,
-        Handoff::ReconciliationToReporting => pb::Handoff::ReconciliationToReporting,
-    }
-}
-
-pub fn handoff_from(h: pb::Handoff) -> Option<Handoff> {
-    Handoff::ALL.into_iter().find(|d| handoff(*d) == h)
-}
-
-pub fn exception_type(t: ExceptionType) -> pb::ExceptionType {
-    match t {
-        ExceptionType::AmountMismatch => pb::ExceptionType::AmountMismatch,
-        ExceptionType::OutOfSequence => pb::ExceptionType::OutOfSequence,
-        ExceptionType::RecordConflict => pb::ExceptionType::RecordConflict,
-        ExceptionType::ValidationFailed => pb::ExceptionType::ValidationFailed,
-        ExceptionType::LateHandoff => pb::ExceptionType::LateHandoff,
-        ExceptionType::NotPropagated => pb::ExceptionType::NotPropagated,
-    }
-}
-
-pub fn exception_type_from(t: pb::ExceptionType) -> Option<ExceptionType> {
-    ExceptionType::ALL
-        .into_iter()
-        .find(|d| exception_type(*d) == t)
-}
-
-pub fn exception_state(s: &str) -> pb::ExceptionState {
-    match s {
-        "open" => pb::ExceptionState::Open,
-        "acknowledged" => pb::ExceptionState::Acknowledged,
-        "resolved" => pb::ExceptionState::Resolved,
-        _ => pb::ExceptionState::Unspecified,
-    }
-}
-
-pub fn exception_state_name(s: pb::ExceptionState) -> Option<&'static str> {
-    match s {
-        pb::ExceptionState::Unspecified => None,
-        pb::ExceptionState::Open => Some("open"),
-        pb::ExceptionState::Acknowledged => Some("acknowledged"),
-        pb::ExceptionState::Resolved => Some("resolved"),
-    }
-}
-
 fn sorted(s: &std::collections::BTreeSet<String>) -> Vec<String> {
     s.iter().cloned().collect()
 }
@@ -122,7 +44,7 @@ pub fn transaction(merchant: &str, t: &Transaction) -> pb::Transaction {
         name: transaction_name(merchant, &t.order_id),
         order_id: t.order_id.clone(),
         currency_code: t.currency.map(|c| c.code().to_string()).unwrap_or_default(),
-        state: state(t.state) as i32,
+        state: pb::ReconciliationState::from(t.state) as i32,
         reasons: t.reasons.clone(),
         external_ids: Some(pb::ExternalIds {
             order_ids: sorted(&ids.order_ids),
@@ -196,8 +118,8 @@ pub fn transaction(merchant: &str, t: &Transaction) -> pb::Transaction {
             .timeline
             .iter()
             .map(|e| pb::TimelineEntry {
-                stage: stage(e.stage) as i32,
-                kind: record_kind(e.kind) as i32,
+                stage: pb::Stage::from(e.stage) as i32,
+                kind: pb::RecordKind::from(e.kind) as i32,
                 source_system: e.source_system.clone(),
                 source_id: e.source_id.clone(),
                 event_time: Some(timestamp(e.event_time)),
@@ -223,9 +145,9 @@ pub fn exception(merchant: &str, e: &ExceptionRow) -> pb::Exception {
         .flatten();
     pb::Exception {
         name: exception_name(merchant, &e.exception_id),
-        r#type: exception_type(e.exception_type) as i32,
-        handoff: handoff(e.handoff) as i32,
-        state: exception_state(&e.state) as i32,
+        r#type: pb::ExceptionType::from(e.exception_type) as i32,
+        handoff: pb::Handoff::from(e.handoff) as i32,
+        state: pb::ExceptionState::from(e.state) as i32,
         transaction: e
             .order_id
             .as_deref()
@@ -237,7 +159,7 @@ pub fn exception(merchant: &str, e: &ExceptionRow) -> pb::Exception {
             .iter()
             .map(|o| pb::Observation {
                 source_system: o.source_system.clone(),
-                kind: record_kind(o.kind) as i32,
+                kind: pb::RecordKind::from(o.kind) as i32,
                 source_ids: o.source_ids.clone(),
                 amount: opt_money(&o.amount),
                 event_time: o.event_time.map(timestamp),

@@ -1,0 +1,525 @@
+//! Ingest: one submission (a batch, or chunks of a stream) in one database
+//! transaction. Judges each record new, duplicate or conflict, raises
+//! conflict exceptions, links records of no single order, reconciles the
+//! touched orders, and answers retried request_ids with the stored reply.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::App;
+use super::reconcile::{conflict, from_finding, reconcile};
+use crate::domain::matching::record_findings;
+use crate::domain::record::{Record, RecordKey};
+use crate::error::{Error, Result};
+use crate::storage::locks::{self, LockKey};
+use crate::storage::record_log::{self, AcceptedRow, LogColumns};
+use crate::storage::submissions::{self, Claim};
+use crate::storage::{Conn, exceptions, links};
+
+/// Which call a submission came through: a request_id answers only the
+/// method it was first used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    SubmitRecords,
+    StreamRecords,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::SubmitRecords => "submit_records",
+            Method::StreamRecords => "stream_records",
+        }
+    }
+}
+
+/// A validated batch of one merchant's records.
+pub struct Submission<'a> {
+    pub merchant_id: &'a str,
+    pub method: Method,
+    pub request_id: Option<&'a str>,
+    /// Fingerprint of the whole request, to tell a retry from a reuse of
+    /// its request_id for something else.
+    pub request_hash: [u8; 32],
+    pub records: Vec<&'a Record>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordOutcome {
+    Accepted,
+    Duplicate,
+    Conflict,
+}
+
+impl RecordOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordOutcome::Accepted => "accepted",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Conflict => "conflict",
+        }
+    }
+}
+
+/// What happened to one record of a submission. Stored (as JSON) as the
+/// reply of a request_id, so it stays free of any wire format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub index: usize,
+    pub source_id: String,
+    pub outcome: RecordOutcome,
+    /// The order of the accepted record (the original, for a duplicate).
+    pub order_id: Option<String>,
+    /// When the accepted record was received (the original's, for a
+    /// duplicate or conflict).
+    pub receive_time: DateTime<Utc>,
+    pub exception_id: Option<Uuid>,
+}
+
+/// The outcomes of a fresh submission, or those stored for a request
+/// already answered.
+#[derive(Debug)]
+pub enum Submitted {
+    Fresh(Vec<Outcome>),
+    Replayed(Vec<Outcome>),
+}
+
+/// How many times a submission that lost a race runs again.
+const RETRIES: usize = 4;
+
+impl App {
+    /// Stores a submission atomically. Idempotent per record key and, with a
+    /// request_id, per request and method.
+    pub async fn submit(&self, sub: &Submission<'_>) -> Result<Submitted> {
+        let mut results = self.submit_group(std::slice::from_ref(sub)).await?;
+        Ok(results.remove(0))
+    }
+
+    /// Stores several submissions in one transaction, in order, as if each
+    /// were submitted alone but for sharing one commit: a stream of small
+    /// chunks pays for one disk flush per group, not per chunk. Any error
+    /// rolls back the whole group. Retries by itself when it loses a race.
+    pub async fn submit_group(&self, subs: &[Submission<'_>]) -> Result<Vec<Submitted>> {
+        // Orders found late in an attempt that lost a lock race are locked
+        // up front in the next, in the global order, so it cannot lose again
+        // on them.
+        let mut prelock: BTreeSet<String> = BTreeSet::new();
+        let mut attempt = 0;
+        loop {
+            let mut conn = self.store.conn().await?;
+            let result = conn
+                .transaction(async |conn| {
+                    let mut out = Vec::with_capacity(subs.len());
+                    for sub in subs {
+                        out.push(submit_in_tx(conn, sub, &prelock).await?);
+                    }
+                    Ok::<_, Attempt>(out)
+                })
+                .await;
+            match result {
+                Ok(out) => {
+                    for (sub, s) in subs.iter().zip(&out) {
+                        if let Submitted::Fresh(outcomes) = s {
+                            log_outcomes(sub.merchant_id, outcomes);
+                        }
+                    }
+                    return Ok(out);
+                }
+                Err(Attempt::Busy(orders)) if attempt < RETRIES => prelock.extend(orders),
+                Err(Attempt::Failed(e)) if e.is_retryable() && attempt < RETRIES => {
+                    tracing::debug!(attempt, error = %e, "retrying a submission that lost a race");
+                }
+                Err(Attempt::Busy(_)) => {
+                    return Err(Error::ConcurrentUpdate {
+                        source: "orders stayed locked by concurrent submissions".into(),
+                    });
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+            attempt += 1;
+        }
+    }
+}
+
+/// One line per stored batch: what an operator needs to see a retry storm
+/// or a burst of conflicts without reading payloads.
+fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
+    let count = |o: RecordOutcome| outcomes.iter().filter(|x| x.outcome == o).count();
+    let conflicts = count(RecordOutcome::Conflict);
+    if conflicts > 0 {
+        tracing::warn!(%merchant, conflicts, "records arrived again with different content");
+    }
+    tracing::info!(
+        %merchant,
+        records = outcomes.len(),
+        accepted = count(RecordOutcome::Accepted),
+        duplicates = count(RecordOutcome::Duplicate),
+        conflicts,
+        "stored a batch"
+    );
+}
+
+/// Why an attempt ended without committing.
+enum Attempt {
+    /// Orders reached late were locked by another writer: run again with
+    /// them locked up front.
+    Busy(Vec<String>),
+    Failed(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+impl From<diesel::result::Error> for Attempt {
+    fn from(e: diesel::result::Error) -> Self {
+        Attempt::Failed(e.into())
+    }
+}
+
+/// Answers a request_id already used: the stored outcomes if it is the same
+/// request through the same method, else ALREADY_EXISTS.
+fn replay(sub: &Submission<'_>, request_id: &str, claim: Claim) -> Result<Submitted> {
+    let Claim::Taken {
+        request_hash,
+        method,
+        reply,
+    } = claim
+    else {
+        unreachable!("only a taken claim is replayed")
+    };
+    if method != sub.method.as_str() {
+        return Err(Error::RequestIdReused {
+            request_id: request_id.into(),
+            how: format!("on {method}, not {}", sub.method.as_str()),
+        });
+    }
+    if request_hash != sub.request_hash {
+        return Err(Error::RequestIdReused {
+            request_id: request_id.into(),
+            how: "for a different request".into(),
+        });
+    }
+    let reply = reply.ok_or_else(|| Error::corrupt("a stored reply", "missing"))?;
+    let outcomes =
+        serde_json::from_value(reply).map_err(|e| Error::corrupt("a stored reply", e))?;
+    Ok(Submitted::Replayed(outcomes))
+}
+
+/// The locks a submission needs once it knows what it accepted: the orders
+/// of its new records and conflicts (and any a lost race named), and every
+/// id a new record can be linked through (an order's record ids, payment
+/// intents, charges; a journal's or balance transaction's pointer ids), so a
+/// journal and its charge's order written at once serialise and the second
+/// links to the first. Taken after the insert: the unique index already
+/// serialises writers of one key, and a batch of duplicates locks nothing.
+fn locks_for(
+    new_records: &[(i64, &Record)],
+    conflicts: &[exceptions::NewException],
+    prelock: &BTreeSet<String>,
+) -> (BTreeSet<String>, Vec<LockKey>) {
+    let mut orders: BTreeSet<String> = prelock.clone();
+    orders.extend(conflicts.iter().filter_map(|c| c.order_id.clone()));
+    let mut refs: BTreeSet<String> = BTreeSet::new();
+    for (_, r) in new_records {
+        match &r.order_id {
+            Some(o) => {
+                orders.insert(o.clone());
+                refs.extend(r.order_ref_ids());
+            }
+            None => refs.extend(r.pointer_ids()),
+        }
+    }
+    let keys = orders
+        .iter()
+        .cloned()
+        .map(LockKey::Order)
+        .chain(refs.into_iter().map(LockKey::Ref))
+        .collect();
+    (orders, keys)
+}
+
+async fn submit_in_tx(
+    conn: &mut Conn,
+    sub: &Submission<'_>,
+    prelock: &BTreeSet<String>,
+) -> Result<Submitted, Attempt> {
+    let merchant = sub.merchant_id;
+    if let Some(request_id) = sub.request_id {
+        let claim = submissions::claim(
+            conn,
+            merchant,
+            request_id,
+            sub.method.as_str(),
+            &sub.request_hash,
+        )
+        .await?;
+        if !matches!(claim, Claim::Fresh) {
+            return Ok(replay(sub, request_id, claim)?);
+        }
+    }
+    let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
+    let (accepted, fresh, first) = accept(conn, sub, &hashes).await?;
+    let judged = judge(merchant, sub, &hashes, &accepted, &fresh, &first)?;
+    let new_records: Vec<(i64, &Record)> = judged
+        .outcomes
+        .iter()
+        .filter(|o| o.outcome == RecordOutcome::Accepted)
+        .filter_map(|o| {
+            let r = sub.records[o.index];
+            accepted.get(&r.key()).map(|row| (row.record_id, r))
+        })
+        .collect();
+    let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock);
+    locks::lock_all(conn, merchant, &keys).await?;
+
+    if !judged.repeats.is_empty() {
+        judged
+            .repeats
+            .insert(conn, merchant, sub.request_id)
+            .await?;
+    }
+    exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    let mut touched = judged.touched;
+    // Records of no single order: their own figures are checked now, and
+    // they join the orders whose ids they name.
+    let standalone: Vec<_> = new_records
+        .iter()
+        .filter(|(_, r)| r.order_id.is_none())
+        .flat_map(|(_, r)| record_findings(r))
+        .map(|f| from_finding(merchant, None, &f))
+        .collect();
+    exceptions::upsert(conn, merchant, &standalone).await?;
+    touched.extend(link(conn, merchant, &new_records).await?);
+
+    // Orders reached only through links were not locked with the rest:
+    // waiting for them while holding other locks could deadlock, so they
+    // are taken only if free, else the attempt runs again with them locked
+    // with the rest.
+    let late: Vec<String> = touched.difference(&locked).cloned().collect();
+    let late_keys: Vec<LockKey> = late.iter().cloned().map(LockKey::Order).collect();
+    if !locks::try_lock_all(conn, merchant, &late_keys).await? {
+        return Err(Attempt::Busy(late));
+    }
+    let touched: Vec<String> = touched.into_iter().collect();
+    reconcile(conn, merchant, &touched).await?;
+
+    if let Some(request_id) = sub.request_id {
+        let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");
+        submissions::store_reply(conn, merchant, request_id, reply).await?;
+    }
+    Ok(Submitted::Fresh(judged.outcomes))
+}
+
+type Accepted = (
+    HashMap<RecordKey, AcceptedRow>,
+    BTreeSet<RecordKey>,
+    BTreeMap<RecordKey, usize>,
+);
+
+/// Inserts the keys not accepted yet; returns the accepted row of every key,
+/// the keys this submission inserted, and each key's first index.
+async fn accept(conn: &mut Conn, sub: &Submission<'_>, hashes: &[[u8; 32]]) -> Result<Accepted> {
+    let merchant = sub.merchant_id;
+    // The first occurrence of each key is the candidate; later ones in the
+    // same batch are judged against whatever ends up accepted for the key.
+    let mut first: BTreeMap<RecordKey, usize> = BTreeMap::new();
+    for (i, r) in sub.records.iter().enumerate() {
+        first.entry(r.key()).or_insert(i);
+    }
+    // Look first: a retried batch is all duplicates, and a lookup is far
+    // cheaper than a speculative insert per row.
+    let mut accepted: HashMap<RecordKey, AcceptedRow> = HashMap::new();
+    let keys: Vec<&RecordKey> = first.keys().collect();
+    for row in record_log::fetch_accepted(conn, merchant, &keys).await? {
+        if let Some(k) = row.key() {
+            accepted.insert(k, row);
+        }
+    }
+    // Key order is insertion order, so concurrent batches take unique-index
+    // locks in the same order and cannot deadlock on them.
+    let mut candidates = LogColumns::default();
+    for (key, &i) in &first {
+        if !accepted.contains_key(key) {
+            candidates.push(
+                sub.records[i],
+                &hashes[i],
+                RecordOutcome::Accepted.as_str(),
+                None,
+            );
+        }
+    }
+    let mut fresh: BTreeSet<RecordKey> = BTreeSet::new();
+    if !candidates.is_empty() {
+        for row in candidates.insert(conn, merchant, sub.request_id).await? {
+            if let Some(k) = row.key() {
+                fresh.insert(k.clone());
+                accepted.insert(k, row);
+            }
+        }
+    }
+    // A concurrent submission can accept a key between the look and the
+    // insert; its row is committed by now (the insert waited for it).
+    let raced: Vec<&RecordKey> = first
+        .keys()
+        .filter(|k| !accepted.contains_key(*k))
+        .collect();
+    if !raced.is_empty() {
+        for row in record_log::fetch_accepted(conn, merchant, &raced).await? {
+            if let Some(k) = row.key() {
+                accepted.insert(k, row);
+            }
+        }
+    }
+    Ok((accepted, fresh, first))
+}
+
+/// The verdict on each record of a submission.
+struct Judged {
+    outcomes: Vec<Outcome>,
+    /// Duplicates and conflicts, logged for the audit trail.
+    repeats: LogColumns,
+    conflicts: Vec<exceptions::NewException>,
+    touched: BTreeSet<String>,
+}
+
+fn judge(
+    merchant: &str,
+    sub: &Submission<'_>,
+    hashes: &[[u8; 32]],
+    accepted: &HashMap<RecordKey, AcceptedRow>,
+    fresh: &BTreeSet<RecordKey>,
+    first: &BTreeMap<RecordKey, usize>,
+) -> Result<Judged> {
+    let mut j = Judged {
+        outcomes: Vec::with_capacity(sub.records.len()),
+        repeats: LogColumns::default(),
+        conflicts: vec![],
+        touched: BTreeSet::new(),
+    };
+    for (i, r) in sub.records.iter().enumerate() {
+        let key = r.key();
+        let original = accepted
+            .get(&key)
+            .ok_or_else(|| Error::Internal(format!("no accepted row for {key:?} after insert")))?;
+        let outcome = if fresh.contains(&key) && first.get(&key) == Some(&i) {
+            RecordOutcome::Accepted
+        } else if original.content_hash == hashes[i] {
+            RecordOutcome::Duplicate
+        } else {
+            RecordOutcome::Conflict
+        };
+        let mut exception_id = None;
+        match outcome {
+            RecordOutcome::Accepted => j.touched.extend(r.order_id.clone()),
+            RecordOutcome::Duplicate => {
+                j.repeats
+                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id))
+            }
+            RecordOutcome::Conflict => {
+                j.repeats
+                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id));
+                let e = conflict(merchant, original, r, &hashes[i]);
+                exception_id = Some(e.id);
+                j.touched.extend(e.order_id.clone());
+                j.conflicts.push(e);
+            }
+        }
+        j.outcomes.push(Outcome {
+            index: i,
+            source_id: r.source_id.clone(),
+            outcome,
+            order_id: original.order_id.clone(),
+            receive_time: original.receive_time,
+            exception_id,
+        });
+    }
+    // Every conflict also has a log row, so the exception is the only record
+    // to dedupe: one per distinct conflicting content.
+    j.conflicts.sort_by_key(|c| c.id);
+    j.conflicts.dedup_by_key(|c| c.id);
+    Ok(j)
+}
+
+/// Records the ids that tie records to orders and links records of no single
+/// order to the orders whose ids they name. The caller holds the ref locks of
+/// every such id. Returns the orders that gained a record.
+async fn link(
+    conn: &mut Conn,
+    merchant: &str,
+    new_records: &[(i64, &Record)],
+) -> Result<Vec<String>> {
+    let (mut order_refs, mut record_refs) = (vec![], vec![]);
+    for (record_id, r) in new_records {
+        match &r.order_id {
+            Some(order_id) => order_refs.extend(
+                r.order_ref_ids()
+                    .into_iter()
+                    .map(|id| (id, order_id.clone())),
+            ),
+            None => record_refs.extend(r.pointer_ids().into_iter().map(|id| (id, *record_id))),
+        }
+    }
+    links::add_order_refs(conn, merchant, &order_refs).await?;
+    links::add_record_refs(conn, merchant, &record_refs).await?;
+    let mut ids: Vec<String> = order_refs
+        .into_iter()
+        .map(|(id, _)| id)
+        .chain(record_refs.into_iter().map(|(id, _)| id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    links::link(conn, merchant, &ids).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(method: Method) -> Submission<'static> {
+        Submission {
+            merchant_id: "acme",
+            method,
+            request_id: Some("r1"),
+            request_hash: [7; 32],
+            records: vec![],
+        }
+    }
+
+    fn taken(method: Method, hash: [u8; 32]) -> Claim {
+        Claim::Taken {
+            request_hash: hash.to_vec(),
+            method: method.as_str().to_string(),
+            reply: Some(serde_json::json!([])),
+        }
+    }
+
+    #[test]
+    fn a_request_id_replays_only_its_own_request_and_method() {
+        let same = replay(
+            &sub(Method::SubmitRecords),
+            "r1",
+            taken(Method::SubmitRecords, [7; 32]),
+        );
+        assert!(matches!(same, Ok(Submitted::Replayed(o)) if o.is_empty()));
+        let other_method = replay(
+            &sub(Method::StreamRecords),
+            "r1",
+            taken(Method::SubmitRecords, [7; 32]),
+        );
+        assert!(matches!(other_method, Err(Error::RequestIdReused { .. })));
+        let other_request = replay(
+            &sub(Method::SubmitRecords),
+            "r1",
+            taken(Method::SubmitRecords, [8; 32]),
+        );
+        assert!(matches!(other_request, Err(Error::RequestIdReused { .. })));
+    }
+}

@@ -1,0 +1,144 @@
+//! Reconcile: re-merge and re-match the orders a submission touched, write
+//! their exceptions (and resolve what the rules no longer find), and store
+//! the one evaluation reads show.
+
+use uuid::Uuid;
+
+use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_subject};
+use crate::domain::record::Record;
+use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};
+use crate::error::Result;
+use crate::storage::record_log::AcceptedRow;
+use crate::storage::{Conn, exceptions, record_log, transactions};
+
+/// Names exception ids: the same detection always gets the same id.
+const EXCEPTION_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0a3e_7d1b_4f3c_9a57_2e8d_b0c4_1a99);
+
+pub(crate) fn exception_id(merchant: &str, parts: &[&str]) -> Uuid {
+    let mut name = merchant.to_string();
+    for p in parts {
+        name.push('\u{1f}');
+        name.push_str(p);
+    }
+    Uuid::new_v5(&EXCEPTION_NAMESPACE, name.as_bytes())
+}
+
+/// A finding's identity is its rule and subject, not its order: a
+/// record-level problem found before the record's order was known and
+/// again after is one exception.
+pub(crate) fn from_finding(
+    merchant: &str,
+    order_id: Option<&str>,
+    f: &Finding,
+) -> exceptions::NewException {
+    exceptions::NewException {
+        id: exception_id(merchant, &[&f.rule, &f.subject]),
+        order_id: order_id.map(str::to_string),
+        exception_type: f.exception_type,
+        handoff: f.handoff,
+        rule: f.rule.clone(),
+        subject: f.subject.clone(),
+        summary: f.summary.clone(),
+        details: serde_json::json!({
+            "observations": f.observations,
+            "difference": f.difference,
+        }),
+    }
+}
+
+/// A record whose key is taken by other content: both sides, and one
+/// exception per distinct conflicting content.
+pub(crate) fn conflict(
+    merchant: &str,
+    original: &AcceptedRow,
+    r: &Record,
+    hash: &[u8; 32],
+) -> exceptions::NewException {
+    let new_hash = hex::encode(hash);
+    let subject = record_subject(r);
+    let kept = Observation {
+        source_system: original.source_system.clone(),
+        kind: r.kind(),
+        source_ids: vec![original.source_id.clone()],
+        amount: original.headline(),
+        event_time: Some(original.event_time),
+    };
+    let arrived = Observation {
+        source_system: r.source_system.clone(),
+        kind: r.kind(),
+        source_ids: vec![r.source_id.clone()],
+        amount: r.headline_amount(),
+        event_time: Some(r.event_time),
+    };
+    exceptions::NewException {
+        id: exception_id(merchant, &["conflict", &subject, &new_hash]),
+        order_id: original.order_id.clone().or_else(|| r.order_id.clone()),
+        exception_type: ExceptionType::RecordConflict,
+        handoff: r.kind().handoff(),
+        rule: "record_conflict".into(),
+        summary: format!(
+            "{} {} from {} arrived again with different content; the original received {} is kept",
+            r.kind().as_str(),
+            r.source_id,
+            r.source_system,
+            original.receive_time.to_rfc3339()
+        ),
+        subject,
+        details: serde_json::json!({
+            "observations": [kept, arrived],
+            "original_record_id": original.record_id,
+            "original_content_hash": hex::encode(&original.content_hash),
+            "conflicting_content_hash": new_hash,
+        }),
+    }
+}
+
+/// One order's evaluation, as reads show it: the merged transaction with the
+/// state and reasons of the same evaluation (an unresolved conflict holds the
+/// order in EXCEPTION whatever the rules say).
+pub(crate) fn assess(
+    order_id: &str,
+    records: &[StoredRecord],
+    conflicted: bool,
+) -> (Transaction, Vec<Finding>) {
+    let mut eval = evaluate(order_id, records);
+    if conflicted {
+        eval.transaction.state = ReconciliationState::Exception;
+        eval.transaction
+            .reasons
+            .insert(0, "a record arrived again with different content".into());
+    }
+    (eval.transaction, eval.findings)
+}
+
+/// Re-merges `orders` from the log, matches them, and writes their
+/// exceptions and evaluation. The caller holds the order locks.
+pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]) -> Result<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let by_order = record_log::load_records(conn, merchant, orders).await?;
+    let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
+
+    let mut found = vec![];
+    let mut merged = Vec::with_capacity(by_order.len());
+    for (order_id, records) in &by_order {
+        let (transaction, findings) = assess(order_id, records, conflicted.contains(order_id));
+        found.extend(
+            findings
+                .iter()
+                .map(|f| from_finding(merchant, Some(order_id), f)),
+        );
+        merged.push(transaction);
+    }
+    exceptions::upsert(conn, merchant, &found).await?;
+    // What the rules no longer find has been settled by later records.
+    let derived: Vec<&str> = ExceptionType::ALL
+        .into_iter()
+        .filter(|t| t.is_derived())
+        .map(|t| t.as_str())
+        .collect();
+    let keep: Vec<Uuid> = found.iter().map(|e| e.id).collect();
+    exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
+    transactions::upsert(conn, merchant, &merged).await
+}

@@ -1,0 +1,93 @@
+//! order_refs, record_refs and record_links: which external ids belong to
+//! which order, which ids a record of no single order names, and the links
+//! between the two. Callers hold the ref locks of every id they pass, so a
+//! concurrent writer of the other side has committed before these run.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::statement::{Bind, statement};
+use crate::error::Result;
+
+#[derive(QueryableByName)]
+struct Linked {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+}
+
+/// Ids known to belong to orders: (ref id, order id).
+pub async fn add_order_refs(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    refs: &[(String, String)],
+) -> Result<()> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let (ids, orders): (Vec<&str>, Vec<&str>) =
+        refs.iter().map(|(r, o)| (r.as_str(), o.as_str())).unzip();
+    statement(
+        "INSERT INTO order_refs (merchant_id, ref_id, order_id)
+         SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Text>, _>(orders)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ids records of no single order point at: (ref id, record id).
+pub async fn add_record_refs(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    refs: &[(String, i64)],
+) -> Result<()> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let (ids, records): (Vec<&str>, Vec<i64>) =
+        refs.iter().map(|(r, id)| (r.as_str(), *id)).unzip();
+    statement(
+        "INSERT INTO record_refs (merchant_id, ref_id, record_id)
+         SELECT DISTINCT $1, * FROM UNNEST($2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<BigInt>, _>(records)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Links every record that names one of `ids` to every order that owns it,
+/// whichever side arrived first. Returns the orders that gained a record,
+/// sorted.
+pub async fn link(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    ids: &[String],
+) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let linked: Vec<Linked> = statement(
+        "INSERT INTO record_links (merchant_id, order_id, record_id)
+         SELECT DISTINCT rr.merchant_id, o.order_id, rr.record_id
+         FROM record_refs rr
+         JOIN order_refs o ON o.merchant_id = rr.merchant_id AND o.ref_id = rr.ref_id
+         WHERE rr.merchant_id = $1 AND rr.ref_id = ANY($2)
+         ON CONFLICT DO NOTHING
+         RETURNING order_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(ids)
+    .load(conn)
+    .await?;
+    let mut orders: Vec<String> = linked.into_iter().map(|r| r.order_id).collect();
+    orders.sort();
+    orders.dedup();
+    Ok(orders)
+}
