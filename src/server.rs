@@ -27,6 +27,11 @@ use crate::storage::Store;
 /// Largest request accepted, in bytes.
 const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
+/// Health service that is SERVING for as long as the process runs, whatever
+/// the database does: for liveness probes, so that a database outage makes
+/// pods unready but does not restart them all.
+pub const LIVENESS_SERVICE: &str = "tally.liveness";
+
 /// Every service health reports on; "" is the server as a whole.
 const SERVICES: [&str; 4] = [
     "",
@@ -74,6 +79,9 @@ pub async fn serve(
             .set_service_status(s, ServingStatus::NotServing)
             .await;
     }
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
     let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
     let app = App::new(store);
 

@@ -150,7 +150,12 @@ def test_deployments_get_native_grpc_probes(profile: str, request: pytest.Fixtur
         assert ports == {"grpc": 50051, "metrics": 9464}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             # The kubelet calls grpc.health.v1.Health/Check itself: no exec, no sidecar.
-            assert c[probe]["grpc"] == {"port": 50051}, (name, probe)
+            # Liveness asks the process-only service, so a database outage makes
+            # pods unready without restarting them; readiness asks the whole server.
+            want = {"port": 50051}
+            if probe != "readinessProbe":
+                want["service"] = "tally.liveness"
+            assert c[probe]["grpc"] == want, (name, probe)
             assert "exec" not in c[probe] and "httpGet" not in c[probe]
         assert env_of(c)["TALLY_GRPC_ADDR"]["value"] == "0.0.0.0:50051"
 

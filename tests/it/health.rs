@@ -42,6 +42,14 @@ async fn health_follows_the_database() {
     )
     .await;
 
+    // Liveness does not follow the database: an outage must not restart pods.
+    eventually(
+        &app,
+        tally::server::LIVENESS_SERVICE,
+        ServingStatus::Serving,
+    )
+    .await;
+
     // With the database gone, calls fail as UNAVAILABLE rather than hang.
     let err = app.submit(clean_order("1")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
