@@ -19,6 +19,23 @@ pub fn hash_payload(payload: &Value) -> [u8; 32] {
     Sha256::digest(canonical_json(payload).as_bytes()).into()
 }
 
+/// The content hash of a stored record's payload, as `Record::content_hash`
+/// takes it: its canonical form without the version's time
+/// (`source_update_time`), which orders versions but is not content.
+pub fn hash_record_payload(payload: &Value) -> [u8; 32] {
+    match payload {
+        Value::Object(map) if map.contains_key(VERSION_TIME) => {
+            let mut content = map.clone();
+            content.remove(VERSION_TIME);
+            hash_payload(&Value::Object(content))
+        }
+        _ => hash_payload(payload),
+    }
+}
+
+/// The member of a record payload that orders versions.
+const VERSION_TIME: &str = "source_update_time";
+
 /// The canonical text of a payload.
 pub fn canonical_json(payload: &Value) -> String {
     let mut out = String::new();
