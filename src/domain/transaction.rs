@@ -11,11 +11,11 @@ use super::currency::Currency;
 use super::facts::select::{current_order, transaction_currency};
 use super::facts::{PaymentFacts, fees, sum_in};
 use super::money::Money;
-use super::versions::RecordHistory;
 use super::record::{
     BalanceTransaction, Body, PaymentType, ProcessorPayment, Record, RecordKind, RefKind, Stage,
     Tender, TxnStatus,
 };
+use super::versions::RecordHistory;
 
 /// A record as stored: what Tally knew, and since when.
 #[derive(Debug, Clone, PartialEq)]

@@ -198,10 +198,7 @@ mod tests {
             .collect();
         assert_eq!(
             times,
-            vec![
-                (Some(t0()), false),
-                (Some(t0() + Duration::hours(1)), true)
-            ]
+            vec![(Some(t0()), false), (Some(t0() + Duration::hours(1)), true)]
         );
     }
 }

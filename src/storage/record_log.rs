@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{
-    Array, BigInt, Bool, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz,
-};
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
