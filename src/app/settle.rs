@@ -42,9 +42,15 @@ pub(super) struct Settled {
     pub stored: Vec<(i64, usize)>,
 }
 
-/// What one record settled as, before it becomes an `Outcome`.
-struct Verdicts {
+/// What a submission's settling knows so far.
+struct State {
+    /// The current version of each key, as last seen.
+    current: HashMap<RecordKey, AcceptedRow>,
+    /// Stored versions' content hashes recomputed the current way.
+    canonical: HashMap<i64, [u8; 32]>,
+    /// Each record's outcome, once settled.
     by_index: Vec<Option<Outcome>>,
+    settled: Settled,
 }
 
 pub(super) async fn settle(
@@ -54,17 +60,6 @@ pub(super) async fn settle(
     hashes: &[[u8; 32]],
 ) -> Result<Settled> {
     let n = sub.records.len();
-    let mut s = Settled {
-        outcomes: vec![],
-        repeats: LogColumns::default(),
-        conflicts: vec![],
-        touched: BTreeSet::new(),
-        left: BTreeSet::new(),
-        stored: vec![],
-    };
-    let mut v = Verdicts {
-        by_index: vec![None; n],
-    };
     // The i-th arrival of each key in the batch is settled in round i, as
     // if the batch were sent one record at a time. Almost every batch is
     // one round.
@@ -81,34 +76,34 @@ pub(super) async fn settle(
     // Look first: a retried batch is all duplicates, and a lookup is far
     // cheaper than a speculative insert per row.
     let keys: BTreeSet<RecordKey> = seen.into_keys().collect();
-    let mut current = fetch(conn, merchant, keys.iter()).await?;
-    let mut canonical: HashMap<i64, [u8; 32]> = HashMap::new();
+    let mut st = State {
+        current: fetch(conn, merchant, keys.iter()).await?,
+        canonical: HashMap::new(),
+        by_index: vec![None; n],
+        settled: Settled {
+            outcomes: vec![],
+            repeats: LogColumns::default(),
+            conflicts: vec![],
+            touched: BTreeSet::new(),
+            left: BTreeSet::new(),
+            stored: vec![],
+        },
+    };
     for round in rounds {
         let mut pending = round;
         for _ in 0..MAX_RACES {
             if pending.is_empty() {
                 break;
             }
-            let lost = settle_round(
-                conn,
-                merchant,
-                sub,
-                hashes,
-                &pending,
-                &mut current,
-                &mut canonical,
-                &mut s,
-                &mut v,
-            )
-            .await?;
+            let lost = settle_round(conn, merchant, sub, hashes, &pending, &mut st).await?;
             if !lost.is_empty() {
                 let keys: BTreeSet<RecordKey> =
                     lost.iter().map(|&i| sub.records[i].key()).collect();
                 let fresh = fetch(conn, merchant, keys.iter()).await?;
                 for k in keys {
                     match fresh.get(&k) {
-                        Some(row) => current.insert(k, clone_row(row)),
-                        None => current.remove(&k),
+                        Some(row) => st.current.insert(k, clone_row(row)),
+                        None => st.current.remove(&k),
                     };
                 }
             }
@@ -120,7 +115,8 @@ pub(super) async fn settle(
             });
         }
     }
-    s.outcomes = v
+    let mut s = st.settled;
+    s.outcomes = st
         .by_index
         .into_iter()
         .enumerate()
@@ -188,20 +184,23 @@ async fn same_content(
         .collect())
 }
 
-/// Settles `pending` (one arrival per key) against `current`; returns the
-/// records that lost a race for their key and must be judged again.
-#[allow(clippy::too_many_arguments)]
+/// Settles `pending` (one arrival per key) against the current versions;
+/// returns the records that lost a race for their key and must be judged
+/// again.
 async fn settle_round(
     conn: &mut Conn,
     merchant: &str,
     sub: &Submission<'_>,
     hashes: &[[u8; 32]],
     pending: &[usize],
-    current: &mut HashMap<RecordKey, AcceptedRow>,
-    canonical: &mut HashMap<i64, [u8; 32]>,
-    s: &mut Settled,
-    v: &mut Verdicts,
+    st: &mut State,
 ) -> Result<Vec<usize>> {
+    let State {
+        current,
+        canonical,
+        by_index,
+        settled: s,
+    } = st;
     let existing: Vec<usize> = pending
         .iter()
         .copied()
@@ -221,7 +220,7 @@ async fn settle_round(
         let row = &current[&r.key()];
         match judge(same, r.source_update_time, row.source_update_time) {
             Verdict::Update => updates.push((i, row.record_id)),
-            verdict => repeat(merchant, i, r, &hashes[i], row, verdict, s, v),
+            verdict => by_index[i] = Some(repeat(merchant, i, (r, &hashes[i]), row, verdict, s)),
         }
     }
     for &i in pending {
@@ -278,7 +277,7 @@ async fn settle_round(
         }
         s.touched.extend(r.order_id.clone());
         s.stored.push((row.record_id, i));
-        v.by_index[i] = Some(outcome_of(i, r, outcome, &row, None));
+        by_index[i] = Some(outcome_of(i, r, outcome, &row, None));
         current.insert(r.key(), row);
     }
     s.touched.extend(s.left.iter().cloned());
@@ -286,18 +285,15 @@ async fn settle_round(
 }
 
 /// A record that changes nothing: a duplicate, a stale version, or a
-/// conflict (which raises an exception).
-#[allow(clippy::too_many_arguments)]
+/// conflict (which raises an exception). Logged; returns its outcome.
 fn repeat(
     merchant: &str,
     i: usize,
-    r: &Record,
-    hash: &[u8; 32],
+    (r, hash): (&Record, &[u8; 32]),
     row: &AcceptedRow,
     verdict: Verdict,
     s: &mut Settled,
-    v: &mut Verdicts,
-) {
+) -> Outcome {
     let outcome = match verdict {
         Verdict::Duplicate => RecordOutcome::Duplicate,
         Verdict::Stale => RecordOutcome::Stale,
@@ -312,7 +308,7 @@ fn repeat(
         s.touched.extend(e.order_id.clone());
         s.conflicts.push(e);
     }
-    v.by_index[i] = Some(outcome_of(i, r, outcome, row, exception_id));
+    outcome_of(i, r, outcome, row, exception_id)
 }
 
 fn outcome_of(
