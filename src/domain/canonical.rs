@@ -159,6 +159,27 @@ mod tests {
     }
 
     #[test]
+    fn the_version_time_is_not_content() {
+        let r = order("100.00", 2).record;
+        let mut later = r.clone();
+        later.source_update_time = Some(t0());
+        assert_eq!(r.content_hash(), later.content_hash());
+        // A stored payload hashes as its record, with or without the time.
+        let stored = serde_json::to_value(&later).unwrap();
+        assert!(stored.get("source_update_time").is_some());
+        assert_eq!(hash_record_payload(&stored), later.content_hash());
+        // ...and a record without one stores no such member, so payloads
+        // written before versions read back and hash as they did.
+        let old = serde_json::to_value(&r).unwrap();
+        assert!(old.get("source_update_time").is_none());
+        assert_eq!(hash_payload(&old), r.content_hash());
+        // Other content still differs.
+        let mut edited = later.clone();
+        edited.order_id = Some("other".into());
+        assert_ne!(edited.content_hash(), later.content_hash());
+    }
+
+    #[test]
     fn amounts_compare_by_value_and_keys_by_name() {
         let a = json!({"b": {"amount": "100.0", "currency": "USD"}, "a": 1});
         let b = json!({"a": 1, "b": {"currency": "USD", "amount": "100.00"}, "c": null});
