@@ -58,6 +58,7 @@ fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
             order_id: order.clone(),
             references: vec![],
             event_time: ts(secs),
+            source_update_time: None,
             kind: Some(kind),
         };
         out.push(rec(

@@ -80,7 +80,23 @@ fn request_hash(parent: &str, records: &[pb::Record]) -> [u8; 32] {
 fn result(merchant: &str, o: &Outcome) -> pb::RecordResult {
     let (outcome, error) = match o.outcome {
         RecordOutcome::Accepted => (pb::RecordOutcome::Accepted, None),
+        RecordOutcome::Updated => (pb::RecordOutcome::Updated, None),
         RecordOutcome::Duplicate => (pb::RecordOutcome::Duplicate, None),
+        RecordOutcome::Stale => {
+            let status = Status::with_error_details(
+                Code::FailedPrecondition,
+                format!(
+                    "record {} is older (by source_update_time) than the version stored; it was logged and ignored",
+                    o.source_id
+                ),
+                ErrorDetails::with_error_info(
+                    "STALE_VERSION",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
+                ),
+            );
+            (pb::RecordOutcome::Stale, Some(to_rpc_status(&status)))
+        }
         RecordOutcome::Conflict => {
             let status = Status::with_error_details(
                 Code::AlreadyExists,

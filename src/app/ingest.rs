@@ -1,9 +1,10 @@
 //! Ingest: one submission (a batch, or chunks of a stream) in one database
-//! transaction. Judges each record new, duplicate or conflict, raises
+//! transaction. Judges each record new, a new version, duplicate, stale or
+//! conflict (`settle`), raises
 //! conflict exceptions, links records of no single order, reconciles the
 //! touched orders, and answers retried request_ids with the stored reply.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
@@ -11,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::App;
-use super::reconcile::{conflict, from_finding, reconcile};
+use super::reconcile::{from_finding, reconcile};
+use super::settle::settle;
 use crate::domain::matching::record_findings;
-use crate::domain::record::{Record, RecordKey};
+use crate::domain::record::Record;
 use crate::error::{Error, Result};
 use crate::storage::locks::{self, LockKey};
-use crate::storage::record_log::{self, AcceptedRow, LogColumns};
 use crate::storage::submissions::{self, Claim};
 use crate::storage::{Conn, exceptions, links};
 
@@ -52,15 +53,22 @@ pub struct Submission<'a> {
 #[serde(rename_all = "snake_case")]
 pub enum RecordOutcome {
     Accepted,
+    /// A later version of a stored record: now its current version.
+    Updated,
     Duplicate,
+    /// An earlier version than the stored current one: logged, ignored.
+    Stale,
     Conflict,
 }
 
 impl RecordOutcome {
-    fn as_str(self) -> &'static str {
+    /// The outcome as record_log stores it.
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             RecordOutcome::Accepted => "accepted",
+            RecordOutcome::Updated => "updated",
             RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Stale => "stale",
             RecordOutcome::Conflict => "conflict",
         }
     }
@@ -73,10 +81,11 @@ pub struct Outcome {
     pub index: usize,
     pub source_id: String,
     pub outcome: RecordOutcome,
-    /// The order of the accepted record (the original, for a duplicate).
+    /// The order of the record's current version (the original, for a
+    /// duplicate, stale version or conflict).
     pub order_id: Option<String>,
-    /// When the accepted record was received (the original's, for a
-    /// duplicate or conflict).
+    /// When the current version was received (this record, if it was
+    /// stored; else the version it was judged against).
     pub receive_time: DateTime<Utc>,
     pub exception_id: Option<Uuid>,
 }
@@ -158,7 +167,9 @@ fn log_outcomes(merchant: &str, outcomes: &[Outcome]) {
         %merchant,
         records = outcomes.len(),
         accepted = count(RecordOutcome::Accepted),
+        updated = count(RecordOutcome::Updated),
         duplicates = count(RecordOutcome::Duplicate),
+        stale = count(RecordOutcome::Stale),
         conflicts,
         "stored a batch"
     );
@@ -214,7 +225,8 @@ fn replay(sub: &Submission<'_>, request_id: &str, claim: Claim) -> Result<Submit
 }
 
 /// The locks a submission needs once it knows what it accepted: the orders
-/// of its new records and conflicts (and any a lost race named), and every
+/// of its new records and versions (and of versions they moved away from),
+/// of its conflicts (and any a lost race named), and every
 /// id a new record can be linked through (an order's record ids, payment
 /// intents, charges; a journal's or balance transaction's pointer ids), so a
 /// journal and its charge's order written at once serialise and the second
@@ -224,8 +236,10 @@ fn locks_for(
     new_records: &[(i64, &Record)],
     conflicts: &[exceptions::NewException],
     prelock: &BTreeSet<String>,
+    left: &BTreeSet<String>,
 ) -> (BTreeSet<String>, Vec<LockKey>) {
     let mut orders: BTreeSet<String> = prelock.clone();
+    orders.extend(left.iter().cloned());
     orders.extend(conflicts.iter().filter_map(|c| c.order_id.clone()));
     let mut refs: BTreeSet<String> = BTreeSet::new();
     for (_, r) in new_records {
@@ -266,18 +280,13 @@ async fn submit_in_tx(
         }
     }
     let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
-    let (accepted, fresh, first) = accept(conn, sub, &hashes).await?;
-    let judged = judge(merchant, sub, &hashes, &accepted, &fresh, &first)?;
+    let judged = settle(conn, merchant, sub, &hashes).await?;
     let new_records: Vec<(i64, &Record)> = judged
-        .outcomes
+        .stored
         .iter()
-        .filter(|o| o.outcome == RecordOutcome::Accepted)
-        .filter_map(|o| {
-            let r = sub.records[o.index];
-            accepted.get(&r.key()).map(|row| (row.record_id, r))
-        })
+        .map(|&(id, i)| (id, sub.records[i]))
         .collect();
-    let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock);
+    let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock, &judged.left);
     locks::lock_all(conn, merchant, &keys).await?;
 
     if !judged.repeats.is_empty() {
@@ -316,136 +325,6 @@ async fn submit_in_tx(
         submissions::store_reply(conn, merchant, request_id, reply).await?;
     }
     Ok(Submitted::Fresh(judged.outcomes))
-}
-
-type Accepted = (
-    HashMap<RecordKey, AcceptedRow>,
-    BTreeSet<RecordKey>,
-    BTreeMap<RecordKey, usize>,
-);
-
-/// Inserts the keys not accepted yet; returns the accepted row of every key,
-/// the keys this submission inserted, and each key's first index.
-async fn accept(conn: &mut Conn, sub: &Submission<'_>, hashes: &[[u8; 32]]) -> Result<Accepted> {
-    let merchant = sub.merchant_id;
-    // The first occurrence of each key is the candidate; later ones in the
-    // same batch are judged against whatever ends up accepted for the key.
-    let mut first: BTreeMap<RecordKey, usize> = BTreeMap::new();
-    for (i, r) in sub.records.iter().enumerate() {
-        first.entry(r.key()).or_insert(i);
-    }
-    // Look first: a retried batch is all duplicates, and a lookup is far
-    // cheaper than a speculative insert per row.
-    let mut accepted: HashMap<RecordKey, AcceptedRow> = HashMap::new();
-    let keys: Vec<&RecordKey> = first.keys().collect();
-    for row in record_log::fetch_accepted(conn, merchant, &keys).await? {
-        if let Some(k) = row.key() {
-            accepted.insert(k, row);
-        }
-    }
-    // Key order is insertion order, so concurrent batches take unique-index
-    // locks in the same order and cannot deadlock on them.
-    let mut candidates = LogColumns::default();
-    for (key, &i) in &first {
-        if !accepted.contains_key(key) {
-            candidates.push(
-                sub.records[i],
-                &hashes[i],
-                RecordOutcome::Accepted.as_str(),
-                None,
-            );
-        }
-    }
-    let mut fresh: BTreeSet<RecordKey> = BTreeSet::new();
-    if !candidates.is_empty() {
-        for row in candidates.insert(conn, merchant, sub.request_id).await? {
-            if let Some(k) = row.key() {
-                fresh.insert(k.clone());
-                accepted.insert(k, row);
-            }
-        }
-    }
-    // A concurrent submission can accept a key between the look and the
-    // insert; its row is committed by now (the insert waited for it).
-    let raced: Vec<&RecordKey> = first
-        .keys()
-        .filter(|k| !accepted.contains_key(*k))
-        .collect();
-    if !raced.is_empty() {
-        for row in record_log::fetch_accepted(conn, merchant, &raced).await? {
-            if let Some(k) = row.key() {
-                accepted.insert(k, row);
-            }
-        }
-    }
-    Ok((accepted, fresh, first))
-}
-
-/// The verdict on each record of a submission.
-struct Judged {
-    outcomes: Vec<Outcome>,
-    /// Duplicates and conflicts, logged for the audit trail.
-    repeats: LogColumns,
-    conflicts: Vec<exceptions::NewException>,
-    touched: BTreeSet<String>,
-}
-
-fn judge(
-    merchant: &str,
-    sub: &Submission<'_>,
-    hashes: &[[u8; 32]],
-    accepted: &HashMap<RecordKey, AcceptedRow>,
-    fresh: &BTreeSet<RecordKey>,
-    first: &BTreeMap<RecordKey, usize>,
-) -> Result<Judged> {
-    let mut j = Judged {
-        outcomes: Vec::with_capacity(sub.records.len()),
-        repeats: LogColumns::default(),
-        conflicts: vec![],
-        touched: BTreeSet::new(),
-    };
-    for (i, r) in sub.records.iter().enumerate() {
-        let key = r.key();
-        let original = accepted
-            .get(&key)
-            .ok_or_else(|| Error::Internal(format!("no accepted row for {key:?} after insert")))?;
-        let outcome = if fresh.contains(&key) && first.get(&key) == Some(&i) {
-            RecordOutcome::Accepted
-        } else if original.content_hash == hashes[i] {
-            RecordOutcome::Duplicate
-        } else {
-            RecordOutcome::Conflict
-        };
-        let mut exception_id = None;
-        match outcome {
-            RecordOutcome::Accepted => j.touched.extend(r.order_id.clone()),
-            RecordOutcome::Duplicate => {
-                j.repeats
-                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id))
-            }
-            RecordOutcome::Conflict => {
-                j.repeats
-                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id));
-                let e = conflict(merchant, original, r, &hashes[i]);
-                exception_id = Some(e.id);
-                j.touched.extend(e.order_id.clone());
-                j.conflicts.push(e);
-            }
-        }
-        j.outcomes.push(Outcome {
-            index: i,
-            source_id: r.source_id.clone(),
-            outcome,
-            order_id: original.order_id.clone(),
-            receive_time: original.receive_time,
-            exception_id,
-        });
-    }
-    // Every conflict also has a log row, so the exception is the only record
-    // to dedupe: one per distinct conflicting content.
-    j.conflicts.sort_by_key(|c| c.id);
-    j.conflicts.dedup_by_key(|c| c.id);
-    Ok(j)
 }
 
 /// Records the ids that tie records to orders and links records of no single

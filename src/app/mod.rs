@@ -7,6 +7,7 @@
 pub mod ingest;
 pub mod queries;
 pub mod reconcile;
+mod settle;
 pub mod stream;
 
 pub use ingest::{Method, Outcome, RecordOutcome, Submission, Submitted};

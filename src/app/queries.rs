@@ -3,13 +3,16 @@
 //! and reasons all come from that one evaluation, never a merge made now
 //! mixed with a state settled at write time.
 
+use std::collections::BTreeSet;
+
 use super::App;
 use super::reconcile::assess;
 use crate::domain::transaction::Transaction;
+use crate::domain::versions::histories;
 use crate::error::{Error, Result};
 use crate::storage::exceptions::{self, ExceptionFilter, ExceptionRow};
 use crate::storage::transactions::{self, ProjectionRow, TransactionFilter};
-use crate::storage::{Conn, Cursor, Page, record_log};
+use crate::storage::{Conn, Cursor, Page, record_log, record_versions};
 
 /// Where one order's reconciliation stands: its transaction and the
 /// exceptions still open on it.
@@ -80,11 +83,37 @@ async fn shown(
     let orders: Vec<String> = rows.iter().map(|r| r.order_id.clone()).collect();
     let mut records = record_log::load_records(conn, merchant, &orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, &orders).await?;
-    Ok(rows
+    let mut shown: Vec<Transaction> = rows
         .into_iter()
         .map(|row| {
             let own = records.remove(&row.order_id).unwrap_or_default();
             assess(&row.order_id, &own, conflicted.contains(&row.order_id)).0
         })
-        .collect())
+        .collect();
+    with_histories(conn, merchant, &mut shown).await?;
+    Ok(shown)
+}
+
+/// Adds the versions of records that changed at their source: the order's
+/// own and linked records with more than one version, and the payouts its
+/// money went out in. A payout names no order and points at nothing, so no
+/// order holds it; the balance transactions that name it do, and this is
+/// where its status (in transit, paid, failed) shows.
+async fn with_histories(conn: &mut Conn, merchant: &str, shown: &mut [Transaction]) -> Result<()> {
+    let orders: Vec<String> = shown.iter().map(|t| t.order_id.clone()).collect();
+    let mut changed = record_versions::order_histories(conn, merchant, &orders).await?;
+    let payout_ids: BTreeSet<String> = shown
+        .iter()
+        .flat_map(|t| t.external_ids.payout_ids.iter().cloned())
+        .collect();
+    let payout_ids: Vec<String> = payout_ids.into_iter().collect();
+    let payouts = record_versions::payout_versions(conn, merchant, &payout_ids).await?;
+    for t in shown {
+        let mut versions = changed.remove(&t.order_id).unwrap_or_default();
+        for id in &t.external_ids.payout_ids {
+            versions.extend(payouts.get(id).into_iter().flatten().cloned());
+        }
+        t.record_histories = histories(versions);
+    }
+    Ok(())
 }

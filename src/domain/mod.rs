@@ -15,6 +15,7 @@ pub mod money;
 pub mod policy;
 pub mod record;
 pub mod transaction;
+pub mod versions;
 
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -18,6 +18,11 @@ pub struct Record {
     pub order_id: Option<String>,
     pub references: Vec<Reference>,
     pub event_time: DateTime<Utc>,
+    /// When the source last changed the record: orders the versions of one
+    /// key. Left out of the payload when absent, so records stored before it
+    /// existed read back and hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_update_time: Option<DateTime<Utc>>,
     pub body: Body,
 }
 
@@ -459,9 +464,11 @@ impl Record {
     /// "10.00" and "10.0" are the same content, and so is a record stored
     /// before an optional field was added. Storage compares a stored
     /// payload with `canonical::hash_payload`.
+    /// The version's time is not content: the same figures sent again with
+    /// a later `source_update_time` are a duplicate, not a new version.
     pub fn content_hash(&self) -> [u8; 32] {
         match serde_json::to_value(self) {
-            Ok(v) => super::canonical::hash_payload(&v),
+            Ok(v) => super::canonical::hash_record_payload(&v),
             // Records are plain data with string keys: serialising cannot
             // fail, and if it ever did the record would still get a hash
             // of its debug form rather than a panic.

@@ -30,6 +30,7 @@ pub fn rec(system: &str, id: &str, when: DateTime<Utc>, body: Body) -> StoredRec
             order_id: Some("1001".into()),
             references: vec![],
             event_time: when,
+            source_update_time: None,
             body,
         },
         receive_time: when + Duration::seconds(30),
@@ -210,6 +211,7 @@ pub fn every_kind() -> Vec<Record> {
                 id: "ch_1".into(),
             }],
             event_time: t0(),
+            source_update_time: None,
             body,
         })
         .collect()

@@ -15,6 +15,7 @@ use super::record::{
     BalanceTransaction, Body, PaymentType, ProcessorPayment, Record, RecordKind, RefKind, Stage,
     Tender, TxnStatus,
 };
+use super::versions::RecordHistory;
 
 /// A record as stored: what Tally knew, and since when.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +166,11 @@ pub struct Transaction {
     pub event_time: DateTime<Utc>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Records that changed at their source, with every version (see
+    /// `versions`). Merging reads only current versions, so `merge` leaves
+    /// this empty and reads fill it from the log.
+    #[serde(default)]
+    pub record_histories: Vec<RecordHistory>,
 }
 
 /// Merges the records of one order. State and reasons are left PENDING and
@@ -215,6 +221,7 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         event_time,
         create_time: receive_times.clone().min().unwrap_or_default(),
         update_time: receive_times.max().unwrap_or_default(),
+        record_histories: vec![],
     }
 }
 

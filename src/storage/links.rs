@@ -91,3 +91,32 @@ pub async fn link(
     orders.dedup();
     Ok(orders)
 }
+
+#[derive(QueryableByName)]
+struct RecordOrder {
+    #[diesel(sql_type = BigInt)]
+    record_id: i64,
+    #[diesel(sql_type = Text)]
+    order_id: String,
+}
+
+/// The orders each of these records is linked to, sorted.
+pub async fn orders_of_records(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    record_ids: &[i64],
+) -> Result<std::collections::BTreeMap<i64, Vec<String>>> {
+    let rows: Vec<RecordOrder> = statement(
+        "SELECT record_id, order_id FROM record_links
+         WHERE merchant_id = $1 AND record_id = ANY($2) ORDER BY record_id, order_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<BigInt>, _>(record_ids)
+    .load(conn)
+    .await?;
+    let mut out: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for r in rows {
+        out.entry(r.record_id).or_default().push(r.order_id);
+    }
+    Ok(out)
+}

@@ -8,6 +8,7 @@ pub mod links;
 mod listing;
 pub mod locks;
 pub mod record_log;
+pub mod record_versions;
 mod statement;
 pub mod submissions;
 pub mod transactions;

@@ -1,12 +1,17 @@
-//! record_log: every record as received, append-only. Inserting a batch,
-//! looking up the accepted row of keys, and reading an order's records back
-//! (its own, and those linked to it).
+//! record_log: every record as received. Inserting a batch, looking up the
+//! current version of keys, superseding versions, and reading an order's
+//! records back (its own, and those linked to it; current versions only)
+//! and the history of records that changed at their source.
+//!
+//! The log is append-only but for one flag: `is_current`, turned off on the
+//! version a later one supersedes. A partial unique index allows one
+//! current row per key.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -17,7 +22,7 @@ use crate::domain::record::{Body, Record, RecordKey, RecordKind};
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
 
-/// The accepted row of a key: what a resubmission is judged against.
+/// The current version of a key: what a resubmission is judged against.
 #[derive(QueryableByName)]
 pub struct AcceptedRow {
     #[diesel(sql_type = Text)]
@@ -40,6 +45,8 @@ pub struct AcceptedRow {
     pub currency_code: Option<String>,
     #[diesel(sql_type = Nullable<Numeric>)]
     pub amount: Option<Decimal>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub source_update_time: Option<DateTime<Utc>>,
 }
 
 impl AcceptedRow {
@@ -76,10 +83,17 @@ pub struct LogColumns {
     debit_total: Vec<Option<Decimal>>,
     credit_total: Vec<Option<Decimal>>,
     event_time: Vec<DateTime<Utc>>,
+    source_update_time: Vec<Option<DateTime<Utc>>>,
+    is_current: Vec<bool>,
 }
 
 impl LogColumns {
+    /// One row; `outcome` "accepted" or "updated" makes it the key's current
+    /// version, anything else is the audit trail of an arrival.
     pub fn push(&mut self, r: &Record, hash: &[u8; 32], outcome: &str, original: Option<i64>) {
+        self.is_current
+            .push(matches!(outcome, "accepted" | "updated"));
+        self.source_update_time.push(r.source_update_time);
         self.source_system.push(r.source_system.clone());
         self.kind.push(r.kind().as_str().to_string());
         self.source_id.push(r.source_id.clone());
@@ -106,7 +120,7 @@ impl LogColumns {
         self.kind.is_empty()
     }
 
-    /// Inserts every row; accepted rows that lose a race for their key are
+    /// Inserts every row; current rows that lose a race for their key are
     /// skipped, and only the rows actually written come back.
     pub async fn insert(
         self,
@@ -117,17 +131,18 @@ impl LogColumns {
         const SQL: &str = "
             INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
                 original_id, content_hash, payload, currency_code, amount, debit_total, credit_total,
-                event_time, request_id)
-            SELECT $1, t.* , $15
+                event_time, source_update_time, is_current, request_id)
+            SELECT $1, t.* , $17
             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                 $8::bytea[], $9::jsonb[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[],
-                $14::timestamptz[])
+                $14::timestamptz[], $15::timestamptz[], $16::bool[])
               AS t(source_system, kind, source_id, order_id, outcome, original_id, content_hash,
-                payload, currency_code, amount, debit_total, credit_total, event_time)
-            ON CONFLICT (merchant_id, source_system, kind, source_id) WHERE outcome = 'accepted'
+                payload, currency_code, amount, debit_total, credit_total, event_time,
+                source_update_time, is_current)
+            ON CONFLICT (merchant_id, source_system, kind, source_id) WHERE is_current
               DO NOTHING
             RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time,
-                event_time, currency_code, amount";
+                event_time, currency_code, amount, source_update_time";
         Ok(statement(SQL)
             .bind::<Text, _>(merchant)
             .bind::<Array<Text>, _>(self.source_system)
@@ -143,13 +158,17 @@ impl LogColumns {
             .bind::<Array<Nullable<Numeric>>, _>(self.debit_total)
             .bind::<Array<Nullable<Numeric>>, _>(self.credit_total)
             .bind::<Array<Timestamptz>, _>(self.event_time)
+            .bind::<Array<Nullable<Timestamptz>>, _>(self.source_update_time)
+            .bind::<Array<Bool>, _>(self.is_current)
             .bind::<Nullable<Text>, _>(request_id)
             .load(conn)
             .await?)
     }
 }
 
-/// The accepted rows of these keys, where they exist.
+/// The current versions of these keys, where they exist. Each call is a
+/// statement of its own, so under READ COMMITTED it sees what concurrent
+/// writers committed before it started.
 pub async fn fetch_accepted(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -160,9 +179,9 @@ pub async fn fetch_accepted(
     }
     Ok(statement(
         "SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
-                r.receive_time, r.event_time, r.currency_code, r.amount
+                r.receive_time, r.event_time, r.currency_code, r.amount, r.source_update_time
          FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
-         JOIN record_log r ON r.merchant_id = $1 AND r.outcome = 'accepted'
+         JOIN record_log r ON r.merchant_id = $1 AND r.is_current
           AND r.source_system = k.source_system AND r.kind = k.kind AND r.source_id = k.source_id",
     )
     .bind::<Text, _>(merchant)
@@ -187,8 +206,8 @@ struct LoadedRecord {
     receive_time: DateTime<Utc>,
 }
 
-/// Every accepted record of each order: its own, and those tied to it
-/// through the ids they name.
+/// The current version of every record of each order: its own, and those
+/// tied to it through the ids they name.
 pub async fn load_records(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -196,11 +215,11 @@ pub async fn load_records(
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
     let rows: Vec<LoadedRecord> = statement(
         "SELECT order_id, payload, receive_time FROM record_log
-         WHERE merchant_id = $1 AND outcome = 'accepted' AND order_id = ANY($2)
+         WHERE merchant_id = $1 AND is_current AND order_id = ANY($2)
          UNION ALL
          SELECT l.order_id, r.payload, r.receive_time
          FROM record_links l JOIN record_log r USING (merchant_id, record_id)
-         WHERE l.merchant_id = $1 AND l.order_id = ANY($2)",
+         WHERE l.merchant_id = $1 AND l.order_id = ANY($2) AND r.is_current",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)

@@ -20,6 +20,7 @@ fn stripe(id: &str, order: &str, when: &str, kind: pb::record::Kind) -> pb::Reco
         order_id: order.into(),
         references: vec![],
         event_time: ts(when),
+        source_update_time: None,
         kind: Some(kind),
     }
 }

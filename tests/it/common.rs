@@ -395,6 +395,7 @@ fn record(system: &str, id: &str, order: &str, when: &str, kind: pb::record::Kin
         order_id: order.into(),
         references: vec![],
         event_time: ts(when),
+        source_update_time: None,
         kind: Some(kind),
     }
 }

@@ -49,6 +49,7 @@ async fn the_shopify_order_example_is_taken_and_its_arithmetic_flagged() {
         order_id: id.clone(),
         references: vec![],
         event_time: stamp(&o["created_at"]),
+        source_update_time: None,
         kind: Some(pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
             name: o["name"].as_str().unwrap().into(),
             total: shop_money(cur, &o["total_price"]),
@@ -137,6 +138,7 @@ async fn stripe_examples_in_minor_units_are_read_as_exact_money() {
                 seconds: bt["created"].as_i64().unwrap(),
                 nanos: 0,
             }),
+            source_update_time: None,
             kind: Some(pb::record::Kind::BalanceTransaction(
                 pb::BalanceTransaction {
                     reporting_category: bt["reporting_category"].as_str().unwrap().into(),
@@ -157,6 +159,7 @@ async fn stripe_examples_in_minor_units_are_read_as_exact_money() {
                 seconds: po["created"].as_i64().unwrap(),
                 nanos: 0,
             }),
+            source_update_time: None,
             kind: Some(pb::record::Kind::Payout(pb::Payout {
                 amount: stripe_money(&po["amount"], &po["currency"]),
                 status: pb::PayoutStatus::InTransit as i32,

@@ -204,6 +204,7 @@ fn record(rng: &mut Rng, n: u64) -> pb::Record {
                 nanos: 0,
             }),
         },
+        source_update_time: None,
         kind: Some(kind),
     }
 }

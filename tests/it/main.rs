@@ -13,3 +13,4 @@ mod matching;
 mod seams;
 mod stream;
 mod validation;
+mod versions;

@@ -225,6 +225,7 @@ async fn a_balance_transaction_that_does_not_add_up_is_flagged_and_joins_its_ord
         order_id: String::new(),
         references: vec![],
         event_time: ts("2026-11-02T10:00:06Z"),
+        source_update_time: None,
         kind: Some(pb::record::Kind::BalanceTransaction(
             pb::BalanceTransaction {
                 reporting_category: "charge".into(),
@@ -282,6 +283,7 @@ fn sf_txn(
         order_id: order_id.into(),
         references: vec![],
         event_time: ts("2026-11-02T10:00:02Z"),
+        source_update_time: None,
         kind: Some(pb::record::Kind::StorefrontTransaction(
             pb::StorefrontTransaction {
                 kind: kind as i32,
@@ -372,6 +374,7 @@ async fn a_split_tender_refunded_and_credited_reconciles() {
         order_id: "9101".into(),
         references: vec![],
         event_time: ts("2026-11-04T09:00:00Z"),
+        source_update_time: None,
         kind: Some(pb::record::Kind::CreditMemo(pb::CreditMemo {
             total: usd("10.00"),
             ..Default::default()

@@ -12,6 +12,7 @@ use crate::api::names::{exception_name, transaction_name};
 use crate::domain::matching::Observation;
 use crate::domain::money::{Money, format_amount};
 use crate::domain::transaction::Transaction;
+use crate::domain::versions::RecordHistory;
 use crate::proto::tally::v1 as pb;
 use crate::storage::exceptions::ExceptionRow;
 
@@ -129,6 +130,27 @@ pub fn transaction(merchant: &str, t: &Transaction) -> pb::Transaction {
         event_time: Some(timestamp(t.event_time)),
         create_time: Some(timestamp(t.create_time)),
         update_time: Some(timestamp(t.update_time)),
+        record_histories: t.record_histories.iter().map(history).collect(),
+    }
+}
+
+fn history(h: &RecordHistory) -> pb::RecordHistory {
+    pb::RecordHistory {
+        source_system: h.source_system.clone(),
+        kind: pb::RecordKind::from(h.kind) as i32,
+        source_id: h.source_id.clone(),
+        versions: h
+            .versions
+            .iter()
+            .map(|v| pb::RecordVersion {
+                source_update_time: v.source_update_time.map(timestamp),
+                receive_time: Some(timestamp(v.receive_time)),
+                event_time: Some(timestamp(v.event_time)),
+                amount: opt_money(&v.amount),
+                status: v.status.clone().unwrap_or_default(),
+                current: v.current,
+            })
+            .collect(),
     }
 }
 

@@ -41,6 +41,11 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         Some(r.source_system.clone())
     };
     let event_time = c.timestamp(&format!("{p}.event_time"), r.event_time.as_ref(), true);
+    let source_update_time = c.timestamp(
+        &format!("{p}.source_update_time"),
+        r.source_update_time.as_ref(),
+        false,
+    );
     let mut references = vec![];
     for (j, reference) in r.references.iter().enumerate() {
         let rp = format!("{p}.references[{j}]");
@@ -85,6 +90,7 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         order_id,
         references,
         event_time: event_time?,
+        source_update_time,
         body: body?,
     })
 }
