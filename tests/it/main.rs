@@ -3,6 +3,7 @@
 mod binary;
 mod checks;
 mod common;
+mod db_gone;
 mod fixtures;
 mod garbage;
 mod health;
