@@ -7,6 +7,7 @@ mod db_gone;
 mod fixtures;
 mod garbage;
 mod health;
+mod hostile;
 mod idempotency;
 mod ingest;
 mod listing;
