@@ -5,6 +5,7 @@ mod checks;
 mod common;
 mod db_gone;
 mod fixtures;
+mod fuzz;
 mod garbage;
 mod health;
 mod hostile;
