@@ -81,11 +81,11 @@ async fn nul_in_any_text_field_of_a_journal_is_named_not_internal() {
             format!("{p}.lines[1].name"),
         ),
         (
-            journal_with(|e| e.lines[0].reference = "ch_\01".into()),
+            journal_with(|e| e.lines[0].reference = "ch_\u{0}1".into()),
             format!("{p}.lines[0].reference"),
         ),
         (
-            journal_with(|e| e.lines[1].account = "12\000".into()),
+            journal_with(|e| e.lines[1].account = "12\u{0}00".into()),
             format!("{p}.lines[1].account"),
         ),
         (
