@@ -487,3 +487,6 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
     );
     Some(entry)
 }
+
+#[cfg(test)]
+mod tests;
