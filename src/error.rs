@@ -35,6 +35,9 @@ pub enum Error {
         reason: &'static str,
         violations: Vec<FieldViolation>,
     },
+    /// A request message larger than the server takes (RESOURCE_EXHAUSTED).
+    #[error("a request message is at most {limit_bytes} bytes")]
+    MessageTooLarge { limit_bytes: usize },
     /// A named resource that does not exist ("merchants/acme/transactions/1").
     #[error("{what} not found")]
     NotFound { what: String },

@@ -15,6 +15,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::exceptions::ExceptionApi;
 use crate::api::ingest::IngestApi;
+use crate::api::limits::{MAX_MESSAGE_BYTES, MessageLimit};
 use crate::api::transactions::TransactionApi;
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -23,9 +24,6 @@ use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
-
-/// Largest request accepted, in bytes.
-const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
 /// Health service that is SERVING for as long as the process runs, whatever
 /// the database does: for liveness probes, so that a database outage makes
@@ -108,15 +106,20 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            // A 1,000-record batch of detailed orders can pass tonic's 4 MiB default.
+        // Every request message is at most MAX_MESSAGE_BYTES; past it the
+        // caller gets RESOURCE_EXHAUSTED naming the limit (`api::limits`).
+        .add_service(MessageLimit::new(
             IngestServiceServer::new(IngestApi::new(app.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(TransactionServiceServer::new(TransactionApi::new(
-            app.clone(),
-        )))
-        .add_service(ExceptionServiceServer::new(ExceptionApi::new(app)))
+        ))
+        .add_service(MessageLimit::new(
+            TransactionServiceServer::new(TransactionApi::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ))
+        .add_service(MessageLimit::new(
+            ExceptionServiceServer::new(ExceptionApi::new(app))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")));

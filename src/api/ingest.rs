@@ -11,8 +11,10 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::api::convert::timestamp;
+use crate::api::limits;
 use crate::api::names::{exception_name, parse_parent, transaction_name};
 use crate::api::status::{ERROR_DOMAIN, invalid_argument, to_rpc_status};
+use crate::api::validate::text::{self, Text};
 use crate::api::validate::{self, MAX_BATCH};
 use crate::app::stream::Chunk as StoredChunk;
 use crate::app::{App, Method, Outcome, RecordOutcome, Submission, Submitted};
@@ -40,9 +42,8 @@ fn check_envelope(
 ) -> Result<(String, Option<String>)> {
     let merchant = parse_parent("parent", parent)?;
     if request_id.len() > 128
-        || request_id
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
+        || request_id.contains(char::is_whitespace)
+        || text::check(request_id, Text::Id, 128).is_err()
     {
         return Err(Error::invalid(
             "request_id",
@@ -136,7 +137,9 @@ fn result(merchant: &str, o: &Outcome) -> pb::RecordResult {
 fn rejected(index: usize, source_id: &str, violations: &[FieldViolation]) -> pb::RecordResult {
     pb::RecordResult {
         index: index as i32,
-        source_id: source_id.to_string(),
+        // Echoed as sent, but no longer than a source id may be: a rejected
+        // record's id may be the very thing that was too long.
+        source_id: source_id.chars().take(255).collect(),
         outcome: pb::RecordOutcome::Rejected as i32,
         error: Some(to_rpc_status(&invalid_argument(
             "INVALID_RECORD",
@@ -310,7 +313,10 @@ impl IngestService for IngestApi {
                 let mut chunks = vec![];
                 let mut failure = None;
                 for message in group {
-                    match message.and_then(|m| Chunk::prepare(m).map_err(Status::from)) {
+                    // An oversized message is RESOURCE_EXHAUSTED and ends the stream.
+                    match limits::inbound(message)
+                        .and_then(|m| Chunk::prepare(m).map_err(Status::from))
+                    {
                         Ok(c) => chunks.push(c),
                         Err(e) => {
                             failure = Some(e);

@@ -1,6 +1,7 @@
 //! Resource names: "merchants/{merchant}", ".../transactions/{order_id}",
 //! ".../exceptions/{exception}".
 
+use crate::api::validate::text::shown;
 use crate::error::{Error, Result};
 
 /// 1 to `max` bytes, each lowercase ASCII, a digit (with `digits`) or one
@@ -18,13 +19,15 @@ pub fn valid_merchant(m: &str) -> bool {
     lowercase_id(m, 63, true, b"-") && !m.starts_with('-')
 }
 
-/// 1-128 of [A-Za-z0-9._~-]: an order id must fit in a resource name
-/// without escaping.
+/// 1-128 of [A-Za-z0-9._~-], at least one a letter or digit: an order id
+/// must fit in a resource name without escaping, and "." or ".." would be
+/// a path segment that URL handling rewrites.
 pub fn valid_order_id(o: &str) -> bool {
     !o.is_empty()
         && o.len() <= 128
         && o.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+        && o.bytes().any(|b| b.is_ascii_alphanumeric())
 }
 
 pub fn parse_parent(field: &str, name: &str) -> Result<String> {
@@ -33,7 +36,8 @@ pub fn parse_parent(field: &str, name: &str) -> Result<String> {
         _ => Err(Error::invalid(
             field,
             format!(
-                "'{name}' is not a merchant name: expected merchants/{{merchant}} with {{merchant}} 1-63 of [a-z0-9-]"
+                "{} is not a merchant name: expected merchants/{{merchant}} with {{merchant}} 1-63 of [a-z0-9-]",
+                shown(name)
             ),
         )),
     }
@@ -45,7 +49,8 @@ pub fn parse_transaction(field: &str, name: &str) -> Result<(String, String)> {
         Error::invalid(
             field,
             format!(
-                "'{name}' is not a transaction name: expected merchants/{{merchant}}/transactions/{{order_id}}"
+                "{} is not a transaction name: expected merchants/{{merchant}}/transactions/{{order_id}}",
+                shown(name)
             ),
         )
     };
@@ -83,5 +88,18 @@ mod tests {
         assert!(parse_transaction("name", "merchants/acme/transactions/").is_err());
         assert!(parse_transaction("name", "merchants/acme/orders/1").is_err());
         assert!(parse_transaction("name", "merchants/acme/transactions/a/b").is_err());
+        assert!(parse_transaction("name", "merchants/acme/transactions/..").is_err());
+        assert!(parse_transaction("name", "merchants/acme/transactions/1\0").is_err());
+        assert!(parse_parent("parent", "merchants/acme\u{200B}").is_err());
+    }
+
+    #[test]
+    fn a_hostile_name_is_quoted_short_and_escaped() {
+        let name = format!("merchants/\0{}", "x".repeat(1 << 20));
+        let Err(Error::InvalidArgument { violations, .. }) = parse_parent("parent", &name) else {
+            panic!("accepted");
+        };
+        let d = &violations[0].description;
+        assert!(d.len() < 200 && !d.contains('\0'), "{d}");
     }
 }

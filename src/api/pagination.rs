@@ -7,10 +7,15 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::names::parse_parent;
+use crate::api::validate::text::{self, Text};
 use crate::error::{Error, Result};
 use crate::storage::{Cursor, TimeWindow};
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// The range google.protobuf.Timestamp allows, 0001-01-01 to 9999-12-31:
+/// filters and page tokens outside it are refused here rather than by
+/// PostgreSQL (whose timestamptz ends elsewhere).
+const PROTO_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 fn page_size_of(requested: i32) -> Result<usize> {
@@ -66,7 +71,13 @@ pub fn decode(token: &str, filter: &str) -> Result<Option<Cursor>> {
         .parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
+        .filter(|t| PROTO_SECONDS.contains(&t.timestamp()))
         .ok_or_else(bad)?;
+    // A token is the caller's to forge: its id meets the rules of the ids
+    // it resumes after before it is bound to a statement.
+    if text::check(id, Text::Id, 255).is_err() || id.is_empty() {
+        return Err(bad());
+    }
     Ok(Some(Cursor {
         time,
         id: id.to_string(),
@@ -83,11 +94,15 @@ pub fn time_range(
 ) -> Result<TimeRange> {
     let conv = |field: &str, t: Option<&prost_types::Timestamp>| -> Result<Option<DateTime<Utc>>> {
         t.map(|t| {
-            (0..1_000_000_000)
-                .contains(&t.nanos)
+            ((0..1_000_000_000).contains(&t.nanos) && PROTO_SECONDS.contains(&t.seconds))
                 .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
                 .flatten()
-                .ok_or_else(|| Error::invalid(field, "not a valid timestamp"))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        field,
+                        "not a valid timestamp (years 1-9999, nanos 0-999999999)",
+                    )
+                })
         })
         .transpose()
     };
@@ -200,5 +215,32 @@ mod tests {
         assert!(decode(&t, "state=pending").is_err());
         assert!(decode("zz", "").is_err());
         assert_eq!(decode("", "x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_forged_token_is_malformed_whatever_it_holds() {
+        let fp = fingerprint("f");
+        for forged in [
+            format!("1|{fp}|1700000000000000|a\0b"),
+            format!("1|{fp}|1700000000000000|a\u{202E}b"),
+            format!("1|{fp}|1700000000000000|"),
+            format!("1|{fp}|1700000000000000|{}", "x".repeat(300)),
+            format!("1|{fp}|-9000000000000000000|a"),
+            format!("1|{fp}|9000000000000000000|a"),
+        ] {
+            let token = hex::encode(&forged);
+            assert!(
+                matches!(decode(&token, "f"), Err(Error::InvalidArgument { .. })),
+                "{forged:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_stay_within_what_a_timestamp_can_say() {
+        let t = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert!(time_range(Some(&t(-8_000_000_000_000)), None).is_err());
+        assert!(time_range(None, Some(&t(8_000_000_000_000))).is_err());
+        assert!(time_range(Some(&t(0)), Some(&t(253_402_300_799))).is_ok());
     }
 }

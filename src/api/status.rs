@@ -42,11 +42,20 @@ fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
 }
 
 /// Every variant, exhaustively: a new one does not compile until it has a
-/// status. Causes go to the log, not to the caller.
+/// status. Causes go to the log, not to the caller. Nothing maps to
+/// OUT_OF_RANGE: `api::limits` relies on that code being tonic's alone.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match e {
             Error::InvalidArgument { reason, violations } => invalid_argument(reason, &violations),
+            Error::MessageTooLarge { limit_bytes } => status(
+                Code::ResourceExhausted,
+                format!(
+                    "the request message is larger than the server accepts: at most {limit_bytes} bytes ({} MiB); split the batch",
+                    limit_bytes >> 20
+                ),
+                "MESSAGE_TOO_LARGE",
+            ),
             Error::NotFound { what } => {
                 status(Code::NotFound, format!("{what} not found"), "NOT_FOUND")
             }

@@ -148,7 +148,8 @@ impl App {
                         source: "orders stayed locked by concurrent submissions".into(),
                     });
                 }
-                Err(Attempt::Failed(e)) => return Err(e),
+                // A connection the database dropped mid-call is UNAVAILABLE.
+                Err(Attempt::Failed(e)) => return Err(crate::storage::settle(&mut conn, e).await),
             }
             attempt += 1;
         }

@@ -1,7 +1,9 @@
 //! Queries: what reads show. A transaction is evaluated whole on read (merge
 //! and match, with the order's unresolved conflicts), and its totals, state
 //! and reasons all come from that one evaluation, never a merge made now
-//! mixed with a state settled at write time.
+//! mixed with a state settled at write time. An error on a connection the
+//! database dropped under the call is `DatabaseUnavailable`
+//! (`storage::settle`).
 
 use std::collections::BTreeSet;
 
@@ -12,7 +14,7 @@ use crate::domain::versions::histories;
 use crate::error::{Error, Result};
 use crate::storage::exceptions::{self, ExceptionFilter, ExceptionRow};
 use crate::storage::transactions::{self, ProjectionRow, TransactionFilter};
-use crate::storage::{Conn, Cursor, Page, record_log, record_versions};
+use crate::storage::{Conn, Cursor, Page, record_log, record_versions, settled};
 
 /// Where one order's reconciliation stands: its transaction and the
 /// exceptions still open on it.
@@ -24,12 +26,8 @@ pub struct ReconciliationStatus {
 impl App {
     pub async fn get_transaction(&self, merchant: &str, order_id: &str) -> Result<Transaction> {
         let mut conn = self.store.conn().await?;
-        let row = transactions::get(&mut conn, merchant, order_id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!("merchants/{merchant}/transactions/{order_id}"))
-            })?;
-        Ok(shown(&mut conn, merchant, vec![row]).await?.remove(0))
+        let r = get_transaction(&mut conn, merchant, order_id).await;
+        settled(&mut conn, r).await
     }
 
     pub async fn list_transactions(
@@ -40,11 +38,8 @@ impl App {
         limit: usize,
     ) -> Result<Page<Transaction>> {
         let mut conn = self.store.conn().await?;
-        let page = transactions::list(&mut conn, merchant, filter, after, limit).await?;
-        Ok(Page {
-            items: shown(&mut conn, merchant, page.items).await?,
-            next: page.next,
-        })
+        let r = list_transactions(&mut conn, merchant, filter, after, limit).await;
+        settled(&mut conn, r).await
     }
 
     pub async fn reconciliation_status(
@@ -54,7 +49,8 @@ impl App {
     ) -> Result<ReconciliationStatus> {
         let transaction = self.get_transaction(merchant, order_id).await?;
         let mut conn = self.store.conn().await?;
-        let open_exceptions = exceptions::unresolved(&mut conn, merchant, order_id).await?;
+        let r = exceptions::unresolved(&mut conn, merchant, order_id).await;
+        let open_exceptions = settled(&mut conn, r).await?;
         Ok(ReconciliationStatus {
             transaction,
             open_exceptions,
@@ -69,8 +65,30 @@ impl App {
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
         let mut conn = self.store.conn().await?;
-        exceptions::list(&mut conn, merchant, filter, after, limit).await
+        let r = exceptions::list(&mut conn, merchant, filter, after, limit).await;
+        settled(&mut conn, r).await
     }
+}
+
+async fn get_transaction(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<Transaction> {
+    let row = transactions::get(conn, merchant, order_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("merchants/{merchant}/transactions/{order_id}")))?;
+    Ok(shown(conn, merchant, vec![row]).await?.remove(0))
+}
+
+async fn list_transactions(
+    conn: &mut Conn,
+    merchant: &str,
+    filter: &TransactionFilter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page<Transaction>> {
+    let page = transactions::list(conn, merchant, filter, after, limit).await?;
+    Ok(Page {
+        items: shown(conn, merchant, page.items).await?,
+        next: page.next,
+    })
 }
 
 /// The transaction each row shows: one whole evaluation of its records,

@@ -1,7 +1,6 @@
 //! Exact money: a decimal amount tied to its currency. Never a float.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -138,7 +137,9 @@ pub fn parse_decimal(s: &str, currency: Option<Currency>) -> Result<Decimal, Amo
         return Err(AmountError::NotDecimal(s.to_string()));
     }
     // Well-formed but beyond the 28 significant digits exact decimals hold.
-    let d = Decimal::from_str(s).map_err(|_| AmountError::OutOfRange(s.to_string()))?;
+    // Exact: `from_str` would round digits past the 28th away silently, so
+    // "0.00000000000000000000000000001" USD would pass as zero.
+    let d = Decimal::from_str_exact(s).map_err(|_| AmountError::OutOfRange(s.to_string()))?;
     if let Some(c) = currency {
         if d.normalize().scale() > c.exponent() {
             return Err(AmountError::TooPrecise {
@@ -192,6 +193,23 @@ mod tests {
             Money::parse("10.000", cur("USD")).unwrap().amount,
             Decimal::new(10, 0)
         );
+    }
+
+    #[test]
+    fn digits_beyond_exact_decimals_are_refused_not_rounded_away() {
+        assert!(matches!(
+            parse_decimal("0.00000000000000000000000000001", Some(cur("USD"))),
+            Err(AmountError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_decimal("1.00000000000000000000000000001", None),
+            Err(AmountError::OutOfRange(_))
+        ));
+        // Negative zero is zero, whichever way it is written.
+        for z in ["-0", "-0.00", "0.000"] {
+            let d = parse_decimal(z, Some(cur("USD"))).unwrap();
+            assert!(d.is_zero() && !d.is_sign_negative(), "{z}");
+        }
     }
 
     #[test]

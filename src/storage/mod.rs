@@ -74,6 +74,51 @@ impl Store {
     }
 }
 
+/// How long `settle` waits for a connection to answer before taking it
+/// for gone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What an error means once the connection it came on has been asked.
+///
+/// diesel-async names only a few SQLSTATEs and folds the rest into
+/// `Unknown` without exposing the code; among them are 57P01
+/// (admin_shutdown: `pg_terminate_backend`, a fast shutdown), 57P02
+/// (crash_shutdown) and 57P03 (cannot_connect_now), which a call in flight
+/// receives when the server goes away under it, as a FATAL error just
+/// before the server closes the connection. Those become `Internal`, which
+/// would tell the caller not to retry. Text never decides (a message is no
+/// contract), so the connection is asked instead: an `Internal` error on a
+/// connection that no longer answers `SELECT 1` is the database going away,
+/// `DatabaseUnavailable` like every call after it. Every other error, and
+/// an `Internal` one on a connection that still answers, is left as it is.
+/// Costs nothing on success: it runs only on the failure path.
+pub async fn settle(conn: &mut Conn, e: Error) -> Error {
+    if !matches!(e, Error::Internal(_)) {
+        return e;
+    }
+    let probe = diesel::sql_query("SELECT 1").execute(conn);
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok(_)) => e,
+        Ok(Err(gone)) => {
+            tracing::debug!(error = %gone, "the connection died with the call");
+            Error::DatabaseUnavailable {
+                source: Box::new(e),
+            }
+        }
+        Err(_) => Error::DatabaseUnavailable {
+            source: Box::new(e),
+        },
+    }
+}
+
+/// `settle` for a result: the error, if any, as the connection explains it.
+pub async fn settled<T>(conn: &mut Conn, r: Result<T>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => Err(settle(conn, e).await),
+    }
+}
+
 /// Runs pending migrations. Diesel's migration harness is synchronous, so it
 /// runs on a blocking thread over an async connection wrapper (no libpq).
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {

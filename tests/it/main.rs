@@ -3,9 +3,12 @@
 mod binary;
 mod checks;
 mod common;
+mod db_gone;
 mod fixtures;
+mod fuzz;
 mod garbage;
 mod health;
+mod hostile;
 mod idempotency;
 mod ingest;
 mod listing;

@@ -1,17 +1,21 @@
 //! Turns wire records into domain records, naming every malformed field by
-//! its path in the request. Nothing here touches storage.
+//! its path in the request. Nothing here touches storage: every string,
+//! number and time is checked here before anything reaches the database
+//! (text: `text`; bounds: `check`, documented in the proto).
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::api::names::{lowercase_id, valid_order_id};
-use crate::domain::money::parse_decimal;
 use crate::domain::record as d;
 use crate::error::FieldViolation;
 use crate::proto::tally::v1 as pb;
 
 mod check;
+pub mod text;
 
-use check::Check;
+pub use check::{AMOUNT_DIGITS, MAX_QUANTITY};
+use check::{Check, ID_MAX, MAX_ITEMS, MAX_JOURNAL_LINES, NAME_MAX, PROSE_MAX, When};
 
 /// The most records one request (or one stream chunk) may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -23,11 +27,21 @@ fn valid_source_system(s: &str) -> bool {
 /// Validates record `index` of a request. Returns the domain record only
 /// when every field of it is well-formed; violations go to `out`.
 pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Option<d::Record> {
+    record_at(index, r, Utc::now(), out)
+}
+
+/// `record`, with the clock the time windows are read against.
+pub fn record_at(
+    index: usize,
+    r: &pb::Record,
+    now: DateTime<Utc>,
+    out: &mut Vec<FieldViolation>,
+) -> Option<d::Record> {
     let before = out.len();
     let p = format!("records[{index}]");
-    let mut c = Check { out };
+    let mut c = Check { out, now };
 
-    let source_id = c.text(&format!("{p}.source_id"), &r.source_id, true, 255);
+    let source_id = c.id(&format!("{p}.source_id"), &r.source_id, true, ID_MAX);
     let source_system = if r.source_system.is_empty() {
         c.fail(&format!("{p}.source_system"), "required");
         None
@@ -40,18 +54,25 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
     } else {
         Some(r.source_system.clone())
     };
-    let event_time = c.timestamp(&format!("{p}.event_time"), r.event_time.as_ref(), true);
+    let event_time = c.timestamp(
+        &format!("{p}.event_time"),
+        r.event_time.as_ref(),
+        true,
+        When::Happened,
+    );
     let source_update_time = c.timestamp(
         &format!("{p}.source_update_time"),
         r.source_update_time.as_ref(),
         false,
+        When::Happened,
     );
     let mut references = vec![];
-    for (j, reference) in r.references.iter().enumerate() {
+    let given = c.items(&format!("{p}.references"), &r.references, MAX_ITEMS);
+    for (j, reference) in given.iter().enumerate() {
         let rp = format!("{p}.references[{j}]");
         let kind =
             c.required::<pb::ReferenceType, d::RefKind>(&format!("{rp}.type"), reference.r#type);
-        let id = c.text(&format!("{rp}.id"), &reference.id, true, 255);
+        let id = c.id(&format!("{rp}.id"), &reference.id, true, ID_MAX);
         if let (Some(kind), Some(id)) = (kind, id) {
             references.push(d::Reference { kind, id });
         }
@@ -75,7 +96,10 @@ pub fn record(index: usize, r: &pb::Record, out: &mut Vec<FieldViolation>) -> Op
         }
         None
     } else if !valid_order_id(&r.order_id) {
-        c.fail(&format!("{p}.order_id"), "1-128 of [A-Za-z0-9._~-]");
+        c.fail(
+            &format!("{p}.order_id"),
+            "1-128 of [A-Za-z0-9._~-], at least one a letter or digit",
+        );
         None
     } else {
         Some(r.order_id.clone())
@@ -112,15 +136,15 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 t.status,
             );
             let gateway = c
-                .text(&format!("{p}.gateway"), &t.gateway, false, 63)
+                .id(&format!("{p}.gateway"), &t.gateway, false, NAME_MAX)
                 .unwrap_or_default();
             let amount = c.money(&format!("{p}.amount"), t.amount.as_ref(), true, true);
-            let parent_id = c.text(&format!("{p}.parent_id"), &t.parent_id, false, 255);
-            let processor_reference = c.text(
+            let parent_id = c.id(&format!("{p}.parent_id"), &t.parent_id, false, ID_MAX);
+            let processor_reference = c.id(
                 &format!("{p}.processor_reference"),
                 &t.processor_reference,
                 false,
-                255,
+                ID_MAX,
             );
             Some(d::Body::StorefrontTransaction(d::StorefrontTransaction {
                 kind: kind?,
@@ -133,13 +157,13 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
         }
         K::Fulfillment(f) => {
             let p = format!("{p}.fulfillment");
-            let lines = f
-                .lines
+            let lines = c
+                .items(&format!("{p}.lines"), &f.lines, MAX_ITEMS)
                 .iter()
                 .enumerate()
                 .map(|(i, l)| d::FulfillmentLine {
                     sku: c
-                        .text(&format!("{p}.lines[{i}].sku"), &l.sku, true, 255)
+                        .id(&format!("{p}.lines[{i}].sku"), &l.sku, true, ID_MAX)
                         .unwrap_or_default(),
                     quantity: c.quantity(&format!("{p}.lines[{i}].quantity"), l.quantity, 1),
                 })
@@ -147,16 +171,14 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             Some(d::Body::Fulfillment(d::Fulfillment {
                 lines,
                 tracking_number: c
-                    .text(
+                    .id(
                         &format!("{p}.tracking_number"),
                         &f.tracking_number,
                         false,
-                        255,
+                        ID_MAX,
                     )
                     .unwrap_or_default(),
-                location: c
-                    .text(&format!("{p}.location"), &f.location, false, 255)
-                    .unwrap_or_default(),
+                location: c.prose(&format!("{p}.location"), &f.location, ID_MAX),
             }))
         }
         K::Invoice(i) => {
@@ -213,18 +235,18 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 amount: amount?,
                 fee,
                 exchange_rate,
-                payment_intent_id: c.text(
+                payment_intent_id: c.id(
                     &format!("{p}.payment_intent_id"),
                     &pp.payment_intent_id,
                     false,
-                    255,
+                    ID_MAX,
                 ),
-                charge_id: c.text(&format!("{p}.charge_id"), &pp.charge_id, false, 255),
-                balance_transaction_id: c.text(
+                charge_id: c.id(&format!("{p}.charge_id"), &pp.charge_id, false, ID_MAX),
+                balance_transaction_id: c.id(
                     &format!("{p}.balance_transaction_id"),
                     &pp.balance_transaction_id,
                     false,
-                    255,
+                    ID_MAX,
                 ),
             }))
         }
@@ -233,7 +255,7 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let category = if b.reporting_category.is_empty() {
                 c.fail(&format!("{p}.reporting_category"), "required");
                 None
-            } else if !lowercase_id(&b.reporting_category, 63, false, b"_") {
+            } else if !lowercase_id(&b.reporting_category, NAME_MAX, false, b"_") {
                 c.fail(
                     &format!("{p}.reporting_category"),
                     "1-63 of [a-z_] (\"charge\", \"refund\", \"fee\")",
@@ -250,6 +272,7 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 &format!("{p}.available_time"),
                 b.available_time.as_ref(),
                 false,
+                When::Scheduled,
             );
             Some(d::Body::BalanceTransaction(d::BalanceTransaction {
                 reporting_category: category?,
@@ -257,8 +280,8 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 fee,
                 net,
                 exchange_rate,
-                source: c.text(&format!("{p}.source"), &b.source, false, 255),
-                payout_id: c.text(&format!("{p}.payout_id"), &b.payout_id, false, 255),
+                source: c.id(&format!("{p}.source"), &b.source, false, ID_MAX),
+                payout_id: c.id(&format!("{p}.payout_id"), &b.payout_id, false, ID_MAX),
                 available_time,
             }))
         }
@@ -271,6 +294,7 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 &format!("{p}.arrival_time"),
                 po.arrival_time.as_ref(),
                 false,
+                When::Scheduled,
             );
             Some(d::Body::Payout(d::Payout {
                 amount: amount?,
@@ -284,11 +308,9 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             Some(d::Body::BankDeposit(d::BankDeposit {
                 amount: amount?,
                 account: c
-                    .text(&format!("{p}.account"), &b.account, false, 255)
+                    .id(&format!("{p}.account"), &b.account, false, ID_MAX)
                     .unwrap_or_default(),
-                description: c
-                    .text(&format!("{p}.description"), &b.description, false, 1024)
-                    .unwrap_or_default(),
+                description: c.prose(&format!("{p}.description"), &b.description, PROSE_MAX),
             }))
         }
     }
@@ -313,42 +335,60 @@ fn storefront_order(
         true,
     );
     let mut line_items = vec![];
-    for (i, l) in o.line_items.iter().enumerate() {
+    let given = c.items(&format!("{p}.line_items"), &o.line_items, MAX_ITEMS);
+    for (i, l) in given.iter().enumerate() {
         let lp = format!("{p}.line_items[{i}]");
-        line_items.push(d::LineItem {
+        let line = d::LineItem {
             sku: c
-                .text(&format!("{lp}.sku"), &l.sku, false, 255)
+                .id(&format!("{lp}.sku"), &l.sku, false, ID_MAX)
                 .unwrap_or_default(),
             quantity: c.quantity(&format!("{lp}.quantity"), l.quantity, 1),
             unit_price: c.optional_money(&format!("{lp}.unit_price"), l.unit_price.as_ref(), true),
             discount: c.optional_money(&format!("{lp}.discount"), l.discount.as_ref(), true),
             tax: c.optional_money(&format!("{lp}.tax"), l.tax.as_ref(), true),
-        });
+        };
+        // The rules price a line at unit x quantity: that figure is bounded
+        // like any amount, so every sum of the lines exists.
+        if let Some(price) = line.unit_price {
+            let extended = price.amount.checked_mul(Decimal::from(line.quantity));
+            if !extended.is_some_and(check::below_amount_bound) {
+                c.fail(
+                    &lp,
+                    format!(
+                        "unit price x quantity is too large: at most {AMOUNT_DIGITS} digits \
+                         before the point"
+                    ),
+                );
+            }
+        }
+        line_items.push(line);
     }
     let mut discounts = vec![];
-    for (i, dsc) in o.discounts.iter().enumerate() {
+    let given = c.items(&format!("{p}.discounts"), &o.discounts, MAX_ITEMS);
+    for (i, dsc) in given.iter().enumerate() {
         let dp = format!("{p}.discounts[{i}]");
         let code = c
-            .text(&format!("{dp}.code"), &dsc.code, false, 255)
+            .id(&format!("{dp}.code"), &dsc.code, false, ID_MAX)
             .unwrap_or_default();
         if let Some(amount) = c.money(&format!("{dp}.amount"), dsc.amount.as_ref(), true, true) {
             discounts.push(d::Discount { code, amount });
         }
     }
     let mut tenders = vec![];
-    for (i, t) in o.tenders.iter().enumerate() {
+    let given = c.items(&format!("{p}.tenders"), &o.tenders, MAX_ITEMS);
+    for (i, t) in given.iter().enumerate() {
         let tp = format!("{p}.tenders[{i}]");
         let tender_type =
             c.required::<pb::TenderType, d::TenderType>(&format!("{tp}.type"), t.r#type);
         let gateway = c
-            .text(&format!("{tp}.gateway"), &t.gateway, false, 63)
+            .id(&format!("{tp}.gateway"), &t.gateway, false, NAME_MAX)
             .unwrap_or_default();
         let amount = c.money(&format!("{tp}.amount"), t.amount.as_ref(), true, true);
-        let processor_reference = c.text(
+        let processor_reference = c.id(
             &format!("{tp}.processor_reference"),
             &t.processor_reference,
             false,
-            255,
+            ID_MAX,
         );
         if let (Some(tender_type), Some(amount)) = (tender_type, amount) {
             tenders.push(d::Tender {
@@ -360,9 +400,7 @@ fn storefront_order(
         }
     }
     Some(d::StorefrontOrder {
-        name: c
-            .text(&format!("{p}.name"), &o.name, false, 255)
-            .unwrap_or_default(),
+        name: c.prose(&format!("{p}.name"), &o.name, ID_MAX),
         total: total?,
         subtotal,
         total_discount,
@@ -375,12 +413,12 @@ fn storefront_order(
 }
 
 fn invoice_lines(c: &mut Check<'_>, p: &str, lines: &[pb::InvoiceLine]) -> Vec<d::InvoiceLine> {
-    lines
+    c.items(&format!("{p}.lines"), lines, MAX_ITEMS)
         .iter()
         .enumerate()
         .map(|(i, l)| d::InvoiceLine {
             sku: c
-                .text(&format!("{p}.lines[{i}].sku"), &l.sku, false, 255)
+                .id(&format!("{p}.lines[{i}].sku"), &l.sku, false, ID_MAX)
                 .unwrap_or_default(),
             quantity: c.quantity(&format!("{p}.lines[{i}].quantity"), l.quantity, 0),
             amount: c.optional_money(&format!("{p}.lines[{i}].amount"), l.amount.as_ref(), false),
@@ -398,28 +436,16 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
             d::JournalError::TooFewLines.to_string(),
         );
     }
+    let given = c.items(&format!("{p}.lines"), &j.lines, MAX_JOURNAL_LINES);
     let mut lines = vec![];
-    for (i, l) in j.lines.iter().enumerate() {
+    for (i, l) in given.iter().enumerate() {
         let lp = format!("{p}.lines[{i}]");
-        let account = c.text(&format!("{lp}.account"), &l.account, true, 255);
+        let account = c.id(&format!("{lp}.account"), &l.account, true, ID_MAX);
         let mut side = |field: &str, s: &str| -> Option<Decimal> {
             if s.is_empty() {
                 return Some(Decimal::ZERO);
             }
-            match parse_decimal(s, currency) {
-                Ok(v) if v.is_sign_negative() && !v.is_zero() => {
-                    c.fail(
-                        &format!("{lp}.{field}"),
-                        format!("'{s}' must not be negative"),
-                    );
-                    None
-                }
-                Ok(v) => Some(v),
-                Err(e) => {
-                    c.fail(&format!("{lp}.{field}"), e.to_string());
-                    None
-                }
-            }
+            c.amount(&format!("{lp}.{field}"), s, currency, true)
         };
         let debit = side("debit", &l.debit);
         let credit = side("credit", &l.credit);
@@ -429,35 +455,45 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
                 c.fail(&lp, e.to_string());
             }
         }
+        let memo = c.prose(&format!("{lp}.memo"), &l.memo, PROSE_MAX);
+        let name = c.prose(&format!("{lp}.name"), &l.name, ID_MAX);
+        let reference = c.id(&format!("{lp}.reference"), &l.reference, false, ID_MAX);
         if let (Some(account), Some(debit), Some(credit)) = (account, debit, credit) {
             lines.push(d::JournalLine {
                 account,
                 debit,
                 credit,
-                memo: l.memo.clone(),
-                name: l.name.clone(),
-                reference: (!l.reference.is_empty()).then(|| l.reference.clone()),
+                memo,
+                name,
+                reference,
             });
         }
     }
     let entry = d::JournalEntry {
         currency: currency?,
         exchange_rate,
-        posting_period: j.posting_period.clone(),
-        subsidiary: j.subsidiary.clone(),
-        memo: j.memo.clone(),
+        posting_period: c.prose(&format!("{p}.posting_period"), &j.posting_period, NAME_MAX),
+        subsidiary: c.prose(&format!("{p}.subsidiary"), &j.subsidiary, ID_MAX),
+        memo: c.prose(&format!("{p}.memo"), &j.memo, PROSE_MAX),
         lines,
     };
+    // Balanced is judged whenever every line could be read, so a bad memo
+    // and an unbalanced journal are both reported at once.
     if entry.lines.len() == j.lines.len() {
         if let Err(e) = entry.check_balance() {
             c.fail(&format!("{p}.lines"), e.to_string());
-            return None;
         }
+    }
+    if c.out.len() > violations_before {
+        return None;
     }
     // What leaves validation is a journal by the domain's rules.
     debug_assert!(
-        c.out.len() > violations_before || entry.check().is_ok(),
+        entry.check().is_ok(),
         "validation let a broken journal through: {entry:?}"
     );
     Some(entry)
 }
+
+#[cfg(test)]
+mod tests;
