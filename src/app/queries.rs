@@ -3,6 +3,8 @@
 //! and reasons all come from that one evaluation, never a merge made now
 //! mixed with a state settled at write time.
 
+use diesel_async::AsyncConnection;
+
 use super::App;
 use super::reconcile::assess;
 use crate::domain::transaction::Transaction;
@@ -37,11 +39,15 @@ impl App {
         limit: usize,
     ) -> Result<Page<Transaction>> {
         let mut conn = self.store.conn().await?;
-        let page = transactions::list(&mut conn, merchant, filter, after, limit).await?;
-        Ok(Page {
-            items: shown(&mut conn, merchant, page.items).await?,
-            next: page.next,
+        // A transaction, so the page's planner settings stay with it.
+        conn.transaction(async |conn| {
+            let page = transactions::list(conn, merchant, filter, after, limit).await?;
+            Ok(Page {
+                items: shown(conn, merchant, page.items).await?,
+                next: page.next,
+            })
         })
+        .await
     }
 
     pub async fn reconciliation_status(
@@ -66,7 +72,10 @@ impl App {
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
         let mut conn = self.store.conn().await?;
-        exceptions::list(&mut conn, merchant, filter, after, limit).await
+        conn.transaction(async |conn| {
+            exceptions::list(conn, merchant, filter, after, limit).await
+        })
+        .await
     }
 }
 
