@@ -10,6 +10,7 @@ mod idempotency;
 mod ingest;
 mod listing;
 mod matching;
+mod plans;
 mod seams;
 mod stream;
 mod validation;
