@@ -72,10 +72,8 @@ impl App {
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
         let mut conn = self.store.conn().await?;
-        conn.transaction(async |conn| {
-            exceptions::list(conn, merchant, filter, after, limit).await
-        })
-        .await
+        conn.transaction(async |conn| exceptions::list(conn, merchant, filter, after, limit).await)
+            .await
     }
 }
 

@@ -90,10 +90,10 @@ pub async fn link(
         return Ok(vec![]);
     }
     let linked: Vec<Linked> = statement(LINK)
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(ids)
-    .load(conn)
-    .await?;
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(ids)
+        .load(conn)
+        .await?;
     let mut orders: Vec<String> = linked.into_iter().map(|r| r.order_id).collect();
     orders.sort();
     orders.dedup();

@@ -176,16 +176,16 @@ pub async fn fetch_accepted(
         return Ok(vec![]);
     }
     Ok(statement(FETCH_ACCEPTED)
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(
-        keys.iter()
-            .map(|k| k.source_system.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
-    .load(conn)
-    .await?)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(
+            keys.iter()
+                .map(|k| k.source_system.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
+        .load(conn)
+        .await?)
 }
 
 #[derive(QueryableByName)]
@@ -227,10 +227,10 @@ pub async fn load_records(
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
     let rows: Vec<LoadedRecord> = statement(LOAD_RECORDS)
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load(conn)
-    .await?;
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .load(conn)
+        .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
     for row in rows {
         let record: Record = serde_json::from_value(row.payload)

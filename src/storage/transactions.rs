@@ -84,18 +84,21 @@ pub struct TransactionFilter {
     pub window: TimeWindow,
 }
 
+/// One order's row, by the primary key (for plan tests too).
+pub fn get_sql() -> String {
+    format!("SELECT {COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2")
+}
+
 pub async fn get(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     order_id: &str,
 ) -> Result<Option<ProjectionRow>> {
-    let mut rows: Vec<ProjectionRow> = statement(format!(
-        "SELECT {COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2"
-    ))
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(order_id)
-    .load(conn)
-    .await?;
+    let mut rows: Vec<ProjectionRow> = statement(get_sql())
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(order_id)
+        .load(conn)
+        .await?;
     Ok(rows.pop())
 }
 

@@ -33,11 +33,9 @@ async fn grown() -> (TestDb, tokio_postgres::Client) {
     let db = TestDb::new().await;
     let c = db.client().await;
     for t in TABLES {
-        c.batch_execute(&format!(
-            "ALTER TABLE {t} SET (autovacuum_enabled = false)"
-        ))
-        .await
-        .unwrap();
+        c.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+            .await
+            .unwrap();
     }
     c.batch_execute(&format!(
         "INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
@@ -70,13 +68,19 @@ async fn grown() -> (TestDb, tokio_postgres::Client) {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(never, TABLES.len() as i64, "the tables must never have been analysed");
+    assert_eq!(
+        never,
+        TABLES.len() as i64,
+        "the tables must never have been analysed"
+    );
     (db, c)
 }
 
 /// An array literal of `n` values, every seventh `prefix || i`.
 fn array(prefix: &str, n: i32) -> String {
-    let items: Vec<String> = (1..=n).map(|i| format!("{prefix}{}", i * 7 % ORDERS + 1)).collect();
+    let items: Vec<String> = (1..=n)
+        .map(|i| format!("{prefix}{}", i * 7 % ORDERS + 1))
+        .collect();
     format!("'{{{}}}'", items.join(","))
 }
 
@@ -164,7 +168,9 @@ async fn assert_probes(c: &tokio_postgres::Client, what: &str, sql: &str, args: 
 /// Pages: one index scan in the page's order, stopped by the LIMIT; no
 /// sort of the merchant's rows.
 async fn assert_page(c: &tokio_postgres::Client, what: &str, sql: &str, args: &[String]) {
-    c.batch_execute(&format!("BEGIN; {INDEX_ORDER}")).await.unwrap();
+    c.batch_execute(&format!("BEGIN; {INDEX_ORDER}"))
+        .await
+        .unwrap();
     for plan in plans(c, sql, args).await {
         let shown = describe(&plan);
         assert_eq!(plan[0]["Node Type"], "Limit", "{what}:\n  {shown}");
@@ -223,6 +229,34 @@ async fn write_path_lookups_are_index_probes_without_statistics() {
 }
 
 #[tokio::test]
+async fn one_order_reads_are_index_probes_without_statistics() {
+    let (_db, c) = grown().await;
+    let m = "'m1'".to_string();
+    let one = "'o77'".to_string();
+    assert_probes(
+        &c,
+        "GetTransaction",
+        &transactions::get_sql(),
+        &[m.clone(), one.clone()],
+    )
+    .await;
+    assert_probes(
+        &c,
+        "GetTransaction's records",
+        record_log::LOAD_RECORDS,
+        &[m.clone(), "'{o77}'".into()],
+    )
+    .await;
+    assert_probes(
+        &c,
+        "GetReconciliationStatus's exceptions",
+        &exceptions::unresolved_sql(),
+        &[m, one],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn pages_follow_their_index_without_statistics() {
     let (_db, c) = grown().await;
     let m = "'m1'".to_string();
@@ -242,7 +276,13 @@ async fn pages_follow_their_index_without_statistics() {
         },
     };
     let sql = transactions::list_sql(&filter, Some(&cursor), 50);
-    let args = [m.clone(), "'matched'".into(), time.clone(), time.clone(), "'o5'".into()];
+    let args = [
+        m.clone(),
+        "'matched'".into(),
+        time.clone(),
+        time.clone(),
+        "'o5'".into(),
+    ];
     assert_page(&c, "ListTransactions by state, after a cursor", &sql, &args).await;
 
     let sql = exceptions::list_sql(&ExceptionFilter::default(), None, 50).unwrap();
