@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use diesel_async::AsyncConnection;
+
 use super::App;
 use super::reconcile::assess;
 use crate::domain::transaction::Transaction;
@@ -38,7 +40,10 @@ impl App {
         limit: usize,
     ) -> Result<Page<Transaction>> {
         let mut conn = self.store.conn().await?;
-        let r = list_transactions(&mut conn, merchant, filter, after, limit).await;
+        // A transaction, so the page's planner settings stay with it.
+        let r = conn
+            .transaction(async |conn| list_transactions(conn, merchant, filter, after, limit).await)
+            .await;
         settled(&mut conn, r).await
     }
 
@@ -65,7 +70,9 @@ impl App {
         limit: usize,
     ) -> Result<Page<ExceptionRow>> {
         let mut conn = self.store.conn().await?;
-        let r = exceptions::list(&mut conn, merchant, filter, after, limit).await;
+        let r = conn
+            .transaction(async |conn| exceptions::list(conn, merchant, filter, after, limit).await)
+            .await;
         settled(&mut conn, r).await
     }
 }

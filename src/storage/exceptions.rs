@@ -9,7 +9,7 @@ use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUu
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
+use super::listing::{Cursor, Listing, Page, Param, TimeWindow, in_index_order, page};
 use super::statement::{Bind, statement};
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
@@ -111,27 +111,55 @@ struct OrderRow {
     order_id: String,
 }
 
+/// Order by order, an index probe of exceptions_by_order each (`OFFSET 0`
+/// keeps the planner from turning it into a scan of the merchant's
+/// exceptions when its statistics are behind).
+pub const CONFLICTED_ORDERS: &str = "
+    SELECT o.order_id FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
+    WHERE EXISTS (
+        SELECT 1 FROM exceptions e
+        WHERE e.merchant_id = $1 AND e.order_id = o.order_id
+          AND e.state <> 'resolved' AND e.type = 'record_conflict'
+        OFFSET 0)";
+
 /// The orders among `orders` with an unresolved record conflict.
 pub async fn conflicted_orders(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeSet<String>> {
-    Ok(statement(
-        "SELECT DISTINCT order_id FROM exceptions
-         WHERE merchant_id = $1 AND order_id = ANY($2) AND state <> 'resolved' AND type = 'record_conflict'",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load::<OrderRow>(conn)
-    .await?
-    .into_iter()
-    .map(|r| r.order_id)
-    .collect())
+    Ok(statement(CONFLICTED_ORDERS)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .load::<OrderRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.order_id)
+        .collect())
+}
+
+/// The unresolved exceptions of these types on these orders, outside
+/// `keep`: an index probe of exceptions_by_order per order, whatever the
+/// statistics say (as in [`CONFLICTED_ORDERS`]).
+pub const RESOLVABLE: &str = "
+    SELECT e.exception_id FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
+    CROSS JOIN LATERAL (
+        SELECT e.exception_id FROM exceptions e
+        WHERE e.merchant_id = $1 AND e.order_id = o.order_id AND e.state <> 'resolved'
+          AND e.type = ANY($3) AND NOT (e.exception_id = ANY($4))
+        OFFSET 0) e";
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = SqlUuid)]
+    exception_id: Uuid,
 }
 
 /// Resolves the exceptions of these types on these orders that are not in
-/// `keep`.
+/// `keep`. They are found first, order by order; the update then names
+/// them by key, and runs only when there is something to resolve (an
+/// `UPDATE` joined to the orders would be planned from the merchant's
+/// statistics, and could scan all its exceptions).
 pub async fn resolve_others(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -139,15 +167,25 @@ pub async fn resolve_others(
     types: &[&str],
     keep: &[Uuid],
 ) -> Result<()> {
+    let ids: Vec<Uuid> = statement(RESOLVABLE)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .bind::<Array<Text>, _>(types)
+        .bind::<Array<SqlUuid>, _>(keep)
+        .load::<IdRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.exception_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
     statement(
         "UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
-         WHERE merchant_id = $1 AND order_id = ANY($2) AND state <> 'resolved'
-           AND type = ANY($3) AND NOT (exception_id = ANY($4))",
+         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state <> 'resolved'",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .bind::<Array<Text>, _>(types)
-    .bind::<Array<SqlUuid>, _>(keep)
+    .bind::<Array<SqlUuid>, _>(ids)
     .execute(conn)
     .await?;
     Ok(())
@@ -229,31 +267,35 @@ pub struct ExceptionFilter {
     pub window: TimeWindow,
 }
 
+/// The unresolved exceptions of one order, oldest first. Found by the order
+/// (exceptions_by_order) and then sorted: asked for in `create_time` order
+/// directly, a planner without statistics walks the merchant's whole
+/// exceptions_by_time index to skip the sort of one row.
+pub fn unresolved_sql() -> String {
+    format!(
+        "SELECT * FROM (
+             SELECT {EXCEPTION_COLUMNS} FROM exceptions
+             WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
+             OFFSET 0) e
+         ORDER BY create_time, exception_id"
+    )
+}
+
 /// The exceptions of one order that are not resolved, oldest first.
 pub async fn unresolved(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     order_id: &str,
 ) -> Result<Vec<ExceptionRow>> {
-    let rows: Vec<ExRow> = statement(format!(
-        "SELECT {EXCEPTION_COLUMNS} FROM exceptions
-         WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
-         ORDER BY create_time, exception_id"
-    ))
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(order_id)
-    .load(conn)
-    .await?;
+    let rows: Vec<ExRow> = statement(unresolved_sql())
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(order_id)
+        .load(conn)
+        .await?;
     rows.into_iter().map(ExRow::into_row).collect()
 }
 
-pub async fn list(
-    conn: &mut AsyncPgConnection,
-    merchant: &str,
-    filter: &ExceptionFilter,
-    after: Option<&Cursor>,
-    limit: usize,
-) -> Result<Page<ExceptionRow>> {
+fn list_query(filter: &ExceptionFilter, after: Option<&Cursor>, merchant: &str) -> Result<Listing> {
     let mut q = Listing::new(
         &format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions"),
         merchant,
@@ -273,10 +315,30 @@ pub async fn list(
             .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
         q.after("create_time, exception_id", c.time, Param::Uuid(id));
     }
-    let rows: Vec<ExRow> = q
-        .page("create_time DESC, exception_id DESC", limit)
-        .load(conn)
-        .await?;
+    Ok(q)
+}
+
+const LIST_ORDER: &str = "create_time DESC, exception_id DESC";
+
+/// The text [`list`] runs for this filter (for plan tests): `$1` the
+/// merchant, then type, handoff, state, the window's ends and the cursor,
+/// each when given.
+pub fn list_sql(filter: &ExceptionFilter, after: Option<&Cursor>, limit: usize) -> Result<String> {
+    Ok(list_query(filter, after, "")?.page_sql(LIST_ORDER, limit))
+}
+
+/// One page, newest first. Call it inside a transaction: it follows the
+/// index whatever the statistics ([`super::INDEX_ORDER`]).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    filter: &ExceptionFilter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page<ExceptionRow>> {
+    let q = list_query(filter, after, merchant)?;
+    in_index_order(conn).await?;
+    let rows: Vec<ExRow> = q.page(LIST_ORDER, limit).load(conn).await?;
     let (rows, next) = page(rows, limit, |r| Cursor {
         time: r.create_time,
         id: r.exception_id.to_string(),

@@ -62,6 +62,22 @@ pub async fn add_record_refs(
     Ok(())
 }
 
+/// Each id is looked up on both sides with its own index probes (the
+/// LATERAL subqueries with `OFFSET 0` cannot be flattened into a join over
+/// the merchant's whole tables, whatever the statistics say).
+pub const LINK: &str = "
+    INSERT INTO record_links (merchant_id, order_id, record_id)
+    SELECT DISTINCT $1, o.order_id, rr.record_id
+    FROM (SELECT DISTINCT UNNEST($2::text[])) AS k(ref_id)
+    CROSS JOIN LATERAL (
+        SELECT rr.record_id FROM record_refs rr
+        WHERE rr.merchant_id = $1 AND rr.ref_id = k.ref_id OFFSET 0) rr
+    CROSS JOIN LATERAL (
+        SELECT o.order_id FROM order_refs o
+        WHERE o.merchant_id = $1 AND o.ref_id = k.ref_id OFFSET 0) o
+    ON CONFLICT DO NOTHING
+    RETURNING order_id";
+
 /// Links every record that names one of `ids` to every order that owns it,
 /// whichever side arrived first. Returns the orders that gained a record,
 /// sorted.
@@ -73,19 +89,11 @@ pub async fn link(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let linked: Vec<Linked> = statement(
-        "INSERT INTO record_links (merchant_id, order_id, record_id)
-         SELECT DISTINCT rr.merchant_id, o.order_id, rr.record_id
-         FROM record_refs rr
-         JOIN order_refs o ON o.merchant_id = rr.merchant_id AND o.ref_id = rr.ref_id
-         WHERE rr.merchant_id = $1 AND rr.ref_id = ANY($2)
-         ON CONFLICT DO NOTHING
-         RETURNING order_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(ids)
-    .load(conn)
-    .await?;
+    let linked: Vec<Linked> = statement(LINK)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(ids)
+        .load(conn)
+        .await?;
     let mut orders: Vec<String> = linked.into_iter().map(|r| r.order_id).collect();
     orders.sort();
     orders.dedup();

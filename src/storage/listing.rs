@@ -6,7 +6,27 @@ use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_query;
 use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
+
+use super::statement::statement;
+use crate::error::Result;
+
+/// Planner settings for the rest of the transaction: no sorting. A page is
+/// `ORDER BY <an index's columns> LIMIT n`, and an index scan in that order
+/// stops after n rows; but for a merchant whose rows arrived since the last
+/// ANALYZE the planner expects a handful of rows, and reads all of them
+/// (a bitmap scan) to sort them instead. With sorting ruled out, the
+/// ordered index scan is the only plan left, whatever the statistics.
+/// Local to the transaction (`set_config(.., true)`): the caller opens one.
+pub const INDEX_ORDER: &str = "SELECT set_config('enable_sort', 'off', true), \
+                               set_config('enable_incremental_sort', 'off', true)";
+
+/// Makes the pages read later in this transaction follow their index.
+pub(crate) async fn in_index_order(conn: &mut AsyncPgConnection) -> Result<()> {
+    statement(INDEX_ORDER).execute(conn).await?;
+    Ok(())
+}
 
 /// Where a page starts: the sort key of the last row of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +96,25 @@ impl Listing {
         self.sql.push_str(&format!(" AND ({columns}) < ({t}, {i})"));
     }
 
+    /// The statement's text once ordered and limited as [`Listing::page`]
+    /// does it (for plan tests).
+    pub(crate) fn page_sql(mut self, order_by: &str, limit: usize) -> String {
+        self.order(order_by, limit);
+        self.sql
+    }
+
+    fn order(&mut self, order_by: &str, limit: usize) {
+        self.sql
+            .push_str(&format!(" ORDER BY {order_by} LIMIT {}", limit + 1));
+    }
+
     /// Asks for one row more than the page, to tell whether another exists.
     pub(crate) fn page(
         mut self,
         order_by: &str,
         limit: usize,
     ) -> BoxedSqlQuery<'static, Pg, SqlQuery> {
-        self.sql
-            .push_str(&format!(" ORDER BY {order_by} LIMIT {}", limit + 1));
+        self.order(order_by, limit);
         let mut q = sql_query(self.sql).into_boxed::<Pg>();
         for b in self.binds {
             q = match b {

@@ -166,6 +166,23 @@ impl LogColumns {
     }
 }
 
+/// The current version of each key: one probe of the unique key index per key,
+/// whatever the statistics say. A plain join of the keys to record_log is
+/// planned from the merchant's estimated row count, and a merchant that grew
+/// since the last ANALYZE got a hash join over all its rows; a LATERAL
+/// subquery with LIMIT cannot be flattened into a join, so it can only run
+/// once per key, and with every key column bound it can only be an index
+/// lookup (docs/design.md, "Plans that do not depend on statistics").
+pub const FETCH_ACCEPTED: &str = "
+    SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
+           r.receive_time, r.event_time, r.currency_code, r.amount, r.source_update_time
+    FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
+    CROSS JOIN LATERAL (
+        SELECT * FROM record_log r
+        WHERE r.merchant_id = $1 AND r.is_current
+          AND r.source_system = k.source_system AND r.kind = k.kind AND r.source_id = k.source_id
+        LIMIT 1) r";
+
 /// The current versions of these keys, where they exist. Each call is a
 /// statement of its own, so under READ COMMITTED it sees what concurrent
 /// writers committed before it started.
@@ -177,23 +194,17 @@ pub async fn fetch_accepted(
     if keys.is_empty() {
         return Ok(vec![]);
     }
-    Ok(statement(
-        "SELECT r.source_system, r.kind, r.source_id, r.record_id, r.content_hash, r.order_id,
-                r.receive_time, r.event_time, r.currency_code, r.amount, r.source_update_time
-         FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(source_system, kind, source_id)
-         JOIN record_log r ON r.merchant_id = $1 AND r.is_current
-          AND r.source_system = k.source_system AND r.kind = k.kind AND r.source_id = k.source_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(
-        keys.iter()
-            .map(|k| k.source_system.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
-    .load(conn)
-    .await?)
+    Ok(statement(FETCH_ACCEPTED)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(
+            keys.iter()
+                .map(|k| k.source_system.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(keys.iter().map(|k| k.source_id.clone()).collect::<Vec<_>>())
+        .load(conn)
+        .await?)
 }
 
 #[derive(QueryableByName)]
@@ -206,25 +217,39 @@ struct LoadedRecord {
     receive_time: DateTime<Utc>,
 }
 
-/// The current version of every record of each order: its own, and those
-/// tied to it through the ids they name.
+/// The current version of every record of each order, its own and those linked to it,
+/// read order by order: `OFFSET 0` keeps the per-order subquery from being
+/// flattened into a join the planner could turn into a scan of the
+/// merchant's whole log, so each order is two index probes
+/// (record_log_order, record_links' key) whatever the statistics say.
+pub const LOAD_RECORDS: &str = "
+    SELECT x.order_id, x.payload, x.receive_time
+    FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
+    CROSS JOIN LATERAL (
+        SELECT r.order_id, r.payload, r.receive_time FROM record_log r
+        WHERE r.merchant_id = $1 AND r.is_current AND r.order_id = o.order_id
+        UNION ALL
+        SELECT l.order_id, r.payload, r.receive_time
+        FROM record_links l
+        CROSS JOIN LATERAL (
+            SELECT r.payload, r.receive_time FROM record_log r
+            WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id AND r.is_current
+            LIMIT 1) r
+        WHERE l.merchant_id = $1 AND l.order_id = o.order_id
+        OFFSET 0) x";
+
+/// The current version of every record of each order: its own, and those tied to it
+/// through the ids they name.
 pub async fn load_records(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
-    let rows: Vec<LoadedRecord> = statement(
-        "SELECT order_id, payload, receive_time FROM record_log
-         WHERE merchant_id = $1 AND is_current AND order_id = ANY($2)
-         UNION ALL
-         SELECT l.order_id, r.payload, r.receive_time
-         FROM record_links l JOIN record_log r USING (merchant_id, record_id)
-         WHERE l.merchant_id = $1 AND l.order_id = ANY($2) AND r.is_current",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load(conn)
-    .await?;
+    let rows: Vec<LoadedRecord> = statement(LOAD_RECORDS)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .load(conn)
+        .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
     for row in rows {
         let record: Record = serde_json::from_value(row.payload)

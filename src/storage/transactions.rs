@@ -6,7 +6,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
+use super::listing::{Cursor, Listing, Page, Param, TimeWindow, in_index_order, page};
 use super::statement::{Bind, statement};
 use crate::domain::transaction::{ReconciliationState, Transaction};
 use crate::error::Result;
@@ -84,28 +84,25 @@ pub struct TransactionFilter {
     pub window: TimeWindow,
 }
 
+/// One order's row, by the primary key (for plan tests too).
+pub fn get_sql() -> String {
+    format!("SELECT {COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2")
+}
+
 pub async fn get(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     order_id: &str,
 ) -> Result<Option<ProjectionRow>> {
-    let mut rows: Vec<ProjectionRow> = statement(format!(
-        "SELECT {COLUMNS} FROM transactions WHERE merchant_id = $1 AND order_id = $2"
-    ))
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(order_id)
-    .load(conn)
-    .await?;
+    let mut rows: Vec<ProjectionRow> = statement(get_sql())
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(order_id)
+        .load(conn)
+        .await?;
     Ok(rows.pop())
 }
 
-pub async fn list(
-    conn: &mut AsyncPgConnection,
-    merchant: &str,
-    filter: &TransactionFilter,
-    after: Option<&Cursor>,
-    limit: usize,
-) -> Result<Page<ProjectionRow>> {
+fn list_query(filter: &TransactionFilter, after: Option<&Cursor>, merchant: &str) -> Listing {
     let mut q = Listing::new(&format!("SELECT {COLUMNS} FROM transactions"), merchant);
     if let Some(st) = filter.state {
         q.and("state =", Param::Text(st.as_str().into()));
@@ -114,8 +111,30 @@ pub async fn list(
     if let Some(c) = after {
         q.after("event_time, order_id", c.time, Param::Text(c.id.clone()));
     }
-    let rows: Vec<ProjectionRow> = q
-        .page("event_time DESC, order_id DESC", limit)
+    q
+}
+
+const LIST_ORDER: &str = "event_time DESC, order_id DESC";
+
+/// The text [`list`] runs for this filter (for plan tests): `$1` the
+/// merchant, then the state, the window's ends and the cursor, each when
+/// given.
+pub fn list_sql(filter: &TransactionFilter, after: Option<&Cursor>, limit: usize) -> String {
+    list_query(filter, after, "").page_sql(LIST_ORDER, limit)
+}
+
+/// One page, newest first. Call it inside a transaction: it follows the
+/// index whatever the statistics ([`super::INDEX_ORDER`]).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    filter: &TransactionFilter,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Result<Page<ProjectionRow>> {
+    in_index_order(conn).await?;
+    let rows: Vec<ProjectionRow> = list_query(filter, after, merchant)
+        .page(LIST_ORDER, limit)
         .load(conn)
         .await?;
     let (items, next) = page(rows, limit, |r| Cursor {

@@ -13,6 +13,7 @@ mod idempotency;
 mod ingest;
 mod listing;
 mod matching;
+mod plans;
 mod seams;
 mod stream;
 mod validation;

@@ -1,0 +1,323 @@
+//! Growth without statistics: one merchant grows from empty, never-analysed
+//! tables to 60,000 records in 1,000-record batches, as a new merchant
+//! outruns autovacuum. Plans must not depend on statistics, so a batch at
+//! the end should cost what one at the start did, and reads of that merchant
+//! should cost what they cost once the tables are analysed.
+//!
+//!   cargo bench --bench growth            (TALLY_BENCH_DATABASE_URL, else
+//!                                          postgres://postgres@127.0.0.1:5432/postgres;
+//!                                          TALLY_BENCH_BATCHES, default 60)
+//!
+//! Reports, each a ratio within this run (machines here are noisy):
+//! - ingest: median of the first 5 batches vs the last 5, and vs 5 batches
+//!   more after an ANALYZE;
+//! - reads: GetTransaction (orders across the whole history) and
+//!   ListTransactions (first page of 50, all states and MATCHED only), the
+//!   median latency before ANALYZE vs after.
+
+use std::time::{Duration, Instant};
+
+use tally::proto::tally::v1 as pb;
+use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
+use tally::proto::tally::v1::transaction_service_client::TransactionServiceClient;
+use tally::server::Running;
+use tally::storage::{Store, run_migrations};
+use tokio_postgres::NoTls;
+
+const BATCH: usize = 1000;
+const ORDERS_PER_BATCH: usize = BATCH / 3 + 1;
+const EDGE: usize = 5;
+const READS: usize = 60;
+
+fn usd(a: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        amount: a.into(),
+    })
+}
+
+fn ts(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: 1_793_000_000 + secs,
+        nanos: 0,
+    })
+}
+
+fn order_id(batch: usize, i: usize) -> String {
+    format!("g-{batch}-{i}")
+}
+
+/// 333 orders with their charge and invoice, plus one order: 1,000 records.
+fn batch(n: usize) -> Vec<pb::Record> {
+    let mut out = Vec::with_capacity(BATCH);
+    let mut i = 0;
+    while out.len() < BATCH {
+        let order = order_id(n, i);
+        let at = (n * ORDERS_PER_BATCH + i) as i64 * 60;
+        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
+            source_id: id,
+            source_system: system.into(),
+            order_id: order.clone(),
+            references: vec![],
+            event_time: ts(at + secs),
+            source_update_time: None,
+            kind: Some(kind),
+        };
+        out.push(rec(
+            "shopify",
+            order.clone(),
+            0,
+            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+                total: usd("100.00"),
+                tenders: vec![pb::Tender {
+                    r#type: pb::TenderType::Card as i32,
+                    amount: usd("100.00"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        ));
+        out.push(rec(
+            "stripe",
+            format!("ch_{order}"),
+            5,
+            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+                r#type: pb::ProcessorPaymentType::Charge as i32,
+                amount: usd("100.00"),
+                fee: usd("3.20"),
+                ..Default::default()
+            }),
+        ));
+        out.push(rec(
+            "netsuite",
+            format!("INV-{order}"),
+            60,
+            pb::record::Kind::Invoice(pb::Invoice {
+                total: usd("100.00"),
+                ..Default::default()
+            }),
+        ));
+        i += 1;
+    }
+    out.truncate(BATCH);
+    out
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn url_for(admin: &str, db: &str) -> String {
+    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
+}
+
+struct Reads {
+    get: Duration,
+    list: Duration,
+    list_matched: Duration,
+}
+
+async fn reads(
+    client: &TransactionServiceClient<tonic::transport::Channel>,
+    batches: usize,
+) -> Reads {
+    let (mut get, mut list, mut matched) = (vec![], vec![], vec![]);
+    for k in 0..READS {
+        // Orders spread over the whole history, oldest to newest.
+        let b = k * batches / READS;
+        let name = format!("merchants/grow/transactions/{}", order_id(b, k % 300));
+        let mut c = client.clone();
+        let t = Instant::now();
+        let tx = c
+            .get_transaction(pb::GetTransactionRequest { name })
+            .await
+            .unwrap()
+            .into_inner();
+        get.push(t.elapsed());
+        assert!(tx.transaction.is_some());
+        for (state, out) in [
+            (pb::ReconciliationState::Unspecified, &mut list),
+            (pb::ReconciliationState::Matched, &mut matched),
+        ] {
+            let t = Instant::now();
+            let page = c
+                .list_transactions(pb::ListTransactionsRequest {
+                    parent: "merchants/grow".into(),
+                    page_size: 50,
+                    state: state as i32,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            out.push(t.elapsed());
+            assert_eq!(page.transactions.len(), 50);
+        }
+    }
+    Reads {
+        get: median(get),
+        list: median(list),
+        list_matched: median(matched),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let batches: usize = std::env::var("TALLY_BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    assert!(batches >= 2 * EDGE);
+    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    let db = format!("tally_growth_{}", std::process::id());
+    admin
+        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .await
+        .unwrap();
+    let url = url_for(&admin_url, &db);
+    run_migrations(&url).await.unwrap();
+    let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    // No statistics until we ask for them, whatever the server's autovacuum.
+    for t in [
+        "record_log",
+        "order_refs",
+        "record_refs",
+        "record_links",
+        "transactions",
+        "exceptions",
+        "submissions",
+    ] {
+        raw.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+            .await
+            .unwrap();
+    }
+
+    let server = Running::start(
+        Store::connect(&url, 8).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let ingest = IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let query = TransactionServiceClient::new(channel);
+    let submit = |records: Vec<pb::Record>| {
+        let mut c = ingest.clone();
+        async move {
+            let t = Instant::now();
+            let r = c
+                .submit_records(pb::SubmitRecordsRequest {
+                    parent: "merchants/grow".into(),
+                    request_id: String::new(),
+                    records,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(
+                r.results
+                    .iter()
+                    .all(|x| x.outcome() == pb::RecordOutcome::Accepted)
+            );
+            t.elapsed()
+        }
+    };
+
+    let mut times = Vec::with_capacity(batches);
+    for n in 0..batches {
+        let d = submit(batch(n)).await;
+        if n % 10 == 9 {
+            eprintln!(
+                "batch {} ({} records): {:.1} ms",
+                n + 1,
+                (n + 1) * BATCH,
+                ms(d)
+            );
+        }
+        times.push(d);
+    }
+    let analysed_before: i64 = raw
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL
+                 OR last_autoanalyze IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(analysed_before, 0, "no table may have been analysed yet");
+    let cold = reads(&query, batches).await;
+
+    raw.batch_execute("ANALYZE").await.unwrap();
+    let warm = reads(&query, batches).await;
+    let mut after = vec![];
+    for n in batches..batches + EDGE {
+        after.push(submit(batch(n)).await);
+    }
+
+    let first = median(times[..EDGE].to_vec());
+    let last = median(times[batches - EDGE..].to_vec());
+    let after = median(after);
+    println!(
+        "growth: one merchant, never-analysed tables, {batches} batches of {BATCH} records \
+         ({} records), medians",
+        batches * BATCH
+    );
+    println!("| comparison | A, ms | B, ms | B / A |");
+    println!("|---|---:|---:|---:|");
+    let row = |name: &str, a: Duration, b: Duration| {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2}x |",
+            ms(a),
+            ms(b),
+            b.as_secs_f64() / a.as_secs_f64()
+        )
+    };
+    row(
+        "SubmitRecords, 1,000 new records: A first 5 batches, B last 5 (unanalysed)",
+        first,
+        last,
+    );
+    row(
+        "SubmitRecords: A 5 batches after ANALYZE, B last 5 unanalysed",
+        after,
+        last,
+    );
+    row(
+        "GetTransaction: A after ANALYZE, B unanalysed",
+        warm.get,
+        cold.get,
+    );
+    row(
+        "ListTransactions, page of 50: A after ANALYZE, B unanalysed",
+        warm.list,
+        cold.list,
+    );
+    row(
+        "ListTransactions MATCHED, page of 50: A after ANALYZE, B unanalysed",
+        warm.list_matched,
+        cold.list_matched,
+    );
+
+    server.stop().await.unwrap();
+    drop(raw);
+    let _ = admin
+        .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
+        .await;
+}

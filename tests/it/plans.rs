@@ -1,0 +1,306 @@
+//! Plans of the hot statements do not depend on table statistics: on fresh,
+//! never-analysed tables grown by one merchant, each is index probes (or,
+//! for a page, an index scan in the page's order), never a scan of the
+//! merchant's rows. Plan shapes are deterministic where timings are not,
+//! and the old shapes (a join of the keys to record_log, `= ANY($orders)`,
+//! a bitmap scan and a sort for a page) fail these checks at this size.
+
+use serde_json::Value;
+use tally::domain::matching::ExceptionType;
+use tally::domain::record::Handoff;
+use tally::domain::transaction::ReconciliationState;
+use tally::storage::exceptions::{self, ExceptionFilter, ExceptionState};
+use tally::storage::transactions::{self, TransactionFilter};
+use tally::storage::{Cursor, INDEX_ORDER, TimeWindow, links, record_log};
+
+use crate::common::TestDb;
+
+/// Orders of the one merchant; three records each, as a batch writes them.
+const ORDERS: i32 = 3000;
+
+const TABLES: [&str; 6] = [
+    "record_log",
+    "order_refs",
+    "record_refs",
+    "record_links",
+    "transactions",
+    "exceptions",
+];
+
+/// A database whose tables hold one merchant's rows and no statistics
+/// (autovacuum kept away, whatever the server's setting).
+async fn grown() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    for t in TABLES {
+        c.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
+            .await
+            .unwrap();
+    }
+    c.batch_execute(&format!(
+        "INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
+             content_hash, payload, currency_code, amount, event_time)
+         SELECT 'm1', s, k, s || '-' || i, 'o' || i, 'accepted', sha256(i::text::bytea), '{{}}',
+             'USD', 100, now()
+         FROM generate_series(1, {ORDERS}) i,
+             (VALUES ('shopify', 'storefront_order'), ('stripe', 'processor_payment'),
+                     ('netsuite', 'invoice')) v(s, k);
+         INSERT INTO transactions
+         SELECT 'm1', 'o' || i, 'matched', '{{}}', 'USD', now() - i * interval '1 s', now(), now()
+         FROM generate_series(1, {ORDERS}) i;
+         INSERT INTO order_refs SELECT 'm1', 'ch_o' || i, 'o' || i FROM generate_series(1, {ORDERS}) i;
+         INSERT INTO record_refs SELECT 'm1', 'ch_o' || i, i FROM generate_series(1, {ORDERS}) i;
+         INSERT INTO record_links SELECT 'm1', 'o' || i, i FROM generate_series(1, {ORDERS}) i;
+         INSERT INTO exceptions (merchant_id, exception_id, order_id, type, handoff, state, rule,
+             subject, summary, details)
+         SELECT 'm1', md5(i::text)::uuid, 'o' || i, 'amount_mismatch', 'invoice_to_payment',
+             'open', 'r', 's' || i, 's', '{{}}'
+         FROM generate_series(1, {ORDERS}) i;"
+    ))
+    .await
+    .unwrap();
+    let never: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables
+             WHERE relname = ANY($1) AND last_analyze IS NULL AND last_autoanalyze IS NULL",
+            &[&TABLES.to_vec()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        never,
+        TABLES.len() as i64,
+        "the tables must never have been analysed"
+    );
+    (db, c)
+}
+
+/// An array literal of `n` values, every seventh `prefix || i`.
+fn array(prefix: &str, n: i32) -> String {
+    let items: Vec<String> = (1..=n)
+        .map(|i| format!("{prefix}{}", i * 7 % ORDERS + 1))
+        .collect();
+    format!("'{{{}}}'", items.join(","))
+}
+
+fn repeated(value: &str, n: i32) -> String {
+    format!("'{{{}}}'", vec![value; n as usize].join(","))
+}
+
+/// Every node of a JSON plan, subplans included.
+fn nodes(plan: &Value, out: &mut Vec<Value>) {
+    out.push(plan.clone());
+    if let Some(children) = plan.get("Plans").and_then(Value::as_array) {
+        for c in children {
+            nodes(c, out);
+        }
+    }
+}
+
+/// The plan of `sql` run as a prepared statement with `args` (SQL
+/// literals), as a custom plan and as a generic one: diesel prepares each
+/// statement once per connection, and PostgreSQL may switch to the generic
+/// plan after five runs.
+async fn plans(c: &tokio_postgres::Client, sql: &str, args: &[String]) -> Vec<Vec<Value>> {
+    c.batch_execute(&format!("DEALLOCATE ALL; PREPARE hot AS {sql}"))
+        .await
+        .unwrap();
+    let mut out = vec![];
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        let row = c
+            .query_one(
+                &format!("EXPLAIN (FORMAT JSON) EXECUTE hot({})", args.join(", ")),
+                &[],
+            )
+            .await
+            .unwrap();
+        let json: Value = row.get(0);
+        let mut all = vec![];
+        nodes(&json[0]["Plan"], &mut all);
+        out.push(all);
+    }
+    out
+}
+
+fn describe(plan: &[Value]) -> String {
+    plan.iter()
+        .map(|n| {
+            format!(
+                "{} {} {}",
+                n["Node Type"].as_str().unwrap_or(""),
+                n["Relation Name"].as_str().unwrap_or(""),
+                n["Index Cond"].as_str().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// Lookups: only index probes that bind more than the merchant, no scan of
+/// a table, no join that reads one side whole.
+async fn assert_probes(c: &tokio_postgres::Client, what: &str, sql: &str, args: &[String]) {
+    for plan in plans(c, sql, args).await {
+        let shown = describe(&plan);
+        for n in &plan {
+            let kind = n["Node Type"].as_str().unwrap_or("");
+            assert!(
+                !matches!(
+                    kind,
+                    "Seq Scan" | "Bitmap Heap Scan" | "Hash Join" | "Merge Join" | "Hash"
+                ),
+                "{what}: {kind} in\n  {shown}"
+            );
+            if kind.starts_with("Index") {
+                let cond = n["Index Cond"].as_str().unwrap_or("");
+                assert!(
+                    cond.contains(" AND "),
+                    "{what}: an index scan bound by the merchant alone ({cond}) in\n  {shown}"
+                );
+            }
+        }
+    }
+}
+
+/// Pages: one index scan in the page's order, stopped by the LIMIT; no
+/// sort of the merchant's rows.
+async fn assert_page(c: &tokio_postgres::Client, what: &str, sql: &str, args: &[String]) {
+    c.batch_execute(&format!("BEGIN; {INDEX_ORDER}"))
+        .await
+        .unwrap();
+    for plan in plans(c, sql, args).await {
+        let shown = describe(&plan);
+        assert_eq!(plan[0]["Node Type"], "Limit", "{what}:\n  {shown}");
+        for n in &plan {
+            let kind = n["Node Type"].as_str().unwrap_or("");
+            assert!(
+                matches!(kind, "Limit" | "Index Scan"),
+                "{what}: {kind} in\n  {shown}"
+            );
+        }
+    }
+    c.batch_execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn write_path_lookups_are_index_probes_without_statistics() {
+    let (_db, c) = grown().await;
+    let m = "'m1'".to_string();
+    let keys = [
+        repeated("shopify", 1000),
+        repeated("storefront_order", 1000),
+        array("shopify-", 1000),
+    ];
+    let args = [vec![m.clone()], keys.to_vec()].concat();
+    assert_probes(&c, "key lookup", record_log::FETCH_ACCEPTED, &args).await;
+    for n in [334, 1] {
+        let orders = array("o", n);
+        assert_probes(
+            &c,
+            "order load",
+            record_log::LOAD_RECORDS,
+            &[m.clone(), orders.clone()],
+        )
+        .await;
+        assert_probes(
+            &c,
+            "conflicted orders",
+            exceptions::CONFLICTED_ORDERS,
+            &[m.clone(), orders.clone()],
+        )
+        .await;
+        assert_probes(
+            &c,
+            "exceptions to resolve",
+            exceptions::RESOLVABLE,
+            &[
+                m.clone(),
+                orders,
+                "'{amount_mismatch,out_of_sequence}'".into(),
+                "'{}'".into(),
+            ],
+        )
+        .await;
+    }
+    assert_probes(&c, "links", links::LINK, &[m.clone(), array("ch_o", 1000)]).await;
+}
+
+#[tokio::test]
+async fn one_order_reads_are_index_probes_without_statistics() {
+    let (_db, c) = grown().await;
+    let m = "'m1'".to_string();
+    let one = "'o77'".to_string();
+    assert_probes(
+        &c,
+        "GetTransaction",
+        &transactions::get_sql(),
+        &[m.clone(), one.clone()],
+    )
+    .await;
+    assert_probes(
+        &c,
+        "GetTransaction's records",
+        record_log::LOAD_RECORDS,
+        &[m.clone(), "'{o77}'".into()],
+    )
+    .await;
+    assert_probes(
+        &c,
+        "GetReconciliationStatus's exceptions",
+        &exceptions::unresolved_sql(),
+        &[m, one],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pages_follow_their_index_without_statistics() {
+    let (_db, c) = grown().await;
+    let m = "'m1'".to_string();
+    let time = "'2026-11-23T00:00:00Z'".to_string();
+    let cursor = Cursor {
+        time: chrono::Utc::now(),
+        id: "00000000-0000-0000-0000-000000000000".into(),
+    };
+    let filter = TransactionFilter::default();
+    let sql = transactions::list_sql(&filter, None, 50);
+    assert_page(&c, "ListTransactions", &sql, std::slice::from_ref(&m)).await;
+    let filter = TransactionFilter {
+        state: Some(ReconciliationState::Matched),
+        window: TimeWindow {
+            start: Some(chrono::Utc::now()),
+            end: None,
+        },
+    };
+    let sql = transactions::list_sql(&filter, Some(&cursor), 50);
+    let args = [
+        m.clone(),
+        "'matched'".into(),
+        time.clone(),
+        time.clone(),
+        "'o5'".into(),
+    ];
+    assert_page(&c, "ListTransactions by state, after a cursor", &sql, &args).await;
+
+    let sql = exceptions::list_sql(&ExceptionFilter::default(), None, 50).unwrap();
+    assert_page(&c, "ListExceptions", &sql, std::slice::from_ref(&m)).await;
+    let filter = ExceptionFilter {
+        exception_type: Some(ExceptionType::AmountMismatch),
+        handoff: Some(Handoff::InvoiceToPayment),
+        state: Some(ExceptionState::Open),
+        window: TimeWindow::default(),
+    };
+    let sql = exceptions::list_sql(&filter, Some(&cursor), 50).unwrap();
+    let args = [
+        m,
+        "'amount_mismatch'".into(),
+        "'invoice_to_payment'".into(),
+        "'open'".into(),
+        time,
+        format!("'{}'", cursor.id),
+    ];
+    assert_page(&c, "ListExceptions filtered, after a cursor", &sql, &args).await;
+}
