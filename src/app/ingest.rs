@@ -16,9 +16,10 @@ use crate::domain::matching::record_findings;
 use crate::domain::record::{Record, RecordKey};
 use crate::error::{Error, Result};
 use crate::storage::locks::{self, LockKey};
-use crate::storage::record_log::{self, AcceptedRow, LogColumns};
+use crate::storage::record_log::{self, AcceptedRow, LogColumns, TraceIds};
 use crate::storage::submissions::{self, Claim};
 use crate::storage::{Conn, exceptions, links};
+use crate::telemetry;
 
 /// Which call a submission came through: a request_id answers only the
 /// method it was first used with.
@@ -57,7 +58,7 @@ pub enum RecordOutcome {
 }
 
 impl RecordOutcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RecordOutcome::Accepted => "accepted",
             RecordOutcome::Duplicate => "duplicate",
@@ -104,6 +105,11 @@ impl App {
     /// were submitted alone but for sharing one commit: a stream of small
     /// chunks pays for one disk flush per group, not per chunk. Any error
     /// rolls back the whole group. Retries by itself when it loses a race.
+    #[tracing::instrument(name = "ingest", skip_all, fields(
+        otel.name = "tally.ingest",
+        tally.merchant = subs.first().map(|s| s.merchant_id),
+        tally.records = subs.iter().map(|s| s.records.len()).sum::<usize>(),
+    ))]
     pub async fn submit_group(&self, subs: &[Submission<'_>]) -> Result<Vec<Submitted>> {
         // Orders found late in an attempt that lost a lock race are locked
         // up front in the next, in the global order, so it cannot lose again
@@ -126,6 +132,12 @@ impl App {
                     for (sub, s) in subs.iter().zip(&out) {
                         if let Submitted::Fresh(outcomes) = s {
                             log_outcomes(sub.merchant_id, outcomes);
+                            for o in outcomes {
+                                telemetry::metrics::global().record_ingested(
+                                    sub.records[o.index].kind().as_str(),
+                                    o.outcome.as_str(),
+                                );
+                            }
                         }
                     }
                     return Ok(out);
@@ -266,8 +278,19 @@ async fn submit_in_tx(
         }
     }
     let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
-    let (accepted, fresh, first) = accept(conn, sub, &hashes).await?;
-    let judged = judge(merchant, sub, &hashes, &accepted, &fresh, &first)?;
+    // Each record's span, and its ids stored with the record (none when
+    // traces are off).
+    let spans: Vec<tracing::Span> = sub
+        .records
+        .iter()
+        .map(|r| telemetry::record_span(merchant, r))
+        .collect();
+    let trace: Vec<TraceIds> = spans.iter().map(telemetry::ids).collect();
+    let (accepted, fresh, first) = accept(conn, sub, &hashes, &trace).await?;
+    let judged = judge(merchant, sub, &hashes, &trace, &accepted, &fresh, &first)?;
+    for o in &judged.outcomes {
+        spans[o.index].record("tally.outcome", o.outcome.as_str());
+    }
     let new_records: Vec<(i64, &Record)> = judged
         .outcomes
         .iter()
@@ -309,7 +332,8 @@ async fn submit_in_tx(
         return Err(Attempt::Busy(late));
     }
     let touched: Vec<String> = touched.into_iter().collect();
-    reconcile(conn, merchant, &touched).await?;
+    let fresh_keys: Vec<_> = new_records.iter().map(|(_, r)| r.key()).collect();
+    reconcile(conn, merchant, &touched, &fresh_keys).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");
@@ -326,7 +350,12 @@ type Accepted = (
 
 /// Inserts the keys not accepted yet; returns the accepted row of every key,
 /// the keys this submission inserted, and each key's first index.
-async fn accept(conn: &mut Conn, sub: &Submission<'_>, hashes: &[[u8; 32]]) -> Result<Accepted> {
+async fn accept(
+    conn: &mut Conn,
+    sub: &Submission<'_>,
+    hashes: &[[u8; 32]],
+    trace: &[TraceIds],
+) -> Result<Accepted> {
     let merchant = sub.merchant_id;
     // The first occurrence of each key is the candidate; later ones in the
     // same batch are judged against whatever ends up accepted for the key.
@@ -353,6 +382,7 @@ async fn accept(conn: &mut Conn, sub: &Submission<'_>, hashes: &[[u8; 32]]) -> R
                 &hashes[i],
                 RecordOutcome::Accepted.as_str(),
                 None,
+                trace[i].clone(),
             );
         }
     }
@@ -394,6 +424,7 @@ fn judge(
     merchant: &str,
     sub: &Submission<'_>,
     hashes: &[[u8; 32]],
+    trace: &[TraceIds],
     accepted: &HashMap<RecordKey, AcceptedRow>,
     fresh: &BTreeSet<RecordKey>,
     first: &BTreeMap<RecordKey, usize>,
@@ -420,12 +451,22 @@ fn judge(
         match outcome {
             RecordOutcome::Accepted => j.touched.extend(r.order_id.clone()),
             RecordOutcome::Duplicate => {
-                j.repeats
-                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id))
+                j.repeats.push(
+                    r,
+                    &hashes[i],
+                    outcome.as_str(),
+                    Some(original.record_id),
+                    trace[i].clone(),
+                )
             }
             RecordOutcome::Conflict => {
-                j.repeats
-                    .push(r, &hashes[i], outcome.as_str(), Some(original.record_id));
+                j.repeats.push(
+                    r,
+                    &hashes[i],
+                    outcome.as_str(),
+                    Some(original.record_id),
+                    trace[i].clone(),
+                );
                 let e = conflict(merchant, original, r, &hashes[i]);
                 exception_id = Some(e.id);
                 j.touched.extend(e.order_id.clone());

@@ -76,10 +76,23 @@ pub struct LogColumns {
     debit_total: Vec<Option<Decimal>>,
     credit_total: Vec<Option<Decimal>>,
     event_time: Vec<DateTime<Utc>>,
+    trace_id: Vec<Option<String>>,
+    span_id: Vec<Option<String>>,
 }
 
+/// The trace a record arrived in and its own span (lowercase hex), when
+/// tracing is on.
+pub type TraceIds = Option<(String, String)>;
+
 impl LogColumns {
-    pub fn push(&mut self, r: &Record, hash: &[u8; 32], outcome: &str, original: Option<i64>) {
+    pub fn push(
+        &mut self,
+        r: &Record,
+        hash: &[u8; 32],
+        outcome: &str,
+        original: Option<i64>,
+        trace: TraceIds,
+    ) {
         self.source_system.push(r.source_system.clone());
         self.kind.push(r.kind().as_str().to_string());
         self.source_id.push(r.source_id.clone());
@@ -100,6 +113,9 @@ impl LogColumns {
         self.debit_total.push(d);
         self.credit_total.push(c);
         self.event_time.push(r.event_time);
+        let (trace_id, span_id) = trace.unzip();
+        self.trace_id.push(trace_id);
+        self.span_id.push(span_id);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,13 +133,14 @@ impl LogColumns {
         const SQL: &str = "
             INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
                 original_id, content_hash, payload, currency_code, amount, debit_total, credit_total,
-                event_time, request_id)
+                event_time, trace_id, span_id, request_id)
             SELECT $1, t.* , $15
             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                 $8::bytea[], $9::jsonb[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[],
-                $14::timestamptz[])
+                $14::timestamptz[], $16::text[], $17::text[])
               AS t(source_system, kind, source_id, order_id, outcome, original_id, content_hash,
-                payload, currency_code, amount, debit_total, credit_total, event_time)
+                payload, currency_code, amount, debit_total, credit_total, event_time, trace_id,
+                span_id)
             ON CONFLICT (merchant_id, source_system, kind, source_id) WHERE outcome = 'accepted'
               DO NOTHING
             RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time,
@@ -144,6 +161,8 @@ impl LogColumns {
             .bind::<Array<Nullable<Numeric>>, _>(self.credit_total)
             .bind::<Array<Timestamptz>, _>(self.event_time)
             .bind::<Nullable<Text>, _>(request_id)
+            .bind::<Array<Nullable<Text>>, _>(self.trace_id)
+            .bind::<Array<Nullable<Text>>, _>(self.span_id)
             .load(conn)
             .await?)
     }
