@@ -450,15 +450,13 @@ fn judge(
         let mut exception_id = None;
         match outcome {
             RecordOutcome::Accepted => j.touched.extend(r.order_id.clone()),
-            RecordOutcome::Duplicate => {
-                j.repeats.push(
-                    r,
-                    &hashes[i],
-                    outcome.as_str(),
-                    Some(original.record_id),
-                    trace[i].clone(),
-                )
-            }
+            RecordOutcome::Duplicate => j.repeats.push(
+                r,
+                &hashes[i],
+                outcome.as_str(),
+                Some(original.record_id),
+                trace[i].clone(),
+            ),
             RecordOutcome::Conflict => {
                 j.repeats.push(
                     r,

@@ -77,8 +77,12 @@ pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetr
     let settings = self::tracing::Settings::from_lookup(&get);
     let (provider, otel, problem) = match self::tracing::provider(&settings) {
         Ok(Some((provider, tracer))) => {
+            // Busy/idle times and thread names cost a clock read or a
+            // lookup per span and say little here.
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
                 .with_filter(self::tracing::span_filter());
             (Some(provider), Some(layer), None)
         }

@@ -181,7 +181,10 @@ mod tests {
         let cx = extract(&h);
         let sc = cx.span().span_context().clone();
         assert!(sc.is_remote() && sc.is_sampled());
-        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
         use opentelemetry::baggage::BaggageExt;
         assert_eq!(

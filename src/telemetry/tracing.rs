@@ -25,7 +25,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Settings {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let either = |signal: &str, general: &str| get(signal).or_else(|| get(general));
         let off = |k: &str, word: &str| get(k).is_some_and(|v| v.eq_ignore_ascii_case(word));
         Settings {
@@ -39,8 +43,10 @@ impl Settings {
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
             ),
             service_named: get("OTEL_SERVICE_NAME").is_some()
-                || get("OTEL_RESOURCE_ATTRIBUTES")
-                    .is_some_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name="))),
+                || get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
+                    a.split(',')
+                        .any(|kv| kv.trim().starts_with("service.name="))
+                }),
         }
     }
 
@@ -112,7 +118,10 @@ mod tests {
         assert_eq!(settings(&on).exports(), Ok(true));
         let traces_only = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317")];
         assert_eq!(settings(&traces_only).exports(), Ok(true));
-        for off in [("OTEL_SDK_DISABLED", "TRUE"), ("OTEL_TRACES_EXPORTER", "none")] {
+        for off in [
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
             assert_eq!(settings(&[on[0], off]).exports(), Ok(false), "{off:?}");
         }
         assert_eq!(
@@ -128,7 +137,10 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ]);
         let e = s.exports().unwrap_err();
-        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "{e}");
+        assert!(
+            e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -136,6 +148,8 @@ mod tests {
         assert!(!settings(&[]).service_named);
         assert!(settings(&[("OTEL_SERVICE_NAME", "t")]).service_named);
         assert!(settings(&[("OTEL_RESOURCE_ATTRIBUTES", "a=b, service.name=t")]).service_named);
-        assert!(!settings(&[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=p")]).service_named);
+        assert!(
+            !settings(&[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=p")]).service_named
+        );
     }
 }

@@ -12,4 +12,5 @@ mod listing;
 mod matching;
 mod seams;
 mod stream;
+mod telemetry;
 mod validation;
