@@ -309,7 +309,8 @@ async fn submit_in_tx(
             .insert(conn, merchant, sub.request_id)
             .await?;
     }
-    exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    let opened = exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    telemetry::metrics::global().exceptions_opened(&opened);
     let mut touched = judged.touched;
     // Records of no single order: their own figures are checked now, and
     // they join the orders whose ids they name.
@@ -319,7 +320,8 @@ async fn submit_in_tx(
         .flat_map(|(_, r)| record_findings(r))
         .map(|f| from_finding(merchant, None, &f))
         .collect();
-    exceptions::upsert(conn, merchant, &standalone).await?;
+    let opened = exceptions::upsert(conn, merchant, &standalone).await?;
+    telemetry::metrics::global().exceptions_opened(&opened);
     touched.extend(link(conn, merchant, &new_records).await?);
 
     // Orders reached only through links were not locked with the rest:

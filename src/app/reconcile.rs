@@ -154,7 +154,7 @@ pub(crate) async fn reconcile(
         );
         merged.push(transaction);
     }
-    exceptions::upsert(conn, merchant, &found).await?;
+    let opened = exceptions::upsert(conn, merchant, &found).await?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL
         .into_iter()
@@ -162,6 +162,11 @@ pub(crate) async fn reconcile(
         .map(|t| t.as_str())
         .collect();
     let keep: Vec<Uuid> = found.iter().map(|e| e.id).collect();
-    exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
+    let resolved = exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
+    // Counted as the statements run: an attempt rolled back to be retried
+    // (a lost race, rare) is counted again.
+    let metrics = telemetry::metrics::global();
+    metrics.exceptions_opened(&opened);
+    metrics.exceptions_resolved(&resolved);
     transactions::upsert(conn, merchant, &merged).await
 }

@@ -150,12 +150,18 @@ impl Metrics {
         self.records.add(vec![kind.into(), outcome.into()], 1);
     }
 
-    pub fn exceptions_opened(&self, exception_type: &str, n: u64) {
-        self.exceptions_opened.add(vec![exception_type.into()], n);
+    /// One per exception opened (new or reopened), by type.
+    pub fn exceptions_opened(&self, types: &[String]) {
+        for t in types {
+            self.exceptions_opened.add(vec![t.clone()], 1);
+        }
     }
 
-    pub fn exceptions_resolved(&self, exception_type: &str, n: u64) {
-        self.exceptions_resolved.add(vec![exception_type.into()], n);
+    /// One per exception resolved, by type.
+    pub fn exceptions_resolved(&self, types: &[String]) {
+        for t in types {
+            self.exceptions_resolved.add(vec![t.clone()], 1);
+        }
     }
 
     /// The lag of each record in `fresh` behind its predecessor in `records`
@@ -308,4 +314,66 @@ fn respond<B>(
         .header(http::header::CONTENT_TYPE, ctype)
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
         .expect("a static response is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testkit::{fulfilment, invoice, order};
+
+    fn keys(records: &[&StoredRecord]) -> Vec<RecordKey> {
+        records.iter().map(|r| r.record.key()).collect()
+    }
+
+    #[test]
+    fn a_records_lag_runs_from_the_latest_predecessor_at_or_before_it() {
+        let o = order("100.00", 2); // at t0
+        let f1 = fulfilment("F1", 1, 60);
+        let f2 = fulfilment("F2", 1, 180);
+        let inv = invoice("I1", "100.00", 200);
+        let records = vec![o.clone(), f1.clone(), f2.clone(), inv.clone()];
+        let lags = handoff_lags(&records, &keys(&[&f2, &inv]));
+        assert_eq!(
+            lags,
+            vec![
+                ("order_to_fulfillment", chrono::TimeDelta::minutes(180)),
+                // Behind the later shipment, not the first.
+                ("fulfillment_to_invoice", chrono::TimeDelta::minutes(20)),
+            ]
+        );
+        // Not fresh: not measured again. First stage: no predecessor.
+        assert!(handoff_lags(&records, &keys(&[&o])).is_empty());
+        // A fulfilment before any order has no lag to show.
+        let early = fulfilment("F0", 1, -5);
+        assert!(handoff_lags(&[o, early.clone()], &keys(&[&early])).is_empty());
+    }
+
+    #[test]
+    fn series_render_as_prometheus_text() {
+        let m = Metrics {
+            rpc_duration: Histogram::new(MS_BOUNDS),
+            records: Counter::default(),
+            handoff_lag: Histogram::new(LAG_BOUNDS),
+            exceptions_opened: Counter::default(),
+            exceptions_resolved: Counter::default(),
+        };
+        m.record_ingested("invoice", "accepted");
+        m.record_ingested("invoice", "accepted");
+        m.rpc_finished("s", "M", 3, Duration::from_millis(7));
+        m.exceptions_opened(&["amount_\"odd\"".to_string()]);
+        let text = m.render(None);
+        assert!(text.contains(
+            "tally_records_ingested_total{tally_record_kind=\"invoice\",tally_outcome=\"accepted\"} 2\n"
+        ));
+        let series = "rpc_server_duration_milliseconds_bucket{rpc_service=\"s\",rpc_method=\"M\",\
+                      rpc_grpc_status_code=\"3\",le=";
+        assert!(text.contains(&format!("{series}\"5\"}} 0\n")), "{text}");
+        assert!(text.contains(&format!("{series}\"10\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("{series}\"+Inf\"}} 1\n")), "{text}");
+        assert!(text.contains(
+            "tally_exceptions_opened_total{tally_exception_type=\"amount_\\\"odd\\\"\"} 1"
+        ));
+        assert!(!text.contains("db_client_connection"));
+        assert!(text.contains("# TYPE tally_handoff_lag_seconds histogram"));
+    }
 }

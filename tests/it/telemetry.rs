@@ -146,12 +146,27 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     );
     req.metadata_mut()
         .insert("baggage", "caller=tests".parse().unwrap());
-    let reply = IngestServiceClient::new(channel)
-        .submit_records(req)
-        .await
-        .unwrap()
-        .into_inner();
+    let mut client = IngestServiceClient::new(channel);
+    let reply = client.submit_records(req).await.unwrap().into_inner();
     assert_eq!(reply.results.len(), 4);
+    // An under-capture opens an exception; the rest of the capture resolves it.
+    let mut first = charge("T-2", "60.00");
+    first.source_id = "ch_T-2_a".into();
+    let mut second = charge("T-2", "40.00");
+    second.source_id = "ch_T-2_b".into();
+    for records in [
+        vec![order("T-2", "100.00"), invoice("T-2", "100.00"), first],
+        vec![second],
+    ] {
+        client
+            .submit_records(pb::SubmitRecordsRequest {
+                parent: "merchants/acme".into(),
+                request_id: String::new(),
+                records,
+            })
+            .await
+            .unwrap();
+    }
 
     // Metrics moved.
     let metrics = http_get(metrics_port, "/metrics").await;
@@ -159,20 +174,32 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
         "{metrics}"
     );
-    for kind in [
-        "storefront_order",
-        "fulfillment",
-        "processor_payment",
-        "invoice",
+    for (kind, n) in [
+        ("storefront_order", 2.0),
+        ("fulfillment", 1.0),
+        ("processor_payment", 3.0),
+        ("invoice", 2.0),
     ] {
         let series = format!(
             "tally_records_ingested_total{{tally_record_kind=\"{kind}\",tally_outcome=\"accepted\"}}"
         );
-        assert_eq!(sample(&metrics, &series), Some(1.0), "{series}\n{metrics}");
+        assert_eq!(sample(&metrics, &series), Some(n), "{series}\n{metrics}");
     }
     let rpc = "rpc_server_duration_milliseconds_count{rpc_service=\"tally.v1.IngestService\",\
                rpc_method=\"SubmitRecords\",rpc_grpc_status_code=\"0\"}";
-    assert_eq!(sample(&metrics, rpc), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, rpc), Some(3.0), "{metrics}");
+    let resolved: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tally_exceptions_resolved_total{"))
+        .collect();
+    assert_eq!(resolved.len(), 1, "{metrics}");
+    let (series, n) = resolved[0].rsplit_once(' ').unwrap();
+    assert_eq!(n, "1");
+    let opened = series.replace("resolved", "opened");
+    assert!(
+        sample(&metrics, &opened).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
     let lag = |s: &str| {
         sample(
             &metrics,
@@ -194,15 +221,18 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
     let mut stored_spans = vec![];
-    for row in &rows {
+    for row in &rows[..4] {
         let (trace, span): (Option<String>, Option<String>) = (row.get(1), row.get(2));
         assert_eq!(trace.as_deref(), Some(TRACE_ID));
         let span = span.unwrap();
         assert_eq!(span.len(), 16);
         stored_spans.push(span);
     }
+    // The calls without a traceparent start traces of their own.
+    let other: Option<String> = rows[4].get(1);
+    assert!(other.is_some_and(|t| t.len() == 32 && t != TRACE_ID));
 
     // Shutdown flushes the batch: the spans arrive without waiting for the
     // exporter's schedule.
