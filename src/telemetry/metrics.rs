@@ -23,9 +23,12 @@ use crate::storage::Store;
 
 type Labels = Vec<String>;
 
+/// A histogram series: cumulative bucket counts, sum, count.
+type Buckets = (Vec<u64>, f64, u64);
+
 struct Histogram {
     bounds: &'static [f64],
-    series: Mutex<BTreeMap<Labels, (Vec<u64>, f64, u64)>>,
+    series: Mutex<BTreeMap<Labels, Buckets>>,
 }
 
 impl Histogram {

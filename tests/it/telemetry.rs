@@ -25,9 +25,12 @@ use crate::common::*;
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// What the collector received: each span with its resource's attributes.
+/// A span as received, with its resource's attributes.
+type Received = (Vec<KeyValue>, opentelemetry_proto::tonic::trace::v1::Span);
+
+/// What the collector received.
 #[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<(Vec<KeyValue>, opentelemetry_proto::tonic::trace::v1::Span)>>>);
+struct Collector(Arc<Mutex<Vec<Received>>>);
 
 #[tonic::async_trait]
 impl TraceService for Collector {
