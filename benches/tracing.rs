@@ -132,10 +132,13 @@ fn serve(url: &str, port: u16, otlp: Option<u16>) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(p) = otlp {
-        c.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{p}"))
-            .env("OTEL_TRACES_SAMPLER", "always_on")
-            // Room for every span of a round, so none is dropped unexported.
-            .env("OTEL_BSP_MAX_QUEUE_SIZE", "65536");
+        c.env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{p}"),
+        )
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        // Room for every span of a round, so none is dropped unexported.
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "65536");
     }
     c.spawn().expect("start tally serve")
 }

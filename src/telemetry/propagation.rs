@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -122,11 +123,18 @@ where
             server.port = self.server.port(),
             trace_id = tracing::field::Empty,
         );
+        // So every log line of the call names its trace: ours when traces
+        // are exported, else the caller's, when it sent one.
         if super::enabled() {
             let _ = span.set_parent(extract(req.headers()));
             if let Some((trace_id, _)) = super::ids(&span) {
-                // So every log line of the call names its trace.
                 span.record("trace_id", trace_id.as_str());
+            }
+        } else if req.headers().contains_key("traceparent") {
+            let cx = extract(req.headers());
+            let sc = cx.span().span_context().clone();
+            if sc.is_valid() {
+                span.record("trace_id", sc.trace_id().to_string().as_str());
             }
         }
         let call = self.inner.call(req).instrument(span.clone());
@@ -157,7 +165,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt;
 
     #[test]
     fn paths_split_into_service_and_method() {

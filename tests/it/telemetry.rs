@@ -346,6 +346,68 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// No exporter: no ids stored, but the caller's trace id still names the
+/// call's log lines, so logs and the caller's trace meet.
+#[tokio::test]
+async fn without_an_endpoint_logs_still_name_the_callers_trace() {
+    let db = TestDb::new().await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("tally-untraced-{}.log", std::process::id()));
+    let mut child = tally()
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("TALLY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    wait_serving(port, &mut child).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(pb::SubmitRecordsRequest {
+        parent: "merchants/acme".into(),
+        request_id: String::new(),
+        records: clean_order("U-1"),
+    });
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    IngestServiceClient::new(channel)
+        .submit_records(req)
+        .await
+        .unwrap();
+    assert!(
+        terminate(&mut child, Duration::from_secs(15))
+            .await
+            .success()
+    );
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let batch = logs
+        .lines()
+        .find(|l| l.contains("stored a batch"))
+        .unwrap_or_else(|| panic!("no batch line in {logs}"));
+    assert!(batch.contains(TRACE_ID), "{batch}");
+    let stored = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM record_log WHERE trace_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(stored, 0);
+}
+
 #[tokio::test]
 async fn without_an_endpoint_nothing_is_traced_or_stored() {
     let app = TestApp::start().await;
