@@ -24,6 +24,7 @@ use crate::common::*;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const STREAM_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// A span as received, with its resource's attributes.
 type Received = (Vec<KeyValue>, opentelemetry_proto::tonic::trace::v1::Span);
@@ -157,6 +158,20 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     first.source_id = "ch_T-2_a".into();
     let mut second = charge("T-2", "40.00");
     second.source_id = "ch_T-2_b".into();
+    // A stream's records continue its caller's trace too.
+    let mut streamed = tonic::Request::new(tokio_stream::iter(vec![pb::StreamRecordsRequest {
+        parent: "merchants/acme".into(),
+        request_id: String::new(),
+        records: vec![order("S-1", "10.00")],
+    }]));
+    streamed.metadata_mut().insert(
+        "traceparent",
+        format!("00-{STREAM_TRACE}-{CALLER_SPAN}-01").parse().unwrap(),
+    );
+    let mut replies = client.stream_records(streamed).await.unwrap().into_inner();
+    while let Some(r) = replies.message().await.unwrap() {
+        assert_eq!(r.results.len(), 1);
+    }
     for records in [
         vec![order("T-2", "100.00"), invoice("T-2", "100.00"), first],
         vec![second],
@@ -178,7 +193,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         "{metrics}"
     );
     for (kind, n) in [
-        ("storefront_order", 2.0),
+        ("storefront_order", 3.0),
         ("fulfillment", 1.0),
         ("processor_payment", 3.0),
         ("invoice", 2.0),
@@ -224,7 +239,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 9);
     let mut stored_spans = vec![];
     for row in &rows[..4] {
         let (trace, span): (Option<String>, Option<String>) = (row.get(1), row.get(2));
@@ -234,8 +249,10 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         stored_spans.push(span);
     }
     // The calls without a traceparent start traces of their own.
-    let other: Option<String> = rows[4].get(1);
-    assert!(other.is_some_and(|t| t.len() == 32 && t != TRACE_ID));
+    let streamed: Option<String> = rows[4].get(1);
+    assert_eq!(streamed.as_deref(), Some(STREAM_TRACE));
+    let other: Option<String> = rows[5].get(1);
+    assert!(other.is_some_and(|t| t.len() == 32 && t != TRACE_ID && t != STREAM_TRACE));
 
     // Shutdown flushes the batch: the spans arrive without waiting for the
     // exporter's schedule.
