@@ -166,7 +166,9 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     }]));
     streamed.metadata_mut().insert(
         "traceparent",
-        format!("00-{STREAM_TRACE}-{CALLER_SPAN}-01").parse().unwrap(),
+        format!("00-{STREAM_TRACE}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
     );
     let mut replies = client.stream_records(streamed).await.unwrap().into_inner();
     while let Some(r) = replies.message().await.unwrap() {
