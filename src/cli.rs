@@ -58,7 +58,7 @@ pub struct ServeArgs {
     /// Address to serve gRPC on [default: 127.0.0.1:50051]
     #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR")]
     pub grpc_addr: Option<String>,
-    /// Address for Prometheus metrics (reserved: parsed, not served yet)
+    /// Address to serve Prometheus metrics on, at /metrics (unset: none)
     #[arg(long, env = "TALLY_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<String>,
     /// How long in-flight calls may finish after SIGTERM [default: 20]

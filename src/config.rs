@@ -99,7 +99,7 @@ pub struct Config {
     /// None: run an embedded PostgreSQL that Tally owns.
     pub database_url: Option<String>,
     pub grpc_addr: SocketAddr,
-    /// Where Prometheus metrics will be served (parsed now, served later).
+    /// Where Prometheus metrics are served, at `/metrics` (None: nowhere).
     pub metrics_addr: Option<SocketAddr>,
     pub pool_size: usize,
     /// How often health re-checks the database.

@@ -18,3 +18,4 @@ pub mod error;
 pub mod proto;
 pub mod server;
 pub mod storage;
+pub mod telemetry;

@@ -1,13 +1,12 @@
 //! `tally serve | migrate`; `tally --help` lists the options and their
 //! environment variables.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use tally::cli::{Cli, Command};
-use tally::config::{Config, LogFormat};
+use tally::config::Config;
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
 use tally::storage::{Store, run_migrations};
 
@@ -30,7 +29,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,33 +39,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&cli.command, &config)) {
+    // Logs, and traces when OTEL_EXPORTER_OTLP_ENDPOINT is set (the
+    // standard OTEL_* variables are read from the process environment).
+    let telemetry = {
+        let _in_runtime = runtime.enter();
+        tally::telemetry::init(config.log_format, |k| std::env::var(k).ok())
+    };
+    let code = match runtime.block_on(run(&cli.command, &config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
             eprintln!("tally: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs go to stderr (stdout is for a command's output). Colour only when
-/// stderr is a terminal: a file or a pipe gets plain text; json is for log
-/// collectors.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
-            .json()
-            .with_ansi(false)
-            .with_current_span(true)
-            .init(),
-    }
+    };
+    // The last batch of spans leaves while the runtime still runs.
+    telemetry.shutdown();
+    code
 }
 
 async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
@@ -110,6 +98,10 @@ async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
         tracing::info!(file = %file.display(), "configuration file (read by later features)");
     }
     let store = Store::connect(database_url, config.pool_size)?;
+    if let Some(addr) = config.metrics_addr {
+        let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
+        tracing::info!(addr = %bound, "serving metrics at /metrics");
+    }
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
     // Long-lived streams would hold a graceful drain open forever: after a

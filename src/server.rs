@@ -24,6 +24,7 @@ use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
+use crate::telemetry::propagation::RpcLayer;
 
 /// Health service that is SERVING for as long as the process runs, whatever
 /// the database does: for liveness probes, so that a database outage makes
@@ -98,11 +99,15 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| Error::Internal(e.to_string()))?;
 
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = Server::builder()
         .timeout(Duration::from_secs(60))
-        // One span per call, so every log line of a call carries its method.
-        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
+        // One span per call, continuing the caller's trace, so every log
+        // line of a call carries its method and trace id; and its duration.
+        .layer(RpcLayer::new(local))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

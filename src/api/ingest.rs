@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
+use tracing::Instrument;
 
 use crate::api::convert::timestamp;
 use crate::api::limits;
@@ -304,7 +305,7 @@ impl IngestService for IngestApi {
         // A small buffer: a client that stops reading results stops being
         // read from, instead of growing our memory.
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
+        let work = async move {
             // Messages already waiting are stored together (one commit), so a
             // client streaming small chunks is not bound by one disk flush
             // per chunk; each chunk still gets its own response, in order.
@@ -335,7 +336,9 @@ impl IngestService for IngestApi {
                     return;
                 }
             }
-        });
+        };
+        // The stream's work stays in the call's span, and so in its trace.
+        tokio::spawn(work.instrument(tracing::Span::current()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

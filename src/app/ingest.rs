@@ -18,8 +18,10 @@ use crate::domain::matching::record_findings;
 use crate::domain::record::Record;
 use crate::error::{Error, Result};
 use crate::storage::locks::{self, LockKey};
+use crate::storage::record_log::TraceIds;
 use crate::storage::submissions::{self, Claim};
 use crate::storage::{Conn, exceptions, links};
+use crate::telemetry;
 
 /// Which call a submission came through: a request_id answers only the
 /// method it was first used with.
@@ -63,7 +65,7 @@ pub enum RecordOutcome {
 
 impl RecordOutcome {
     /// The outcome as record_log stores it.
-    pub(super) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RecordOutcome::Accepted => "accepted",
             RecordOutcome::Updated => "updated",
@@ -113,6 +115,11 @@ impl App {
     /// were submitted alone but for sharing one commit: a stream of small
     /// chunks pays for one disk flush per group, not per chunk. Any error
     /// rolls back the whole group. Retries by itself when it loses a race.
+    #[tracing::instrument(name = "ingest", skip_all, fields(
+        otel.name = "tally.ingest",
+        tally.merchant = subs.first().map(|s| s.merchant_id),
+        tally.records = subs.iter().map(|s| s.records.len()).sum::<usize>(),
+    ))]
     pub async fn submit_group(&self, subs: &[Submission<'_>]) -> Result<Vec<Submitted>> {
         // Orders found late in an attempt that lost a lock race are locked
         // up front in the next, in the global order, so it cannot lose again
@@ -135,6 +142,12 @@ impl App {
                     for (sub, s) in subs.iter().zip(&out) {
                         if let Submitted::Fresh(outcomes) = s {
                             log_outcomes(sub.merchant_id, outcomes);
+                            for o in outcomes {
+                                telemetry::metrics::global().record_ingested(
+                                    sub.records[o.index].kind().as_str(),
+                                    o.outcome.as_str(),
+                                );
+                            }
                         }
                     }
                     return Ok(out);
@@ -281,7 +294,18 @@ async fn submit_in_tx(
         }
     }
     let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
-    let judged = settle(conn, merchant, sub, &hashes).await?;
+    // Each record's span, and its ids stored with the record (none when
+    // traces are off).
+    let spans: Vec<tracing::Span> = sub
+        .records
+        .iter()
+        .map(|r| telemetry::record_span(merchant, r))
+        .collect();
+    let trace: Vec<TraceIds> = spans.iter().map(telemetry::ids).collect();
+    let judged = settle(conn, merchant, sub, &hashes, &trace).await?;
+    for o in &judged.outcomes {
+        spans[o.index].record("tally.outcome", o.outcome.as_str());
+    }
     let new_records: Vec<(i64, &Record)> = judged
         .stored
         .iter()
@@ -296,7 +320,8 @@ async fn submit_in_tx(
             .insert(conn, merchant, sub.request_id)
             .await?;
     }
-    exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    let opened = exceptions::upsert(conn, merchant, &judged.conflicts).await?;
+    telemetry::metrics::global().exceptions_opened(&opened);
     let mut touched = judged.touched;
     // Records of no single order: their own figures are checked now, and
     // they join the orders whose ids they name.
@@ -306,7 +331,8 @@ async fn submit_in_tx(
         .flat_map(|(_, r)| record_findings(r))
         .map(|f| from_finding(merchant, None, &f))
         .collect();
-    exceptions::upsert(conn, merchant, &standalone).await?;
+    let opened = exceptions::upsert(conn, merchant, &standalone).await?;
+    telemetry::metrics::global().exceptions_opened(&opened);
     touched.extend(link(conn, merchant, &new_records).await?);
 
     // Orders reached only through links were not locked with the rest:
@@ -319,7 +345,8 @@ async fn submit_in_tx(
         return Err(Attempt::Busy(late));
     }
     let touched: Vec<String> = touched.into_iter().collect();
-    reconcile(conn, merchant, &touched).await?;
+    let fresh_keys: Vec<_> = new_records.iter().map(|(_, r)| r.key()).collect();
+    reconcile(conn, merchant, &touched, &fresh_keys).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");

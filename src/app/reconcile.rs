@@ -5,11 +5,12 @@
 use uuid::Uuid;
 
 use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_subject};
-use crate::domain::record::Record;
+use crate::domain::record::{Record, RecordKey};
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};
 use crate::error::Result;
 use crate::storage::record_log::AcceptedRow;
 use crate::storage::{Conn, exceptions, record_log, transactions};
+use crate::telemetry;
 
 /// Names exception ids: the same detection always gets the same id.
 const EXCEPTION_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0a3e_7d1b_4f3c_9a57_2e8d_b0c4_1a99);
@@ -112,8 +113,19 @@ pub(crate) fn assess(
 }
 
 /// Re-merges `orders` from the log, matches them, and writes their
-/// exceptions and evaluation. The caller holds the order locks.
-pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]) -> Result<()> {
+/// exceptions and evaluation. The caller holds the order locks. `fresh`:
+/// the records this submission accepted (their handoff lags are measured).
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    otel.name = "tally.reconcile",
+    tally.merchant = merchant,
+    tally.orders = orders.len(),
+))]
+pub(crate) async fn reconcile(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+    fresh: &[RecordKey],
+) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -123,7 +135,18 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
     let mut found = vec![];
     let mut merged = Vec::with_capacity(by_order.len());
     for (order_id, records) in &by_order {
+        let span = telemetry::enabled().then(|| {
+            tracing::info_span!(target: "tally::matching", "match",
+                otel.name = "tally.match", tally.merchant = merchant,
+                tally.order_id = %order_id, tally.records = records.len(),
+                tally.state = tracing::field::Empty, tally.findings = tracing::field::Empty)
+        });
         let (transaction, findings) = assess(order_id, records, conflicted.contains(order_id));
+        if let Some(span) = span {
+            span.record("tally.state", transaction.state.as_str());
+            span.record("tally.findings", findings.len());
+        }
+        telemetry::metrics::global().observe_handoff_lags(records, fresh);
         found.extend(
             findings
                 .iter()
@@ -131,7 +154,7 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
         );
         merged.push(transaction);
     }
-    exceptions::upsert(conn, merchant, &found).await?;
+    let opened = exceptions::upsert(conn, merchant, &found).await?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL
         .into_iter()
@@ -139,6 +162,11 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
         .map(|t| t.as_str())
         .collect();
     let keep: Vec<Uuid> = found.iter().map(|e| e.id).collect();
-    exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
+    let resolved = exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
+    // Counted as the statements run: an attempt rolled back to be retried
+    // (a lost race, rare) is counted again.
+    let metrics = telemetry::metrics::global();
+    metrics.exceptions_opened(&opened);
+    metrics.exceptions_resolved(&resolved);
     transactions::upsert(conn, merchant, &merged).await
 }

@@ -20,7 +20,7 @@ use crate::domain::canonical::hash_record_payload;
 use crate::domain::record::{Record, RecordKey};
 use crate::domain::versions::{Verdict, judge};
 use crate::error::{Error, Result};
-use crate::storage::record_log::{self, AcceptedRow, LogColumns};
+use crate::storage::record_log::{self, AcceptedRow, LogColumns, TraceIds};
 use crate::storage::{Conn, exceptions, links, record_versions};
 
 /// How many times one record is judged again after losing a race for its
@@ -58,6 +58,7 @@ pub(super) async fn settle(
     merchant: &str,
     sub: &Submission<'_>,
     hashes: &[[u8; 32]],
+    trace: &[TraceIds],
 ) -> Result<Settled> {
     let n = sub.records.len();
     // The i-th arrival of each key in the batch is settled in round i, as
@@ -95,7 +96,8 @@ pub(super) async fn settle(
             if pending.is_empty() {
                 break;
             }
-            let lost = settle_round(conn, merchant, sub, hashes, &pending, &mut st).await?;
+            let lost =
+                settle_round(conn, merchant, sub, (hashes, trace), &pending, &mut st).await?;
             if !lost.is_empty() {
                 let keys: BTreeSet<RecordKey> =
                     lost.iter().map(|&i| sub.records[i].key()).collect();
@@ -191,7 +193,7 @@ async fn settle_round(
     conn: &mut Conn,
     merchant: &str,
     sub: &Submission<'_>,
-    hashes: &[[u8; 32]],
+    (hashes, trace): (&[[u8; 32]], &[TraceIds]),
     pending: &[usize],
     st: &mut State,
 ) -> Result<Vec<usize>> {
@@ -220,13 +222,22 @@ async fn settle_round(
         let row = &current[&r.key()];
         match judge(same, r.source_update_time, row.source_update_time) {
             Verdict::Update => updates.push((i, row.record_id)),
-            verdict => by_index[i] = Some(repeat(merchant, i, (r, &hashes[i]), row, verdict, s)),
+            verdict => {
+                let arrival = (r, &hashes[i], trace[i].clone());
+                by_index[i] = Some(repeat(merchant, i, arrival, row, verdict, s))
+            }
         }
     }
     for &i in pending {
         if !current.contains_key(&sub.records[i].key()) {
             let outcome = RecordOutcome::Accepted;
-            inserts.push(sub.records[i], &hashes[i], outcome.as_str(), None);
+            inserts.push(
+                sub.records[i],
+                &hashes[i],
+                outcome.as_str(),
+                None,
+                trace[i].clone(),
+            );
             inserted.push((i, outcome));
         }
     }
@@ -239,7 +250,13 @@ async fn settle_round(
     for (i, old) in updates {
         if flipped.contains(&old) {
             let outcome = RecordOutcome::Updated;
-            inserts.push(sub.records[i], &hashes[i], outcome.as_str(), Some(old));
+            inserts.push(
+                sub.records[i],
+                &hashes[i],
+                outcome.as_str(),
+                Some(old),
+                trace[i].clone(),
+            );
             inserted.push((i, outcome));
         } else {
             lost.push(i);
@@ -289,7 +306,7 @@ async fn settle_round(
 fn repeat(
     merchant: &str,
     i: usize,
-    (r, hash): (&Record, &[u8; 32]),
+    (r, hash, trace): (&Record, &[u8; 32], TraceIds),
     row: &AcceptedRow,
     verdict: Verdict,
     s: &mut Settled,
@@ -300,7 +317,7 @@ fn repeat(
         Verdict::Conflict | Verdict::Update => RecordOutcome::Conflict,
     };
     s.repeats
-        .push(r, hash, outcome.as_str(), Some(row.record_id));
+        .push(r, hash, outcome.as_str(), Some(row.record_id), trace);
     let mut exception_id = None;
     if outcome == RecordOutcome::Conflict {
         let e = conflict(merchant, row, r, hash);

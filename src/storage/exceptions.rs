@@ -60,13 +60,19 @@ pub async fn upsert(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     rows: &[NewException],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     // A derived exception that comes back after it was resolved reopens; one
     // a person already acknowledged keeps its state.
+    // Returns the type of each exception opened: new, or reopened (`prior`
+    // sees the rows as they were before this statement).
     const SQL: &str = "
+        WITH prior AS (
+            SELECT exception_id, state FROM exceptions
+            WHERE merchant_id = $1 AND exception_id = ANY($2::uuid[])
+        ), up AS (
         INSERT INTO exceptions (merchant_id, exception_id, order_id, type, handoff, state, rule,
             subject, summary, details)
         SELECT $1, t.exception_id, t.order_id, t.type, t.handoff, 'open', t.rule, t.subject,
@@ -83,8 +89,12 @@ pub async fn upsert(
                                 ELSE exceptions.resolve_time END,
             update_time = CASE WHEN exceptions.state = 'resolved'
                                  OR exceptions.details IS DISTINCT FROM EXCLUDED.details
-                               THEN now() ELSE exceptions.update_time END";
-    statement(SQL)
+                               THEN now() ELSE exceptions.update_time END
+        RETURNING exception_id, type
+        )
+        SELECT up.type AS exception_type FROM up LEFT JOIN prior USING (exception_id)
+        WHERE prior.exception_id IS NULL OR prior.state = 'resolved'";
+    Ok(statement(SQL)
         .bind::<Text, _>(merchant)
         .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(
@@ -100,9 +110,17 @@ pub async fn upsert(
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.summary.clone()).collect::<Vec<_>>())
         .bind::<Array<Jsonb>, _>(rows.iter().map(|r| r.details.clone()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
+        .load::<TypeRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.exception_type)
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct TypeRow {
+    #[diesel(sql_type = Text)]
+    exception_type: String,
 }
 
 #[derive(QueryableByName)]
@@ -166,7 +184,8 @@ pub async fn resolve_others(
     orders: &[String],
     types: &[&str],
     keep: &[Uuid],
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    // Returns the type of each exception resolved.
     let ids: Vec<Uuid> = statement(RESOLVABLE)
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(orders)
@@ -178,17 +197,20 @@ pub async fn resolve_others(
         .map(|r| r.exception_id)
         .collect();
     if ids.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
-    statement(
+    Ok(statement(
         "UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
-         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state <> 'resolved'",
+         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state <> 'resolved'
+         RETURNING type AS exception_type",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<SqlUuid>, _>(ids)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .load::<TypeRow>(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.exception_type)
+    .collect())
 }
 
 #[derive(Debug, Clone)]

@@ -66,6 +66,11 @@ impl Store {
         Ok(())
     }
 
+    /// How many connections are open, idle, and waited for.
+    pub fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
     /// A connection from the pool; the caller opens its transaction on it.
     pub async fn conn(
         &self,

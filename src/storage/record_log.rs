@@ -85,12 +85,25 @@ pub struct LogColumns {
     event_time: Vec<DateTime<Utc>>,
     source_update_time: Vec<Option<DateTime<Utc>>>,
     is_current: Vec<bool>,
+    trace_id: Vec<Option<String>>,
+    span_id: Vec<Option<String>>,
 }
+
+/// The trace a record arrived in and its own span (lowercase hex), when
+/// tracing is on.
+pub type TraceIds = Option<(String, String)>;
 
 impl LogColumns {
     /// One row; `outcome` "accepted" or "updated" makes it the key's current
     /// version, anything else is the audit trail of an arrival.
-    pub fn push(&mut self, r: &Record, hash: &[u8; 32], outcome: &str, original: Option<i64>) {
+    pub fn push(
+        &mut self,
+        r: &Record,
+        hash: &[u8; 32],
+        outcome: &str,
+        original: Option<i64>,
+        trace: TraceIds,
+    ) {
         self.is_current
             .push(matches!(outcome, "accepted" | "updated"));
         self.source_update_time.push(r.source_update_time);
@@ -114,6 +127,9 @@ impl LogColumns {
         self.debit_total.push(d);
         self.credit_total.push(c);
         self.event_time.push(r.event_time);
+        let (trace_id, span_id) = trace.unzip();
+        self.trace_id.push(trace_id);
+        self.span_id.push(span_id);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,14 +147,14 @@ impl LogColumns {
         const SQL: &str = "
             INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
                 original_id, content_hash, payload, currency_code, amount, debit_total, credit_total,
-                event_time, source_update_time, is_current, request_id)
+                event_time, source_update_time, is_current, trace_id, span_id, request_id)
             SELECT $1, t.* , $17
             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                 $8::bytea[], $9::jsonb[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[],
-                $14::timestamptz[], $15::timestamptz[], $16::bool[])
+                $14::timestamptz[], $15::timestamptz[], $16::bool[], $18::text[], $19::text[])
               AS t(source_system, kind, source_id, order_id, outcome, original_id, content_hash,
                 payload, currency_code, amount, debit_total, credit_total, event_time,
-                source_update_time, is_current)
+                source_update_time, is_current, trace_id, span_id)
             ON CONFLICT (merchant_id, source_system, kind, source_id) WHERE is_current
               DO NOTHING
             RETURNING source_system, kind, source_id, record_id, content_hash, order_id, receive_time,
@@ -161,6 +177,8 @@ impl LogColumns {
             .bind::<Array<Nullable<Timestamptz>>, _>(self.source_update_time)
             .bind::<Array<Bool>, _>(self.is_current)
             .bind::<Nullable<Text>, _>(request_id)
+            .bind::<Array<Nullable<Text>>, _>(self.trace_id)
+            .bind::<Array<Nullable<Text>>, _>(self.span_id)
             .load(conn)
             .await?)
     }

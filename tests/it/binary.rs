@@ -10,7 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::common::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -18,7 +18,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_serving(port: u16, child: &mut Child) {
+pub(crate) async fn wait_serving(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         assert!(child.try_wait().unwrap().is_none(), "tally exited early");
@@ -31,7 +31,7 @@ async fn wait_serving(port: u16, child: &mut Child) {
 }
 
 /// SIGTERM, then the exit status within `limit`.
-async fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+pub(crate) async fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     tally::embedded_pg::sys::kill(child.id(), tally::embedded_pg::sys::Signal::Terminate);
     let deadline = Instant::now() + limit;
     loop {
@@ -43,7 +43,7 @@ async fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStat
     }
 }
 
-fn tally() -> Command {
+pub(crate) fn tally() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
     c.env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")

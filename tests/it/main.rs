@@ -16,5 +16,6 @@ mod matching;
 mod plans;
 mod seams;
 mod stream;
+mod telemetry;
 mod validation;
 mod versions;

@@ -1,0 +1,254 @@
+//! What tracing costs ingest: two `tally serve` processes on one database,
+//! one exporting every span (OTEL_TRACES_SAMPLER=always_on) over OTLP/gRPC
+//! to a sink in this process, one with no endpoint (the default: no
+//! exporter). Rounds alternate between them; each submits a new
+//! 1,000-record batch (333 orders with their capture and invoice, plus
+//! one). Same run, same machine, so the ratio travels.
+//!
+//!   cargo bench --bench tracing     (TALLY_BENCH_DATABASE_URL, else
+//!                                     postgres://postgres@127.0.0.1:5432/postgres)
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tally::proto::tally::v1 as pb;
+use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
+use tokio_postgres::NoTls;
+
+const BATCH: usize = 1000;
+const ROUNDS: usize = 11;
+
+/// Counts what it is sent and keeps nothing.
+#[derive(Clone, Default)]
+struct Sink(Arc<AtomicUsize>);
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n: usize = req
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(n, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn usd(a: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        amount: a.into(),
+    })
+}
+
+fn batch(tag: &str) -> Vec<pb::Record> {
+    let mut out = Vec::with_capacity(BATCH);
+    let mut i = 0;
+    while out.len() < BATCH {
+        let order = format!("{tag}-{i}");
+        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
+            source_id: id,
+            source_system: system.into(),
+            order_id: order.clone(),
+            references: vec![],
+            event_time: Some(prost_types::Timestamp {
+                seconds: 1_793_000_000 + secs,
+                nanos: 0,
+            }),
+            source_update_time: None,
+            kind: Some(kind),
+        };
+        let records = [
+            rec(
+                "shopify",
+                order.clone(),
+                0,
+                pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+                    total: usd("100.00"),
+                    tenders: vec![pb::Tender {
+                        r#type: pb::TenderType::Card as i32,
+                        amount: usd("100.00"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            ),
+            rec(
+                "stripe",
+                format!("ch_{order}"),
+                5,
+                pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+                    r#type: pb::ProcessorPaymentType::Charge as i32,
+                    amount: usd("100.00"),
+                    fee: usd("3.20"),
+                    ..Default::default()
+                }),
+            ),
+            rec(
+                "netsuite",
+                format!("INV-{order}"),
+                3600,
+                pb::record::Kind::Invoice(pb::Invoice {
+                    total: usd("100.00"),
+                    ..Default::default()
+                }),
+            ),
+        ];
+        out.extend(records.into_iter().take(BATCH - out.len()));
+        i += 1;
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(url: &str, port: u16, otlp: Option<u16>) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
+    c.arg("serve")
+        .env("DATABASE_URL", url)
+        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(p) = otlp {
+        c.env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{p}"),
+        )
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        // Room for every span of a round, so none is dropped unexported.
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "65536");
+    }
+    c.spawn().expect("start tally serve")
+}
+
+async fn client(port: u16) -> IngestServiceClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            return IngestServiceClient::new(ch).max_encoding_message_size(64 << 20);
+        }
+        assert!(Instant::now() < deadline, "tally did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn submit(c: &mut IngestServiceClient<tonic::transport::Channel>, tag: &str) -> Duration {
+    let records = batch(tag);
+    let start = Instant::now();
+    c.submit_records(pb::SubmitRecordsRequest {
+        parent: "merchants/bench".into(),
+        request_id: String::new(),
+        records,
+    })
+    .await
+    .expect("submit");
+    start.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    let db = format!("tally_bench_tracing_{}", std::process::id());
+    admin
+        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()]);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap().port();
+    let sink = Sink::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(sink.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    // One at a time: the first applies the migrations.
+    let (plain_port, traced_port) = (free_port(), free_port());
+    let mut plain = serve(&url, plain_port, None);
+    let mut c_plain = client(plain_port).await;
+    let mut traced = serve(&url, traced_port, Some(otlp));
+    let mut c_traced = client(traced_port).await;
+
+    // Warm-up: connections, statement caches, the exporter's channel.
+    submit(&mut c_plain, "warm-p").await;
+    submit(&mut c_traced, "warm-t").await;
+
+    let (mut off, mut on) = (vec![], vec![]);
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so drift hits both alike.
+        if round % 2 == 0 {
+            off.push(submit(&mut c_plain, &format!("p{round}")).await);
+            on.push(submit(&mut c_traced, &format!("t{round}")).await);
+        } else {
+            on.push(submit(&mut c_traced, &format!("t{round}")).await);
+            off.push(submit(&mut c_plain, &format!("p{round}")).await);
+        }
+    }
+    // The exporter sends on its schedule (5 s by default).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (off, on) = (median(off), median(on));
+    println!("| path | ms per 1,000 records | records/s | time vs tracing off |");
+    println!("|---|---:|---:|---:|");
+    for (name, m) in [
+        ("SubmitRecords, no OTLP endpoint (default)", off),
+        ("SubmitRecords, every span exported (always_on)", on),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.0} | {:.3}x |",
+            m.as_secs_f64() * 1e3,
+            BATCH as f64 / m.as_secs_f64(),
+            m.as_secs_f64() / off.as_secs_f64()
+        );
+    }
+    println!(
+        "spans received by the sink: {} ({} rounds + warm-up)",
+        sink.0.load(Ordering::Relaxed),
+        ROUNDS
+    );
+    for child in [&mut plain, &mut traced] {
+        tally::embedded_pg::sys::kill(child.id(), tally::embedded_pg::sys::Signal::Terminate);
+        let _ = child.wait();
+    }
+    let _ = admin
+        .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
+        .await;
+}

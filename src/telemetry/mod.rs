@@ -1,0 +1,137 @@
+//! Telemetry: logs, OpenTelemetry traces and Prometheus metrics.
+//!
+//! - [`init`] installs the log subscriber and, when an OTLP endpoint is
+//!   configured by the standard `OTEL_*` variables, the OpenTelemetry layer
+//!   and a batching exporter ([`tracing`](self::tracing)). With no endpoint
+//!   no OpenTelemetry code runs: spans that exist only for traces are not
+//!   even created ([`enabled`]).
+//! - [`propagation`] is the tower layer that opens each call's server span,
+//!   continuing the caller's W3C trace, and times it.
+//! - [`metrics`] holds the counters and histograms and serves them.
+
+pub mod metrics;
+pub mod propagation;
+pub mod tracing;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+use crate::domain::record::Record;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported: spans made only for traces (one per
+/// record, one per matched order) are skipped when not.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Keeps the exporter alive; [`Telemetry::shutdown`] flushes what is
+/// batched.
+#[must_use = "dropping it without shutdown loses the last batch of spans"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still batched and stops the exporter. Blocks: call
+    /// it outside the runtime's tasks (the runtime must still be alive).
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            ::tracing::warn!(error = %e, "flushing traces at shutdown");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stderr (text, coloured only on a
+/// terminal, or JSON), filtered by RUST_LOG (default info); spans to OTLP
+/// when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Must run inside the Tokio
+/// runtime (the gRPC exporter's channel needs it).
+pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetry {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Per-layer filters: RUST_LOG=warn quiets the logs, not the traces.
+    let fmt = match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_ansi(false)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let settings = self::tracing::Settings::from_lookup(&get);
+    let (provider, otel, problem) = match self::tracing::provider(&settings) {
+        Ok(Some((provider, tracer))) => {
+            // Busy/idle times, thread names, source locations and targets
+            // cost a clock read or a few strings per span (a batch of 1,000
+            // records makes 1,300 spans) and say little here: span names
+            // already say where they come from.
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_threads(false)
+                .with_location(false)
+                .with_target(false)
+                .with_filter(self::tracing::span_filter());
+            (Some(provider), Some(layer), None)
+        }
+        Ok(None) => (None, None, None),
+        Err(e) => (None, None, Some(e)),
+    };
+    ENABLED.store(provider.is_some(), Ordering::Relaxed);
+    opentelemetry::global::set_text_map_propagator(propagation::propagator());
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    if let Some(e) = problem {
+        ::tracing::warn!(error = %e, "traces are not exported");
+    } else if provider.is_some() {
+        ::tracing::info!(endpoint = ?settings.endpoint, "exporting traces over OTLP/gRPC");
+    }
+    Telemetry { provider }
+}
+
+/// Lowercase hex trace and span ids of `span`, when it is traced.
+pub fn ids(span: &::tracing::Span) -> Option<(String, String)> {
+    if !enabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// A record's span: who sent what for which order and handoff, never a
+/// payload field (no card or personal data). The outcome is recorded once
+/// judged. `Span::none()` when traces are off.
+pub fn record_span(merchant: &str, r: &Record) -> ::tracing::Span {
+    if !enabled() {
+        return ::tracing::Span::none();
+    }
+    ::tracing::info_span!(
+        target: "tally::record",
+        "record",
+        otel.name = "tally.record",
+        tally.merchant = merchant,
+        tally.order_id = r.order_id.as_deref(),
+        tally.handoff = r.kind().handoff().as_str(),
+        tally.source_system = %r.source_system,
+        tally.source_id = %r.source_id,
+        tally.record_kind = r.kind().as_str(),
+        tally.outcome = ::tracing::field::Empty,
+    )
+}

@@ -1,0 +1,155 @@
+//! The OTLP trace exporter, configured only by the standard variables:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+//! turns it on; `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
+//! keeps it off. The SDK itself reads `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`),
+//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, and the exporter the
+//! endpoint, headers and timeout; we only decide whether to build one.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use tracing_subscriber::filter::Targets;
+
+/// What decides whether and how spans leave the process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settings {
+    pub disabled: bool,
+    pub endpoint: Option<String>,
+    /// `grpc` (default), `http/protobuf` or `http/json`.
+    pub protocol: Option<String>,
+    /// Whether OTEL_SERVICE_NAME or a `service.name` resource attribute
+    /// names the service; else it is `tally`.
+    pub service_named: bool,
+}
+
+impl Settings {
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Settings {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let either = |signal: &str, general: &str| get(signal).or_else(|| get(general));
+        let off = |k: &str, word: &str| get(k).is_some_and(|v| v.eq_ignore_ascii_case(word));
+        Settings {
+            disabled: off("OTEL_SDK_DISABLED", "true") || off("OTEL_TRACES_EXPORTER", "none"),
+            endpoint: either(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            protocol: either(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ),
+            service_named: get("OTEL_SERVICE_NAME").is_some()
+                || get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
+                    a.split(',')
+                        .any(|kv| kv.trim().starts_with("service.name="))
+                }),
+        }
+    }
+
+    /// Whether an exporter is built; an error names what cannot be used.
+    pub fn exports(&self) -> Result<bool, String> {
+        if self.disabled || self.endpoint.is_none() {
+            return Ok(false);
+        }
+        match self.protocol.as_deref() {
+            None | Some("grpc") => Ok(true),
+            Some(p) => Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={p}: this build exports over grpc only \
+                 (the HTTP exporter needs an HTTP client Tally does not ship)"
+            )),
+        }
+    }
+}
+
+/// The provider and tracer, or None when nothing is exported. Batched:
+/// spans queue in memory and leave in the background, so a slow collector
+/// never slows a call (a full queue drops spans instead).
+pub fn provider(settings: &Settings) -> Result<Option<(SdkTracerProvider, SdkTracer)>, String> {
+    if !settings.exports()? {
+        return Ok(None);
+    }
+    // The endpoint (and headers, timeout) come from the same variables.
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| format!("building the OTLP exporter: {e}"))?;
+    let mut resource = Resource::builder();
+    if !settings.service_named {
+        resource = resource.with_service_name("tally");
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build();
+    let tracer = provider.tracer("tally");
+    Ok(Some((provider, tracer)))
+}
+
+/// Which spans become OpenTelemetry spans: Tally's own at info and above,
+/// not the transport's internals.
+pub fn span_filter() -> Targets {
+    Targets::new().with_target("tally", tracing::Level::INFO)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        Settings::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn no_endpoint_no_exporter() {
+        assert_eq!(settings(&[]).exports(), Ok(false));
+        assert_eq!(settings(&[("OTEL_SERVICE_NAME", "x")]).exports(), Ok(false));
+    }
+
+    #[test]
+    fn an_endpoint_exports_unless_disabled() {
+        let on = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")];
+        assert_eq!(settings(&on).exports(), Ok(true));
+        let traces_only = [("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317")];
+        assert_eq!(settings(&traces_only).exports(), Ok(true));
+        for off in [
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert_eq!(settings(&[on[0], off]).exports(), Ok(false), "{off:?}");
+        }
+        assert_eq!(
+            settings(&[on[0], ("OTEL_SDK_DISABLED", "false")]).exports(),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn http_protocols_are_refused_by_name() {
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]);
+        let e = s.exports().unwrap_err();
+        assert!(
+            e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_service_is_tally_unless_named() {
+        assert!(!settings(&[]).service_named);
+        assert!(settings(&[("OTEL_SERVICE_NAME", "t")]).service_named);
+        assert!(settings(&[("OTEL_RESOURCE_ATTRIBUTES", "a=b, service.name=t")]).service_named);
+        assert!(
+            !settings(&[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=p")]).service_named
+        );
+    }
+}
