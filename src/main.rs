@@ -8,6 +8,7 @@ use clap::Parser;
 
 use tally::cli::{Cli, Command};
 use tally::config::{Config, LogFormat};
+use tally::domain::handoff::Defaults;
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
 use tally::storage::{Store, run_migrations};
 
@@ -31,6 +32,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    // The file is checked before anything starts: a mistake names its
+    // file, line and key.
+    let handoffs = match handoff_defaults(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tally: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&cli.command, &config)) {
+    match runtime.block_on(run(&cli.command, &config, &handoffs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
@@ -70,9 +80,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
+async fn run(command: &Command, config: &Config, handoffs: &Defaults) -> Result<(), AnyError> {
     if let Some(url) = &config.database_url {
-        return run_on(command, config, url).await;
+        return run_on(command, config, handoffs, url).await;
     }
     tracing::info!(data_dir = %config.embedded.tally_dir.display(),
         "DATABASE_URL is not set: starting an embedded PostgreSQL");
@@ -82,7 +92,7 @@ async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
     // its own supervisor restarts it.
     let mut supervised = Supervised::start(pg, RestartPolicy::default());
     let result = tokio::select! {
-        result = run_on(command, config, &url) => result,
+        result = run_on(command, config, handoffs, &url) => result,
         e = supervised.failed() => return Err(e.into()),
     };
     if let Err(e) = supervised.stop().await {
@@ -91,7 +101,12 @@ async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
     result
 }
 
-async fn run_on(command: &Command, config: &Config, database_url: &str) -> Result<(), AnyError> {
+async fn run_on(
+    command: &Command,
+    config: &Config,
+    handoffs: &Defaults,
+    database_url: &str,
+) -> Result<(), AnyError> {
     let applied = run_migrations(database_url).await?;
     for m in &applied {
         tracing::info!(migration = %m, "applied");
@@ -101,15 +116,30 @@ async fn run_on(command: &Command, config: &Config, database_url: &str) -> Resul
             println!("{} migration(s) applied", applied.len());
             Ok(())
         }
-        Command::Serve(_) => serve(config, database_url).await,
+        Command::Serve(_) => serve(config, handoffs, database_url).await,
     }
 }
 
-async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
+/// The handoff contract defaults of the configuration file, if any.
+fn handoff_defaults(config: &Config) -> Result<Defaults, String> {
+    let Some(file) = &config.config_file else {
+        return Ok(Defaults::default());
+    };
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+    tally::domain::handoff::settings::parse(&name, &text).map_err(|e| e.to_string())
+}
+
+async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Result<(), AnyError> {
     if let Some(file) = &config.config_file {
-        tracing::info!(file = %file.display(), "configuration file (read by later features)");
+        tracing::info!(file = %file.display(), "configuration file");
     }
     let store = Store::connect(database_url, config.pool_size)?;
+    // Every merchant's contract defaults, from this file (replacing those of
+    // an earlier start).
+    tally::app::App::new(store.clone())
+        .install_handoff_defaults(handoffs, true)
+        .await?;
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
     // Long-lived streams would hold a graceful drain open forever: after a

@@ -48,8 +48,9 @@ UPDATE exceptions SET
 WHERE jsonb_typeof(details->'difference') = 'object';
 UPDATE exceptions SET resolved_by = 'rules' WHERE state = 'resolved';
 
+-- ListExceptions ordered by amount at risk (none last).
 CREATE INDEX exceptions_by_risk
-    ON exceptions (merchant_id, at_risk_amount DESC NULLS LAST, exception_id DESC);
+    ON exceptions (merchant_id, (coalesce(at_risk_amount, -1)) DESC, exception_id DESC);
 CREATE INDEX exceptions_by_owner
     ON exceptions (merchant_id, owner, create_time DESC) WHERE state <> 'resolved';
 

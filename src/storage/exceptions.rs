@@ -5,13 +5,18 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
+use rust_decimal::Decimal;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
 use super::statement::{Bind, statement};
+use crate::domain::currency::Currency;
 use crate::domain::matching::ExceptionType;
+use crate::domain::money::Money;
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 
@@ -166,10 +171,23 @@ pub struct ExceptionRow {
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub resolve_time: Option<DateTime<Utc>>,
+    /// Who works it, by when, its etag, how it ended, the money in doubt.
+    pub work: Workflow,
+}
+
+/// An exception's workflow columns (see migration 000005).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workflow {
+    pub owner: Option<String>,
+    pub due_time: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
+    pub at_risk: Option<Money>,
 }
 
 #[derive(QueryableByName)]
-struct ExRow {
+pub(crate) struct ExRow {
     #[diesel(sql_type = SqlUuid)]
     exception_id: Uuid,
     #[diesel(sql_type = Nullable<Text>)]
@@ -192,10 +210,24 @@ struct ExRow {
     update_time: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     resolve_time: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    owner: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    due_time: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    resolved_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    resolution_note: Option<String>,
+    #[diesel(sql_type = Nullable<Numeric>)]
+    at_risk_amount: Option<Decimal>,
+    #[diesel(sql_type = Nullable<Text>)]
+    at_risk_currency: Option<String>,
 }
 
 impl ExRow {
-    fn into_row(self) -> Result<ExceptionRow> {
+    pub(crate) fn into_row(self) -> Result<ExceptionRow> {
         Ok(ExceptionRow {
             exception_id: self.exception_id,
             order_id: self.order_id,
@@ -214,12 +246,25 @@ impl ExRow {
             create_time: self.create_time,
             update_time: self.update_time,
             resolve_time: self.resolve_time,
+            work: Workflow {
+                owner: self.owner,
+                due_time: self.due_time,
+                version: self.version,
+                resolved_by: self.resolved_by,
+                resolution_note: self.resolution_note,
+                at_risk: match (self.at_risk_amount, self.at_risk_currency.as_deref()) {
+                    (Some(amount), Some(code)) => Currency::from_code(code)
+                        .map(|currency| Money { amount, currency }),
+                    _ => None,
+                },
+            },
         })
     }
 }
 
-const EXCEPTION_COLUMNS: &str = "exception_id, order_id, type, handoff, state, rule, summary, details, \
-                                 create_time, update_time, resolve_time";
+pub(crate) const EXCEPTION_COLUMNS: &str = "exception_id, order_id, type, handoff, state, rule, summary, details, \
+                                 create_time, update_time, resolve_time, owner, due_time, version, \
+                                 resolved_by, resolution_note, at_risk_amount, at_risk_currency";
 
 #[derive(Debug, Clone, Default)]
 pub struct ExceptionFilter {
@@ -227,7 +272,15 @@ pub struct ExceptionFilter {
     pub handoff: Option<Handoff>,
     pub state: Option<ExceptionState>,
     pub window: TimeWindow,
+    pub owner: Option<String>,
+    pub order_id: Option<String>,
+    /// Largest amount at risk first (none last), instead of newest first.
+    pub by_risk: bool,
 }
+
+/// The sort key of the amount-at-risk order: exceptions without a figure
+/// sort last (-1 is below every absolute difference).
+const RISK_KEY: &str = "coalesce(at_risk_amount, -1)";
 
 /// The exceptions of one order that are not resolved, oldest first.
 pub async fn unresolved(
@@ -267,19 +320,46 @@ pub async fn list(
     if let Some(st) = filter.state {
         q.and("state =", Param::Text(st.as_str().into()));
     }
-    q.window("create_time", &filter.window);
-    if let Some(c) = after {
-        let id = Uuid::parse_str(&c.id)
-            .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
-        q.after("create_time, exception_id", c.time, Param::Uuid(id));
+    if let Some(o) = &filter.owner {
+        q.and("owner =", Param::Text(o.clone()));
     }
-    let rows: Vec<ExRow> = q
-        .page("create_time DESC, exception_id DESC", limit)
-        .load(conn)
-        .await?;
+    if let Some(o) = &filter.order_id {
+        q.and("order_id =", Param::Text(o.clone()));
+    }
+    q.window("create_time", &filter.window);
+    let malformed = || Error::invalid("page_token", "malformed page token");
+    if let Some(c) = after {
+        if filter.by_risk {
+            // The id holds "amount|uuid"; both are checked before binding.
+            let (amount, id) = c.id.split_once('|').ok_or_else(malformed)?;
+            amount.parse::<Decimal>().map_err(|_| malformed())?;
+            Uuid::parse_str(id).map_err(|_| malformed())?;
+            q.and_with(
+                &format!(
+                    "({RISK_KEY}, exception_id) < (split_part({{}}, '|', 1)::numeric, \
+                     split_part({{}}, '|', 2)::uuid)"
+                ),
+                Param::Text(c.id.clone()),
+            );
+        } else {
+            let id = Uuid::parse_str(&c.id).map_err(|_| malformed())?;
+            q.after("create_time, exception_id", c.time, Param::Uuid(id));
+        }
+    }
+    let order = if filter.by_risk {
+        format!("{RISK_KEY} DESC, exception_id DESC")
+    } else {
+        "create_time DESC, exception_id DESC".to_string()
+    };
+    let rows: Vec<ExRow> = q.page(&order, limit).load(conn).await?;
     let (rows, next) = page(rows, limit, |r| Cursor {
         time: r.create_time,
-        id: r.exception_id.to_string(),
+        id: if filter.by_risk {
+            let amount = r.at_risk_amount.unwrap_or(Decimal::NEGATIVE_ONE);
+            format!("{amount}|{}", r.exception_id)
+        } else {
+            r.exception_id.to_string()
+        },
     });
     Ok(Page {
         items: rows
