@@ -29,6 +29,10 @@ use crate::storage::Store;
 /// Largest request accepted, in bytes.
 const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
+/// How often late handoffs are looked for: LATE_HANDOFF is raised within
+/// about this long after its deadline.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Every service health reports on; "" is the server as a whole.
 const SERVICES: [&str; 5] = [
     "",
@@ -79,6 +83,16 @@ pub async fn serve(
     }
     let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
     let app = App::new(store);
+    // Built-in contract defaults where none were installed (a start with a
+    // configuration file installs its own first); best effort: the
+    // database may still be on its way.
+    if let Err(e) = app
+        .install_handoff_defaults(&crate::domain::handoff::Defaults::default(), false)
+        .await
+    {
+        tracing::warn!(error = %e, "could not install the handoff contract defaults");
+    }
+    let sweeper = tokio::spawn(app.clone().run_sweeper(SWEEP_EVERY));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -117,6 +131,7 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")));
     watcher.abort();
+    sweeper.abort();
     result
 }
 

@@ -158,6 +158,8 @@ CREATE TABLE expectations (
     handoff       text        NOT NULL,
     expected_kind text        NOT NULL,
     due_time      timestamptz NOT NULL,
+    -- The sending step's amount: what is at risk while the next is late.
+    at_risk       jsonb,
     -- Set once the sweeper has raised LATE_HANDOFF for it.
     raised        boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (merchant_id, order_id, handoff)

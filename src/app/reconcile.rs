@@ -140,5 +140,7 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
         .collect();
     let keep: Vec<Uuid> = found.iter().map(|e| e.id).collect();
     exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
-    transactions::upsert(conn, merchant, &merged).await
+    transactions::upsert(conn, merchant, &merged).await?;
+    // The deadlines of the orders' open handoffs, and late ones now met.
+    super::handoffs::track(conn, merchant, orders, &by_order).await
 }

@@ -6,6 +6,7 @@
 pub mod contracts;
 pub mod exception_events;
 pub mod exceptions;
+pub mod expectations;
 pub mod links;
 mod listing;
 pub mod locks;

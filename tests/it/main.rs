@@ -5,6 +5,7 @@ mod checks;
 mod common;
 mod fixtures;
 mod garbage;
+mod handoffs;
 mod health;
 mod idempotency;
 mod ingest;

@@ -11,6 +11,8 @@ use crate::domain::record::{Handoff, RecordKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Expectation {
     pub handoff: Handoff,
+    /// The step that arrived and opened it.
+    pub sent_by: RecordKind,
     /// The record that would close it (for a person: "what to look for").
     pub expected: RecordKind,
 }
@@ -59,7 +61,11 @@ pub fn open_handoffs(kinds: &BTreeSet<RecordKind>) -> Vec<Expectation> {
     steps
         .into_iter()
         .filter(|(from, to, _, _)| any(kinds, from) && !any(kinds, to))
-        .map(|(_, _, handoff, expected)| Expectation { handoff, expected })
+        .map(|(from, _, handoff, expected)| Expectation {
+            handoff,
+            sent_by: from[0],
+            expected,
+        })
         .collect()
 }
 
