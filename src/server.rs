@@ -33,6 +33,9 @@ const MAX_MESSAGE_BYTES: usize = 32 << 20;
 /// about this long after its deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the alert outbox is looked at.
+const ALERT_EVERY: Duration = Duration::from_millis(250);
+
 /// Every service health reports on; "" is the server as a whole.
 const SERVICES: [&str; 5] = [
     "",
@@ -93,6 +96,7 @@ pub async fn serve(
         tracing::warn!(error = %e, "could not install the handoff contract defaults");
     }
     let sweeper = tokio::spawn(app.clone().run_sweeper(SWEEP_EVERY));
+    let alerts = tokio::spawn(app.clone().run_alerts(ALERT_EVERY));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -132,6 +136,7 @@ pub async fn serve(
         .map_err(|e| Error::Internal(format!("server: {e}")));
     watcher.abort();
     sweeper.abort();
+    alerts.abort();
     result
 }
 

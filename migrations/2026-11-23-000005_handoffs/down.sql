@@ -1,3 +1,4 @@
+DROP TABLE IF EXISTS alert_deliveries;
 DROP TABLE IF EXISTS expectations;
 DROP TABLE IF EXISTS exception_events;
 DROP TRIGGER IF EXISTS exceptions_history ON exceptions;

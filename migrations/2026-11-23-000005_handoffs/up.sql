@@ -126,6 +126,24 @@ END $$;
 CREATE TRIGGER exceptions_stamp BEFORE INSERT OR UPDATE ON exceptions
     FOR EACH ROW EXECUTE FUNCTION exceptions_stamp();
 
+-- The alert outbox: one row per exception whose owner has a webhook,
+-- claimed by a delivery loop (SKIP LOCKED), retried with back-off until
+-- delivered; a restart loses nothing.
+CREATE TABLE alert_deliveries (
+    merchant_id   text        NOT NULL,
+    exception_id  uuid        NOT NULL,
+    webhook_uri   text        NOT NULL,
+    state         text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
+    attempts      integer     NOT NULL DEFAULT 0,
+    next_attempt  timestamptz NOT NULL DEFAULT now(),
+    last_error    text,
+    create_time   timestamptz NOT NULL DEFAULT now(),
+    deliver_time  timestamptz,
+    PRIMARY KEY (merchant_id, exception_id)
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (merchant_id, next_attempt)
+    WHERE state = 'pending';
+
 -- The history is written by the database for every writer, the rules'
 -- reconcile included, so no change can skip it.
 CREATE FUNCTION exceptions_history() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -145,6 +163,19 @@ BEGIN
     END IF;
     INSERT INTO exception_events (merchant_id, exception_id, action, actor, state, owner, note)
     VALUES (NEW.merchant_id, NEW.exception_id, act, actor, NEW.state, NEW.owner, note);
+    -- One alert per exception, ever, to the owner's webhook of the
+    -- contract in force when it opened; kept until delivered.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO alert_deliveries (merchant_id, exception_id, webhook_uri)
+        SELECT NEW.merchant_id, NEW.exception_id, u.uri
+        FROM (SELECT coalesce(
+                  (SELECT c.settings->>'alert_webhook_uri' FROM handoff_contracts c
+                   WHERE c.merchant_id = NEW.merchant_id AND c.handoff = NEW.handoff),
+                  (SELECT d.settings->>'alert_webhook_uri' FROM handoff_defaults d
+                   WHERE d.handoff = NEW.handoff)) AS uri) u
+        WHERE coalesce(u.uri, '') <> ''
+        ON CONFLICT (merchant_id, exception_id) DO NOTHING;
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER exceptions_history AFTER INSERT OR UPDATE ON exceptions

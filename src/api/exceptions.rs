@@ -30,7 +30,9 @@ fn parse_exception(field: &str, name: &str) -> Result<(String, Uuid)> {
     let bad = || {
         Error::invalid(
             field,
-            format!("'{name}' is not an exception name: expected merchants/{{merchant}}/exceptions/{{uuid}}"),
+            format!(
+                "'{name}' is not an exception name: expected merchants/{{merchant}}/exceptions/{{uuid}}"
+            ),
         )
     };
     let (parent, id) = name.rsplit_once("/exceptions/").ok_or_else(bad)?;
@@ -117,7 +119,9 @@ impl ExceptionService for ExceptionApi {
                 t => {
                     let (m, o) = parse_transaction("transaction", t)?;
                     if m != scope.merchant {
-                        return Err(Error::invalid("transaction", "not of the parent merchant").into());
+                        return Err(
+                            Error::invalid("transaction", "not of the parent merchant").into()
+                        );
                     }
                     Some(o)
                 }
@@ -128,7 +132,9 @@ impl ExceptionService for ExceptionApi {
                 other => {
                     return Err(Error::invalid(
                         "order_by",
-                        format!("'{other}': expected \"create_time desc\" or \"amount_at_risk desc\""),
+                        format!(
+                            "'{other}': expected \"create_time desc\" or \"amount_at_risk desc\""
+                        ),
                     )
                     .into());
                 }
@@ -190,8 +196,12 @@ impl ExceptionService for ExceptionApi {
         let action = Action::Assign {
             owner: owner.to_string(),
         };
-        let e = self.work(&request, &r.name, action, &r.etag, &r.note).await?;
-        Ok(Response::new(pb::AssignExceptionResponse { exception: Some(e) }))
+        let e = self
+            .work(&request, &r.name, action, &r.etag, &r.note)
+            .await?;
+        Ok(Response::new(pb::AssignExceptionResponse {
+            exception: Some(e),
+        }))
     }
 
     async fn resolve_exception(
@@ -205,7 +215,9 @@ impl ExceptionService for ExceptionApi {
         let e = self
             .work(&request, &r.name, Action::Resolve, &r.etag, &r.note)
             .await?;
-        Ok(Response::new(pb::ResolveExceptionResponse { exception: Some(e) }))
+        Ok(Response::new(pb::ResolveExceptionResponse {
+            exception: Some(e),
+        }))
     }
 
     type WatchExceptionsStream =

@@ -40,16 +40,17 @@ fn parse_name(field: &str, name: &str) -> Result<(String, Handoff)> {
             ),
         )
     };
-    let (parent, id) = name
-        .rsplit_once("/handoffContracts/")
-        .ok_or_else(bad)?;
+    let (parent, id) = name.rsplit_once("/handoffContracts/").ok_or_else(bad)?;
     let merchant = parse_parent(field, parent).map_err(|_| bad())?;
     let handoff = parse_contract_id(id).ok_or_else(bad)?;
     Ok((merchant, handoff))
 }
 
 /// The change an update asks for: only the masked fields, each checked.
-fn change(c: &pb::HandoffContract, mask: Option<&prost_types::FieldMask>) -> Result<ContractChange> {
+fn change(
+    c: &pb::HandoffContract,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<ContractChange> {
     const ALL: [&str; 4] = ["max_lag", "owner", "alert_webhook_uri", "tolerances"];
     let paths: Vec<&str> = match mask {
         Some(m) if !m.paths.is_empty() && m.paths != ["*"] => {

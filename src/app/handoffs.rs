@@ -59,38 +59,36 @@ impl App {
     ) -> Result<StoredContract> {
         let mut conn = self.store().conn().await?;
         conn.transaction(async |conn| {
+            let current = contracts::load(conn, merchant, true).await?;
+            let before = &current[&handoff];
+            if let Some(sent) = etag
+                && sent != before.version
             {
-                let current = contracts::load(conn, merchant, true).await?;
-                let before = &current[&handoff];
-                if let Some(sent) = etag
-                    && sent != before.version
-                {
-                    return Err(Error::StaleEtag {
-                        what: format!("handoff contract {}", handoff.as_str()),
-                        sent: sent.to_string(),
-                    });
-                }
-                let mut own = before.own.clone();
-                if change.max_lag_seconds.is_some() {
-                    own.max_lag_seconds = change.max_lag_seconds;
-                }
-                if change.owner.is_some() {
-                    own.owner.clone_from(&change.owner);
-                }
-                if change.alert_webhook_uri.is_some() {
-                    own.alert_webhook_uri.clone_from(&change.alert_webhook_uri);
-                }
-                if change.tolerances.is_some() {
-                    own.tolerances.clone_from(&change.tolerances);
-                }
-                contracts::save(conn, merchant, handoff, &own).await?;
-                let mut after = contracts::load(conn, merchant, false).await?;
-                let saved = after
-                    .remove(&handoff)
-                    .ok_or_else(|| Error::Internal("a handoff without a contract".into()))?;
-                debug_assert_eq!(saved.version, before.version + 1);
-                Ok::<_, Error>(saved)
+                return Err(Error::StaleEtag {
+                    what: format!("handoff contract {}", handoff.as_str()),
+                    sent: sent.to_string(),
+                });
             }
+            let mut own = before.own.clone();
+            if change.max_lag_seconds.is_some() {
+                own.max_lag_seconds = change.max_lag_seconds;
+            }
+            if change.owner.is_some() {
+                own.owner.clone_from(&change.owner);
+            }
+            if change.alert_webhook_uri.is_some() {
+                own.alert_webhook_uri.clone_from(&change.alert_webhook_uri);
+            }
+            if change.tolerances.is_some() {
+                own.tolerances.clone_from(&change.tolerances);
+            }
+            contracts::save(conn, merchant, handoff, &own).await?;
+            let mut after = contracts::load(conn, merchant, false).await?;
+            let saved = after
+                .remove(&handoff)
+                .ok_or_else(|| Error::Internal("a handoff without a contract".into()))?;
+            debug_assert_eq!(saved.version, before.version + 1);
+            Ok::<_, Error>(saved)
         })
         .await
     }

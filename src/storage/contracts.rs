@@ -109,8 +109,9 @@ pub async fn load(
     .load(conn)
     .await?;
     for r in rows {
-        let h = Handoff::parse(&r.handoff)
-            .ok_or_else(|| Error::corrupt("a handoff contract", format!("handoff {}", r.handoff)))?;
+        let h = Handoff::parse(&r.handoff).ok_or_else(|| {
+            Error::corrupt("a handoff contract", format!("handoff {}", r.handoff))
+        })?;
         let own = settings(r.own)?;
         let contract = builtin(h).with(&settings(r.defaults)?).with(&own);
         out.insert(

@@ -118,7 +118,12 @@ pub async fn history(conn: &mut Conn, merchant: &str, id: Uuid) -> Result<Vec<Ev
 /// to start, has a larger txid), in (txid, sequence) order; a cursor is
 /// the last event's sequence and resumes after that event's position.
 /// Nothing is missed, nothing is repeated.
-pub async fn after(conn: &mut Conn, merchant: &str, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+pub async fn after(
+    conn: &mut Conn,
+    merchant: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
     Ok(statement(format!(
         "SELECT {EVENT_COLUMNS} FROM exception_events e
          WHERE e.merchant_id = $1

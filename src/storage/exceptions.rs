@@ -8,8 +8,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{
     Array, BigInt, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
 };
-use rust_decimal::Decimal;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::listing::{Cursor, Listing, Page, Param, TimeWindow, page};
@@ -253,8 +253,9 @@ impl ExRow {
                 resolved_by: self.resolved_by,
                 resolution_note: self.resolution_note,
                 at_risk: match (self.at_risk_amount, self.at_risk_currency.as_deref()) {
-                    (Some(amount), Some(code)) => Currency::from_code(code)
-                        .map(|currency| Money { amount, currency }),
+                    (Some(amount), Some(code)) => {
+                        Currency::from_code(code).map(|currency| Money { amount, currency })
+                    }
                     _ => None,
                 },
             },

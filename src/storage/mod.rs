@@ -3,6 +3,7 @@
 //! in `app` open transactions (`Store::conn` + `AsyncConnection::transaction`)
 //! and call these statements, one module per table or concern.
 
+pub mod alerts;
 pub mod contracts;
 pub mod exception_events;
 pub mod exceptions;

@@ -54,14 +54,18 @@ async fn await_late(app: &TestApp, order: &str, within: Duration) -> pb::Excepti
         if let Some(e) = late(app, order).await.into_iter().next() {
             return e;
         }
-        assert!(start.elapsed() < within, "no LATE_HANDOFF for {order} within {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "no LATE_HANDOFF for {order} within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 fn with_actor<T>(msg: T, actor: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("x-tally-actor", actor.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-tally-actor", actor.parse().unwrap());
     r
 }
 
@@ -77,7 +81,10 @@ async fn contracts_have_defaults_and_take_masked_updates_with_etags() {
         .unwrap()
         .into_inner()
         .handoff_contracts;
-    let ids: Vec<_> = list.iter().map(|c| c.name.rsplit('/').next().unwrap().to_string()).collect();
+    let ids: Vec<_> = list
+        .iter()
+        .map(|c| c.name.rsplit('/').next().unwrap().to_string())
+        .collect();
     assert_eq!(
         ids,
         [
@@ -112,7 +119,9 @@ async fn contracts_have_defaults_and_take_masked_updates_with_etags() {
     let err = handoffs(&app)
         .update_handoff_contract(pb::UpdateHandoffContractRequest {
             handoff_contract: Some(c.clone()),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["owner".into()] }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["owner".into()],
+            }),
         })
         .await
         .unwrap_err();
@@ -121,7 +130,10 @@ async fn contracts_have_defaults_and_take_masked_updates_with_etags() {
     c.etag = String::new();
     for (paths, field) in [
         (vec!["sending_system".to_string()], "update_mask"),
-        (vec!["alert_webhook_uri".to_string()], "handoff_contract.alert_webhook_uri"),
+        (
+            vec!["alert_webhook_uri".to_string()],
+            "handoff_contract.alert_webhook_uri",
+        ),
     ] {
         c.alert_webhook_uri = "ftp://nope".into();
         let err = handoffs(&app)
@@ -159,9 +171,12 @@ async fn a_late_handoff_is_raised_by_its_deadline_and_resolved_when_the_record_a
     set_lag_and_owner(&app, 1, "warehouse-team").await;
     // Late: an order with no fulfilment. Clean: one shipped in time.
     app.submit(vec![order("5001", "100.00")]).await.unwrap();
-    app.submit(vec![order("5002", "80.00"), fulfillment("5002", "2026-11-02T11:00:00Z")])
-        .await
-        .unwrap();
+    app.submit(vec![
+        order("5002", "80.00"),
+        fulfillment("5002", "2026-11-02T11:00:00Z"),
+    ])
+    .await
+    .unwrap();
     let e = await_late(&app, "5001", Duration::from_secs(6)).await;
     assert_eq!(e.state(), pb::ExceptionState::Open);
     assert_eq!(e.handoff(), pb::Handoff::OrderToFulfillment);
@@ -174,12 +189,15 @@ async fn a_late_handoff_is_raised_by_its_deadline_and_resolved_when_the_record_a
     assert_eq!(late(&app, "5001").await.len(), 1);
     assert!(late(&app, "5002").await.is_empty());
     assert_eq!(
-        app.count("SELECT count(*) FROM exception_events WHERE action = 'opened'").await,
+        app.count("SELECT count(*) FROM exception_events WHERE action = 'opened'")
+            .await,
         1
     );
 
     // The fulfilment arrives: resolved by the rules.
-    app.submit(vec![fulfillment("5001", "2026-11-02T12:00:00Z")]).await.unwrap();
+    app.submit(vec![fulfillment("5001", "2026-11-02T12:00:00Z")])
+        .await
+        .unwrap();
     let e = late(&app, "5001").await.remove(0);
     assert_eq!(e.state(), pb::ExceptionState::Resolved);
     assert_eq!(e.resolved_by, "rules");
@@ -252,7 +270,10 @@ async fn an_exception_is_acknowledged_assigned_and_resolved_with_history() {
     // Acknowledging twice is an illegal transition.
     let err = client
         .acknowledge_exception(with_actor(
-            pb::AcknowledgeExceptionRequest { name: e.name.clone(), ..Default::default() },
+            pb::AcknowledgeExceptionRequest {
+                name: e.name.clone(),
+                ..Default::default()
+            },
             "alice",
         ))
         .await
@@ -288,7 +309,10 @@ async fn an_exception_is_acknowledged_assigned_and_resolved_with_history() {
     // Resolving needs a note.
     let err = client
         .resolve_exception(with_actor(
-            pb::ResolveExceptionRequest { name: e.name.clone(), ..Default::default() },
+            pb::ResolveExceptionRequest {
+                name: e.name.clone(),
+                ..Default::default()
+            },
             "bob",
         ))
         .await
@@ -313,7 +337,11 @@ async fn an_exception_is_acknowledged_assigned_and_resolved_with_history() {
     assert_eq!(resolved.resolution_note, "3PL confirmed shipment by phone");
     let err = client
         .resolve_exception(with_actor(
-            pb::ResolveExceptionRequest { name: e.name.clone(), note: "again".into(), etag: String::new() },
+            pb::ResolveExceptionRequest {
+                name: e.name.clone(),
+                note: "again".into(),
+                etag: String::new(),
+            },
             "bob",
         ))
         .await
@@ -321,7 +349,9 @@ async fn an_exception_is_acknowledged_assigned_and_resolved_with_history() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     let got = client
-        .get_exception(pb::GetExceptionRequest { name: e.name.clone() })
+        .get_exception(pb::GetExceptionRequest {
+            name: e.name.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -338,7 +368,11 @@ async fn an_exception_is_acknowledged_assigned_and_resolved_with_history() {
             (pb::ExceptionAction::Opened, "rules", ""),
             (pb::ExceptionAction::Acknowledged, "alice", "looking"),
             (pb::ExceptionAction::Assigned, "alice", "bob knows the WMS"),
-            (pb::ExceptionAction::Resolved, "bob", "3PL confirmed shipment by phone"),
+            (
+                pb::ExceptionAction::Resolved,
+                "bob",
+                "3PL confirmed shipment by phone"
+            ),
         ]
     );
     // The history is never rewritten.
@@ -370,7 +404,9 @@ async fn a_watcher_that_resumes_sees_every_event_exactly_once() {
     // Mismatches: order 100 vs captured 90, three orders -> events.
     for i in 0..3 {
         let id = format!("530{i}");
-        app.submit(vec![order(&id, "100.00"), charge(&id, "90.00")]).await.unwrap();
+        app.submit(vec![order(&id, "100.00"), charge(&id, "90.00")])
+            .await
+            .unwrap();
     }
     let mut seen = vec![];
     let mut stream = watch(0).await;
@@ -382,7 +418,9 @@ async fn a_watcher_that_resumes_sees_every_event_exactly_once() {
     // More changes while away.
     for i in 3..6 {
         let id = format!("530{i}");
-        app.submit(vec![order(&id, "100.00"), charge(&id, "90.00")]).await.unwrap();
+        app.submit(vec![order(&id, "100.00"), charge(&id, "90.00")])
+            .await
+            .unwrap();
     }
     app.submit(vec![charge("5300", "10.00")]).await.ok();
     let total = app.count("SELECT count(*) FROM exception_events").await as usize;
@@ -406,7 +444,10 @@ async fn a_watcher_that_resumes_sees_every_event_exactly_once() {
         .db
         .client()
         .await
-        .query("SELECT sequence FROM exception_events ORDER BY sequence", &[])
+        .query(
+            "SELECT sequence FROM exception_events ORDER BY sequence",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -414,14 +455,20 @@ async fn a_watcher_that_resumes_sees_every_event_exactly_once() {
         .collect();
     assert_eq!(unique, all);
     // Nothing more arrives.
-    assert!(tokio::time::timeout(Duration::from_millis(600), stream.message()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), stream.message())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn exceptions_list_by_amount_at_risk_largest_first() {
     let app = TestApp::start().await;
     for (id, captured) in [("5401", "99.00"), ("5402", "50.00"), ("5403", "90.00")] {
-        app.submit(vec![order(id, "100.00"), charge(id, captured)]).await.unwrap();
+        app.submit(vec![order(id, "100.00"), charge(id, captured)])
+            .await
+            .unwrap();
     }
     let mut amounts = vec![];
     let mut token = String::new();
@@ -436,7 +483,10 @@ async fn exceptions_list_by_amount_at_risk_largest_first() {
             })
             .await;
         amounts.extend(page.exceptions.iter().map(|e| {
-            e.amount_at_risk.as_ref().map(|m| m.amount.clone()).unwrap_or_default()
+            e.amount_at_risk
+                .as_ref()
+                .map(|m| m.amount.clone())
+                .unwrap_or_default()
         }));
         if page.next_page_token.is_empty() {
             break;

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link step), a module per concern.
 
+mod alerts;
 mod binary;
 mod checks;
 mod common;

@@ -55,9 +55,10 @@ pub fn tolerances(
     let mut out = std::collections::BTreeMap::new();
     for (i, t) in list.iter().enumerate() {
         let field = format!("handoff_contract.tolerances[{i}]");
-        let currency = Currency::from_code(&t.currency_code.to_ascii_uppercase()).ok_or_else(
-            || Error::invalid(format!("{field}.currency_code"), "not an ISO 4217 code"),
-        )?;
+        let currency =
+            Currency::from_code(&t.currency_code.to_ascii_uppercase()).ok_or_else(|| {
+                Error::invalid(format!("{field}.currency_code"), "not an ISO 4217 code")
+            })?;
         let amount: Decimal = t
             .amount
             .parse()
