@@ -496,3 +496,59 @@ async fn exceptions_list_by_amount_at_risk_largest_first() {
     assert!(amounts.len() >= 3, "{amounts:?}");
     assert_eq!(&amounts[..3], ["50.00", "10.00", "1.00"]);
 }
+
+#[test]
+fn a_bad_configuration_file_stops_start_up_naming_file_line_and_key() {
+    let path = std::env::temp_dir().join(format!("tally-handoffs-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[accounts]\ncash = \"1000\"\n[handoffs.order-to-fulfillment]\nmax_lag = \"soon\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("serve")
+        .env("TALLY_CONFIG", &path)
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:4: handoffs.order-to-fulfillment.max_lag",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_configuration_file_sets_every_merchants_defaults() {
+    let app = TestApp::start().await;
+    let defaults = tally::domain::handoff::settings::parse(
+        "tally.toml",
+        "[tolerance]\nKWD = \"0.005\"\n[handoffs.invoice-to-payment]\nmax_lag = \"2h\"\nowner = \"ar-team\"\n",
+    )
+    .unwrap();
+    tally::app::App::new(tally::storage::Store::connect(&app.db.url, 2).unwrap())
+        .install_handoff_defaults(&defaults, true)
+        .await
+        .unwrap();
+    let c = handoffs(&app)
+        .get_handoff_contract(pb::GetHandoffContractRequest {
+            name: "merchants/initech/handoffContracts/invoice-to-payment".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .handoff_contract
+        .unwrap();
+    assert_eq!(c.owner, "ar-team");
+    assert_eq!(c.max_lag.unwrap().seconds, 7200);
+    assert_eq!(
+        c.tolerances,
+        vec![pb::CurrencyTolerance {
+            currency_code: "KWD".into(),
+            amount: "0.005".into()
+        }]
+    );
+}
