@@ -11,6 +11,7 @@ use super::App;
 use crate::domain::handoff::expect::open_handoffs;
 use crate::domain::handoff::{ContractSettings, Defaults};
 use crate::domain::matching::ExceptionType;
+use crate::domain::policy::MatchPolicy;
 use crate::domain::record::Handoff;
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
@@ -94,6 +95,14 @@ impl App {
     }
 }
 
+/// The matching policy of a merchant's contracts.
+pub(crate) fn match_policy(contracts: &BTreeMap<Handoff, StoredContract>) -> MatchPolicy {
+    contracts
+        .get(&Handoff::InvoiceToPayment)
+        .map(|c| crate::domain::handoff::match_policy(&c.contract))
+        .unwrap_or_default()
+}
+
 /// The id of the LATE_HANDOFF exception of one order's handoff.
 fn late_id(merchant: &str, order_id: &str, handoff: &str) -> uuid::Uuid {
     super::reconcile::exception_id(merchant, &["late_handoff", order_id, handoff])
@@ -108,11 +117,11 @@ pub(crate) async fn track(
     merchant: &str,
     orders: &[String],
     by_order: &BTreeMap<String, Vec<StoredRecord>>,
+    contracts: &BTreeMap<Handoff, StoredContract>,
 ) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
-    let contracts = contracts::load(conn, merchant, false).await?;
     let mut open = vec![];
     for (order_id, records) in by_order {
         let kinds = records.iter().map(|r| r.record.kind()).collect();

@@ -4,12 +4,13 @@
 
 use uuid::Uuid;
 
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_subject};
+use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate_with, record_subject};
+use crate::domain::policy::MatchPolicy;
 use crate::domain::record::Record;
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};
 use crate::error::Result;
 use crate::storage::record_log::AcceptedRow;
-use crate::storage::{Conn, exceptions, record_log, transactions};
+use crate::storage::{Conn, contracts, exceptions, record_log, transactions};
 
 /// Names exception ids: the same detection always gets the same id.
 const EXCEPTION_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0a3e_7d1b_4f3c_9a57_2e8d_b0c4_1a99);
@@ -97,11 +98,12 @@ pub(crate) fn conflict(
 /// state and reasons of the same evaluation (an unresolved conflict holds the
 /// order in EXCEPTION whatever the rules say).
 pub(crate) fn assess(
+    policy: &MatchPolicy,
     order_id: &str,
     records: &[StoredRecord],
     conflicted: bool,
 ) -> (Transaction, Vec<Finding>) {
-    let mut eval = evaluate(order_id, records);
+    let mut eval = evaluate_with(policy, order_id, records);
     if conflicted {
         eval.transaction.state = ReconciliationState::Exception;
         eval.transaction
@@ -119,11 +121,16 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
     }
     let by_order = record_log::load_records(conn, merchant, orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
+    // The merchant's contracts as they stand now: their tolerance and lag
+    // judge this evaluation, their max lags set the new deadlines.
+    let contracts = contracts::load(conn, merchant, false).await?;
+    let policy = super::handoffs::match_policy(&contracts);
 
     let mut found = vec![];
     let mut merged = Vec::with_capacity(by_order.len());
     for (order_id, records) in &by_order {
-        let (transaction, findings) = assess(order_id, records, conflicted.contains(order_id));
+        let (transaction, findings) =
+            assess(&policy, order_id, records, conflicted.contains(order_id));
         found.extend(
             findings
                 .iter()
@@ -142,5 +149,5 @@ pub(crate) async fn reconcile(conn: &mut Conn, merchant: &str, orders: &[String]
     exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
     transactions::upsert(conn, merchant, &merged).await?;
     // The deadlines of the orders' open handoffs, and late ones now met.
-    super::handoffs::track(conn, merchant, orders, &by_order).await
+    super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await
 }

@@ -552,3 +552,60 @@ async fn the_configuration_file_sets_every_merchants_defaults() {
         }]
     );
 }
+
+#[tokio::test]
+async fn the_contracts_tolerance_judges_amounts_from_then_on() {
+    let app = TestApp::start().await;
+    let mismatches = |order: &'static str| {
+        let app = &app;
+        async move {
+            app.exceptions(pb::ListExceptionsRequest {
+                parent: "merchants/acme".into(),
+                r#type: pb::ExceptionType::AmountMismatch as i32,
+                transaction: format!("merchants/acme/transactions/{order}"),
+                state: pb::ExceptionState::Open as i32,
+                ..Default::default()
+            })
+            .await
+            .exceptions
+            .len()
+        }
+    };
+    // 30 cents short: a mismatch under the default one-cent tolerance.
+    app.submit(vec![order("5501", "100.00"), charge("5501", "99.70")])
+        .await
+        .unwrap();
+    assert_eq!(mismatches("5501").await, 1);
+    handoffs(&app)
+        .update_handoff_contract(pb::UpdateHandoffContractRequest {
+            handoff_contract: Some(pb::HandoffContract {
+                name: "merchants/acme/handoffContracts/invoice-to-payment".into(),
+                tolerances: vec![pb::CurrencyTolerance {
+                    currency_code: "USD".into(),
+                    amount: "0.50".into(),
+                }],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["tolerances".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    // Within the merchant's tolerance now: a new order is clean ...
+    app.submit(vec![
+        order("5502", "100.00"),
+        charge("5502", "99.70"),
+        invoice("5502", "100.00"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(mismatches("5502").await, 0);
+    assert_eq!(
+        app.transaction("5502").await.unwrap().state(),
+        pb::ReconciliationState::Matched
+    );
+    // ... and the old one clears when its order is next re-matched.
+    app.submit(vec![invoice("5501", "100.00")]).await.unwrap();
+    assert_eq!(mismatches("5501").await, 0);
+}

@@ -208,6 +208,20 @@ impl Contract {
     }
 }
 
+/// What matching is told by a merchant's contracts. Matching compares the
+/// storefront, the ERP invoice and the processor, so the invoice-to-payment
+/// contract's tolerance and lag govern it: its tolerance is the amount
+/// tolerance, its max lag how long a refund seen only at the processor may
+/// take to reach the storefront or the ERP (both default to what
+/// `MatchPolicy::default()` says: one minor unit and a day).
+pub fn match_policy(invoice_to_payment: &Contract) -> crate::domain::policy::MatchPolicy {
+    debug_assert_eq!(invoice_to_payment.handoff, Handoff::InvoiceToPayment);
+    crate::domain::policy::MatchPolicy {
+        tolerance: invoice_to_payment.tolerance.clone(),
+        refund_propagation: invoice_to_payment.max_lag,
+    }
+}
+
 /// The contracts every merchant starts with: built-in, then the
 /// configuration file's settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -237,6 +251,14 @@ mod tests {
             assert!(!c.owner.is_empty() && !c.required_fields.is_empty());
         }
         assert_eq!(parse_contract_id("order_to_fulfillment"), None);
+    }
+
+    #[test]
+    fn the_builtin_contract_gives_the_default_match_policy() {
+        assert_eq!(
+            match_policy(&builtin(Handoff::InvoiceToPayment)),
+            crate::domain::policy::MatchPolicy::default()
+        );
     }
 
     #[test]
