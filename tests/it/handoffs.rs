@@ -494,6 +494,15 @@ async fn exceptions_list_by_amount_at_risk_largest_first() {
         token = page.next_page_token;
     }
     assert!(amounts.len() >= 3, "{amounts:?}");
+    // A type no rule raises yet filters everything out, not nothing.
+    let none = app
+        .exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/acme".into(),
+            r#type: pb::ExceptionType::FeeUnallocated as i32,
+            ..Default::default()
+        })
+        .await;
+    assert!(none.exceptions.is_empty());
     assert_eq!(&amounts[..3], ["50.00", "10.00", "1.00"]);
 }
 
