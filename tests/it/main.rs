@@ -4,6 +4,7 @@ mod alerts;
 mod binary;
 mod checks;
 mod common;
+mod contracts;
 mod fixtures;
 mod garbage;
 mod handoffs;
