@@ -82,6 +82,14 @@ pub enum Error {
         #[source]
         source: Cause,
     },
+    /// A request the resource's state does not allow (resolving an
+    /// exception twice, acknowledging a resolved one).
+    #[error("{what}")]
+    InvalidState { what: String },
+    /// The caller's etag is not the resource's current one: someone else
+    /// changed it since the caller read it (AIP-154).
+    #[error("{what} changed since it was read (etag {sent} is not current)")]
+    StaleEtag { what: String, sent: String },
     /// The process is misconfigured (an environment variable, a path).
     #[error("configuration: {0}")]
     Configuration(String),

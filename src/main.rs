@@ -7,6 +7,7 @@ use clap::Parser;
 
 use tally::cli::{Cli, Command};
 use tally::config::Config;
+use tally::domain::handoff::Defaults;
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
 use tally::storage::{Store, run_migrations};
 
@@ -29,6 +30,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The file is checked before anything starts: a mistake names its
+    // file, line and key.
+    let handoffs = match handoff_defaults(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tally: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,7 +55,7 @@ fn main() -> ExitCode {
         let _in_runtime = runtime.enter();
         tally::telemetry::init(config.log_format, |k| std::env::var(k).ok())
     };
-    let code = match runtime.block_on(run(&cli.command, &config)) {
+    let code = match runtime.block_on(run(&cli.command, &config, &handoffs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "exiting");
@@ -58,9 +68,9 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
+async fn run(command: &Command, config: &Config, handoffs: &Defaults) -> Result<(), AnyError> {
     if let Some(url) = &config.database_url {
-        return run_on(command, config, url).await;
+        return run_on(command, config, handoffs, url).await;
     }
     tracing::info!(data_dir = %config.embedded.tally_dir.display(),
         "DATABASE_URL is not set: starting an embedded PostgreSQL");
@@ -70,7 +80,7 @@ async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
     // its own supervisor restarts it.
     let mut supervised = Supervised::start(pg, RestartPolicy::default());
     let result = tokio::select! {
-        result = run_on(command, config, &url) => result,
+        result = run_on(command, config, handoffs, &url) => result,
         e = supervised.failed() => return Err(e.into()),
     };
     if let Err(e) = supervised.stop().await {
@@ -79,7 +89,12 @@ async fn run(command: &Command, config: &Config) -> Result<(), AnyError> {
     result
 }
 
-async fn run_on(command: &Command, config: &Config, database_url: &str) -> Result<(), AnyError> {
+async fn run_on(
+    command: &Command,
+    config: &Config,
+    handoffs: &Defaults,
+    database_url: &str,
+) -> Result<(), AnyError> {
     let applied = run_migrations(database_url).await?;
     for m in &applied {
         tracing::info!(migration = %m, "applied");
@@ -89,19 +104,34 @@ async fn run_on(command: &Command, config: &Config, database_url: &str) -> Resul
             println!("{} migration(s) applied", applied.len());
             Ok(())
         }
-        Command::Serve(_) => serve(config, database_url).await,
+        Command::Serve(_) => serve(config, handoffs, database_url).await,
     }
 }
 
-async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
+/// The handoff contract defaults of the configuration file, if any.
+fn handoff_defaults(config: &Config) -> Result<Defaults, String> {
+    let Some(file) = &config.config_file else {
+        return Ok(Defaults::default());
+    };
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+    tally::domain::handoff::settings::parse(&name, &text).map_err(|e| e.to_string())
+}
+
+async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Result<(), AnyError> {
     if let Some(file) = &config.config_file {
-        tracing::info!(file = %file.display(), "configuration file (read by later features)");
+        tracing::info!(file = %file.display(), "configuration file");
     }
     let store = Store::connect(database_url, config.pool_size)?;
     if let Some(addr) = config.metrics_addr {
         let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
         tracing::info!(addr = %bound, "serving metrics at /metrics");
     }
+    // Every merchant's contract defaults, from this file (replacing those of
+    // an earlier start).
+    tally::app::App::new(store.clone())
+        .install_handoff_defaults(handoffs, true)
+        .await?;
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
     // Long-lived streams would hold a graceful drain open forever: after a

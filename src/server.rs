@@ -14,6 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::exceptions::ExceptionApi;
+use crate::api::handoffs::HandoffApi;
 use crate::api::ingest::IngestApi;
 use crate::api::limits::{MAX_MESSAGE_BYTES, MessageLimit};
 use crate::api::transactions::TransactionApi;
@@ -21,6 +22,7 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
+use crate::proto::tally::v1::handoff_service_server::HandoffServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
@@ -31,12 +33,20 @@ use crate::telemetry::propagation::RpcLayer;
 /// pods unready but does not restart them all.
 pub const LIVENESS_SERVICE: &str = "tally.liveness";
 
+/// How often late handoffs are looked for: LATE_HANDOFF is raised within
+/// about this long after its deadline.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the alert outbox is looked at.
+const ALERT_EVERY: Duration = Duration::from_millis(250);
+
 /// Every service health reports on; "" is the server as a whole.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     "tally.v1.IngestService",
     "tally.v1.TransactionService",
     "tally.v1.ExceptionService",
+    "tally.v1.HandoffService",
 ];
 
 /// Health follows the database: SERVING only while it answers.
@@ -83,6 +93,17 @@ pub async fn serve(
         .await;
     let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
     let app = App::new(store);
+    // Built-in contract defaults where none were installed (a start with a
+    // configuration file installs its own first); best effort: the
+    // database may still be on its way.
+    if let Err(e) = app
+        .install_handoff_defaults(&crate::domain::handoff::Defaults::default(), false)
+        .await
+    {
+        tracing::warn!(error = %e, "could not install the handoff contract defaults");
+    }
+    let sweeper = tokio::spawn(app.clone().run_sweeper(SWEEP_EVERY));
+    let alerts = tokio::spawn(app.clone().run_alerts(ALERT_EVERY));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -122,13 +143,19 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .add_service(MessageLimit::new(
-            ExceptionServiceServer::new(ExceptionApi::new(app))
+            ExceptionServiceServer::new(ExceptionApi::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ))
+        .add_service(MessageLimit::new(
+            HandoffServiceServer::new(HandoffApi::new(app))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")));
     watcher.abort();
+    sweeper.abort();
+    alerts.abort();
     result
 }
 

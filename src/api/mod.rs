@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod exceptions;
+pub mod handoffs;
 pub mod ingest;
 pub mod limits;
 pub mod names;

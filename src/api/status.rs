@@ -84,6 +84,10 @@ impl From<Error> for Status {
                     "CONSTRAINT_VIOLATED",
                 )
             }
+            Error::InvalidState { ref what } => {
+                status(Code::FailedPrecondition, what.clone(), "INVALID_STATE")
+            }
+            Error::StaleEtag { .. } => status(Code::Aborted, e.to_string(), "STALE_ETAG"),
             Error::ConcurrentUpdate { ref source } => {
                 tracing::info!(error = %source, "lost a race with a concurrent update");
                 status(

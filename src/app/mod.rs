@@ -4,6 +4,9 @@
 //! batching), reconcile (re-merge, re-match, exceptions, state) and the
 //! queries. Later the payout worker's jobs live here too.
 
+pub mod alerts;
+pub mod exceptions;
+pub mod handoffs;
 pub mod ingest;
 pub mod queries;
 pub mod reconcile;

@@ -108,11 +108,20 @@ async fn shown(
     let orders: Vec<String> = rows.iter().map(|r| r.order_id.clone()).collect();
     let mut records = record_log::load_records(conn, merchant, &orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, &orders).await?;
+    // Judged by the merchant's contracts as they stand, as writes are.
+    let contracts = crate::storage::contracts::load(conn, merchant, false).await?;
+    let policy = super::handoffs::match_policy(&contracts);
     let mut shown: Vec<Transaction> = rows
         .into_iter()
         .map(|row| {
             let own = records.remove(&row.order_id).unwrap_or_default();
-            assess(&row.order_id, &own, conflicted.contains(&row.order_id)).0
+            assess(
+                &policy,
+                &row.order_id,
+                &own,
+                conflicted.contains(&row.order_id),
+            )
+            .0
         })
         .collect();
     with_histories(conn, merchant, &mut shown).await?;

@@ -4,12 +4,13 @@
 
 use uuid::Uuid;
 
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate, record_subject};
+use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate_with, record_subject};
+use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Record, RecordKey};
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};
 use crate::error::Result;
 use crate::storage::record_log::AcceptedRow;
-use crate::storage::{Conn, exceptions, record_log, transactions};
+use crate::storage::{Conn, contracts, exceptions, record_log, transactions};
 use crate::telemetry;
 
 /// Names exception ids: the same detection always gets the same id.
@@ -98,11 +99,12 @@ pub(crate) fn conflict(
 /// state and reasons of the same evaluation (an unresolved conflict holds the
 /// order in EXCEPTION whatever the rules say).
 pub(crate) fn assess(
+    policy: &MatchPolicy,
     order_id: &str,
     records: &[StoredRecord],
     conflicted: bool,
 ) -> (Transaction, Vec<Finding>) {
-    let mut eval = evaluate(order_id, records);
+    let mut eval = evaluate_with(policy, order_id, records);
     if conflicted {
         eval.transaction.state = ReconciliationState::Exception;
         eval.transaction
@@ -131,6 +133,10 @@ pub(crate) async fn reconcile(
     }
     let by_order = record_log::load_records(conn, merchant, orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
+    // The merchant's contracts as they stand now: their tolerance and lag
+    // judge this evaluation, their max lags set the new deadlines.
+    let contracts = contracts::load(conn, merchant, false).await?;
+    let policy = super::handoffs::match_policy(&contracts);
 
     let mut found = vec![];
     let mut merged = Vec::with_capacity(by_order.len());
@@ -141,7 +147,8 @@ pub(crate) async fn reconcile(
                 tally.order_id = %order_id, tally.records = records.len(),
                 tally.state = tracing::field::Empty, tally.findings = tracing::field::Empty)
         });
-        let (transaction, findings) = assess(order_id, records, conflicted.contains(order_id));
+        let (transaction, findings) =
+            assess(&policy, order_id, records, conflicted.contains(order_id));
         if let Some(span) = span {
             span.record("tally.state", transaction.state.as_str());
             span.record("tally.findings", findings.len());
@@ -168,5 +175,7 @@ pub(crate) async fn reconcile(
     let metrics = telemetry::metrics::global();
     metrics.exceptions_opened(&opened);
     metrics.exceptions_resolved(&resolved);
-    transactions::upsert(conn, merchant, &merged).await
+    transactions::upsert(conn, merchant, &merged).await?;
+    // The deadlines of the orders' open handoffs, and late ones now met.
+    super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await
 }

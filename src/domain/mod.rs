@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod cash_application;
 pub mod currency;
 pub mod facts;
+pub mod handoff;
 pub mod journal;
 pub mod ledger;
 pub mod matching;

@@ -5,13 +5,18 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::listing::{Cursor, Listing, Page, Param, TimeWindow, in_index_order, page};
 use super::statement::{Bind, statement};
+use crate::domain::currency::Currency;
 use crate::domain::matching::ExceptionType;
+use crate::domain::money::Money;
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 
@@ -226,10 +231,23 @@ pub struct ExceptionRow {
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub resolve_time: Option<DateTime<Utc>>,
+    /// Who works it, by when, its etag, how it ended, the money in doubt.
+    pub work: Workflow,
+}
+
+/// An exception's workflow columns (see migration 000005).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workflow {
+    pub owner: Option<String>,
+    pub due_time: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
+    pub at_risk: Option<Money>,
 }
 
 #[derive(QueryableByName)]
-struct ExRow {
+pub(crate) struct ExRow {
     #[diesel(sql_type = SqlUuid)]
     exception_id: Uuid,
     #[diesel(sql_type = Nullable<Text>)]
@@ -252,10 +270,24 @@ struct ExRow {
     update_time: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     resolve_time: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    owner: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    due_time: Option<DateTime<Utc>>,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    resolved_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    resolution_note: Option<String>,
+    #[diesel(sql_type = Nullable<Numeric>)]
+    at_risk_amount: Option<Decimal>,
+    #[diesel(sql_type = Nullable<Text>)]
+    at_risk_currency: Option<String>,
 }
 
 impl ExRow {
-    fn into_row(self) -> Result<ExceptionRow> {
+    pub(crate) fn into_row(self) -> Result<ExceptionRow> {
         Ok(ExceptionRow {
             exception_id: self.exception_id,
             order_id: self.order_id,
@@ -274,12 +306,26 @@ impl ExRow {
             create_time: self.create_time,
             update_time: self.update_time,
             resolve_time: self.resolve_time,
+            work: Workflow {
+                owner: self.owner,
+                due_time: self.due_time,
+                version: self.version,
+                resolved_by: self.resolved_by,
+                resolution_note: self.resolution_note,
+                at_risk: match (self.at_risk_amount, self.at_risk_currency.as_deref()) {
+                    (Some(amount), Some(code)) => {
+                        Currency::from_code(code).map(|currency| Money { amount, currency })
+                    }
+                    _ => None,
+                },
+            },
         })
     }
 }
 
-const EXCEPTION_COLUMNS: &str = "exception_id, order_id, type, handoff, state, rule, summary, details, \
-                                 create_time, update_time, resolve_time";
+pub(crate) const EXCEPTION_COLUMNS: &str = "exception_id, order_id, type, handoff, state, rule, summary, details, \
+                                 create_time, update_time, resolve_time, owner, due_time, version, \
+                                 resolved_by, resolution_note, at_risk_amount, at_risk_currency";
 
 #[derive(Debug, Clone, Default)]
 pub struct ExceptionFilter {
@@ -287,6 +333,10 @@ pub struct ExceptionFilter {
     pub handoff: Option<Handoff>,
     pub state: Option<ExceptionState>,
     pub window: TimeWindow,
+    pub owner: Option<String>,
+    pub order_id: Option<String>,
+    /// Largest amount at risk first (none last), instead of newest first.
+    pub by_risk: bool,
 }
 
 /// The unresolved exceptions of one order, oldest first. Found by the order
@@ -302,6 +352,10 @@ pub fn unresolved_sql() -> String {
          ORDER BY create_time, exception_id"
     )
 }
+
+/// The sort key of the amount-at-risk order: exceptions without a figure
+/// sort last (-1 is below every absolute difference).
+const RISK_KEY: &str = "coalesce(at_risk_amount, -1)";
 
 /// The exceptions of one order that are not resolved, oldest first.
 pub async fn unresolved(
@@ -331,26 +385,55 @@ fn list_query(filter: &ExceptionFilter, after: Option<&Cursor>, merchant: &str) 
     if let Some(st) = filter.state {
         q.and("state =", Param::Text(st.as_str().into()));
     }
+    if let Some(o) = &filter.owner {
+        q.and("owner =", Param::Text(o.clone()));
+    }
+    if let Some(o) = &filter.order_id {
+        q.and("order_id =", Param::Text(o.clone()));
+    }
     q.window("create_time", &filter.window);
+    let malformed = || Error::invalid("page_token", "malformed page token");
     if let Some(c) = after {
-        let id = Uuid::parse_str(&c.id)
-            .map_err(|_| Error::invalid("page_token", "malformed page token"))?;
-        q.after("create_time, exception_id", c.time, Param::Uuid(id));
+        if filter.by_risk {
+            // The id holds "amount|uuid"; both are checked before binding.
+            let (amount, id) = c.id.split_once('|').ok_or_else(malformed)?;
+            amount.parse::<Decimal>().map_err(|_| malformed())?;
+            Uuid::parse_str(id).map_err(|_| malformed())?;
+            q.and_with(
+                &format!(
+                    "({RISK_KEY}, exception_id) < (split_part({{}}, '|', 1)::numeric, \
+                     split_part({{}}, '|', 2)::uuid)"
+                ),
+                Param::Text(c.id.clone()),
+            );
+        } else {
+            let id = Uuid::parse_str(&c.id).map_err(|_| malformed())?;
+            q.after("create_time, exception_id", c.time, Param::Uuid(id));
+        }
     }
     Ok(q)
 }
 
 const LIST_ORDER: &str = "create_time DESC, exception_id DESC";
 
+/// Newest first, or largest amount at risk first.
+fn list_order(filter: &ExceptionFilter) -> String {
+    if filter.by_risk {
+        format!("{RISK_KEY} DESC, exception_id DESC")
+    } else {
+        LIST_ORDER.to_string()
+    }
+}
+
 /// The text [`list`] runs for this filter (for plan tests): `$1` the
 /// merchant, then type, handoff, state, the window's ends and the cursor,
 /// each when given.
 pub fn list_sql(filter: &ExceptionFilter, after: Option<&Cursor>, limit: usize) -> Result<String> {
-    Ok(list_query(filter, after, "")?.page_sql(LIST_ORDER, limit))
+    Ok(list_query(filter, after, "")?.page_sql(&list_order(filter), limit))
 }
 
-/// One page, newest first. Call it inside a transaction: it follows the
-/// index whatever the statistics ([`super::INDEX_ORDER`]).
+/// One page. Call it inside a transaction: it follows the index whatever
+/// the statistics ([`super::INDEX_ORDER`]).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -360,10 +443,15 @@ pub async fn list(
 ) -> Result<Page<ExceptionRow>> {
     let q = list_query(filter, after, merchant)?;
     in_index_order(conn).await?;
-    let rows: Vec<ExRow> = q.page(LIST_ORDER, limit).load(conn).await?;
+    let rows: Vec<ExRow> = q.page(&list_order(filter), limit).load(conn).await?;
     let (rows, next) = page(rows, limit, |r| Cursor {
         time: r.create_time,
-        id: r.exception_id.to_string(),
+        id: if filter.by_risk {
+            let amount = r.at_risk_amount.unwrap_or(Decimal::NEGATIVE_ONE);
+            format!("{amount}|{}", r.exception_id)
+        } else {
+            r.exception_id.to_string()
+        },
     });
     Ok(Page {
         items: rows

@@ -80,6 +80,13 @@ impl Listing {
         self.sql.push_str(&format!(" AND {condition} {p}"));
     }
 
+    /// A condition in which `{}` stands for the bound value.
+    pub(crate) fn and_with(&mut self, template: &str, b: Param) {
+        let p = self.placeholder(b);
+        self.sql
+            .push_str(&format!(" AND {}", template.replace("{}", &p)));
+    }
+
     /// Rows of `column` inside the window.
     pub(crate) fn window(&mut self, column: &str, w: &TimeWindow) {
         if let Some(t) = w.start {

@@ -3,7 +3,11 @@
 //! in `app` open transactions (`Store::conn` + `AsyncConnection::transaction`)
 //! and call these statements, one module per table or concern.
 
+pub mod alerts;
+pub mod contracts;
+pub mod exception_events;
 pub mod exceptions;
+pub mod expectations;
 pub mod links;
 mod listing;
 pub mod locks;

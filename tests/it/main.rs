@@ -1,12 +1,15 @@
 //! Integration tests: one binary (one link step), a module per concern.
 
+mod alerts;
 mod binary;
 mod checks;
 mod common;
+mod contracts;
 mod db_gone;
 mod fixtures;
 mod fuzz;
 mod garbage;
+mod handoffs;
 mod health;
 mod hostile;
 mod idempotency;

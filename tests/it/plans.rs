@@ -292,6 +292,7 @@ async fn pages_follow_their_index_without_statistics() {
         handoff: Some(Handoff::InvoiceToPayment),
         state: Some(ExceptionState::Open),
         window: TimeWindow::default(),
+        ..ExceptionFilter::default()
     };
     let sql = exceptions::list_sql(&filter, Some(&cursor), 50).unwrap();
     let args = [

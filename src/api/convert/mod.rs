@@ -2,6 +2,7 @@
 //! messages here.
 
 mod enums;
+pub mod handoffs;
 mod records;
 
 pub use enums::known;
@@ -191,5 +192,12 @@ pub fn exception(merchant: &str, e: &ExceptionRow) -> pb::Exception {
         create_time: Some(timestamp(e.create_time)),
         update_time: Some(timestamp(e.update_time)),
         resolve_time: e.resolve_time.map(timestamp),
+        owner: e.work.owner.clone().unwrap_or_default(),
+        due_time: e.work.due_time.map(timestamp),
+        amount_at_risk: opt_money(&e.work.at_risk),
+        etag: crate::app::exceptions::etag(e.work.version),
+        resolved_by: e.work.resolved_by.clone().unwrap_or_default(),
+        resolution_note: e.work.resolution_note.clone().unwrap_or_default(),
+        history: vec![],
     }
 }

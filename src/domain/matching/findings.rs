@@ -47,9 +47,13 @@ impl ExceptionType {
 
     /// Types the matcher re-derives on every merge, and so may clear by
     /// itself when later records settle the question. A conflict needs a
-    /// person.
+    /// person; a late handoff is raised by the deadline sweeper and cleared
+    /// when its record arrives (`app::handoffs`), not by the matcher.
     pub fn is_derived(self) -> bool {
-        !matches!(self, ExceptionType::RecordConflict)
+        !matches!(
+            self,
+            ExceptionType::RecordConflict | ExceptionType::LateHandoff
+        )
     }
 }
 

@@ -1,0 +1,183 @@
+//! Alerts: when an exception opens, its owner's webhook gets one
+//! Slack-compatible JSON message. The exceptions trigger writes the outbox
+//! row (one per exception, ever); this loop claims due rows with SKIP
+//! LOCKED, POSTs them outside any request, and records each attempt:
+//! delivered, or retried with exponential back-off. A row stays until
+//! delivered, so a restart loses nothing, and the row lock held across the
+//! POST means two loops never send one alert twice.
+
+use std::time::Duration;
+
+use diesel_async::AsyncConnection;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+use super::App;
+use crate::domain::currency::Currency;
+use crate::domain::handoff::contract_id;
+use crate::domain::money::format_amount;
+use crate::domain::record::Handoff;
+use crate::error::{Error, Result};
+use crate::storage::alerts::{self, Due};
+
+/// Alerts sent per merchant per transaction.
+const BATCH: i64 = 20;
+/// How long one POST may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-off: 0.5 s, 1 s, 2 s, ... up to five minutes.
+const FIRST_RETRY_MS: i64 = 500;
+const LAST_RETRY_MS: i64 = 5 * 60 * 1000;
+
+/// The wait after the `attempts`-th failure.
+pub fn backoff_ms(attempts: i32) -> i64 {
+    let shift = attempts.clamp(0, 20) as u32;
+    FIRST_RETRY_MS
+        .saturating_mul(1_i64 << shift)
+        .min(LAST_RETRY_MS)
+}
+
+/// The message: `text` for people, fields for machines and Slack.
+pub fn message(merchant: &str, d: &Due) -> serde_json::Value {
+    let name = format!("merchants/{merchant}/exceptions/{}", d.exception_id);
+    let handoff = Handoff::parse(&d.handoff).map(contract_id).unwrap_or("?");
+    let order = d.order_id.clone().unwrap_or_default();
+    // "100.00 USD": the amount at its currency's scale.
+    let at_risk = match (d.at_risk_amount, d.at_risk_currency.as_deref()) {
+        (Some(a), Some(code)) => match Currency::from_code(code) {
+            Some(c) => format!("{} {code}", format_amount(a, c)),
+            None => format!("{a} {code}"),
+        },
+        _ => "no amount".to_string(),
+    };
+    let fetch = format!(
+        "grpcurl -plaintext -d '{{\"name\":\"{name}\"}}' {} tally.v1.ExceptionService/GetException",
+        crate::config::DEFAULT_GRPC_ADDR
+    );
+    let field = |title: &str, value: &str| serde_json::json!({"title": title, "value": value, "short": title != "fetch"});
+    serde_json::json!({
+        "text": format!(
+            "{} on order {order} ({handoff}), {at_risk} at risk: {}",
+            d.r#type.to_uppercase(),
+            d.summary
+        ),
+        "attachments": [{
+            "fallback": d.summary,
+            "fields": [
+                field("exception", &name),
+                field("type", &d.r#type.to_uppercase()),
+                field("order", &order),
+                field("handoff", handoff),
+                field("amount at risk", &at_risk),
+                field("owner", d.owner.as_deref().unwrap_or_default()),
+                field("fetch", &fetch),
+            ],
+        }],
+    })
+}
+
+/// POSTs `body` to an http:// URI; Ok only for a 2xx reply.
+pub async fn post(uri: &str, body: &serde_json::Value) -> std::result::Result<(), String> {
+    let uri: hyper::Uri = uri.parse().map_err(|e| format!("bad URI: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// webhooks can be delivered by this build".into());
+    }
+    let host = uri.host().ok_or("URI without a host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let attempt = async move {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or(&host)
+            .to_string();
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| e.to_string())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = resp.status();
+        // Read the reply so the connection ends cleanly.
+        let _ = resp.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {status}"))
+        }
+    };
+    tokio::time::timeout(POST_TIMEOUT, attempt)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+impl App {
+    /// Sends every due alert once; returns how many were delivered.
+    pub async fn deliver_alerts(&self) -> Result<usize> {
+        let mut conn = self.store().conn().await?;
+        let merchants = alerts::merchants_due(&mut conn).await?;
+        let mut delivered = 0;
+        for merchant in merchants {
+            delivered += conn
+                .transaction(async |conn| {
+                    let due = alerts::claim(conn, &merchant, BATCH).await?;
+                    let mut ok = 0;
+                    for d in &due {
+                        let result = post(&d.webhook_uri, &message(&merchant, d)).await;
+                        match &result {
+                            Ok(()) => ok += 1,
+                            Err(e) => tracing::warn!(
+                                exception = %d.exception_id, attempts = d.attempts + 1,
+                                error = %e, "alert not delivered; will retry"),
+                        }
+                        let error = result.err();
+                        let wait = backoff_ms(d.attempts);
+                        alerts::record(conn, &merchant, d.exception_id, error.as_deref(), wait)
+                            .await?;
+                    }
+                    Ok::<_, Error>(ok)
+                })
+                .await?;
+        }
+        Ok(delivered)
+    }
+
+    /// Delivers alerts every `every` until dropped.
+    pub async fn run_alerts(self, every: Duration) {
+        loop {
+            if let Err(e) = self.deliver_alerts().await {
+                tracing::warn!(error = %e, "alert delivery failed; retrying");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff_ms(0), 500);
+        assert_eq!(backoff_ms(1), 1000);
+        assert_eq!(backoff_ms(3), 4000);
+        assert_eq!(backoff_ms(30), LAST_RETRY_MS);
+        assert_eq!(backoff_ms(-1), 500);
+    }
+}

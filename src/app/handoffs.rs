@@ -1,0 +1,230 @@
+//! Handoff contracts: reading a merchant's five, changing one (etag
+//! checked), installing the configuration file's defaults; and late
+//! handoffs: the deadlines the write path sets and the sweeper that raises
+//! LATE_HANDOFF when one passes.
+
+use diesel_async::AsyncConnection;
+
+use std::collections::BTreeMap;
+
+use super::App;
+use crate::domain::handoff::expect::open_handoffs;
+use crate::domain::handoff::{ContractSettings, Defaults};
+use crate::domain::matching::ExceptionType;
+use crate::domain::policy::MatchPolicy;
+use crate::domain::record::Handoff;
+use crate::domain::transaction::StoredRecord;
+use crate::error::{Error, Result};
+use crate::storage::contracts::{self, StoredContract};
+use crate::storage::{Conn, exceptions, expectations};
+
+/// The fields of a contract a merchant may set; `None` leaves one as it is.
+pub type ContractChange = ContractSettings;
+
+impl App {
+    /// Writes the configuration's contract defaults (all five, complete),
+    /// replacing earlier ones; `replace` false only fills what is missing.
+    pub async fn install_handoff_defaults(&self, d: &Defaults, replace: bool) -> Result<()> {
+        let mut conn = self.store().conn().await?;
+        let all: Vec<_> = Handoff::ALL.into_iter().map(|h| d.contract(h)).collect();
+        contracts::write_defaults(&mut conn, &all, replace).await
+    }
+
+    pub async fn list_handoff_contracts(&self, merchant: &str) -> Result<Vec<StoredContract>> {
+        let mut conn = self.store().conn().await?;
+        Ok(contracts::load(&mut conn, merchant, false)
+            .await?
+            .into_values()
+            .collect())
+    }
+
+    pub async fn get_handoff_contract(
+        &self,
+        merchant: &str,
+        handoff: Handoff,
+    ) -> Result<StoredContract> {
+        let mut conn = self.store().conn().await?;
+        let mut all = contracts::load(&mut conn, merchant, false).await?;
+        all.remove(&handoff)
+            .ok_or_else(|| Error::Internal("a handoff without a contract".into()))
+    }
+
+    /// Applies `change` to the merchant's own settings of one contract.
+    /// With `etag`, fails with `StaleEtag` unless it is the current one.
+    pub async fn update_handoff_contract(
+        &self,
+        merchant: &str,
+        handoff: Handoff,
+        change: &ContractChange,
+        etag: Option<i64>,
+    ) -> Result<StoredContract> {
+        let mut conn = self.store().conn().await?;
+        conn.transaction(async |conn| {
+            let current = contracts::load(conn, merchant, true).await?;
+            let before = &current[&handoff];
+            if let Some(sent) = etag
+                && sent != before.version
+            {
+                return Err(Error::StaleEtag {
+                    what: format!("handoff contract {}", handoff.as_str()),
+                    sent: sent.to_string(),
+                });
+            }
+            let mut own = before.own.clone();
+            if change.max_lag_seconds.is_some() {
+                own.max_lag_seconds = change.max_lag_seconds;
+            }
+            if change.owner.is_some() {
+                own.owner.clone_from(&change.owner);
+            }
+            if change.alert_webhook_uri.is_some() {
+                own.alert_webhook_uri.clone_from(&change.alert_webhook_uri);
+            }
+            if change.tolerances.is_some() {
+                own.tolerances.clone_from(&change.tolerances);
+            }
+            contracts::save(conn, merchant, handoff, &own).await?;
+            let mut after = contracts::load(conn, merchant, false).await?;
+            let saved = after
+                .remove(&handoff)
+                .ok_or_else(|| Error::Internal("a handoff without a contract".into()))?;
+            debug_assert_eq!(saved.version, before.version + 1);
+            Ok::<_, Error>(saved)
+        })
+        .await
+    }
+}
+
+/// The matching policy of a merchant's contracts.
+pub(crate) fn match_policy(contracts: &BTreeMap<Handoff, StoredContract>) -> MatchPolicy {
+    contracts
+        .get(&Handoff::InvoiceToPayment)
+        .map(|c| crate::domain::handoff::match_policy(&c.contract))
+        .unwrap_or_default()
+}
+
+/// The id of the LATE_HANDOFF exception of one order's handoff.
+fn late_id(merchant: &str, order_id: &str, handoff: &str) -> uuid::Uuid {
+    super::reconcile::exception_id(merchant, &["late_handoff", order_id, handoff])
+}
+
+/// Called by reconcile for the orders it re-matched (the caller holds their
+/// locks): writes the deadline of each open handoff (from the contract in
+/// force now), removes those met, and resolves their LATE_HANDOFF
+/// exceptions ("rules": the late record arrived).
+pub(crate) async fn track(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+    by_order: &BTreeMap<String, Vec<StoredRecord>>,
+    contracts: &BTreeMap<Handoff, StoredContract>,
+) -> Result<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let mut open = vec![];
+    for (order_id, records) in by_order {
+        let kinds = records.iter().map(|r| r.record.kind()).collect();
+        for e in open_handoffs(&kinds) {
+            // What is at risk: the newest amount of the step that was sent.
+            let at_risk = records
+                .iter()
+                .filter(|r| r.record.kind() == e.sent_by)
+                .max_by_key(|r| r.record.event_time)
+                .and_then(|r| r.record.headline_amount())
+                .map(|m| serde_json::json!({"amount": m.amount.abs(), "currency": m.currency}));
+            open.push(expectations::Open {
+                order_id: order_id.clone(),
+                handoff: e.handoff.as_str(),
+                expected_kind: e.expected.as_str(),
+                lag_seconds: contracts[&e.handoff].contract.max_lag.num_seconds(),
+                at_risk,
+            });
+        }
+    }
+    expectations::sync(conn, merchant, orders, &open).await?;
+    let keep: Vec<uuid::Uuid> = open
+        .iter()
+        .map(|o| late_id(merchant, &o.order_id, o.handoff))
+        .collect();
+    let resolved = exceptions::resolve_others(
+        conn,
+        merchant,
+        orders,
+        &[ExceptionType::LateHandoff.as_str()],
+        &keep,
+    )
+    .await?;
+    crate::telemetry::metrics::global().exceptions_resolved(&resolved);
+    Ok(())
+}
+
+/// At most this many deadlines are raised per merchant per transaction.
+const SWEEP_BATCH: i64 = 500;
+
+fn late_exception(merchant: &str, d: &expectations::Due) -> Option<exceptions::NewException> {
+    let handoff = Handoff::parse(&d.handoff)?;
+    Some(exceptions::NewException {
+        id: late_id(merchant, &d.order_id, &d.handoff),
+        order_id: Some(d.order_id.clone()),
+        exception_type: ExceptionType::LateHandoff,
+        handoff,
+        rule: "late_handoff".into(),
+        subject: format!("{}/{}", d.order_id, d.handoff),
+        summary: format!(
+            "order {}: no {} arrived by {} (the {} contract's max lag)",
+            d.order_id,
+            d.expected_kind,
+            d.due_time.to_rfc3339(),
+            crate::domain::handoff::contract_id(handoff)
+        ),
+        details: serde_json::json!({
+            "observations": [],
+            "difference": d.at_risk,
+            "expected_kind": d.expected_kind,
+            "due_time": d.due_time,
+        }),
+    })
+}
+
+impl App {
+    /// Raises LATE_HANDOFF for every expectation past its deadline; returns
+    /// how many. Each merchant's batch is one transaction.
+    pub async fn sweep_late_handoffs(&self) -> Result<usize> {
+        let mut conn = self.store().conn().await?;
+        let merchants = expectations::merchants_due(&mut conn).await?;
+        let mut raised = 0;
+        for merchant in merchants {
+            loop {
+                let n = conn
+                    .transaction(async |conn| {
+                        let due = expectations::claim_due(conn, &merchant, SWEEP_BATCH).await?;
+                        let rows: Vec<_> = due
+                            .iter()
+                            .filter_map(|d| late_exception(&merchant, d))
+                            .collect();
+                        exceptions::upsert(conn, &merchant, &rows).await?;
+                        Ok::<_, Error>(due.len())
+                    })
+                    .await?;
+                raised += n;
+                if (n as i64) < SWEEP_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(raised)
+    }
+
+    /// Sweeps every `every` until dropped; errors are logged and retried.
+    pub async fn run_sweeper(self, every: std::time::Duration) {
+        loop {
+            match self.sweep_late_handoffs().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(raised = n, "late handoffs raised"),
+                Err(e) => tracing::warn!(error = %e, "late-handoff sweep failed; retrying"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}

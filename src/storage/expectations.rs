@@ -1,0 +1,117 @@
+//! expectations: the deadline of every open handoff (what should arrive
+//! next for an order, by when), read by the sweeper through the
+//! (merchant_id, due_time) index of unraised ones, never by a scan of
+//! orders.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+
+use super::Conn;
+use super::statement::{Bind, statement};
+use crate::error::Result;
+
+/// An open handoff of an order, as the write path finds it.
+pub struct Open {
+    pub order_id: String,
+    pub handoff: &'static str,
+    pub expected_kind: &'static str,
+    pub lag_seconds: i64,
+    pub at_risk: Option<serde_json::Value>,
+}
+
+/// Makes the expectations of `orders` exactly `open`: new ones get their
+/// deadline from now (a deadline once set stays), met ones are removed.
+pub async fn sync(conn: &mut Conn, merchant: &str, orders: &[String], open: &[Open]) -> Result<()> {
+    statement(
+        "DELETE FROM expectations e
+         WHERE e.merchant_id = $1 AND e.order_id = ANY($2)
+           AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS o(order_id, handoff)
+                           WHERE o.order_id = e.order_id AND o.handoff = e.handoff)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(orders)
+    .bind::<Array<Text>, _>(open.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(open.iter().map(|o| o.handoff).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    statement(
+        "INSERT INTO expectations (merchant_id, order_id, handoff, expected_kind, due_time, at_risk)
+         SELECT $1, o.order_id, o.handoff, o.kind, now() + make_interval(secs => o.lag), o.at_risk
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])
+           AS o(order_id, handoff, kind, lag, at_risk)
+         ON CONFLICT (merchant_id, order_id, handoff) DO UPDATE SET at_risk = EXCLUDED.at_risk",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(open.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(open.iter().map(|o| o.handoff).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(open.iter().map(|o| o.expected_kind).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(open.iter().map(|o| o.lag_seconds).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(open.iter().map(|o| o.at_risk.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct MerchantRow {
+    #[diesel(sql_type = Text)]
+    merchant_id: String,
+}
+
+/// Merchants with an expectation past due, by a loose index scan (one
+/// probe per merchant, not a read of every row).
+pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
+    let rows: Vec<MerchantRow> = statement(
+        "WITH RECURSIVE m(merchant_id) AS (
+             SELECT min(merchant_id) FROM expectations WHERE NOT raised
+             UNION ALL
+             SELECT (SELECT min(e.merchant_id) FROM expectations e
+                     WHERE NOT e.raised AND e.merchant_id > m.merchant_id)
+             FROM m WHERE m.merchant_id IS NOT NULL)
+         SELECT m.merchant_id FROM m WHERE m.merchant_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM expectations e WHERE e.merchant_id = m.merchant_id
+                       AND NOT e.raised AND e.due_time <= now())",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+}
+
+/// An expectation past its deadline, claimed by one sweeper.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Due {
+    #[diesel(sql_type = Text)]
+    pub order_id: String,
+    #[diesel(sql_type = Text)]
+    pub handoff: String,
+    #[diesel(sql_type = Text)]
+    pub expected_kind: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub due_time: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub at_risk: Option<serde_json::Value>,
+}
+
+/// Claims up to `limit` of the merchant's past-due expectations and marks
+/// them raised; rows another sweeper or a write holds are skipped (SKIP
+/// LOCKED), so two sweepers never raise one twice.
+pub async fn claim_due(conn: &mut Conn, merchant: &str, limit: i64) -> Result<Vec<Due>> {
+    Ok(statement(
+        "UPDATE expectations e SET raised = true
+         FROM (SELECT order_id, handoff FROM expectations
+               WHERE merchant_id = $1 AND NOT raised AND due_time <= now()
+               ORDER BY due_time LIMIT $2
+               FOR UPDATE SKIP LOCKED) d
+         WHERE e.merchant_id = $1 AND e.order_id = d.order_id AND e.handoff = d.handoff
+         RETURNING e.order_id, e.handoff, e.expected_kind, e.due_time, e.at_risk",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}

@@ -1,0 +1,137 @@
+//! Alerts: a real HTTP receiver on 127.0.0.1 that fails the first two
+//! times gets exactly one alert delivered for the exception.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tally::proto::tally::v1 as pb;
+use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+/// Answers 500 to the first `failures` requests, then 200; keeps bodies.
+async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<(u16, String)>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![];
+            let mut chunk = [0u8; 4096];
+            // Read the headers, then the body by its Content-Length.
+            let body = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(
+                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
+                        );
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let status = {
+                let mut s = log.lock().unwrap();
+                let status = if s.len() < failures { 500 } else { 200 };
+                s.push((status, body));
+                status
+            };
+            let reply =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = sock.write_all(reply.as_bytes()).await;
+        }
+    });
+    (format!("http://{addr}/hooks/ops"), seen)
+}
+
+#[tokio::test]
+async fn an_alert_is_delivered_exactly_once_after_two_failures() {
+    let app = TestApp::start().await;
+    let (uri, seen) = receiver(2).await;
+    HandoffServiceClient::new(app.channel.clone())
+        .update_handoff_contract(pb::UpdateHandoffContractRequest {
+            handoff_contract: Some(pb::HandoffContract {
+                name: "merchants/acme/handoffContracts/order-to-fulfillment".into(),
+                max_lag: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                alert_webhook_uri: uri,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_lag".into(), "alert_webhook_uri".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    app.submit(vec![order("6001", "100.00")]).await.unwrap();
+    // A clean order of another handoff's owner raises nothing to alert.
+    app.submit(vec![
+        order("6002", "50.00"),
+        fulfillment("6002", "2026-11-02T11:00:00Z"),
+    ])
+    .await
+    .unwrap();
+
+    let start = Instant::now();
+    while !seen.lock().unwrap().iter().any(|(s, _)| *s == 200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never delivered: {:?}",
+            seen.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for any duplicate to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = seen.lock().unwrap().clone();
+    let statuses: Vec<u16> = seen.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    let body: serde_json::Value = serde_json::from_str(&seen[2].1).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("LATE_HANDOFF on order 6001"),
+        "{body}"
+    );
+    let fields = body["attachments"][0]["fields"].as_array().unwrap();
+    let field = |t: &str| {
+        fields.iter().find(|f| f["title"] == t).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("order"), "6001");
+    assert_eq!(field("handoff"), "order-to-fulfillment");
+    assert_eq!(field("amount at risk"), "100.00 USD");
+    assert!(field("exception").starts_with("merchants/acme/exceptions/"));
+    assert!(field("fetch").starts_with("grpcurl "), "{}", field("fetch"));
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM alert_deliveries WHERE state = 'delivered' AND attempts = 3"
+        )
+        .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM alert_deliveries").await, 1);
+}
