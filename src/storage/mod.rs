@@ -4,6 +4,8 @@
 //! and call these statements, one module per table or concern.
 
 pub mod exceptions;
+pub mod jobs;
+pub mod ledger;
 pub mod links;
 mod listing;
 pub mod locks;
