@@ -310,6 +310,9 @@ async fn submit_in_tx(
     }
     let touched: Vec<String> = touched.into_iter().collect();
     reconcile(conn, merchant, &touched).await?;
+    // Cash application work made ready by these records, committed with them
+    // so nothing is missed.
+    super::cash::enqueue_for(conn, merchant, &new_records).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");

@@ -4,10 +4,12 @@
 //! batching), reconcile (re-merge, re-match, exceptions, state) and the
 //! queries. Later the payout worker's jobs live here too.
 
+pub mod cash;
 pub mod ingest;
 pub mod queries;
 pub mod reconcile;
 pub mod stream;
+pub mod worker;
 
 pub use ingest::{Method, Outcome, RecordOutcome, Submission, Submitted};
 

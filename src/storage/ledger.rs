@@ -403,11 +403,16 @@ pub async fn payout_state(
     Ok(rows.into_iter().next().map(|r| r.state))
 }
 
-/// Marks a payout parked (its job failed too often).
+/// Marks a payout parked (its job failed too often), whether or not it had a row yet.
 pub async fn park_payout(conn: &mut AsyncPgConnection, merchant: &str, payout_id: &str) -> Result<()> {
     statement(
-        "UPDATE payouts SET state = 'parked', updated_at = now()
-         WHERE merchant_id = $1 AND payout_id = $2 AND state <> 'applied'",
+        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net)
+         SELECT $1, $2, 'parked', currency_code, amount, 0, 0, 0 FROM record_log
+         WHERE merchant_id = $1 AND outcome = 'accepted' AND kind = 'payout' AND source_id = $2
+           AND currency_code IS NOT NULL AND amount IS NOT NULL
+         ORDER BY record_id LIMIT 1
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = now()
+           WHERE payouts.state <> 'applied'",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(payout_id)
@@ -477,4 +482,17 @@ pub async fn orders_of_refs(
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.ref_id, r.order_id)).collect())
+}
+
+/// Runs the deferred balance check of every journal line written so far in
+/// this transaction now, so an unbalanced entry fails the unit of work that
+/// wrote it (and is counted against its job) rather than the final commit.
+pub async fn check_balanced_now(conn: &mut AsyncPgConnection) -> Result<()> {
+    statement("SET CONSTRAINTS journal_lines_balance IMMEDIATE")
+        .execute(conn)
+        .await?;
+    statement("SET CONSTRAINTS journal_lines_balance DEFERRED")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
