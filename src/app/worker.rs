@@ -39,7 +39,11 @@ pub struct WorkerStats {
 }
 
 /// Runs the loops until `shutdown` turns true; a job in progress finishes first.
-pub async fn run(app: App, config: WorkerConfig, shutdown: watch::Receiver<bool>) -> Arc<WorkerStats> {
+pub async fn run(
+    app: App,
+    config: WorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<WorkerStats> {
     let stats = Arc::new(WorkerStats::default());
     let mut handles = Vec::new();
     for n in 0..config.concurrency.max(1) {

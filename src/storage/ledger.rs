@@ -404,7 +404,11 @@ pub async fn payout_state(
 }
 
 /// Marks a payout parked (its job failed too often), whether or not it had a row yet.
-pub async fn park_payout(conn: &mut AsyncPgConnection, merchant: &str, payout_id: &str) -> Result<()> {
+pub async fn park_payout(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<()> {
     statement(
         "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net)
          SELECT $1, $2, 'parked', currency_code, amount, 0, 0, 0 FROM record_log
@@ -429,7 +433,9 @@ struct PayloadRow {
 
 fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
     rows.into_iter()
-        .map(|r| serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e)))
+        .map(|r| {
+            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e))
+        })
         .collect()
 }
 

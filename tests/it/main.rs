@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link step), a module per concern.
 
 mod binary;
+mod cash;
 mod checks;
 mod common;
 mod fixtures;

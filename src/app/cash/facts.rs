@@ -18,7 +18,9 @@ pub(crate) fn date(r: &Record) -> NaiveDate {
 }
 
 /// A balance transaction record as the processor reported it, amounts in settlement.
-pub(crate) fn balance_txn(r: &Record) -> Option<(BalanceTxn, Option<String>, Option<rust_decimal::Decimal>)> {
+pub(crate) fn balance_txn(
+    r: &Record,
+) -> Option<(BalanceTxn, Option<String>, Option<rust_decimal::Decimal>)> {
     let Body::BalanceTransaction(b) = &r.body else {
         return None;
     };
@@ -63,13 +65,15 @@ pub(crate) fn payout_txns(
                 "net missing and amount - fee overflows",
             )
         })?;
-        let order_id = r
-            .order_id
-            .clone()
-            .or_else(|| lookup_ids(r).iter().find_map(|id| order_of.get(id).cloned()));
+        let order_id = r.order_id.clone().or_else(|| {
+            lookup_ids(r)
+                .iter()
+                .find_map(|id| order_of.get(id).cloned())
+        });
         let presentment = match (&order_id, rate) {
-            (Some(o), Some(rate)) => presentment(orders.get(o), source.as_deref(), &txn.id)
-                .map(|m| (m, rate)),
+            (Some(o), Some(rate)) => {
+                presentment(orders.get(o), source.as_deref(), &txn.id).map(|m| (m, rate))
+            }
             _ => None,
         };
         plain.push(txn.clone());
@@ -85,7 +89,11 @@ pub(crate) fn payout_txns(
 }
 
 /// The processor payment a balance transaction settles: its amount is the presentment.
-fn presentment(records: Option<&Vec<StoredRecord>>, source: Option<&str>, txn_id: &str) -> Option<Money> {
+fn presentment(
+    records: Option<&Vec<StoredRecord>>,
+    source: Option<&str>,
+    txn_id: &str,
+) -> Option<Money> {
     records?.iter().find_map(|s| match &s.record.body {
         Body::ProcessorPayment(p)
             if Some(s.record.source_id.as_str()) == source

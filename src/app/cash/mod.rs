@@ -65,10 +65,16 @@ impl RetryPolicy {
 /// What running one job did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
-    Done { kind: String, subject: String },
+    Done {
+        kind: String,
+        subject: String,
+    },
     /// Its orders were busy with another writer: tried again shortly.
     Postponed,
-    Failed { parked: bool, error: String },
+    Failed {
+        parked: bool,
+        error: String,
+    },
 }
 
 enum Work {
@@ -78,7 +84,11 @@ enum Work {
 
 impl App {
     /// Claims and runs one due job of `merchant`; None when it has none free.
-    pub async fn run_one_job(&self, merchant: &str, retry: &RetryPolicy) -> Result<Option<JobOutcome>> {
+    pub async fn run_one_job(
+        &self,
+        merchant: &str,
+        retry: &RetryPolicy,
+    ) -> Result<Option<JobOutcome>> {
         let mut conn = self.store.conn().await?;
         conn.transaction(async |conn| {
             let Some(job) = jobs::claim(conn, merchant).await? else {
@@ -131,7 +141,12 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
                 job.attempts + 1
             ),
         };
-        exceptions::upsert(conn, &job.merchant_id, &[exception(&job.merchant_id, &problem)]).await?;
+        exceptions::upsert(
+            conn,
+            &job.merchant_id,
+            &[exception(&job.merchant_id, &problem)],
+        )
+        .await?;
     }
     Ok(JobOutcome::Failed { parked, error })
 }
@@ -156,7 +171,10 @@ async fn load_orders(
     merchant: &str,
     orders: &[String],
     fallback: Option<crate::domain::currency::Currency>,
-) -> Result<(BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>, BTreeMap<String, OrderFacts>)> {
+) -> Result<(
+    BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>,
+    BTreeMap<String, OrderFacts>,
+)> {
     let records = record_log::load_records(conn, merchant, orders).await?;
     let mut events = ledger::load_events(conn, merchant, orders).await?;
     let mut out = BTreeMap::new();
@@ -190,7 +208,9 @@ fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
 
 async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
     if matches!(
-        ledger::payout_state(conn, merchant, payout_id).await?.as_deref(),
+        ledger::payout_state(conn, merchant, payout_id)
+            .await?
+            .as_deref(),
         Some("applied" | "reversed")
     ) {
         // Applied already (exactly once): a late duplicate arrival changes nothing.
@@ -248,7 +268,8 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     };
     let orders = payout_orders(&facts.txns);
     let (_, order_facts) = load_orders(conn, merchant, &orders, Some(p.amount.currency)).await?;
-    let plan = plan_payout(&facts, &order_facts).map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
+    let plan = plan_payout(&facts, &order_facts)
+        .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
     let residual = plan
         .residual
         .iter()
@@ -272,10 +293,26 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
 
 /// Writes a plan; the journal entries last (they take the merchant's export
 /// counter, which orders commits), then the balance check runs.
-async fn write_plan(conn: &mut Conn, merchant: &str, plan: &Plan, payout_id: Option<&str>) -> Result<()> {
+async fn write_plan(
+    conn: &mut Conn,
+    merchant: &str,
+    plan: &Plan,
+    payout_id: Option<&str>,
+) -> Result<()> {
     ledger::insert_events(conn, merchant, &plan.events).await?;
-    ledger::record_invoices(conn, merchant, &plan.invoices, &plan.applications, payout_id).await?;
-    let found: Vec<_> = plan.problems.iter().map(|p| exception(merchant, p)).collect();
+    ledger::record_invoices(
+        conn,
+        merchant,
+        &plan.invoices,
+        &plan.applications,
+        payout_id,
+    )
+    .await?;
+    let found: Vec<_> = plan
+        .problems
+        .iter()
+        .map(|p| exception(merchant, p))
+        .collect();
     exceptions::upsert(conn, merchant, &found).await?;
     ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await?;
     ledger::check_balanced_now(conn).await
@@ -298,13 +335,14 @@ pub(crate) async fn enqueue_for(
             Body::Payout(_) => payouts.push(r.source_id.clone()),
             Body::BalanceTransaction(b) => payouts.extend(b.payout_id.clone()),
             Body::Invoice(_) | Body::CreditMemo(_) => orders.extend(r.order_id.clone()),
-            Body::StorefrontOrder(o) if o.tenders.iter().any(|t| {
-                matches!(
-                    t.tender_type,
-                    crate::domain::record::TenderType::GiftCard
-                        | crate::domain::record::TenderType::StoreCredit
-                )
-            }) =>
+            Body::StorefrontOrder(o)
+                if o.tenders.iter().any(|t| {
+                    matches!(
+                        t.tender_type,
+                        crate::domain::record::TenderType::GiftCard
+                            | crate::domain::record::TenderType::StoreCredit
+                    )
+                }) =>
             {
                 orders.extend(r.order_id.clone())
             }

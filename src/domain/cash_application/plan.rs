@@ -217,13 +217,31 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
             total: inv.total,
         };
         let released = book.cash.add_invoice(&doc)?;
-        book.record(plan, event(EventKind::Invoice, &doc.id, Tender::Processor, inv.date, inv.total));
+        book.record(
+            plan,
+            event(
+                EventKind::Invoice,
+                &doc.id,
+                Tender::Processor,
+                inv.date,
+                inv.total,
+            ),
+        );
         release(merchant, &order, &inv.invoice_id, inv.date, released, plan)?;
     }
     for memo in &book.facts.credit_memos {
         if !book.knows(EventKind::CreditMemo, &memo.id) {
             book.cash.add_credit_memo(memo)?;
-            book.record(plan, event(EventKind::CreditMemo, &memo.id, Tender::Processor, memo.date, memo.total));
+            book.record(
+                plan,
+                event(
+                    EventKind::CreditMemo,
+                    &memo.id,
+                    Tender::Processor,
+                    memo.date,
+                    memo.total,
+                ),
+            );
         }
     }
     for tender in &book.facts.tenders {
@@ -308,7 +326,13 @@ fn apply_payment(
         });
     }
     plan.entries.push(entry);
-    let mut e = event(EventKind::Payment, &payment.id, payment.tender, payment.date, payment.amount);
+    let mut e = event(
+        EventKind::Payment,
+        &payment.id,
+        payment.tender,
+        payment.date,
+        payment.amount,
+    );
     e.tender = payment.tender;
     book.record(plan, e);
     Ok(())
@@ -327,7 +351,11 @@ mod payout;
 pub use payout::plan_payout;
 
 /// Clearing over the payout's entries; a residual is an exception naming the amount.
-fn clearing(plan: &mut Plan, payout_entries: &[JournalEntry], payout_id: &str) -> Result<(), PlanError> {
+fn clearing(
+    plan: &mut Plan,
+    payout_entries: &[JournalEntry],
+    payout_id: &str,
+) -> Result<(), PlanError> {
     if let ClearingCheck::Residual(residual) = check_clearing(payout_entries)? {
         let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
         plan.problems.push(Problem {

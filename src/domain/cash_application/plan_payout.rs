@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, Plan, PlanError,
-    PayoutTxn, Problem, apply_payment, catch_up, clearing, release,
+    Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, PayoutTxn, Plan, PlanError,
+    Problem, apply_payment, catch_up, clearing, release,
 };
 use crate::domain::cash_application::order::Payment;
-use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::ledger::posting::{
     self, Conversion, DisputeBooking, FeeItem, PaymentBooking, RefundBooking, Tender,
 };
+use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
 /// Plans a complete payout. `orders` holds the facts of every order its transactions name.
