@@ -1,4 +1,4 @@
-//! `tally serve | migrate`; `tally --help` lists the options and their
+//! `tally serve | migrate | worker`; `tally --help` lists the options and their
 //! environment variables.
 
 use std::io::IsTerminal;
@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use tally::app::App;
+use tally::app::worker::{self, WorkerConfig};
 use tally::cli::{Cli, Command};
 use tally::config::{Config, LogFormat};
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
@@ -102,7 +104,52 @@ async fn run_on(command: &Command, config: &Config, database_url: &str) -> Resul
             Ok(())
         }
         Command::Serve(_) => serve(config, database_url).await,
+        Command::Worker(_) => worker(config, database_url).await,
     }
+}
+
+fn worker_config(config: &Config) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: config.worker_concurrency,
+        ..WorkerConfig::default()
+    }
+}
+
+/// `tally worker`: cash-application loops, and gRPC health for probes. On a
+/// signal, jobs in progress finish (bounded by the grace period); one cut
+/// short is rolled back by PostgreSQL and picked up by another worker.
+async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
+    // One connection per loop, plus the health check's.
+    let store = Store::connect(database_url, config.worker_concurrency + 1)?;
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, concurrency = config.worker_concurrency,
+        "serving gRPC health; running workers");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut stop = rx.clone();
+    let health = tokio::spawn(tally::server::serve_health(
+        store.clone(),
+        listener,
+        config.health_interval,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
+    let mut drain = rx.clone();
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        _ = worker::run(App::new(store), worker_config(config), rx) => {},
+        _ = async {
+            let _ = drain.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "jobs still running after the grace period; exiting"),
+    }
+    health.abort();
+    tracing::info!("shut down");
+    Ok(())
 }
 
 async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
@@ -119,6 +166,17 @@ async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
         shutdown_signal().await;
         let _ = tx.send(true);
     });
+    let in_process = config.in_process_worker.then(|| {
+        tracing::info!(
+            concurrency = config.worker_concurrency,
+            "running the in-process worker"
+        );
+        tokio::spawn(worker::run(
+            App::new(store.clone()),
+            worker_config(config),
+            rx.clone(),
+        ))
+    });
     let mut drain = rx.clone();
     let server = tally::server::serve(store, listener, config.health_interval, async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -130,6 +188,9 @@ async fn serve(config: &Config, database_url: &str) -> Result<(), AnyError> {
             let _ = drain.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "calls still in flight after the grace period; exiting"),
+    }
+    if let Some(w) = in_process {
+        let _ = tokio::time::timeout(grace, w).await;
     }
     tracing::info!("shut down");
     Ok(())

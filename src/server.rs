@@ -35,6 +35,29 @@ const SERVICES: [&str; 4] = [
     "tally.v1.ExceptionService",
 ];
 
+/// Serves only grpc.health.v1 (for the probes of a `tally worker` process),
+/// following the database like `serve`, until `shutdown` resolves.
+pub async fn serve_health(
+    store: Store,
+    listener: TcpListener,
+    health_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let watcher = tokio::spawn(watch_database(store, reporter, health_interval));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("health server: {e}")));
+    watcher.abort();
+    result
+}
+
 /// Health follows the database: SERVING only while it answers.
 async fn watch_database(store: Store, reporter: HealthReporter, every: Duration) {
     let mut last = None;

@@ -14,3 +14,4 @@ mod matching;
 mod seams;
 mod stream;
 mod validation;
+mod workers;
