@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tally/v1/ingest_service.proto",
         "proto/tally/v1/transaction_service.proto",
         "proto/tally/v1/exception_service.proto",
+        "proto/tally/v1/ledger_service.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
 

@@ -15,12 +15,14 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::exceptions::ExceptionApi;
 use crate::api::ingest::IngestApi;
+use crate::api::ledger::LedgerApi;
 use crate::api::transactions::TransactionApi;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
+use crate::proto::tally::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
 
@@ -28,11 +30,12 @@ use crate::storage::Store;
 const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
 /// Every service health reports on; "" is the server as a whole.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     "tally.v1.IngestService",
     "tally.v1.TransactionService",
     "tally.v1.ExceptionService",
+    "tally.v1.LedgerService",
 ];
 
 /// Serves only grpc.health.v1 (for the probes of a `tally worker` process),
@@ -131,6 +134,7 @@ pub async fn serve(
         .add_service(TransactionServiceServer::new(TransactionApi::new(
             app.clone(),
         )))
+        .add_service(LedgerServiceServer::new(LedgerApi::new(app.clone())))
         .add_service(ExceptionServiceServer::new(ExceptionApi::new(app)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod exceptions;
 pub mod ingest;
+pub mod ledger;
 pub mod names;
 pub mod pagination;
 pub mod status;

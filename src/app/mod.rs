@@ -6,6 +6,7 @@
 
 pub mod cash;
 pub mod ingest;
+pub mod ledger;
 pub mod queries;
 pub mod reconcile;
 pub mod stream;

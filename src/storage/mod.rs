@@ -6,6 +6,7 @@
 pub mod exceptions;
 pub mod jobs;
 pub mod ledger;
+pub mod ledger_reads;
 pub mod links;
 mod listing;
 pub mod locks;

@@ -11,6 +11,8 @@
 
 mod facts;
 
+pub(crate) use facts::balance_txn;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
