@@ -9,6 +9,7 @@ mod garbage;
 mod health;
 mod idempotency;
 mod ingest;
+mod ledger_api;
 mod listing;
 mod matching;
 mod seams;
