@@ -2,6 +2,7 @@
 
 mod binary;
 mod cash;
+mod cash_scenarios;
 mod checks;
 mod common;
 mod fixtures;
