@@ -28,6 +28,44 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Run cash-application workers only (scale out); serves gRPC health on --grpc-addr
     Worker(WorkerArgs),
+    /// Journal entries: `tally journals export --format netsuite-csv`
+    Journals(JournalsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JournalsArgs {
+    #[command(subcommand)]
+    pub command: JournalsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalsCommand {
+    /// Write journal entries after a cursor to stdout, in export order
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The merchant whose entries to export
+    #[arg(long)]
+    pub merchant: String,
+    /// Output format (netsuite-csv: NetSuite's journal-import columns)
+    #[arg(long, value_parser = ["netsuite-csv"], default_value = "netsuite-csv")]
+    pub format: String,
+    /// Export entries after this export sequence (the cursor the last export printed)
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+    /// At most this many entries
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    /// NetSuite subsidiary column
+    #[arg(long, default_value = "")]
+    pub subsidiary: String,
+    /// The subsidiary's base currency (its journals carry exchange rate 1)
+    #[arg(long, default_value = "USD")]
+    pub base_currency: String,
 }
 
 /// Where the database is; every command that touches it takes these.
@@ -96,6 +134,9 @@ impl Command {
     pub fn setting(&self, env: &str) -> Option<String> {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
+            Command::Journals(j) => match &j.command {
+                JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
+            },
             Command::Serve(s) => match env {
                 e if e == keys::GRPC_ADDR.env => &s.grpc_addr,
                 e if e == keys::METRICS_ADDR.env => &s.metrics_addr,

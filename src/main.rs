@@ -8,7 +8,7 @@ use clap::Parser;
 
 use tally::app::App;
 use tally::app::worker::{self, WorkerConfig};
-use tally::cli::{Cli, Command};
+use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
 use tally::config::{Config, LogFormat};
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
 use tally::storage::{Store, run_migrations};
@@ -105,7 +105,34 @@ async fn run_on(command: &Command, config: &Config, database_url: &str) -> Resul
         }
         Command::Serve(_) => serve(config, database_url).await,
         Command::Worker(_) => worker(config, database_url).await,
+        Command::Journals(j) => match &j.command {
+            JournalsCommand::Export(e) => export(config, database_url, e).await,
+        },
     }
+}
+
+/// `tally journals export`: the CSV on stdout, the cursor to continue from on stderr.
+async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Result<(), AnyError> {
+    let base_currency = tally::domain::currency::Currency::from_code(&args.base_currency)
+        .ok_or_else(|| {
+            format!(
+                "--base-currency: '{}' is not a currency",
+                args.base_currency
+            )
+        })?;
+    let options = tally::domain::ledger::NetsuiteOptions {
+        subsidiary: args.subsidiary.clone(),
+        base_currency,
+        rates: Default::default(),
+        date_format: "%m/%d/%Y".into(),
+    };
+    let app = App::new(Store::connect(database_url, config.pool_size.min(2))?);
+    let (csv, last) = app
+        .export_netsuite(&args.merchant, args.after, args.limit, &options)
+        .await?;
+    print!("{csv}");
+    eprintln!("next cursor: --after {last}");
+    Ok(())
 }
 
 fn worker_config(config: &Config) -> WorkerConfig {

@@ -7,6 +7,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::App;
 use crate::domain::currency::Currency;
+use crate::domain::ledger::{
+    AccountRole, ChartOfAccounts, EntryDraft, ExternalId, JournalEntry, JournalLine,
+    NetsuiteOptions, netsuite_csv,
+};
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::storage::ledger;
@@ -171,6 +175,59 @@ impl App {
     ) -> Result<Vec<BalanceView>> {
         let mut conn = self.store.conn().await?;
         ledger_reads::trial_balance(&mut conn, merchant, as_of).await
+    }
+}
+
+/// Rebuilds stored entries (one row per line) as domain entries, checked
+/// again on the way: a stored entry that no longer balances is corrupt data.
+pub fn rebuild(merchant: &str, rows: Vec<Vec<EntryLineView>>) -> Result<Vec<JournalEntry>> {
+    rows.into_iter()
+        .map(|lines| {
+            let head = &lines[0];
+            let mut out = Vec::with_capacity(lines.len());
+            for l in &lines {
+                let account = AccountRole::from_key(&l.account)
+                    .ok_or_else(|| Error::corrupt("a journal line's account", l.account.clone()))?;
+                let currency = Currency::from_code(&l.currency_code).ok_or_else(|| {
+                    Error::corrupt("a journal line's currency", l.currency_code.clone())
+                })?;
+                let line = if l.debit.is_zero() {
+                    JournalLine::credit(account, Money::new(l.credit, currency))
+                } else {
+                    JournalLine::debit(account, Money::new(l.debit, currency))
+                };
+                out.push(line.memo(l.memo.clone()).order(l.order_id.as_deref()));
+            }
+            JournalEntry::new(EntryDraft {
+                external_id: ExternalId::stored(head.external_id.clone()),
+                merchant_id: merchant.to_string(),
+                effective_date: head.effective_date,
+                memo: head.entry_memo.clone(),
+                source_refs: vec![],
+                lines: out,
+            })
+            .map_err(|e| Error::corrupt(format!("journal entry {}", head.external_id), e))
+        })
+        .collect()
+}
+
+impl App {
+    /// Entries after the export cursor `after_seq` as NetSuite journal-import
+    /// CSV, and the cursor to continue from.
+    pub async fn export_netsuite(
+        &self,
+        merchant: &str,
+        after_seq: i64,
+        limit: i64,
+        options: &NetsuiteOptions,
+    ) -> Result<(String, i64)> {
+        let rows = self
+            .list_journal_entries(merchant, &EntryFilter::default(), after_seq, limit)
+            .await?;
+        let last = rows.last().map_or(after_seq, |e| e[0].export_seq);
+        let entries = rebuild(merchant, rows)?;
+        let chart = ChartOfAccounts::default();
+        Ok((netsuite_csv(&entries, &chart, options), last))
     }
 }
 

@@ -135,3 +135,65 @@ async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() 
         0
     );
 }
+
+#[tokio::test]
+async fn journals_export_writes_netsuite_csv_after_a_cursor() {
+    let t = TestApp::start().await;
+    t.submit(crate::cash::realistic_batch()).await.unwrap();
+    crate::cash::drain(
+        &tally::app::App::new(tally::storage::Store::connect(&t.db.url, 2).unwrap()),
+        "acme",
+    )
+    .await;
+    let run = |after: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args([
+                "journals",
+                "export",
+                "--format",
+                "netsuite-csv",
+                "--merchant",
+                "acme",
+                "--after",
+                after,
+            ])
+            .env("DATABASE_URL", &t.db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run("0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("External ID,"), "{csv}");
+    let total_lines = t.count("SELECT count(*) FROM journal_lines").await;
+    assert_eq!(lines.count() as i64, total_lines, "{csv}");
+    assert!(
+        csv.contains(",1150,"),
+        "clearing is exported under its code: {csv}"
+    );
+    let entries = t.count("SELECT count(*) FROM journal_entries").await;
+    let cursor = String::from_utf8(out.stderr).unwrap();
+    assert!(cursor.contains(&format!("--after {entries}")), "{cursor}");
+    // Nothing new after the cursor: the header only.
+    let again = run(&entries.to_string());
+    assert_eq!(String::from_utf8(again.stdout).unwrap().lines().count(), 1);
+    // An unknown format is a usage error.
+    let bad = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "journals",
+            "export",
+            "--format",
+            "xlsx",
+            "--merchant",
+            "acme",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
