@@ -180,7 +180,7 @@ async fn baseline(url: &str, tag: &str) -> Duration {
                 let ext: Vec<String> = (0..entries).map(|e| format!("b-{tag}-{p}-{e}")).collect();
                 let seq: i64 = tx
                     .query_one(
-                        "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2)
+                        "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2::bigint)
                          ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $2
                          RETURNING next_seq - $2",
                         &[&format!("base-{tag}"), &(entries as i64)],

@@ -94,30 +94,38 @@ CREATE INDEX journal_lines_account ON journal_lines (merchant_id, account, curre
 CREATE INDEX journal_lines_order ON journal_lines (merchant_id, order_id) WHERE order_id IS NOT NULL;
 
 -- The database's own check that every entry balances per currency, in
--- addition to JournalEntry::new: run at commit (deferred), once per entry
--- touched, so an entry is judged whole.
+-- addition to JournalEntry::new. One query per statement over the entries
+-- the statement touched (all their lines, not only the new ones), so an
+-- entry is judged whole; an entry's lines are written by one statement.
+-- (A deferred per-row constraint trigger would run it once per line.)
 CREATE FUNCTION journal_entry_balances() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    SELECT currency_code, sum(debit) AS d, sum(credit) AS c INTO bad
-      FROM journal_lines
-     WHERE merchant_id = NEW.merchant_id AND entry_id = NEW.entry_id
-     GROUP BY currency_code
-    HAVING sum(debit) <> sum(credit)
+    SELECT l.merchant_id, l.entry_id, l.currency_code, sum(l.debit) AS d, sum(l.credit) AS c
+      INTO bad
+      FROM journal_lines l
+      JOIN (SELECT DISTINCT merchant_id, entry_id FROM touched) t USING (merchant_id, entry_id)
+     GROUP BY l.merchant_id, l.entry_id, l.currency_code
+    HAVING sum(l.debit) <> sum(l.credit)
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'journal entry % of merchant % does not balance in %: debits %, credits %',
-            NEW.entry_id, NEW.merchant_id, bad.currency_code, bad.d, bad.c
+            bad.entry_id, bad.merchant_id, bad.currency_code, bad.d, bad.c
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE CONSTRAINT TRIGGER journal_lines_balance
-    AFTER INSERT OR UPDATE OR DELETE ON journal_lines
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION journal_entry_balances();
+CREATE TRIGGER journal_lines_balance_insert
+    AFTER INSERT ON journal_lines REFERENCING NEW TABLE AS touched
+    FOR EACH STATEMENT EXECUTE FUNCTION journal_entry_balances();
+CREATE TRIGGER journal_lines_balance_update
+    AFTER UPDATE ON journal_lines REFERENCING NEW TABLE AS touched
+    FOR EACH STATEMENT EXECUTE FUNCTION journal_entry_balances();
+CREATE TRIGGER journal_lines_balance_delete
+    AFTER DELETE ON journal_lines REFERENCING OLD TABLE AS touched
+    FOR EACH STATEMENT EXECUTE FUNCTION journal_entry_balances();
 
 -- An order's cash facts in the order they were applied, replayed into
 -- domain::cash_application::OrderCash so each run plans from the same state.

@@ -489,16 +489,3 @@ pub async fn orders_of_refs(
     .await?;
     Ok(rows.into_iter().map(|r| (r.ref_id, r.order_id)).collect())
 }
-
-/// Runs the deferred balance check of every journal line written so far in
-/// this transaction now, so an unbalanced entry fails the unit of work that
-/// wrote it (and is counted against its job) rather than the final commit.
-pub async fn check_balanced_now(conn: &mut AsyncPgConnection) -> Result<()> {
-    statement("SET CONSTRAINTS journal_lines_balance IMMEDIATE")
-        .execute(conn)
-        .await?;
-    statement("SET CONSTRAINTS journal_lines_balance DEFERRED")
-        .execute(conn)
-        .await?;
-    Ok(())
-}

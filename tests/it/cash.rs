@@ -378,15 +378,17 @@ async fn a_failed_job_backs_off_before_its_next_try() {
 async fn the_database_refuses_an_unbalanced_journal_entry() {
     let t = TestApp::start().await;
     let db = t.db.client().await;
+    // An entry's lines are written by one statement, as the worker writes them.
     let insert = |debit: &'static str, credit: &'static str| {
         format!(
             "BEGIN;
              INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo)
                VALUES ('acme', 'x-{debit}-{credit}', {n}, '2026-11-01', 'm');
              INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
-               SELECT 'acme', entry_id, 0, 'bank', 'USD', {debit}, 0 FROM journal_entries WHERE external_id = 'x-{debit}-{credit}';
-             INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
-               SELECT 'acme', entry_id, 1, 'processor_clearing', 'USD', 0, {credit} FROM journal_entries WHERE external_id = 'x-{debit}-{credit}';
+               SELECT 'acme', entry_id, l.no, l.account, 'USD', l.debit, l.credit
+               FROM journal_entries, (VALUES (0, 'bank', {debit}, 0), (1, 'processor_clearing', 0, {credit}))
+                 AS l(no, account, debit, credit)
+               WHERE external_id = 'x-{debit}-{credit}';
              COMMIT;",
             n = if debit == credit { 1 } else { 2 }
         )
@@ -396,4 +398,13 @@ async fn the_database_refuses_an_unbalanced_journal_entry() {
     let _ = db.batch_execute("ROLLBACK").await;
     db.batch_execute(&insert("10", "10")).await.unwrap();
     assert_eq!(t.count("SELECT count(*) FROM journal_entries").await, 1);
+    // A line added to a balanced entry later unbalances it: refused too.
+    let err = db
+        .batch_execute(
+            "INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
+             SELECT 'acme', entry_id, 2, 'bank', 'USD', 1, 0 FROM journal_entries",
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("does not balance"), "{err:?}");
 }

@@ -3,8 +3,8 @@
 //!
 //! Per job: claim it (`FOR UPDATE SKIP LOCKED`, filtered by merchant), then in
 //! a savepoint: load facts -> plan with the pure `domain::cash_application` and
-//! `domain::ledger` -> write applications, journals, state and fee shares ->
-//! run the database's balance check; the job row is deleted in the same
+//! `domain::ledger` -> write applications, journals (checked by the
+//! database's balance trigger), state and fee shares; the job row is deleted in the same
 //! transaction. A failure rolls the savepoint back and counts an attempt on
 //! the job (back-off, then parked with an exception); a crash rolls the whole
 //! transaction back and frees the claim.
@@ -294,7 +294,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
-/// counter, which orders commits), then the balance check runs.
+/// counter, which orders commits).
 async fn write_plan(
     conn: &mut Conn,
     merchant: &str,
@@ -316,8 +316,9 @@ async fn write_plan(
         .map(|p| exception(merchant, p))
         .collect();
     exceptions::upsert(conn, merchant, &found).await?;
-    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await?;
-    ledger::check_balanced_now(conn).await
+    // The database's balance trigger runs with this statement, inside the
+    // job's savepoint, so an unbalanced entry fails (and counts against) the job.
+    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
