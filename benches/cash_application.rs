@@ -198,7 +198,7 @@ async fn baseline(url: &str, tag: &str) -> Duration {
                 for e in &ext {
                     for (no, acc, debit) in [(0, "processor_clearing", true), (1, "accounts_receivable", false)] {
                         l_ext.push(e.clone());
-                        l_no.push(no as i32);
+                        l_no.push(no);
                         l_acc.push(acc.to_string());
                         l_amt.push("25.00".to_string());
                         l_debit.push(debit);
