@@ -1,4 +1,4 @@
-//! The command line: `tally serve | migrate`. Every option is also read from
+//! The command line: `tally serve | migrate | worker`. Every option is also read from
 //! its environment variable (the flag wins); clap parses, and
 //! [`crate::config::Config`] validates, so an error names the flag, the
 //! variable and the bad value. A new command is one variant of [`Command`]
@@ -26,6 +26,46 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run pending migrations and exit
     Migrate(DatabaseArgs),
+    /// Run cash-application workers only (scale out); serves gRPC health on --grpc-addr
+    Worker(WorkerArgs),
+    /// Journal entries: `tally journals export --format netsuite-csv`
+    Journals(JournalsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JournalsArgs {
+    #[command(subcommand)]
+    pub command: JournalsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalsCommand {
+    /// Write journal entries after a cursor to stdout, in export order
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The merchant whose entries to export
+    #[arg(long)]
+    pub merchant: String,
+    /// Output format (netsuite-csv: NetSuite's journal-import columns)
+    #[arg(long, value_parser = ["netsuite-csv"], default_value = "netsuite-csv")]
+    pub format: String,
+    /// Export entries after this export sequence (the cursor the last export printed)
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+    /// At most this many entries
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: i64,
+    /// NetSuite subsidiary column
+    #[arg(long, default_value = "")]
+    pub subsidiary: String,
+    /// The subsidiary's base currency (its journals carry exchange rate 1)
+    #[arg(long, default_value = "USD")]
+    pub base_currency: String,
 }
 
 /// Where the database is; every command that touches it takes these.
@@ -64,9 +104,27 @@ pub struct ServeArgs {
     /// How long in-flight calls may finish after SIGTERM [default: 20]
     #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<String>,
-    /// Run the worker inside `serve` (reserved for the worker) [default: true]
+    /// Run the cash-application worker inside `serve` [default: true]
     #[arg(long, env = "TALLY_IN_PROCESS_WORKER", value_name = "BOOL")]
     pub in_process_worker: Option<String>,
+    /// Worker loops of the in-process worker [default: 2]
+    #[arg(long, env = "TALLY_WORKER_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<String>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to serve gRPC health on (for probes) [default: 127.0.0.1:50051]
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Worker loops (jobs applied at once) [default: 2]
+    #[arg(long, env = "TALLY_WORKER_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<String>,
+    /// How long a job in progress may finish after SIGTERM [default: 20]
+    #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<String>,
 }
 
 impl Command {
@@ -74,10 +132,30 @@ impl Command {
     /// None when neither flag nor variable was given, or when this command
     /// has no such option.
     pub fn setting(&self, env: &str) -> Option<String> {
-        let (database, serve) = match self {
-            Command::Serve(s) => (&s.database, Some(s)),
-            Command::Migrate(d) => (d, None),
+        let value = match self {
+            Command::Migrate(d) => return Self::database_setting(d, env),
+            Command::Journals(j) => match &j.command {
+                JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
+            },
+            Command::Serve(s) => match env {
+                e if e == keys::GRPC_ADDR.env => &s.grpc_addr,
+                e if e == keys::METRICS_ADDR.env => &s.metrics_addr,
+                e if e == keys::SHUTDOWN_GRACE_SECS.env => &s.shutdown_grace_secs,
+                e if e == keys::IN_PROCESS_WORKER.env => &s.in_process_worker,
+                e if e == keys::WORKER_CONCURRENCY.env => &s.concurrency,
+                _ => return Self::database_setting(&s.database, env),
+            },
+            Command::Worker(w) => match env {
+                e if e == keys::GRPC_ADDR.env => &w.grpc_addr,
+                e if e == keys::WORKER_CONCURRENCY.env => &w.concurrency,
+                e if e == keys::SHUTDOWN_GRACE_SECS.env => &w.shutdown_grace_secs,
+                _ => return Self::database_setting(&w.database, env),
+            },
         };
+        value.clone()
+    }
+
+    fn database_setting(database: &DatabaseArgs, env: &str) -> Option<String> {
         let value = match env {
             e if e == keys::DATABASE_URL.env => &database.database_url,
             e if e == keys::DATA_DIR.env => &database.data_dir,
@@ -85,10 +163,6 @@ impl Command {
             e if e == keys::POOL_SIZE.env => &database.pool_size,
             e if e == keys::LOG_FORMAT.env => &database.log_format,
             e if e == keys::CONFIG.env => &database.config,
-            e if e == keys::GRPC_ADDR.env => &serve?.grpc_addr,
-            e if e == keys::METRICS_ADDR.env => &serve?.metrics_addr,
-            e if e == keys::SHUTDOWN_GRACE_SECS.env => &serve?.shutdown_grace_secs,
-            e if e == keys::IN_PROCESS_WORKER.env => &serve?.in_process_worker,
             _ => return None,
         };
         value.clone()
@@ -172,6 +246,27 @@ mod tests {
         assert!(!c.in_process_worker);
         assert_eq!(c.embedded.tally_dir, std::path::PathBuf::from("/srv/tally"));
         assert_eq!(c.database_url.as_deref(), Some("postgres://u@h/db"));
+    }
+
+    #[test]
+    fn worker_takes_its_concurrency_and_health_address() {
+        let c = config(&[
+            "worker",
+            "--concurrency",
+            "4",
+            "--grpc-addr",
+            "0.0.0.0:7001",
+        ]);
+        assert_eq!(c.worker_concurrency, 4);
+        assert_eq!(c.grpc_addr.port(), 7001);
+        assert_eq!(config(&["worker"]).worker_concurrency, 2);
+        let cli = parse(&["worker", "--concurrency", "0"]).unwrap();
+        let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+        assert!(
+            err.to_string().contains("TALLY_WORKER_CONCURRENCY"),
+            "{err}"
+        );
+        assert!(parse(&["worker", "--in-process-worker", "true"]).is_err());
     }
 
     #[test]

@@ -50,9 +50,10 @@ pub mod keys {
     pub const LOG_FORMAT: Key = key("--log-format", "TALLY_LOG_FORMAT");
     pub const CONFIG: Key = key("--config", "TALLY_CONFIG");
     pub const IN_PROCESS_WORKER: Key = key("--in-process-worker", "TALLY_IN_PROCESS_WORKER");
+    pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
 
     /// All of them, for the tests that keep `cli.rs` and this list in step.
-    pub const ALL: [Key; 10] = [
+    pub const ALL: [Key; 11] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -63,6 +64,7 @@ pub mod keys {
         LOG_FORMAT,
         CONFIG,
         IN_PROCESS_WORKER,
+        WORKER_CONCURRENCY,
     ];
 }
 
@@ -109,8 +111,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Handoff contracts and the chart of accounts (TOML); checked readable.
     pub config_file: Option<PathBuf>,
-    /// Reserved: whether `serve` also runs the worker (default true).
+    /// Whether `serve` also runs the cash-application worker (default true).
     pub in_process_worker: bool,
+    /// Worker loops per process (`tally worker`, and `serve`'s in-process worker).
+    pub worker_concurrency: usize,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -151,6 +155,10 @@ impl Config {
                 Some((key, v)) => parse_bool(key, &v)?,
                 None => true,
             },
+            worker_concurrency: match setting(keys::WORKER_CONCURRENCY) {
+                Some((key, v)) => positive(key, &v)?,
+                None => DEFAULT_WORKER_CONCURRENCY,
+            },
             embedded: embedded_settings(&get),
         })
     }
@@ -180,6 +188,8 @@ pub fn embedded_settings(get: &impl Fn(&str) -> Option<String>) -> embedded_pg::
 pub fn embedded_settings_from_env() -> embedded_pg::Settings {
     embedded_settings(&|k: &str| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
+
+const DEFAULT_WORKER_CONCURRENCY: usize = 2;
 
 const SECONDS: &str = "is not a whole number of seconds";
 

@@ -1,11 +1,13 @@
-//! `tally serve | migrate`; `tally --help` lists the options and their
+//! `tally serve | migrate | worker`; `tally --help` lists the options and their
 //! environment variables.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use tally::cli::{Cli, Command};
+use tally::app::App;
+use tally::app::worker::{self, WorkerConfig};
+use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
 use tally::config::Config;
 use tally::domain::handoff::Defaults;
 use tally::embedded_pg::{EmbeddedPostgres, RestartPolicy, Supervised};
@@ -105,6 +107,10 @@ async fn run_on(
             Ok(())
         }
         Command::Serve(_) => serve(config, handoffs, database_url).await,
+        Command::Worker(_) => worker(config, database_url).await,
+        Command::Journals(j) => match &j.command {
+            JournalsCommand::Export(e) => export(config, database_url, e).await,
+        },
     }
 }
 
@@ -116,6 +122,74 @@ fn handoff_defaults(config: &Config) -> Result<Defaults, String> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
     tally::domain::handoff::settings::parse(&name, &text).map_err(|e| e.to_string())
+}
+
+/// `tally journals export`: the CSV on stdout, the cursor to continue from on stderr.
+async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Result<(), AnyError> {
+    let base_currency = tally::domain::currency::Currency::from_code(&args.base_currency)
+        .ok_or_else(|| {
+            format!(
+                "--base-currency: '{}' is not a currency",
+                args.base_currency
+            )
+        })?;
+    let options = tally::domain::ledger::NetsuiteOptions {
+        subsidiary: args.subsidiary.clone(),
+        base_currency,
+        rates: Default::default(),
+        date_format: "%m/%d/%Y".into(),
+    };
+    let app = App::new(Store::connect(database_url, config.pool_size.min(2))?);
+    let (csv, last) = app
+        .export_netsuite(&args.merchant, args.after, args.limit, &options)
+        .await?;
+    print!("{csv}");
+    eprintln!("next cursor: --after {last}");
+    Ok(())
+}
+
+fn worker_config(config: &Config) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: config.worker_concurrency,
+        ..WorkerConfig::default()
+    }
+}
+
+/// `tally worker`: cash-application loops, and gRPC health for probes. On a
+/// signal, jobs in progress finish (bounded by the grace period); one cut
+/// short is rolled back by PostgreSQL and picked up by another worker.
+async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
+    // One connection per loop, plus the health check's.
+    let store = Store::connect(database_url, config.worker_concurrency + 1)?;
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, concurrency = config.worker_concurrency,
+        "serving gRPC health; running workers");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    let mut stop = rx.clone();
+    let health = tokio::spawn(tally::server::serve_health(
+        store.clone(),
+        listener,
+        config.health_interval,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ));
+    let mut drain = rx.clone();
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        _ = worker::run(App::new(store), worker_config(config), rx) => {},
+        _ = async {
+            let _ = drain.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(?grace, "jobs still running after the grace period; exiting"),
+    }
+    health.abort();
+    tracing::info!("shut down");
+    Ok(())
 }
 
 async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Result<(), AnyError> {
@@ -141,6 +215,17 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         shutdown_signal().await;
         let _ = tx.send(true);
     });
+    let in_process = config.in_process_worker.then(|| {
+        tracing::info!(
+            concurrency = config.worker_concurrency,
+            "running the in-process worker"
+        );
+        tokio::spawn(worker::run(
+            App::new(store.clone()),
+            worker_config(config),
+            rx.clone(),
+        ))
+    });
     let mut drain = rx.clone();
     let server = tally::server::serve(store, listener, config.health_interval, async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -152,6 +237,9 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
             let _ = drain.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(?grace, "calls still in flight after the grace period; exiting"),
+    }
+    if let Some(w) = in_process {
+        let _ = tokio::time::timeout(grace, w).await;
     }
     tracing::info!("shut down");
     Ok(())

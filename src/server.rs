@@ -16,6 +16,7 @@ use tonic_health::server::HealthReporter;
 use crate::api::exceptions::ExceptionApi;
 use crate::api::handoffs::HandoffApi;
 use crate::api::ingest::IngestApi;
+use crate::api::ledger::LedgerApi;
 use crate::api::limits::{MAX_MESSAGE_BYTES, MessageLimit};
 use crate::api::transactions::TransactionApi;
 use crate::app::App;
@@ -24,6 +25,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
 use crate::proto::tally::v1::handoff_service_server::HandoffServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
+use crate::proto::tally::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
 use crate::telemetry::propagation::RpcLayer;
@@ -41,13 +43,40 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const ALERT_EVERY: Duration = Duration::from_millis(250);
 
 /// Every service health reports on; "" is the server as a whole.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "",
     "tally.v1.IngestService",
     "tally.v1.TransactionService",
     "tally.v1.ExceptionService",
     "tally.v1.HandoffService",
+    "tally.v1.LedgerService",
 ];
+
+/// Serves only grpc.health.v1 (for the probes of a `tally worker` process),
+/// following the database like `serve`, until `shutdown` resolves.
+pub async fn serve_health(
+    store: Store,
+    listener: TcpListener,
+    health_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+        .await;
+    let watcher = tokio::spawn(watch_database(store, reporter, health_interval));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("health server: {e}")));
+    watcher.abort();
+    result
+}
 
 /// Health follows the database: SERVING only while it answers.
 async fn watch_database(store: Store, reporter: HealthReporter, every: Duration) {
@@ -147,7 +176,11 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .add_service(MessageLimit::new(
-            HandoffServiceServer::new(HandoffApi::new(app))
+            HandoffServiceServer::new(HandoffApi::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ))
+        .add_service(MessageLimit::new(
+            LedgerServiceServer::new(LedgerApi::new(app))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)

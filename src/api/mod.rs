@@ -5,6 +5,7 @@ pub mod convert;
 pub mod exceptions;
 pub mod handoffs;
 pub mod ingest;
+pub mod ledger;
 pub mod limits;
 pub mod names;
 pub mod pagination;

@@ -347,6 +347,9 @@ async fn submit_in_tx(
     let touched: Vec<String> = touched.into_iter().collect();
     let fresh_keys: Vec<_> = new_records.iter().map(|(_, r)| r.key()).collect();
     reconcile(conn, merchant, &touched, &fresh_keys).await?;
+    // Cash application work made ready by these records, committed with them
+    // so nothing is missed.
+    super::cash::enqueue_for(conn, merchant, &new_records).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");

@@ -5,13 +5,16 @@
 //! queries. Later the payout worker's jobs live here too.
 
 pub mod alerts;
+pub mod cash;
 pub mod exceptions;
 pub mod handoffs;
 pub mod ingest;
+pub mod ledger;
 pub mod queries;
 pub mod reconcile;
 mod settle;
 pub mod stream;
+pub mod worker;
 
 pub use ingest::{Method, Outcome, RecordOutcome, Submission, Submitted};
 

@@ -2,6 +2,8 @@
 
 mod alerts;
 mod binary;
+mod cash;
+mod cash_scenarios;
 mod checks;
 mod common;
 mod contracts;
@@ -14,6 +16,7 @@ mod health;
 mod hostile;
 mod idempotency;
 mod ingest;
+mod ledger_api;
 mod listing;
 mod matching;
 mod plans;
@@ -22,3 +25,4 @@ mod stream;
 mod telemetry;
 mod validation;
 mod versions;
+mod workers;

@@ -11,6 +11,7 @@
 
 pub mod completeness;
 pub mod order;
+pub mod plan;
 mod pool;
 pub mod subset;
 

@@ -140,6 +140,11 @@ impl SourceRef {
 pub struct ExternalId(String);
 
 impl ExternalId {
+    /// An id read back from storage, where it was derived when booked.
+    pub fn stored(id: impl Into<String>) -> ExternalId {
+        ExternalId(id.into())
+    }
+
     /// A UUIDv5 over the merchant, the kind of booking and its keys. Each part is length
     /// prefixed, so ("a-b", "c") and ("a", "b-c") can never collide.
     pub fn derive(merchant_id: &str, kind: &str, keys: &[&str]) -> ExternalId {

@@ -1,0 +1,14 @@
+DROP TABLE invoices;
+DROP TABLE fee_shares;
+DROP TABLE cash_applications;
+DROP TABLE order_cash_events;
+DROP TRIGGER journal_lines_balance_insert ON journal_lines;
+DROP TRIGGER journal_lines_balance_update ON journal_lines;
+DROP TRIGGER journal_lines_balance_delete ON journal_lines;
+DROP FUNCTION journal_entry_balances();
+DROP TABLE journal_lines;
+DROP TABLE journal_entries;
+DROP TABLE ledger_counters;
+DROP TABLE payouts;
+DROP INDEX record_log_payout_txns;
+DROP TABLE jobs;

@@ -1,0 +1,362 @@
+//! LedgerService: validate, ask the ledger queries, render.
+
+use std::str::FromStr;
+
+use chrono::{NaiveDate, Utc};
+use rust_decimal::Decimal;
+use tonic::{Request, Response, Status};
+
+use crate::api::convert::{money, timestamp};
+use crate::api::names::{parse_parent, valid_merchant, valid_order_id};
+use crate::api::pagination::time_range;
+use crate::app::App;
+use crate::app::ledger::ageing_bucket;
+use crate::domain::currency::Currency;
+use crate::domain::ledger::AccountRole;
+use crate::domain::money::Money;
+use crate::error::{Error, Result};
+use crate::proto::tally::v1 as pb;
+use crate::proto::tally::v1::ledger_service_server::LedgerService;
+use crate::storage::ledger_reads::{
+    ApplicationView, EntryFilter, EntryLineView, InvoiceView, PayoutView,
+};
+
+#[derive(Clone)]
+pub struct LedgerApi {
+    app: App,
+}
+
+impl LedgerApi {
+    pub fn new(app: App) -> Self {
+        LedgerApi { app }
+    }
+}
+
+/// Splits "merchants/{m}/{collection}/{id}".
+fn parse_child(field: &str, name: &str, collection: &str) -> Result<(String, String)> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!(
+                "'{name}' is not a {collection} name: expected merchants/{{merchant}}/{collection}/{{id}}"
+            ),
+        )
+    };
+    let rest = name.strip_prefix("merchants/").ok_or_else(bad)?;
+    let (m, rest) = rest.split_once('/').ok_or_else(bad)?;
+    let id = rest
+        .strip_prefix(collection)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(bad)?;
+    if !valid_merchant(m) || !valid_order_id(id) {
+        return Err(bad());
+    }
+    Ok((m.to_string(), id.to_string()))
+}
+
+fn page_size(n: i32) -> Result<i64> {
+    match n {
+        0 => Ok(50),
+        n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
+        n => Ok(i64::from(n.min(1000))),
+    }
+}
+
+/// Page tokens are opaque to callers: hex of what the page resumes after.
+fn token(s: &str) -> String {
+    hex::encode(s)
+}
+
+fn untoken(t: &str) -> Result<Option<String>> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    hex::decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .map(Some)
+        .ok_or_else(|| Error::invalid("page_token", "not a page token this service issued"))
+}
+
+fn stored_money(amount: Decimal, code: &str) -> Result<Money> {
+    let c = Currency::from_code(code)
+        .ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))?;
+    Ok(Money::new(amount, c))
+}
+
+fn state_key(s: pb::PayoutState) -> Option<&'static str> {
+    match s {
+        pb::PayoutState::Unspecified => None,
+        pb::PayoutState::Waiting => Some("waiting"),
+        pb::PayoutState::Applied => Some("applied"),
+        pb::PayoutState::Parked => Some("parked"),
+        pb::PayoutState::Reversed => Some("reversed"),
+    }
+}
+
+fn state_of(key: &str) -> pb::PayoutState {
+    match key {
+        "waiting" => pb::PayoutState::Waiting,
+        "applied" => pb::PayoutState::Applied,
+        "parked" => pb::PayoutState::Parked,
+        "reversed" => pb::PayoutState::Reversed,
+        _ => pb::PayoutState::Unspecified,
+    }
+}
+
+fn payout(merchant: &str, p: &PayoutView) -> Result<pb::LedgerPayout> {
+    let m = |a| stored_money(a, &p.currency_code).map(|m| Some(money(&m)));
+    Ok(pb::LedgerPayout {
+        name: format!("merchants/{merchant}/payouts/{}", p.payout_id),
+        state: state_of(&p.state) as i32,
+        amount: m(p.amount)?,
+        gross: m(p.gross)?,
+        fees: m(p.fees)?,
+        net: m(p.net)?,
+        missing: m(p.missing)?,
+        clearing_residual: m(p.residual)?,
+        ..Default::default()
+    })
+}
+
+fn application(a: &ApplicationView) -> Result<pb::CashApplication> {
+    Ok(pb::CashApplication {
+        order_id: a.order_id.clone(),
+        payment_id: a.payment_id.clone(),
+        invoice_id: a.invoice_id.clone(),
+        amount: Some(money(&stored_money(a.amount, &a.currency_code)?)),
+        from_unapplied: a.from_unapplied,
+        tender: a.tender.clone(),
+    })
+}
+
+fn entry(lines: &[EntryLineView]) -> Result<pb::LedgerEntry> {
+    let head = &lines[0];
+    Ok(pb::LedgerEntry {
+        external_id: head.external_id.clone(),
+        export_sequence: head.export_seq,
+        effective_date: head.effective_date.to_string(),
+        memo: head.entry_memo.clone(),
+        payout_id: head.payout_id.clone().unwrap_or_default(),
+        create_time: Some(timestamp(head.booked_at)),
+        lines: lines
+            .iter()
+            .map(|l| {
+                Ok(pb::LedgerLine {
+                    account: l.account.clone(),
+                    debit: Some(money(&stored_money(l.debit, &l.currency_code)?)),
+                    credit: Some(money(&stored_money(l.credit, &l.currency_code)?)),
+                    memo: l.memo.clone(),
+                    order_id: l.order_id.clone().unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn invoice(merchant: &str, i: &InvoiceView, today: NaiveDate) -> Result<pb::LedgerInvoice> {
+    let total = stored_money(i.total, &i.currency_code)?;
+    let applied = stored_money(i.applied, &i.currency_code)?;
+    let open = total
+        .checked_sub(&applied)
+        .ok_or_else(|| Error::corrupt("an invoice", "amounts overflow"))?;
+    let age = (today - i.invoice_date).num_days();
+    Ok(pb::LedgerInvoice {
+        name: format!("merchants/{merchant}/invoices/{}", i.invoice_id),
+        order_id: i.order_id.clone(),
+        invoice_date: i.invoice_date.to_string(),
+        total: Some(money(&total)),
+        amount_applied: Some(money(&applied)),
+        amount_open: Some(money(&open)),
+        age_days: i32::try_from(age.max(0)).unwrap_or(i32::MAX),
+        ageing_bucket: ageing_bucket(age).to_string(),
+        applications: vec![],
+    })
+}
+
+#[tonic::async_trait]
+impl LedgerService for LedgerApi {
+    async fn get_payout(
+        &self,
+        request: Request<pb::GetPayoutRequest>,
+    ) -> Result<Response<pb::GetPayoutResponse>, Status> {
+        let (merchant, id) = parse_child("name", &request.get_ref().name, "payouts")?;
+        let d = self.app.get_payout(&merchant, &id).await?;
+        let mut p = payout(&merchant, &d.payout)?;
+        p.bridge = d
+            .bridge
+            .iter()
+            .map(|b| pb::BridgeLine {
+                category: b.category.clone(),
+                gross: Some(money(&b.gross)),
+                fees: Some(money(&b.fees)),
+                net: Some(money(&b.net)),
+            })
+            .collect();
+        p.applications = d
+            .applications
+            .iter()
+            .map(application)
+            .collect::<Result<_>>()?;
+        p.journal_entries = d.entries.iter().map(|e| entry(e)).collect::<Result<_>>()?;
+        Ok(Response::new(pb::GetPayoutResponse { payout: Some(p) }))
+    }
+
+    async fn list_payouts(
+        &self,
+        request: Request<pb::ListPayoutsRequest>,
+    ) -> Result<Response<pb::ListPayoutsResponse>, Status> {
+        let req = request.into_inner();
+        let merchant = parse_parent("parent", &req.parent)?;
+        let limit = page_size(req.page_size)?;
+        let state = pb::PayoutState::try_from(req.state)
+            .map_err(|_| Error::invalid("state", "not a PayoutState"))?;
+        let after = untoken(&req.page_token)?.unwrap_or_default();
+        let rows = self
+            .app
+            .list_payouts(&merchant, state_key(state), &after, limit)
+            .await?;
+        let next = if rows.len() as i64 == limit {
+            rows.last().map(|p| token(&p.payout_id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListPayoutsResponse {
+            payouts: rows
+                .iter()
+                .map(|p| payout(&merchant, p))
+                .collect::<Result<_>>()?,
+            next_page_token: next,
+        }))
+    }
+
+    async fn get_invoice(
+        &self,
+        request: Request<pb::GetInvoiceRequest>,
+    ) -> Result<Response<pb::GetInvoiceResponse>, Status> {
+        let (merchant, id) = parse_child("name", &request.get_ref().name, "invoices")?;
+        let d = self.app.get_invoice(&merchant, &id).await?;
+        let mut i = invoice(&merchant, &d.invoice, Utc::now().date_naive())?;
+        i.applications = d
+            .applications
+            .iter()
+            .map(application)
+            .collect::<Result<_>>()?;
+        Ok(Response::new(pb::GetInvoiceResponse { invoice: Some(i) }))
+    }
+
+    async fn list_open_invoices(
+        &self,
+        request: Request<pb::ListOpenInvoicesRequest>,
+    ) -> Result<Response<pb::ListOpenInvoicesResponse>, Status> {
+        let req = request.into_inner();
+        let merchant = parse_parent("parent", &req.parent)?;
+        let limit = page_size(req.page_size)?;
+        let after = match untoken(&req.page_token)? {
+            None => None,
+            Some(t) => {
+                let (d, id) = t
+                    .split_once('|')
+                    .and_then(|(d, id)| Some((NaiveDate::from_str(d).ok()?, id.to_string())))
+                    .ok_or_else(|| {
+                        Error::invalid("page_token", "not a page token this service issued")
+                    })?;
+                Some((d, id))
+            }
+        };
+        let today = Utc::now().date_naive();
+        let (rows, totals) = self
+            .app
+            .list_open_invoices(&merchant, after, limit, today)
+            .await?;
+        let next = if rows.len() as i64 == limit {
+            rows.last()
+                .map(|i| token(&format!("{}|{}", i.invoice_date, i.invoice_id)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListOpenInvoicesResponse {
+            invoices: rows
+                .iter()
+                .map(|i| invoice(&merchant, i, today))
+                .collect::<Result<_>>()?,
+            next_page_token: next,
+            ageing: totals
+                .iter()
+                .map(|(b, m)| pb::AgeingTotal {
+                    bucket: b.to_string(),
+                    amount_open: Some(money(m)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_journal_entries(
+        &self,
+        request: Request<pb::ListJournalEntriesRequest>,
+    ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
+        let req = request.into_inner();
+        let merchant = parse_parent("parent", &req.parent)?;
+        let limit = page_size(req.page_size)?;
+        let after = match untoken(&req.page_token)? {
+            None => 0,
+            Some(t) => t.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                Error::invalid("page_token", "not a page token this service issued")
+            })?,
+        };
+        if !req.account.is_empty() && AccountRole::from_key(&req.account).is_none() {
+            return Err(Error::invalid(
+                "account",
+                format!("'{}' is not an account role", req.account),
+            )
+            .into());
+        }
+        let (start, end) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
+        let nonempty = |s: String| (!s.is_empty()).then_some(s);
+        let filter = EntryFilter {
+            payout_id: nonempty(req.payout_id),
+            order_id: nonempty(req.order_id),
+            account: nonempty(req.account),
+            start,
+            end,
+        };
+        let entries = self
+            .app
+            .list_journal_entries(&merchant, &filter, after, limit)
+            .await?;
+        // The cursor always advances to the last entry seen, so an ERP that
+        // polls with it on the last page gets only entries booked later.
+        let last = entries.last().map_or(after, |e| e[0].export_seq);
+        Ok(Response::new(pb::ListJournalEntriesResponse {
+            journal_entries: entries.iter().map(|e| entry(e)).collect::<Result<_>>()?,
+            next_page_token: token(&last.to_string()),
+        }))
+    }
+
+    async fn get_trial_balance(
+        &self,
+        request: Request<pb::GetTrialBalanceRequest>,
+    ) -> Result<Response<pb::GetTrialBalanceResponse>, Status> {
+        let req = request.into_inner();
+        let merchant = parse_parent("parent", &req.parent)?;
+        let (as_of, _) = time_range(req.as_of.as_ref(), None)
+            .map_err(|_| Error::invalid("as_of", "not a valid timestamp"))?;
+        let rows = self.app.trial_balance(&merchant, as_of).await?;
+        let chart = crate::domain::ledger::ChartOfAccounts::default();
+        Ok(Response::new(pb::GetTrialBalanceResponse {
+            balances: rows
+                .iter()
+                .map(|b| {
+                    Ok(pb::AccountBalance {
+                        account: b.account.clone(),
+                        account_code: AccountRole::from_key(&b.account)
+                            .map(|r| chart.account(r).code.clone())
+                            .unwrap_or_default(),
+                        balance: Some(money(&stored_money(b.balance, &b.currency_code)?)),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        }))
+    }
+}

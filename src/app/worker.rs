@@ -1,0 +1,120 @@
+//! The worker: `concurrency` loops, each claiming due jobs merchant by merchant
+//! until there are none, then polling. Used by `tally worker` and, in
+//! process, by `tally serve`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::App;
+use super::cash::{JobOutcome, RetryPolicy};
+use crate::error::Result;
+use crate::storage::jobs;
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    /// How long an idle loop sleeps before looking for work again.
+    pub idle_poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 2,
+            idle_poll: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Counts for logs and tests.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Runs the loops until `shutdown` turns true; a job in progress finishes first.
+pub async fn run(
+    app: App,
+    config: WorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<WorkerStats> {
+    let stats = Arc::new(WorkerStats::default());
+    let mut handles = Vec::new();
+    for n in 0..config.concurrency.max(1) {
+        let (app, stats, shutdown) = (app.clone(), stats.clone(), shutdown.clone());
+        handles.push(tokio::spawn(async move {
+            worker_loop(n, app, config, stats, shutdown).await
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    stats
+}
+
+async fn worker_loop(
+    n: usize,
+    app: App,
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let busy = match drain_once(n, &app, &config, &stats, &shutdown).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(worker = n, error = %e, "worker could not reach the database");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = tokio::time::sleep(config.idle_poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// One pass over the merchants with due work; whether any job ran.
+async fn drain_once(
+    n: usize,
+    app: &App,
+    config: &WorkerConfig,
+    stats: &WorkerStats,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<bool> {
+    let mut merchants = {
+        let mut conn = app.store().conn().await?;
+        jobs::merchants_with_work(&mut conn, 1000).await?
+    };
+    // Loops start at different merchants so they spread out.
+    if !merchants.is_empty() {
+        let k = n % merchants.len();
+        merchants.rotate_left(k);
+    }
+    let mut ran = false;
+    for merchant in merchants {
+        while !*shutdown.borrow() {
+            match app.run_one_job(&merchant, &config.retry).await? {
+                None => break,
+                Some(JobOutcome::Postponed) => break,
+                Some(JobOutcome::Done { .. }) => {
+                    stats.done.fetch_add(1, Ordering::Relaxed);
+                    ran = true;
+                }
+                Some(JobOutcome::Failed { .. }) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    ran = true;
+                }
+            }
+        }
+    }
+    Ok(ran)
+}

@@ -1,0 +1,381 @@
+//! Planning one unit of cash application (pure): given the facts the worker loaded, what to
+//! book. The same facts always give the same plan (entries carry stable external ids), so a
+//! retried or re-claimed job writes exactly what the first attempt would have.
+//!
+//! An order's cash state is rebuilt by replaying its stored `CashEvent`s into an
+//! `OrderCash`; new invoices and credit memos are caught up (booked, and held cash applied
+//! to them); then the payout's balance transactions are applied in order; the fees are
+//! swept in one entry; the deposit is booked; processor clearing is checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::completeness::{BalanceTxn, PayoutBridge};
+use super::order::{Application, CashError, Document, OrderCash, Payment};
+use crate::domain::currency::Currency;
+use crate::domain::ledger::posting::{
+    self, Conversion, FeeShare, InvoiceBooking, PaymentBooking, Tender,
+};
+use crate::domain::ledger::{ClearingCheck, JournalEntry, LedgerError, check_clearing};
+use crate::domain::money::Money;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Invoice,
+    Payment,
+    Reversal,
+    CreditMemo,
+    Refund,
+}
+
+impl EventKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            EventKind::Invoice => "invoice",
+            EventKind::Payment => "payment",
+            EventKind::Reversal => "reversal",
+            EventKind::CreditMemo => "credit_memo",
+            EventKind::Refund => "refund",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<EventKind> {
+        use EventKind::*;
+        [Invoice, Payment, Reversal, CreditMemo, Refund]
+            .into_iter()
+            .find(|k| k.key() == key)
+    }
+}
+
+/// One fact already applied to an order, stored in application order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CashEvent {
+    pub kind: EventKind,
+    pub ref_id: String,
+    /// The payment a reversal reduces.
+    pub target_id: Option<String>,
+    pub tender: Tender,
+    pub date: NaiveDate,
+    pub amount: Money,
+}
+
+/// What the worker knows of one order.
+#[derive(Debug, Clone)]
+pub struct OrderFacts {
+    pub order_id: String,
+    pub currency: Currency,
+    pub events: Vec<CashEvent>,
+    /// Every invoice of the order as received (booked or not yet).
+    pub invoices: Vec<InvoiceBooking>,
+    pub credit_memos: Vec<Document>,
+    /// Storefront tenders applied from liability accounts (gift card, store credit).
+    pub tenders: Vec<Payment>,
+}
+
+/// A balance transaction of the payout, with what it was tied to.
+#[derive(Debug, Clone)]
+pub struct PayoutTxn {
+    pub txn: BalanceTxn,
+    pub source: Option<String>,
+    pub order_id: Option<String>,
+    pub date: NaiveDate,
+    /// The presentment amount and the processor's rate, when settled in another currency.
+    pub presentment: Option<(Money, Decimal)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PayoutFacts {
+    pub merchant_id: String,
+    pub payout_id: String,
+    pub amount: Money,
+    pub date: NaiveDate,
+    /// Whether the money reached the bank (not failed or canceled).
+    pub deposited: bool,
+    pub txns: Vec<PayoutTxn>,
+    pub bridge: PayoutBridge,
+}
+
+/// Money moved to an invoice, as stored in cash_applications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedCash {
+    pub order_id: String,
+    pub application: Application,
+    pub external_id: String,
+}
+
+/// Something for a person: raised as an exception, never silently written off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub rule: &'static str,
+    pub subject: String,
+    pub order_id: Option<String>,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub entries: Vec<JournalEntry>,
+    /// New events per order, in the order they were applied.
+    pub events: Vec<(String, CashEvent)>,
+    pub applications: Vec<AppliedCash>,
+    pub invoices: Vec<InvoiceBooking>,
+    pub fee_shares: Vec<FeeShare>,
+    /// Processor clearing left by the payout's entries, per currency (debit positive).
+    pub residual: Vec<Money>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Cash(#[from] CashError),
+}
+
+/// One order's cash, rebuilt from its events, and what this plan adds to it.
+struct OrderBook<'a> {
+    facts: &'a OrderFacts,
+    cash: OrderCash,
+    known: BTreeSet<(&'static str, String)>,
+}
+
+impl<'a> OrderBook<'a> {
+    fn replay(facts: &'a OrderFacts) -> Result<Self, PlanError> {
+        let mut book = OrderBook {
+            facts,
+            cash: OrderCash::new(&facts.order_id, facts.currency),
+            known: BTreeSet::new(),
+        };
+        for e in &facts.events {
+            book.known.insert((e.kind.key(), e.ref_id.clone()));
+            let doc = || Document {
+                id: e.ref_id.clone(),
+                date: e.date,
+                total: e.amount,
+            };
+            let pay = || Payment {
+                id: e.ref_id.clone(),
+                tender: e.tender,
+                date: e.date,
+                amount: e.amount,
+            };
+            match e.kind {
+                EventKind::Invoice => drop(book.cash.add_invoice(&doc())?),
+                EventKind::Payment => drop(book.cash.apply_payment(&pay())?),
+                EventKind::Reversal => {
+                    let target = e.target_id.as_deref().unwrap_or(&e.ref_id);
+                    drop(book.cash.reverse_payment(target, e.amount)?)
+                }
+                EventKind::CreditMemo => drop(book.cash.add_credit_memo(&doc())?),
+                EventKind::Refund => drop(book.cash.apply_refund(&pay())?),
+            }
+        }
+        Ok(book)
+    }
+
+    fn knows(&self, kind: EventKind, id: &str) -> bool {
+        self.known.contains(&(kind.key(), id.to_string()))
+    }
+
+    fn record(&mut self, plan: &mut Plan, event: CashEvent) {
+        self.known.insert((event.kind.key(), event.ref_id.clone()));
+        plan.events.push((self.facts.order_id.clone(), event));
+    }
+}
+
+/// Books what an order's new invoices, credit memos and tenders need: each invoice's entry,
+/// then held cash applied to it (unapplied -> AR), then tenders from their liability
+/// accounts. The whole of an order-level job, and the first step of a payout's.
+fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result<(), PlanError> {
+    let order = book.facts.order_id.clone();
+    let mut invoices: Vec<&InvoiceBooking> = book.facts.invoices.iter().collect();
+    invoices.sort_by(|a, b| (a.date, &a.invoice_id).cmp(&(b.date, &b.invoice_id)));
+    for inv in invoices {
+        if book.knows(EventKind::Invoice, &inv.invoice_id) {
+            continue;
+        }
+        let entry = match posting::book_invoice(merchant, inv) {
+            Ok(e) => e,
+            Err(e) => {
+                plan.problems.push(Problem {
+                    rule: "ledger.invoice_unbookable",
+                    subject: inv.invoice_id.clone(),
+                    order_id: Some(order.clone()),
+                    summary: format!("invoice {} cannot be booked: {e}", inv.invoice_id),
+                });
+                continue;
+            }
+        };
+        plan.entries.push(entry);
+        plan.invoices.push(inv.clone());
+        let doc = Document {
+            id: inv.invoice_id.clone(),
+            date: inv.date,
+            total: inv.total,
+        };
+        let released = book.cash.add_invoice(&doc)?;
+        book.record(
+            plan,
+            event(
+                EventKind::Invoice,
+                &doc.id,
+                Tender::Processor,
+                inv.date,
+                inv.total,
+            ),
+        );
+        release(merchant, &order, &inv.invoice_id, inv.date, released, plan)?;
+    }
+    for memo in &book.facts.credit_memos {
+        if !book.knows(EventKind::CreditMemo, &memo.id) {
+            book.cash.add_credit_memo(memo)?;
+            book.record(
+                plan,
+                event(
+                    EventKind::CreditMemo,
+                    &memo.id,
+                    Tender::Processor,
+                    memo.date,
+                    memo.total,
+                ),
+            );
+        }
+    }
+    for tender in &book.facts.tenders {
+        if !book.knows(EventKind::Payment, &tender.id) {
+            apply_payment(merchant, book, plan, tender, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn event(kind: EventKind, id: &str, tender: Tender, date: NaiveDate, amount: Money) -> CashEvent {
+    CashEvent {
+        kind,
+        ref_id: id.to_string(),
+        target_id: None,
+        tender,
+        date,
+        amount,
+    }
+}
+
+/// Held cash applied to an invoice: one unapplied -> AR entry.
+fn release(
+    merchant: &str,
+    order: &str,
+    trigger: &str,
+    date: NaiveDate,
+    released: Vec<Application>,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    if released.is_empty() {
+        return Ok(());
+    }
+    let triples: Vec<_> = released
+        .iter()
+        .map(|a| (a.payment_id.clone(), a.invoice_id.clone(), a.amount))
+        .collect();
+    let entry = posting::book_unapplied_release(merchant, order, trigger, date, &triples)?;
+    for a in released {
+        plan.applications.push(AppliedCash {
+            order_id: order.to_string(),
+            application: a,
+            external_id: entry.external_id().as_str().to_string(),
+        });
+    }
+    plan.entries.push(entry);
+    Ok(())
+}
+
+fn apply_payment(
+    merchant: &str,
+    book: &mut OrderBook<'_>,
+    plan: &mut Plan,
+    payment: &Payment,
+    conversion: Option<Conversion>,
+) -> Result<(), PlanError> {
+    let order = book.facts.order_id.clone();
+    let outcome = book.cash.apply_payment(payment)?;
+    let entry = posting::book_payment(
+        merchant,
+        &PaymentBooking {
+            payment_id: payment.id.clone(),
+            order_id: order.clone(),
+            tender: payment.tender,
+            date: payment.date,
+            amount: payment.amount,
+            conversion,
+            applications: outcome
+                .applications
+                .iter()
+                .map(|a| (a.invoice_id.clone(), a.amount))
+                .collect(),
+            unapplied: outcome.unapplied,
+            reversal_id: None,
+        },
+    )?;
+    for a in outcome.applications {
+        plan.applications.push(AppliedCash {
+            order_id: order.clone(),
+            application: a,
+            external_id: entry.external_id().as_str().to_string(),
+        });
+    }
+    plan.entries.push(entry);
+    let mut e = event(
+        EventKind::Payment,
+        &payment.id,
+        payment.tender,
+        payment.date,
+        payment.amount,
+    );
+    e.tender = payment.tender;
+    book.record(plan, e);
+    Ok(())
+}
+
+/// An order-level job: an invoice or credit memo arrived, so book it and apply held cash.
+pub fn plan_order(merchant: &str, facts: &OrderFacts) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+    let mut book = OrderBook::replay(facts)?;
+    catch_up(merchant, &mut book, &mut plan)?;
+    Ok(plan)
+}
+
+#[path = "plan_payout.rs"]
+mod payout;
+pub use payout::plan_payout;
+
+/// Clearing over the payout's entries; a residual is an exception naming the amount.
+fn clearing(
+    plan: &mut Plan,
+    payout_entries: &[JournalEntry],
+    payout_id: &str,
+) -> Result<(), PlanError> {
+    if let ClearingCheck::Residual(residual) = check_clearing(payout_entries)? {
+        let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
+        plan.problems.push(Problem {
+            rule: "ledger.clearing_residual",
+            subject: payout_id.to_string(),
+            order_id: None,
+            summary: format!(
+                "payout {payout_id} leaves {} on processor clearing (debit positive)",
+                list.join(", ")
+            ),
+        });
+        plan.residual = residual;
+    }
+    Ok(())
+}
+
+/// Orders of a payout, in a fixed order, for the worker to load and lock.
+pub fn payout_orders(txns: &[PayoutTxn]) -> Vec<String> {
+    let set: BTreeSet<String> = txns.iter().filter_map(|t| t.order_id.clone()).collect();
+    set.into_iter().collect()
+}
+
+type Books<'a> = BTreeMap<String, OrderBook<'a>>;

@@ -1,0 +1,290 @@
+//! Planning a payout: its balance transactions applied to its orders, in order.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, PayoutTxn, Plan, PlanError,
+    Problem, apply_payment, catch_up, clearing, release,
+};
+use crate::domain::cash_application::order::Payment;
+use crate::domain::ledger::posting::{
+    self, Conversion, DisputeBooking, FeeItem, PaymentBooking, RefundBooking, Tender,
+};
+use crate::domain::ledger::{JournalEntry, LedgerError};
+use crate::domain::money::Money;
+
+/// Plans a complete payout. `orders` holds the facts of every order its transactions name.
+pub fn plan_payout(
+    payout: &PayoutFacts,
+    orders: &BTreeMap<String, OrderFacts>,
+) -> Result<Plan, PlanError> {
+    let merchant = payout.merchant_id.as_str();
+    let mut plan = Plan::default();
+    let mut books: Books<'_> = BTreeMap::new();
+    for (id, facts) in orders {
+        let mut book = OrderBook::replay(facts)?;
+        catch_up(merchant, &mut book, &mut plan)?;
+        books.insert(id.clone(), book);
+    }
+    let first_payout_entry = plan.entries.len();
+    let mut fees: Vec<FeeItem> = Vec::new();
+    let mut order_gross: BTreeMap<String, Money> = BTreeMap::new();
+    for t in &payout.txns {
+        let book = t.order_id.as_ref().and_then(|o| books.get_mut(o));
+        let swept = apply_txn(merchant, payout, t, book, &mut plan, &mut order_gross)?;
+        if let Some(fee) = swept.filter(|f| !f.amount.is_zero()) {
+            fees.push(FeeItem {
+                balance_transaction_id: t.txn.id.clone(),
+                order_id: t.order_id.clone(),
+                fee,
+            });
+        }
+    }
+    let gross: Vec<(String, Money)> = order_gross.into_iter().collect();
+    let sweep = posting::book_fee_sweep(
+        merchant,
+        &payout.payout_id,
+        payout.date,
+        payout.amount.currency,
+        &fees,
+        &gross,
+    )?;
+    plan.entries.extend(sweep.entry);
+    plan.fee_shares = sweep.shares;
+    if payout.deposited {
+        plan.entries.extend(posting::book_payout_deposit(
+            merchant,
+            &payout.payout_id,
+            payout.date,
+            payout.amount,
+        )?);
+    }
+    let payout_entries: Vec<JournalEntry> = plan.entries[first_payout_entry..].to_vec();
+    clearing(&mut plan, &payout_entries, &payout.payout_id)?;
+    Ok(plan)
+}
+
+fn abs(m: Money) -> Money {
+    Money::new(m.amount.abs(), m.currency)
+}
+
+/// Applies one balance transaction. Returns the fee it adds to the payout's sweep (none for
+/// a dispute, whose fee is booked with the dispute).
+fn apply_txn(
+    merchant: &str,
+    payout: &PayoutFacts,
+    t: &PayoutTxn,
+    book: Option<&mut OrderBook<'_>>,
+    plan: &mut Plan,
+    order_gross: &mut BTreeMap<String, Money>,
+) -> Result<Option<Money>, PlanError> {
+    let category = t.txn.category.as_str();
+    let id = t.source.clone().unwrap_or_else(|| t.txn.id.clone());
+    // In the order's currency (presentment), with the conversion when settled in another.
+    let (amount, conversion) = match t.presentment {
+        Some((p, rate)) if p.currency != t.txn.amount.currency => (
+            abs(p),
+            Some(Conversion {
+                settlement: abs(t.txn.amount),
+                rate,
+            }),
+        ),
+        _ => (abs(t.txn.amount), None),
+    };
+    match (category, book) {
+        ("payout" | "payout_reversal", _) => Ok(None),
+        ("fee" | "other_adjustment" | "tax", _) => {
+            // Money the processor took (or gave back) itself: swept with the fees.
+            let taken = t
+                .txn
+                .fee
+                .checked_sub(&t.txn.amount)
+                .ok_or(LedgerError::Overflow)?;
+            Ok(Some(taken))
+        }
+        ("dispute" | "dispute_reversal", book) => {
+            let d = DisputeBooking {
+                dispute_id: id,
+                order_id: book.map(|b| b.facts.order_id.clone()),
+                date: t.date,
+                amount: abs(t.txn.amount),
+                fee: abs(t.txn.fee),
+            };
+            plan.entries.push(if category == "dispute" {
+                posting::book_dispute(merchant, &d)?
+            } else {
+                posting::book_dispute_won(merchant, &d)?
+            });
+            Ok(None)
+        }
+        ("charge" | "payment", Some(book)) => {
+            if book.knows(EventKind::Payment, &id) {
+                return Ok(Some(t.txn.fee));
+            }
+            let slot = order_gross
+                .entry(book.facts.order_id.clone())
+                .or_insert(Money::zero(t.txn.amount.currency));
+            *slot = slot
+                .checked_add(&abs(t.txn.amount))
+                .ok_or(LedgerError::Overflow)?;
+            let payment = Payment {
+                id,
+                tender: Tender::Processor,
+                date: t.date,
+                amount,
+            };
+            apply_payment(merchant, book, plan, &payment, conversion)?;
+            Ok(Some(t.txn.fee))
+        }
+        ("partial_capture_reversal", Some(book)) => {
+            reverse(merchant, book, plan, t, &id, amount, conversion)?;
+            Ok(Some(t.txn.fee))
+        }
+        ("refund", Some(book)) => {
+            refund(merchant, book, plan, t, &id, amount, conversion)?;
+            Ok(Some(t.txn.fee))
+        }
+        (_, _) => {
+            plan.problems.push(Problem {
+                rule: "cash.unidentified_money",
+                subject: t.txn.id.clone(),
+                order_id: None,
+                summary: format!(
+                    "balance transaction {} ({category}, {}) of payout {} names no order it can be applied to",
+                    t.txn.id, t.txn.amount, payout.payout_id
+                ),
+            });
+            Ok(Some(t.txn.fee))
+        }
+    }
+}
+
+fn reverse(
+    merchant: &str,
+    book: &mut OrderBook<'_>,
+    plan: &mut Plan,
+    t: &PayoutTxn,
+    target: &str,
+    amount: Money,
+    conversion: Option<Conversion>,
+) -> Result<(), PlanError> {
+    let order = book.facts.order_id.clone();
+    if book.knows(EventKind::Reversal, &t.txn.id) {
+        return Ok(());
+    }
+    let tender = Tender::Processor;
+    let outcome = book.cash.reverse_payment(target, amount)?;
+    let entry = posting::book_payment(
+        merchant,
+        &PaymentBooking {
+            payment_id: target.to_string(),
+            order_id: order.clone(),
+            tender,
+            date: t.date,
+            amount,
+            conversion,
+            applications: outcome.from_invoices.clone(),
+            unapplied: outcome.from_unapplied,
+            reversal_id: Some(t.txn.id.clone()),
+        },
+    )?;
+    plan.entries.push(entry);
+    release(merchant, &order, &t.txn.id, t.date, outcome.released, plan)?;
+    let mut e = CashEvent {
+        kind: EventKind::Reversal,
+        ref_id: t.txn.id.clone(),
+        target_id: Some(target.to_string()),
+        tender,
+        date: t.date,
+        amount,
+    };
+    e.tender = tender;
+    book.record(plan, e);
+    Ok(())
+}
+
+fn refund(
+    merchant: &str,
+    book: &mut OrderBook<'_>,
+    plan: &mut Plan,
+    t: &PayoutTxn,
+    id: &str,
+    amount: Money,
+    conversion: Option<Conversion>,
+) -> Result<(), PlanError> {
+    let order = book.facts.order_id.clone();
+    if book.knows(EventKind::Refund, id) {
+        return Ok(());
+    }
+    let outcome = book.cash.apply_refund(&Payment {
+        id: id.to_string(),
+        tender: Tender::Processor,
+        date: t.date,
+        amount,
+    })?;
+    // Each credit memo's share of the refund; the conversion follows the share.
+    let total = amount;
+    for a in &outcome.applications {
+        let conv = match conversion {
+            Some(c) if total.amount == a.amount.amount => Some(c),
+            Some(c) => Some(Conversion {
+                settlement: share(c.settlement, a.amount, total)?,
+                rate: c.rate,
+            }),
+            None => None,
+        };
+        plan.entries.push(posting::book_refund(
+            merchant,
+            &RefundBooking {
+                refund_id: id.to_string(),
+                credit_memo_id: a.credit_memo_id.clone(),
+                order_id: order.clone(),
+                date: t.date,
+                returns: a.amount,
+                tax: Money::zero(a.amount.currency),
+                shipping: Money::zero(a.amount.currency),
+                conversion: conv,
+            },
+        )?);
+    }
+    if !outcome.unmatched.amount.is_zero() {
+        plan.problems.push(Problem {
+            rule: "cash.refund_without_credit_memo",
+            subject: id.to_string(),
+            order_id: Some(order.clone()),
+            summary: format!(
+                "refund {id} of order {order}: {} has no credit memo; it stays on processor clearing",
+                outcome.unmatched
+            ),
+        });
+    }
+    let e = CashEvent {
+        kind: EventKind::Refund,
+        ref_id: id.to_string(),
+        target_id: None,
+        tender: Tender::Processor,
+        date: t.date,
+        amount,
+    };
+    book.record(plan, e);
+    Ok(())
+}
+
+/// `part` of `whole`, in `of`'s currency, rounded to its minor unit.
+fn share(of: Money, part: Money, whole: Money) -> Result<Money, LedgerError> {
+    if whole.amount.is_zero() {
+        return Ok(Money::zero(of.currency));
+    }
+    let exact = of
+        .amount
+        .checked_mul(part.amount)
+        .and_then(|x| x.checked_div(whole.amount))
+        .ok_or(LedgerError::Overflow)?;
+    Ok(Money::new(
+        exact.round_dp_with_strategy(
+            of.currency.exponent(),
+            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+        ),
+        of.currency,
+    ))
+}

@@ -1,0 +1,186 @@
+//! jobs: the generic work queue. A row exists while there is work to do for
+//! (merchant, kind, subject). Every statement filters by merchant_id, so a
+//! claim stays on one shard when the table is distributed by merchant.
+//!
+//! A worker claims a row with `FOR UPDATE SKIP LOCKED` and holds the row lock
+//! for the whole transaction that does the work; finishing deletes the row in
+//! that transaction. A worker that dies mid-job (even by SIGKILL) loses its
+//! connection, PostgreSQL rolls its transaction back and frees the row for
+//! the next worker: nothing is lost, nothing is done twice.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::statement::{Bind, statement};
+use crate::error::Result;
+
+/// A claimed job.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Job {
+    #[diesel(sql_type = Text)]
+    pub merchant_id: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub subject_id: String,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+}
+
+/// A job as listed for people (parked jobs, backlog).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct JobRow {
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub subject_id: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub run_after: DateTime<Utc>,
+}
+
+/// Makes (kind, subject) ready now, inside the caller's transaction: the
+/// records that make the work ready commit together with the job. A job that
+/// exists already counts one more arrival (`generation`) and, if parked, is
+/// given a fresh start: new facts may be what it was missing. Subjects are
+/// sorted so concurrent enqueuers lock rows in the same order.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    subjects: &[String],
+) -> Result<()> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let mut subjects = subjects.to_vec();
+    subjects.sort();
+    subjects.dedup();
+    statement(
+        "INSERT INTO jobs (merchant_id, kind, subject_id)
+         SELECT $1, $2, s FROM unnest($3::text[]) AS s ORDER BY s
+         ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
+            SET generation = jobs.generation + 1, state = 'ready', attempts = 0,
+                run_after = now(), last_error = NULL, updated_at = now()",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<Array<Text>, _>(subjects)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct MerchantRow {
+    #[diesel(sql_type = Text)]
+    merchant_id: String,
+}
+
+/// Merchants with work due: only to decide where to claim next (the claim
+/// itself filters by merchant).
+pub async fn merchants_with_work(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<String>> {
+    let rows: Vec<MerchantRow> = statement(
+        "SELECT DISTINCT merchant_id FROM jobs
+         WHERE state = 'ready' AND run_after <= now() LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+}
+
+/// Claims the merchant's oldest due job nobody holds, if any. Must run inside
+/// the transaction that does the work: the row lock is the claim.
+pub async fn claim(conn: &mut AsyncPgConnection, merchant: &str) -> Result<Option<Job>> {
+    let mut rows: Vec<Job> = statement(
+        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
+         WHERE merchant_id = $1 AND state = 'ready' AND run_after <= now()
+         ORDER BY run_after, kind, subject_id
+         LIMIT 1
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<Text, _>(merchant)
+    .load(conn)
+    .await?;
+    Ok(rows.pop())
+}
+
+/// The job is done: gone, in the same transaction as its work.
+pub async fn complete(conn: &mut AsyncPgConnection, job: &Job) -> Result<()> {
+    statement("DELETE FROM jobs WHERE merchant_id = $1 AND kind = $2 AND subject_id = $3")
+        .bind::<Text, _>(&job.merchant_id)
+        .bind::<Text, _>(&job.kind)
+        .bind::<Text, _>(&job.subject_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The work failed (and was rolled back): count the attempt and try again
+/// after `delay`, or park the job once it has failed `max_attempts` times.
+/// Returns whether it is now parked.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+    error: &str,
+    delay_ms: i64,
+    max_attempts: i32,
+) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct State {
+        #[diesel(sql_type = Text)]
+        state: String,
+    }
+    let rows: Vec<State> = statement(
+        "UPDATE jobs SET attempts = attempts + 1, last_error = $4, updated_at = now(),
+            run_after = now() + make_interval(secs => $5::bigint / 1000.0),
+            state = CASE WHEN attempts + 1 >= $6 THEN 'parked' ELSE 'ready' END
+         WHERE merchant_id = $1 AND kind = $2 AND subject_id = $3
+         RETURNING state",
+    )
+    .bind::<Text, _>(&job.merchant_id)
+    .bind::<Text, _>(&job.kind)
+    .bind::<Text, _>(&job.subject_id)
+    .bind::<Text, _>(error)
+    .bind::<BigInt, _>(delay_ms)
+    .bind::<Integer, _>(max_attempts)
+    .load(conn)
+    .await?;
+    Ok(rows.iter().any(|r| r.state == "parked"))
+}
+
+/// The job could not run now for a reason that is not its fault (its orders
+/// are busy): try again after `delay_ms`, without counting an attempt.
+pub async fn postpone(conn: &mut AsyncPgConnection, job: &Job, delay_ms: i64) -> Result<()> {
+    statement(
+        "UPDATE jobs SET run_after = now() + make_interval(secs => $4::bigint / 1000.0)
+         WHERE merchant_id = $1 AND kind = $2 AND subject_id = $3",
+    )
+    .bind::<Text, _>(&job.merchant_id)
+    .bind::<Text, _>(&job.kind)
+    .bind::<Text, _>(&job.subject_id)
+    .bind::<BigInt, _>(delay_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One merchant's jobs of a kind, for people and tests.
+pub async fn list(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<Vec<JobRow>> {
+    Ok(statement(
+        "SELECT kind, subject_id, state, attempts, last_error, run_after FROM jobs
+         WHERE merchant_id = $1 AND kind = $2 ORDER BY subject_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .load(conn)
+    .await?)
+}

@@ -1,0 +1,491 @@
+//! The ledger's tables: journal entries and lines (with the export sequence),
+//! order cash events, applications, fee shares, invoices and payouts. SQL only:
+//! what to write is decided in `app::cash_application`.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Numeric, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use super::statement::{Bind, statement};
+use crate::domain::cash_application::plan::{AppliedCash, CashEvent, EventKind};
+use crate::domain::currency::Currency;
+use crate::domain::ledger::posting::{FeeShare, InvoiceBooking, Tender};
+use crate::domain::ledger::{JournalEntry, SourceRef};
+use crate::domain::money::Money;
+use crate::domain::record::Record;
+use crate::error::{Error, Result};
+
+/// Stores entries (and their lines) not stored yet. Entries are keyed by their
+/// external id, so a retry inserts nothing twice. The export sequence comes
+/// from the merchant's counter row, taken here: call this last in the
+/// transaction so the row lock (which orders commits) is held briefly.
+pub async fn insert_entries(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    entries: &[JournalEntry],
+    payout_id: Option<&str>,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len() as i64;
+    #[derive(QueryableByName)]
+    struct First {
+        #[diesel(sql_type = BigInt)]
+        first: i64,
+    }
+    let first: Vec<First> = statement(
+        "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2)
+         ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $2
+         RETURNING next_seq - $2 AS first",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(n)
+    .load(conn)
+    .await?;
+    let first = first.into_iter().next().map_or(1, |f| f.first);
+    let mut e_ext = Vec::new();
+    let mut e_seq = Vec::new();
+    let mut e_date: Vec<NaiveDate> = Vec::new();
+    let mut e_memo = Vec::new();
+    let mut e_refs = Vec::new();
+    let (mut l_ext, mut l_no, mut l_acc, mut l_cur) = (vec![], vec![], vec![], vec![]);
+    let (mut l_debit, mut l_credit, mut l_memo, mut l_order) = (vec![], vec![], vec![], vec![]);
+    for (i, e) in entries.iter().enumerate() {
+        let ext = e.external_id().as_str().to_string();
+        e_ext.push(ext.clone());
+        e_seq.push(first + i as i64);
+        e_date.push(e.effective_date());
+        e_memo.push(e.memo().to_string());
+        e_refs.push(refs_json(e.source_refs()));
+        for (no, l) in e.lines().iter().enumerate() {
+            l_ext.push(ext.clone());
+            l_no.push(no as i32);
+            l_acc.push(l.account.key().to_string());
+            l_cur.push(l.debit.currency.code().to_string());
+            l_debit.push(l.debit.amount);
+            l_credit.push(l.credit.amount);
+            l_memo.push(l.memo.clone());
+            l_order.push(l.order_id.clone());
+        }
+    }
+    statement(
+        "WITH e AS (
+           INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo,
+               payout_id, source_refs)
+           SELECT $1, t.* , $7, r FROM UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
+               AS t(external_id, export_seq, effective_date, memo)
+           JOIN UNNEST($2::text[], $6::jsonb[]) AS x(external_id, r) USING (external_id)
+           ON CONFLICT (merchant_id, external_id) DO NOTHING
+           RETURNING entry_id, external_id)
+         INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit,
+             credit, memo, order_id)
+         SELECT $1, e.entry_id, l.line_no, l.account, l.currency_code, l.debit, l.credit, l.memo,
+             l.order_id
+         FROM e JOIN UNNEST($8::text[], $9::int[], $10::text[], $11::text[], $12::numeric[],
+             $13::numeric[], $14::text[], $15::text[])
+           AS l(external_id, line_no, account, currency_code, debit, credit, memo, order_id)
+           USING (external_id)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(e_ext)
+    .bind::<Array<BigInt>, _>(e_seq)
+    .bind::<Array<Date>, _>(e_date)
+    .bind::<Array<Text>, _>(e_memo)
+    .bind::<Array<Jsonb>, _>(e_refs)
+    .bind::<Nullable<Text>, _>(payout_id)
+    .bind::<Array<Text>, _>(l_ext)
+    .bind::<Array<Integer>, _>(l_no)
+    .bind::<Array<Text>, _>(l_acc)
+    .bind::<Array<Text>, _>(l_cur)
+    .bind::<Array<Numeric>, _>(l_debit)
+    .bind::<Array<Numeric>, _>(l_credit)
+    .bind::<Array<Text>, _>(l_memo)
+    .bind::<Array<Nullable<Text>>, _>(l_order)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn refs_json(refs: &[SourceRef]) -> serde_json::Value {
+    serde_json::Value::Array(
+        refs.iter()
+            .map(|r| serde_json::json!({"kind": r.kind.key(), "id": r.id}))
+            .collect(),
+    )
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    ref_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    target_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    tender: Option<String>,
+    #[diesel(sql_type = Date)]
+    event_date: NaiveDate,
+    #[diesel(sql_type = Text)]
+    currency_code: String,
+    #[diesel(sql_type = Numeric)]
+    amount: Decimal,
+}
+
+fn currency(code: &str) -> Result<Currency> {
+    Currency::from_code(code).ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))
+}
+
+/// Each order's cash events, in the order they were applied.
+pub async fn load_events(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    orders: &[String],
+) -> Result<BTreeMap<String, Vec<CashEvent>>> {
+    let rows: Vec<EventRow> = statement(
+        "SELECT order_id, kind, ref_id, target_id, tender, event_date, currency_code, amount
+         FROM order_cash_events WHERE merchant_id = $1 AND order_id = ANY($2)
+         ORDER BY order_id, event_no",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(orders)
+    .load(conn)
+    .await?;
+    let mut out: BTreeMap<String, Vec<CashEvent>> = BTreeMap::new();
+    for r in rows {
+        let kind = EventKind::from_key(&r.kind)
+            .ok_or_else(|| Error::corrupt("a cash event kind", r.kind.clone()))?;
+        let tender = r
+            .tender
+            .as_deref()
+            .and_then(Tender::from_key)
+            .unwrap_or(Tender::Processor);
+        out.entry(r.order_id).or_default().push(CashEvent {
+            kind,
+            ref_id: r.ref_id,
+            target_id: r.target_id,
+            tender,
+            date: r.event_date,
+            amount: Money::new(r.amount, currency(&r.currency_code)?),
+        });
+    }
+    Ok(out)
+}
+
+/// Appends events after each order's last.
+pub async fn insert_events(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    events: &[(String, CashEvent)],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&(String, CashEvent)) -> String| events.iter().map(f).collect::<Vec<_>>();
+    statement(
+        "INSERT INTO order_cash_events (merchant_id, order_id, event_no, kind, ref_id, target_id,
+             tender, event_date, currency_code, amount)
+         SELECT $1, t.order_id,
+             coalesce((SELECT max(event_no) FROM order_cash_events c
+                       WHERE c.merchant_id = $1 AND c.order_id = t.order_id), 0)
+               + row_number() OVER (PARTITION BY t.order_id ORDER BY t.ord),
+             t.kind, t.ref_id, t.target_id, t.tender, t.event_date, t.currency_code, t.amount
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[],
+             $8::text[], $9::numeric[]) WITH ORDINALITY
+           AS t(order_id, kind, ref_id, target_id, tender, event_date, currency_code, amount, ord)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(col(|e| e.0.clone()))
+    .bind::<Array<Text>, _>(col(|e| e.1.kind.key().to_string()))
+    .bind::<Array<Text>, _>(col(|e| e.1.ref_id.clone()))
+    .bind::<Array<Nullable<Text>>, _>(
+        events
+            .iter()
+            .map(|e| e.1.target_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(col(|e| e.1.tender.key().to_string()))
+    .bind::<Array<Date>, _>(events.iter().map(|e| e.1.date).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(col(|e| e.1.amount.currency.code().to_string()))
+    .bind::<Array<Numeric>, _>(events.iter().map(|e| e.1.amount.amount).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Books invoices into AR, then adds what was applied to each.
+pub async fn record_invoices(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    booked: &[InvoiceBooking],
+    applied: &[AppliedCash],
+    payout_id: Option<&str>,
+) -> Result<()> {
+    if !booked.is_empty() {
+        statement(
+            "INSERT INTO invoices (merchant_id, invoice_id, order_id, invoice_date, currency_code, total)
+             SELECT $1, t.* FROM UNNEST($2::text[], $3::text[], $4::date[], $5::text[], $6::numeric[])
+               AS t(invoice_id, order_id, invoice_date, currency_code, total)
+             ON CONFLICT (merchant_id, invoice_id) DO NOTHING",
+        )
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(booked.iter().map(|i| i.invoice_id.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(booked.iter().map(|i| i.order_id.clone()).collect::<Vec<_>>())
+        .bind::<Array<Date>, _>(booked.iter().map(|i| i.date).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            booked
+                .iter()
+                .map(|i| i.total.currency.code().to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Numeric>, _>(booked.iter().map(|i| i.total.amount).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let a = |f: fn(&AppliedCash) -> String| applied.iter().map(f).collect::<Vec<_>>();
+    statement(
+        "INSERT INTO cash_applications (merchant_id, order_id, payment_id, invoice_id, tender,
+             currency_code, amount, from_unapplied, payout_id, external_id)
+         SELECT $1, t.order_id, t.payment_id, t.invoice_id, t.tender, t.currency_code, t.amount,
+             t.from_unapplied, $9, t.external_id
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::numeric[], $8::bool[], $10::text[])
+           AS t(order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied,
+             external_id)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(a(|x| x.order_id.clone()))
+    .bind::<Array<Text>, _>(a(|x| x.application.payment_id.clone()))
+    .bind::<Array<Text>, _>(a(|x| x.application.invoice_id.clone()))
+    .bind::<Array<Text>, _>(a(|x| x.application.tender.key().to_string()))
+    .bind::<Array<Text>, _>(a(|x| x.application.amount.currency.code().to_string()))
+    .bind::<Array<Numeric>, _>(
+        applied
+            .iter()
+            .map(|x| x.application.amount.amount)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(
+        applied
+            .iter()
+            .map(|x| x.application.from_unapplied)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Nullable<Text>, _>(payout_id)
+    .bind::<Array<Text>, _>(a(|x| x.external_id.clone()))
+    .execute(conn)
+    .await?;
+    // Reversals give back: applied is the net of every application row.
+    statement(
+        "UPDATE invoices i SET applied = i.applied + d.amount
+         FROM (SELECT invoice_id, sum(amount) AS amount
+               FROM UNNEST($2::text[], $3::numeric[]) AS t(invoice_id, amount)
+               GROUP BY invoice_id) d
+         WHERE i.merchant_id = $1 AND i.invoice_id = d.invoice_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(a(|x| x.application.invoice_id.clone()))
+    .bind::<Array<Numeric>, _>(
+        applied
+            .iter()
+            .map(|x| x.application.amount.amount)
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_fee_shares(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+    shares: &[FeeShare],
+) -> Result<()> {
+    if shares.is_empty() {
+        return Ok(());
+    }
+    statement(
+        "INSERT INTO fee_shares (merchant_id, payout_id, order_id, currency_code, amount)
+         SELECT $1, $2, t.* FROM UNNEST($3::text[], $4::text[], $5::numeric[])
+           AS t(order_id, currency_code, amount)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(payout_id)
+    .bind::<Array<Text>, _>(
+        shares
+            .iter()
+            .map(|s| s.order_id.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        shares
+            .iter()
+            .map(|s| s.amount.currency.code().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Numeric>, _>(shares.iter().map(|s| s.amount.amount).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A payout's row as the worker writes it.
+pub struct PayoutRow<'a> {
+    pub payout_id: &'a str,
+    pub state: &'a str,
+    pub amount: Money,
+    pub gross: Decimal,
+    pub fees: Decimal,
+    pub net: Decimal,
+    pub missing: Decimal,
+    pub residual: Decimal,
+}
+
+pub async fn upsert_payout(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    p: &PayoutRow<'_>,
+) -> Result<()> {
+    statement(
+        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net,
+             missing, residual, applied_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+             CASE WHEN $3 = 'applied' THEN now() END)
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = $3, currency_code = $4,
+             amount = $5, gross = $6, fees = $7, net = $8, missing = $9, residual = $10,
+             applied_at = CASE WHEN $3 = 'applied' THEN now() ELSE payouts.applied_at END,
+             updated_at = now()",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(p.payout_id)
+    .bind::<Text, _>(p.state)
+    .bind::<Text, _>(p.amount.currency.code())
+    .bind::<Numeric, _>(p.amount.amount)
+    .bind::<Numeric, _>(p.gross)
+    .bind::<Numeric, _>(p.fees)
+    .bind::<Numeric, _>(p.net)
+    .bind::<Numeric, _>(p.missing)
+    .bind::<Numeric, _>(p.residual)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+pub async fn payout_state(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<Option<String>> {
+    let rows: Vec<StateRow> =
+        statement("SELECT state FROM payouts WHERE merchant_id = $1 AND payout_id = $2")
+            .bind::<Text, _>(merchant)
+            .bind::<Text, _>(payout_id)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().next().map(|r| r.state))
+}
+
+/// Marks a payout parked (its job failed too often), whether or not it had a row yet.
+pub async fn park_payout(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<()> {
+    statement(
+        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net)
+         SELECT $1, $2, 'parked', currency_code, amount, 0, 0, 0 FROM record_log
+         WHERE merchant_id = $1 AND outcome = 'accepted' AND kind = 'payout' AND source_id = $2
+           AND currency_code IS NOT NULL AND amount IS NOT NULL
+         ORDER BY record_id LIMIT 1
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = now()
+           WHERE payouts.state <> 'applied'",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(payout_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct PayloadRow {
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+}
+
+fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
+    rows.into_iter()
+        .map(|r| {
+            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e))
+        })
+        .collect()
+}
+
+/// The accepted payout record(s) with this id, and the balance transactions it swept
+/// (in the order they were received).
+pub async fn payout_records(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<(Vec<Record>, Vec<Record>)> {
+    let payout: Vec<PayloadRow> = statement(
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+           AND kind = 'payout' AND source_id = $2 ORDER BY record_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(payout_id)
+    .load(conn)
+    .await?;
+    let txns: Vec<PayloadRow> = statement(
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+           AND kind = 'balance_transaction' AND payload -> 'body' ->> 'payout_id' = $2
+         ORDER BY record_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(payout_id)
+    .load(conn)
+    .await?;
+    Ok((records(payout)?, records(txns)?))
+}
+
+/// The order each external id belongs to (the first, if several claim it).
+pub async fn orders_of_refs(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    refs: &[String],
+) -> Result<BTreeMap<String, String>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        ref_id: String,
+        #[diesel(sql_type = Text)]
+        order_id: String,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT DISTINCT ON (ref_id) ref_id, order_id FROM order_refs
+         WHERE merchant_id = $1 AND ref_id = ANY($2) ORDER BY ref_id, order_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(refs)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.ref_id, r.order_id)).collect())
+}

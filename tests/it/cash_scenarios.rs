@@ -1,0 +1,242 @@
+//! Cash application scenarios of issue 7: refunds, disputes, gift cards, FX.
+
+use tally::app::App;
+use tally::proto::tally::v1 as pb;
+use tally::storage::Store;
+
+use crate::cash::{
+    account_balance, assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar,
+};
+use crate::common::*;
+
+fn money(code: &str, amount: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: code.into(),
+        amount: amount.into(),
+    })
+}
+
+fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
+    at(
+        "netsuite",
+        id,
+        order,
+        "2026-11-05T12:00:00Z",
+        pb::record::Kind::CreditMemo(pb::CreditMemo {
+            total: usd(total),
+            ..Default::default()
+        }),
+    )
+}
+
+fn processor_refund(order: &str, id: &str, amount: &str) -> pb::Record {
+    at(
+        "stripe",
+        id,
+        order,
+        "2026-11-05T10:00:00Z",
+        pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+            r#type: pb::ProcessorPaymentType::Refund as i32,
+            amount: usd(amount),
+            ..Default::default()
+        }),
+    )
+}
+
+async fn worker(t: &TestApp) -> App {
+    App::new(Store::connect(&t.db.url, 2).unwrap())
+}
+
+async fn exception_rules(t: &TestApp) -> String {
+    scalar(t, "SELECT coalesce(string_agg(rule || ':' || subject, ',' ORDER BY rule), '') FROM exceptions WHERE rule LIKE 'cash.%' OR rule LIKE 'ledger.%'").await
+}
+
+#[tokio::test]
+async fn a_refund_after_its_payout_is_booked_against_its_credit_memo() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4001", "100.00"),
+        capture("4001", "ch_4001", "100.00"),
+        inv("4001", "INV-4001", "100.00", "2026-11-02T12:00:00Z"),
+        bt("txn_a1", "charge", "ch_4001", "100.00", "3.00", "po_a"),
+        payout("po_a", "97.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    t.submit(vec![
+        processor_refund("4001", "re_4001", "30.00"),
+        credit_memo("4001", "CM-4001", "30.00"),
+        bt("txn_b1", "refund", "re_4001", "-30.00", "0.00", "po_b"),
+        payout("po_b", "-30.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn a_refund_with_no_credit_memo_is_an_exception_naming_the_residual() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4101", "100.00"),
+        capture("4101", "ch_4101", "100.00"),
+        inv("4101", "INV-4101", "100.00", "2026-11-02T12:00:00Z"),
+        processor_refund("4101", "re_4101", "30.00"),
+        bt("txn_c1", "charge", "ch_4101", "100.00", "3.00", "po_c"),
+        bt("txn_c2", "refund", "re_4101", "-30.00", "0.00", "po_c"),
+        payout("po_c", "67.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        exception_rules(&t).await,
+        "cash.refund_without_credit_memo:re_4101,ledger.clearing_residual:po_c"
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(residual, 2)::text FROM payouts WHERE payout_id = 'po_c'"
+        )
+        .await,
+        "30.00"
+    );
+    assert_ledger_sound(&t).await;
+}
+
+fn dispute_bt(id: &str, category: &str, amount: &str, fee: &str, payout: &str) -> pb::Record {
+    let mut r = bt(id, category, "dp_4201", amount, fee, payout);
+    r.references = vec![pb::ExternalReference {
+        r#type: pb::ReferenceType::Charge as i32,
+        id: "ch_4201".into(),
+    }];
+    r
+}
+
+#[tokio::test]
+async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_the_amount_back() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4201", "50.00"),
+        capture("4201", "ch_4201", "50.00"),
+        inv("4201", "INV-4201", "50.00", "2026-11-02T12:00:00Z"),
+        bt("txn_d1", "charge", "ch_4201", "50.00", "1.75", "po_d"),
+        dispute_bt("txn_d2", "dispute", "-50.00", "15.00", "po_d"),
+        // 48.25 - 65.00
+        payout("po_d", "-16.75"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "chargebacks").await, "50.00");
+    assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
+    assert_eq!(account_balance(&t, "processing_fees").await, "1.75");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    // Won: the amount comes back (Stripe keeps the dispute fee; the API
+    // refuses negative fees, so a refunded fee cannot be stated yet).
+    t.submit(vec![
+        dispute_bt("txn_e1", "dispute_reversal", "50.00", "0.00", "po_e"),
+        payout("po_e", "50.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "chargebacks").await, "0.00");
+    assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn a_gift_card_tender_is_applied_from_its_liability_account() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut o = order("4301", "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.tenders = vec![
+            pb::Tender {
+                r#type: pb::TenderType::GiftCard as i32,
+                gateway: "gift_card".into(),
+                amount: usd("40.00"),
+                processor_reference: String::new(),
+            },
+            pb::Tender {
+                r#type: pb::TenderType::Card as i32,
+                gateway: "stripe".into(),
+                amount: usd("60.00"),
+                processor_reference: "pi_4301".into(),
+            },
+        ];
+    }
+    t.submit(vec![
+        o,
+        capture("4301", "ch_4301", "60.00"),
+        inv("4301", "INV-4301", "100.00", "2026-11-02T12:00:00Z"),
+        bt("txn_g1", "charge", "ch_4301", "60.00", "2.00", "po_g"),
+        payout("po_g", "58.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "gift_card_liability").await, "40.00");
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(
+        scalar(&t, "SELECT string_agg(tender || '=' || round(amount, 2)::text, ',' ORDER BY tender) FROM cash_applications").await,
+        "gift_card=40.00,processor=60.00"
+    );
+}
+
+#[tokio::test]
+async fn an_eur_order_settled_in_usd_books_fx_and_clears_to_zero() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let eur = |a: &str| money("EUR", a);
+    let mut o = order("4401", "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.total = eur("100.00");
+        so.tenders[0].amount = eur("100.00");
+    }
+    let mut c = capture("4401", "ch_4401", "100.00");
+    if let Some(pb::record::Kind::ProcessorPayment(p)) = &mut c.kind {
+        p.amount = eur("100.00");
+    }
+    let mut i = inv("4401", "INV-4401", "100.00", "2026-11-02T12:00:00Z");
+    if let Some(pb::record::Kind::Invoice(x)) = &mut i.kind {
+        x.total = eur("100.00");
+    }
+    let mut b = bt("txn_f1", "charge", "ch_4401", "110.00", "3.50", "po_f");
+    if let Some(pb::record::Kind::BalanceTransaction(x)) = &mut b.kind {
+        x.exchange_rate = "1.1".into();
+    }
+    t.submit(vec![o, c, i, b, payout("po_f", "106.50")])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_f'").await,
+        "applied"
+    );
+    let by_currency = scalar(
+        &t,
+        "SELECT string_agg(account || ' ' || currency_code || ' ' || round(b, 2)::text, ', ' ORDER BY account, currency_code)
+         FROM (SELECT account, currency_code, sum(debit - credit) b FROM journal_lines
+               WHERE account IN ('processor_clearing', 'accounts_receivable', 'fx_gain_loss')
+               GROUP BY 1, 2) x",
+    )
+    .await;
+    assert_eq!(
+        by_currency,
+        "accounts_receivable EUR 0.00, fx_gain_loss EUR 100.00, fx_gain_loss USD -110.00, processor_clearing USD 0.00"
+    );
+    assert_ledger_sound(&t).await;
+}

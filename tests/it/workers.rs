@@ -1,0 +1,199 @@
+//! Many `tally worker` processes over one backlog: each payout applied
+//! exactly once, and a worker killed with SIGKILL loses and doubles nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tally::proto::tally::v1 as pb;
+
+use crate::cash::{account_balance, assert_ledger_sound, bt, capture, inv, payout};
+use crate::common::*;
+
+const PAYOUTS: usize = 40;
+const ORDERS_PER_PAYOUT: usize = 3;
+
+fn backlog(p: usize) -> Vec<pb::Record> {
+    let mut records = vec![];
+    for k in 0..ORDERS_PER_PAYOUT {
+        let o = format!("{}", 10_000 + p * 10 + k);
+        let ch = format!("ch_{o}");
+        records.push(order(&o, "25.00"));
+        records.push(capture(&o, &ch, "25.00"));
+        records.push(inv(
+            &o,
+            &format!("INV-{o}"),
+            "25.00",
+            "2026-11-02T12:00:00Z",
+        ));
+        records.push(bt(
+            &format!("txn_{o}"),
+            "charge",
+            &ch,
+            "25.00",
+            "1.03",
+            &format!("po_{p}"),
+        ));
+    }
+    // 3 x (25.00 - 1.03)
+    records.push(payout(&format!("po_{p}"), "71.91"));
+    records
+}
+
+fn worker(db_url: &str) -> Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["worker", "--concurrency", "2"])
+        .env("DATABASE_URL", db_url)
+        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() {
+    let t = TestApp::start().await;
+    for chunk in (0..PAYOUTS).collect::<Vec<_>>().chunks(10) {
+        let records = chunk.iter().flat_map(|p| backlog(*p)).collect();
+        t.submit(records).await.unwrap();
+    }
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs").await,
+        PAYOUTS as i64 * 4
+    );
+
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&t.db.url)).collect();
+    // Kill one as soon as the backlog is being worked on, whatever it holds.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while t
+        .count("SELECT count(*) FROM payouts WHERE state = 'applied'")
+        .await
+        < 3
+    {
+        assert!(Instant::now() < deadline, "workers never started applying");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tally::embedded_pg::sys::kill(workers[0].id(), tally::embedded_pg::sys::Signal::Kill);
+    let _ = workers[0].wait();
+    // A restart picks up where it left off, alongside the other three.
+    workers[0] = worker(&t.db.url);
+    while t.count("SELECT count(*) FROM jobs").await > 0 {
+        assert!(Instant::now() < deadline, "the backlog was never drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in &mut workers {
+        tally::embedded_pg::sys::kill(w.id(), tally::embedded_pg::sys::Signal::Terminate);
+        let _ = w.wait();
+    }
+
+    let n = PAYOUTS as i64;
+    let orders = n * ORDERS_PER_PAYOUT as i64;
+    assert_eq!(
+        t.count("SELECT count(*) FROM payouts WHERE state = 'applied' AND residual = 0")
+            .await,
+        n
+    );
+    // Per order an invoice and a payment entry; per payout a fee sweep and a deposit.
+    assert_eq!(
+        t.count("SELECT count(*) FROM journal_entries").await,
+        2 * orders + 2 * n
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM cash_applications").await,
+        orders
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM order_cash_events").await,
+        2 * orders
+    );
+    // The export sequence has no gap and no repeat: commit order, every entry once.
+    assert_eq!(
+        t.count("SELECT count(*) FROM journal_entries WHERE export_seq BETWEEN 1 AND (SELECT count(*) FROM journal_entries)")
+            .await,
+        2 * orders + 2 * n
+    );
+    assert_ledger_sound(&t).await;
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_eq!(
+        account_balance(&t, "bank").await,
+        format!("{:.2}", 71.91 * PAYOUTS as f64)
+    );
+    assert_eq!(
+        account_balance(&t, "processing_fees").await,
+        format!("{:.2}", 1.03 * (orders as f64))
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM invoices WHERE applied <> total")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn journals_export_writes_netsuite_csv_after_a_cursor() {
+    let t = TestApp::start().await;
+    t.submit(crate::cash::realistic_batch()).await.unwrap();
+    crate::cash::drain(
+        &tally::app::App::new(tally::storage::Store::connect(&t.db.url, 2).unwrap()),
+        "acme",
+    )
+    .await;
+    let run = |after: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args([
+                "journals",
+                "export",
+                "--format",
+                "netsuite-csv",
+                "--merchant",
+                "acme",
+                "--after",
+                after,
+            ])
+            .env("DATABASE_URL", &t.db.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run("0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("External ID,"), "{csv}");
+    let total_lines = t.count("SELECT count(*) FROM journal_lines").await;
+    assert_eq!(lines.count() as i64, total_lines, "{csv}");
+    assert!(
+        csv.contains(",1150,"),
+        "clearing is exported under its code: {csv}"
+    );
+    let entries = t.count("SELECT count(*) FROM journal_entries").await;
+    let cursor = String::from_utf8(out.stderr).unwrap();
+    assert!(cursor.contains(&format!("--after {entries}")), "{cursor}");
+    // Nothing new after the cursor: the header only.
+    let again = run(&entries.to_string());
+    assert_eq!(String::from_utf8(again.stdout).unwrap().lines().count(), 1);
+    // An unknown format is a usage error.
+    let bad = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "journals",
+            "export",
+            "--format",
+            "xlsx",
+            "--merchant",
+            "acme",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
