@@ -258,7 +258,7 @@ def test_database_url_from_chart_made_secret(default_objects: list[dict]) -> Non
 def test_config_map_mounted_as_tally_config(production_objects: list[dict]) -> None:
     cm = by_kind(production_objects, "ConfigMap")["tally-config"]
     toml = cm["data"]["tally.toml"]
-    assert "[handoff_contracts.fulfillment-to-invoice]" in toml and "[accounts]" in toml
+    assert "[handoffs.fulfillment-to-invoice]" in toml and "[accounts]" in toml
     for name in ("tally-api", "tally-worker"):
         deployment = by_kind(production_objects, "Deployment")[name]
         pod = deployment["spec"]["template"]["spec"]
