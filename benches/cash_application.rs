@@ -27,22 +27,12 @@ use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::NoTls;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{ts, url_for, usd};
+
 const PAYOUTS: usize = 20;
 const PER_PAYOUT: usize = 100;
-
-fn usd(a: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: "USD".into(),
-        amount: a.into(),
-    })
-}
-
-fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: 1_793_000_000 + secs,
-        nanos: 0,
-    })
-}
 
 fn rec(system: &str, id: String, order: &str, kind: pb::record::Kind) -> pb::Record {
     pb::Record {
@@ -227,10 +217,6 @@ async fn baseline(url: &str, tag: &str) -> Duration {
         t.await.unwrap();
     }
     start.elapsed()
-}
-
-fn url_for(admin: &str, db: &str) -> String {
-    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -24,96 +24,28 @@ use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::NoTls;
 
-const BATCH: usize = 1000;
+/// 333 orders with their charge and invoice, plus part of one: 1,000 records.
+fn batch(n: usize) -> Vec<tally::proto::tally::v1::Record> {
+    batch_of(
+        |i| order_id(n, i),
+        |i| (n * ORDERS_PER_BATCH + i) as i64 * 60,
+    )
+}
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{BATCH, batch_of, median, url_for};
+
 const ORDERS_PER_BATCH: usize = BATCH / 3 + 1;
 const EDGE: usize = 5;
 const READS: usize = 60;
-
-fn usd(a: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: "USD".into(),
-        amount: a.into(),
-    })
-}
-
-fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: 1_793_000_000 + secs,
-        nanos: 0,
-    })
-}
 
 fn order_id(batch: usize, i: usize) -> String {
     format!("g-{batch}-{i}")
 }
 
-/// 333 orders with their charge and invoice, plus one order: 1,000 records.
-fn batch(n: usize) -> Vec<pb::Record> {
-    let mut out = Vec::with_capacity(BATCH);
-    let mut i = 0;
-    while out.len() < BATCH {
-        let order = order_id(n, i);
-        let at = (n * ORDERS_PER_BATCH + i) as i64 * 60;
-        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
-            source_id: id,
-            source_system: system.into(),
-            order_id: order.clone(),
-            references: vec![],
-            event_time: ts(at + secs),
-            source_update_time: None,
-            kind: Some(kind),
-        };
-        out.push(rec(
-            "shopify",
-            order.clone(),
-            0,
-            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-                total: usd("100.00"),
-                tenders: vec![pb::Tender {
-                    r#type: pb::TenderType::Card as i32,
-                    amount: usd("100.00"),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "stripe",
-            format!("ch_{order}"),
-            5,
-            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-                r#type: pb::ProcessorPaymentType::Charge as i32,
-                amount: usd("100.00"),
-                fee: usd("3.20"),
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "netsuite",
-            format!("INV-{order}"),
-            60,
-            pb::record::Kind::Invoice(pb::Invoice {
-                total: usd("100.00"),
-                ..Default::default()
-            }),
-        ));
-        i += 1;
-    }
-    out.truncate(BATCH);
-    out
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn url_for(admin: &str, db: &str) -> String {
-    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
 }
 
 struct Reads {

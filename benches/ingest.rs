@@ -30,85 +30,16 @@ use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::NoTls;
 
-const BATCH: usize = 1000;
+/// A batch of [`BATCH`] records: 333 clean orders and part of one more.
+fn batch(round: usize, tag: &str) -> Vec<tally::proto::tally::v1::Record> {
+    batch_of(|i| format!("{tag}-{round}-{i}"), |_| 0)
+}
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{BATCH, batch_of, median, url_for};
+
 const ROUNDS: usize = 9;
-
-fn usd(a: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: "USD".into(),
-        amount: a.into(),
-    })
-}
-
-fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: 1_793_000_000 + secs,
-        nanos: 0,
-    })
-}
-
-fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
-    let mut out = Vec::with_capacity(BATCH);
-    let mut i = 0;
-    while out.len() < BATCH {
-        let order = format!("{tag}-{round}-{i}");
-        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
-            source_id: id,
-            source_system: system.into(),
-            order_id: order.clone(),
-            references: vec![],
-            event_time: ts(secs),
-            source_update_time: None,
-            kind: Some(kind),
-        };
-        out.push(rec(
-            "shopify",
-            order.clone(),
-            0,
-            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-                total: usd("100.00"),
-                tenders: vec![pb::Tender {
-                    r#type: pb::TenderType::Card as i32,
-                    amount: usd("100.00"),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "stripe",
-            format!("ch_{order}"),
-            5,
-            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-                r#type: pb::ProcessorPaymentType::Charge as i32,
-                amount: usd("100.00"),
-                fee: usd("3.20"),
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "netsuite",
-            format!("INV-{order}"),
-            60,
-            pb::record::Kind::Invoice(pb::Invoice {
-                total: usd("100.00"),
-                ..Default::default()
-            }),
-        ));
-        i += 1;
-    }
-    out.truncate(BATCH);
-    out
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn url_for(admin: &str, db: &str) -> String {
-    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -23,7 +23,14 @@ use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tokio_postgres::NoTls;
 
-const BATCH: usize = 1000;
+fn batch(tag: &str) -> Vec<tally::proto::tally::v1::Record> {
+    batch_of(|i| format!("{tag}-{i}"), |_| 0)
+}
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{BATCH, batch_of, median};
+
 const ROUNDS: usize = 11;
 
 /// Counts what it is sent and keeps nothing.
@@ -46,72 +53,6 @@ impl TraceService for Sink {
         self.0.fetch_add(n, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
-}
-
-fn usd(a: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: "USD".into(),
-        amount: a.into(),
-    })
-}
-
-fn batch(tag: &str) -> Vec<pb::Record> {
-    let mut out = Vec::with_capacity(BATCH);
-    let mut i = 0;
-    while out.len() < BATCH {
-        let order = format!("{tag}-{i}");
-        let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
-            source_id: id,
-            source_system: system.into(),
-            order_id: order.clone(),
-            references: vec![],
-            event_time: Some(prost_types::Timestamp {
-                seconds: 1_793_000_000 + secs,
-                nanos: 0,
-            }),
-            source_update_time: None,
-            kind: Some(kind),
-        };
-        let records = [
-            rec(
-                "shopify",
-                order.clone(),
-                0,
-                pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-                    total: usd("100.00"),
-                    tenders: vec![pb::Tender {
-                        r#type: pb::TenderType::Card as i32,
-                        amount: usd("100.00"),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            ),
-            rec(
-                "stripe",
-                format!("ch_{order}"),
-                5,
-                pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-                    r#type: pb::ProcessorPaymentType::Charge as i32,
-                    amount: usd("100.00"),
-                    fee: usd("3.20"),
-                    ..Default::default()
-                }),
-            ),
-            rec(
-                "netsuite",
-                format!("INV-{order}"),
-                3600,
-                pb::record::Kind::Invoice(pb::Invoice {
-                    total: usd("100.00"),
-                    ..Default::default()
-                }),
-            ),
-        ];
-        out.extend(records.into_iter().take(BATCH - out.len()));
-        i += 1;
-    }
-    out
 }
 
 fn free_port() -> u16 {
@@ -170,11 +111,6 @@ async fn submit(c: &mut IngestServiceClient<tonic::transport::Channel>, tag: &st
     .await
     .expect("submit");
     start.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,99 @@
+//! What the benchmarks share: the records they submit and small helpers.
+//! Included by each bench with `#[path = "support/mod.rs"] mod support;`,
+//! so each uses only part of it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tally::proto::tally::v1 as pb;
+
+/// Records per SubmitRecords batch.
+pub const BATCH: usize = 1000;
+
+pub fn usd(a: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        amount: a.into(),
+    })
+}
+
+/// A fixed instant (late October 2026) plus `secs`: inside the event-time
+/// window validation allows.
+pub fn ts(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: 1_793_000_000 + secs,
+        nanos: 0,
+    })
+}
+
+/// One clean order, `at` seconds after [`ts`]'s base: the storefront order
+/// with its card tender, the processor's charge, and the ERP invoice.
+pub fn order_records(order: &str, at: i64) -> [pb::Record; 3] {
+    let rec = |system: &str, id: String, secs: i64, kind| pb::Record {
+        source_id: id,
+        source_system: system.into(),
+        order_id: order.into(),
+        references: vec![],
+        event_time: ts(at + secs),
+        source_update_time: None,
+        kind: Some(kind),
+    };
+    [
+        rec(
+            "shopify",
+            order.into(),
+            0,
+            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
+                total: usd("100.00"),
+                tenders: vec![pb::Tender {
+                    r#type: pb::TenderType::Card as i32,
+                    amount: usd("100.00"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        ),
+        rec(
+            "stripe",
+            format!("ch_{order}"),
+            5,
+            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+                r#type: pb::ProcessorPaymentType::Charge as i32,
+                amount: usd("100.00"),
+                fee: usd("3.20"),
+                ..Default::default()
+            }),
+        ),
+        rec(
+            "netsuite",
+            format!("INV-{order}"),
+            60,
+            pb::record::Kind::Invoice(pb::Invoice {
+                total: usd("100.00"),
+                ..Default::default()
+            }),
+        ),
+    ]
+}
+
+/// [`BATCH`] records: orders `order(i)` at `at(i)`, the last one cut short.
+pub fn batch_of(order: impl Fn(usize) -> String, at: impl Fn(usize) -> i64) -> Vec<pb::Record> {
+    let mut out = Vec::with_capacity(BATCH);
+    let mut i = 0;
+    while out.len() < BATCH {
+        let records = order_records(&order(i), at(i));
+        out.extend(records.into_iter().take(BATCH - out.len()));
+        i += 1;
+    }
+    out
+}
+
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The URL of database `db` on the server of `admin`.
+pub fn url_for(admin: &str, db: &str) -> String {
+    format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
+}
