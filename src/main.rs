@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = chart_of_accounts(&config) {
+        eprintln!("tally: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,6 +118,21 @@ async fn run_on(
     }
 }
 
+/// The chart of accounts: the built-in codes, overridden by the
+/// configuration file's `[accounts]` section (`processing_fees = { code =
+/// "6150" }`). Booked journals name account roles, so a new code applies to
+/// every export from then on without rewriting history.
+fn chart_of_accounts(config: &Config) -> Result<tally::domain::ledger::ChartOfAccounts, String> {
+    use tally::domain::ledger::{ChartConfig, ChartOfAccounts};
+    let Some(file) = &config.config_file else {
+        return Ok(ChartOfAccounts::default());
+    };
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+    let parsed: ChartConfig = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+    ChartOfAccounts::from_config(&parsed).map_err(|e| format!("{name}: {e}"))
+}
+
 /// The handoff contract defaults of the configuration file, if any.
 fn handoff_defaults(config: &Config) -> Result<Defaults, String> {
     let Some(file) = &config.config_file else {
@@ -139,9 +158,10 @@ async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Resul
         rates: Default::default(),
         date_format: "%m/%d/%Y".into(),
     };
+    let chart = chart_of_accounts(config)?;
     let app = App::new(Store::connect(database_url, config.pool_size.min(2))?);
     let (csv, last) = app
-        .export_netsuite(&args.merchant, args.after, args.limit, &options)
+        .export_netsuite(&args.merchant, args.after, args.limit, &chart, &options)
         .await?;
     print!("{csv}");
     eprintln!("next cursor: --after {last}");

@@ -219,6 +219,7 @@ impl App {
         merchant: &str,
         after_seq: i64,
         limit: i64,
+        chart: &ChartOfAccounts,
         options: &NetsuiteOptions,
     ) -> Result<(String, i64)> {
         let rows = self
@@ -226,8 +227,7 @@ impl App {
             .await?;
         let last = rows.last().map_or(after_seq, |e| e[0].export_seq);
         let entries = rebuild(merchant, rows)?;
-        let chart = ChartOfAccounts::default();
-        Ok((netsuite_csv(&entries, &chart, options), last))
+        Ok((netsuite_csv(&entries, chart, options), last))
     }
 }
 

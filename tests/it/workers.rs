@@ -145,23 +145,26 @@ async fn journals_export_writes_netsuite_csv_after_a_cursor() {
         "acme",
     )
     .await;
-    let run = |after: &str| {
-        Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args([
-                "journals",
-                "export",
-                "--format",
-                "netsuite-csv",
-                "--merchant",
-                "acme",
-                "--after",
-                after,
-            ])
-            .env("DATABASE_URL", &t.db.url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
+    let export = |after: &str, config: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        cmd.args([
+            "journals",
+            "export",
+            "--format",
+            "netsuite-csv",
+            "--merchant",
+            "acme",
+            "--after",
+            after,
+        ])
+        .env("DATABASE_URL", &t.db.url)
+        .env("RUST_LOG", "warn");
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.output().unwrap()
     };
+    let run = |after: &str| export(after, None);
     let out = run("0");
     assert!(
         out.status.success(),
@@ -183,6 +186,31 @@ async fn journals_export_writes_netsuite_csv_after_a_cursor() {
     // Nothing new after the cursor: the header only.
     let again = run(&entries.to_string());
     assert_eq!(String::from_utf8(again.stdout).unwrap().lines().count(), 1);
+    // The configuration file's [accounts] renumbers what is exported; a
+    // code given to two roles is refused, naming the file.
+    let dir = std::env::temp_dir().join(format!("tally-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[accounts]\nprocessor_clearing = { code = \"1999\" }\n",
+    )
+    .unwrap();
+    let renumbered = export("0", Some(&good));
+    assert!(renumbered.status.success(), "{renumbered:?}");
+    let csv = String::from_utf8(renumbered.stdout).unwrap();
+    assert!(csv.contains(",1999,") && !csv.contains(",1150,"), "{csv}");
+    let bad_chart = dir.join("bad.toml");
+    std::fs::write(
+        &bad_chart,
+        "[accounts]\nprocessor_clearing = { code = \"1000\" }\nbank = { code = \"1000\" }\n",
+    )
+    .unwrap();
+    let refused = export("0", Some(&bad_chart));
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("bad.toml") && why.contains("1000"), "{why}");
+    let _ = std::fs::remove_dir_all(&dir);
     // An unknown format is a usage error.
     let bad = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args([
