@@ -29,7 +29,7 @@ use tokio_postgres::NoTls;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{ts, url_for, usd};
+use support::{scratch_database, ts, usd};
 
 const PAYOUTS: usize = 20;
 const PER_PAYOUT: usize = 100;
@@ -221,18 +221,7 @@ async fn baseline(url: &str, tag: &str) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(conn);
-    let db = format!("tally_bench_cash_{}", std::process::id());
-    admin
-        .execute(&format!("CREATE DATABASE {db}"), &[])
-        .await
-        .unwrap();
-    let url = url_for(&admin_url, &db);
+    let (admin, db, url) = scratch_database("tally_bench_cash").await;
     run_migrations(&url).await.unwrap();
     let store = Store::connect(&url, 8).unwrap();
     let server = Running::start(

@@ -34,7 +34,7 @@ fn batch(n: usize) -> Vec<tally::proto::tally::v1::Record> {
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BATCH, batch_of, median, url_for};
+use support::{BATCH, batch_of, median, scratch_database};
 
 const ORDERS_PER_BATCH: usize = BATCH / 3 + 1;
 const EDGE: usize = 5;
@@ -105,18 +105,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     assert!(batches >= 2 * EDGE);
-    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(conn);
-    let db = format!("tally_growth_{}", std::process::id());
-    admin
-        .execute(&format!("CREATE DATABASE {db}"), &[])
-        .await
-        .unwrap();
-    let url = url_for(&admin_url, &db);
+    let (admin, db, url) = scratch_database("tally_growth").await;
     run_migrations(&url).await.unwrap();
     let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(conn);

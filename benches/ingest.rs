@@ -37,24 +37,13 @@ fn batch(round: usize, tag: &str) -> Vec<tally::proto::tally::v1::Record> {
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BATCH, batch_of, median, url_for};
+use support::{BATCH, batch_of, median, scratch_database};
 
 const ROUNDS: usize = 9;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(conn);
-    let db = format!("tally_bench_{}", std::process::id());
-    admin
-        .execute(&format!("CREATE DATABASE {db}"), &[])
-        .await
-        .unwrap();
-    let url = url_for(&admin_url, &db);
+    let (admin, db, url) = scratch_database("tally_bench").await;
     run_migrations(&url).await.unwrap();
 
     let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();

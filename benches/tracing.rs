@@ -21,7 +21,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
-use tokio_postgres::NoTls;
 
 fn batch(tag: &str) -> Vec<tally::proto::tally::v1::Record> {
     batch_of(|i| format!("{tag}-{i}"), |_| 0)
@@ -29,7 +28,7 @@ fn batch(tag: &str) -> Vec<tally::proto::tally::v1::Record> {
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{BATCH, batch_of, median};
+use support::{BATCH, batch_of, median, scratch_database};
 
 const ROUNDS: usize = 11;
 
@@ -115,18 +114,7 @@ async fn submit(c: &mut IngestServiceClient<tonic::transport::Channel>, tag: &st
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
-        .await
-        .expect("connect to PostgreSQL");
-    tokio::spawn(conn);
-    let db = format!("tally_bench_tracing_{}", std::process::id());
-    admin
-        .execute(&format!("CREATE DATABASE {db}"), &[])
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()]);
+    let (admin, db, url) = scratch_database("tally_bench_tracing").await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let otlp = listener.local_addr().unwrap().port();

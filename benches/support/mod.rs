@@ -97,3 +97,22 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
 pub fn url_for(admin: &str, db: &str) -> String {
     format!("{}/{db}", &admin[..admin.rfind('/').unwrap()])
 }
+
+/// A new, empty database on the server of `TALLY_BENCH_DATABASE_URL` (else
+/// the local PostgreSQL), named `{prefix}_{pid}`: the admin connection (to
+/// drop it at the end), its name and its URL. Migrations are the caller's.
+pub async fn scratch_database(prefix: &str) -> (tokio_postgres::Client, String, String) {
+    let admin_url = std::env::var("TALLY_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    let db = format!("{prefix}_{}", std::process::id());
+    admin
+        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .await
+        .unwrap();
+    let url = url_for(&admin_url, &db);
+    (admin, db, url)
+}
