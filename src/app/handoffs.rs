@@ -83,6 +83,9 @@ impl App {
             if change.tolerances.is_some() {
                 own.tolerances.clone_from(&change.tolerances);
             }
+            if change.fx_rate_tolerance.is_some() {
+                own.fx_rate_tolerance = change.fx_rate_tolerance;
+            }
             contracts::save(conn, merchant, handoff, &own).await?;
             let mut after = contracts::load(conn, merchant, false).await?;
             let saved = after
@@ -97,10 +100,15 @@ impl App {
 
 /// The matching policy of a merchant's contracts.
 pub(crate) fn match_policy(contracts: &BTreeMap<Handoff, StoredContract>) -> MatchPolicy {
-    contracts
-        .get(&Handoff::InvoiceToPayment)
-        .map(|c| crate::domain::handoff::match_policy(&c.contract))
-        .unwrap_or_default()
+    match (
+        contracts.get(&Handoff::InvoiceToPayment),
+        contracts.get(&Handoff::PaymentToCashApplication),
+    ) {
+        (Some(pay), Some(cash)) => {
+            crate::domain::handoff::match_policy(&pay.contract, &cash.contract)
+        }
+        _ => MatchPolicy::default(),
+    }
 }
 
 /// The id of the LATE_HANDOFF exception of one order's handoff.

@@ -63,12 +63,23 @@ pub struct MatchPolicy {
     /// newest record of the order (or the evaluation's "as of" time, when
     /// later). The handoff-contracts issue will configure it per handoff.
     pub refund_propagation: Duration,
+    /// How long after an order shipped in full (or its last capture) the
+    /// remaining captures of a multicapture may take: short captures are
+    /// pending until then, AMOUNT_MISMATCH after.
+    pub capture_lag: Duration,
+    /// How far the processor's exchange rate may stray from the ERP's rate
+    /// of the same day, as a fraction of the ERP's rate, before it is
+    /// FX_VARIANCE.
+    pub fx_rate_tolerance: Decimal,
 }
 
 impl MatchPolicy {
     /// A day: storefronts learn of a processor refund by webhook within
     /// minutes, ERPs by a nightly sync.
     pub const DEFAULT_REFUND_PROPAGATION: Duration = Duration::hours(24);
+    /// Half a percent: processors add a margin of about that to the
+    /// market rate an ERP loads daily; more is a mapping failure.
+    pub const DEFAULT_FX_RATE_TOLERANCE: Decimal = Decimal::from_parts(5, 0, 0, false, 3);
 }
 
 impl Default for MatchPolicy {
@@ -76,6 +87,8 @@ impl Default for MatchPolicy {
         MatchPolicy {
             tolerance: TolerancePolicy::default(),
             refund_propagation: Self::DEFAULT_REFUND_PROPAGATION,
+            capture_lag: Self::DEFAULT_REFUND_PROPAGATION,
+            fx_rate_tolerance: Self::DEFAULT_FX_RATE_TOLERANCE,
         }
     }
 }

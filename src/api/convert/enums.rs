@@ -69,6 +69,11 @@ impl From<ExceptionType> for pb::ExceptionType {
             ExceptionType::ValidationFailed => pb::ExceptionType::ValidationFailed,
             ExceptionType::LateHandoff => pb::ExceptionType::LateHandoff,
             ExceptionType::NotPropagated => pb::ExceptionType::NotPropagated,
+            ExceptionType::RefundNotPropagated => pb::ExceptionType::RefundNotPropagated,
+            ExceptionType::FeeUnallocated => pb::ExceptionType::FeeUnallocated,
+            ExceptionType::RoundingVariance => pb::ExceptionType::RoundingVariance,
+            ExceptionType::FxVariance => pb::ExceptionType::FxVariance,
+            ExceptionType::DiscountUnmapped => pb::ExceptionType::DiscountUnmapped,
         }
     }
 }

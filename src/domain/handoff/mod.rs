@@ -50,6 +50,9 @@ pub struct Contract {
     pub alert_webhook_uri: String,
     /// How far two figures may differ and still agree.
     pub tolerance: TolerancePolicy,
+    /// How far the processor's exchange rate may stray from the ERP's
+    /// daily rate, as a fraction of the ERP's (FX_VARIANCE beyond).
+    pub fx_rate_tolerance: Decimal,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -137,6 +140,7 @@ pub fn builtin(h: Handoff) -> Contract {
         owner: owner.into(),
         alert_webhook_uri: String::new(),
         tolerance: TolerancePolicy::default(),
+        fx_rate_tolerance: crate::domain::policy::MatchPolicy::DEFAULT_FX_RATE_TOLERANCE,
     }
 }
 
@@ -154,6 +158,9 @@ pub struct ContractSettings {
     /// Tolerance per currency code, replacing the whole map when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerances: Option<BTreeMap<Currency, Decimal>>,
+    /// The exchange-rate tolerance, a fraction ("0.005" is half a percent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx_rate_tolerance: Option<Decimal>,
 }
 
 impl ContractSettings {
@@ -172,6 +179,9 @@ impl ContractSettings {
             let mut merged = self.tolerances.take().unwrap_or_default();
             merged.extend(t.iter().map(|(c, d)| (*c, *d)));
             self.tolerances = Some(merged);
+        }
+        if over.fx_rate_tolerance.is_some() {
+            self.fx_rate_tolerance = over.fx_rate_tolerance;
         }
         self
     }
@@ -194,6 +204,9 @@ impl Contract {
                 self.tolerance = self.tolerance.with(*c, *d);
             }
         }
+        if let Some(f) = s.fx_rate_tolerance {
+            self.fx_rate_tolerance = f;
+        }
         self
     }
 
@@ -204,6 +217,7 @@ impl Contract {
             owner: Some(self.owner.clone()),
             alert_webhook_uri: Some(self.alert_webhook_uri.clone()),
             tolerances: Some(self.tolerance.per_currency.clone()),
+            fx_rate_tolerance: Some(self.fx_rate_tolerance),
         }
     }
 }
@@ -211,14 +225,22 @@ impl Contract {
 /// What matching is told by a merchant's contracts. Matching compares the
 /// storefront, the ERP invoice and the processor, so the invoice-to-payment
 /// contract's tolerance and lag govern it: its tolerance is the amount
-/// tolerance, its max lag how long a refund seen only at the processor may
-/// take to reach the storefront or the ERP (both default to what
-/// `MatchPolicy::default()` says: one minor unit and a day).
-pub fn match_policy(invoice_to_payment: &Contract) -> crate::domain::policy::MatchPolicy {
+/// tolerance, its max lag how long a refund may take to reach the next
+/// system and how long the last captures of an order shipped in full may
+/// take; the payment-to-cash-application contract's rate tolerance judges
+/// the ERP's exchange rates (all default to what `MatchPolicy::default()`
+/// says: one minor unit, a day, half a percent).
+pub fn match_policy(
+    invoice_to_payment: &Contract,
+    payment_to_cash: &Contract,
+) -> crate::domain::policy::MatchPolicy {
     debug_assert_eq!(invoice_to_payment.handoff, Handoff::InvoiceToPayment);
+    debug_assert_eq!(payment_to_cash.handoff, Handoff::PaymentToCashApplication);
     crate::domain::policy::MatchPolicy {
         tolerance: invoice_to_payment.tolerance.clone(),
         refund_propagation: invoice_to_payment.max_lag,
+        capture_lag: invoice_to_payment.max_lag,
+        fx_rate_tolerance: payment_to_cash.fx_rate_tolerance,
     }
 }
 
@@ -256,7 +278,10 @@ mod tests {
     #[test]
     fn the_builtin_contract_gives_the_default_match_policy() {
         assert_eq!(
-            match_policy(&builtin(Handoff::InvoiceToPayment)),
+            match_policy(
+                &builtin(Handoff::InvoiceToPayment),
+                &builtin(Handoff::PaymentToCashApplication)
+            ),
             crate::domain::policy::MatchPolicy::default()
         );
     }

@@ -11,6 +11,9 @@
 //! owner = "fulfillment-ops"
 //! alert_webhook_uri = "http://127.0.0.1:9000/hooks/ops"
 //! tolerance = { USD = "0.02" }
+//!
+//! [handoffs.payment-to-cash-application]
+//! fx_rate_tolerance = "0.005"   # processor vs ERP rate, a fraction
 //! ```
 //!
 //! Other sections (`[accounts]`, ...) belong to other features and are left
@@ -52,6 +55,7 @@ struct Section {
     alert_webhook_uri: Option<Spanned<String>>,
     #[serde(default)]
     tolerance: BTreeMap<Spanned<String>, Spanned<String>>,
+    fx_rate_tolerance: Option<Spanned<String>>,
 }
 
 struct Locator<'a> {
@@ -168,6 +172,21 @@ fn section(
         out.alert_webhook_uri = Some(uri.get_ref().clone());
     }
     out.tolerances = tolerances(loc, &format!("{prefix}.tolerance"), &s.tolerance)?;
+    if let Some(f) = &s.fx_rate_tolerance {
+        let rate = f
+            .get_ref()
+            .parse::<Decimal>()
+            .ok()
+            .filter(|d| !d.is_sign_negative() && *d < Decimal::ONE)
+            .ok_or_else(|| {
+                loc.error(
+                    f.span(),
+                    &format!("{prefix}.fx_rate_tolerance"),
+                    "expected a fraction from 0 to below 1 such as \"0.005\"",
+                )
+            })?;
+        out.fx_rate_tolerance = Some(rate);
+    }
     Ok(out)
 }
 

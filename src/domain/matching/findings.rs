@@ -18,16 +18,32 @@ pub enum ExceptionType {
     ValidationFailed,
     LateHandoff,
     NotPropagated,
+    /// Ghost revenue (seed 004): a refund that never reached the processor
+    /// or the ERP's credit memo.
+    RefundNotPropagated,
+    /// Ghost revenue: processor fees that never reached a journal.
+    FeeUnallocated,
+    /// Ghost revenue: parts that each round within policy but add up.
+    RoundingVariance,
+    /// Ghost revenue: the processor's and the ERP's rates disagree.
+    FxVariance,
+    /// Ghost revenue: a storefront discount the ERP books as full price.
+    DiscountUnmapped,
 }
 
 impl ExceptionType {
-    pub const ALL: [ExceptionType; 6] = [
+    pub const ALL: [ExceptionType; 11] = [
         ExceptionType::AmountMismatch,
         ExceptionType::OutOfSequence,
         ExceptionType::RecordConflict,
         ExceptionType::ValidationFailed,
         ExceptionType::LateHandoff,
         ExceptionType::NotPropagated,
+        ExceptionType::RefundNotPropagated,
+        ExceptionType::FeeUnallocated,
+        ExceptionType::RoundingVariance,
+        ExceptionType::FxVariance,
+        ExceptionType::DiscountUnmapped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +54,11 @@ impl ExceptionType {
             ExceptionType::ValidationFailed => "validation_failed",
             ExceptionType::LateHandoff => "late_handoff",
             ExceptionType::NotPropagated => "not_propagated",
+            ExceptionType::RefundNotPropagated => "refund_not_propagated",
+            ExceptionType::FeeUnallocated => "fee_unallocated",
+            ExceptionType::RoundingVariance => "rounding_variance",
+            ExceptionType::FxVariance => "fx_variance",
+            ExceptionType::DiscountUnmapped => "discount_unmapped",
         }
     }
 

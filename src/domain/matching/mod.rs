@@ -20,6 +20,7 @@ use crate::domain::policy::MatchPolicy;
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction, merge};
 
 pub use findings::{ExceptionType, Finding, Observation, record_subject};
+pub use rules::Held;
 pub use rules::record::record_findings;
 
 // Facts were public here before they had a module of their own.
@@ -30,6 +31,17 @@ pub use crate::domain::facts::PaymentFacts;
 pub struct Evaluation {
     pub transaction: Transaction,
     pub findings: Vec<Finding>,
+    /// Comparisons held back by a contract's lag, each with its deadline:
+    /// re-check the order then.
+    pub held: Vec<Held>,
+}
+
+impl Evaluation {
+    /// When the order must be evaluated again though no record arrives:
+    /// the earliest deadline of a held comparison.
+    pub fn recheck_at(&self) -> Option<DateTime<Utc>> {
+        self.held.iter().map(|h| h.due).min()
+    }
 }
 
 /// Merges the order's records and runs every rule over them with the
@@ -65,7 +77,12 @@ pub fn evaluate_as_of(
     findings.extend(rules::units::shipped_more_than_ordered(&ctx));
     findings.extend(rules::totals::all(&ctx));
     findings.extend(rules::sequence::all(&ctx));
-    let pending = rules::pending::reasons(&ctx);
+    findings.extend(rules::rounding::split_tenders(&ctx));
+    findings.extend(rules::fx::rates(&ctx));
+    let mut held = rules::refund::held(&ctx);
+    held.extend(rules::multicapture::held(&ctx));
+    let mut pending = rules::pending::reasons(&ctx);
+    pending.extend(held.iter().map(|h| h.reason.clone()));
 
     findings.sort_by(|a, b| {
         (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str()))
@@ -80,6 +97,7 @@ pub fn evaluate_as_of(
     Evaluation {
         transaction: tx,
         findings,
+        held,
     }
 }
 

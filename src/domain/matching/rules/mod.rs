@@ -1,21 +1,36 @@
 //! The rule families. Each reads the order's facts through `Context` and
 //! returns findings (or, for `pending`, what is still expected).
 
+pub(crate) mod discount;
+pub(crate) mod fee;
+pub(crate) mod fx;
+pub(crate) mod multicapture;
 pub(crate) mod payment;
 pub(crate) mod pending;
 pub(crate) mod record;
 pub(crate) mod refund;
+pub(crate) mod rounding;
 pub(crate) mod sequence;
 pub(crate) mod settlement;
 pub(crate) mod totals;
 pub(crate) mod units;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::facts::select::{current_order, kind_records};
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Body, PaymentType, Record, RecordKind, StorefrontOrder};
 use crate::domain::transaction::{StoredRecord, Transaction, units};
+
+/// A comparison held back by a contract's lag: the order is pending, not
+/// in exception, until `due`; then the rule decides. The caller re-checks
+/// the order at `due` (the domain has no clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub rule: &'static str,
+    pub reason: String,
+    pub due: DateTime<Utc>,
+}
 
 /// One order's records, merged and sorted by kind, for the rules to read.
 pub(crate) struct Context<'a> {
@@ -74,12 +89,42 @@ impl<'a> Context<'a> {
         units(self.tx.fulfillments.iter().map(|f| f.quantity))
     }
 
+    /// When a lag that starts at `r` runs out: from the record's event
+    /// time, or from when Tally received it if that is later (as a late
+    /// handoff's deadline is set on receipt: a backfill of old records is
+    /// not judged late before it could have been seen). None when the
+    /// deadline is beyond the calendar: it never runs out.
+    pub fn deadline(&self, r: &Record, lag: Duration) -> Option<DateTime<Utc>> {
+        let received = self
+            .records
+            .iter()
+            .find(|sr| std::ptr::eq(&sr.record, r))
+            .map(|sr| sr.receive_time);
+        received
+            .map_or(r.event_time, |t| t.max(r.event_time))
+            .checked_add_signed(lag)
+    }
+
+    /// Whether `due` has come by the context's time.
+    pub fn passed(&self, due: Option<DateTime<Utc>>) -> bool {
+        due.is_some_and(|d| d <= self.now)
+    }
+
     /// A multicapture still under way: the processor reported captures of
-    /// an authorisation (never a one-shot charge), they fall short of the
-    /// order, and no shipment says the order is done. Under-capture is
-    /// then progress, not a mismatch; an over-capture, a short charge, or
-    /// a short capture after shipping still is one.
+    /// an authorisation (never a one-shot charge) and they fall short of
+    /// the order; and either nothing has shipped, or the order shipped in
+    /// full and the remaining captures are still within the contract's
+    /// lag (`multicapture::deadline`). Under-capture is then progress, not
+    /// a mismatch; an over-capture, a short charge, or a short capture
+    /// past the lag still is one.
     pub fn capturing(&self) -> bool {
+        self.short_captures()
+            && (self.fulfilments.is_empty()
+                || (!self.partly_shipped() && !self.passed(multicapture::deadline(self))))
+    }
+
+    /// Only captures of an authorisation so far, short of the order.
+    pub fn short_captures(&self) -> bool {
         let (Some((_, o)), Some(captured)) = (self.order, self.tx.totals.captured) else {
             return false;
         };
@@ -90,7 +135,6 @@ impl<'a> Context<'a> {
         let only_captures = payments.clone().next().is_some()
             && payments.all(|p| p.payment_type == PaymentType::Capture);
         only_captures
-            && self.fulfilments.is_empty()
             && !captured.amount.is_zero()
             && self.policy.tolerance.exceeds(&o.total, &captured)
     }

@@ -84,10 +84,19 @@ pub(crate) fn processor_vs_journal(ctx: &Context<'_>) -> Vec<Finding> {
             continue;
         }
         let lines = journal_lines_for(ctx.records, &[pr.source_id.as_str()]);
-        let journals: Vec<&Record> = lines.iter().map(|(j, _, _)| *j).collect();
+        let mut journals: Vec<&Record> = lines.iter().map(|(j, _, _)| *j).collect();
+        journals.dedup_by(|a, b| std::ptr::eq(*a, *b));
         let Some(sum) = sum_in(Some(p.amount.currency), lines.iter().map(|(_, _, m)| m)) else {
             continue;
         };
+        // Two ghost-revenue signatures have types of their own.
+        let ghost = super::fee::unallocated(ctx, pr, p, &journals, sum).or_else(|| {
+            super::rounding::ledger_lines(ctx, pr, p.amount, lines.len(), &journals, sum)
+        });
+        if let Some(f) = ghost {
+            findings.push(f);
+            continue;
+        }
         let finding = compare(
             &ctx.policy.tolerance,
             (

@@ -27,7 +27,6 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
             ));
         }
     }
-    pending.extend(super::refund::pending(ctx));
     pending
 }
 
@@ -36,7 +35,8 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
 fn multicapture_progress(ctx: &Context<'_>) -> Option<String> {
     let (_, o) = ctx.order?;
     let captured = ctx.tx.totals.captured?;
-    ctx.capturing().then(|| {
+    // Once shipped, `multicapture::held` says it with the deadline.
+    (ctx.capturing() && ctx.fulfilments.is_empty()).then(|| {
         format!(
             "captured {captured} of {} so far; awaiting further captures",
             o.total

@@ -1,72 +1,129 @@
-//! Refund rules: a refund the processor made that neither the storefront
-//! nor the ERP has heard of (pending while its propagation lag runs), and
-//! refunds beyond what was captured.
+//! Refund rules: a refund that has not reached the next system within the
+//! invoice-to-payment contract's lag is REFUND_NOT_PROPAGATED (seed 004's
+//! largest ghost-revenue category: the ERP keeps revenue the customer got
+//! back), pending with its deadline until then; and refunds beyond what
+//! was captured.
 
-use super::Context;
-use crate::domain::facts::select::{capture_records, proc_payments, sf_txns};
+use chrono::{DateTime, Utc};
+
+use super::{Context, Held};
+use crate::domain::facts::select::{capture_records, proc_payments, processor_ids, sf_txns};
 use crate::domain::matching::findings::{ExceptionType, Finding, Observation, record_subject};
 use crate::domain::money::Money;
-use crate::domain::record::{Handoff, ProcessorPayment, Record, TxnKind};
+use crate::domain::record::{Handoff, Record, TxnKind};
 
-/// Processor refunds the storefront and the ERP know nothing of: the order
-/// has no storefront refund and no credit memo. A refund either names its
-/// storefront counterpart or not, so propagation is judged per order;
-/// the amounts of propagated refunds are compared by the payment and
-/// totals rules.
-fn unpropagated<'a>(ctx: &Context<'a>) -> Vec<(&'a Record, &'a ProcessorPayment)> {
-    let storefront_knows = sf_txns(ctx.records).any(|(_, t)| t.kind == TxnKind::Refund);
-    if storefront_knows || !ctx.credit_memos.is_empty() {
-        return vec![];
-    }
-    proc_payments(ctx.records, true)
-        .filter(|(_, p)| !p.amount.amount.is_zero())
-        .collect()
+/// A refund that has not reached the system after it.
+struct Gap<'a> {
+    rule: &'static str,
+    handoff: Handoff,
+    record: &'a Record,
+    what: &'static str,
+    amount: Money,
+    /// What is missing, for a person.
+    missing: String,
+    due: Option<DateTime<Utc>>,
 }
 
-/// Whether a refund's propagation lag has run out by the context's time.
-/// A lag that overflows the calendar never runs out.
-fn lag_over(ctx: &Context<'_>, r: &Record) -> bool {
-    r.event_time
-        .checked_add_signed(ctx.policy.refund_propagation)
-        .is_some_and(|due| due <= ctx.now)
+/// Storefront refunds of a processor's payment (they name it) that no
+/// processor refund answers to; and processor refunds of an order without
+/// any ERP credit memo (the memo's amount is the totals rule's business).
+fn gaps<'a>(ctx: &Context<'a>) -> Vec<Gap<'a>> {
+    let lag = ctx.policy.refund_propagation;
+    let processor_refunds: Vec<&Record> = proc_payments(ctx.records, true)
+        .map(|(r, _)| r)
+        .collect();
+    let mut out = vec![];
+    for (r, t) in sf_txns(ctx.records).filter(|(_, t)| t.kind == TxnKind::Refund) {
+        // A refund to a gift card or in cash never goes to the processor.
+        let Some(reference) = t.processor_reference.as_deref() else {
+            continue;
+        };
+        let answered = processor_refunds
+            .iter()
+            .any(|p| processor_ids(p).contains(&reference));
+        if answered || t.amount.amount.is_zero() {
+            continue;
+        }
+        out.push(Gap {
+            rule: "refund_not_at_processor",
+            handoff: Handoff::InvoiceToPayment,
+            record: r,
+            what: "storefront refund",
+            amount: t.amount,
+            missing: format!("no processor refund of {reference}"),
+            due: ctx.deadline(r, lag),
+        });
+    }
+    if ctx.credit_memos.is_empty() {
+        for (r, p) in proc_payments(ctx.records, true).filter(|(_, p)| !p.amount.amount.is_zero()) {
+            out.push(Gap {
+                rule: "refund_not_credited",
+                handoff: Handoff::PaymentToCashApplication,
+                record: r,
+                what: "processor refund",
+                amount: p.amount,
+                missing: "no ERP credit memo".into(),
+                due: ctx.deadline(r, lag),
+            });
+        }
+    }
+    out
+}
+
+fn abs(m: Money) -> Money {
+    Money::new(m.amount.abs(), m.currency)
+}
+
+fn when(due: Option<DateTime<Utc>>) -> String {
+    due.map_or_else(|| "never".to_string(), |d| d.to_rfc3339())
 }
 
 fn refund_not_propagated(ctx: &Context<'_>) -> Vec<Finding> {
-    unpropagated(ctx)
+    gaps(ctx)
         .into_iter()
-        .filter(|(r, _)| lag_over(ctx, r))
-        .map(|(r, p)| Finding {
-            exception_type: ExceptionType::NotPropagated,
-            handoff: Handoff::InvoiceToPayment,
-            rule: "refund_not_propagated".into(),
-            subject: record_subject(r),
+        .filter(|g| ctx.passed(g.due))
+        .map(|g| Finding {
+            exception_type: ExceptionType::RefundNotPropagated,
+            handoff: g.handoff,
+            rule: g.rule.into(),
+            subject: record_subject(g.record),
             summary: format!(
-                "processor refund {} of {} ({}, {}) has reached neither the storefront (no storefront refund) nor the ERP (no credit memo) within {} hours",
-                r.source_id,
-                p.amount,
-                r.source_system,
-                r.event_time.to_rfc3339(),
+                "{} {} of {} ({}, {}) has not propagated: {} by {}, the deadline of the {}-hour lag; the ERP still counts it as revenue",
+                g.what,
+                g.record.source_id,
+                abs(g.amount),
+                g.record.source_system,
+                g.record.event_time.to_rfc3339(),
+                g.missing,
+                when(g.due),
                 ctx.policy.refund_propagation.num_hours()
             ),
-            observations: vec![Observation::of(r, Some(p.amount))],
-            difference: Some(p.amount),
+            observations: vec![Observation::of(g.record, Some(g.amount))],
+            difference: Some(abs(g.amount)),
         })
         .collect()
 }
 
 /// While the lag runs, an unpropagated refund is only late so far.
-pub(crate) fn pending(ctx: &Context<'_>) -> Vec<String> {
-    unpropagated(ctx)
+pub(crate) fn held(ctx: &Context<'_>) -> Vec<Held> {
+    gaps(ctx)
         .into_iter()
-        .filter(|(r, _)| !lag_over(ctx, r))
-        .map(|(r, p)| {
-            format!(
-                "processor refund {} of {} ({}) not yet seen at the storefront or in the ERP; waiting up to {} hours",
-                r.source_id,
-                p.amount,
-                r.source_system,
-                ctx.policy.refund_propagation.num_hours()
-            )
+        .filter(|g| !ctx.passed(g.due))
+        .filter_map(|g| {
+            Some(Held {
+                rule: g.rule,
+                reason: format!(
+                    "{} {} of {} ({}) not yet propagated: {} so far; due by {} ({} hours)",
+                    g.what,
+                    g.record.source_id,
+                    abs(g.amount),
+                    g.record.source_system,
+                    g.missing,
+                    when(g.due),
+                    ctx.policy.refund_propagation.num_hours()
+                ),
+                due: g.due?,
+            })
         })
         .collect()
 }

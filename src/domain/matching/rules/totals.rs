@@ -7,7 +7,7 @@ use crate::domain::facts::select::{capture_records, proc_payments, processor_ids
 use crate::domain::facts::sum_in;
 use crate::domain::matching::findings::{Finding, Observation, Side, compare};
 use crate::domain::money::Money;
-use crate::domain::record::{Body, Handoff, Record, StorefrontOrder, Tender, TenderType, TxnKind};
+use crate::domain::record::{Handoff, Record, StorefrontOrder, Tender, TenderType, TxnKind};
 
 /// Whether a total is compared now: when shipping is complete, or when it
 /// already exceeds the order (no later shipment makes that right).
@@ -29,7 +29,7 @@ pub(crate) fn order_vs_invoiced(ctx: &Context<'_>) -> Option<Finding> {
         return None;
     }
     let invoices = Observation::of_many(&ctx.invoices, Some(inv));
-    let mut finding = compare(
+    let finding = compare(
         &ctx.policy.tolerance,
         (
             "order_total_vs_invoiced",
@@ -39,24 +39,7 @@ pub(crate) fn order_vs_invoiced(ctx: &Context<'_>) -> Option<Finding> {
         order_side(or, o),
         Side::new("ERP invoiced total", invoices, inv),
     )?;
-    name_unbilled_discount(ctx, o, inv, &mut finding);
-    Some(finding)
-}
-
-/// The commonest cause has a signature worth naming: the ERP billed full
-/// retail because the discount never reached it.
-fn name_unbilled_discount(ctx: &Context<'_>, o: &StorefrontOrder, inv: Money, f: &mut Finding) {
-    let Some(discount) = o.total_discount.filter(|d| !d.amount.is_zero()) else {
-        return;
-    };
-    let unbilled = ctx.invoices.iter().all(
-        |i| matches!(&i.body, Body::Invoice(b) if b.discount.is_none_or(|d| d.amount.is_zero())),
-    );
-    if unbilled && f.difference == Some(discount) && inv.amount > o.total.amount {
-        f.summary.push_str(&format!(
-            "; that is the order's discount of {discount}, which the invoices do not carry"
-        ));
-    }
+    Some(super::discount::unmapped(ctx, o, inv, finding))
 }
 
 pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
