@@ -16,7 +16,8 @@ use crate::domain::record::Handoff;
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
 use crate::storage::contracts::{self, StoredContract};
-use crate::storage::{Conn, exceptions, expectations};
+use crate::storage::locks::{self, LockKey};
+use crate::storage::{Conn, exceptions, expectations, rechecks};
 
 /// The fields of a contract a merchant may set; `None` leaves one as it is.
 pub type ContractChange = ContractSettings;
@@ -221,7 +222,34 @@ impl App {
                 }
             }
         }
-        Ok(raised)
+        Ok(raised + self.recheck_due().await?)
+    }
+
+    /// Matches again the orders whose held comparisons' deadlines have
+    /// passed (a refund never propagated, captures still short after the
+    /// lag); returns how many. Each merchant's batch is one transaction
+    /// under the orders' locks, taken before the recheck rows so the
+    /// sweeper and a write lock in the same order.
+    pub async fn recheck_due(&self) -> Result<usize> {
+        let mut conn = self.store().conn().await?;
+        let due = rechecks::due(&mut conn, SWEEP_BATCH).await?;
+        let mut by_merchant: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (m, o) in due {
+            by_merchant.entry(m).or_default().push(o);
+        }
+        let mut done = 0;
+        for (merchant, orders) in by_merchant {
+            done += conn
+                .transaction(async |conn| {
+                    let keys: Vec<LockKey> = orders.iter().cloned().map(LockKey::Order).collect();
+                    locks::lock_all(conn, &merchant, &keys).await?;
+                    let taken = rechecks::take(conn, &merchant, &orders).await?;
+                    super::reconcile::reconcile(conn, &merchant, &taken, &[]).await?;
+                    Ok::<_, Error>(taken.len())
+                })
+                .await?;
+        }
+        Ok(done)
     }
 
     /// Sweeps every `every` until dropped; errors are logged and retried.

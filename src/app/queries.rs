@@ -111,6 +111,7 @@ async fn shown(
     // Judged by the merchant's contracts as they stand, as writes are.
     let contracts = crate::storage::contracts::load(conn, merchant, false).await?;
     let policy = super::handoffs::match_policy(&contracts);
+    let now = chrono::Utc::now();
     let mut shown: Vec<Transaction> = rows
         .into_iter()
         .map(|row| {
@@ -120,6 +121,7 @@ async fn shown(
                 &row.order_id,
                 &own,
                 conflicted.contains(&row.order_id),
+                now,
             )
             .0
         })

@@ -4,13 +4,15 @@
 
 use uuid::Uuid;
 
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate_with, record_subject};
+use chrono::{DateTime, Utc};
+
+use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate_as_of, record_subject};
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Record, RecordKey};
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};
 use crate::error::Result;
 use crate::storage::record_log::AcceptedRow;
-use crate::storage::{Conn, contracts, exceptions, record_log, transactions};
+use crate::storage::{Conn, contracts, exceptions, rechecks, record_log, transactions};
 use crate::telemetry;
 
 /// Names exception ids: the same detection always gets the same id.
@@ -97,21 +99,24 @@ pub(crate) fn conflict(
 
 /// One order's evaluation, as reads show it: the merged transaction with the
 /// state and reasons of the same evaluation (an unresolved conflict holds the
-/// order in EXCEPTION whatever the rules say).
+/// order in EXCEPTION whatever the rules say), and when to match it again
+/// though nothing arrives. Lags run to `now`, the caller's clock.
 pub(crate) fn assess(
     policy: &MatchPolicy,
     order_id: &str,
     records: &[StoredRecord],
     conflicted: bool,
-) -> (Transaction, Vec<Finding>) {
-    let mut eval = evaluate_with(policy, order_id, records);
+    now: DateTime<Utc>,
+) -> (Transaction, Vec<Finding>, Option<DateTime<Utc>>) {
+    let mut eval = evaluate_as_of(policy, order_id, records, Some(now));
+    let recheck = eval.recheck_at();
     if conflicted {
         eval.transaction.state = ReconciliationState::Exception;
         eval.transaction
             .reasons
             .insert(0, "a record arrived again with different content".into());
     }
-    (eval.transaction, eval.findings)
+    (eval.transaction, eval.findings, recheck)
 }
 
 /// Re-merges `orders` from the log, matches them, and writes their
@@ -139,6 +144,8 @@ pub(crate) async fn reconcile(
     let policy = super::handoffs::match_policy(&contracts);
 
     let mut found = vec![];
+    let mut rechecks = vec![];
+    let now = Utc::now();
     let mut merged = Vec::with_capacity(by_order.len());
     for (order_id, records) in &by_order {
         let span = telemetry::enabled().then(|| {
@@ -147,8 +154,14 @@ pub(crate) async fn reconcile(
                 tally.order_id = %order_id, tally.records = records.len(),
                 tally.state = tracing::field::Empty, tally.findings = tracing::field::Empty)
         });
-        let (transaction, findings) =
-            assess(&policy, order_id, records, conflicted.contains(order_id));
+        let (transaction, findings, recheck) = assess(
+            &policy,
+            order_id,
+            records,
+            conflicted.contains(order_id),
+            now,
+        );
+        rechecks.extend(recheck.map(|due| (order_id.clone(), due)));
         if let Some(span) = span {
             span.record("tally.state", transaction.state.as_str());
             span.record("tally.findings", findings.len());
@@ -176,6 +189,8 @@ pub(crate) async fn reconcile(
     metrics.exceptions_opened(&opened);
     metrics.exceptions_resolved(&resolved);
     transactions::upsert(conn, merchant, &merged).await?;
+    // Comparisons a contract's lag holds back are decided at their deadline.
+    rechecks::sync(conn, merchant, orders, &rechecks).await?;
     // The deadlines of the orders' open handoffs, and late ones now met.
     super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await
 }

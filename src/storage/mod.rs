@@ -15,6 +15,7 @@ pub mod links;
 mod listing;
 pub mod locks;
 pub mod record_log;
+pub mod rechecks;
 pub mod record_versions;
 mod statement;
 pub mod submissions;

@@ -90,34 +90,38 @@ fn a_processor_refund_nobody_else_saw_is_pending_then_not_propagated() {
     let mut recs = clean();
     recs.push(payment("re_1", PaymentType::Refund, "20.00", 120));
 
-    // While the lag runs: pending, with the reason (was MATCHED).
+    // While the lag runs: pending, with the reason and deadline (was
+    // MATCHED); the deadline runs from receipt (30 s after the event here).
     let e = evaluate("1001", &recs);
     assert!(e.findings.is_empty(), "{:?}", e.findings);
     assert_eq!(e.transaction.state, ReconciliationState::Pending);
+    let due = at(120 + 24 * 60) + Duration::seconds(30);
+    assert_eq!(e.recheck_at(), Some(due));
     assert!(
-        e.transaction
-            .reasons
-            .iter()
-            .any(|r| r.contains("re_1") && r.contains("20.00 USD") && r.contains("24 hours")),
+        e.transaction.reasons.iter().any(|r| r.contains("re_1")
+            && r.contains("20.00 USD")
+            && r.contains(&due.to_rfc3339())),
         "{:?}",
         e.transaction.reasons
     );
 
-    // A day later, by the caller's clock: not propagated.
+    // At the deadline, by the caller's clock: REFUND_NOT_PROPAGATED.
     let policy = MatchPolicy::default();
-    let e = evaluate_as_of(&policy, "1001", &recs, Some(at(120 + 24 * 60)));
-    assert_eq!(rules(&e), vec!["refund_not_propagated"]);
+    let e = evaluate_as_of(&policy, "1001", &recs, Some(due));
+    assert_eq!(rules(&e), vec!["refund_not_credited"]);
     let f = &e.findings[0];
-    assert_eq!(f.exception_type, ExceptionType::NotPropagated);
+    assert_eq!(f.exception_type, ExceptionType::RefundNotPropagated);
+    assert_eq!(f.handoff, Handoff::PaymentToCashApplication);
     assert_eq!(f.subject, "stripe/processor_payment/re_1");
     assert_eq!(f.difference, Some(usd("20.00")));
     assert_eq!(f.observations[0].source_ids, vec!["re_1".to_string()]);
-    assert!(f.summary.contains("no credit memo"), "{}", f.summary);
+    assert!(f.summary.contains("no ERP credit memo"), "{}", f.summary);
+    assert!(e.held.is_empty());
 
     // ...or because a newer record of the order is dated past the lag.
     let mut later = recs.clone();
     later.push(invoice("INV-2", "0.00", 120 + 25 * 60));
-    assert!(rules(&evaluate("1001", &later)).contains(&"refund_not_propagated"));
+    assert!(rules(&evaluate("1001", &later)).contains(&"refund_not_credited"));
 
     // The lag is the policy's.
     let short = MatchPolicy {
@@ -125,11 +129,17 @@ fn a_processor_refund_nobody_else_saw_is_pending_then_not_propagated() {
         ..MatchPolicy::default()
     };
     let e = evaluate_as_of(&short, "1001", &recs, Some(at(151)));
-    assert_eq!(rules(&e), vec!["refund_not_propagated"]);
+    assert_eq!(rules(&e), vec!["refund_not_credited"]);
     assert_eq!(
         MatchPolicy::default().refund_propagation,
         Duration::hours(24)
     );
+
+    // The credit memo arrives: nothing left to find.
+    let mut credited = recs.clone();
+    credited.push(credit_memo("CM-1", "20.00", 200));
+    let e = evaluate_as_of(&policy, "1001", &credited, Some(due));
+    assert!(e.findings.is_empty(), "{:?}", e.findings);
 }
 
 #[test]
@@ -446,16 +456,34 @@ fn a_multicapture_under_way_is_pending_with_its_progress() {
         vec!["order_total_vs_captured"]
     );
 
-    // Shipped in full and still short: a mismatch.
+    // Shipped in full and still short: pending while the contract's lag
+    // runs (EXPECTED, with the deadline), a mismatch after it.
     let mut shipped = base.to_vec();
     shipped.extend([
         payment("cap_1", PaymentType::Capture, "70.00", 1),
         fulfilment("F1", 2, 30),
     ]);
-    assert_eq!(
-        rules(&evaluate("1001", &shipped)),
-        vec!["order_total_vs_captured"]
+    let e = evaluate("1001", &shipped);
+    assert!(e.findings.is_empty(), "{:?}", e.findings);
+    assert_eq!(e.transaction.state, ReconciliationState::Pending);
+    let due = at(30 + 24 * 60) + Duration::seconds(30);
+    assert_eq!(e.recheck_at(), Some(due));
+    assert!(
+        e.transaction.reasons.iter().any(|r| r.contains("captured 70.00 USD of 100.00 USD")
+            && r.contains(&due.to_rfc3339())),
+        "{:?}",
+        e.transaction.reasons
     );
+    let policy = MatchPolicy::default();
+    let e = evaluate_as_of(&policy, "1001", &shipped, Some(due));
+    assert_eq!(rules(&e), vec!["order_total_vs_captured"]);
+    assert_eq!(e.findings[0].exception_type, ExceptionType::AmountMismatch);
+    assert_eq!(e.findings[0].difference, Some(usd("30.00")));
+    // The last capture in time: matched, nothing held.
+    shipped.push(payment("cap_2", PaymentType::Capture, "30.00", 60));
+    let e = evaluate_as_of(&policy, "1001", &shipped, Some(due));
+    assert_eq!(e.transaction.state, ReconciliationState::Matched);
+    assert_eq!(e.recheck_at(), None);
 }
 
 // ---- 7. Messages ----

@@ -9,6 +9,8 @@
 
 #[cfg(test)]
 mod checks_tests;
+#[cfg(test)]
+mod ghost_tests;
 pub mod findings;
 pub(crate) mod rules;
 #[cfg(test)]
