@@ -50,6 +50,39 @@ pub(crate) fn from_finding(
     }
 }
 
+/// A fault a person resolved is theirs: the rules finding it again on the
+/// same evidence leave it resolved (the person judged exactly that); on
+/// changed evidence it is a new occurrence, an exception of its own (named
+/// by the evidence), so the person's decision and its history stand.
+async fn respect_people(
+    conn: &mut Conn,
+    merchant: &str,
+    found: Vec<exceptions::NewException>,
+) -> Result<Vec<exceptions::NewException>> {
+    let ids: Vec<Uuid> = found.iter().map(|e| e.id).collect();
+    let resolved = exceptions::person_resolved(conn, merchant, &ids).await?;
+    if resolved.is_empty() {
+        return Ok(found);
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for mut e in found {
+        match resolved.get(&e.id) {
+            Some(judged) if *judged == e.details => continue,
+            Some(_) => {
+                let evidence = hex::encode(crate::domain::canonical::hash_payload(&e.details));
+                e.id = exception_id(merchant, &[&e.rule, &e.subject, "occurrence", &evidence]);
+            }
+            None => {}
+        }
+        out.push(e);
+    }
+    // An occurrence a person resolved in turn is left alone the same way.
+    let occurrences: Vec<Uuid> = out.iter().map(|e| e.id).collect();
+    let resolved = exceptions::person_resolved(conn, merchant, &occurrences).await?;
+    out.retain(|e| resolved.get(&e.id) != Some(&e.details));
+    Ok(out)
+}
+
 /// A record whose key is taken by other content: both sides, and one
 /// exception per distinct conflicting content.
 pub(crate) fn conflict(
@@ -174,6 +207,7 @@ pub(crate) async fn reconcile(
         );
         merged.push(transaction);
     }
+    let found = respect_people(conn, merchant, found).await?;
     let opened = exceptions::upsert(conn, merchant, &found).await?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL

@@ -461,3 +461,35 @@ pub async fn list(
         next,
     })
 }
+
+#[derive(QueryableByName)]
+struct EvidenceRow {
+    #[diesel(sql_type = SqlUuid)]
+    exception_id: Uuid,
+    #[diesel(sql_type = Jsonb)]
+    details: serde_json::Value,
+}
+
+/// Of `ids`, those a person resolved (not the rules), with the evidence
+/// they were resolved on.
+pub async fn person_resolved(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    ids: &[Uuid],
+) -> Result<std::collections::BTreeMap<Uuid, serde_json::Value>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(statement(
+        "SELECT exception_id, details FROM exceptions
+         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state = 'resolved'
+           AND resolved_by IS DISTINCT FROM 'rules'",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .load::<EvidenceRow>(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.exception_id, r.details))
+    .collect())
+}

@@ -1,0 +1,216 @@
+//! Issue 8's lag-held comparisons and the person's word, end to end: a
+//! refund that never propagates and a multicapture short after shipping are
+//! pending with their deadline, become exceptions by the sweeper once the
+//! contract's lag runs out, and resolve when the record arrives; a fault a
+//! person resolved is not reopened by the rules on the same evidence.
+
+use std::time::{Duration, Instant};
+
+use tally::proto::tally::v1 as pb;
+use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
+
+use crate::common::*;
+
+async fn set_lag(app: &TestApp, contract: &str, seconds: i64) {
+    HandoffServiceClient::new(app.channel.clone())
+        .update_handoff_contract(pb::UpdateHandoffContractRequest {
+            handoff_contract: Some(pb::HandoffContract {
+                name: format!("merchants/acme/handoffContracts/{contract}"),
+                max_lag: Some(prost_types::Duration { seconds, nanos: 0 }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_lag".into()],
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+fn stripe(id: &str, order: &str, kind: pb::record::Kind) -> pb::Record {
+    pb::Record {
+        source_id: id.into(),
+        source_system: "stripe".into(),
+        order_id: order.into(),
+        references: vec![],
+        event_time: ts("2026-11-02T13:00:00Z"),
+        source_update_time: None,
+        kind: Some(kind),
+    }
+}
+
+fn payment(id: &str, order: &str, kind: pb::ProcessorPaymentType, amount: &str) -> pb::Record {
+    stripe(
+        id,
+        order,
+        pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+            r#type: kind as i32,
+            amount: usd(amount),
+            charge_id: format!("ch_{order}"),
+            payment_intent_id: format!("pi_{order}"),
+            ..Default::default()
+        }),
+    )
+}
+
+fn credit_memo(order: &str, total: &str) -> pb::Record {
+    pb::Record {
+        source_id: format!("CM-{order}"),
+        source_system: "netsuite".into(),
+        order_id: order.into(),
+        references: vec![],
+        event_time: ts("2026-11-04T09:00:00Z"),
+        source_update_time: None,
+        kind: Some(pb::record::Kind::CreditMemo(pb::CreditMemo {
+            total: usd(total),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Waits until the order has an unresolved exception of `rule`.
+async fn await_rule(app: &TestApp, order: &str, rule: &str) -> pb::Exception {
+    let start = Instant::now();
+    loop {
+        let s = app.status(order).await;
+        if let Some(e) = s.exceptions.into_iter().find(|e| e.rule == rule) {
+            return e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no {rule} on {order}: {:?}",
+            app.status(order).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn of_type(app: &TestApp, t: pb::ExceptionType) -> Vec<pb::Exception> {
+    app.exceptions(pb::ListExceptionsRequest {
+        parent: "merchants/acme".into(),
+        r#type: t as i32,
+        ..Default::default()
+    })
+    .await
+    .exceptions
+}
+
+#[tokio::test]
+async fn a_refund_never_credited_is_pending_then_refund_not_propagated_then_resolved() {
+    let app = TestApp::start().await;
+    set_lag(&app, "invoice-to-payment", 2).await;
+    let mut records = clean_order("7001");
+    records.push(payment("re_7001", "7001", pb::ProcessorPaymentType::Refund, "20.00"));
+    app.submit(records).await.unwrap();
+    let s = app.status("7001").await;
+    assert_eq!(s.state(), pb::ReconciliationState::Pending, "{s:?}");
+    assert!(
+        s.reasons.iter().any(|r| r.contains("re_7001") && r.contains("due by")),
+        "{:?}",
+        s.reasons
+    );
+    assert!(of_type(&app, pb::ExceptionType::RefundNotPropagated).await.is_empty());
+
+    // The sweeper re-matches the order at its deadline.
+    let e = await_rule(&app, "7001", "refund_not_credited").await;
+    assert_eq!(e.r#type(), pb::ExceptionType::RefundNotPropagated);
+    assert_eq!(e.handoff(), pb::Handoff::PaymentToCashApplication);
+    assert_eq!(e.observations[0].source_ids, vec!["re_7001"]);
+    assert_eq!(e.observations[0].source_system, "stripe");
+    assert_eq!(e.amount_at_risk, usd("20.00"));
+    assert_eq!(app.status("7001").await.state(), pb::ReconciliationState::Exception);
+
+    // The credit memo arrives: resolved by the rules.
+    app.submit(vec![credit_memo("7001", "20.00")]).await.unwrap();
+    let s = app.status("7001").await;
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+    let all = of_type(&app, pb::ExceptionType::RefundNotPropagated).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state(), pb::ExceptionState::Resolved);
+    assert_eq!(app.count("SELECT count(*) FROM rechecks").await, 0);
+}
+
+#[tokio::test]
+async fn a_multicapture_short_after_shipping_is_expected_until_its_deadline() {
+    let app = TestApp::start().await;
+    set_lag(&app, "invoice-to-payment", 2).await;
+    app.submit(vec![
+        order("7101", "100.00"),
+        invoice("7101", "100.00"),
+        fulfillment("7101", "2026-11-02T11:00:00Z"),
+        payment("cap_7101a", "7101", pb::ProcessorPaymentType::Capture, "70.00"),
+    ])
+    .await
+    .unwrap();
+    let s = app.status("7101").await;
+    assert_eq!(s.state(), pb::ReconciliationState::Pending, "{s:?}");
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+    assert!(
+        s.reasons
+            .iter()
+            .any(|r| r.contains("captured 70.00 USD of 100.00 USD") && r.contains("due by")),
+        "{:?}",
+        s.reasons
+    );
+
+    let e = await_rule(&app, "7101", "order_total_vs_captured").await;
+    assert_eq!(e.r#type(), pb::ExceptionType::AmountMismatch);
+    assert_eq!(e.amount_at_risk, usd("30.00"));
+
+    // The last capture, late: matched, the mismatch resolved by the rules.
+    app.submit(vec![payment(
+        "cap_7101b",
+        "7101",
+        pb::ProcessorPaymentType::Capture,
+        "30.00",
+    )])
+    .await
+    .unwrap();
+    let s = app.status("7101").await;
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+}
+
+#[tokio::test]
+async fn a_fault_a_person_resolved_stays_resolved_until_its_evidence_changes() {
+    let app = TestApp::start().await;
+    app.submit(vec![
+        order("7201", "100.00"),
+        charge("7201", "100.00"),
+        invoice("7201", "100.02"),
+    ])
+    .await
+    .unwrap();
+    let e = await_rule(&app, "7201", "order_total_vs_invoiced").await;
+    let mut req = tonic::Request::new(pb::ResolveExceptionRequest {
+        name: e.name.clone(),
+        note: "2 cents written off by finance".into(),
+        etag: String::new(),
+    });
+    req.metadata_mut().insert("x-tally-actor", "alice".parse().unwrap());
+    app.exceptions.clone().resolve_exception(req).await.unwrap();
+
+    // Another record of the order: the rules find the same fault on the
+    // same evidence, and leave the person's decision alone.
+    app.submit(vec![fulfillment("7201", "2026-11-02T11:00:00Z")])
+        .await
+        .unwrap();
+    let s = app.status("7201").await;
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+    let events = app
+        .count("SELECT count(*) FROM exception_events WHERE action = 'reopened'")
+        .await;
+    assert_eq!(events, 0);
+
+    // The invoice changes at its source: a new occurrence, open; the
+    // resolved one keeps its resolution.
+    let mut changed = invoice("7201", "100.05");
+    changed.source_update_time = ts("2026-11-03T08:00:00Z");
+    app.submit(vec![changed]).await.unwrap();
+    let s = app.status("7201").await;
+    assert_eq!(s.exceptions.len(), 1, "{:?}", s.exceptions);
+    assert_ne!(s.exceptions[0].name, e.name);
+    assert_eq!(s.exceptions[0].amount_at_risk, usd("0.05"));
+    let all = of_type(&app, pb::ExceptionType::AmountMismatch).await;
+    let first = all.iter().find(|x| x.name == e.name).unwrap();
+    assert_eq!(first.state(), pb::ExceptionState::Resolved);
+}
