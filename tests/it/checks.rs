@@ -54,13 +54,15 @@ async fn a_refund_only_the_processor_saw_is_pending_then_not_propagated() {
     assert!(
         s.reasons
             .iter()
-            .any(|r| r.contains("re_2001") && r.contains("not yet seen")),
+            .any(|r| r.contains("re_2001") && r.contains("not yet propagated")),
         "{:?}",
         s.reasons
     );
 
-    // The refund's balance transaction, dated two days on, is the order's
-    // newest record: the lag has run.
+    // The refund's balance transaction, dated two days on, does not run
+    // the lag out: it runs from when Tally received the refund (as a late
+    // handoff's deadline does), so a backfill is not judged on arrival.
+    // The sweeper decides at the deadline (ghost.rs); a short lag here.
     app.submit(vec![stripe(
         "txn_re_2001",
         "2001",
@@ -75,12 +77,8 @@ async fn a_refund_only_the_processor_saw_is_pending_then_not_propagated() {
     .await
     .unwrap();
     let s = app.status("2001").await;
-    assert_eq!(s.state(), pb::ReconciliationState::Exception);
-    assert_eq!(rules(&s), vec!["refund_not_propagated"]);
-    let e = &s.exceptions[0];
-    assert_eq!(e.r#type(), pb::ExceptionType::NotPropagated);
-    assert_eq!(e.observations[0].source_ids, vec!["re_2001"]);
-    assert_eq!(e.difference, usd("20.00"));
+    assert_eq!(s.state(), pb::ReconciliationState::Pending, "{s:?}");
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
 }
 
 #[tokio::test]
