@@ -71,6 +71,8 @@ pub struct MatchPolicy {
     /// of the same day, as a fraction of the ERP's rate, before it is
     /// FX_VARIANCE.
     pub fx_rate_tolerance: Decimal,
+    /// The contracts' required fields and formats (VALIDATION_FAILED).
+    pub field_rules: Vec<super::handoff::fields::FieldRule>,
 }
 
 impl MatchPolicy {
@@ -89,6 +91,7 @@ impl Default for MatchPolicy {
             refund_propagation: Self::DEFAULT_REFUND_PROPAGATION,
             capture_lag: Self::DEFAULT_REFUND_PROPAGATION,
             fx_rate_tolerance: Self::DEFAULT_FX_RATE_TOLERANCE,
+            field_rules: super::handoff::fields::FieldRule::ALL.to_vec(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! an order.
 
 pub mod expect;
+pub mod fields;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -40,8 +41,11 @@ pub struct Contract {
     pub receiving_system: String,
     /// The fields the receiving system needs, and their formats.
     pub required_fields: Vec<String>,
-    /// The checks that prove the data arrived intact.
+    /// The checks that prove the data arrived intact; the field rules'
+    /// texts among them.
     pub validations: Vec<String>,
+    /// The required fields and formats matching enforces (VALIDATION_FAILED).
+    pub field_rules: Vec<fields::FieldRule>,
     /// How long the next step may take before the handoff is late.
     pub max_lag: Duration,
     /// The team that owns a breach.
@@ -135,7 +139,11 @@ pub fn builtin(h: Handoff) -> Contract {
         sending_system: from.into(),
         receiving_system: to.into(),
         required_fields: strings(fields),
-        validations: strings(checks),
+        validations: strings(checks)
+            .into_iter()
+            .chain(fields::FieldRule::of(h).iter().map(|r| r.as_str().to_string()))
+            .collect(),
+        field_rules: fields::FieldRule::of(h),
         max_lag: lag,
         owner: owner.into(),
         alert_webhook_uri: String::new(),
@@ -241,6 +249,12 @@ pub fn match_policy(
         refund_propagation: invoice_to_payment.max_lag,
         capture_lag: invoice_to_payment.max_lag,
         fx_rate_tolerance: payment_to_cash.fx_rate_tolerance,
+        // Every contract's field rules: they are built in, the same for
+        // every merchant.
+        field_rules: Handoff::ALL
+            .into_iter()
+            .flat_map(|h| builtin(h).field_rules)
+            .collect(),
     }
 }
 

@@ -306,3 +306,68 @@ fn a_discount_the_invoice_carries_is_not_unmapped() {
     assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
     let _ = Duration::zero();
 }
+
+#[test]
+fn records_breaking_their_contracts_fields_are_validation_failed() {
+    // An invoice line for a SKU nobody ordered (unmapped SKU).
+    let mut inv = invoice("INV-1", "100.00", 60);
+    if let Body::Invoice(i) = &mut inv.record.body {
+        i.lines = vec![InvoiceLine {
+            sku: "TEE-OLD".into(),
+            quantity: 2,
+            amount: Some(usd("100.00")),
+        }];
+    }
+    let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), inv]);
+    assert_eq!(rules(&e), vec!["contract_fields"]);
+    let f = &e.findings[0];
+    assert_eq!(f.exception_type, ExceptionType::ValidationFailed);
+    assert_eq!(f.handoff, Handoff::FulfillmentToInvoice);
+    assert_eq!(f.difference, Some(usd("100.00")));
+    assert!(f.summary.contains("'TEE-OLD' is not on the order"), "{}", f.summary);
+
+    // The corrected invoice (mapped SKU): silent.
+    let mut fixed = invoice("INV-1", "100.00", 60);
+    if let Body::Invoice(i) = &mut fixed.record.body {
+        i.lines = vec![InvoiceLine {
+            sku: "TEE".into(),
+            quantity: 2,
+            amount: Some(usd("100.00")),
+        }];
+    }
+    assert!(evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), fixed]).findings.is_empty());
+
+    // A refund naming no payment, and a Stripe id in the wrong format.
+    let mut re = processor_refund("re_1", "10.00", 120);
+    if let Body::ProcessorPayment(p) = &mut re.record.body {
+        p.charge_id = None;
+        p.payment_intent_id = None;
+    }
+    let mut ch = charge("ch_1", "100.00", 1);
+    if let Body::ProcessorPayment(p) = &mut ch.record.body {
+        p.payment_intent_id = Some("1001".into());
+    }
+    let recs = vec![order("100.00", 2), ch, invoice("INV-1", "100.00", 60), re, credit_memo("CM-1", "10.00", 130)];
+    let e = evaluate("1001", &recs);
+    let texts: Vec<&str> = e
+        .findings
+        .iter()
+        .filter(|f| f.rule == "contract_fields")
+        .map(|f| f.summary.as_str())
+        .collect();
+    assert_eq!(texts.len(), 2, "{:?}", e.findings);
+    assert!(texts.iter().any(|t| t.contains("missing reference")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("payment_intent_id '1001' is not in the format pi_")), "{texts:?}");
+}
+
+#[test]
+fn every_contract_field_rule_is_executable_and_shown() {
+    for h in Handoff::ALL {
+        let c = crate::domain::handoff::builtin(h);
+        for r in &c.field_rules {
+            assert_eq!(r.handoff(), h);
+            assert!(c.validations.iter().any(|v| v == r.as_str()));
+        }
+    }
+    assert_eq!(MatchPolicy::default().field_rules.len(), 4);
+}

@@ -81,6 +81,7 @@ pub fn evaluate_as_of(
     findings.extend(rules::sequence::all(&ctx));
     findings.extend(rules::rounding::split_tenders(&ctx));
     findings.extend(rules::fx::rates(&ctx));
+    findings.extend(rules::contract_fields::all(&ctx));
     let mut held = rules::refund::held(&ctx);
     held.extend(rules::multicapture::held(&ctx));
     let mut pending = rules::pending::reasons(&ctx);

@@ -1,6 +1,7 @@
 //! The rule families. Each reads the order's facts through `Context` and
 //! returns findings (or, for `pending`, what is still expected).
 
+pub(crate) mod contract_fields;
 pub(crate) mod discount;
 pub(crate) mod fee;
 pub(crate) mod fx;
