@@ -127,6 +127,7 @@ pub(crate) async fn track(
     orders: &[String],
     by_order: &BTreeMap<String, Vec<StoredRecord>>,
     contracts: &BTreeMap<Handoff, StoredContract>,
+    matched: &std::collections::BTreeSet<&str>,
 ) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
@@ -134,7 +135,7 @@ pub(crate) async fn track(
     let mut open = vec![];
     for (order_id, records) in by_order {
         let kinds = records.iter().map(|r| r.record.kind()).collect();
-        for e in open_handoffs(&kinds) {
+        for e in open_handoffs(&kinds, matched.contains(order_id.as_str())) {
             // What is at risk: the newest amount of the step that was sent.
             let at_risk = records
                 .iter()

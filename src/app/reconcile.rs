@@ -226,5 +226,10 @@ pub(crate) async fn reconcile(
     // Comparisons a contract's lag holds back are decided at their deadline.
     rechecks::sync(conn, merchant, orders, &rechecks).await?;
     // The deadlines of the orders' open handoffs, and late ones now met.
-    super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await
+    let matched = merged
+        .iter()
+        .filter(|t| t.state == ReconciliationState::Matched)
+        .map(|t| t.order_id.as_str())
+        .collect();
+    super::handoffs::track(conn, merchant, orders, &by_order, &contracts, &matched).await
 }

@@ -214,3 +214,43 @@ async fn a_fault_a_person_resolved_stays_resolved_until_its_evidence_changes() {
     let first = all.iter().find(|x| x.name == e.name).unwrap();
     assert_eq!(first.state(), pb::ExceptionState::Resolved);
 }
+
+#[tokio::test]
+async fn a_matched_order_not_booked_in_the_ledger_is_a_late_reporting_handoff() {
+    let app = TestApp::start().await;
+    set_lag(&app, "reconciliation-to-reporting", 1).await;
+    app.submit(clean_order("7301")).await.unwrap();
+    assert_eq!(
+        app.status("7301").await.state(),
+        pb::ReconciliationState::Matched
+    );
+    let start = Instant::now();
+    let late = loop {
+        let late: Vec<_> = of_type(&app, pb::ExceptionType::LateHandoff)
+            .await
+            .into_iter()
+            .filter(|e| e.handoff() == pb::Handoff::ReconciliationToReporting)
+            .collect();
+        if let Some(e) = late.into_iter().next() {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no late reporting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(late.summary.contains("journal_entry"), "{}", late.summary);
+    assert_eq!(late.amount_at_risk, usd("100.00"));
+
+    // The ERP books the order's payment: met, resolved by the rules.
+    app.submit(vec![journal(
+        "JE-7301",
+        &[
+            ("1200 Stripe clearing", "100.00", "0", "ch_7301"),
+            ("1100 Receivables", "0", "100.00", ""),
+        ],
+    )])
+    .await
+    .unwrap();
+    let after = of_type(&app, pb::ExceptionType::LateHandoff).await;
+    let e = after.iter().find(|e| e.name == late.name).unwrap();
+    assert_eq!(e.state(), pb::ExceptionState::Resolved);
+}

@@ -23,8 +23,11 @@ fn any(kinds: &BTreeSet<RecordKind>, of: &[RecordKind]) -> bool {
 
 /// The open handoffs of an order whose records are of `kinds`. A step's
 /// record closes the handoff into it whether or not the step before
-/// arrived (a capture at checkout precedes its invoice).
-pub fn open_handoffs(kinds: &BTreeSet<RecordKind>) -> Vec<Expectation> {
+/// arrived (a capture at checkout precedes its invoice). A `matched` order
+/// (its reconciliation complete) is then due in reporting: the ERP's
+/// general ledger must book it (a journal entry naming its money) within
+/// the reconciliation-to-reporting contract's lag.
+pub fn open_handoffs(kinds: &BTreeSet<RecordKind>, matched: bool) -> Vec<Expectation> {
     use RecordKind as K;
     let cash = [
         K::Payout,
@@ -58,7 +61,7 @@ pub fn open_handoffs(kinds: &BTreeSet<RecordKind>) -> Vec<Expectation> {
             K::Payout,
         ),
     ];
-    steps
+    let mut open: Vec<Expectation> = steps
         .into_iter()
         .filter(|(from, to, _, _)| any(kinds, from) && !any(kinds, to))
         .map(|(from, _, handoff, expected)| Expectation {
@@ -66,7 +69,19 @@ pub fn open_handoffs(kinds: &BTreeSet<RecordKind>) -> Vec<Expectation> {
             sent_by: from[0],
             expected,
         })
-        .collect()
+        .collect();
+    if matched && !kinds.contains(&K::JournalEntry) {
+        open.push(Expectation {
+            handoff: Handoff::ReconciliationToReporting,
+            sent_by: if kinds.contains(&K::ProcessorPayment) {
+                K::ProcessorPayment
+            } else {
+                K::StorefrontOrder
+            },
+            expected: K::JournalEntry,
+        });
+    }
+    open
 }
 
 #[cfg(test)]
@@ -75,7 +90,7 @@ mod tests {
     use RecordKind as K;
 
     fn open(kinds: &[K]) -> Vec<Handoff> {
-        open_handoffs(&kinds.iter().copied().collect())
+        open_handoffs(&kinds.iter().copied().collect(), false)
             .into_iter()
             .map(|e| e.handoff)
             .collect()
@@ -126,5 +141,27 @@ mod tests {
                 Handoff::PaymentToCashApplication
             ]
         );
+    }
+
+    #[test]
+    fn a_matched_order_waits_for_the_ledger_to_report_it() {
+        let kinds: BTreeSet<K> = [
+            K::StorefrontOrder,
+            K::Fulfillment,
+            K::Invoice,
+            K::ProcessorPayment,
+            K::Payout,
+        ]
+        .into();
+        let open = open_handoffs(&kinds, true);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].handoff, Handoff::ReconciliationToReporting);
+        assert_eq!(open[0].expected, K::JournalEntry);
+        assert_eq!(open[0].sent_by, K::ProcessorPayment);
+        // Not yet matched: nothing to report. Booked: met.
+        assert!(open_handoffs(&kinds, false).is_empty());
+        let mut booked = kinds.clone();
+        booked.insert(K::JournalEntry);
+        assert!(open_handoffs(&booked, true).is_empty());
     }
 }
