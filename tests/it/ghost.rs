@@ -254,3 +254,161 @@ async fn a_matched_order_not_booked_in_the_ledger_is_a_late_reporting_handoff() 
     let e = after.iter().find(|e| e.name == late.name).unwrap();
     assert_eq!(e.state(), pb::ExceptionState::Resolved);
 }
+
+fn eur(amount: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "EUR".into(),
+        amount: amount.into(),
+    })
+}
+
+/// Seed 004's four categories, one order each, from the records each
+/// system sends: each raised with its type and amount at risk, so ghost
+/// revenue sums by category; the clean twin raises nothing; the
+/// corrected record resolves it.
+#[tokio::test]
+async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
+    use pb::ExceptionType as T;
+    let app = TestApp::start().await;
+
+    // Discount: the ERP invoices full retail for a 10.00 discount.
+    let mut o = order("7401", "90.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.total_discount = usd("10.00");
+        so.discounts = vec![pb::Discount {
+            code: "WELCOME10".into(),
+            amount: usd("10.00"),
+        }];
+    }
+    let full_price = invoice("7401", "100.00");
+    app.submit(vec![o, charge("7401", "90.00"), full_price]).await.unwrap();
+
+    // Fee: the ERP booked the payment net as sales.
+    let mut fee = clean_order("7402");
+    fee.push(journal(
+        "JE-7402",
+        &[("1000 Bank", "96.80", "0", "ch_7402"), ("4000 Sales", "0", "96.80", "")],
+    ));
+    app.submit(fee).await.unwrap();
+
+    // Rounding: three tenders, each rounded, two cents short together.
+    let mut o = order("7403", "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.tenders[0].amount = usd("33.33");
+        for (t, a) in [(pb::TenderType::GiftCard, "33.33"), (pb::TenderType::StoreCredit, "33.32")] {
+            so.tenders.push(pb::Tender {
+                r#type: t as i32,
+                gateway: "gift_card".into(),
+                amount: usd(a),
+                processor_reference: String::new(),
+            });
+        }
+    }
+    app.submit(vec![o, charge("7403", "33.33"), invoice("7403", "100.00")])
+        .await
+        .unwrap();
+
+    // FX: a EUR charge settled at 1.10 USD/EUR, the ERP's rate that day 1.08.
+    let mut fx = vec![order("7404", "100.00"), charge("7404", "100.00"), invoice("7404", "100.00")];
+    for r in &mut fx {
+        match &mut r.kind {
+            Some(pb::record::Kind::StorefrontOrder(so)) => {
+                so.total = eur("100.00");
+                so.tenders[0].amount = eur("100.00");
+            }
+            Some(pb::record::Kind::ProcessorPayment(p)) => {
+                p.amount = eur("100.00");
+                p.exchange_rate = "1.10".into();
+            }
+            Some(pb::record::Kind::Invoice(i)) => i.total = eur("100.00"),
+            _ => {}
+        }
+    }
+    let mut je = journal(
+        "JE-7404",
+        &[("1200 Clearing", "100.00", "0", "ch_7404"), ("1100 AR", "0", "100.00", "")],
+    );
+    je.event_time = ts("2026-11-02T18:00:00Z");
+    if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
+        j.currency_code = "EUR".into();
+        j.exchange_rate = "1.08".into();
+    }
+    fx.push(je.clone());
+    app.submit(fx).await.unwrap();
+
+    // The clean twin of each raises nothing.
+    app.submit(clean_order("7400")).await.unwrap();
+    assert!(app.status("7400").await.exceptions.is_empty());
+
+    let at_risk = |es: &[pb::Exception]| -> Vec<(String, String)> {
+        es.iter()
+            .map(|e| {
+                let m = e.amount_at_risk.clone().unwrap_or_default();
+                (m.amount, m.currency_code)
+            })
+            .collect()
+    };
+    for (t, order, amount, currency) in [
+        (T::DiscountUnmapped, "7401", "10.00", "USD"),
+        (T::FeeUnallocated, "7402", "3.20", "USD"),
+        (T::RoundingVariance, "7403", "0.02", "USD"),
+        (T::FxVariance, "7404", "2.00", "USD"), // settled in USD (the fee)
+    ] {
+        let es = of_type(&app, t).await;
+        assert_eq!(es.len(), 1, "{t:?}: {es:?}");
+        assert!(es[0].transaction.ends_with(order), "{t:?}: {:?}", es[0]);
+        assert_eq!(at_risk(&es), vec![(amount.to_string(), currency.to_string())], "{t:?}");
+        assert!(!es[0].observations.is_empty() && !es[0].summary.is_empty());
+    }
+
+    // Corrected records resolve them: the journal books gross (a new
+    // version at the source), the ERP's rate is fixed.
+    let mut gross = journal(
+        "JE-7402",
+        &[("1200 Stripe clearing", "100.00", "0", "ch_7402"), ("1100 AR", "0", "100.00", "")],
+    );
+    gross.source_update_time = ts("2026-11-04T08:00:00Z");
+    if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
+        j.exchange_rate = "1.10".into();
+    }
+    je.source_update_time = ts("2026-11-04T08:00:00Z");
+    app.submit(vec![gross, je]).await.unwrap();
+    for t in [T::FeeUnallocated, T::FxVariance] {
+        let es = of_type(&app, t).await;
+        assert_eq!(es[0].state(), pb::ExceptionState::Resolved, "{t:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unmapped_sku_breaks_its_contract_until_the_invoice_is_corrected() {
+    let app = TestApp::start().await;
+    let lined = |sku: &str| {
+        let mut inv = invoice("7501", "100.00");
+        if let Some(pb::record::Kind::Invoice(i)) = &mut inv.kind {
+            i.lines = vec![pb::InvoiceLine {
+                sku: sku.into(),
+                quantity: 2,
+                amount: usd("100.00"),
+            }];
+        }
+        inv
+    };
+    app.submit(vec![order("7501", "100.00"), charge("7501", "100.00"), lined("TEE-OLD")])
+        .await
+        .unwrap();
+    let s = app.status("7501").await;
+    assert_eq!(s.exceptions.len(), 1, "{:?}", s.exceptions);
+    let e = &s.exceptions[0];
+    assert_eq!(e.r#type(), pb::ExceptionType::ValidationFailed);
+    assert_eq!(e.handoff(), pb::Handoff::FulfillmentToInvoice);
+    assert_eq!(e.observations[0].source_ids, vec!["INV-7501"]);
+    assert_eq!(e.amount_at_risk, usd("100.00"));
+    assert!(e.summary.contains("unmapped SKU"), "{}", e.summary);
+
+    let mut fixed = lined("TEE");
+    fixed.source_update_time = ts("2026-11-03T08:00:00Z");
+    app.submit(vec![fixed]).await.unwrap();
+    let s = app.status("7501").await;
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+    assert_eq!(s.state(), pb::ReconciliationState::Matched);
+}
