@@ -56,7 +56,10 @@ fn change(
         Some(m) if !m.paths.is_empty() && m.paths != ["*"] => {
             m.paths.iter().map(String::as_str).collect()
         }
-        _ => ALL.to_vec(),
+        // Without a mask, an empty rate tolerance (a client that predates
+        // it) leaves it as it is.
+        _ if c.fx_rate_tolerance.is_empty() => ALL.to_vec(),
+        _ => ALL.into_iter().chain(["fx_rate_tolerance"]).collect(),
     };
     let mut out = ContractChange::default();
     for p in paths {
@@ -93,11 +96,26 @@ fn change(
                 out.alert_webhook_uri = Some(c.alert_webhook_uri.clone());
             }
             "tolerances" => out.tolerances = Some(tolerances(&c.tolerances)?),
+            "fx_rate_tolerance" => {
+                let f = c
+                    .fx_rate_tolerance
+                    .trim()
+                    .parse::<rust_decimal::Decimal>()
+                    .ok()
+                    .filter(|d| !d.is_sign_negative() && *d < rust_decimal::Decimal::ONE)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "handoff_contract.fx_rate_tolerance",
+                            "expected a decimal fraction from 0 to below 1, such as \"0.005\"",
+                        )
+                    })?;
+                out.fx_rate_tolerance = Some(f);
+            }
             other => {
                 return Err(Error::invalid(
                     "update_mask",
                     format!(
-                        "'{other}' cannot be updated: expected max_lag, owner, alert_webhook_uri or tolerances"
+                        "'{other}' cannot be updated: expected max_lag, owner, alert_webhook_uri, tolerances or fx_rate_tolerance"
                     ),
                 ));
             }

@@ -255,6 +255,36 @@ async fn a_matched_order_not_booked_in_the_ledger_is_a_late_reporting_handoff() 
     assert_eq!(e.state(), pb::ExceptionState::Resolved);
 }
 
+/// A EUR order charged at 1.10 USD/EUR (fee in USD), and the ERP journal
+/// of the same day booking it at 1.08.
+fn fx_records(id: &str) -> (Vec<pb::Record>, pb::Record) {
+    let mut fx = vec![order(id, "100.00"), charge(id, "100.00"), invoice(id, "100.00")];
+    for r in &mut fx {
+        match &mut r.kind {
+            Some(pb::record::Kind::StorefrontOrder(so)) => {
+                so.total = eur("100.00");
+                so.tenders[0].amount = eur("100.00");
+            }
+            Some(pb::record::Kind::ProcessorPayment(p)) => {
+                p.amount = eur("100.00");
+                p.exchange_rate = "1.10".into();
+            }
+            Some(pb::record::Kind::Invoice(i)) => i.total = eur("100.00"),
+            _ => {}
+        }
+    }
+    let mut je = journal(
+        &format!("JE-{id}"),
+        &[("1200 Clearing", "100.00", "0", &format!("ch_{id}")), ("1100 AR", "0", "100.00", "")],
+    );
+    je.event_time = ts("2026-11-02T18:00:00Z");
+    if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
+        j.currency_code = "EUR".into();
+        j.exchange_rate = "1.08".into();
+    }
+    (fx, je)
+}
+
 fn eur(amount: &str) -> Option<pb::Money> {
     Some(pb::Money {
         currency_code: "EUR".into(),
@@ -309,30 +339,7 @@ async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
         .unwrap();
 
     // FX: a EUR charge settled at 1.10 USD/EUR, the ERP's rate that day 1.08.
-    let mut fx = vec![order("7404", "100.00"), charge("7404", "100.00"), invoice("7404", "100.00")];
-    for r in &mut fx {
-        match &mut r.kind {
-            Some(pb::record::Kind::StorefrontOrder(so)) => {
-                so.total = eur("100.00");
-                so.tenders[0].amount = eur("100.00");
-            }
-            Some(pb::record::Kind::ProcessorPayment(p)) => {
-                p.amount = eur("100.00");
-                p.exchange_rate = "1.10".into();
-            }
-            Some(pb::record::Kind::Invoice(i)) => i.total = eur("100.00"),
-            _ => {}
-        }
-    }
-    let mut je = journal(
-        "JE-7404",
-        &[("1200 Clearing", "100.00", "0", "ch_7404"), ("1100 AR", "0", "100.00", "")],
-    );
-    je.event_time = ts("2026-11-02T18:00:00Z");
-    if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
-        j.currency_code = "EUR".into();
-        j.exchange_rate = "1.08".into();
-    }
+    let (mut fx, mut je) = fx_records("7404");
     fx.push(je.clone());
     app.submit(fx).await.unwrap();
 
@@ -411,4 +418,33 @@ async fn an_unmapped_sku_breaks_its_contract_until_the_invoice_is_corrected() {
     let s = app.status("7501").await;
     assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
     assert_eq!(s.state(), pb::ReconciliationState::Matched);
+}
+
+#[tokio::test]
+async fn the_fx_rate_tolerance_is_the_contracts() {
+    let app = TestApp::start().await;
+    let updated = HandoffServiceClient::new(app.channel.clone())
+        .update_handoff_contract(pb::UpdateHandoffContractRequest {
+            handoff_contract: Some(pb::HandoffContract {
+                name: "merchants/acme/handoffContracts/payment-to-cash-application".into(),
+                fx_rate_tolerance: "0.02".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["fx_rate_tolerance".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .handoff_contract
+        .unwrap();
+    assert_eq!(updated.fx_rate_tolerance, "0.02");
+    // 1.10 against 1.08 is 1.85% apart: within 2%.
+    let (mut fx, je) = fx_records("7601");
+    fx.push(je);
+    app.submit(fx).await.unwrap();
+    let s = app.status("7601").await;
+    assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
+    assert!(of_type(&app, pb::ExceptionType::FxVariance).await.is_empty());
 }

@@ -45,6 +45,7 @@ pub fn contract(merchant: &str, s: &StoredContract) -> pb::HandoffContract {
             .collect(),
         etag: s.version.to_string(),
         update_time: s.update_time.map(timestamp),
+        fx_rate_tolerance: c.fx_rate_tolerance.normalize().to_string(),
     }
 }
 

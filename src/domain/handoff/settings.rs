@@ -251,6 +251,9 @@ max_lag = "1h30m"
 owner = "warehouse"
 alert_webhook_uri = "http://127.0.0.1:9/hook"
 tolerance = { USD = "0.02" }
+
+[handoffs.payment-to-cash-application]
+fx_rate_tolerance = "0.01"
 "#;
 
     #[test]
@@ -269,6 +272,16 @@ tolerance = { USD = "0.02" }
         assert_eq!(other.tolerance.for_currency(kwd), Decimal::new(5, 3));
         assert_eq!(other.tolerance.for_currency(usd), Decimal::new(1, 2));
         assert_eq!(other.owner, "payments");
+        // The FX rate tolerance: set where given, built in elsewhere.
+        let cash = d.contract(Handoff::PaymentToCashApplication);
+        assert_eq!(cash.fx_rate_tolerance, Decimal::new(1, 2));
+        assert_eq!(other.fx_rate_tolerance, Decimal::new(5, 3));
+        let bad = "[handoffs.payment-to-cash-application]\nfx_rate_tolerance = \"2\"\n";
+        let e = parse("tally.toml", bad).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (2, "handoffs.payment-to-cash-application.fx_rate_tolerance")
+        );
     }
 
     #[test]
