@@ -6,7 +6,9 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::matching::{ExceptionType, Finding, Observation, evaluate_as_of, record_subject};
+use crate::domain::matching::{
+    ExceptionType, Finding, Observation, evaluate_as_of, record_subject,
+};
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Record, RecordKey};
 use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction};

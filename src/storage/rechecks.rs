@@ -72,7 +72,10 @@ pub async fn due(conn: &mut Conn, limit: i64) -> Result<Vec<(String, String)>> {
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.merchant_id, r.order_id)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.merchant_id, r.order_id))
+        .collect())
 }
 
 #[derive(QueryableByName)]

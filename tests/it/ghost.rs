@@ -100,16 +100,27 @@ async fn a_refund_never_credited_is_pending_then_refund_not_propagated_then_reso
     let app = TestApp::start().await;
     set_lag(&app, "invoice-to-payment", 2).await;
     let mut records = clean_order("7001");
-    records.push(payment("re_7001", "7001", pb::ProcessorPaymentType::Refund, "20.00"));
+    records.push(payment(
+        "re_7001",
+        "7001",
+        pb::ProcessorPaymentType::Refund,
+        "20.00",
+    ));
     app.submit(records).await.unwrap();
     let s = app.status("7001").await;
     assert_eq!(s.state(), pb::ReconciliationState::Pending, "{s:?}");
     assert!(
-        s.reasons.iter().any(|r| r.contains("re_7001") && r.contains("due by")),
+        s.reasons
+            .iter()
+            .any(|r| r.contains("re_7001") && r.contains("due by")),
         "{:?}",
         s.reasons
     );
-    assert!(of_type(&app, pb::ExceptionType::RefundNotPropagated).await.is_empty());
+    assert!(
+        of_type(&app, pb::ExceptionType::RefundNotPropagated)
+            .await
+            .is_empty()
+    );
 
     // The sweeper re-matches the order at its deadline.
     let e = await_rule(&app, "7001", "refund_not_credited").await;
@@ -118,10 +129,15 @@ async fn a_refund_never_credited_is_pending_then_refund_not_propagated_then_reso
     assert_eq!(e.observations[0].source_ids, vec!["re_7001"]);
     assert_eq!(e.observations[0].source_system, "stripe");
     assert_eq!(e.amount_at_risk, usd("20.00"));
-    assert_eq!(app.status("7001").await.state(), pb::ReconciliationState::Exception);
+    assert_eq!(
+        app.status("7001").await.state(),
+        pb::ReconciliationState::Exception
+    );
 
     // The credit memo arrives: resolved by the rules.
-    app.submit(vec![credit_memo("7001", "20.00")]).await.unwrap();
+    app.submit(vec![credit_memo("7001", "20.00")])
+        .await
+        .unwrap();
     let s = app.status("7001").await;
     assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
     let all = of_type(&app, pb::ExceptionType::RefundNotPropagated).await;
@@ -138,7 +154,12 @@ async fn a_multicapture_short_after_shipping_is_expected_until_its_deadline() {
         order("7101", "100.00"),
         invoice("7101", "100.00"),
         fulfillment("7101", "2026-11-02T11:00:00Z"),
-        payment("cap_7101a", "7101", pb::ProcessorPaymentType::Capture, "70.00"),
+        payment(
+            "cap_7101a",
+            "7101",
+            pb::ProcessorPaymentType::Capture,
+            "70.00",
+        ),
     ])
     .await
     .unwrap();
@@ -186,7 +207,8 @@ async fn a_fault_a_person_resolved_stays_resolved_until_its_evidence_changes() {
         note: "2 cents written off by finance".into(),
         etag: String::new(),
     });
-    req.metadata_mut().insert("x-tally-actor", "alice".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-tally-actor", "alice".parse().unwrap());
     app.exceptions.clone().resolve_exception(req).await.unwrap();
 
     // Another record of the order: the rules find the same fault on the
@@ -234,7 +256,10 @@ async fn a_matched_order_not_booked_in_the_ledger_is_a_late_reporting_handoff() 
         if let Some(e) = late.into_iter().next() {
             break e;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "no late reporting");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no late reporting"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(late.summary.contains("journal_entry"), "{}", late.summary);
@@ -258,7 +283,11 @@ async fn a_matched_order_not_booked_in_the_ledger_is_a_late_reporting_handoff() 
 /// A EUR order charged at 1.10 USD/EUR (fee in USD), and the ERP journal
 /// of the same day booking it at 1.08.
 fn fx_records(id: &str) -> (Vec<pb::Record>, pb::Record) {
-    let mut fx = vec![order(id, "100.00"), charge(id, "100.00"), invoice(id, "100.00")];
+    let mut fx = vec![
+        order(id, "100.00"),
+        charge(id, "100.00"),
+        invoice(id, "100.00"),
+    ];
     for r in &mut fx {
         match &mut r.kind {
             Some(pb::record::Kind::StorefrontOrder(so)) => {
@@ -275,7 +304,10 @@ fn fx_records(id: &str) -> (Vec<pb::Record>, pb::Record) {
     }
     let mut je = journal(
         &format!("JE-{id}"),
-        &[("1200 Clearing", "100.00", "0", &format!("ch_{id}")), ("1100 AR", "0", "100.00", "")],
+        &[
+            ("1200 Clearing", "100.00", "0", &format!("ch_{id}")),
+            ("1100 AR", "0", "100.00", ""),
+        ],
     );
     je.event_time = ts("2026-11-02T18:00:00Z");
     if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
@@ -311,13 +343,18 @@ async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
         }];
     }
     let full_price = invoice("7401", "100.00");
-    app.submit(vec![o, charge("7401", "90.00"), full_price]).await.unwrap();
+    app.submit(vec![o, charge("7401", "90.00"), full_price])
+        .await
+        .unwrap();
 
     // Fee: the ERP booked the payment net as sales.
     let mut fee = clean_order("7402");
     fee.push(journal(
         "JE-7402",
-        &[("1000 Bank", "96.80", "0", "ch_7402"), ("4000 Sales", "0", "96.80", "")],
+        &[
+            ("1000 Bank", "96.80", "0", "ch_7402"),
+            ("4000 Sales", "0", "96.80", ""),
+        ],
     ));
     app.submit(fee).await.unwrap();
 
@@ -325,7 +362,10 @@ async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
     let mut o = order("7403", "100.00");
     if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
         so.tenders[0].amount = usd("33.33");
-        for (t, a) in [(pb::TenderType::GiftCard, "33.33"), (pb::TenderType::StoreCredit, "33.32")] {
+        for (t, a) in [
+            (pb::TenderType::GiftCard, "33.33"),
+            (pb::TenderType::StoreCredit, "33.32"),
+        ] {
             so.tenders.push(pb::Tender {
                 r#type: t as i32,
                 gateway: "gift_card".into(),
@@ -364,7 +404,11 @@ async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
         let es = of_type(&app, t).await;
         assert_eq!(es.len(), 1, "{t:?}: {es:?}");
         assert!(es[0].transaction.ends_with(order), "{t:?}: {:?}", es[0]);
-        assert_eq!(at_risk(&es), vec![(amount.to_string(), currency.to_string())], "{t:?}");
+        assert_eq!(
+            at_risk(&es),
+            vec![(amount.to_string(), currency.to_string())],
+            "{t:?}"
+        );
         assert!(!es[0].observations.is_empty() && !es[0].summary.is_empty());
     }
 
@@ -372,7 +416,10 @@ async fn ghost_revenue_is_raised_by_category_with_its_amount_at_risk() {
     // version at the source), the ERP's rate is fixed.
     let mut gross = journal(
         "JE-7402",
-        &[("1200 Stripe clearing", "100.00", "0", "ch_7402"), ("1100 AR", "0", "100.00", "")],
+        &[
+            ("1200 Stripe clearing", "100.00", "0", "ch_7402"),
+            ("1100 AR", "0", "100.00", ""),
+        ],
     );
     gross.source_update_time = ts("2026-11-04T08:00:00Z");
     if let Some(pb::record::Kind::JournalEntry(j)) = &mut je.kind {
@@ -400,9 +447,13 @@ async fn an_unmapped_sku_breaks_its_contract_until_the_invoice_is_corrected() {
         }
         inv
     };
-    app.submit(vec![order("7501", "100.00"), charge("7501", "100.00"), lined("TEE-OLD")])
-        .await
-        .unwrap();
+    app.submit(vec![
+        order("7501", "100.00"),
+        charge("7501", "100.00"),
+        lined("TEE-OLD"),
+    ])
+    .await
+    .unwrap();
     let s = app.status("7501").await;
     assert_eq!(s.exceptions.len(), 1, "{:?}", s.exceptions);
     let e = &s.exceptions[0];
@@ -446,5 +497,9 @@ async fn the_fx_rate_tolerance_is_the_contracts() {
     app.submit(fx).await.unwrap();
     let s = app.status("7601").await;
     assert!(s.exceptions.is_empty(), "{:?}", s.exceptions);
-    assert!(of_type(&app, pb::ExceptionType::FxVariance).await.is_empty());
+    assert!(
+        of_type(&app, pb::ExceptionType::FxVariance)
+            .await
+            .is_empty()
+    );
 }

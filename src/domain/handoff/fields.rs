@@ -73,14 +73,17 @@ impl FieldRule {
                     .iter()
                     .enumerate()
                     .filter(|(_, l)| !o.line_items.iter().any(|ol| ol.sku == l.sku))
-                    .map(|(i, l)| format!("lines[{i}].sku '{}' is not on the order (unmapped SKU)", l.sku))
+                    .map(|(i, l)| {
+                        format!(
+                            "lines[{i}].sku '{}' is not on the order (unmapped SKU)",
+                            l.sku
+                        )
+                    })
                     .collect()
             }
             (FieldRule::PaymentReference, Body::ProcessorPayment(p)) => {
                 let missing = match p.payment_type {
-                    PaymentType::Refund => {
-                        p.charge_id.is_none() && p.payment_intent_id.is_none()
-                    }
+                    PaymentType::Refund => p.charge_id.is_none() && p.payment_intent_id.is_none(),
                     PaymentType::Capture => p.payment_intent_id.is_none(),
                     PaymentType::Charge => false,
                 };
@@ -128,7 +131,10 @@ fn stripe_formats(r: &Record, body: &Body) -> Vec<String> {
     ids.into_iter()
         .filter(|(_, id, prefixes)| !prefixes.iter().any(|p| id.starts_with(p)))
         .map(|(field, id, prefixes)| {
-            format!("{field} '{id}' is not in the format {}", prefixes.join(" or "))
+            format!(
+                "{field} '{id}' is not in the format {}",
+                prefixes.join(" or ")
+            )
         })
         .collect()
 }

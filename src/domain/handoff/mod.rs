@@ -141,7 +141,11 @@ pub fn builtin(h: Handoff) -> Contract {
         required_fields: strings(fields),
         validations: strings(checks)
             .into_iter()
-            .chain(fields::FieldRule::of(h).iter().map(|r| r.as_str().to_string()))
+            .chain(
+                fields::FieldRule::of(h)
+                    .iter()
+                    .map(|r| r.as_str().to_string()),
+            )
             .collect(),
         field_rules: fields::FieldRule::of(h),
         max_lag: lag,

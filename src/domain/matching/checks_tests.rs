@@ -469,8 +469,9 @@ fn a_multicapture_under_way_is_pending_with_its_progress() {
     let due = at(30 + 24 * 60) + Duration::seconds(30);
     assert_eq!(e.recheck_at(), Some(due));
     assert!(
-        e.transaction.reasons.iter().any(|r| r.contains("captured 70.00 USD of 100.00 USD")
-            && r.contains(&due.to_rfc3339())),
+        e.transaction.reasons.iter().any(
+            |r| r.contains("captured 70.00 USD of 100.00 USD") && r.contains(&due.to_rfc3339())
+        ),
         "{:?}",
         e.transaction.reasons
     );

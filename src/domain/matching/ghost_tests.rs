@@ -107,7 +107,11 @@ fn a_storefront_refund_the_processor_never_made_is_refund_not_propagated() {
     assert_eq!(f.observations[0].source_system, "shopify");
     assert_eq!(f.observations[0].source_ids, vec!["5002".to_string()]);
     assert_eq!(f.difference, Some(usd("20.00")));
-    assert!(f.summary.contains("no processor refund of ch_1"), "{}", f.summary);
+    assert!(
+        f.summary.contains("no processor refund of ch_1"),
+        "{}",
+        f.summary
+    );
 
     // The processor's refund arrives, late: nothing is left to find.
     recs.push(processor_refund("re_1", "20.00", 3000));
@@ -123,7 +127,11 @@ fn a_storefront_refund_the_processor_never_made_is_refund_not_propagated() {
     }
     gift.extend([r, credit_memo("CM-1", "5.00", 130)]);
     let e = evaluate_as_of(&policy, "1001", &gift, Some(at(100_000)));
-    assert!(e.findings.is_empty() && e.held.is_empty(), "{:?}", e.findings);
+    assert!(
+        e.findings.is_empty() && e.held.is_empty(),
+        "{:?}",
+        e.findings
+    );
 }
 
 #[test]
@@ -166,7 +174,10 @@ fn split(card: &str, gift: &str, store: &str) -> StoredRecord {
     let mut o = order("100.00", 2);
     if let Body::StorefrontOrder(so) = &mut o.record.body {
         so.tenders[0].amount = usd(card);
-        for (t, a) in [(TenderType::GiftCard, gift), (TenderType::StoreCredit, store)] {
+        for (t, a) in [
+            (TenderType::GiftCard, gift),
+            (TenderType::StoreCredit, store),
+        ] {
             so.tenders.push(Tender {
                 tender_type: t,
                 gateway: t.as_str().into(),
@@ -192,11 +203,23 @@ fn split_tenders_that_each_round_but_add_up_are_a_rounding_variance() {
     assert_eq!(f.observations[1].amount, Some(usd("99.98")));
 
     // The clean split: nothing. One cent off: within the tolerance.
-    assert!(evaluate("1001", &with(split("33.34", "33.33", "33.33"), "33.34")).findings.is_empty());
-    assert!(evaluate("1001", &with(split("33.33", "33.33", "33.33"), "33.33")).findings.is_empty());
+    assert!(
+        evaluate("1001", &with(split("33.34", "33.33", "33.33"), "33.34"))
+            .findings
+            .is_empty()
+    );
+    assert!(
+        evaluate("1001", &with(split("33.33", "33.33", "33.33"), "33.33"))
+            .findings
+            .is_empty()
+    );
     // Beyond what rounding explains: the tenders do not add up (not rounding).
     let e = evaluate("1001", &with(split("33.33", "33.33", "30.00"), "33.33"));
-    assert!(!rules(&e).contains(&"split_tender_rounding"), "{:?}", rules(&e));
+    assert!(
+        !rules(&e).contains(&"split_tender_rounding"),
+        "{:?}",
+        rules(&e)
+    );
     assert!(rules(&e).contains(&"order_tenders_sum"));
 }
 
@@ -215,7 +238,10 @@ fn ledger_lines_that_each_round_but_add_up_are_a_rounding_variance() {
     ));
     let e = evaluate("1001", &recs);
     assert_eq!(rules(&e), vec!["ledger_line_rounding"]);
-    assert_eq!(e.findings[0].exception_type, ExceptionType::RoundingVariance);
+    assert_eq!(
+        e.findings[0].exception_type,
+        ExceptionType::RoundingVariance
+    );
     assert_eq!(e.findings[0].difference, Some(usd("0.02")));
 }
 
@@ -267,16 +293,32 @@ fn a_processor_rate_off_the_erps_rate_of_the_day_is_an_fx_variance() {
     assert!(f.summary.contains("1.85% apart"), "{}", f.summary);
 
     // Within half a percent, or another day's rate: nothing.
-    assert!(evaluate("1001", &fx("1.10", "1.097", false)).findings.is_empty());
-    assert!(evaluate("1001", &fx("1.10", "1.08", true)).findings.is_empty());
+    assert!(
+        evaluate("1001", &fx("1.10", "1.097", false))
+            .findings
+            .is_empty()
+    );
+    assert!(
+        evaluate("1001", &fx("1.10", "1.08", true))
+            .findings
+            .is_empty()
+    );
     // The tolerance is the policy's.
     let wide = MatchPolicy {
         fx_rate_tolerance: dec("0.02"),
         ..MatchPolicy::default()
     };
-    assert!(evaluate_with(&wide, "1001", &fx("1.10", "1.08", false)).findings.is_empty());
+    assert!(
+        evaluate_with(&wide, "1001", &fx("1.10", "1.08", false))
+            .findings
+            .is_empty()
+    );
     // The corrected journal at the processor's rate: nothing.
-    assert!(evaluate("1001", &fx("1.10", "1.10", false)).findings.is_empty());
+    assert!(
+        evaluate("1001", &fx("1.10", "1.10", false))
+            .findings
+            .is_empty()
+    );
 }
 
 #[test]
@@ -292,7 +334,11 @@ fn a_discount_the_invoice_carries_is_not_unmapped() {
     let full = invoice("INV-1", "100.00", 60);
     let e = evaluate("1001", &[o.clone(), charge("ch_1", "90.00", 1), full]);
     assert_eq!(rules(&e), vec!["discount_unmapped"]);
-    assert!(e.findings[0].summary.contains("WELCOME10"), "{}", e.findings[0].summary);
+    assert!(
+        e.findings[0].summary.contains("WELCOME10"),
+        "{}",
+        e.findings[0].summary
+    );
 
     // The corrected invoice, at the discounted price with its discount.
     let mut fixed = invoice("INV-1", "90.00", 60);
@@ -302,7 +348,10 @@ fn a_discount_the_invoice_carries_is_not_unmapped() {
     let e = evaluate("1001", &[o.clone(), charge("ch_1", "90.00", 1), fixed]);
     assert!(e.findings.is_empty(), "{:?}", e.findings);
     // A full-price invoice off by something else is a plain mismatch.
-    let e = evaluate("1001", &[o, charge("ch_1", "90.00", 1), invoice("INV-1", "95.00", 60)]);
+    let e = evaluate(
+        "1001",
+        &[o, charge("ch_1", "90.00", 1), invoice("INV-1", "95.00", 60)],
+    );
     assert_eq!(rules(&e), vec!["order_total_vs_invoiced"]);
     let _ = Duration::zero();
 }
@@ -318,13 +367,20 @@ fn records_breaking_their_contracts_fields_are_validation_failed() {
             amount: Some(usd("100.00")),
         }];
     }
-    let e = evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), inv]);
+    let e = evaluate(
+        "1001",
+        &[order("100.00", 2), charge("ch_1", "100.00", 1), inv],
+    );
     assert_eq!(rules(&e), vec!["contract_fields"]);
     let f = &e.findings[0];
     assert_eq!(f.exception_type, ExceptionType::ValidationFailed);
     assert_eq!(f.handoff, Handoff::FulfillmentToInvoice);
     assert_eq!(f.difference, Some(usd("100.00")));
-    assert!(f.summary.contains("'TEE-OLD' is not on the order"), "{}", f.summary);
+    assert!(
+        f.summary.contains("'TEE-OLD' is not on the order"),
+        "{}",
+        f.summary
+    );
 
     // The corrected invoice (mapped SKU): silent.
     let mut fixed = invoice("INV-1", "100.00", 60);
@@ -335,7 +391,14 @@ fn records_breaking_their_contracts_fields_are_validation_failed() {
             amount: Some(usd("100.00")),
         }];
     }
-    assert!(evaluate("1001", &[order("100.00", 2), charge("ch_1", "100.00", 1), fixed]).findings.is_empty());
+    assert!(
+        evaluate(
+            "1001",
+            &[order("100.00", 2), charge("ch_1", "100.00", 1), fixed]
+        )
+        .findings
+        .is_empty()
+    );
 
     // A refund naming no payment, and a Stripe id in the wrong format.
     let mut re = processor_refund("re_1", "10.00", 120);
@@ -347,7 +410,13 @@ fn records_breaking_their_contracts_fields_are_validation_failed() {
     if let Body::ProcessorPayment(p) = &mut ch.record.body {
         p.payment_intent_id = Some("1001".into());
     }
-    let recs = vec![order("100.00", 2), ch, invoice("INV-1", "100.00", 60), re, credit_memo("CM-1", "10.00", 130)];
+    let recs = vec![
+        order("100.00", 2),
+        ch,
+        invoice("INV-1", "100.00", 60),
+        re,
+        credit_memo("CM-1", "10.00", 130),
+    ];
     let e = evaluate("1001", &recs);
     let texts: Vec<&str> = e
         .findings
@@ -356,8 +425,16 @@ fn records_breaking_their_contracts_fields_are_validation_failed() {
         .map(|f| f.summary.as_str())
         .collect();
     assert_eq!(texts.len(), 2, "{:?}", e.findings);
-    assert!(texts.iter().any(|t| t.contains("missing reference")), "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains("payment_intent_id '1001' is not in the format pi_")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("missing reference")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("payment_intent_id '1001' is not in the format pi_")),
+        "{texts:?}"
+    );
 }
 
 #[test]

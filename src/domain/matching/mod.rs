@@ -9,9 +9,9 @@
 
 #[cfg(test)]
 mod checks_tests;
+pub mod findings;
 #[cfg(test)]
 mod ghost_tests;
-pub mod findings;
 pub(crate) mod rules;
 #[cfg(test)]
 mod tests;

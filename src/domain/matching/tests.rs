@@ -203,7 +203,10 @@ fn a_discount_that_never_reached_the_invoice_is_named() {
     );
     // A ghost-revenue type of its own (issue 8), the discount at risk.
     assert_eq!(rules(&e), vec!["discount_unmapped"]);
-    assert_eq!(e.findings[0].exception_type, ExceptionType::DiscountUnmapped);
+    assert_eq!(
+        e.findings[0].exception_type,
+        ExceptionType::DiscountUnmapped
+    );
     assert_eq!(e.findings[0].difference, Some(usd("10.00")));
     assert!(
         e.findings[0].summary.contains("discount of 10.00 USD"),

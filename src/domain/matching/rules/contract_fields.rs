@@ -30,7 +30,11 @@ pub(crate) fn all(ctx: &Context<'_>) -> Vec<Finding> {
     out
 }
 
-fn finding(rule: &crate::domain::handoff::fields::FieldRule, r: &Record, problems: &[String]) -> Finding {
+fn finding(
+    rule: &crate::domain::handoff::fields::FieldRule,
+    r: &Record,
+    problems: &[String],
+) -> Finding {
     let at_risk = r
         .headline_amount()
         .map(|m| Money::new(m.amount.abs(), m.currency));

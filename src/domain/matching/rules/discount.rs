@@ -12,7 +12,12 @@ use crate::domain::record::{Body, StorefrontOrder};
 /// `f`, the order total against the invoiced total, retyped when its
 /// difference is exactly the order's discount, over-billed, on invoices
 /// that carry no discount.
-pub(crate) fn unmapped(ctx: &Context<'_>, o: &StorefrontOrder, inv: Money, mut f: Finding) -> Finding {
+pub(crate) fn unmapped(
+    ctx: &Context<'_>,
+    o: &StorefrontOrder,
+    inv: Money,
+    mut f: Finding,
+) -> Finding {
     let Some(discount) = o.total_discount.filter(|d| !d.amount.is_zero()) else {
         return f;
     };

@@ -57,11 +57,18 @@ fn erp_rates<'a>(ctx: &Context<'a>, pr: &Record) -> Vec<(&'a Record, &'a Journal
 /// payment's own currency; rounded to its minor unit.
 fn at_risk(p: &ProcessorPayment, processor: Decimal, erp: Decimal) -> Option<Money> {
     let spread = (processor - erp).abs();
-    let settled = p.fee.map(|f| f.currency).filter(|c| *c != p.amount.currency);
+    let settled = p
+        .fee
+        .map(|f| f.currency)
+        .filter(|c| *c != p.amount.currency);
     let (amount, currency) = match settled {
         Some(c) => (p.amount.amount.abs().checked_mul(spread)?, c),
         None => (
-            p.amount.amount.abs().checked_mul(spread)?.checked_div(processor)?,
+            p.amount
+                .amount
+                .abs()
+                .checked_mul(spread)?
+                .checked_div(processor)?,
             p.amount.currency,
         ),
     };

@@ -29,9 +29,8 @@ struct Gap<'a> {
 /// any ERP credit memo (the memo's amount is the totals rule's business).
 fn gaps<'a>(ctx: &Context<'a>) -> Vec<Gap<'a>> {
     let lag = ctx.policy.refund_propagation;
-    let processor_refunds: Vec<&Record> = proc_payments(ctx.records, true)
-        .map(|(r, _)| r)
-        .collect();
+    let processor_refunds: Vec<&Record> =
+        proc_payments(ctx.records, true).map(|(r, _)| r).collect();
     let mut out = vec![];
     for (r, t) in sf_txns(ctx.records).filter(|(_, t)| t.kind == TxnKind::Refund) {
         // A refund to a gift card or in cash never goes to the processor.

@@ -63,13 +63,19 @@ fn finding(
 pub(crate) fn split_tenders(ctx: &Context<'_>) -> Option<Finding> {
     let (or, o) = ctx.order?;
     let sum = sum_in(Some(o.total.currency), o.tenders.iter().map(|t| &t.amount))?;
-    if o.tenders.iter().any(|t| t.amount.currency != o.total.currency)
+    if o.tenders
+        .iter()
+        .any(|t| t.amount.currency != o.total.currency)
         || !within_rounding(&ctx.policy.tolerance, o.tenders.len(), &o.total, &sum)
     {
         return None;
     }
     finding(
-        ("split_tender_rounding", ctx.order_id, Handoff::OrderToFulfillment),
+        (
+            "split_tender_rounding",
+            ctx.order_id,
+            Handoff::OrderToFulfillment,
+        ),
         "tenders",
         o.tenders.len(),
         Observation::of(or, Some(o.total)),
