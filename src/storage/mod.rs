@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod contracts;
+pub mod deposits;
 pub mod exception_events;
 pub mod exceptions;
 pub mod expectations;

@@ -9,6 +9,7 @@
 //! the job (back-off, then parked with an exception); a crash rolls the whole
 //! transaction back and frees the claim.
 
+mod deposit;
 mod facts;
 
 pub(crate) use facts::balance_txn;
@@ -35,6 +36,7 @@ use crate::storage::{Conn, exceptions, record_log};
 /// Job kinds (the queue is generic; these are cash application's).
 pub const APPLY_PAYOUT: &str = "apply_payout";
 pub const APPLY_ORDER: &str = "apply_order";
+pub const APPLY_DEPOSIT: &str = "apply_deposit";
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +159,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     match job.kind.as_str() {
         APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
         APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
+        APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
         other => Err(Error::Internal(format!("no handler for job kind {other}"))),
     }
 }
@@ -240,12 +243,17 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     }
     let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
     let (txns, plain) = facts::payout_txns(&txn_records, &order_of, &stored)?;
+    // The bank sees the money on its arrival date; a deposit is searched for around it.
+    let payout_date = p
+        .arrival_time
+        .map_or_else(|| facts::date(payout), |t| t.date_naive());
     let completeness = payout_completeness(p.amount, &plain)
         .map_err(|e| Error::invalid(format!("payouts/{payout_id}"), e.to_string()))?;
     let bridge = match completeness {
         Completeness::Waiting { bridge, missing } => {
             let row = PayoutRow {
                 payout_id,
+                date: payout_date,
                 state: "waiting",
                 amount: p.amount,
                 gross: bridge.gross.amount,
@@ -279,6 +287,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         .map_or(rust_decimal::Decimal::ZERO, |m| m.amount);
     let row = PayoutRow {
         payout_id,
+        date: payout_date,
         state: "applied",
         amount: p.amount,
         gross: bridge.gross.amount,
@@ -290,6 +299,8 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     ledger::upsert_payout(conn, merchant, &row).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_plan(conn, merchant, &plan, Some(payout_id)).await?;
+    // A deposit that arrived first may have been waiting for this payout.
+    deposit::wake_unmatched(conn, merchant).await?;
     Ok(Work::Done)
 }
 
@@ -332,11 +343,12 @@ pub(crate) async fn enqueue_for(
     merchant: &str,
     new_records: &[(i64, &crate::domain::record::Record)],
 ) -> Result<()> {
-    let (mut orders, mut payouts) = (vec![], vec![]);
+    let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
     for (_, r) in new_records {
         match &r.body {
             Body::Payout(_) => payouts.push(r.source_id.clone()),
             Body::BalanceTransaction(b) => payouts.extend(b.payout_id.clone()),
+            Body::BankDeposit(_) => deposits.push(r.source_id.clone()),
             Body::Invoice(_) | Body::CreditMemo(_) => orders.extend(r.order_id.clone()),
             Body::StorefrontOrder(o)
                 if o.tenders.iter().any(|t| {
@@ -353,13 +365,16 @@ pub(crate) async fn enqueue_for(
         }
     }
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
-    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await
+    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;
+    jobs::enqueue(conn, merchant, APPLY_DEPOSIT, &deposits).await
 }
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
     let exception_type = match p.rule {
         "cash.refund_without_credit_memo" => ExceptionType::NotPropagated,
-        "ledger.clearing_residual" => ExceptionType::AmountMismatch,
+        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" => {
+            ExceptionType::AmountMismatch
+        }
         _ => ExceptionType::ValidationFailed,
     };
     exceptions::NewException {
