@@ -443,7 +443,8 @@ fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
         .collect()
 }
 
-/// The accepted payout record(s) with this id, and the balance transactions it swept
+/// The current version of the payout record with this id (a later version
+/// of a payout, e.g. one that failed, replaces the earlier), and the balance transactions it swept
 /// (in the order they were received).
 pub async fn payout_records(
     conn: &mut AsyncPgConnection,
@@ -451,7 +452,7 @@ pub async fn payout_records(
     payout_id: &str,
 ) -> Result<(Vec<Record>, Vec<Record>)> {
     let payout: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND is_current
            AND kind = 'payout' AND source_id = $2 ORDER BY record_id",
     )
     .bind::<Text, _>(merchant)

@@ -11,6 +11,7 @@ pub mod exceptions;
 pub mod expectations;
 pub mod jobs;
 pub mod ledger;
+pub mod ledger_entries;
 pub mod ledger_reads;
 pub mod links;
 mod listing;

@@ -240,3 +240,89 @@ async fn an_eur_order_settled_in_usd_books_fx_and_clears_to_zero() {
     );
     assert_ledger_sound(&t).await;
 }
+
+fn payout_version(id: &str, amount: &str, status: pb::PayoutStatus, updated: &str) -> pb::Record {
+    let mut r = payout(id, amount);
+    r.source_update_time = ts(updated);
+    if let Some(pb::record::Kind::Payout(p)) = &mut r.kind {
+        p.status = status as i32;
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_payout_that_fails_after_it_was_paid_reverses_what_it_applied() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4501", "100.00"),
+        capture("4501", "ch_4501", "100.00"),
+        inv("4501", "INV-4501", "60.00", "2026-11-02T12:00:00Z"),
+        bt("txn_h1", "charge", "ch_4501", "100.00", "3.00", "po_h"),
+        payout_version(
+            "po_h",
+            "97.00",
+            pb::PayoutStatus::Paid,
+            "2026-11-05T08:00:00Z",
+        ),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "bank").await, "97.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "-40.00");
+    // The bank returns it: a later version of the payout record.
+    t.submit(vec![payout_version(
+        "po_h",
+        "97.00",
+        pb::PayoutStatus::Failed,
+        "2026-11-06T08:00:00Z",
+    )])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_h'").await,
+        "reversed"
+    );
+    for (account, balance) in [
+        ("bank", "0.00"),
+        ("processor_clearing", "0.00"),
+        ("processing_fees", "0.00"),
+        ("unapplied_cash", "0.00"),
+        // The invoice is open again, in the ledger and in AR.
+        ("accounts_receivable", "60.00"),
+    ] {
+        assert_eq!(account_balance(&t, account).await, balance, "{account}");
+    }
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(total - applied, 2)::text FROM invoices WHERE invoice_id = 'INV-4501'"
+        )
+        .await,
+        "60.00"
+    );
+    // Booked once: a re-sent failed version changes nothing.
+    let lines = t.count("SELECT count(*) FROM journal_lines").await;
+    t.db.client()
+        .await
+        .execute("INSERT INTO jobs (merchant_id, kind, subject_id) VALUES ('acme', 'apply_payout', 'po_h')", &[])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, lines);
+    // The order's cash replays to the ledger's state: a new capture pays the reopened invoice.
+    t.submit(vec![
+        capture("4501", "ch_4501b", "60.00"),
+        bt("txn_h2", "charge", "ch_4501b", "60.00", "2.00", "po_i"),
+        payout("po_i", "58.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}

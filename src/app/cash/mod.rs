@@ -11,6 +11,7 @@
 
 mod deposit;
 mod facts;
+mod failure;
 
 pub(crate) use facts::balance_txn;
 
@@ -21,9 +22,11 @@ use diesel_async::AsyncConnection;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
+use crate::domain::cash_application::completeness::{
+    BalanceTxn, Completeness, payout_completeness,
+};
 use crate::domain::cash_application::plan::{
-    OrderFacts, PayoutFacts, Plan, Problem, payout_orders, plan_order, plan_payout,
+    OrderFacts, PayoutFacts, PayoutTxn, Plan, Problem, payout_orders, plan_order, plan_payout,
 };
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::{Body, Handoff, PayoutStatus};
@@ -212,37 +215,31 @@ fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
 }
 
 async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
-    if matches!(
-        ledger::payout_state(conn, merchant, payout_id)
-            .await?
-            .as_deref(),
-        Some("applied" | "reversed")
-    ) {
-        // Applied already (exactly once): a late duplicate arrival changes nothing.
+    let state = ledger::payout_state(conn, merchant, payout_id).await?;
+    if state.as_deref() == Some("reversed") {
         return Ok(Work::Done);
     }
     let (payouts, txn_records) = ledger::payout_records(conn, merchant, payout_id).await?;
-    let Some(payout) = payouts.first() else {
+    let Some(payout) = payouts.last() else {
         // Its transactions came first; the payout's own arrival enqueues it again.
         return Ok(Work::Done);
     };
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
     };
-    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
-    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
-    let candidate_orders: Vec<String> = {
-        let mut v: Vec<String> = order_of.values().cloned().collect();
-        v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
-        v.sort();
-        v.dedup();
-        v
-    };
-    if !lock_orders(conn, merchant, &candidate_orders).await? {
-        return Ok(Work::Busy);
+    let failed = matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled);
+    if state.as_deref() == Some("applied") && !failed {
+        // Applied already (exactly once): a late duplicate arrival changes nothing.
+        return Ok(Work::Done);
     }
-    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
-    let (txns, plain) = facts::payout_txns(&txn_records, &order_of, &stored)?;
+    let Some((txns, plain)) = tied_txns(conn, merchant, &txn_records).await? else {
+        return Ok(Work::Busy);
+    };
+    if state.as_deref() == Some("applied") {
+        // A later version says the paid payout failed: undo what it applied.
+        failure::reverse_payout(conn, merchant, payout_id, facts::date(payout), &txns).await?;
+        return Ok(Work::Done);
+    }
     // The bank sees the money on its arrival date; a deposit is searched for around it.
     let payout_date = p
         .arrival_time
@@ -304,6 +301,29 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     Ok(Work::Done)
 }
 
+/// The payout's balance transactions tied to their orders, with those orders
+/// locked; None when another writer holds one of them.
+async fn tied_txns(
+    conn: &mut Conn,
+    merchant: &str,
+    txn_records: &[crate::domain::record::Record],
+) -> Result<Option<(Vec<PayoutTxn>, Vec<BalanceTxn>)>> {
+    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
+    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
+    let candidate_orders: Vec<String> = {
+        let mut v: Vec<String> = order_of.values().cloned().collect();
+        v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
+        v.sort();
+        v.dedup();
+        v
+    };
+    if !lock_orders(conn, merchant, &candidate_orders).await? {
+        return Ok(None);
+    }
+    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
+    facts::payout_txns(txn_records, &order_of, &stored).map(Some)
+}
+
 /// Writes a plan; the journal entries last (they take the merchant's export
 /// counter, which orders commits).
 async fn write_plan(
@@ -329,7 +349,16 @@ async fn write_plan(
     exceptions::upsert(conn, merchant, &found).await?;
     // The database's balance trigger runs with this statement, inside the
     // job's savepoint, so an unbalanced entry fails (and counts against) the job.
-    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await
+    // The orders' own entries (caught up on the way) belong to no payout: a
+    // failure of the payout mirrors only what the payout itself booked.
+    let from = if payout_id.is_some() {
+        plan.payout_entries_from.min(plan.entries.len())
+    } else {
+        plan.entries.len()
+    };
+    let (orders_own, payouts_own) = plan.entries.split_at(from);
+    ledger::insert_entries(conn, merchant, orders_own, None).await?;
+    ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a

@@ -125,6 +125,9 @@ pub struct Plan {
     /// Processor clearing left by the payout's entries, per currency (debit positive).
     pub residual: Vec<Money>,
     pub problems: Vec<Problem>,
+    /// Entries before this index are the orders' own (invoices booked, held cash released
+    /// on catching up); from it on they are the payout's, which a failure mirrors.
+    pub payout_entries_from: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +352,10 @@ pub fn plan_order(merchant: &str, facts: &OrderFacts) -> Result<Plan, PlanError>
 #[path = "plan_payout.rs"]
 mod payout;
 pub use payout::plan_payout;
+
+#[path = "plan_failure.rs"]
+mod failure;
+pub use failure::{FailurePlan, plan_failure};
 
 /// Clearing over the payout's entries; a residual is an exception naming the amount.
 fn clearing(
