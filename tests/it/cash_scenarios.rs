@@ -326,3 +326,87 @@ async fn a_payout_that_fails_after_it_was_paid_reverses_what_it_applied() {
     assert_eq!(exception_rules(&t).await, "");
     assert_ledger_sound(&t).await;
 }
+
+#[tokio::test]
+async fn a_credit_memo_arriving_after_its_refund_is_booked_and_settles_the_exception() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4701", "100.00"),
+        capture("4701", "ch_4701", "100.00"),
+        inv("4701", "INV-4701", "100.00", "2026-11-02T12:00:00Z"),
+        processor_refund("4701", "re_4701", "30.00"),
+        bt("txn_k1", "charge", "ch_4701", "100.00", "3.00", "po_k"),
+        bt("txn_k2", "refund", "re_4701", "-30.00", "0.00", "po_k"),
+        payout("po_k", "67.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "processor_clearing").await, "30.00");
+    t.submit(vec![credit_memo("4701", "CM-4701", "30.00")])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.refund_without_credit_memo' AND state = 'resolved'")
+            .await,
+        1
+    );
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn multicapture_across_two_payouts_leaves_exactly_the_unpaid_rest_open() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    // Three captures on one payment intent pay one invoice of 150.00; 120.00 in all.
+    t.submit(vec![
+        order("4801", "150.00"),
+        inv("4801", "INV-4801", "150.00", "2026-11-02T12:00:00Z"),
+        capture("4801", "ch_4801a", "50.00"),
+        capture("4801", "ch_4801b", "40.00"),
+        capture("4801", "ch_4801c", "30.00"),
+        bt("txn_m1", "charge", "ch_4801a", "50.00", "1.75", "po_m1"),
+        bt("txn_m2", "charge", "ch_4801b", "40.00", "1.46", "po_m1"),
+        payout("po_m1", "86.79"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "60.00");
+    t.submit(vec![
+        bt("txn_m3", "charge", "ch_4801c", "30.00", "1.17", "po_m2"),
+        payout("po_m2", "28.83"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT string_agg(state, ',' ORDER BY payout_id) FROM payouts"
+        )
+        .await,
+        "applied,applied"
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT invoice_id || ' ' || round(total - applied, 2)::text FROM invoices"
+        )
+        .await,
+        "INV-4801 30.00"
+    );
+    assert_eq!(
+        scalar(&t, "SELECT string_agg(payment_id || '=' || round(amount, 2)::text, ',' ORDER BY payment_id) FROM cash_applications").await,
+        "ch_4801a=50.00,ch_4801b=40.00,ch_4801c=30.00"
+    );
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "30.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}

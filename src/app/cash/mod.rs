@@ -347,6 +347,9 @@ async fn write_plan(
         .map(|p| exception(merchant, p))
         .collect();
     exceptions::upsert(conn, merchant, &found).await?;
+    for (rule, subject) in &plan.resolved {
+        crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
+    }
     // The database's balance trigger runs with this statement, inside the
     // job's savepoint, so an unbalanced entry fails (and counts against) the job.
     // The orders' own entries (caught up on the way) belong to no payout: a
