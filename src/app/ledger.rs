@@ -227,7 +227,9 @@ impl App {
             .await?;
         let last = rows.last().map_or(after_seq, |e| e[0].export_seq);
         let entries = rebuild(merchant, rows)?;
-        Ok((netsuite_csv(&entries, chart, options), last))
+        let csv = netsuite_csv(&entries, chart, options)
+            .map_err(|e| Error::corrupt("journal entries to export", e.to_string()))?;
+        Ok((csv, last))
     }
 }
 

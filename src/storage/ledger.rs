@@ -344,6 +344,8 @@ pub async fn insert_fee_shares(
 /// A payout's row as the worker writes it.
 pub struct PayoutRow<'a> {
     pub payout_id: &'a str,
+    /// Its expected arrival at the bank (deposits are searched around it).
+    pub date: NaiveDate,
     pub state: &'a str,
     pub amount: Money,
     pub gross: Decimal,
@@ -360,10 +362,11 @@ pub async fn upsert_payout(
 ) -> Result<()> {
     statement(
         "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net,
-             missing, residual, applied_at)
+             missing, residual, applied_at, payout_date)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-             CASE WHEN $3 = 'applied' THEN now() END)
+             CASE WHEN $3 = 'applied' THEN now() END, $11)
          ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = $3, currency_code = $4,
+             payout_date = $11,
              amount = $5, gross = $6, fees = $7, net = $8, missing = $9, residual = $10,
              applied_at = CASE WHEN $3 = 'applied' THEN now() ELSE payouts.applied_at END,
              updated_at = now()",
@@ -378,6 +381,7 @@ pub async fn upsert_payout(
     .bind::<Numeric, _>(p.net)
     .bind::<Numeric, _>(p.missing)
     .bind::<Numeric, _>(p.residual)
+    .bind::<Date, _>(p.date)
     .execute(conn)
     .await?;
     Ok(())
@@ -439,7 +443,8 @@ fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
         .collect()
 }
 
-/// The accepted payout record(s) with this id, and the balance transactions it swept
+/// The current version of the payout record with this id (a later version
+/// of a payout, e.g. one that failed, replaces the earlier), and the balance transactions it swept
 /// (in the order they were received).
 pub async fn payout_records(
     conn: &mut AsyncPgConnection,
@@ -447,7 +452,7 @@ pub async fn payout_records(
     payout_id: &str,
 ) -> Result<(Vec<Record>, Vec<Record>)> {
     let payout: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND is_current
            AND kind = 'payout' AND source_id = $2 ORDER BY record_id",
     )
     .bind::<Text, _>(merchant)

@@ -5,11 +5,13 @@
 
 pub mod alerts;
 pub mod contracts;
+pub mod deposits;
 pub mod exception_events;
 pub mod exceptions;
 pub mod expectations;
 pub mod jobs;
 pub mod ledger;
+pub mod ledger_entries;
 pub mod ledger_reads;
 pub mod links;
 mod listing;

@@ -240,3 +240,173 @@ async fn an_eur_order_settled_in_usd_books_fx_and_clears_to_zero() {
     );
     assert_ledger_sound(&t).await;
 }
+
+fn payout_version(id: &str, amount: &str, status: pb::PayoutStatus, updated: &str) -> pb::Record {
+    let mut r = payout(id, amount);
+    r.source_update_time = ts(updated);
+    if let Some(pb::record::Kind::Payout(p)) = &mut r.kind {
+        p.status = status as i32;
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_payout_that_fails_after_it_was_paid_reverses_what_it_applied() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4501", "100.00"),
+        capture("4501", "ch_4501", "100.00"),
+        inv("4501", "INV-4501", "60.00", "2026-11-02T12:00:00Z"),
+        bt("txn_h1", "charge", "ch_4501", "100.00", "3.00", "po_h"),
+        payout_version(
+            "po_h",
+            "97.00",
+            pb::PayoutStatus::Paid,
+            "2026-11-05T08:00:00Z",
+        ),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "bank").await, "97.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "-40.00");
+    // The bank returns it: a later version of the payout record.
+    t.submit(vec![payout_version(
+        "po_h",
+        "97.00",
+        pb::PayoutStatus::Failed,
+        "2026-11-06T08:00:00Z",
+    )])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_h'").await,
+        "reversed"
+    );
+    for (account, balance) in [
+        ("bank", "0.00"),
+        ("processor_clearing", "0.00"),
+        ("processing_fees", "0.00"),
+        ("unapplied_cash", "0.00"),
+        // The invoice is open again, in the ledger and in AR.
+        ("accounts_receivable", "60.00"),
+    ] {
+        assert_eq!(account_balance(&t, account).await, balance, "{account}");
+    }
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(total - applied, 2)::text FROM invoices WHERE invoice_id = 'INV-4501'"
+        )
+        .await,
+        "60.00"
+    );
+    // Booked once: a re-sent failed version changes nothing.
+    let lines = t.count("SELECT count(*) FROM journal_lines").await;
+    t.db.client()
+        .await
+        .execute("INSERT INTO jobs (merchant_id, kind, subject_id) VALUES ('acme', 'apply_payout', 'po_h')", &[])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, lines);
+    // The order's cash replays to the ledger's state: a new capture pays the reopened invoice.
+    t.submit(vec![
+        capture("4501", "ch_4501b", "60.00"),
+        bt("txn_h2", "charge", "ch_4501b", "60.00", "2.00", "po_i"),
+        payout("po_i", "58.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn a_credit_memo_arriving_after_its_refund_is_booked_and_settles_the_exception() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("4701", "100.00"),
+        capture("4701", "ch_4701", "100.00"),
+        inv("4701", "INV-4701", "100.00", "2026-11-02T12:00:00Z"),
+        processor_refund("4701", "re_4701", "30.00"),
+        bt("txn_k1", "charge", "ch_4701", "100.00", "3.00", "po_k"),
+        bt("txn_k2", "refund", "re_4701", "-30.00", "0.00", "po_k"),
+        payout("po_k", "67.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "processor_clearing").await, "30.00");
+    t.submit(vec![credit_memo("4701", "CM-4701", "30.00")])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.refund_without_credit_memo' AND state = 'resolved'")
+            .await,
+        1
+    );
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn multicapture_across_two_payouts_leaves_exactly_the_unpaid_rest_open() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    // Three captures on one payment intent pay one invoice of 150.00; 120.00 in all.
+    t.submit(vec![
+        order("4801", "150.00"),
+        inv("4801", "INV-4801", "150.00", "2026-11-02T12:00:00Z"),
+        capture("4801", "ch_4801a", "50.00"),
+        capture("4801", "ch_4801b", "40.00"),
+        capture("4801", "ch_4801c", "30.00"),
+        bt("txn_m1", "charge", "ch_4801a", "50.00", "1.75", "po_m1"),
+        bt("txn_m2", "charge", "ch_4801b", "40.00", "1.46", "po_m1"),
+        payout("po_m1", "86.79"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "60.00");
+    t.submit(vec![
+        bt("txn_m3", "charge", "ch_4801c", "30.00", "1.17", "po_m2"),
+        payout("po_m2", "28.83"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT string_agg(state, ',' ORDER BY payout_id) FROM payouts"
+        )
+        .await,
+        "applied,applied"
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT invoice_id || ' ' || round(total - applied, 2)::text FROM invoices"
+        )
+        .await,
+        "INV-4801 30.00"
+    );
+    assert_eq!(
+        scalar(&t, "SELECT string_agg(payment_id || '=' || round(amount, 2)::text, ',' ORDER BY payment_id) FROM cash_applications").await,
+        "ch_4801a=50.00,ch_4801b=40.00,ch_4801c=30.00"
+    );
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "30.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(exception_rules(&t).await, "");
+    assert_ledger_sound(&t).await;
+}

@@ -9,7 +9,9 @@
 //! the job (back-off, then parked with an exception); a crash rolls the whole
 //! transaction back and frees the claim.
 
+mod deposit;
 mod facts;
+mod failure;
 
 pub(crate) use facts::balance_txn;
 
@@ -20,9 +22,11 @@ use diesel_async::AsyncConnection;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
+use crate::domain::cash_application::completeness::{
+    BalanceTxn, Completeness, payout_completeness,
+};
 use crate::domain::cash_application::plan::{
-    OrderFacts, PayoutFacts, Plan, Problem, payout_orders, plan_order, plan_payout,
+    OrderFacts, PayoutFacts, PayoutTxn, Plan, Problem, payout_orders, plan_order, plan_payout,
 };
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::{Body, Handoff, PayoutStatus};
@@ -35,6 +39,7 @@ use crate::storage::{Conn, exceptions, record_log};
 /// Job kinds (the queue is generic; these are cash application's).
 pub const APPLY_PAYOUT: &str = "apply_payout";
 pub const APPLY_ORDER: &str = "apply_order";
+pub const APPLY_DEPOSIT: &str = "apply_deposit";
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +162,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     match job.kind.as_str() {
         APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
         APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
+        APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
         other => Err(Error::Internal(format!("no handler for job kind {other}"))),
     }
 }
@@ -209,43 +215,42 @@ fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
 }
 
 async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
-    if matches!(
-        ledger::payout_state(conn, merchant, payout_id)
-            .await?
-            .as_deref(),
-        Some("applied" | "reversed")
-    ) {
-        // Applied already (exactly once): a late duplicate arrival changes nothing.
+    let state = ledger::payout_state(conn, merchant, payout_id).await?;
+    if state.as_deref() == Some("reversed") {
         return Ok(Work::Done);
     }
     let (payouts, txn_records) = ledger::payout_records(conn, merchant, payout_id).await?;
-    let Some(payout) = payouts.first() else {
+    let Some(payout) = payouts.last() else {
         // Its transactions came first; the payout's own arrival enqueues it again.
         return Ok(Work::Done);
     };
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
     };
-    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
-    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
-    let candidate_orders: Vec<String> = {
-        let mut v: Vec<String> = order_of.values().cloned().collect();
-        v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
-        v.sort();
-        v.dedup();
-        v
-    };
-    if !lock_orders(conn, merchant, &candidate_orders).await? {
-        return Ok(Work::Busy);
+    let failed = matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled);
+    if state.as_deref() == Some("applied") && !failed {
+        // Applied already (exactly once): a late duplicate arrival changes nothing.
+        return Ok(Work::Done);
     }
-    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
-    let (txns, plain) = facts::payout_txns(&txn_records, &order_of, &stored)?;
+    let Some((txns, plain)) = tied_txns(conn, merchant, &txn_records).await? else {
+        return Ok(Work::Busy);
+    };
+    if state.as_deref() == Some("applied") {
+        // A later version says the paid payout failed: undo what it applied.
+        failure::reverse_payout(conn, merchant, payout_id, facts::date(payout), &txns).await?;
+        return Ok(Work::Done);
+    }
+    // The bank sees the money on its arrival date; a deposit is searched for around it.
+    let payout_date = p
+        .arrival_time
+        .map_or_else(|| facts::date(payout), |t| t.date_naive());
     let completeness = payout_completeness(p.amount, &plain)
         .map_err(|e| Error::invalid(format!("payouts/{payout_id}"), e.to_string()))?;
     let bridge = match completeness {
         Completeness::Waiting { bridge, missing } => {
             let row = PayoutRow {
                 payout_id,
+                date: payout_date,
                 state: "waiting",
                 amount: p.amount,
                 gross: bridge.gross.amount,
@@ -279,6 +284,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         .map_or(rust_decimal::Decimal::ZERO, |m| m.amount);
     let row = PayoutRow {
         payout_id,
+        date: payout_date,
         state: "applied",
         amount: p.amount,
         gross: bridge.gross.amount,
@@ -290,7 +296,32 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     ledger::upsert_payout(conn, merchant, &row).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_plan(conn, merchant, &plan, Some(payout_id)).await?;
+    // A deposit that arrived first may have been waiting for this payout.
+    deposit::wake_unmatched(conn, merchant).await?;
     Ok(Work::Done)
+}
+
+/// The payout's balance transactions tied to their orders, with those orders
+/// locked; None when another writer holds one of them.
+async fn tied_txns(
+    conn: &mut Conn,
+    merchant: &str,
+    txn_records: &[crate::domain::record::Record],
+) -> Result<Option<(Vec<PayoutTxn>, Vec<BalanceTxn>)>> {
+    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
+    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
+    let candidate_orders: Vec<String> = {
+        let mut v: Vec<String> = order_of.values().cloned().collect();
+        v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
+        v.sort();
+        v.dedup();
+        v
+    };
+    if !lock_orders(conn, merchant, &candidate_orders).await? {
+        return Ok(None);
+    }
+    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
+    facts::payout_txns(txn_records, &order_of, &stored).map(Some)
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
@@ -316,9 +347,21 @@ async fn write_plan(
         .map(|p| exception(merchant, p))
         .collect();
     exceptions::upsert(conn, merchant, &found).await?;
+    for (rule, subject) in &plan.resolved {
+        crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
+    }
     // The database's balance trigger runs with this statement, inside the
     // job's savepoint, so an unbalanced entry fails (and counts against) the job.
-    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await
+    // The orders' own entries (caught up on the way) belong to no payout: a
+    // failure of the payout mirrors only what the payout itself booked.
+    let from = if payout_id.is_some() {
+        plan.payout_entries_from.min(plan.entries.len())
+    } else {
+        plan.entries.len()
+    };
+    let (orders_own, payouts_own) = plan.entries.split_at(from);
+    ledger::insert_entries(conn, merchant, orders_own, None).await?;
+    ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
@@ -332,11 +375,12 @@ pub(crate) async fn enqueue_for(
     merchant: &str,
     new_records: &[(i64, &crate::domain::record::Record)],
 ) -> Result<()> {
-    let (mut orders, mut payouts) = (vec![], vec![]);
+    let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
     for (_, r) in new_records {
         match &r.body {
             Body::Payout(_) => payouts.push(r.source_id.clone()),
             Body::BalanceTransaction(b) => payouts.extend(b.payout_id.clone()),
+            Body::BankDeposit(_) => deposits.push(r.source_id.clone()),
             Body::Invoice(_) | Body::CreditMemo(_) => orders.extend(r.order_id.clone()),
             Body::StorefrontOrder(o)
                 if o.tenders.iter().any(|t| {
@@ -353,13 +397,16 @@ pub(crate) async fn enqueue_for(
         }
     }
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
-    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await
+    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;
+    jobs::enqueue(conn, merchant, APPLY_DEPOSIT, &deposits).await
 }
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
     let exception_type = match p.rule {
         "cash.refund_without_credit_memo" => ExceptionType::NotPropagated,
-        "ledger.clearing_residual" => ExceptionType::AmountMismatch,
+        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" => {
+            ExceptionType::AmountMismatch
+        }
         _ => ExceptionType::ValidationFailed,
     };
     exceptions::NewException {

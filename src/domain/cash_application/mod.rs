@@ -10,6 +10,7 @@
 //! `domain::ledger::posting` and stores everything in one transaction.
 
 pub mod completeness;
+pub mod deposit;
 pub mod order;
 pub mod plan;
 mod pool;

@@ -39,6 +39,8 @@ pub enum CashError {
     },
     #[error(transparent)]
     Amount(#[from] AllocationError),
+    #[error(transparent)]
+    Overflow(#[from] super::pool::Overflow),
 }
 
 /// A capture or tender: money the customer paid towards the order.
@@ -137,7 +139,7 @@ impl OrderCash {
             return Err(duplicate("invoice", &invoice.id));
         }
         let slot = self.slot(&invoice.id, invoice.date, invoice.total, "invoice.total")?;
-        let links = self.payments.add_target(slot);
+        let links = self.payments.add_target(slot)?;
         self.applications(links, true)
     }
 
@@ -148,7 +150,7 @@ impl OrderCash {
         }
         let slot = self.slot(&payment.id, payment.date, payment.amount, "payment.amount")?;
         self.tenders.insert(payment.id.clone(), payment.tender);
-        let links = self.payments.add_source(slot);
+        let links = self.payments.add_source(slot)?;
         let applications = self.applications(links, false)?;
         let held = self
             .payments
@@ -184,7 +186,7 @@ impl OrderCash {
                 available: self.money(available)?,
             });
         }
-        let (from_held, undone, released) = self.payments.reduce_source(payment_id, units);
+        let (from_held, undone, released) = self.payments.reduce_source(payment_id, units)?;
         let from_invoices = undone
             .into_iter()
             .map(|l| Ok((l.target, self.money(-l.amount)?)))
@@ -205,7 +207,7 @@ impl OrderCash {
             return Err(duplicate("credit memo", &memo.id));
         }
         let slot = self.slot(&memo.id, memo.date, memo.total, "credit_memo.total")?;
-        let links = self.refunds.add_target(slot);
+        let links = self.refunds.add_target(slot)?;
         self.refund_applications(links)
     }
 
@@ -215,7 +217,7 @@ impl OrderCash {
             return Err(duplicate("refund", &refund.id));
         }
         let slot = self.slot(&refund.id, refund.date, refund.amount, "refund.amount")?;
-        let links = self.refunds.add_source(slot);
+        let links = self.refunds.add_source(slot)?;
         let held = self
             .refunds
             .sources()
@@ -229,7 +231,12 @@ impl OrderCash {
     }
 
     pub fn position(&self) -> Result<CashPosition, CashError> {
-        let total = |slots: &[Slot], f: fn(&Slot) -> i128| slots.iter().map(f).sum::<i128>();
+        let total = |slots: &[Slot], f: fn(&Slot) -> i128| {
+            slots
+                .iter()
+                .try_fold(0i128, |acc, s| acc.checked_add(f(s)))
+                .ok_or(super::pool::Overflow)
+        };
         let sources = self.payments.sources();
         let invoices = self
             .payments
@@ -238,11 +245,11 @@ impl OrderCash {
             .map(|t| Ok((t.id.clone(), self.money(t.total)?, self.money(t.free())?)))
             .collect::<Result<_, CashError>>()?;
         Ok(CashPosition {
-            captured: self.money(total(sources, |s| s.total))?,
-            applied: self.money(total(sources, |s| s.used))?,
-            unapplied: self.money(total(sources, Slot::free))?,
+            captured: self.money(total(sources, |s| s.total)?)?,
+            applied: self.money(total(sources, |s| s.used)?)?,
+            unapplied: self.money(total(sources, Slot::free)?)?,
             invoices,
-            unmatched_refunds: self.money(total(self.refunds.sources(), Slot::free))?,
+            unmatched_refunds: self.money(total(self.refunds.sources(), Slot::free)?)?,
         })
     }
 

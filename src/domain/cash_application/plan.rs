@@ -125,6 +125,11 @@ pub struct Plan {
     /// Processor clearing left by the payout's entries, per currency (debit positive).
     pub residual: Vec<Money>,
     pub problems: Vec<Problem>,
+    /// (rule, subject) of exceptions this plan settles: the record they waited for arrived.
+    pub resolved: Vec<(&'static str, String)>,
+    /// Entries before this index are the orders' own (invoices booked, held cash released
+    /// on catching up); from it on they are the payout's, which a failure mirrors.
+    pub payout_entries_from: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +236,24 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
     }
     for memo in &book.facts.credit_memos {
         if !book.knows(EventKind::CreditMemo, &memo.id) {
-            book.cash.add_credit_memo(memo)?;
+            // Refunds that were waiting for this memo are booked against it now.
+            for a in book.cash.add_credit_memo(memo)? {
+                plan.entries.push(posting::book_refund(
+                    merchant,
+                    &posting::RefundBooking {
+                        refund_id: a.refund_id.clone(),
+                        credit_memo_id: a.credit_memo_id.clone(),
+                        order_id: order.clone(),
+                        date: memo.date,
+                        returns: a.amount,
+                        tax: Money::zero(a.amount.currency),
+                        shipping: Money::zero(a.amount.currency),
+                        conversion: None,
+                    },
+                )?);
+                plan.resolved
+                    .push(("cash.refund_without_credit_memo", a.refund_id));
+            }
             book.record(
                 plan,
                 event(
@@ -349,6 +371,10 @@ pub fn plan_order(merchant: &str, facts: &OrderFacts) -> Result<Plan, PlanError>
 #[path = "plan_payout.rs"]
 mod payout;
 pub use payout::plan_payout;
+
+#[path = "plan_failure.rs"]
+mod failure;
+pub use failure::{FailurePlan, plan_failure};
 
 /// Clearing over the payout's entries; a residual is an exception naming the amount.
 fn clearing(

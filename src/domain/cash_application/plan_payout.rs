@@ -27,6 +27,7 @@ pub fn plan_payout(
         books.insert(id.clone(), book);
     }
     let first_payout_entry = plan.entries.len();
+    plan.payout_entries_from = first_payout_entry;
     let mut fees: Vec<FeeItem> = Vec::new();
     let mut order_gross: BTreeMap<String, Money> = BTreeMap::new();
     for t in &payout.txns {

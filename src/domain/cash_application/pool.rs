@@ -7,12 +7,25 @@
 //! that opens.
 //!
 //! Units come from exact decimals (below 2^96 each), so sums over fewer than 2^31 slots fit
-//! in i128 and the plain arithmetic here cannot overflow.
+//! in i128; the arithmetic is checked all the same, and an overflow is an error, not a panic.
 //!
 //! Invariant (checked after every change): money is never held while a document is open.
 //! Held money would have been applied to it; an open document would have taken the money.
 
 use chrono::NaiveDate;
+
+/// Matched amounts left i128: refused rather than wrapped or panicked on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("matched amounts overflow")]
+pub struct Overflow;
+
+fn add(a: i128, b: i128) -> Result<i128, Overflow> {
+    a.checked_add(b).ok_or(Overflow)
+}
+
+fn sub(a: i128, b: i128) -> Result<i128, Overflow> {
+    a.checked_sub(b).ok_or(Overflow)
+}
 
 /// One side's item: a payment or a document, with how much of it is already matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +37,10 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    /// What is not matched yet. `0 <= used <= total` always holds (`is_consistent`), so the
+    /// difference is exact; saturating keeps a broken invariant from panicking.
     pub fn free(&self) -> i128 {
-        self.total - self.used
+        self.total.saturating_sub(self.used)
     }
 }
 
@@ -67,13 +82,13 @@ impl Pool {
     }
 
     /// Adds money and applies it to open documents, oldest first. Returns the new links.
-    pub fn add_source(&mut self, slot: Slot) -> Vec<Link> {
+    pub fn add_source(&mut self, slot: Slot) -> Result<Vec<Link>, Overflow> {
         insert_sorted(&mut self.sources, slot);
         self.settle()
     }
 
     /// Adds a document and applies held money to it, oldest money first.
-    pub fn add_target(&mut self, slot: Slot) -> Vec<Link> {
+    pub fn add_target(&mut self, slot: Slot) -> Result<Vec<Link>, Overflow> {
         insert_sorted(&mut self.targets, slot);
         self.settle()
     }
@@ -82,12 +97,16 @@ impl Pool {
     /// what it holds unmatched, then by undoing its matches, newest document first, so the
     /// oldest invoice stays paid. Returns (taken from held, undone links as negative links);
     /// money other payments hold then flows into the reopened documents (the third value).
-    pub fn reduce_source(&mut self, source: &str, amount: i128) -> (i128, Vec<Link>, Vec<Link>) {
+    pub fn reduce_source(
+        &mut self,
+        source: &str,
+        amount: i128,
+    ) -> Result<(i128, Vec<Link>, Vec<Link>), Overflow> {
         let Some(index) = self.sources.iter().position(|s| s.id == source) else {
-            return (0, Vec::new(), Vec::new());
+            return Ok((0, Vec::new(), Vec::new()));
         };
         let from_held = amount.min(self.sources[index].free());
-        let mut left = amount - from_held;
+        let mut left = sub(amount, from_held)?;
         let mut undone = Vec::new();
         let targets: Vec<String> = self.targets.iter().rev().map(|t| t.id.clone()).collect();
         for target in targets {
@@ -97,8 +116,8 @@ impl Pool {
             let matched = self.matched(source, &target);
             let take = matched.min(left);
             if take > 0 {
-                undone.push(self.link(source, &target, -take));
-                left -= take;
+                undone.push(self.link(source, &target, -take)?);
+                left = sub(left, take)?;
             }
         }
         debug_assert_eq!(
@@ -106,9 +125,9 @@ impl Pool {
             "reduce_source was asked for more than the source has"
         );
         let slot = &mut self.sources[index];
-        slot.total -= amount;
-        let released = self.settle();
-        (from_held, undone, released)
+        slot.total = sub(slot.total, amount)?;
+        let released = self.settle()?;
+        Ok((from_held, undone, released))
     }
 
     fn matched(&self, source: &str, target: &str) -> i128 {
@@ -119,7 +138,7 @@ impl Pool {
     }
 
     /// Matches free money to open documents, both oldest first, until one side runs out.
-    fn settle(&mut self) -> Vec<Link> {
+    fn settle(&mut self) -> Result<Vec<Link>, Overflow> {
         let mut new_links = Vec::new();
         let (mut s, mut t) = (0, 0);
         while s < self.sources.len() && t < self.targets.len() {
@@ -131,38 +150,38 @@ impl Pool {
             } else {
                 let amount = free.min(open);
                 let (source, target) = (self.sources[s].id.clone(), self.targets[t].id.clone());
-                new_links.push(self.link(&source, &target, amount));
+                new_links.push(self.link(&source, &target, amount)?);
             }
         }
         debug_assert!(self.is_consistent());
-        new_links
+        Ok(new_links)
     }
 
     /// Records a match (or, negative, an undo) on both slots and in the net links.
-    fn link(&mut self, source: &str, target: &str, amount: i128) -> Link {
+    fn link(&mut self, source: &str, target: &str, amount: i128) -> Result<Link, Overflow> {
         for slot in self.sources.iter_mut().filter(|s| s.id == source) {
-            slot.used += amount;
+            slot.used = add(slot.used, amount)?;
         }
         for slot in self.targets.iter_mut().filter(|s| s.id == target) {
-            slot.used += amount;
+            slot.used = add(slot.used, amount)?;
         }
         match self
             .links
             .iter_mut()
             .find(|l| l.source == source && l.target == target)
         {
-            Some(l) => l.amount += amount,
+            Some(l) => l.amount = add(l.amount, amount)?,
             None => self.links.push(Link {
                 source: source.to_string(),
                 target: target.to_string(),
                 amount,
             }),
         }
-        Link {
+        Ok(Link {
             source: source.to_string(),
             target: target.to_string(),
             amount,
-        }
+        })
     }
 
     /// Every slot within its total, links adding up to what each slot has used, and never
@@ -170,13 +189,12 @@ impl Pool {
     fn is_consistent(&self) -> bool {
         let used_ok = |slots: &[Slot], side: fn(&Link) -> &str| {
             slots.iter().all(|slot| {
-                let linked: i128 = self
+                let linked = self
                     .links
                     .iter()
                     .filter(|l| side(l) == slot.id)
-                    .map(|l| l.amount)
-                    .sum();
-                slot.used == linked && (0..=slot.total).contains(&slot.used)
+                    .try_fold(0i128, |acc, l| add(acc, l.amount));
+                linked == Ok(slot.used) && (0..=slot.total).contains(&slot.used)
             })
         };
         let held = self.sources.iter().any(|s| s.free() > 0);

@@ -212,7 +212,16 @@ impl JournalLine {
 
     /// Debit positive, credit negative: the line's effect on its account's balance.
     pub fn signed(&self) -> Decimal {
-        self.debit.amount - self.credit.amount
+        // A line carries money on one side only (`JournalEntry::new` refuses others), so no
+        // arithmetic is needed; a line under construction with both sides never overflows
+        // either, its sides being non-negative, and saturates rather than panics if not.
+        if self.credit.amount.is_zero() {
+            self.debit.amount
+        } else if self.debit.amount.is_zero() {
+            -self.credit.amount
+        } else {
+            self.debit.amount.saturating_sub(self.credit.amount)
+        }
     }
 
     /// The same line on the other side, for reversals.
@@ -303,17 +312,20 @@ impl JournalEntry {
     }
 
     /// The entry's net effect on one account in one currency (debit positive).
-    pub fn balance(&self, account: AccountRole, currency: Currency) -> Decimal {
-        // `new` summed each side of these lines without overflow; a partial sum of them never
-        // exceeds a side's total in size, so this plain sum cannot overflow either.
+    pub fn balance(
+        &self,
+        account: AccountRole,
+        currency: Currency,
+    ) -> Result<Decimal, LedgerError> {
         let net = self
             .lines()
             .iter()
             .filter(|l| l.account == account && l.currency() == currency)
             .map(JournalLine::signed)
-            .sum();
+            .try_fold(Decimal::ZERO, |acc, x| acc.checked_add(x))
+            .ok_or(LedgerError::Overflow)?;
         debug_assert!(self.totals().contains_key(&currency) || net == Decimal::ZERO);
-        net
+        Ok(net)
     }
 
     /// The mirror image of this entry (every line on the other side), for a payout that

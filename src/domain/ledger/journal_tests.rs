@@ -33,7 +33,9 @@ fn a_balanced_entry_is_accepted_and_reads_back() {
         (m("100 USD").amount, m("100 USD").amount)
     );
     assert_eq!(
-        entry.balance(AccountRole::ProcessorClearing, cur("USD")),
+        entry
+            .balance(AccountRole::ProcessorClearing, cur("USD"))
+            .unwrap(),
         m("-100 USD").amount
     );
     assert_eq!(entry.currencies(), vec![cur("USD")]);
@@ -153,11 +155,12 @@ fn a_reversal_swaps_every_line_and_still_balances() {
         .reversal(ExternalId::derive("m1", "rev", &["1"]), day(5), "failed")
         .unwrap();
     assert_eq!(
-        rev.balance(AccountRole::Bank, cur("USD")),
+        rev.balance(AccountRole::Bank, cur("USD")).unwrap(),
         m("-97 USD").amount
     );
     assert_eq!(
-        rev.balance(AccountRole::ProcessorClearing, cur("USD")),
+        rev.balance(AccountRole::ProcessorClearing, cur("USD"))
+            .unwrap(),
         m("97 USD").amount
     );
 }

@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::accounts::{AccountRole, ChartOfAccounts};
-use super::journal::{JournalEntry, JournalLine};
+use super::journal::{JournalEntry, JournalLine, LedgerError};
 use crate::domain::currency::Currency;
 
 pub const NETSUITE_COLUMNS: [&str; 12] = [
@@ -52,12 +52,12 @@ pub fn netsuite_csv(
     entries: &[JournalEntry],
     chart: &ChartOfAccounts,
     options: &NetsuiteOptions,
-) -> String {
+) -> Result<String, LedgerError> {
     let mut out = row(NETSUITE_COLUMNS.iter().map(|c| c.to_string()));
     for entry in entries {
         let currencies = entry.currencies();
         for currency in &currencies {
-            let lines = export_lines(entry, *currency);
+            let lines = export_lines(entry, *currency)?;
             if lines.len() < 2 {
                 continue;
             }
@@ -77,7 +77,7 @@ pub fn netsuite_csv(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 struct JournalHeader<'a> {
@@ -88,7 +88,7 @@ struct JournalHeader<'a> {
 }
 
 /// One currency's lines as NetSuite will hold them: at most 2 decimals, still balanced.
-fn export_lines(entry: &JournalEntry, currency: Currency) -> Vec<JournalLine> {
+fn export_lines(entry: &JournalEntry, currency: Currency) -> Result<Vec<JournalLine>, LedgerError> {
     let mut lines: Vec<JournalLine> = entry
         .lines()
         .iter()
@@ -101,8 +101,7 @@ fn export_lines(entry: &JournalEntry, currency: Currency) -> Vec<JournalLine> {
         })
         .filter(|l| !l.signed().is_zero())
         .collect();
-    // Rounded 2-decimal figures are far from Decimal's limits, so plain sums are safe here.
-    let gap: Decimal = lines.iter().map(JournalLine::signed).sum();
+    let gap = net(&lines)?;
     if !gap.is_zero() {
         let amount = crate::domain::money::Money::new(gap.abs(), currency);
         let fix = if gap.is_sign_positive() {
@@ -112,14 +111,17 @@ fn export_lines(entry: &JournalEntry, currency: Currency) -> Vec<JournalLine> {
         };
         lines.push(fix.memo(format!("NetSuite 2-decimal rounding of {currency} amounts")));
     }
-    debug_assert!(
-        lines
-            .iter()
-            .map(JournalLine::signed)
-            .sum::<Decimal>()
-            .is_zero()
-    );
+    debug_assert!(net(&lines).is_ok_and(|n| n.is_zero()));
+    Ok(lines)
+}
+
+/// Debits minus credits, checked.
+fn net(lines: &[JournalLine]) -> Result<Decimal, LedgerError> {
     lines
+        .iter()
+        .map(JournalLine::signed)
+        .try_fold(Decimal::ZERO, |acc, x| acc.checked_add(x))
+        .ok_or(LedgerError::Overflow)
 }
 
 fn to_two_decimals(amount: Decimal) -> Decimal {
@@ -234,7 +236,8 @@ mod tests {
             std::slice::from_ref(&e),
             &ChartOfAccounts::default(),
             &options(),
-        );
+        )
+        .unwrap();
         let rows: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(rows[0], NETSUITE_COLUMNS.join(","));
         let id = e.external_id().as_str();
@@ -268,7 +271,8 @@ mod tests {
             std::slice::from_ref(&e),
             &ChartOfAccounts::default(),
             &options(),
-        );
+        )
+        .unwrap();
         let id = e.external_id().as_str();
         assert_eq!(csv.matches(&format!("{id}-EUR,")).count(), 2);
         assert_eq!(csv.matches(&format!("{id}-USD,")).count(), 2);
@@ -287,7 +291,7 @@ mod tests {
                 JournalLine::credit(AccountRole::ProcessorClearing, m("2.470 KWD")),
             ],
         );
-        let csv = netsuite_csv(&[e], &ChartOfAccounts::default(), &options());
+        let csv = netsuite_csv(&[e], &ChartOfAccounts::default(), &options()).unwrap();
         let rows: Vec<Vec<&str>> = csv
             .lines()
             .skip(1)
@@ -321,7 +325,7 @@ mod tests {
                 JournalLine::credit(AccountRole::ProcessorClearing, m("10.004 KWD")),
             ],
         );
-        let csv = netsuite_csv(&[e], &ChartOfAccounts::default(), &options());
+        let csv = netsuite_csv(&[e], &ChartOfAccounts::default(), &options()).unwrap();
         let rows: Vec<&str> = csv.lines().skip(1).collect();
         assert_eq!(rows.len(), 2, "{csv}");
         assert!(rows.iter().all(|r| !r.contains(",0.00,")));

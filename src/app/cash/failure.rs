@@ -1,0 +1,39 @@
+//! A payout that failed after it was paid: its bookings mirrored, its
+//! applications taken back off the invoices, its payments reversed in their
+//! orders' cash, in the job's one transaction.
+
+use chrono::NaiveDate;
+
+use super::{load_orders, plan_error};
+use crate::domain::cash_application::plan::{PayoutTxn, payout_orders, plan_failure};
+use crate::error::Result;
+use crate::storage::{Conn, ledger, ledger_entries};
+
+pub(super) async fn reverse_payout(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_id: &str,
+    date: NaiveDate,
+    txns: &[PayoutTxn],
+) -> Result<()> {
+    let booked = ledger_entries::payout_entries(conn, merchant, payout_id).await?;
+    let applied = ledger_entries::payout_applications(conn, merchant, payout_id).await?;
+    // The processor payments it applied: keyed as cash application keyed them.
+    let payments: Vec<(String, String)> = txns
+        .iter()
+        .filter(|t| matches!(t.txn.category.as_str(), "charge" | "payment"))
+        .filter_map(|t| {
+            let id = t.source.clone().unwrap_or_else(|| t.txn.id.clone());
+            Some((t.order_id.clone()?, id))
+        })
+        .collect();
+    let (_, orders) = load_orders(conn, merchant, &payout_orders(txns), None).await?;
+    let plan = plan_failure(
+        merchant, payout_id, date, &booked, &applied, &payments, &orders,
+    )
+    .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
+    ledger::insert_events(conn, merchant, &plan.events).await?;
+    ledger::record_invoices(conn, merchant, &[], &plan.applications, Some(payout_id)).await?;
+    ledger_entries::mark_reversed(conn, merchant, payout_id).await?;
+    ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await
+}

@@ -1,0 +1,231 @@
+//! Bank deposits and the payouts they brought to the bank. SQL only: what
+//! matches what is decided in `domain::cash_application::deposit`.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Date, Jsonb, Nullable, Numeric, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use super::statement::{Bind, statement};
+use crate::domain::cash_application::deposit::{DepositFacts, PayoutAtBank};
+use crate::domain::currency::Currency;
+use crate::domain::money::Money;
+use crate::domain::record::Record;
+use crate::error::{Error, Result};
+
+#[derive(QueryableByName)]
+struct PayloadRow {
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+}
+
+/// The current version of a bank deposit record.
+pub async fn deposit_record(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    deposit_id: &str,
+) -> Result<Option<Record>> {
+    let rows: Vec<PayloadRow> = statement(
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND kind = 'bank_deposit'
+           AND source_id = $2 AND is_current ORDER BY record_id DESC LIMIT 1",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(deposit_id)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| {
+            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored deposit", e))
+        })
+        .transpose()
+}
+
+#[derive(QueryableByName)]
+struct PayoutRow {
+    #[diesel(sql_type = Text)]
+    payout_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Text)]
+    currency_code: String,
+    #[diesel(sql_type = Numeric)]
+    amount: Decimal,
+    #[diesel(sql_type = Nullable<Date>)]
+    payout_date: Option<NaiveDate>,
+    #[diesel(sql_type = Nullable<Text>)]
+    deposit_id: Option<String>,
+}
+
+fn at_bank(rows: Vec<PayoutRow>) -> Result<Vec<PayoutAtBank>> {
+    rows.into_iter()
+        .map(|r| {
+            let currency = Currency::from_code(&r.currency_code)
+                .ok_or_else(|| Error::corrupt("a stored currency", r.currency_code.clone()))?;
+            Ok(PayoutAtBank {
+                net: Money::new(r.amount, currency),
+                date: r.payout_date.unwrap_or(NaiveDate::MIN),
+                applied: r.state == "applied",
+                deposit_id: r.deposit_id,
+                payout_id: r.payout_id,
+            })
+        })
+        .collect()
+}
+
+const COLUMNS: &str = "payout_id, state, currency_code, amount, payout_date, deposit_id";
+
+/// The payouts with these ids, as a deposit naming them sees them.
+pub async fn payouts(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    ids: &[String],
+) -> Result<Vec<PayoutAtBank>> {
+    let rows: Vec<PayoutRow> = statement(format!(
+        "SELECT {COLUMNS} FROM payouts WHERE merchant_id = $1 AND payout_id = ANY($2)"
+    ))
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(ids)
+    .load(conn)
+    .await?;
+    at_bank(rows)
+}
+
+/// Applied payouts not deposited yet, in `currency`, dated in the window. At
+/// most `limit`: the caller passes more than it searches, so that a crowded
+/// window is reported as such rather than searched over a cut list.
+pub async fn open_payouts(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    currency: Currency,
+    (from, to): (NaiveDate, NaiveDate),
+    limit: i64,
+) -> Result<Vec<PayoutAtBank>> {
+    let rows: Vec<PayoutRow> = statement(format!(
+        "SELECT {COLUMNS} FROM payouts
+         WHERE merchant_id = $1 AND state = 'applied' AND deposit_id IS NULL
+           AND currency_code = $2 AND payout_date BETWEEN $3 AND $4
+         ORDER BY payout_date, payout_id LIMIT $5"
+    ))
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(currency.code())
+    .bind::<Date, _>(from)
+    .bind::<Date, _>(to)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    at_bank(rows)
+}
+
+/// Ties payouts to the deposit; returns how many were still applied and free
+/// (a payout failed or taken by another deposit meanwhile is not counted).
+pub async fn mark_deposited(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    deposit_id: &str,
+    payout_ids: &[String],
+) -> Result<usize> {
+    Ok(statement(
+        "UPDATE payouts SET deposit_id = $2, updated_at = now()
+         WHERE merchant_id = $1 AND payout_id = ANY($3) AND state = 'applied'
+           AND (deposit_id IS NULL OR deposit_id = $2)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(deposit_id)
+    .bind::<Array<Text>, _>(payout_ids)
+    .execute(conn)
+    .await?)
+}
+
+pub async fn upsert_deposit(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    d: &DepositFacts,
+    matched: Option<&[String]>,
+) -> Result<()> {
+    statement(
+        "INSERT INTO deposits (merchant_id, deposit_id, state, currency_code, amount, deposit_date,
+             payout_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (merchant_id, deposit_id) DO UPDATE SET state = $3, currency_code = $4,
+             amount = $5, deposit_date = $6, payout_ids = $7, updated_at = now()",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(&d.deposit_id)
+    .bind::<Text, _>(if matched.is_some() {
+        "matched"
+    } else {
+        "unmatched"
+    })
+    .bind::<Text, _>(d.amount.currency.code())
+    .bind::<Numeric, _>(d.amount.amount)
+    .bind::<Date, _>(d.date)
+    .bind::<Array<Text>, _>(matched.unwrap_or(&[]).to_vec())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+/// Deposits that found no payout yet (oldest ids first, at most `limit`).
+pub async fn unmatched(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows: Vec<IdRow> = statement(
+        "SELECT deposit_id AS id FROM deposits WHERE merchant_id = $1 AND state = 'unmatched'
+         ORDER BY deposit_id LIMIT $2",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Resolves (by the rules) the open exceptions of these rules on `subject`:
+/// the record they waited for arrived.
+pub async fn resolve_rules(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    rules: &[&str],
+    subject: &str,
+) -> Result<()> {
+    statement(
+        "UPDATE exceptions SET state = 'resolved', resolved_by = 'rules', resolve_time = now(),
+             update_time = now()
+         WHERE merchant_id = $1 AND rule = ANY($2) AND subject = $3 AND state <> 'resolved'",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(rules.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+    .bind::<Text, _>(subject)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which of these journal entries are booked already.
+pub async fn booked(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    external_ids: &[String],
+) -> Result<BTreeSet<String>> {
+    let rows: Vec<IdRow> = statement(
+        "SELECT external_id AS id FROM journal_entries
+         WHERE merchant_id = $1 AND external_id = ANY($2)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(external_ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
