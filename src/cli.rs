@@ -30,6 +30,20 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Journal entries: `tally journals export --format netsuite-csv`
     Journals(JournalsArgs),
+    /// Print one order's handoffs as a timeline, the lagging one marked (asks a running Tally)
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The order id
+    pub order: String,
+    /// The merchant the order belongs to
+    #[arg(long)]
+    pub merchant: String,
+    /// The Tally gRPC address to ask
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
+    pub addr: String,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +148,8 @@ impl Command {
     pub fn setting(&self, env: &str) -> Option<String> {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
+            // A client: it reads no server setting.
+            Command::Trace(_) => return None,
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },

@@ -11,6 +11,7 @@ mod db_gone;
 mod fixtures;
 mod fuzz;
 mod garbage;
+mod handoff_trace;
 mod handoffs;
 mod health;
 mod hostile;

@@ -6,6 +6,7 @@
 
 pub mod expect;
 pub mod settings;
+pub mod trace;
 
 use std::collections::BTreeMap;
 
