@@ -116,7 +116,8 @@ pub(crate) fn assess(
 
 /// Re-merges `orders` from the log, matches them, and writes their
 /// exceptions and evaluation. The caller holds the order locks. `fresh`:
-/// the records this submission accepted (their handoff lags are measured).
+/// the records this submission accepted (their handoff lags are measured,
+/// and returned by key for the records' spans).
 #[tracing::instrument(name = "reconcile", skip_all, fields(
     otel.name = "tally.reconcile",
     tally.merchant = merchant,
@@ -127,10 +128,11 @@ pub(crate) async fn reconcile(
     merchant: &str,
     orders: &[String],
     fresh: &[RecordKey],
-) -> Result<()> {
+) -> Result<Vec<(RecordKey, chrono::TimeDelta)>> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
+    let mut lags = vec![];
     let by_order = record_log::load_records(conn, merchant, orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
     // The merchant's contracts as they stand now: their tolerance and lag
@@ -153,7 +155,7 @@ pub(crate) async fn reconcile(
             span.record("tally.state", transaction.state.as_str());
             span.record("tally.findings", findings.len());
         }
-        telemetry::metrics::global().observe_handoff_lags(records, fresh);
+        lags.extend(telemetry::metrics::global().observe_handoff_lags(records, fresh));
         found.extend(
             findings
                 .iter()
@@ -177,5 +179,6 @@ pub(crate) async fn reconcile(
     metrics.exceptions_resolved(&resolved);
     transactions::upsert(conn, merchant, &merged).await?;
     // The deadlines of the orders' open handoffs, and late ones now met.
-    super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await
+    super::handoffs::track(conn, merchant, orders, &by_order, &contracts).await?;
+    Ok(lags)
 }

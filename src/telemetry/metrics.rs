@@ -169,11 +169,20 @@ impl Metrics {
 
     /// The lag of each record in `fresh` behind its predecessor in `records`
     /// (one order's), by event time: see [`handoff_lags`].
-    pub fn observe_handoff_lags(&self, records: &[StoredRecord], fresh: &[RecordKey]) {
-        for (handoff, lag) in handoff_lags(records, fresh) {
-            self.handoff_lag
-                .observe(vec![handoff.into()], lag.num_milliseconds() as f64 / 1000.0);
+    /// Returns each measured record's key and lag (for its span).
+    pub fn observe_handoff_lags(
+        &self,
+        records: &[StoredRecord],
+        fresh: &[RecordKey],
+    ) -> Vec<(RecordKey, chrono::TimeDelta)> {
+        let lags = keyed_handoff_lags(records, fresh);
+        for (key, lag) in &lags {
+            self.handoff_lag.observe(
+                vec![key.kind.handoff().as_str().into()],
+                lag.num_milliseconds() as f64 / 1000.0,
+            );
         }
+        lags
     }
 
     /// Prometheus text exposition (format 0.0.4).
@@ -239,6 +248,17 @@ pub fn handoff_lags(
     records: &[StoredRecord],
     fresh: &[RecordKey],
 ) -> Vec<(&'static str, chrono::TimeDelta)> {
+    keyed_handoff_lags(records, fresh)
+        .into_iter()
+        .map(|(k, lag)| (k.kind.handoff().as_str(), lag))
+        .collect()
+}
+
+/// [`handoff_lags`], by the measured record's key.
+pub fn keyed_handoff_lags(
+    records: &[StoredRecord],
+    fresh: &[RecordKey],
+) -> Vec<(RecordKey, chrono::TimeDelta)> {
     let previous = |s: Stage| match s {
         Stage::OrderCapture => None,
         Stage::Fulfillment => Some(Stage::OrderCapture),
@@ -263,7 +283,7 @@ pub fn handoff_lags(
             .map(|p| p.event_time)
             .max();
         if let Some(t) = before {
-            lags.push((r.kind().handoff().as_str(), r.event_time - t));
+            lags.push((r.key(), r.event_time - t));
         }
     }
     lags

@@ -133,6 +133,8 @@ pub fn record_span(merchant: &str, r: &Record) -> ::tracing::Span {
         tally.source_id = %r.source_id,
         tally.record_kind = r.kind().as_str(),
         tally.outcome = ::tracing::field::Empty,
+        // Seconds behind its predecessor in the order's previous stage.
+        tally.lag = ::tracing::field::Empty,
     )
 }
 
