@@ -139,6 +139,9 @@ pub struct WorkerArgs {
     /// How long a job in progress may finish after SIGTERM [default: 20]
     #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<String>,
+    /// Address to serve Prometheus metrics on, at /metrics (unset: none)
+    #[arg(long, env = "TALLY_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 impl Command {
@@ -165,6 +168,7 @@ impl Command {
                 e if e == keys::GRPC_ADDR.env => &w.grpc_addr,
                 e if e == keys::WORKER_CONCURRENCY.env => &w.concurrency,
                 e if e == keys::SHUTDOWN_GRACE_SECS.env => &w.shutdown_grace_secs,
+                e if e == keys::METRICS_ADDR.env => &w.metrics_addr,
                 _ => return Self::database_setting(&w.database, env),
             },
         };

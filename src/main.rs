@@ -209,12 +209,17 @@ fn worker_config(config: &Config) -> WorkerConfig {
     }
 }
 
-/// `tally worker`: cash-application loops, and gRPC health for probes. On a
+/// `tally worker`: cash-application loops (and alert delivery), gRPC health
+/// for probes, and metrics when TALLY_METRICS_ADDR is set. On a
 /// signal, jobs in progress finish (bounded by the grace period); one cut
 /// short is rolled back by PostgreSQL and picked up by another worker.
 async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
-    // One connection per loop, plus the health check's.
-    let store = Store::connect(database_url, config.worker_concurrency + 1)?;
+    // One connection per loop, plus the health check's and a scrape's.
+    let store = Store::connect(database_url, config.worker_concurrency + 2)?;
+    if let Some(addr) = config.metrics_addr {
+        let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
+        tracing::info!(addr = %bound, "serving metrics at /metrics");
+    }
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, concurrency = config.worker_concurrency,
         "serving gRPC health; running workers");

@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod exception_events;
 pub mod exceptions;
 pub mod expectations;
+pub mod gauges;
 pub mod jobs;
 pub mod ledger;
 pub mod ledger_reads;

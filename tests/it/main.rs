@@ -20,6 +20,7 @@ mod ingest;
 mod ledger_api;
 mod listing;
 mod matching;
+mod metrics;
 mod plans;
 mod seams;
 mod stream;

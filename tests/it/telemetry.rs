@@ -288,6 +288,15 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     assert_eq!(lag("count"), Some(1.0), "{metrics}");
     assert_eq!(lag("sum"), Some(86400.0), "{metrics}");
     assert!(sample(&metrics, "db_client_connection_max").is_some_and(|m| m >= 1.0));
+    // The in-process worker's jobs, and its (drained) backlog.
+    let applied = "tally_cash_application_duration_seconds_count{tally_job_kind=\"apply_payout\",\
+                   tally_outcome=\"done\"}";
+    assert!(
+        sample(&metrics, applied).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let backlog = "tally_worker_backlog{tally_job_kind=\"apply_payout\",tally_job_state=\"ready\"}";
+    assert_eq!(sample(&metrics, backlog), Some(0.0), "{metrics}");
     assert!(http_get(metrics_port, "/other").await.contains("404"),);
 
     // Each record carries the caller's trace and its own span.

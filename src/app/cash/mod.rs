@@ -170,6 +170,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     } else {
         tracing::Span::none()
     };
+    let start = std::time::Instant::now();
     let work = async {
         match job.kind.as_str() {
             APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
@@ -188,6 +189,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
         }
     };
     span.record("tally.outcome", outcome);
+    crate::telemetry::metrics::global().job_finished(&job.kind, outcome, start.elapsed());
     work
 }
 
