@@ -99,7 +99,9 @@ pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetr
     if let Some(e) = problem {
         ::tracing::warn!(error = %e, "traces are not exported");
     } else if provider.is_some() {
-        ::tracing::info!(endpoint = ?settings.endpoint, "exporting traces over OTLP/gRPC");
+        ::tracing::info!(endpoint = ?settings.endpoint,
+            protocol = settings.transport().map(|t| t.as_str()).unwrap_or("?"),
+            "exporting traces over OTLP");
     }
     Telemetry { provider }
 }

@@ -21,6 +21,7 @@ mod ledger_api;
 mod listing;
 mod matching;
 mod metrics;
+mod otlp_http;
 mod plans;
 mod seams;
 mod stream;
