@@ -33,7 +33,7 @@ const BATCH: i64 = 20;
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claim keeps other workers off an alert: a batch of POSTs,
 /// each bounded by POST_TIMEOUT, and then some.
-const LEASE_MS: i64 = (BATCH as i64) * 10_000 + 30_000;
+const LEASE_MS: i64 = BATCH * 10_000 + 30_000;
 /// Back-off: 0.5 s, 1 s, 2 s, ... up to five minutes.
 const FIRST_RETRY_MS: i64 = 500;
 const LAST_RETRY_MS: i64 = 5 * 60 * 1000;
