@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tally/v1/transaction_service.proto",
         "proto/tally/v1/exception_service.proto",
         "proto/tally/v1/handoff.proto",
+        "proto/tally/v1/handoff_trace.proto",
         "proto/tally/v1/handoff_service.proto",
         "proto/tally/v1/ledger_service.proto",
     ];

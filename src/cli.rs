@@ -30,6 +30,20 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Journal entries: `tally journals export --format netsuite-csv`
     Journals(JournalsArgs),
+    /// Print one order's handoffs as a timeline, the lagging one marked (asks a running Tally)
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The order id
+    pub order: String,
+    /// The merchant the order belongs to
+    #[arg(long)]
+    pub merchant: String,
+    /// The Tally gRPC address to ask
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
+    pub addr: String,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +139,9 @@ pub struct WorkerArgs {
     /// How long a job in progress may finish after SIGTERM [default: 20]
     #[arg(long, env = "TALLY_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
     pub shutdown_grace_secs: Option<String>,
+    /// Address to serve Prometheus metrics on, at /metrics (unset: none)
+    #[arg(long, env = "TALLY_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 impl Command {
@@ -134,6 +151,8 @@ impl Command {
     pub fn setting(&self, env: &str) -> Option<String> {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
+            // A client: it reads no server setting.
+            Command::Trace(_) => return None,
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },
@@ -149,6 +168,7 @@ impl Command {
                 e if e == keys::GRPC_ADDR.env => &w.grpc_addr,
                 e if e == keys::WORKER_CONCURRENCY.env => &w.concurrency,
                 e if e == keys::SHUTDOWN_GRACE_SECS.env => &w.shutdown_grace_secs,
+                e if e == keys::METRICS_ADDR.env => &w.metrics_addr,
                 _ => return Self::database_setting(&w.database, env),
             },
         };

@@ -19,3 +19,4 @@ pub mod proto;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod timeline;

@@ -18,6 +18,10 @@ type AnyError = Box<dyn std::error::Error>;
 fn main() -> ExitCode {
     // Usage errors, --help and --version exit here (2 or 0).
     let cli = Cli::parse();
+    // A client of a running Tally: no configuration, no database.
+    if let Command::Trace(t) = &cli.command {
+        return trace(t);
+    }
     let config = match Config::from_lookup(|k| {
         if Command::is_option(k) {
             cli.command.setting(k)
@@ -74,6 +78,34 @@ fn main() -> ExitCode {
     code
 }
 
+/// `tally trace`: the order's handoff timeline on stdout.
+fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tally: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tally::timeline::fetch(
+        &args.addr,
+        &args.merchant,
+        &args.order,
+    )) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tally trace: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: &Command, config: &Config, handoffs: &Defaults) -> Result<(), AnyError> {
     if let Some(url) = &config.database_url {
         return run_on(command, config, handoffs, url).await;
@@ -115,6 +147,8 @@ async fn run_on(
         Command::Journals(j) => match &j.command {
             JournalsCommand::Export(e) => export(config, database_url, e).await,
         },
+        // Handled in main before any configuration is read.
+        Command::Trace(_) => Ok(()),
     }
 }
 
@@ -175,12 +209,17 @@ fn worker_config(config: &Config) -> WorkerConfig {
     }
 }
 
-/// `tally worker`: cash-application loops, and gRPC health for probes. On a
+/// `tally worker`: cash-application loops (and alert delivery), gRPC health
+/// for probes, and metrics when TALLY_METRICS_ADDR is set. On a
 /// signal, jobs in progress finish (bounded by the grace period); one cut
 /// short is rolled back by PostgreSQL and picked up by another worker.
 async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
-    // One connection per loop, plus the health check's.
-    let store = Store::connect(database_url, config.worker_concurrency + 1)?;
+    // One connection per loop, plus the health check's and a scrape's.
+    let store = Store::connect(database_url, config.worker_concurrency + 2)?;
+    if let Some(addr) = config.metrics_addr {
+        let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
+        tracing::info!(addr = %bound, "serving metrics at /metrics");
+    }
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, concurrency = config.worker_concurrency,
         "serving gRPC health; running workers");

@@ -39,9 +39,6 @@ pub const LIVENESS_SERVICE: &str = "tally.liveness";
 /// about this long after its deadline.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the alert outbox is looked at.
-const ALERT_EVERY: Duration = Duration::from_millis(250);
-
 /// Every service health reports on; "" is the server as a whole.
 const SERVICES: [&str; 6] = [
     "",
@@ -132,7 +129,6 @@ pub async fn serve(
         tracing::warn!(error = %e, "could not install the handoff contract defaults");
     }
     let sweeper = tokio::spawn(app.clone().run_sweeper(SWEEP_EVERY));
-    let alerts = tokio::spawn(app.clone().run_alerts(ALERT_EVERY));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -188,7 +184,6 @@ pub async fn serve(
         .map_err(|e| Error::Internal(format!("server: {e}")));
     watcher.abort();
     sweeper.abort();
-    alerts.abort();
     result
 }
 

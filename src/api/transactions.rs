@@ -83,4 +83,15 @@ impl TransactionService for TransactionApi {
             update_time: Some(convert::timestamp(t.update_time)),
         }))
     }
+
+    async fn get_handoff_trace(
+        &self,
+        request: Request<pb::GetHandoffTraceRequest>,
+    ) -> Result<Response<pb::GetHandoffTraceResponse>, Status> {
+        let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
+        let t = self.app.handoff_trace(&merchant, &order_id).await?;
+        Ok(Response::new(pb::GetHandoffTraceResponse {
+            handoff_trace: Some(convert::trace::handoff_trace(&merchant, &order_id, &t)),
+        }))
+    }
 }

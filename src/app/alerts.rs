@@ -1,30 +1,39 @@
 //! Alerts: when an exception opens, its owner's webhook gets one
 //! Slack-compatible JSON message. The exceptions trigger writes the outbox
-//! row (one per exception, ever); this loop claims due rows with SKIP
-//! LOCKED, POSTs them outside any request, and records each attempt:
+//! row (one per exception, ever); the worker (`worker.rs`) claims due rows
+//! per merchant (SKIP LOCKED, a lease longer than a POST may take) and
+//! commits, POSTs with no transaction open, then records the attempt:
 //! delivered, or retried with exponential back-off. A row stays until
-//! delivered, so a restart loses nothing, and the row lock held across the
-//! POST means two loops never send one alert twice.
+//! delivered, so a restart loses nothing, and the lease means two workers
+//! never send one alert twice (only a worker dying between a 2xx reply
+//! and recording it can: the lease ends and the alert is sent again).
+//!
+//! Each POST carries a W3C `traceparent`: the delivery span's, whose
+//! parent is the stored span of the exception's newest record, so the
+//! receiver's handling joins the order's trace.
 
 use std::time::Duration;
 
-use diesel_async::AsyncConnection;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use super::App;
 use crate::domain::currency::Currency;
 use crate::domain::handoff::contract_id;
 use crate::domain::money::format_amount;
 use crate::domain::record::Handoff;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::alerts::{self, Due};
 
 /// Alerts sent per merchant per transaction.
 const BATCH: i64 = 20;
 /// How long one POST may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claim keeps other workers off an alert: a batch of POSTs,
+/// each bounded by POST_TIMEOUT, and then some.
+const LEASE_MS: i64 = BATCH * 10_000 + 30_000;
 /// Back-off: 0.5 s, 1 s, 2 s, ... up to five minutes.
 const FIRST_RETRY_MS: i64 = 500;
 const LAST_RETRY_MS: i64 = 5 * 60 * 1000;
@@ -76,8 +85,13 @@ pub fn message(merchant: &str, d: &Due) -> serde_json::Value {
     })
 }
 
-/// POSTs `body` to an http:// URI; Ok only for a 2xx reply.
-pub async fn post(uri: &str, body: &serde_json::Value) -> std::result::Result<(), String> {
+/// POSTs `body` to an http:// URI, with a `traceparent` header when given;
+/// Ok only for a 2xx reply.
+pub async fn post(
+    uri: &str,
+    body: &serde_json::Value,
+    traceparent: Option<&str>,
+) -> std::result::Result<(), String> {
     let uri: hyper::Uri = uri.parse().map_err(|e| format!("bad URI: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err("only http:// webhooks can be delivered by this build".into());
@@ -90,6 +104,8 @@ pub async fn post(uri: &str, body: &serde_json::Value) -> std::result::Result<()
         .unwrap_or("/")
         .to_string();
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let traceparent = traceparent.map(str::to_string);
+    let traceparent = traceparent.as_deref();
     let attempt = async move {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
@@ -103,9 +119,13 @@ pub async fn post(uri: &str, body: &serde_json::Value) -> std::result::Result<()
             .map(|a| a.as_str())
             .unwrap_or(&host)
             .to_string();
-        let req = hyper::Request::post(path)
+        let mut req = hyper::Request::post(path)
             .header(hyper::header::HOST, authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        let req = req
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| e.to_string())?;
         let resp = sender
@@ -126,45 +146,97 @@ pub async fn post(uri: &str, body: &serde_json::Value) -> std::result::Result<()
         .map_err(|_| "timed out".to_string())?
 }
 
+/// The delivery's span: a child of the record span it alerts about (and
+/// linked to it), so it belongs to the order's trace.
+fn delivery_span(merchant: &str, d: &Due) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: "tally::alert",
+        "alert",
+        otel.name = "tally.alert.deliver",
+        otel.kind = "client",
+        tally.merchant = merchant,
+        tally.exception_id = %d.exception_id,
+        tally.exception_type = %d.r#type,
+        tally.handoff = %d.handoff,
+        tally.order_id = d.order_id.as_deref(),
+        tally.attempt = d.attempts + 1,
+        http.request.method = "POST",
+        tally.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let (Some(t), Some(s)) = (&d.trace_id, &d.span_id)
+        && let Some(sc) = crate::telemetry::stored_context(t, s)
+    {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc.clone()));
+        span.add_link(sc);
+    }
+    span
+}
+
 impl App {
-    /// Sends every due alert once; returns how many were delivered.
+    /// Sends every due alert once, merchant by merchant; returns how many
+    /// were delivered. Run by the worker.
     pub async fn deliver_alerts(&self) -> Result<usize> {
-        let mut conn = self.store().conn().await?;
-        let merchants = alerts::merchants_due(&mut conn).await?;
+        let merchants = {
+            let mut conn = self.store().conn().await?;
+            alerts::merchants_due(&mut conn).await?
+        };
         let mut delivered = 0;
         for merchant in merchants {
-            delivered += conn
-                .transaction(async |conn| {
-                    let due = alerts::claim(conn, &merchant, BATCH).await?;
-                    let mut ok = 0;
-                    for d in &due {
-                        let result = post(&d.webhook_uri, &message(&merchant, d)).await;
-                        match &result {
-                            Ok(()) => ok += 1,
-                            Err(e) => tracing::warn!(
-                                exception = %d.exception_id, attempts = d.attempts + 1,
-                                error = %e, "alert not delivered; will retry"),
-                        }
-                        let error = result.err();
-                        let wait = backoff_ms(d.attempts);
-                        alerts::record(conn, &merchant, d.exception_id, error.as_deref(), wait)
-                            .await?;
-                    }
-                    Ok::<_, Error>(ok)
-                })
-                .await?;
+            delivered += self.deliver_merchant_alerts(&merchant).await?;
         }
         Ok(delivered)
     }
 
-    /// Delivers alerts every `every` until dropped.
-    pub async fn run_alerts(self, every: Duration) {
-        loop {
-            if let Err(e) = self.deliver_alerts().await {
-                tracing::warn!(error = %e, "alert delivery failed; retrying");
+    /// Claim (committed) -> POST (no transaction, no connection held) ->
+    /// record the result.
+    async fn deliver_merchant_alerts(&self, merchant: &str) -> Result<usize> {
+        let due = {
+            let mut conn = self.store().conn().await?;
+            alerts::claim(&mut conn, merchant, BATCH, LEASE_MS).await?
+        };
+        let mut ok = 0;
+        for d in &due {
+            let span = delivery_span(merchant, d);
+            let stored = d.trace_id.as_deref().zip(d.span_id.as_deref());
+            let traceparent = crate::telemetry::traceparent(&span, stored);
+            let result = post(
+                &d.webhook_uri,
+                &message(merchant, d),
+                traceparent.as_deref(),
+            )
+            .instrument(span.clone())
+            .await;
+            match &result {
+                Ok(()) => {
+                    ok += 1;
+                    span.record("tally.outcome", "delivered");
+                }
+                Err(e) => {
+                    span.record("tally.outcome", "failed");
+                    span.record("otel.status_code", "error");
+                    tracing::warn!(
+                        exception = %d.exception_id, attempts = d.attempts + 1,
+                        error = %e, "alert not delivered; will retry")
+                }
             }
-            tokio::time::sleep(every).await;
+            let error = result.err();
+            let mut conn = self.store().conn().await?;
+            alerts::record(
+                &mut conn,
+                merchant,
+                d.exception_id,
+                error.as_deref(),
+                backoff_ms(d.attempts),
+            )
+            .await?;
         }
+        Ok(ok)
     }
 }
 

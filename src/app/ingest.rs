@@ -346,7 +346,21 @@ async fn submit_in_tx(
     }
     let touched: Vec<String> = touched.into_iter().collect();
     let fresh_keys: Vec<_> = new_records.iter().map(|(_, r)| r.key()).collect();
-    reconcile(conn, merchant, &touched, &fresh_keys).await?;
+    let lags = reconcile(conn, merchant, &touched, &fresh_keys).await?;
+    // Each record's lag behind its predecessor, on its span (seconds).
+    if telemetry::enabled() && !lags.is_empty() {
+        let index: std::collections::HashMap<_, _> = sub
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key(), i))
+            .collect();
+        for (key, lag) in lags {
+            if let Some(&i) = index.get(&key) {
+                spans[i].record("tally.lag", lag.num_milliseconds() as f64 / 1000.0);
+            }
+        }
+    }
     // Cash application work made ready by these records, committed with them
     // so nothing is missed.
     super::cash::enqueue_for(conn, merchant, &new_records).await?;

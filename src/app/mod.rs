@@ -14,6 +14,7 @@ pub mod queries;
 pub mod reconcile;
 mod settle;
 pub mod stream;
+pub mod trace;
 pub mod worker;
 
 pub use ingest::{Method, Outcome, RecordOutcome, Submission, Submitted};

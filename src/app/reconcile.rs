@@ -156,7 +156,8 @@ pub(crate) fn assess(
 
 /// Re-merges `orders` from the log, matches them, and writes their
 /// exceptions and evaluation. The caller holds the order locks. `fresh`:
-/// the records this submission accepted (their handoff lags are measured).
+/// the records this submission accepted (their handoff lags are measured,
+/// and returned by key for the records' spans).
 #[tracing::instrument(name = "reconcile", skip_all, fields(
     otel.name = "tally.reconcile",
     tally.merchant = merchant,
@@ -167,10 +168,11 @@ pub(crate) async fn reconcile(
     merchant: &str,
     orders: &[String],
     fresh: &[RecordKey],
-) -> Result<()> {
+) -> Result<Vec<(RecordKey, chrono::TimeDelta)>> {
     if orders.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
+    let mut lags = vec![];
     let by_order = record_log::load_records(conn, merchant, orders).await?;
     let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
     // The merchant's contracts as they stand now: their tolerance and lag
@@ -201,7 +203,7 @@ pub(crate) async fn reconcile(
             span.record("tally.state", transaction.state.as_str());
             span.record("tally.findings", findings.len());
         }
-        telemetry::metrics::global().observe_handoff_lags(records, fresh);
+        lags.extend(telemetry::metrics::global().observe_handoff_lags(records, fresh));
         found.extend(
             findings
                 .iter()
@@ -233,5 +235,6 @@ pub(crate) async fn reconcile(
         .filter(|t| t.state == ReconciliationState::Matched)
         .map(|t| t.order_id.as_str())
         .collect();
-    super::handoffs::track(conn, merchant, orders, &by_order, &contracts, &matched).await
+    super::handoffs::track(conn, merchant, orders, &by_order, &contracts, &matched).await?;
+    Ok(lags)
 }

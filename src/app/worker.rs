@@ -1,6 +1,8 @@
 //! The worker: `concurrency` loops, each claiming due jobs merchant by merchant
-//! until there are none, then polling. Used by `tally worker` and, in
-//! process, by `tally serve`.
+//! until there are none, then polling; each pass also delivers the due
+//! exception alerts (`alerts.rs`: claimed with a lease, POSTed with no
+//! transaction open). Used by `tally worker` and, in process, by
+//! `tally serve`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +38,7 @@ impl Default for WorkerConfig {
 pub struct WorkerStats {
     pub done: AtomicU64,
     pub failed: AtomicU64,
+    pub alerts_delivered: AtomicU64,
 }
 
 /// Runs the loops until `shutdown` turns true; a job in progress finishes first.
@@ -73,6 +76,19 @@ async fn worker_loop(
                 false
             }
         };
+        let alerted = match app.deliver_alerts().await {
+            Ok(sent) => {
+                stats
+                    .alerts_delivered
+                    .fetch_add(sent as u64, Ordering::Relaxed);
+                sent > 0
+            }
+            Err(e) => {
+                tracing::warn!(worker = n, error = %e, "alert delivery could not reach the database");
+                false
+            }
+        };
+        let busy = busy || alerted;
         if !busy {
             tokio::select! {
                 _ = tokio::time::sleep(config.idle_poll) => {}

@@ -1,5 +1,9 @@
 //! alert_deliveries: the outbox of exception alerts (one per exception,
-//! written by the exceptions trigger), claimed with SKIP LOCKED.
+//! written by the exceptions trigger). A claim is a lease, not a lock held
+//! open: one statement picks due rows with SKIP LOCKED and pushes their
+//! `next_attempt` past the POST's timeout, and commits; the result of the
+//! POST is recorded afterwards. A worker that dies mid-POST leaves the row
+//! to be claimed again once the lease ends.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Text, Uuid as SqlUuid};
@@ -57,28 +61,49 @@ pub struct Due {
     pub at_risk_amount: Option<rust_decimal::Decimal>,
     #[diesel(sql_type = Nullable<Text>)]
     pub at_risk_currency: Option<String>,
+    /// The stored span of the newest traced record of the exception's
+    /// order: the record whose arrival (or whose wait) raised it.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub trace_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub span_id: Option<String>,
 }
 
-/// Claims up to `limit` due alerts of a merchant, locked until the
-/// caller's transaction ends: another loop skips them.
-pub async fn claim(conn: &mut Conn, merchant: &str, limit: i64) -> Result<Vec<Due>> {
+/// Claims up to `limit` due alerts of a merchant for `lease_ms`: until
+/// then no other worker picks them. Autocommitted: no transaction stays
+/// open while the caller POSTs.
+pub async fn claim(conn: &mut Conn, merchant: &str, limit: i64, lease_ms: i64) -> Result<Vec<Due>> {
     Ok(statement(
-        "SELECT a.exception_id, a.webhook_uri, a.attempts, e.type, e.handoff, e.order_id,
-                e.summary, e.owner, e.at_risk_amount, e.at_risk_currency
-         FROM alert_deliveries a
-         JOIN exceptions e ON e.merchant_id = a.merchant_id AND e.exception_id = a.exception_id
-         WHERE a.merchant_id = $1 AND a.state = 'pending' AND a.next_attempt <= now()
-         ORDER BY a.next_attempt LIMIT $2
-         FOR UPDATE OF a SKIP LOCKED",
+        "WITH due AS (
+             SELECT a.exception_id FROM alert_deliveries a
+             WHERE a.merchant_id = $1 AND a.state = 'pending' AND a.next_attempt <= now()
+             ORDER BY a.next_attempt LIMIT $2
+             FOR UPDATE SKIP LOCKED),
+         claimed AS (
+             UPDATE alert_deliveries a
+             SET next_attempt = now() + make_interval(secs => $3::double precision / 1000)
+             FROM due WHERE a.merchant_id = $1 AND a.exception_id = due.exception_id
+             RETURNING a.exception_id, a.webhook_uri, a.attempts)
+         SELECT c.exception_id, c.webhook_uri, c.attempts, e.type, e.handoff, e.order_id,
+                e.summary, e.owner, e.at_risk_amount, e.at_risk_currency, t.trace_id, t.span_id
+         FROM claimed c
+         JOIN exceptions e ON e.merchant_id = $1 AND e.exception_id = c.exception_id
+         LEFT JOIN LATERAL (
+             SELECT r.trace_id, r.span_id FROM record_log r
+             WHERE r.merchant_id = $1 AND r.order_id = e.order_id AND r.is_current
+               AND r.trace_id IS NOT NULL
+             ORDER BY r.record_id DESC LIMIT 1) t ON true",
     )
     .bind::<Text, _>(merchant)
     .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(lease_ms)
     .load(conn)
     .await?)
 }
 
 /// Records an attempt: delivered, or failed with its error and the time
-/// of the next try.
+/// of the next try. A row delivered already stays delivered (a late
+/// failure of a claim whose lease ran out changes nothing).
 pub async fn record(
     conn: &mut Conn,
     merchant: &str,
@@ -92,7 +117,7 @@ pub async fn record(
             deliver_time = CASE WHEN $3::text IS NULL THEN now() END,
             last_error = $3,
             next_attempt = now() + make_interval(secs => $4::double precision / 1000)
-         WHERE merchant_id = $1 AND exception_id = $2",
+         WHERE merchant_id = $1 AND exception_id = $2 AND state = 'pending'",
     )
     .bind::<Text, _>(merchant)
     .bind::<SqlUuid, _>(id)

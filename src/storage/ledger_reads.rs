@@ -284,3 +284,32 @@ pub async fn trial_balance(
     .load(conn)
     .await?)
 }
+
+/// The first journal entry Tally booked with a line for the order: when
+/// reporting received it (GetHandoffTrace).
+#[derive(QueryableByName)]
+pub struct FirstBooking {
+    #[diesel(sql_type = Text)]
+    pub external_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub booked_at: DateTime<Utc>,
+}
+
+pub async fn first_booking(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    order_id: &str,
+) -> Result<Option<FirstBooking>> {
+    let mut rows: Vec<FirstBooking> = statement(
+        "SELECT e.external_id, e.booked_at
+         FROM journal_lines l
+         JOIN journal_entries e ON e.merchant_id = l.merchant_id AND e.entry_id = l.entry_id
+         WHERE l.merchant_id = $1 AND l.order_id = $2
+         ORDER BY e.booked_at, e.entry_id LIMIT 1",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(order_id)
+    .load(conn)
+    .await?;
+    Ok(rows.pop())
+}

@@ -9,6 +9,7 @@ pub mod deposits;
 pub mod exception_events;
 pub mod exceptions;
 pub mod expectations;
+pub mod gauges;
 pub mod jobs;
 pub mod ledger;
 pub mod ledger_entries;
@@ -154,4 +155,22 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+#[derive(diesel::QueryableByName)]
+struct Now {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// Makes the caller's (just opened) transaction one read-only snapshot,
+/// so several reads agree; returns the database's clock.
+pub async fn snapshot(conn: &mut Conn) -> Result<chrono::DateTime<chrono::Utc>> {
+    statement::statement("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(conn)
+        .await?;
+    Ok(statement::statement("SELECT now() AS now")
+        .get_result::<Now>(conn)
+        .await?
+        .now)
 }

@@ -282,3 +282,94 @@ pub async fn load_records(
     }
     Ok(by_order)
 }
+
+/// A record as the handoff audit reads it: where and when, never the payload.
+#[derive(QueryableByName)]
+pub struct TraceRow {
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Text)]
+    pub source_system: String,
+    #[diesel(sql_type = Text)]
+    pub source_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub event_time: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub receive_time: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub trace_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub span_id: Option<String>,
+    #[diesel(sql_type = Bytea)]
+    pub content_hash: Vec<u8>,
+}
+
+/// The current version of each record of one order, its own and those
+/// linked to it (the same two index probes as [`LOAD_RECORDS`]).
+pub async fn trace_rows(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    order_id: &str,
+) -> Result<Vec<TraceRow>> {
+    Ok(statement(
+        "SELECT r.kind, r.source_system, r.source_id, r.event_time, r.receive_time,
+                r.trace_id, r.span_id, r.content_hash
+         FROM record_log r
+         WHERE r.merchant_id = $1 AND r.is_current AND r.order_id = $2
+         UNION ALL
+         SELECT r.kind, r.source_system, r.source_id, r.event_time, r.receive_time,
+                r.trace_id, r.span_id, r.content_hash
+         FROM record_links l
+         JOIN record_log r ON r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+         WHERE l.merchant_id = $1 AND l.order_id = $2 AND r.is_current",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(order_id)
+    .load(conn)
+    .await?)
+}
+
+/// A record's stored span: where a worker span links to.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct SpanRow {
+    #[diesel(sql_type = Text)]
+    pub trace_id: String,
+    #[diesel(sql_type = Text)]
+    pub span_id: String,
+}
+
+/// The stored spans of the records a job consumes: those of `orders`
+/// (own and linked) and, for a payout, the payout and the balance
+/// transactions it swept. Empty when nothing was traced.
+pub async fn span_contexts(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    orders: &[String],
+    payout_id: Option<&str>,
+) -> Result<Vec<SpanRow>> {
+    Ok(statement(
+        "SELECT DISTINCT trace_id, span_id FROM (
+             SELECT r.trace_id, r.span_id FROM record_log r
+             WHERE r.merchant_id = $1 AND r.is_current AND r.order_id = ANY($2)
+             UNION ALL
+             SELECT r.trace_id, r.span_id FROM record_links l
+             JOIN record_log r ON r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+             WHERE l.merchant_id = $1 AND l.order_id = ANY($2) AND r.is_current
+             UNION ALL
+             SELECT r.trace_id, r.span_id FROM record_log r
+             WHERE r.merchant_id = $1 AND r.outcome = 'accepted'
+               AND r.kind = 'payout' AND r.source_id = $3
+             UNION ALL
+             SELECT r.trace_id, r.span_id FROM record_log r
+             WHERE r.merchant_id = $1 AND r.outcome = 'accepted'
+               AND r.kind = 'balance_transaction' AND r.payload -> 'body' ->> 'payout_id' = $3
+         ) s
+         WHERE trace_id IS NOT NULL AND span_id IS NOT NULL
+         LIMIT 128",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(orders)
+    .bind::<Nullable<Text>, _>(payout_id)
+    .load(conn)
+    .await?)
+}

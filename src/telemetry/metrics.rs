@@ -8,6 +8,15 @@
 //! counters): `rpc.server.duration` (ms) is
 //! `rpc_server_duration_milliseconds`, `tally.handoff.lag` (s) is
 //! `tally_handoff_lag_seconds`, and so on.
+//!
+//! The gauges (open exceptions by type and owner, the worker's backlog) are
+//! counted in the database at each scrape, so every process shows the same
+//! truth; histograms and counters are this process's own.
+//!
+//! Only Prometheus: exporting these over OTLP would mean rebuilding the
+//! registry on the OpenTelemetry metrics SDK (its instruments, views and
+//! periodic reader), not a switch; a collector can scrape `/metrics`
+//! instead (its `prometheus` receiver).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +29,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::record::{RecordKey, Stage};
 use crate::domain::transaction::StoredRecord;
 use crate::storage::Store;
+use crate::storage::gauges::{self, Count};
 
 type Labels = Vec<String>;
 
@@ -120,6 +130,12 @@ const LAG_BOUNDS: &[f64] = &[
     14.0 * 86400.0,
 ];
 
+/// Seconds: a cash application job runs from milliseconds to a few
+/// seconds for a payout of thousands of orders.
+const S_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 /// Every series Tally keeps.
 pub struct Metrics {
     rpc_duration: Histogram,
@@ -127,15 +143,50 @@ pub struct Metrics {
     handoff_lag: Histogram,
     exceptions_opened: Counter,
     exceptions_resolved: Counter,
+    apply_duration: Histogram,
 }
 
-static GLOBAL: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    rpc_duration: Histogram::new(MS_BOUNDS),
-    records: Counter::default(),
-    handoff_lag: Histogram::new(LAG_BOUNDS),
-    exceptions_opened: Counter::default(),
-    exceptions_resolved: Counter::default(),
-});
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            rpc_duration: Histogram::new(MS_BOUNDS),
+            records: Counter::default(),
+            handoff_lag: Histogram::new(LAG_BOUNDS),
+            exceptions_opened: Counter::default(),
+            exceptions_resolved: Counter::default(),
+            apply_duration: Histogram::new(S_BOUNDS),
+        }
+    }
+}
+
+/// The database's counts at a scrape.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub open_exceptions: Vec<Count>,
+    pub backlog: Vec<Count>,
+}
+
+/// Reads the gauges; None when the database cannot answer in time (the
+/// scrape still serves the rest).
+pub async fn read_gauges(store: &Store) -> Option<Gauges> {
+    let read = async {
+        let mut conn = store.conn().await.ok()?;
+        Some(Gauges {
+            open_exceptions: gauges::open_exceptions(&mut conn).await.ok()?,
+            backlog: gauges::backlog(&mut conn).await.ok()?,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Job kinds always shown in the backlog, at 0 when idle, so a dashboard
+/// sees the series before the first job.
+const KNOWN_JOBS: [&str; 3] = ["apply_order", "apply_payout", "deliver_alert"];
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 pub fn global() -> &'static Metrics {
     &GLOBAL
@@ -169,16 +220,40 @@ impl Metrics {
 
     /// The lag of each record in `fresh` behind its predecessor in `records`
     /// (one order's), by event time: see [`handoff_lags`].
-    pub fn observe_handoff_lags(&self, records: &[StoredRecord], fresh: &[RecordKey]) {
-        for (handoff, lag) in handoff_lags(records, fresh) {
-            self.handoff_lag
-                .observe(vec![handoff.into()], lag.num_milliseconds() as f64 / 1000.0);
+    /// Returns each measured record's key and lag (for its span).
+    pub fn observe_handoff_lags(
+        &self,
+        records: &[StoredRecord],
+        fresh: &[RecordKey],
+    ) -> Vec<(RecordKey, chrono::TimeDelta)> {
+        let lags = keyed_handoff_lags(records, fresh);
+        for (key, lag) in &lags {
+            self.handoff_lag.observe(
+                vec![key.kind.handoff().as_str().into()],
+                lag.num_milliseconds() as f64 / 1000.0,
+            );
         }
+        lags
+    }
+
+    /// One cash application job ran (`outcome`: done, busy, failed).
+    pub fn job_finished(&self, kind: &str, outcome: &str, took: Duration) {
+        self.apply_duration
+            .observe(vec![kind.into(), outcome.into()], took.as_secs_f64());
     }
 
     /// Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, pool: Option<deadpool::Status>) -> String {
+    pub fn render(&self, pool: Option<deadpool::Status>, gauges: Option<&Gauges>) -> String {
         let mut out = String::new();
+        self.apply_duration.render(
+            &mut out,
+            "tally_cash_application_duration_seconds",
+            "Duration of cash application jobs (tally.cash_application.duration), by job kind and outcome.",
+            &["tally_job_kind", "tally_outcome"],
+        );
+        if let Some(g) = gauges {
+            render_gauges(&mut out, g);
+        }
         self.rpc_duration.render(
             &mut out,
             "rpc_server_duration_milliseconds",
@@ -230,6 +305,37 @@ impl Metrics {
     }
 }
 
+fn render_gauges(out: &mut String, g: &Gauges) {
+    let _ = writeln!(
+        out,
+        "# HELP tally_exceptions_open Unresolved exceptions (tally.exceptions.open), by type and owner.\n\
+         # TYPE tally_exceptions_open gauge"
+    );
+    for c in &g.open_exceptions {
+        let l = label_text(
+            &["tally_exception_type", "tally_owner"],
+            &[c.a.clone(), c.b.clone()],
+        );
+        let _ = writeln!(out, "tally_exceptions_open{{{l}}} {}", c.n);
+    }
+    let mut backlog: BTreeMap<(String, String), i64> = KNOWN_JOBS
+        .iter()
+        .map(|k| ((k.to_string(), "ready".to_string()), 0))
+        .collect();
+    for c in &g.backlog {
+        backlog.insert((c.a.clone(), c.b.clone()), c.n);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tally_worker_backlog Work waiting for the worker (tally.worker.backlog), by job kind and state.\n\
+         # TYPE tally_worker_backlog gauge"
+    );
+    for ((kind, state), n) in backlog {
+        let l = label_text(&["tally_job_kind", "tally_job_state"], &[kind, state]);
+        let _ = writeln!(out, "tally_worker_backlog{{{l}}} {n}");
+    }
+}
+
 /// For each record in `fresh`, its handoff and how long after its
 /// predecessor it happened: the latest record of the order's previous stage
 /// (an order's capture before its fulfilment, a fulfilment before its
@@ -239,6 +345,17 @@ pub fn handoff_lags(
     records: &[StoredRecord],
     fresh: &[RecordKey],
 ) -> Vec<(&'static str, chrono::TimeDelta)> {
+    keyed_handoff_lags(records, fresh)
+        .into_iter()
+        .map(|(k, lag)| (k.kind.handoff().as_str(), lag))
+        .collect()
+}
+
+/// [`handoff_lags`], by the measured record's key.
+pub fn keyed_handoff_lags(
+    records: &[StoredRecord],
+    fresh: &[RecordKey],
+) -> Vec<(RecordKey, chrono::TimeDelta)> {
     let previous = |s: Stage| match s {
         Stage::OrderCapture => None,
         Stage::Fulfillment => Some(Stage::OrderCapture),
@@ -263,7 +380,7 @@ pub fn handoff_lags(
             .map(|p| p.event_time)
             .max();
         if let Some(t) = before {
-            lags.push((r.kind().handoff().as_str(), r.event_time - t));
+            lags.push((r.key(), r.event_time - t));
         }
     }
     lags
@@ -282,8 +399,15 @@ pub async fn serve(addr: SocketAddr, store: Option<Store>) -> std::io::Result<So
             let store = store.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: http::Request<_>| {
-                    let pool = store.as_ref().map(Store::pool_status);
-                    async move { Ok::<_, std::convert::Infallible>(respond(&req, pool)) }
+                    let store = store.clone();
+                    async move {
+                        let pool = store.as_ref().map(Store::pool_status);
+                        let gauges = match (&store, req.uri().path()) {
+                            (Some(s), "/metrics") => read_gauges(s).await,
+                            _ => None,
+                        };
+                        Ok::<_, std::convert::Infallible>(respond(&req, pool, gauges.as_ref()))
+                    }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -298,12 +422,13 @@ pub async fn serve(addr: SocketAddr, store: Option<Store>) -> std::io::Result<So
 fn respond<B>(
     req: &http::Request<B>,
     pool: Option<deadpool::Status>,
+    gauges: Option<&Gauges>,
 ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
     let (status, ctype, body) = if req.uri().path() == "/metrics" {
         (
             http::StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            global().render(pool),
+            global().render(pool, gauges),
         )
     } else {
         (
@@ -353,18 +478,38 @@ mod tests {
 
     #[test]
     fn series_render_as_prometheus_text() {
-        let m = Metrics {
-            rpc_duration: Histogram::new(MS_BOUNDS),
-            records: Counter::default(),
-            handoff_lag: Histogram::new(LAG_BOUNDS),
-            exceptions_opened: Counter::default(),
-            exceptions_resolved: Counter::default(),
-        };
+        let m = Metrics::new();
         m.record_ingested("invoice", "accepted");
         m.record_ingested("invoice", "accepted");
         m.rpc_finished("s", "M", 3, Duration::from_millis(7));
         m.exceptions_opened(&["amount_\"odd\"".to_string()]);
-        let text = m.render(None);
+        m.job_finished("apply_payout", "done", Duration::from_millis(30));
+        let gauges = Gauges {
+            open_exceptions: vec![Count {
+                a: "late_handoff".into(),
+                b: "fulfillment-ops".into(),
+                n: 2,
+            }],
+            backlog: vec![Count {
+                a: "apply_payout".into(),
+                b: "parked".into(),
+                n: 1,
+            }],
+        };
+        let text = m.render(None, Some(&gauges));
+        assert!(text.contains(
+            "tally_cash_application_duration_seconds_bucket{tally_job_kind=\"apply_payout\",\
+             tally_outcome=\"done\",le=\"0.05\"} 1\n"
+        ));
+        assert!(text.contains(
+            "tally_exceptions_open{tally_exception_type=\"late_handoff\",tally_owner=\"fulfillment-ops\"} 2\n"
+        ));
+        assert!(text.contains(
+            "tally_worker_backlog{tally_job_kind=\"apply_payout\",tally_job_state=\"parked\"} 1\n"
+        ));
+        assert!(text.contains(
+            "tally_worker_backlog{tally_job_kind=\"deliver_alert\",tally_job_state=\"ready\"} 0\n"
+        ));
         assert!(text.contains(
             "tally_records_ingested_total{tally_record_kind=\"invoice\",tally_outcome=\"accepted\"} 2\n"
         ));

@@ -99,7 +99,9 @@ pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetr
     if let Some(e) = problem {
         ::tracing::warn!(error = %e, "traces are not exported");
     } else if provider.is_some() {
-        ::tracing::info!(endpoint = ?settings.endpoint, "exporting traces over OTLP/gRPC");
+        ::tracing::info!(endpoint = ?settings.endpoint,
+            protocol = settings.transport().map(|t| t.as_str()).unwrap_or("?"),
+            "exporting traces over OTLP");
     }
     Telemetry { provider }
 }
@@ -133,5 +135,41 @@ pub fn record_span(merchant: &str, r: &Record) -> ::tracing::Span {
         tally.source_id = %r.source_id,
         tally.record_kind = r.kind().as_str(),
         tally.outcome = ::tracing::field::Empty,
+        // Seconds behind its predecessor in the order's previous stage.
+        tally.lag = ::tracing::field::Empty,
     )
+}
+
+/// A stored record's span (hex ids) as a remote, sampled span context;
+/// None when the ids are not valid W3C ids.
+pub fn stored_context(trace_id: &str, span_id: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let trace = TraceId::from_hex(trace_id).ok()?;
+    let span = SpanId::from_hex(span_id).ok()?;
+    let sc = SpanContext::new(trace, span, TraceFlags::SAMPLED, true, TraceState::NONE);
+    sc.is_valid().then_some(sc)
+}
+
+/// Links `span` to the stored spans of the records a job consumes, so the
+/// job is reachable from each record's trace (and each trace from the
+/// job). Nothing when traces are off.
+pub fn link_records(span: &::tracing::Span, stored: &[(String, String)]) {
+    if !enabled() {
+        return;
+    }
+    for (trace, id) in stored {
+        if let Some(sc) = stored_context(trace, id) {
+            span.add_link(sc);
+        }
+    }
+}
+
+/// The W3C `traceparent` to send on behalf of `span`: its own context when
+/// traced, else the stored record span it acts for, else none.
+pub fn traceparent(span: &::tracing::Span, stored: Option<(&str, &str)>) -> Option<String> {
+    if let Some((trace, id)) = ids(span) {
+        return Some(format!("00-{trace}-{id}-01"));
+    }
+    let (trace, id) = stored?;
+    stored_context(trace, id).map(|sc| format!("00-{}-{}-01", sc.trace_id(), sc.span_id()))
 }

@@ -1,7 +1,8 @@
 //! The OTLP trace exporter, configured only by the standard variables:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
 //! turns it on; `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
-//! keeps it off. The SDK itself reads `OTEL_TRACES_SAMPLER` and
+//! keeps it off. `OTEL_EXPORTER_OTLP_PROTOCOL` picks `grpc` (default) or
+//! `http/protobuf`. The SDK itself reads `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`),
 //! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, and the exporter the
 //! endpoint, headers and timeout; we only decide whether to build one.
@@ -55,12 +56,34 @@ impl Settings {
         if self.disabled || self.endpoint.is_none() {
             return Ok(false);
         }
+        self.transport().map(|_| true)
+    }
+
+    /// The OTLP transport the protocol names: gRPC by default, or
+    /// HTTP/protobuf (plain HTTP through hyper; no TLS library is linked).
+    pub fn transport(&self) -> Result<Transport, String> {
         match self.protocol.as_deref() {
-            None | Some("grpc") => Ok(true),
+            None | Some("grpc") => Ok(Transport::Grpc),
+            Some("http/protobuf") => Ok(Transport::HttpProtobuf),
             Some(p) => Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={p}: this build exports over grpc only \
-                 (the HTTP exporter needs an HTTP client Tally does not ship)"
+                "OTEL_EXPORTER_OTLP_PROTOCOL={p}: this build exports over grpc or http/protobuf"
             )),
+        }
+    }
+}
+
+/// How spans leave the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::HttpProtobuf => "http/protobuf",
         }
     }
 }
@@ -72,19 +95,40 @@ pub fn provider(settings: &Settings) -> Result<Option<(SdkTracerProvider, SdkTra
     if !settings.exports()? {
         return Ok(None);
     }
-    // The endpoint (and headers, timeout) come from the same variables.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|e| format!("building the OTLP exporter: {e}"))?;
     let mut resource = Resource::builder();
     if !settings.service_named {
         resource = resource.with_service_name("tally");
     }
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource.build())
-        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    // The endpoint (and headers, timeout) come from the same variables; over
+    // HTTP the exporter appends /v1/traces to OTEL_EXPORTER_OTLP_ENDPOINT.
+    let built =
+        |e: opentelemetry_otlp::ExporterBuildError| format!("building the OTLP exporter: {e}");
+    let provider = match settings.transport()? {
+        Transport::Grpc => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()
+                .map_err(built)?;
+            builder.with_batch_exporter(exporter).build()
+        }
+        Transport::HttpProtobuf => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .build()
+                .map_err(built)?;
+            // The hyper client needs the Tokio runtime, which the default
+            // batch processor's own thread lacks: batch on Tokio instead.
+            let batch = opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .build();
+            builder.with_span_processor(batch).build()
+        }
+    };
     let tracer = provider.tracer("tally");
     Ok(Some((provider, tracer)))
 }
@@ -131,16 +175,15 @@ mod tests {
     }
 
     #[test]
-    fn http_protocols_are_refused_by_name() {
-        let s = settings(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ]);
+    fn http_protobuf_is_chosen_by_protocol_and_json_refused_by_name() {
+        let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
+        let s = settings(&[on, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]);
+        assert_eq!(s.exports(), Ok(true));
+        assert_eq!(s.transport(), Ok(Transport::HttpProtobuf));
+        assert_eq!(settings(&[on]).transport(), Ok(Transport::Grpc));
+        let s = settings(&[on, ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]);
         let e = s.exports().unwrap_err();
-        assert!(
-            e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"),
-            "{e}"
-        );
+        assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/json"), "{e}");
     }
 
     #[test]

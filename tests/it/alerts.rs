@@ -1,20 +1,29 @@
 //! Alerts: a real HTTP receiver on 127.0.0.1 that fails the first two
-//! times gets exactly one alert delivered for the exception.
+//! times gets exactly one alert delivered for the exception, by the worker
+//! (the server alone sends nothing), across a worker restart.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tally::app::App;
+use tally::app::worker::{self, WorkerConfig};
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
+use tally::storage::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
 
-/// Answers 500 to the first `failures` requests, then 200; keeps bodies.
-async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<(u16, String)>>>) {
+/// What a receiver saw: the status it answered, the request's header
+/// block, and the body.
+pub type Seen = Arc<Mutex<Vec<(u16, String, String)>>>;
+
+/// Answers 500 to the first `failures` requests, then 200; keeps headers
+/// and bodies.
+pub async fn receiver(failures: usize) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         loop {
@@ -41,17 +50,20 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<(u16, String)>>>) {
                         })
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + len {
-                        break Some(
+                        break Some((
+                            text[..end].to_string(),
                             String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
-                        );
+                        ));
                     }
                 }
             };
-            let Some(body) = body else { continue };
+            let Some((headers, body)) = body else {
+                continue;
+            };
             let status = {
                 let mut s = log.lock().unwrap();
                 let status = if s.len() < failures { 500 } else { 200 };
-                s.push((status, body));
+                s.push((status, headers, body));
                 status
             };
             let reply =
@@ -92,8 +104,40 @@ async fn an_alert_is_delivered_exactly_once_after_two_failures() {
     .await
     .unwrap();
 
+    // The server alone delivers nothing: delivery is the worker's.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM alert_deliveries WHERE state = 'pending'")
+            .await,
+        1
+    );
+
+    // A worker fails once, stops (a restart); the next one carries on.
+    let store = Store::connect(&app.db.url, 3).unwrap();
+    let config = WorkerConfig {
+        concurrency: 2,
+        idle_poll: Duration::from_millis(50),
+        ..WorkerConfig::default()
+    };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let first = tokio::spawn(worker::run(App::new(store.clone()), config, rx));
     let start = Instant::now();
-    while !seen.lock().unwrap().iter().any(|(s, _)| *s == 200) {
+    while seen.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(15), "never tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    first.await.unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let second = tokio::spawn(worker::run(App::new(store), config, rx));
+
+    let start = Instant::now();
+    while !seen.lock().unwrap().iter().any(|(s, _, _)| *s == 200) {
         assert!(
             start.elapsed() < Duration::from_secs(15),
             "never delivered: {:?}",
@@ -104,9 +148,16 @@ async fn an_alert_is_delivered_exactly_once_after_two_failures() {
     // Long enough for any duplicate to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = seen.lock().unwrap().clone();
-    let statuses: Vec<u16> = seen.iter().map(|(s, _)| *s).collect();
+    second.abort();
+    let statuses: Vec<u16> = seen.iter().map(|(s, _, _)| *s).collect();
     assert_eq!(statuses, [500, 500, 200]);
-    let body: serde_json::Value = serde_json::from_str(&seen[2].1).unwrap();
+    // Tracing is off here and the records carry no span: no traceparent.
+    assert!(
+        !seen[2].1.to_ascii_lowercase().contains("traceparent"),
+        "{}",
+        seen[2].1
+    );
+    let body: serde_json::Value = serde_json::from_str(&seen[2].2).unwrap();
     assert!(
         body["text"]
             .as_str()

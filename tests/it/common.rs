@@ -305,6 +305,11 @@ impl TestApp {
         }
     }
 
+    /// The server's address ("127.0.0.1:port").
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self._server.addr
+    }
+
     pub async fn submit(
         &self,
         records: Vec<pb::Record>,

@@ -1,7 +1,9 @@
 //! Issue 9: a caller's trace continues into `tally serve`, its spans reach
 //! an OTLP collector (here, in process) with the RPC conventions and each
-//! record's attributes, the ids are stored with each record, log lines name
-//! the trace, and `/metrics` serves series that moved.
+//! record's attributes, the ids are stored with each record, the worker's
+//! cash application, journal and alert spans link back to (or join) the
+//! records' trace, log lines name the trace, and `/metrics` serves series
+//! that moved.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,9 @@ use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::alerts::receiver;
 use crate::binary::{free_port, tally, terminate, wait_serving};
+use crate::cash::{bt, payout};
 use crate::common::*;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -127,18 +131,47 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         .unwrap();
     wait_serving(port, &mut child).await;
 
-    // An order whose fulfilment comes a day after its capture.
+    // An order whose fulfilment comes a day after its capture, and the
+    // payout that pays its charge out.
     let records = vec![
         order("T-1", "100.00"),
         fulfillment("T-1", "2026-11-03T10:00:00Z"),
         charge("T-1", "100.00"),
         invoice("T-1", "100.00"),
+        bt("txn_T1", "charge", "ch_T-1", "100.00", "3.20", "po_T1"),
+        payout("po_T1", "96.80"),
     ];
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
+    // Every owner's webhook is a receiver here: each exception's alert
+    // carries the trace of its record.
+    let (hook, alerts) = receiver(0).await;
+    let mut handoffs =
+        tally::proto::tally::v1::handoff_service_client::HandoffServiceClient::new(channel.clone());
+    for id in [
+        "order-to-fulfillment",
+        "fulfillment-to-invoice",
+        "invoice-to-payment",
+        "payment-to-cash-application",
+        "reconciliation-to-reporting",
+    ] {
+        handoffs
+            .update_handoff_contract(pb::UpdateHandoffContractRequest {
+                handoff_contract: Some(pb::HandoffContract {
+                    name: format!("merchants/acme/handoffContracts/{id}"),
+                    alert_webhook_uri: hook.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["alert_webhook_uri".into()],
+                }),
+            })
+            .await
+            .unwrap();
+    }
     let mut req = tonic::Request::new(pb::SubmitRecordsRequest {
         parent: "merchants/acme".into(),
         request_id: String::new(),
@@ -152,7 +185,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         .insert("baggage", "caller=tests".parse().unwrap());
     let mut client = IngestServiceClient::new(channel);
     let reply = client.submit_records(req).await.unwrap().into_inner();
-    assert_eq!(reply.results.len(), 4);
+    assert_eq!(reply.results.len(), 6);
     // An under-capture opens an exception; the rest of the capture resolves it.
     let mut first = charge("T-2", "60.00");
     first.source_id = "ch_T-2_a".into();
@@ -188,6 +221,31 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
             .unwrap();
     }
 
+    // The in-process worker applies the payout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let applied = db
+            .client()
+            .await
+            .query_opt(
+                "SELECT 1 FROM payouts WHERE payout_id = 'po_T1' AND state = 'applied'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        if applied {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the payout was never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alerts.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no alert was delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Metrics moved.
     let metrics = http_get(metrics_port, "/metrics").await;
     assert!(
@@ -199,6 +257,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         ("fulfillment", 1.0),
         ("processor_payment", 3.0),
         ("invoice", 2.0),
+        ("payout", 1.0),
     ] {
         let series = format!(
             "tally_records_ingested_total{{tally_record_kind=\"{kind}\",tally_outcome=\"accepted\"}}"
@@ -229,6 +288,15 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     assert_eq!(lag("count"), Some(1.0), "{metrics}");
     assert_eq!(lag("sum"), Some(86400.0), "{metrics}");
     assert!(sample(&metrics, "db_client_connection_max").is_some_and(|m| m >= 1.0));
+    // The in-process worker's jobs, and its (drained) backlog.
+    let applied = "tally_cash_application_duration_seconds_count{tally_job_kind=\"apply_payout\",\
+                   tally_outcome=\"done\"}";
+    assert!(
+        sample(&metrics, applied).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let backlog = "tally_worker_backlog{tally_job_kind=\"apply_payout\",tally_job_state=\"ready\"}";
+    assert_eq!(sample(&metrics, backlog), Some(0.0), "{metrics}");
     assert!(http_get(metrics_port, "/other").await.contains("404"),);
 
     // Each record carries the caller's trace and its own span.
@@ -241,9 +309,9 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 11);
     let mut stored_spans = vec![];
-    for row in &rows[..4] {
+    for row in &rows[..6] {
         let (trace, span): (Option<String>, Option<String>) = (row.get(1), row.get(2));
         assert_eq!(trace.as_deref(), Some(TRACE_ID));
         let span = span.unwrap();
@@ -251,9 +319,9 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         stored_spans.push(span);
     }
     // The calls without a traceparent start traces of their own.
-    let streamed: Option<String> = rows[4].get(1);
+    let streamed: Option<String> = rows[6].get(1);
     assert_eq!(streamed.as_deref(), Some(STREAM_TRACE));
-    let other: Option<String> = rows[5].get(1);
+    let other: Option<String> = rows[7].get(1);
     assert!(other.is_some_and(|t| t.len() == 32 && t != TRACE_ID && t != STREAM_TRACE));
 
     // Shutdown flushes the batch: the spans arrive without waiting for the
@@ -266,7 +334,10 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     let deadline = Instant::now() + Duration::from_secs(10);
     let spans = loop {
         let spans = collector.0.lock().unwrap().clone();
-        if spans.iter().any(|(_, s)| s.name == "tally.match") || Instant::now() > deadline {
+        let has = |n: &str| spans.iter().any(|(_, s)| s.name == n);
+        if (has("tally.match") && has("tally.cash.apply") && has("tally.alert.deliver"))
+            || Instant::now() > deadline
+        {
             break spans;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -301,7 +372,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
     );
 
     let records: Vec<_> = named("tally.record").map(|(_, s)| s).collect();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 6);
     for r in &records {
         let a = &r.attributes;
         assert_eq!(r.parent_span_id, ingest.span_id);
@@ -310,7 +381,10 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
             "stored ids are the spans' own"
         );
         assert_eq!(attr(a, "tally.merchant").as_deref(), Some("acme"));
-        assert_eq!(attr(a, "tally.order_id").as_deref(), Some("T-1"));
+        let kind = attr(a, "tally.record_kind").unwrap();
+        if !["payout", "balance_transaction"].contains(&kind.as_str()) {
+            assert_eq!(attr(a, "tally.order_id").as_deref(), Some("T-1"));
+        }
         assert_eq!(attr(a, "tally.outcome").as_deref(), Some("accepted"));
         // Never a payload field (amounts, names, card details).
         for kv in a {
@@ -341,6 +415,11 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         attr(&fulfilment.attributes, "tally.source_id").as_deref(),
         Some("F-T-1")
     );
+    // A day behind the order's capture.
+    assert_eq!(
+        attr(&fulfilment.attributes, "tally.lag").as_deref(),
+        Some("86400")
+    );
 
     let (_, reconcile) = named("tally.reconcile").next().expect("a reconcile span");
     let (_, matched) = named("tally.match").next().expect("a matching span");
@@ -350,6 +429,83 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         Some("T-1")
     );
     assert!(attr(&matched.attributes, "tally.state").is_some());
+
+    // Cash application and journal writing run in the worker, in traces of
+    // their own, linked to the spans of the records they consume: the
+    // order's path is reachable from the caller's trace.
+    let linked = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.links
+            .iter()
+            .any(|l| hex(&l.trace_id) == TRACE_ID && stored_spans.contains(&hex(&l.span_id)))
+    };
+    let applied: Vec<_> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "tally.cash.apply")
+        .collect();
+    let payout_span = applied
+        .iter()
+        .find(|s| {
+            attr(&s.attributes, "tally.subject_id").as_deref() == Some("po_T1")
+                && attr(&s.attributes, "tally.outcome").as_deref() == Some("done")
+        })
+        .unwrap_or_else(|| panic!("no cash application span for po_T1 in {applied:?}"));
+    assert!(linked(payout_span), "{payout_span:?}");
+    assert_eq!(
+        attr(&payout_span.attributes, "tally.job_kind").as_deref(),
+        Some("apply_payout")
+    );
+    assert_eq!(
+        attr(&payout_span.attributes, "tally.merchant").as_deref(),
+        Some("acme")
+    );
+    let journal = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "tally.journal.write" && s.parent_span_id == payout_span.span_id)
+        .expect("a journal span under the payout's");
+    assert!(linked(journal));
+    assert!(attr(&journal.attributes, "tally.entries").is_some_and(|n| n != "0"));
+
+    // Each alert continues the trace of its exception's record: the
+    // webhook's traceparent is the delivery span's, a child of that span.
+    let all_stored: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .collect();
+    let deliveries: Vec<_> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "tally.alert.deliver")
+        .collect();
+    assert!(!deliveries.is_empty());
+    for (status, headers, _) in alerts.lock().unwrap().iter() {
+        assert_eq!(*status, 200);
+        let tp = headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("traceparent")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no traceparent in {headers}"));
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        let d = deliveries
+            .iter()
+            .find(|d| hex(&d.span_id) == parts[2])
+            .unwrap_or_else(|| panic!("{tp} is no delivery span"));
+        assert_eq!(hex(&d.trace_id), parts[1]);
+        assert!(
+            all_stored.contains(&(parts[1].to_string(), hex(&d.parent_span_id))),
+            "the delivery's parent is a stored record span"
+        );
+    }
 
     // Every log line of the call names its trace.
     let logs = std::fs::read_to_string(&log).unwrap();

@@ -4,6 +4,7 @@
 mod enums;
 pub mod handoffs;
 mod records;
+pub mod trace;
 
 pub use enums::known;
 

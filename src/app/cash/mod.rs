@@ -158,13 +158,66 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
     Ok(JobOutcome::Failed { parked, error })
 }
 
+/// One job inside its span (`tally.cash.apply`), which links to the
+/// stored spans of the records it consumes (see [`links`]).
 async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
-    match job.kind.as_str() {
-        APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
-        APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
-        APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
-        other => Err(Error::Internal(format!("no handler for job kind {other}"))),
+    use tracing::Instrument;
+    let span = if crate::telemetry::enabled() {
+        tracing::info_span!(target: "tally::cash", "cash_apply",
+            otel.name = "tally.cash.apply",
+            tally.merchant = %job.merchant_id,
+            tally.job_kind = %job.kind,
+            tally.subject_id = %job.subject_id,
+            tally.attempt = job.attempts + 1,
+            tally.orders = tracing::field::Empty,
+            tally.outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty)
+    } else {
+        tracing::Span::none()
+    };
+    let start = std::time::Instant::now();
+    let work = async {
+        match job.kind.as_str() {
+            APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
+            APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
+            APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
+            other => Err(Error::Internal(format!("no handler for job kind {other}"))),
+        }
     }
+    .instrument(span.clone())
+    .await;
+    let outcome = match &work {
+        Ok(Work::Done) => "done",
+        Ok(Work::Busy) => "busy",
+        Err(_) => {
+            span.record("otel.status_code", "error");
+            "failed"
+        }
+    };
+    span.record("tally.outcome", outcome);
+    crate::telemetry::metrics::global().job_finished(&job.kind, outcome, start.elapsed());
+    work
+}
+
+/// Links the current (job) span to the stored spans of the records it
+/// consumes, the orders' and the payout's, so the job is reachable from
+/// each of their traces; returns them for the journal span. Nothing is
+/// read when traces are off.
+async fn links(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+    payout_id: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    if !crate::telemetry::enabled() {
+        return Ok(vec![]);
+    }
+    let span = tracing::Span::current();
+    span.record("tally.orders", orders.len());
+    let rows = record_log::span_contexts(conn, merchant, orders, payout_id).await?;
+    let stored: Vec<(String, String)> = rows.into_iter().map(|r| (r.trace_id, r.span_id)).collect();
+    crate::telemetry::link_records(&span, &stored);
+    Ok(stored)
 }
 
 /// Waits never: a worker that waited for an order held by an ingest (which
@@ -206,7 +259,8 @@ async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<
         return Ok(Work::Done);
     };
     let plan = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
-    write_plan(conn, merchant, &plan, None).await?;
+    let stored = links(conn, merchant, &orders, None).await?;
+    write_plan(conn, merchant, &plan, None, &stored).await?;
     Ok(Work::Done)
 }
 
@@ -277,6 +331,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     let (_, order_facts) = load_orders(conn, merchant, &orders, Some(p.amount.currency)).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
+    let stored = links(conn, merchant, &orders, Some(payout_id)).await?;
     let residual = plan
         .residual
         .iter()
@@ -295,7 +350,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     };
     ledger::upsert_payout(conn, merchant, &row).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
-    write_plan(conn, merchant, &plan, Some(payout_id)).await?;
+    write_plan(conn, merchant, &plan, Some(payout_id), &stored).await?;
     // A deposit that arrived first may have been waiting for this payout.
     deposit::wake_unmatched(conn, merchant).await?;
     Ok(Work::Done)
@@ -325,12 +380,14 @@ async fn tied_txns(
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
-/// counter, which orders commits).
+/// counter, which orders commits), in a `tally.journal.write` span linked,
+/// like its job's, to the records they book.
 async fn write_plan(
     conn: &mut Conn,
     merchant: &str,
     plan: &Plan,
     payout_id: Option<&str>,
+    stored: &[(String, String)],
 ) -> Result<()> {
     ledger::insert_events(conn, merchant, &plan.events).await?;
     ledger::record_invoices(
@@ -360,8 +417,23 @@ async fn write_plan(
         plan.entries.len()
     };
     let (orders_own, payouts_own) = plan.entries.split_at(from);
-    ledger::insert_entries(conn, merchant, orders_own, None).await?;
-    ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
+    let span = if crate::telemetry::enabled() {
+        tracing::info_span!(target: "tally::ledger", "journal_write",
+            otel.name = "tally.journal.write",
+            tally.merchant = merchant,
+            tally.payout_id = payout_id,
+            tally.entries = plan.entries.len())
+    } else {
+        tracing::Span::none()
+    };
+    crate::telemetry::link_records(&span, stored);
+    use tracing::Instrument;
+    async {
+        ledger::insert_entries(conn, merchant, orders_own, None).await?;
+        ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
+    }
+    .instrument(span)
+    .await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a

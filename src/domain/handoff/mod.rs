@@ -7,6 +7,7 @@
 pub mod expect;
 pub mod fields;
 pub mod settings;
+pub mod trace;
 
 use std::collections::BTreeMap;
 
