@@ -96,9 +96,17 @@ async fn a_refund_with_no_credit_memo_is_an_exception_naming_the_residual() {
     .await
     .unwrap();
     drain(&app, "acme").await;
-    assert_eq!(
-        exception_rules(&t).await,
-        "cash.refund_without_credit_memo:re_4101,ledger.clearing_residual:po_c"
+    // No cash-level exception of its own (matching's REFUND_NOT_PROPAGATED covers a refund
+    // with no credit memo once the refund lag has passed): the payout's residual names it.
+    assert_eq!(exception_rules(&t).await, "ledger.clearing_residual:po_c");
+    let summary = scalar(
+        &t,
+        "SELECT summary FROM exceptions WHERE rule = 'ledger.clearing_residual'",
+    )
+    .await;
+    assert!(
+        summary.contains("30.00 USD") && summary.contains("re_4101"),
+        "{summary}"
     );
     assert_eq!(
         scalar(
@@ -350,10 +358,23 @@ async fn a_credit_memo_arriving_after_its_refund_is_booked_and_settles_the_excep
     drain(&app, "acme").await;
     assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    // The payout's residual is back to zero, and its exception settled by the rules.
     assert_eq!(
-        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.refund_without_credit_memo' AND state = 'resolved'")
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'ledger.clearing_residual' AND subject = 'po_k' AND state = 'resolved' AND resolved_by = 'rules'")
             .await,
         1
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(residual, 2)::text FROM payouts WHERE payout_id = 'po_k'"
+        )
+        .await,
+        "0.00"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE state <> 'resolved' AND (rule LIKE 'cash.%' OR rule LIKE 'ledger.%')").await,
+        0
     );
     assert_ledger_sound(&t).await;
 }

@@ -12,6 +12,7 @@
 mod deposit;
 mod facts;
 mod failure;
+mod residual;
 
 pub(crate) use facts::balance_txn;
 
@@ -361,7 +362,8 @@ async fn write_plan(
     };
     let (orders_own, payouts_own) = plan.entries.split_at(from);
     ledger::insert_entries(conn, merchant, orders_own, None).await?;
-    ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
+    ledger::insert_entries(conn, merchant, payouts_own, payout_id).await?;
+    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
@@ -403,7 +405,6 @@ pub(crate) async fn enqueue_for(
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
     let exception_type = match p.rule {
-        "cash.refund_without_credit_memo" => ExceptionType::NotPropagated,
         "ledger.clearing_residual" | "cash.deposit_amount_mismatch" => {
             ExceptionType::AmountMismatch
         }

@@ -127,6 +127,14 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// (rule, subject) of exceptions this plan settles: the record they waited for arrived.
     pub resolved: Vec<(&'static str, String)>,
+    /// Refunds (id, amount) no credit memo covers yet: they stay on processor clearing, so
+    /// the payout's residual names them. Past the refund lag, matching's
+    /// REFUND_NOT_PROPAGATED (`refund_not_credited`) is the exception for them.
+    pub awaiting_memo: Vec<(String, Money)>,
+    /// Refunds booked late, when their credit memo arrived: (refund id, the entry's effect on
+    /// processor clearing, debit positive), so the payout that left them on clearing can
+    /// have its residual reduced and, at zero, its exception settled.
+    pub late_refunds: Vec<(String, Vec<Money>)>,
     /// Entries before this index are the orders' own (invoices booked, held cash released
     /// on catching up); from it on they are the payout's, which a failure mirrors.
     pub payout_entries_from: usize,
@@ -238,7 +246,7 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
         if !book.knows(EventKind::CreditMemo, &memo.id) {
             // Refunds that were waiting for this memo are booked against it now.
             for a in book.cash.add_credit_memo(memo)? {
-                plan.entries.push(posting::book_refund(
+                let entry = posting::book_refund(
                     merchant,
                     &posting::RefundBooking {
                         refund_id: a.refund_id.clone(),
@@ -250,9 +258,13 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
                         shipping: Money::zero(a.amount.currency),
                         conversion: None,
                     },
-                )?);
-                plan.resolved
-                    .push(("cash.refund_without_credit_memo", a.refund_id));
+                )?;
+                let effect = match check_clearing([&entry])? {
+                    ClearingCheck::Zero => vec![],
+                    ClearingCheck::Residual(r) => r,
+                };
+                plan.late_refunds.push((a.refund_id.clone(), effect));
+                plan.entries.push(entry);
             }
             book.record(
                 plan,
@@ -383,19 +395,40 @@ fn clearing(
     payout_id: &str,
 ) -> Result<(), PlanError> {
     if let ClearingCheck::Residual(residual) = check_clearing(payout_entries)? {
-        let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
         plan.problems.push(Problem {
-            rule: "ledger.clearing_residual",
+            rule: RESIDUAL_RULE,
             subject: payout_id.to_string(),
             order_id: None,
-            summary: format!(
-                "payout {payout_id} leaves {} on processor clearing (debit positive)",
-                list.join(", ")
-            ),
+            summary: residual_summary(payout_id, &residual, &plan.awaiting_memo),
         });
         plan.residual = residual;
     }
     Ok(())
+}
+
+/// The exception for money left on processor clearing by a payout.
+pub const RESIDUAL_RULE: &str = "ledger.clearing_residual";
+
+/// Names the residual and, when refunds wait for their credit memos, which refunds explain
+/// it (booked, and the residual reduced, when the memo arrives).
+pub fn residual_summary(
+    payout_id: &str,
+    residual: &[Money],
+    awaiting: &[(String, Money)],
+) -> String {
+    let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
+    let mut s = format!(
+        "payout {payout_id} leaves {} on processor clearing (debit positive)",
+        list.join(", ")
+    );
+    if !awaiting.is_empty() {
+        let refunds: Vec<String> = awaiting.iter().map(|(id, m)| format!("{id} {m}")).collect();
+        s.push_str(&format!(
+            "; refunds with no credit memo yet: {} (booked when their memo arrives)",
+            refunds.join(", ")
+        ));
+    }
+    s
 }
 
 /// Orders of a payout, in a fixed order, for the worker to load and lock.

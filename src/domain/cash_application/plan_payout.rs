@@ -249,15 +249,9 @@ fn refund(
         )?);
     }
     if !outcome.unmatched.amount.is_zero() {
-        plan.problems.push(Problem {
-            rule: "cash.refund_without_credit_memo",
-            subject: id.to_string(),
-            order_id: Some(order.clone()),
-            summary: format!(
-                "refund {id} of order {order}: {} has no credit memo; it stays on processor clearing",
-                outcome.unmatched
-            ),
-        });
+        // No cash-level exception: it stays on clearing (the payout's residual names it) and
+        // matching raises REFUND_NOT_PROPAGATED once the refund lag has passed.
+        plan.awaiting_memo.push((id.to_string(), outcome.unmatched));
     }
     let e = CashEvent {
         kind: EventKind::Refund,
