@@ -129,7 +129,7 @@ fn dispute_bt(id: &str, category: &str, amount: &str, fee: &str, payout: &str) -
 }
 
 #[tokio::test]
-async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_the_amount_back() {
+async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_both_back() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
     t.submit(vec![
@@ -148,17 +148,21 @@ async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_the_amount_
     assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
     assert_eq!(account_balance(&t, "processing_fees").await, "1.75");
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
-    // Won: the amount comes back (Stripe keeps the dispute fee; the API
-    // refuses negative fees, so a refunded fee cannot be stated yet).
+    // Won: the amount and the dispute fee come back (a negative fee on the reversal).
     t.submit(vec![
-        dispute_bt("txn_e1", "dispute_reversal", "50.00", "0.00", "po_e"),
-        payout("po_e", "50.00"),
+        dispute_bt("txn_e1", "dispute_reversal", "50.00", "-15.00", "po_e"),
+        payout("po_e", "65.00"),
     ])
     .await
     .unwrap();
     drain(&app, "acme").await;
     assert_eq!(account_balance(&t, "chargebacks").await, "0.00");
-    assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
+    assert_eq!(account_balance(&t, "dispute_fees").await, "0.00");
+    assert_eq!(account_balance(&t, "processing_fees").await, "1.75");
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_e'").await,
+        "applied"
+    );
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
     assert_eq!(exception_rules(&t).await, "");
     assert_ledger_sound(&t).await;

@@ -104,19 +104,27 @@ fn apply_txn(
             Ok(Some(taken))
         }
         ("dispute" | "dispute_reversal", book) => {
+            let won = category == "dispute_reversal";
+            // A dispute charges its fee (positive); a won dispute gives it back (negative).
+            // A fee of the other sign is not the dispute fee: it goes to the sweep.
+            let zero = Money::zero(t.txn.fee.currency);
+            let (dispute_fee, other_fee) = match (won, t.txn.fee.amount.is_sign_negative()) {
+                (false, false) | (true, true) => (abs(t.txn.fee), zero),
+                _ => (zero, t.txn.fee),
+            };
             let d = DisputeBooking {
                 dispute_id: id,
                 order_id: book.map(|b| b.facts.order_id.clone()),
                 date: t.date,
                 amount: abs(t.txn.amount),
-                fee: abs(t.txn.fee),
+                fee: dispute_fee,
             };
-            plan.entries.push(if category == "dispute" {
-                posting::book_dispute(merchant, &d)?
-            } else {
+            plan.entries.push(if won {
                 posting::book_dispute_won(merchant, &d)?
+            } else {
+                posting::book_dispute(merchant, &d)?
             });
-            Ok(None)
+            Ok(Some(other_fee))
         }
         ("charge" | "payment", Some(book)) => {
             if book.knows(EventKind::Payment, &id) {
