@@ -6,7 +6,7 @@ use tally::app::App;
 use tally::proto::tally::v1 as pb;
 use tally::storage::Store;
 
-use crate::cash::{account_balance, assert_ledger_sound, bt, drain, scalar};
+use crate::cash::{account_balance, assert_ledger_sound, bt, capture, drain, inv, payout, scalar};
 use crate::common::*;
 
 async fn worker(t: &TestApp) -> App {
@@ -47,4 +47,86 @@ async fn a_negative_fee_is_refused_except_where_the_processor_gives_a_fee_back()
     )])
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn an_overpayment_stays_unapplied_with_an_exception_naming_it_and_exact_pay_is_silent() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("5001", "100.00"),
+        capture("5001", "ch_5001", "110.00"),
+        inv("5001", "INV-5001", "100.00", "2026-11-02T12:00:00Z"),
+        bt("txn_o1", "charge", "ch_5001", "110.00", "3.00", "po_o"),
+        order("5002", "50.00"),
+        capture("5002", "ch_5002", "50.00"),
+        inv("5002", "INV-5002", "50.00", "2026-11-02T12:00:00Z"),
+        bt("txn_o2", "charge", "ch_5002", "50.00", "1.00", "po_o"),
+        payout("po_o", "156.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(open_cash_exceptions(&t).await, "cash.overpayment:5001");
+    let summary = scalar(
+        &t,
+        "SELECT summary FROM exceptions WHERE rule = 'cash.overpayment'",
+    )
+    .await;
+    assert!(summary.contains("10.00 USD"), "{summary}");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "-10.00");
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    // The processor gives the excess back (a partial-capture reversal): settled by itself.
+    t.submit(vec![
+        bt(
+            "txn_o3",
+            "partial_capture_reversal",
+            "ch_5001",
+            "-10.00",
+            "0.00",
+            "po_o2",
+        ),
+        payout("po_o2", "-10.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.overpayment' AND state = 'resolved' AND resolved_by = 'rules'").await,
+        1
+    );
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn cash_held_before_the_last_invoice_is_no_overpayment() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    // A split shipment: captured in full at checkout, invoiced in two parts.
+    t.submit(vec![
+        order("5101", "100.00"),
+        capture("5101", "ch_5101", "100.00"),
+        inv("5101", "INV-5101a", "60.00", "2026-11-02T12:00:00Z"),
+        bt("txn_p1", "charge", "ch_5101", "100.00", "3.00", "po_p"),
+        payout("po_p", "97.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "-40.00");
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    t.submit(vec![inv(
+        "5101",
+        "INV-5101b",
+        "40.00",
+        "2026-11-03T12:00:00Z",
+    )])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_ledger_sound(&t).await;
 }

@@ -118,11 +118,13 @@ pub(crate) fn order_facts(
     let mut invoices = Vec::new();
     let mut credit_memos = Vec::new();
     let mut tenders = Vec::new();
+    let mut order_total = None;
     for s in records {
         let r = &s.record;
         match &r.body {
             Body::StorefrontOrder(o) => {
                 currency = Some(o.total.currency);
+                order_total = Some(o.total);
                 for (i, t) in o.tenders.iter().enumerate() {
                     let tender = match t.tender_type {
                         TenderType::GiftCard => Tender::GiftCard,
@@ -156,6 +158,7 @@ pub(crate) fn order_facts(
         invoices,
         credit_memos,
         tenders,
+        order_total,
     })
 }
 

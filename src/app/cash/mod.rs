@@ -405,7 +405,7 @@ pub(crate) async fn enqueue_for(
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
     let exception_type = match p.rule {
-        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" => {
+        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" | "cash.overpayment" => {
             ExceptionType::AmountMismatch
         }
         _ => ExceptionType::ValidationFailed,

@@ -72,6 +72,9 @@ pub struct OrderFacts {
     pub credit_memos: Vec<Document>,
     /// Storefront tenders applied from liability accounts (gift card, store credit).
     pub tenders: Vec<Payment>,
+    /// The storefront order's total: once its invoices add up to it, the order is invoiced
+    /// in full and cash still held on it is an overpayment.
+    pub order_total: Option<Money>,
 }
 
 /// A balance transaction of the payout, with what it was tied to.
@@ -153,6 +156,8 @@ struct OrderBook<'a> {
     facts: &'a OrderFacts,
     cash: OrderCash,
     known: BTreeSet<(&'static str, String)>,
+    /// The overpayment as the stored events left it, to tell when this plan settles it.
+    overpaid_before: Option<Money>,
 }
 
 impl<'a> OrderBook<'a> {
@@ -161,6 +166,7 @@ impl<'a> OrderBook<'a> {
             facts,
             cash: OrderCash::new(&facts.order_id, facts.currency),
             known: BTreeSet::new(),
+            overpaid_before: None,
         };
         for e in &facts.events {
             book.known.insert((e.kind.key(), e.ref_id.clone()));
@@ -186,7 +192,47 @@ impl<'a> OrderBook<'a> {
                 EventKind::Refund => drop(book.cash.apply_refund(&pay())?),
             }
         }
+        book.overpaid_before = book.overpaid()?;
         Ok(book)
+    }
+
+    /// Cash held once the order's invoices reach its total: an overpayment.
+    fn overpaid(&self) -> Result<Option<Money>, PlanError> {
+        let Some(total) = self.facts.order_total else {
+            return Ok(None);
+        };
+        let position = self.cash.position()?;
+        let invoiced = position
+            .invoices
+            .iter()
+            .try_fold(Money::zero(self.facts.currency), |acc, (_, t, _)| {
+                acc.checked_add(t)
+            })
+            .ok_or(LedgerError::Overflow)?;
+        let in_full = total.currency == invoiced.currency && invoiced.amount >= total.amount;
+        Ok(self.cash.overpayment(in_full)?)
+    }
+
+    /// Raises the overpayment (naming the amount held) or settles it once nothing is held.
+    fn check_overpayment(&self, plan: &mut Plan) -> Result<(), PlanError> {
+        let order = &self.facts.order_id;
+        match (self.overpaid()?, &self.overpaid_before) {
+            (Some(held), _) => {
+                let position = self.cash.position()?;
+                plan.problems.push(Problem {
+                    rule: OVERPAYMENT_RULE,
+                    subject: order.clone(),
+                    order_id: Some(order.clone()),
+                    summary: format!(
+                        "order {order} is invoiced in full ({} of {} captured applied) and {held} more was paid: it stays as unapplied cash",
+                        position.applied, position.captured
+                    ),
+                })
+            }
+            (None, Some(_)) => plan.resolved.push((OVERPAYMENT_RULE, order.clone())),
+            (None, None) => {}
+        }
+        Ok(())
     }
 
     fn knows(&self, kind: EventKind, id: &str) -> bool {
@@ -377,8 +423,12 @@ pub fn plan_order(merchant: &str, facts: &OrderFacts) -> Result<Plan, PlanError>
     let mut plan = Plan::default();
     let mut book = OrderBook::replay(facts)?;
     catch_up(merchant, &mut book, &mut plan)?;
+    book.check_overpayment(&mut plan)?;
     Ok(plan)
 }
+
+/// Money paid beyond an order invoiced in full.
+pub const OVERPAYMENT_RULE: &str = "cash.overpayment";
 
 #[path = "plan_payout.rs"]
 mod payout;

@@ -41,6 +41,9 @@ pub fn plan_payout(
             });
         }
     }
+    for book in books.values() {
+        book.check_overpayment(&mut plan)?;
+    }
     let gross: Vec<(String, Money)> = order_gross.into_iter().collect();
     let sweep = posting::book_fee_sweep(
         merchant,
