@@ -130,3 +130,111 @@ async fn cash_held_before_the_last_invoice_is_no_overpayment() {
     assert_eq!(open_cash_exceptions(&t).await, "");
     assert_ledger_sound(&t).await;
 }
+
+fn payout_at(id: &str, amount: &str, when: &str) -> pb::Record {
+    let mut p = payout(id, amount);
+    p.event_time = ts(when);
+    p
+}
+
+#[tokio::test]
+async fn a_payout_incomplete_past_its_lag_is_an_exception_naming_what_is_missing_until_complete() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    // Paid 2026-11-04: the contract's lag passed long ago, and one charge never came.
+    t.submit(vec![
+        order("5201", "150.00"),
+        capture("5201", "ch_5201a", "100.00"),
+        capture("5201", "ch_5201b", "50.00"),
+        inv("5201", "INV-5201", "150.00", "2026-11-02T12:00:00Z"),
+        bt("txn_w1", "charge", "ch_5201a", "100.00", "3.20", "po_w"),
+        payout("po_w", "145.05"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_w'").await,
+        "waiting"
+    );
+    assert_eq!(
+        open_cash_exceptions(&t).await,
+        "cash.payout_incomplete:po_w"
+    );
+    let summary = scalar(
+        &t,
+        "SELECT summary FROM exceptions WHERE rule = 'cash.payout_incomplete'",
+    )
+    .await;
+    assert!(
+        summary.contains("po_w") && summary.contains("48.25 USD") && summary.contains("96.80 USD"),
+        "{summary}"
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT type FROM exceptions WHERE rule = 'cash.payout_incomplete'"
+        )
+        .await,
+        "late_handoff"
+    );
+    // The missing charge arrives: applied, and the exception settled by the rules.
+    t.submit(vec![bt(
+        "txn_w2", "charge", "ch_5201b", "50.00", "1.75", "po_w",
+    )])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_w'").await,
+        "applied"
+    );
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.payout_incomplete' AND state = 'resolved' AND resolved_by = 'rules'").await,
+        1
+    );
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn a_payout_still_within_its_lag_only_waits_and_is_checked_again_at_its_deadline() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let now = chrono::Utc::now();
+    t.submit(vec![
+        order("5301", "150.00"),
+        capture("5301", "ch_5301a", "100.00"),
+        bt("txn_x1", "charge", "ch_5301a", "100.00", "3.20", "po_x"),
+        payout_at("po_x", "145.05", &now.to_rfc3339()),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_x'").await,
+        "waiting"
+    );
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    // Its re-check is due at the payout's time plus the contract's lag (7 days by default).
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'check_payout' AND subject_id = 'po_x' AND run_after > now() + interval '6 days'").await,
+        1
+    );
+    // The clock reaches the deadline: the check finds it still incomplete.
+    t.db.client()
+        .await
+        .execute(
+            "UPDATE jobs SET run_after = now() WHERE kind = 'check_payout'",
+            &[],
+        )
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        open_cash_exceptions(&t).await,
+        "cash.payout_incomplete:po_x"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
+}

@@ -13,6 +13,7 @@ mod deposit;
 mod facts;
 mod failure;
 mod residual;
+mod waiting;
 
 pub(crate) use facts::balance_txn;
 
@@ -41,6 +42,8 @@ use crate::storage::{Conn, exceptions, record_log};
 pub const APPLY_PAYOUT: &str = "apply_payout";
 pub const APPLY_ORDER: &str = "apply_order";
 pub const APPLY_DEPOSIT: &str = "apply_deposit";
+/// A waiting payout's deadline: applied if complete by then, else an exception.
+pub const CHECK_PAYOUT: &str = "check_payout";
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -161,7 +164,8 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
 
 async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     match job.kind.as_str() {
-        APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
+        APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, false).await,
+        CHECK_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, true).await,
         APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
         APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
         other => Err(Error::Internal(format!("no handler for job kind {other}"))),
@@ -215,7 +219,13 @@ fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid(subject.to_string(), e.to_string())
 }
 
-async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
+/// `at_deadline`: run by the payout's deadline check, so an incomplete payout is overdue.
+async fn apply_payout(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_id: &str,
+    at_deadline: bool,
+) -> Result<Work> {
     let state = ledger::payout_state(conn, merchant, payout_id).await?;
     if state.as_deref() == Some("reversed") {
         return Ok(Work::Done);
@@ -261,6 +271,16 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
                 residual: rust_decimal::Decimal::ZERO,
             };
             ledger::upsert_payout(conn, merchant, &row).await?;
+            let w = waiting::Waiting {
+                payout_id,
+                created: payout.event_time,
+                amount: p.amount,
+                bridge: &bridge,
+                missing,
+                txns: plain.len(),
+                at_deadline,
+            };
+            waiting::check(conn, merchant, &w).await?;
             return Ok(Work::Done);
         }
         Completeness::Complete(bridge) => bridge,
@@ -295,6 +315,9 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         residual,
     };
     ledger::upsert_payout(conn, merchant, &row).await?;
+    if state.as_deref() == Some("waiting") {
+        waiting::settle(conn, merchant, payout_id).await?;
+    }
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_plan(conn, merchant, &plan, Some(payout_id)).await?;
     // A deposit that arrived first may have been waiting for this payout.
@@ -408,6 +431,7 @@ fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
         "ledger.clearing_residual" | "cash.deposit_amount_mismatch" | "cash.overpayment" => {
             ExceptionType::AmountMismatch
         }
+        waiting::INCOMPLETE_RULE => ExceptionType::LateHandoff,
         _ => ExceptionType::ValidationFailed,
     };
     exceptions::NewException {
