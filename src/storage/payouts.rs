@@ -1,13 +1,15 @@
-//! Follow-ups on a payout after it was applied or while it waits: the refund a late credit
-//! memo booked (which payout left it on clearing), its residual adjusted. SQL only.
+//! Follow-ups on a payout after it was applied: the refund a late credit memo booked (its
+//! balance transaction, and which payout left it on clearing), that payout's residual
+//! adjusted. SQL only.
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Numeric, Text};
+use diesel::sql_types::{Array, Jsonb, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
 use super::statement::{Bind, statement};
-use crate::error::Result;
+use crate::domain::record::Record;
+use crate::error::{Error, Result};
 
 /// An applied payout with money left on processor clearing.
 #[derive(Debug, Clone, QueryableByName)]
@@ -61,4 +63,31 @@ pub async fn set_residual(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The balance transactions (current versions) that settled these refunds (their source).
+pub async fn refund_txns(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    refund_ids: &[String],
+) -> Result<Vec<Record>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Jsonb)]
+        payload: serde_json::Value,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT payload FROM record_log WHERE merchant_id = $1 AND is_current
+           AND kind = 'balance_transaction' AND payload -> 'body' ->> 'source' = ANY($2)
+         ORDER BY record_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(refund_ids)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e))
+        })
+        .collect()
 }

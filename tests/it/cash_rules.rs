@@ -6,7 +6,9 @@ use tally::app::App;
 use tally::proto::tally::v1 as pb;
 use tally::storage::Store;
 
-use crate::cash::{account_balance, assert_ledger_sound, bt, capture, drain, inv, payout, scalar};
+use crate::cash::{
+    account_balance, assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar,
+};
 use crate::common::*;
 
 async fn worker(t: &TestApp) -> App {
@@ -237,4 +239,163 @@ async fn a_payout_still_within_its_lag_only_waits_and_is_checked_again_at_its_de
         "cash.payout_incomplete:po_x"
     );
     assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
+}
+
+fn money(code: &str, amount: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: code.into(),
+        amount: amount.into(),
+    })
+}
+
+fn memo(order: &str, id: &str, total: &str, tax: &str, shipping: &str) -> pb::Record {
+    at(
+        "netsuite",
+        id,
+        order,
+        "2026-11-05T12:00:00Z",
+        pb::record::Kind::CreditMemo(pb::CreditMemo {
+            total: usd(total),
+            tax: usd(tax),
+            shipping: usd(shipping),
+            ..Default::default()
+        }),
+    )
+}
+
+fn processor_refund(order: &str, id: &str, amount: Option<pb::Money>) -> pb::Record {
+    at(
+        "stripe",
+        id,
+        order,
+        "2026-11-05T10:00:00Z",
+        pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
+            r#type: pb::ProcessorPaymentType::Refund as i32,
+            amount,
+            ..Default::default()
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_refund_is_split_into_returns_tax_and_shipping_as_its_credit_memo_is() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("5401", "110.00"),
+        capture("5401", "ch_5401", "110.00"),
+        inv("5401", "INV-5401", "110.00", "2026-11-02T12:00:00Z"),
+        bt("txn_r1", "charge", "ch_5401", "110.00", "3.00", "po_r1"),
+        payout("po_r1", "107.00"),
+        // In full: 20.00 goods, 5.00 tax, 5.00 shipping.
+        processor_refund("5401", "re_5401", usd("30.00")),
+        memo("5401", "CM-5401", "30.00", "5.00", "5.00"),
+        bt("txn_r2", "refund", "re_5401", "-30.00", "0.00", "po_r2"),
+        // In part: 10.00 of a memo of 30.00 with 3.33 tax, by largest remainder.
+        order("5402", "30.00"),
+        capture("5402", "ch_5402", "30.00"),
+        inv("5402", "INV-5402", "30.00", "2026-11-02T12:00:00Z"),
+        bt("txn_r3", "charge", "ch_5402", "30.00", "1.00", "po_r2"),
+        processor_refund("5402", "re_5402", usd("10.00")),
+        memo("5402", "CM-5402", "30.00", "3.33", "0.00"),
+        bt("txn_r4", "refund", "re_5402", "-10.00", "0.00", "po_r2"),
+        payout("po_r2", "-11.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    let lines = scalar(
+        &t,
+        "SELECT string_agg(order_id || ' ' || account || ' ' || round(debit - credit, 2)::text, ', ' ORDER BY order_id, account)
+         FROM journal_lines l WHERE account IN ('sales_returns', 'sales_tax_payable', 'shipping_income')
+           AND debit > 0",
+    )
+    .await;
+    assert_eq!(
+        lines,
+        "5401 sales_returns 20.00, 5401 sales_tax_payable 5.00, 5401 shipping_income 5.00, \
+         5402 sales_returns 8.89, 5402 sales_tax_payable 1.11"
+    );
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_ledger_sound(&t).await;
+    // A memo whose tax and shipping exceed its total is refused, naming the field.
+    let err = t
+        .submit(vec![memo("5403", "CM-5403", "10.00", "6.00", "5.00")])
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["records[0].credit_memo.shipping"]);
+}
+
+#[tokio::test]
+async fn a_late_credit_memo_on_an_eur_order_settled_in_usd_books_at_the_processor_rate() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let eur = |a: &str| money("EUR", a);
+    let mut o = order("5501", "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.total = eur("100.00");
+        so.tenders[0].amount = eur("100.00");
+    }
+    let mut c = capture("5501", "ch_5501", "100.00");
+    if let Some(pb::record::Kind::ProcessorPayment(p)) = &mut c.kind {
+        p.amount = eur("100.00");
+    }
+    let mut i = inv("5501", "INV-5501", "100.00", "2026-11-02T12:00:00Z");
+    if let Some(pb::record::Kind::Invoice(x)) = &mut i.kind {
+        x.total = eur("100.00");
+    }
+    let fx = |mut r: pb::Record| {
+        if let Some(pb::record::Kind::BalanceTransaction(x)) = &mut r.kind {
+            x.exchange_rate = "1.1".into();
+        }
+        r
+    };
+    t.submit(vec![
+        o,
+        c,
+        i,
+        fx(bt("txn_s1", "charge", "ch_5501", "110.00", "3.50", "po_s1")),
+        payout("po_s1", "106.50"),
+        processor_refund("5501", "re_5501", eur("30.00")),
+        fx(bt("txn_s2", "refund", "re_5501", "-33.00", "0.00", "po_s2")),
+        payout("po_s2", "-33.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        open_cash_exceptions(&t).await,
+        "ledger.clearing_residual:po_s2"
+    );
+    let mut m = memo("5501", "CM-5501", "30.00", "0.00", "0.00");
+    if let Some(pb::record::Kind::CreditMemo(x)) = &mut m.kind {
+        x.total = eur("30.00");
+        x.tax = None;
+        x.shipping = None;
+    }
+    t.submit(vec![m]).await.unwrap();
+    drain(&app, "acme").await;
+    let by_currency = scalar(
+        &t,
+        "SELECT string_agg(account || ' ' || currency_code || ' ' || round(b, 2)::text, ', ' ORDER BY account, currency_code)
+         FROM (SELECT account, currency_code, sum(debit - credit) b FROM journal_lines
+               WHERE account IN ('processor_clearing', 'sales_returns', 'fx_gain_loss')
+               GROUP BY 1, 2) x",
+    )
+    .await;
+    assert_eq!(
+        by_currency,
+        "fx_gain_loss EUR 70.00, fx_gain_loss USD -77.00, processor_clearing USD 0.00, sales_returns EUR 30.00"
+    );
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(residual, 2)::text FROM payouts WHERE payout_id = 'po_s2'"
+        )
+        .await,
+        "0.00"
+    );
+    assert_ledger_sound(&t).await;
 }

@@ -374,6 +374,7 @@ impl Gen {
                 total: self.money(),
                 tax: self.money(),
                 lines: self.many(Self::invoice_line),
+                shipping: self.money(),
             }),
             5 => self.journal(),
             6 => Kind::ProcessorPayment(pb::ProcessorPayment {

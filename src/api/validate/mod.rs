@@ -203,11 +203,27 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let p = format!("{p}.credit_memo");
             let total = c.money(&format!("{p}.total"), m.total.as_ref(), true, true);
             let tax = c.optional_money(&format!("{p}.tax"), m.tax.as_ref(), true);
+            let shipping = c.optional_money(&format!("{p}.shipping"), m.shipping.as_ref(), true);
             let lines = invoice_lines(c, &p, &m.lines);
+            if let Some(t) = total {
+                let parts = [tax, shipping]
+                    .into_iter()
+                    .flatten()
+                    .try_fold(rust_decimal::Decimal::ZERO, |acc, m| {
+                        (m.currency == t.currency).then(|| acc.checked_add(m.amount))?
+                    });
+                if parts.is_none_or(|parts| parts > t.amount) {
+                    c.fail(
+                        &format!("{p}.shipping"),
+                        "tax and shipping must be in the total's currency and at most the total",
+                    );
+                }
+            }
             Some(d::Body::CreditMemo(d::CreditMemo {
                 total: total?,
                 tax,
                 lines,
+                shipping,
             }))
         }
         K::JournalEntry(j) => {

@@ -190,11 +190,32 @@ async fn load_orders(
 )> {
     let records = record_log::load_records(conn, merchant, orders).await?;
     let mut events = ledger::load_events(conn, merchant, orders).await?;
+    // Refunds a newly arrived credit memo may book late need their processor conversion.
+    let awaiting: Vec<String> = orders
+        .iter()
+        .flat_map(|o| {
+            let recs = records.get(o).map(Vec::as_slice).unwrap_or(&[]);
+            facts::refunds_awaiting_memo(recs, events.get(o).map(Vec::as_slice).unwrap_or(&[]))
+        })
+        .collect();
+    let settlements: BTreeMap<String, _> = if awaiting.is_empty() {
+        BTreeMap::new()
+    } else {
+        crate::storage::payouts::refund_txns(conn, merchant, &awaiting)
+            .await?
+            .iter()
+            .filter_map(facts::refund_settlement)
+            .collect()
+    };
     let mut out = BTreeMap::new();
     for o in orders {
         let recs = records.get(o).map(Vec::as_slice).unwrap_or(&[]);
         let evs = events.remove(o).unwrap_or_default();
-        if let Some(f) = facts::order_facts(o, recs, evs, fallback) {
+        let mine = evs
+            .iter()
+            .filter_map(|e| Some((e.ref_id.clone(), *settlements.get(&e.ref_id)?)))
+            .collect();
+        if let Some(f) = facts::order_facts(o, recs, evs, fallback, mine) {
             out.insert(o.clone(), f);
         }
     }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use super::{
     Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, PayoutTxn, Plan, PlanError,
-    Problem, apply_payment, catch_up, clearing, release,
+    Problem, apply_payment, catch_up, clearing, refund_booking, release, share,
 };
 use crate::domain::cash_application::order::Payment;
 use crate::domain::ledger::posting::{
-    self, Conversion, DisputeBooking, FeeItem, PaymentBooking, RefundBooking, Tender,
+    self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
 use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
@@ -224,7 +224,6 @@ fn refund(
     amount: Money,
     conversion: Option<Conversion>,
 ) -> Result<(), PlanError> {
-    let order = book.facts.order_id.clone();
     if book.knows(EventKind::Refund, id) {
         return Ok(());
     }
@@ -238,26 +237,14 @@ fn refund(
     let total = amount;
     for a in &outcome.applications {
         let conv = match conversion {
-            Some(c) if total.amount == a.amount.amount => Some(c),
             Some(c) => Some(Conversion {
                 settlement: share(c.settlement, a.amount, total)?,
                 rate: c.rate,
             }),
             None => None,
         };
-        plan.entries.push(posting::book_refund(
-            merchant,
-            &RefundBooking {
-                refund_id: id.to_string(),
-                credit_memo_id: a.credit_memo_id.clone(),
-                order_id: order.clone(),
-                date: t.date,
-                returns: a.amount,
-                tax: Money::zero(a.amount.currency),
-                shipping: Money::zero(a.amount.currency),
-                conversion: conv,
-            },
-        )?);
+        let booking = refund_booking(book.facts, a, t.date, conv)?;
+        plan.entries.push(posting::book_refund(merchant, &booking)?);
     }
     if !outcome.unmatched.amount.is_zero() {
         // No cash-level exception: it stays on clearing (the payout's residual names it) and
@@ -274,23 +261,4 @@ fn refund(
     };
     book.record(plan, e);
     Ok(())
-}
-
-/// `part` of `whole`, in `of`'s currency, rounded to its minor unit.
-fn share(of: Money, part: Money, whole: Money) -> Result<Money, LedgerError> {
-    if whole.amount.is_zero() {
-        return Ok(Money::zero(of.currency));
-    }
-    let exact = of
-        .amount
-        .checked_mul(part.amount)
-        .and_then(|x| x.checked_div(whole.amount))
-        .ok_or(LedgerError::Overflow)?;
-    Ok(Money::new(
-        exact.round_dp_with_strategy(
-            of.currency.exponent(),
-            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-        ),
-        of.currency,
-    ))
 }
