@@ -399,3 +399,77 @@ async fn a_late_credit_memo_on_an_eur_order_settled_in_usd_books_at_the_processo
     );
     assert_ledger_sound(&t).await;
 }
+
+#[tokio::test]
+async fn a_failure_after_its_held_cash_was_released_reopens_the_invoice_in_ledger_and_history() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    // Captured at checkout, paid out before the invoice: held as unapplied cash.
+    t.submit(vec![
+        order("5601", "100.00"),
+        capture("5601", "ch_5601", "100.00"),
+        bt("txn_u1", "charge", "ch_5601", "100.00", "3.00", "po_u"),
+        payout("po_u", "97.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "-100.00");
+    // The invoice arrives: the order's own job releases the held cash to it.
+    t.submit(vec![inv(
+        "5601",
+        "INV-5601",
+        "100.00",
+        "2026-11-06T12:00:00Z",
+    )])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    // The bank returns the payout.
+    let mut failed = payout("po_u", "97.00");
+    failed.source_update_time = ts("2026-11-07T08:00:00Z");
+    if let Some(pb::record::Kind::Payout(p)) = &mut failed.kind {
+        p.status = pb::PayoutStatus::Failed as i32;
+    }
+    t.submit(vec![failed]).await.unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_u'").await,
+        "reversed"
+    );
+    // Ledger and history agree: the invoice is open again, nothing held, nothing at the bank.
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "100.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(account_balance(&t, "bank").await, "0.00");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(total - applied, 2)::text FROM invoices WHERE invoice_id = 'INV-5601'"
+        )
+        .await,
+        "100.00"
+    );
+    // The order's replayed cash agrees: a new capture pays the reopened invoice in full.
+    t.submit(vec![
+        capture("5601", "ch_5601b", "100.00"),
+        bt("txn_u2", "charge", "ch_5601b", "100.00", "3.00", "po_u2"),
+        payout("po_u2", "97.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_eq!(account_balance(&t, "unapplied_cash").await, "0.00");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(total - applied, 2)::text FROM invoices WHERE invoice_id = 'INV-5601'"
+        )
+        .await,
+        "0.00"
+    );
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_ledger_sound(&t).await;
+}
