@@ -13,11 +13,10 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::completeness::{BalanceTxn, PayoutBridge};
-use super::order::{Application, CashError, Document, OrderCash, Payment, RefundApplication};
-use crate::domain::allocation::allocate_money;
+use super::order::{Application, CashError, Document, OrderCash, Payment};
 use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{
-    self, Conversion, FeeShare, InvoiceBooking, PaymentBooking, RefundBooking, Tender,
+    self, Conversion, FeeShare, InvoiceBooking, PaymentBooking, Tender,
 };
 use crate::domain::ledger::{ClearingCheck, JournalEntry, LedgerError, check_clearing};
 use crate::domain::money::Money;
@@ -336,102 +335,6 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
     Ok(())
 }
 
-/// A refund's part against one credit memo, split into returns, tax and shipping as the memo
-/// splits its total (largest remainder, so every cent of the part is booked once).
-pub(super) fn refund_booking(
-    facts: &OrderFacts,
-    a: &RefundApplication,
-    date: NaiveDate,
-    conversion: Option<Conversion>,
-) -> Result<RefundBooking, PlanError> {
-    let zero = Money::zero(a.amount.currency);
-    let memo_total = facts
-        .credit_memos
-        .iter()
-        .find(|m| m.id == a.credit_memo_id)
-        .map(|m| m.total);
-    let (returns, tax, shipping) = match (facts.memo_parts.get(&a.credit_memo_id), memo_total) {
-        (Some(p), Some(total)) if !(p.tax.amount.is_zero() && p.shipping.amount.is_zero()) => {
-            let goods = total
-                .checked_sub(&p.tax)
-                .and_then(|g| g.checked_sub(&p.shipping))
-                .ok_or(LedgerError::Overflow)?;
-            let split =
-                allocate_money(a.amount, &[goods, p.tax, p.shipping]).map_err(CashError::from)?;
-            (split[0], split[1], split[2])
-        }
-        _ => (a.amount, zero, zero),
-    };
-    let booked = returns
-        .checked_add(&tax)
-        .and_then(|x| x.checked_add(&shipping))
-        .ok_or(LedgerError::Overflow)?;
-    if booked != a.amount {
-        return Err(LedgerError::PartsDoNotAddUp {
-            field: "refund",
-            total: a.amount,
-            parts: booked,
-        }
-        .into());
-    }
-    Ok(RefundBooking {
-        refund_id: a.refund_id.clone(),
-        credit_memo_id: a.credit_memo_id.clone(),
-        order_id: facts.order_id.clone(),
-        date,
-        returns,
-        tax,
-        shipping,
-        conversion,
-    })
-}
-
-/// The processor's conversion of the part of a refund booked late: its share of the
-/// refund's settlement amount, at the refund's rate.
-fn late_conversion(
-    facts: &OrderFacts,
-    a: &RefundApplication,
-) -> Result<Option<Conversion>, PlanError> {
-    let Some(whole) = facts.refund_settlements.get(&a.refund_id) else {
-        return Ok(None);
-    };
-    let refunded = facts
-        .events
-        .iter()
-        .find(|e| e.kind == EventKind::Refund && e.ref_id == a.refund_id)
-        .map(|e| e.amount);
-    let Some(refunded) = refunded else {
-        return Ok(None);
-    };
-    Ok(Some(Conversion {
-        settlement: share(whole.settlement, a.amount, refunded)?,
-        rate: whole.rate,
-    }))
-}
-
-/// `part` of `whole`, in `of`'s currency, rounded to its minor unit.
-pub(super) fn share(of: Money, part: Money, whole: Money) -> Result<Money, LedgerError> {
-    if whole.amount.is_zero() || part == whole {
-        return Ok(if whole.amount.is_zero() {
-            Money::zero(of.currency)
-        } else {
-            of
-        });
-    }
-    let exact = of
-        .amount
-        .checked_mul(part.amount)
-        .and_then(|x| x.checked_div(whole.amount))
-        .ok_or(LedgerError::Overflow)?;
-    Ok(Money::new(
-        exact.round_dp_with_strategy(
-            of.currency.exponent(),
-            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-        ),
-        of.currency,
-    ))
-}
-
 fn event(kind: EventKind, id: &str, tender: Tender, date: NaiveDate, amount: Money) -> CashEvent {
     CashEvent {
         kind,
@@ -533,6 +436,10 @@ pub const OVERPAYMENT_RULE: &str = "cash.overpayment";
 #[path = "plan_payout.rs"]
 mod payout;
 pub use payout::plan_payout;
+
+#[path = "plan_refund.rs"]
+mod refund;
+use refund::{late_conversion, refund_booking, share};
 
 #[path = "plan_failure.rs"]
 mod failure;
