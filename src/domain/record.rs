@@ -345,6 +345,9 @@ pub struct CreditMemo {
     pub total: Money,
     pub tax: Option<Money>,
     pub lines: Vec<InvoiceLine>,
+    /// Shipping credited (records stored before it existed have none).
+    #[serde(default)]
+    pub shipping: Option<Money>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

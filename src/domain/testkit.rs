@@ -162,6 +162,7 @@ pub fn every_kind() -> Vec<Record> {
                 quantity: 1,
                 amount: Some(m),
             }],
+            shipping: None,
         }),
         Body::JournalEntry(JournalEntry {
             currency: m.currency,

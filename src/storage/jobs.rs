@@ -184,3 +184,28 @@ pub async fn list(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> R
     .load(conn)
     .await?)
 }
+
+/// Makes (kind, subject) due at `run_after` (a deadline to look again at), inside the
+/// caller's transaction. An existing job keeps the earlier of the two times, so a
+/// re-check never pushes back work that is already due.
+pub async fn schedule(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    subject: &str,
+    run_after: DateTime<Utc>,
+) -> Result<()> {
+    statement(
+        "INSERT INTO jobs (merchant_id, kind, subject_id, run_after) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
+            SET state = 'ready', attempts = 0, last_error = NULL, updated_at = now(),
+                run_after = least(jobs.run_after, EXCLUDED.run_after)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(subject)
+    .bind::<Timestamptz, _>(run_after)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

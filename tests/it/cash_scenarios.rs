@@ -96,9 +96,17 @@ async fn a_refund_with_no_credit_memo_is_an_exception_naming_the_residual() {
     .await
     .unwrap();
     drain(&app, "acme").await;
-    assert_eq!(
-        exception_rules(&t).await,
-        "cash.refund_without_credit_memo:re_4101,ledger.clearing_residual:po_c"
+    // No cash-level exception of its own (matching's REFUND_NOT_PROPAGATED covers a refund
+    // with no credit memo once the refund lag has passed): the payout's residual names it.
+    assert_eq!(exception_rules(&t).await, "ledger.clearing_residual:po_c");
+    let summary = scalar(
+        &t,
+        "SELECT summary FROM exceptions WHERE rule = 'ledger.clearing_residual'",
+    )
+    .await;
+    assert!(
+        summary.contains("30.00 USD") && summary.contains("re_4101"),
+        "{summary}"
     );
     assert_eq!(
         scalar(
@@ -121,7 +129,7 @@ fn dispute_bt(id: &str, category: &str, amount: &str, fee: &str, payout: &str) -
 }
 
 #[tokio::test]
-async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_the_amount_back() {
+async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_both_back() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
     t.submit(vec![
@@ -140,17 +148,21 @@ async fn a_lost_dispute_books_chargeback_and_fee_and_a_won_one_gives_the_amount_
     assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
     assert_eq!(account_balance(&t, "processing_fees").await, "1.75");
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
-    // Won: the amount comes back (Stripe keeps the dispute fee; the API
-    // refuses negative fees, so a refunded fee cannot be stated yet).
+    // Won: the amount and the dispute fee come back (a negative fee on the reversal).
     t.submit(vec![
-        dispute_bt("txn_e1", "dispute_reversal", "50.00", "0.00", "po_e"),
-        payout("po_e", "50.00"),
+        dispute_bt("txn_e1", "dispute_reversal", "50.00", "-15.00", "po_e"),
+        payout("po_e", "65.00"),
     ])
     .await
     .unwrap();
     drain(&app, "acme").await;
     assert_eq!(account_balance(&t, "chargebacks").await, "0.00");
-    assert_eq!(account_balance(&t, "dispute_fees").await, "15.00");
+    assert_eq!(account_balance(&t, "dispute_fees").await, "0.00");
+    assert_eq!(account_balance(&t, "processing_fees").await, "1.75");
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_e'").await,
+        "applied"
+    );
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
     assert_eq!(exception_rules(&t).await, "");
     assert_ledger_sound(&t).await;
@@ -350,10 +362,23 @@ async fn a_credit_memo_arriving_after_its_refund_is_booked_and_settles_the_excep
     drain(&app, "acme").await;
     assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    // The payout's residual is back to zero, and its exception settled by the rules.
     assert_eq!(
-        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.refund_without_credit_memo' AND state = 'resolved'")
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'ledger.clearing_residual' AND subject = 'po_k' AND state = 'resolved' AND resolved_by = 'rules'")
             .await,
         1
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(residual, 2)::text FROM payouts WHERE payout_id = 'po_k'"
+        )
+        .await,
+        "0.00"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE state <> 'resolved' AND (rule LIKE 'cash.%' OR rule LIKE 'ledger.%')").await,
+        0
     );
     assert_ledger_sound(&t).await;
 }

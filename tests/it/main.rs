@@ -4,6 +4,7 @@ mod alerts;
 mod binary;
 mod cash;
 mod cash_deposits;
+mod cash_rules;
 mod cash_scenarios;
 mod checks;
 mod common;

@@ -20,6 +20,9 @@ use check::{Check, ID_MAX, MAX_ITEMS, MAX_JOURNAL_LINES, NAME_MAX, PROSE_MAX, Wh
 /// The most records one request (or one stream chunk) may carry.
 pub const MAX_BATCH: usize = 1000;
 
+/// Reporting categories whose fee may be negative: the processor giving a fee back.
+pub const FEE_GIVEN_BACK: [&str; 3] = ["dispute_reversal", "adjustment", "other_adjustment"];
+
 fn valid_source_system(s: &str) -> bool {
     lowercase_id(s, 63, true, b"_-")
 }
@@ -200,11 +203,27 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let p = format!("{p}.credit_memo");
             let total = c.money(&format!("{p}.total"), m.total.as_ref(), true, true);
             let tax = c.optional_money(&format!("{p}.tax"), m.tax.as_ref(), true);
+            let shipping = c.optional_money(&format!("{p}.shipping"), m.shipping.as_ref(), true);
             let lines = invoice_lines(c, &p, &m.lines);
+            if let Some(t) = total {
+                let parts = [tax, shipping]
+                    .into_iter()
+                    .flatten()
+                    .try_fold(rust_decimal::Decimal::ZERO, |acc, m| {
+                        (m.currency == t.currency).then(|| acc.checked_add(m.amount))?
+                    });
+                if parts.is_none_or(|parts| parts > t.amount) {
+                    c.fail(
+                        &format!("{p}.shipping"),
+                        "tax and shipping must be in the total's currency and at most the total",
+                    );
+                }
+            }
             Some(d::Body::CreditMemo(d::CreditMemo {
                 total: total?,
                 tax,
                 lines,
+                shipping,
             }))
         }
         K::JournalEntry(j) => {
@@ -265,7 +284,21 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
                 Some(b.reporting_category.clone())
             };
             let amount = c.money(&format!("{p}.amount"), b.amount.as_ref(), true, false);
-            let fee = c.optional_money(&format!("{p}.fee"), b.fee.as_ref(), true);
+            let fee = c.optional_money(&format!("{p}.fee"), b.fee.as_ref(), false);
+            // A fee comes back (negative) only when the processor reverses one: a won
+            // dispute gives its dispute fee back; an adjustment may refund a fee.
+            if fee.is_some_and(|f| f.amount.is_sign_negative() && !f.amount.is_zero())
+                && !FEE_GIVEN_BACK.contains(&b.reporting_category.as_str())
+            {
+                c.fail(
+                    &format!("{p}.fee.amount"),
+                    format!(
+                        "must not be negative for a '{}' transaction; only {} may give a fee back",
+                        b.reporting_category,
+                        FEE_GIVEN_BACK.join(", ")
+                    ),
+                );
+            }
             let net = c.optional_money(&format!("{p}.net"), b.net.as_ref(), false);
             let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &b.exchange_rate);
             let available_time = c.timestamp(

@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 
 use crate::domain::cash_application::completeness::BalanceTxn;
 use crate::domain::cash_application::order::{Document, Payment};
-use crate::domain::cash_application::plan::{CashEvent, OrderFacts, PayoutTxn};
-use crate::domain::ledger::posting::{InvoiceBooking, Tender};
+use crate::domain::cash_application::plan::{CashEvent, MemoParts, OrderFacts, PayoutTxn};
+use crate::domain::ledger::posting::{Conversion, InvoiceBooking, Tender};
 use crate::domain::money::Money;
 use crate::domain::record::{Body, PaymentType, Record, TenderType};
 use crate::domain::transaction::StoredRecord;
@@ -113,16 +113,20 @@ pub(crate) fn order_facts(
     records: &[StoredRecord],
     events: Vec<CashEvent>,
     fallback: Option<crate::domain::currency::Currency>,
+    mut refund_settlements: BTreeMap<String, Conversion>,
 ) -> Option<OrderFacts> {
     let mut currency = None;
     let mut invoices = Vec::new();
     let mut credit_memos = Vec::new();
     let mut tenders = Vec::new();
+    let mut order_total = None;
+    let mut memo_parts = BTreeMap::new();
     for s in records {
         let r = &s.record;
         match &r.body {
             Body::StorefrontOrder(o) => {
                 currency = Some(o.total.currency);
+                order_total = Some(o.total);
                 for (i, t) in o.tenders.iter().enumerate() {
                     let tender = match t.tender_type {
                         TenderType::GiftCard => Tender::GiftCard,
@@ -141,21 +145,37 @@ pub(crate) fn order_facts(
                 currency.get_or_insert(inv.total.currency);
                 invoices.push(invoice_booking(order_id, r, inv)?);
             }
-            Body::CreditMemo(m) => credit_memos.push(Document {
-                id: r.source_id.clone(),
-                date: date(r),
-                total: m.total,
-            }),
+            Body::CreditMemo(m) => {
+                let zero = Money::zero(m.total.currency);
+                memo_parts.insert(
+                    r.source_id.clone(),
+                    MemoParts {
+                        tax: m.tax.unwrap_or(zero),
+                        shipping: m.shipping.unwrap_or(zero),
+                    },
+                );
+                credit_memos.push(Document {
+                    id: r.source_id.clone(),
+                    date: date(r),
+                    total: m.total,
+                })
+            }
             _ => {}
         }
     }
+    let currency = currency.or(fallback)?;
+    // Only a conversion into another currency is one.
+    refund_settlements.retain(|_, c| c.settlement.currency != currency);
     Some(OrderFacts {
         order_id: order_id.to_string(),
-        currency: currency.or(fallback)?,
+        currency,
         events,
         invoices,
         credit_memos,
         tenders,
+        order_total,
+        memo_parts,
+        refund_settlements,
     })
 }
 
@@ -196,4 +216,40 @@ fn invoice_booking(
         tax,
         shipping,
     })
+}
+
+/// Refunds applied to an order but not (all) booked yet wait for a credit memo that has not
+/// been seen; when one has arrived, these are the refunds whose settlement is needed.
+pub(crate) fn refunds_awaiting_memo(records: &[StoredRecord], events: &[CashEvent]) -> Vec<String> {
+    use crate::domain::cash_application::plan::EventKind;
+    let known: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::CreditMemo)
+        .map(|e| e.ref_id.as_str())
+        .collect();
+    let new_memo = records.iter().any(|s| {
+        matches!(s.record.body, Body::CreditMemo(_))
+            && !known.contains(&s.record.source_id.as_str())
+    });
+    if !new_memo {
+        return vec![];
+    }
+    events
+        .iter()
+        .filter(|e| e.kind == EventKind::Refund)
+        .map(|e| e.ref_id.clone())
+        .collect()
+}
+
+/// A refund's settlement, from its balance transaction: (refund id, whole settlement
+/// amount and rate), when the processor converted it.
+pub(crate) fn refund_settlement(r: &Record) -> Option<(String, Conversion)> {
+    let (txn, source, rate) = balance_txn(r)?;
+    Some((
+        source?,
+        Conversion {
+            settlement: Money::new(txn.amount.amount.abs(), txn.amount.currency),
+            rate: rate?,
+        },
+    ))
 }

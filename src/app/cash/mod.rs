@@ -12,6 +12,8 @@
 mod deposit;
 mod facts;
 mod failure;
+mod residual;
+mod waiting;
 
 pub(crate) use facts::balance_txn;
 
@@ -40,6 +42,8 @@ use crate::storage::{Conn, exceptions, record_log};
 pub const APPLY_PAYOUT: &str = "apply_payout";
 pub const APPLY_ORDER: &str = "apply_order";
 pub const APPLY_DEPOSIT: &str = "apply_deposit";
+/// A waiting payout's deadline: applied if complete by then, else an exception.
+pub const CHECK_PAYOUT: &str = "check_payout";
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +182,8 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     let start = std::time::Instant::now();
     let work = async {
         match job.kind.as_str() {
-            APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id).await,
+            APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, false).await,
+            CHECK_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, true).await,
             APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
             APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
             other => Err(Error::Internal(format!("no handler for job kind {other}"))),
@@ -238,11 +243,32 @@ async fn load_orders(
 )> {
     let records = record_log::load_records(conn, merchant, orders).await?;
     let mut events = ledger::load_events(conn, merchant, orders).await?;
+    // Refunds a newly arrived credit memo may book late need their processor conversion.
+    let awaiting: Vec<String> = orders
+        .iter()
+        .flat_map(|o| {
+            let recs = records.get(o).map(Vec::as_slice).unwrap_or(&[]);
+            facts::refunds_awaiting_memo(recs, events.get(o).map(Vec::as_slice).unwrap_or(&[]))
+        })
+        .collect();
+    let settlements: BTreeMap<String, _> = if awaiting.is_empty() {
+        BTreeMap::new()
+    } else {
+        crate::storage::payouts::refund_txns(conn, merchant, &awaiting)
+            .await?
+            .iter()
+            .filter_map(facts::refund_settlement)
+            .collect()
+    };
     let mut out = BTreeMap::new();
     for o in orders {
         let recs = records.get(o).map(Vec::as_slice).unwrap_or(&[]);
         let evs = events.remove(o).unwrap_or_default();
-        if let Some(f) = facts::order_facts(o, recs, evs, fallback) {
+        let mine = evs
+            .iter()
+            .filter_map(|e| Some((e.ref_id.clone(), *settlements.get(&e.ref_id)?)))
+            .collect();
+        if let Some(f) = facts::order_facts(o, recs, evs, fallback, mine) {
             out.insert(o.clone(), f);
         }
     }
@@ -268,7 +294,13 @@ fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid(subject.to_string(), e.to_string())
 }
 
-async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
+/// `at_deadline`: run by the payout's deadline check, so an incomplete payout is overdue.
+async fn apply_payout(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_id: &str,
+    at_deadline: bool,
+) -> Result<Work> {
     let state = ledger::payout_state(conn, merchant, payout_id).await?;
     if state.as_deref() == Some("reversed") {
         return Ok(Work::Done);
@@ -314,6 +346,16 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
                 residual: rust_decimal::Decimal::ZERO,
             };
             ledger::upsert_payout(conn, merchant, &row).await?;
+            let w = waiting::Waiting {
+                payout_id,
+                created: payout.event_time,
+                amount: p.amount,
+                bridge: &bridge,
+                missing,
+                txns: plain.len(),
+                at_deadline,
+            };
+            waiting::check(conn, merchant, &w).await?;
             return Ok(Work::Done);
         }
         Completeness::Complete(bridge) => bridge,
@@ -349,6 +391,9 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         residual,
     };
     ledger::upsert_payout(conn, merchant, &row).await?;
+    if state.as_deref() == Some("waiting") {
+        waiting::settle(conn, merchant, payout_id).await?;
+    }
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_plan(conn, merchant, &plan, Some(payout_id), &stored).await?;
     // A deposit that arrived first may have been waiting for this payout.
@@ -433,7 +478,8 @@ async fn write_plan(
         ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
     }
     .instrument(span)
-    .await
+    .await?;
+    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
@@ -475,10 +521,10 @@ pub(crate) async fn enqueue_for(
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
     let exception_type = match p.rule {
-        "cash.refund_without_credit_memo" => ExceptionType::NotPropagated,
-        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" => {
+        "ledger.clearing_residual" | "cash.deposit_amount_mismatch" | "cash.overpayment" => {
             ExceptionType::AmountMismatch
         }
+        waiting::INCOMPLETE_RULE => ExceptionType::LateHandoff,
         _ => ExceptionType::ValidationFailed,
     };
     exceptions::NewException {

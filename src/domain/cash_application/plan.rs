@@ -72,6 +72,22 @@ pub struct OrderFacts {
     pub credit_memos: Vec<Document>,
     /// Storefront tenders applied from liability accounts (gift card, store credit).
     pub tenders: Vec<Payment>,
+    /// The storefront order's total: once its invoices add up to it, the order is invoiced
+    /// in full and cash still held on it is an overpayment.
+    pub order_total: Option<Money>,
+    /// Per credit memo, the tax and shipping it credits (the rest is returned goods).
+    pub memo_parts: BTreeMap<String, MemoParts>,
+    /// Per refund already applied, how the processor settled it (its whole settlement
+    /// amount and rate) when in another currency: a refund booked late, when its credit
+    /// memo arrives, is converted at the processor's rate like any other.
+    pub refund_settlements: BTreeMap<String, Conversion>,
+}
+
+/// What a credit memo credits besides returned goods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoParts {
+    pub tax: Money,
+    pub shipping: Money,
 }
 
 /// A balance transaction of the payout, with what it was tied to.
@@ -127,6 +143,14 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// (rule, subject) of exceptions this plan settles: the record they waited for arrived.
     pub resolved: Vec<(&'static str, String)>,
+    /// Refunds (id, amount) no credit memo covers yet: they stay on processor clearing, so
+    /// the payout's residual names them. Past the refund lag, matching's
+    /// REFUND_NOT_PROPAGATED (`refund_not_credited`) is the exception for them.
+    pub awaiting_memo: Vec<(String, Money)>,
+    /// Refunds booked late, when their credit memo arrived: (refund id, the entry's effect on
+    /// processor clearing, debit positive), so the payout that left them on clearing can
+    /// have its residual reduced and, at zero, its exception settled.
+    pub late_refunds: Vec<(String, Vec<Money>)>,
     /// Entries before this index are the orders' own (invoices booked, held cash released
     /// on catching up); from it on they are the payout's, which a failure mirrors.
     pub payout_entries_from: usize,
@@ -145,6 +169,8 @@ struct OrderBook<'a> {
     facts: &'a OrderFacts,
     cash: OrderCash,
     known: BTreeSet<(&'static str, String)>,
+    /// The overpayment as the stored events left it, to tell when this plan settles it.
+    overpaid_before: Option<Money>,
 }
 
 impl<'a> OrderBook<'a> {
@@ -153,6 +179,7 @@ impl<'a> OrderBook<'a> {
             facts,
             cash: OrderCash::new(&facts.order_id, facts.currency),
             known: BTreeSet::new(),
+            overpaid_before: None,
         };
         for e in &facts.events {
             book.known.insert((e.kind.key(), e.ref_id.clone()));
@@ -178,7 +205,47 @@ impl<'a> OrderBook<'a> {
                 EventKind::Refund => drop(book.cash.apply_refund(&pay())?),
             }
         }
+        book.overpaid_before = book.overpaid()?;
         Ok(book)
+    }
+
+    /// Cash held once the order's invoices reach its total: an overpayment.
+    fn overpaid(&self) -> Result<Option<Money>, PlanError> {
+        let Some(total) = self.facts.order_total else {
+            return Ok(None);
+        };
+        let position = self.cash.position()?;
+        let invoiced = position
+            .invoices
+            .iter()
+            .try_fold(Money::zero(self.facts.currency), |acc, (_, t, _)| {
+                acc.checked_add(t)
+            })
+            .ok_or(LedgerError::Overflow)?;
+        let in_full = total.currency == invoiced.currency && invoiced.amount >= total.amount;
+        Ok(self.cash.overpayment(in_full)?)
+    }
+
+    /// Raises the overpayment (naming the amount held) or settles it once nothing is held.
+    fn check_overpayment(&self, plan: &mut Plan) -> Result<(), PlanError> {
+        let order = &self.facts.order_id;
+        match (self.overpaid()?, &self.overpaid_before) {
+            (Some(held), _) => {
+                let position = self.cash.position()?;
+                plan.problems.push(Problem {
+                    rule: OVERPAYMENT_RULE,
+                    subject: order.clone(),
+                    order_id: Some(order.clone()),
+                    summary: format!(
+                        "order {order} is invoiced in full ({} of {} captured applied) and {held} more was paid: it stays as unapplied cash",
+                        position.applied, position.captured
+                    ),
+                })
+            }
+            (None, Some(_)) => plan.resolved.push((OVERPAYMENT_RULE, order.clone())),
+            (None, None) => {}
+        }
+        Ok(())
     }
 
     fn knows(&self, kind: EventKind, id: &str) -> bool {
@@ -238,21 +305,15 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
         if !book.knows(EventKind::CreditMemo, &memo.id) {
             // Refunds that were waiting for this memo are booked against it now.
             for a in book.cash.add_credit_memo(memo)? {
-                plan.entries.push(posting::book_refund(
-                    merchant,
-                    &posting::RefundBooking {
-                        refund_id: a.refund_id.clone(),
-                        credit_memo_id: a.credit_memo_id.clone(),
-                        order_id: order.clone(),
-                        date: memo.date,
-                        returns: a.amount,
-                        tax: Money::zero(a.amount.currency),
-                        shipping: Money::zero(a.amount.currency),
-                        conversion: None,
-                    },
-                )?);
-                plan.resolved
-                    .push(("cash.refund_without_credit_memo", a.refund_id));
+                let conversion = late_conversion(book.facts, &a)?;
+                let booking = refund_booking(book.facts, &a, memo.date, conversion)?;
+                let entry = posting::book_refund(merchant, &booking)?;
+                let effect = match check_clearing([&entry])? {
+                    ClearingCheck::Zero => vec![],
+                    ClearingCheck::Residual(r) => r,
+                };
+                plan.late_refunds.push((a.refund_id.clone(), effect));
+                plan.entries.push(entry);
             }
             book.record(
                 plan,
@@ -365,12 +426,20 @@ pub fn plan_order(merchant: &str, facts: &OrderFacts) -> Result<Plan, PlanError>
     let mut plan = Plan::default();
     let mut book = OrderBook::replay(facts)?;
     catch_up(merchant, &mut book, &mut plan)?;
+    book.check_overpayment(&mut plan)?;
     Ok(plan)
 }
+
+/// Money paid beyond an order invoiced in full.
+pub const OVERPAYMENT_RULE: &str = "cash.overpayment";
 
 #[path = "plan_payout.rs"]
 mod payout;
 pub use payout::plan_payout;
+
+#[path = "plan_refund.rs"]
+mod refund;
+use refund::{late_conversion, refund_booking, share};
 
 #[path = "plan_failure.rs"]
 mod failure;
@@ -383,19 +452,40 @@ fn clearing(
     payout_id: &str,
 ) -> Result<(), PlanError> {
     if let ClearingCheck::Residual(residual) = check_clearing(payout_entries)? {
-        let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
         plan.problems.push(Problem {
-            rule: "ledger.clearing_residual",
+            rule: RESIDUAL_RULE,
             subject: payout_id.to_string(),
             order_id: None,
-            summary: format!(
-                "payout {payout_id} leaves {} on processor clearing (debit positive)",
-                list.join(", ")
-            ),
+            summary: residual_summary(payout_id, &residual, &plan.awaiting_memo),
         });
         plan.residual = residual;
     }
     Ok(())
+}
+
+/// The exception for money left on processor clearing by a payout.
+pub const RESIDUAL_RULE: &str = "ledger.clearing_residual";
+
+/// Names the residual and, when refunds wait for their credit memos, which refunds explain
+/// it (booked, and the residual reduced, when the memo arrives).
+pub fn residual_summary(
+    payout_id: &str,
+    residual: &[Money],
+    awaiting: &[(String, Money)],
+) -> String {
+    let list: Vec<String> = residual.iter().map(|m| m.to_string()).collect();
+    let mut s = format!(
+        "payout {payout_id} leaves {} on processor clearing (debit positive)",
+        list.join(", ")
+    );
+    if !awaiting.is_empty() {
+        let refunds: Vec<String> = awaiting.iter().map(|(id, m)| format!("{id} {m}")).collect();
+        s.push_str(&format!(
+            "; refunds with no credit memo yet: {} (booked when their memo arrives)",
+            refunds.join(", ")
+        ));
+    }
+    s
 }
 
 /// Orders of a payout, in a fixed order, for the worker to load and lock.

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use super::{
     Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, PayoutTxn, Plan, PlanError,
-    Problem, apply_payment, catch_up, clearing, release,
+    Problem, apply_payment, catch_up, clearing, refund_booking, release, share,
 };
 use crate::domain::cash_application::order::Payment;
 use crate::domain::ledger::posting::{
-    self, Conversion, DisputeBooking, FeeItem, PaymentBooking, RefundBooking, Tender,
+    self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
 use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
@@ -40,6 +40,9 @@ pub fn plan_payout(
                 fee,
             });
         }
+    }
+    for book in books.values() {
+        book.check_overpayment(&mut plan)?;
     }
     let gross: Vec<(String, Money)> = order_gross.into_iter().collect();
     let sweep = posting::book_fee_sweep(
@@ -104,19 +107,27 @@ fn apply_txn(
             Ok(Some(taken))
         }
         ("dispute" | "dispute_reversal", book) => {
+            let won = category == "dispute_reversal";
+            // A dispute charges its fee (positive); a won dispute gives it back (negative).
+            // A fee of the other sign is not the dispute fee: it goes to the sweep.
+            let zero = Money::zero(t.txn.fee.currency);
+            let (dispute_fee, other_fee) = match (won, t.txn.fee.amount.is_sign_negative()) {
+                (false, false) | (true, true) => (abs(t.txn.fee), zero),
+                _ => (zero, t.txn.fee),
+            };
             let d = DisputeBooking {
                 dispute_id: id,
                 order_id: book.map(|b| b.facts.order_id.clone()),
                 date: t.date,
                 amount: abs(t.txn.amount),
-                fee: abs(t.txn.fee),
+                fee: dispute_fee,
             };
-            plan.entries.push(if category == "dispute" {
-                posting::book_dispute(merchant, &d)?
-            } else {
+            plan.entries.push(if won {
                 posting::book_dispute_won(merchant, &d)?
+            } else {
+                posting::book_dispute(merchant, &d)?
             });
-            Ok(None)
+            Ok(Some(other_fee))
         }
         ("charge" | "payment", Some(book)) => {
             if book.knows(EventKind::Payment, &id) {
@@ -213,7 +224,6 @@ fn refund(
     amount: Money,
     conversion: Option<Conversion>,
 ) -> Result<(), PlanError> {
-    let order = book.facts.order_id.clone();
     if book.knows(EventKind::Refund, id) {
         return Ok(());
     }
@@ -227,37 +237,19 @@ fn refund(
     let total = amount;
     for a in &outcome.applications {
         let conv = match conversion {
-            Some(c) if total.amount == a.amount.amount => Some(c),
             Some(c) => Some(Conversion {
                 settlement: share(c.settlement, a.amount, total)?,
                 rate: c.rate,
             }),
             None => None,
         };
-        plan.entries.push(posting::book_refund(
-            merchant,
-            &RefundBooking {
-                refund_id: id.to_string(),
-                credit_memo_id: a.credit_memo_id.clone(),
-                order_id: order.clone(),
-                date: t.date,
-                returns: a.amount,
-                tax: Money::zero(a.amount.currency),
-                shipping: Money::zero(a.amount.currency),
-                conversion: conv,
-            },
-        )?);
+        let booking = refund_booking(book.facts, a, t.date, conv)?;
+        plan.entries.push(posting::book_refund(merchant, &booking)?);
     }
     if !outcome.unmatched.amount.is_zero() {
-        plan.problems.push(Problem {
-            rule: "cash.refund_without_credit_memo",
-            subject: id.to_string(),
-            order_id: Some(order.clone()),
-            summary: format!(
-                "refund {id} of order {order}: {} has no credit memo; it stays on processor clearing",
-                outcome.unmatched
-            ),
-        });
+        // No cash-level exception: it stays on clearing (the payout's residual names it) and
+        // matching raises REFUND_NOT_PROPAGATED once the refund lag has passed.
+        plan.awaiting_memo.push((id.to_string(), outcome.unmatched));
     }
     let e = CashEvent {
         kind: EventKind::Refund,
@@ -269,23 +261,4 @@ fn refund(
     };
     book.record(plan, e);
     Ok(())
-}
-
-/// `part` of `whole`, in `of`'s currency, rounded to its minor unit.
-fn share(of: Money, part: Money, whole: Money) -> Result<Money, LedgerError> {
-    if whole.amount.is_zero() {
-        return Ok(Money::zero(of.currency));
-    }
-    let exact = of
-        .amount
-        .checked_mul(part.amount)
-        .and_then(|x| x.checked_div(whole.amount))
-        .ok_or(LedgerError::Overflow)?;
-    Ok(Money::new(
-        exact.round_dp_with_strategy(
-            of.currency.exponent(),
-            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
-        ),
-        of.currency,
-    ))
 }

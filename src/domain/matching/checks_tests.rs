@@ -61,6 +61,7 @@ fn credit_memo(id: &str, total: &str, minutes: i64) -> StoredRecord {
             total: usd(total),
             tax: None,
             lines: vec![],
+            shipping: None,
         }),
     )
 }

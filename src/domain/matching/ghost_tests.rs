@@ -80,6 +80,7 @@ fn credit_memo(id: &str, total: &str, minutes: i64) -> StoredRecord {
         Body::CreditMemo(CreditMemo {
             total: usd(total),
             tax: None,
+            shipping: None,
             lines: vec![],
         }),
     )

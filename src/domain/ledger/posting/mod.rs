@@ -6,6 +6,7 @@
 //! | invoice (at shipment)              | AR (total), sales discounts            | revenue, sales tax payable, shipping    | `book_invoice` |
 //! | capture / tender applied           | clearing or gift card liability        | AR per invoice, unapplied cash (rest)   | `book_payment` |
 //! | held cash meets its invoice        | unapplied cash                         | AR                                      | `book_unapplied_release` |
+//! | held cash taken back off invoices  | AR                                     | unapplied cash                          | `book_unapplied_return` |
 //! | partial-capture reversal           | unapplied cash / AR                    | clearing                                | `book_payment` (reverse) |
 //! | refund via credit memo             | sales returns, tax payable, shipping   | clearing                                | `book_refund` |
 //! | fees of a payout (one sweep)       | processing fees                        | clearing                                | `book_fee_sweep` |
@@ -32,7 +33,7 @@ pub use processor::{
 };
 pub use sales::{
     InvoiceBooking, PaymentBooking, RefundBooking, Tender, book_invoice, book_payment, book_refund,
-    book_unapplied_release,
+    book_unapplied_release, book_unapplied_return,
 };
 
 use chrono::NaiveDate;

@@ -267,6 +267,47 @@ pub fn book_unapplied_release(
     entry(header, lines)
 }
 
+/// Dr AR / Cr unapplied cash: applications of held cash taken back off their invoices (the
+/// payment they came from is gone, e.g. its payout failed), the invoices reopened. Keyed by
+/// the event that took them back. `returned` are (payment id, invoice id, amount).
+pub fn book_unapplied_return(
+    merchant_id: &str,
+    order_id: &str,
+    trigger_id: &str,
+    date: NaiveDate,
+    returned: &[(String, String, Money)],
+) -> Result<JournalEntry, LedgerError> {
+    let mut lines = Vec::new();
+    for (payment_id, invoice_id, amount) in returned {
+        non_negative(*amount, "returned.amount")?;
+        let debit =
+            JournalLine::debit(AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
+        let credit =
+            JournalLine::credit(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
+        push_if_nonzero(&mut lines, debit);
+        push_if_nonzero(&mut lines, credit);
+    }
+    let lines = lines.into_iter().map(|l| l.order(Some(order_id))).collect();
+    let mut sources = vec![SourceRef::new(SourceKind::Order, order_id)];
+    for (payment_id, invoice_id, _) in returned {
+        sources.push(SourceRef::new(SourceKind::Capture, payment_id));
+        sources.push(SourceRef::new(SourceKind::Invoice, invoice_id));
+    }
+    sources.sort();
+    sources.dedup();
+    let header = Header {
+        merchant_id,
+        kind: "unapplied-return",
+        keys: &[order_id, trigger_id],
+        date,
+        memo: format!(
+            "Applied cash of order {order_id} taken back off its invoices ({trigger_id})"
+        ),
+        sources,
+    };
+    entry(header, lines)
+}
+
 /// A refund booked against its credit memo: what the memo returns (goods, tax, shipping)
 /// is debited, and the money leaves through processor clearing.
 #[derive(Debug, Clone, PartialEq, Eq)]
