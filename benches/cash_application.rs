@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tally::app::App;
 use tally::app::cash::RetryPolicy;
+use tally::app::worker::WorkerConfig;
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::server::Running;
@@ -141,9 +142,9 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
                 idle = 0;
                 for k in 0..merchants.len() {
                     let m = &merchants[(k + n) % merchants.len()];
-                    match app.run_one_job(m, &retry).await.unwrap() {
-                        Some(_) => {}
-                        None => idle += 1,
+                    let batch = WorkerConfig::default().batch;
+                    if app.run_jobs(m, &retry, batch).await.unwrap().is_empty() {
+                        idle += 1;
                     }
                 }
             }

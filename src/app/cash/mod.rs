@@ -9,6 +9,7 @@
 //! the job (back-off, then parked with an exception); a crash rolls the whole
 //! transaction back and frees the claim.
 
+mod batch;
 mod facts;
 
 pub(crate) use facts::balance_txn;
@@ -80,7 +81,8 @@ pub enum JobOutcome {
 }
 
 enum Work {
-    Done,
+    /// With the subjects of the order jobs it took over (a payout's orders).
+    Done(Vec<String>),
     Busy,
 }
 
@@ -96,29 +98,43 @@ impl App {
             let Some(job) = jobs::claim(conn, merchant).await? else {
                 return Ok(None);
             };
-            let work = conn
-                .transaction(async |conn| run_job(conn, &job).await)
-                .await;
-            let outcome = match work {
-                Ok(Work::Done) => {
-                    jobs::complete(conn, &job).await?;
-                    JobOutcome::Done {
-                        kind: job.kind.clone(),
-                        subject: job.subject_id.clone(),
-                    }
-                }
-                Ok(Work::Busy) => {
-                    jobs::postpone(conn, &job, 100).await?;
-                    JobOutcome::Postponed
-                }
-                // Nothing can be recorded without the database: the claim is
-                // freed by the rollback and the job runs again.
-                Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
-                Err(e) => failed(conn, &job, &e, retry).await?,
-            };
-            Ok(Some(outcome))
+            Ok(Some(run_claimed(conn, &job, retry).await?.0))
         })
         .await
+    }
+}
+
+/// Runs a claimed job in its own savepoint and records what came of it: a
+/// failure rolls back this job's work only. Returns the outcome and the order
+/// jobs its work took over.
+async fn run_claimed(
+    conn: &mut Conn,
+    job: &Job,
+    retry: &RetryPolicy,
+) -> Result<(JobOutcome, Vec<String>)> {
+    let work = conn
+        .transaction(async |conn| run_job(conn, job).await)
+        .await;
+    Ok(match work {
+        Ok(Work::Done(absorbed)) => {
+            jobs::complete(conn, job).await?;
+            (done(job), absorbed)
+        }
+        Ok(Work::Busy) => {
+            jobs::postpone(conn, job, 100).await?;
+            (JobOutcome::Postponed, vec![])
+        }
+        // Nothing can be recorded without the database: the claim is
+        // freed by the rollback and the job runs again.
+        Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+        Err(e) => (failed(conn, job, &e, retry).await?, vec![]),
+    })
+}
+
+fn done(job: &Job) -> JobOutcome {
+    JobOutcome::Done {
+        kind: job.kind.clone(),
+        subject: job.subject_id.clone(),
     }
 }
 
@@ -168,16 +184,20 @@ async fn lock_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Resu
     locks::try_lock_all(conn, merchant, &keys).await
 }
 
+type StoredByOrder = BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>;
+
+/// The orders' facts; their records are read unless the caller has them already.
 async fn load_orders(
     conn: &mut Conn,
     merchant: &str,
     orders: &[String],
     fallback: Option<crate::domain::currency::Currency>,
-) -> Result<(
-    BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>,
-    BTreeMap<String, OrderFacts>,
-)> {
-    let records = record_log::load_records(conn, merchant, orders).await?;
+    loaded: Option<StoredByOrder>,
+) -> Result<(StoredByOrder, BTreeMap<String, OrderFacts>)> {
+    let records = match loaded {
+        Some(r) => r,
+        None => record_log::load_records(conn, merchant, orders).await?,
+    };
     let mut events = ledger::load_events(conn, merchant, orders).await?;
     let mut out = BTreeMap::new();
     for o in orders {
@@ -195,13 +215,13 @@ async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<
     if !lock_orders(conn, merchant, &orders).await? {
         return Ok(Work::Busy);
     }
-    let (_, facts) = load_orders(conn, merchant, &orders, None).await?;
+    let (_, facts) = load_orders(conn, merchant, &orders, None, None).await?;
     let Some(f) = facts.get(order_id) else {
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     };
     let plan = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
     write_plan(conn, merchant, &plan, None).await?;
-    Ok(Work::Done)
+    Ok(Work::Done(vec![]))
 }
 
 fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
@@ -216,12 +236,12 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         Some("applied" | "reversed")
     ) {
         // Applied already (exactly once): a late duplicate arrival changes nothing.
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     }
     let (payouts, txn_records) = ledger::payout_records(conn, merchant, payout_id).await?;
     let Some(payout) = payouts.first() else {
         // Its transactions came first; the payout's own arrival enqueues it again.
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     };
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
@@ -255,7 +275,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
                 residual: rust_decimal::Decimal::ZERO,
             };
             ledger::upsert_payout(conn, merchant, &row).await?;
-            return Ok(Work::Done);
+            return Ok(Work::Done(vec![]));
         }
         Completeness::Complete(bridge) => bridge,
     };
@@ -269,7 +289,18 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         bridge: bridge.clone(),
     };
     let orders = payout_orders(&facts.txns);
-    let (_, order_facts) = load_orders(conn, merchant, &orders, Some(p.amount.currency)).await?;
+    // The plan catches each of these orders up (books its new invoices, applies
+    // its held cash) as their own jobs would: it takes those jobs over, so a
+    // payout and its orders commit once.
+    let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
+    let (_, order_facts) = load_orders(
+        conn,
+        merchant,
+        &orders,
+        Some(p.amount.currency),
+        Some(stored),
+    )
+    .await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
     let residual = plan
@@ -290,7 +321,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     ledger::upsert_payout(conn, merchant, &row).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_plan(conn, merchant, &plan, Some(payout_id)).await?;
-    Ok(Work::Done)
+    Ok(Work::Done(absorbed))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
