@@ -8,7 +8,7 @@
 //! per table; if any of them fails or finds an order busy, that savepoint is
 //! rolled back and they run one by one, each in its own savepoint, as alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use diesel_async::AsyncConnection;
 
@@ -17,7 +17,7 @@ use super::{
     run_claimed, write_plan,
 };
 use crate::app::App;
-use crate::domain::cash_application::plan::{Plan, plan_order};
+use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
 use crate::error::{Error, Result};
 use crate::storage::Conn;
 use crate::storage::jobs::{self, Job};
@@ -101,6 +101,28 @@ async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Res
     }
     write_plan(conn, merchant, &plan, None).await?;
     Ok(Work::Done(vec![]))
+}
+
+/// The order jobs a payout took over, run before it as they would have run
+/// alone (their entries are the orders', not the payout's), written together;
+/// their new events are added to `facts` as a reload would find them, so the
+/// payout's plan starts where they left off.
+pub(super) async fn catch_up_first(
+    conn: &mut Conn,
+    merchant: &str,
+    absorbed: &[String],
+    facts: &mut BTreeMap<String, OrderFacts>,
+) -> Result<()> {
+    let mut plan = Plan::default();
+    for order_id in absorbed {
+        let Some(f) = facts.get_mut(order_id) else {
+            continue;
+        };
+        let p = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
+        f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
+        merge(&mut plan, p);
+    }
+    write_plan(conn, merchant, &plan, None).await
 }
 
 /// Appends an order plan to the batch's (order plans have no fee shares or residual).

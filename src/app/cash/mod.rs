@@ -289,11 +289,10 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         bridge: bridge.clone(),
     };
     let orders = payout_orders(&facts.txns);
-    // The plan catches each of these orders up (books its new invoices, applies
-    // its held cash) as their own jobs would: it takes those jobs over, so a
-    // payout and its orders commit once.
+    // Their pending order jobs are taken over and run first, here, as they
+    // would have alone: a payout and its orders commit once.
     let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
-    let (_, order_facts) = load_orders(
+    let (_, mut order_facts) = load_orders(
         conn,
         merchant,
         &orders,
@@ -301,6 +300,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         Some(stored),
     )
     .await?;
+    batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
     let residual = plan
