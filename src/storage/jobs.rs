@@ -125,6 +125,37 @@ pub async fn claim_batch(
     .await?)
 }
 
+/// Claims up to `limit` due jobs of one kind nobody holds, oldest first. A job
+/// waits while a ready job of kind `after` made ready no later than it is
+/// pending (claimed or not): that one may take it over (a payout does its
+/// orders' jobs), and claiming both at once would only make them contend.
+/// Jobs of `after` made ready later never hold it back, so none starves.
+pub async fn claim_kind(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<Vec<Job>> {
+    Ok(statement(
+        "SELECT merchant_id, kind, subject_id, attempts FROM jobs j
+         WHERE merchant_id = $1 AND kind = $2 AND state = 'ready' AND run_after <= now()
+           AND NOT EXISTS (
+             SELECT 1 FROM jobs l
+             WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'
+               AND l.run_after <= j.run_after)
+         ORDER BY run_after, subject_id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<BigInt, _>(limit.max(1))
+    .bind::<Nullable<Text>, _>(after)
+    .load(conn)
+    .await?)
+}
+
 /// Takes over and finishes the ready jobs of `kind` for these subjects that
 /// no other transaction holds (claimed or not, due or backing off), because
 /// the caller's work, in the same transaction, does theirs. Rows another

@@ -3,6 +3,7 @@
 mod alerts;
 mod binary;
 mod cash;
+mod cash_batches;
 mod cash_scenarios;
 mod checks;
 mod common;

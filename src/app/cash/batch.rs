@@ -13,14 +13,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel_async::AsyncConnection;
 
 use super::{
-    APPLY_ORDER, JobOutcome, RetryPolicy, Work, done, load_orders, lock_orders, plan_error,
-    run_claimed, write_plan,
+    APPLY_ORDER, APPLY_PAYOUT, JobOutcome, RetryPolicy, Work, done, load_orders, lock_orders,
+    plan_error, run_claimed, write_plan, write_records,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
+use crate::domain::ledger::JournalEntry;
 use crate::error::{Error, Result};
 use crate::storage::Conn;
 use crate::storage::jobs::{self, Job};
+
+/// Payouts per batch: each is already hundreds of rows written with one
+/// statement per table, so more per commit saves little, and a batch holds
+/// the merchant's export counter from its first payout's entries to its
+/// commit, which other workers of the merchant wait for.
+const PAYOUTS_PER_BATCH: i64 = 2;
 
 impl App {
     /// Claims up to `limit` due jobs of `merchant` and runs them in one
@@ -35,12 +42,21 @@ impl App {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut conn = self.store.conn().await?;
         conn.transaction(async |conn| {
-            let claimed = jobs::claim_batch(conn, merchant, limit).await?;
-            let (orders, others): (Vec<Job>, Vec<Job>) =
-                claimed.into_iter().partition(|j| j.kind == APPLY_ORDER);
+            let payouts = jobs::claim_kind(
+                conn,
+                merchant,
+                APPLY_PAYOUT,
+                PAYOUTS_PER_BATCH.min(limit),
+                None,
+            )
+            .await?;
+            // Order jobs no older than a pending payout wait for it: it may
+            // take them over.
+            let orders =
+                jobs::claim_kind(conn, merchant, APPLY_ORDER, limit, Some(APPLY_PAYOUT)).await?;
             let mut outcomes = Vec::new();
             let mut absorbed = BTreeSet::new();
-            for job in &others {
+            for job in &payouts {
                 let (outcome, took) = run_claimed(conn, job, retry).await?;
                 outcomes.push(outcome);
                 absorbed.extend(took);
@@ -104,15 +120,16 @@ async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Res
 }
 
 /// The order jobs a payout took over, run before it as they would have run
-/// alone (their entries are the orders', not the payout's), written together;
-/// their new events are added to `facts` as a reload would find them, so the
-/// payout's plan starts where they left off.
+/// alone, written together but for their entries, returned for the payout to
+/// insert ahead of its own (they are the orders', not the payout's). Their new
+/// events are added to `facts` as a reload would find them, so the payout's
+/// plan starts where they left off.
 pub(super) async fn catch_up_first(
     conn: &mut Conn,
     merchant: &str,
     absorbed: &[String],
     facts: &mut BTreeMap<String, OrderFacts>,
-) -> Result<()> {
+) -> Result<Vec<JournalEntry>> {
     let mut plan = Plan::default();
     for order_id in absorbed {
         let Some(f) = facts.get_mut(order_id) else {
@@ -122,7 +139,8 @@ pub(super) async fn catch_up_first(
         f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
         merge(&mut plan, p);
     }
-    write_plan(conn, merchant, &plan, None).await
+    write_records(conn, merchant, &plan, None).await?;
+    Ok(plan.entries)
 }
 
 /// Appends an order plan to the batch's (order plans have no fee shares or residual).

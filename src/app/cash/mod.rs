@@ -300,7 +300,7 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
         Some(stored),
     )
     .await?;
-    batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
+    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
     let residual = plan
@@ -320,13 +320,30 @@ async fn apply_payout(conn: &mut Conn, merchant: &str, payout_id: &str) -> Resul
     };
     ledger::upsert_payout(conn, merchant, &row).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
-    write_plan(conn, merchant, &plan, Some(payout_id)).await?;
+    write_records(conn, merchant, &plan, Some(payout_id)).await?;
+    // The orders' entries first, as if their jobs had committed before; one
+    // statement, so the export counter is taken once, last.
+    let groups = [(&early[..], None), (&plan.entries[..], Some(payout_id))];
+    ledger::insert_entry_groups(conn, merchant, &groups).await?;
     Ok(Work::Done(absorbed))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
 /// counter, which orders commits).
 async fn write_plan(
+    conn: &mut Conn,
+    merchant: &str,
+    plan: &Plan,
+    payout_id: Option<&str>,
+) -> Result<()> {
+    write_records(conn, merchant, plan, payout_id).await?;
+    // The database's balance trigger runs with this statement, inside the
+    // job's savepoint, so an unbalanced entry fails (and counts against) the job.
+    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await
+}
+
+/// A plan's events, invoices, applications and exceptions: all but its entries.
+async fn write_records(
     conn: &mut Conn,
     merchant: &str,
     plan: &Plan,
@@ -347,9 +364,7 @@ async fn write_plan(
         .map(|p| exception(merchant, p))
         .collect();
     exceptions::upsert(conn, merchant, &found).await?;
-    // The database's balance trigger runs with this statement, inside the
-    // job's savepoint, so an unbalanced entry fails (and counts against) the job.
-    ledger::insert_entries(conn, merchant, &plan.entries, payout_id).await
+    Ok(())
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
