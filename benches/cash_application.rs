@@ -7,9 +7,10 @@
 //!
 //! Each payout sweeps PER_PAYOUT charges, one per order (order, capture,
 //! invoice submitted beforehand; not timed). Rows:
-//! - tally worker: 2 loops drain every payout job: claim, load facts, plan,
-//!   write events, invoices, applications, fee shares, entries, lines, the
-//!   balance trigger, delete the job; one transaction per payout.
+//! - tally worker: 2 loops drain every job with `App::run_jobs` (the worker's
+//!   batches): claim, load facts, plan, write events, invoices, applications,
+//!   fee shares, entries, lines, the balance trigger, delete the job; a payout
+//!   takes over its orders' invoice jobs, so one transaction per payout.
 //! - the same with every payout of one merchant: one export counter row and
 //!   one fee account for all (the hot row).
 //! - SQL baseline: the same entries and lines per payout (invoice and

@@ -138,12 +138,14 @@ pub async fn claim_kind(
     after: Option<&str>,
 ) -> Result<Vec<Job>> {
     Ok(statement(
-        "SELECT merchant_id, kind, subject_id, attempts FROM jobs j
+        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
          WHERE merchant_id = $1 AND kind = $2 AND state = 'ready' AND run_after <= now()
-           AND NOT EXISTS (
-             SELECT 1 FROM jobs l
-             WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'
-               AND l.run_after <= j.run_after)
+           -- Before the oldest pending job of `after`: one bound, so the scan
+           -- stops there instead of probing every waiting job.
+           AND run_after < coalesce(
+             (SELECT min(l.run_after) FROM jobs l
+              WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'),
+             'infinity')
          ORDER BY run_after, subject_id
          LIMIT $3
          FOR UPDATE SKIP LOCKED",
@@ -175,13 +177,14 @@ pub async fn absorb(
         subject_id: String,
     }
     let rows: Vec<Subject> = statement(
-        "WITH free AS (
+        // The free rows are locked first (an init plan, once), then deleted
+        // by key: primary-key probes whatever the table's statistics say.
+        "DELETE FROM jobs
+         WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY(ARRAY(
            SELECT subject_id FROM jobs
            WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY($3) AND state = 'ready'
-           FOR UPDATE SKIP LOCKED)
-         DELETE FROM jobs j USING free
-         WHERE j.merchant_id = $1 AND j.kind = $2 AND j.subject_id = free.subject_id
-         RETURNING j.subject_id",
+           FOR UPDATE SKIP LOCKED))
+         RETURNING subject_id",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(kind)

@@ -499,8 +499,13 @@ pub async fn orders_of_refs(
         order_id: String,
     }
     let rows: Vec<Row> = statement(
-        "SELECT DISTINCT ON (ref_id) ref_id, order_id FROM order_refs
-         WHERE merchant_id = $1 AND ref_id = ANY($2) ORDER BY ref_id, order_id",
+        // A primary-key probe per id, whatever the statistics say (a payout
+        // asks for hundreds at once).
+        "SELECT x.ref_id, o.order_id FROM (SELECT DISTINCT unnest($2::text[])) AS x(ref_id)
+         CROSS JOIN LATERAL (
+           SELECT r.order_id FROM order_refs r
+           WHERE r.merchant_id = $1 AND r.ref_id = x.ref_id
+           ORDER BY r.order_id LIMIT 1) AS o",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(refs)

@@ -23,11 +23,11 @@ use crate::error::{Error, Result};
 use crate::storage::Conn;
 use crate::storage::jobs::{self, Job};
 
-/// Payouts per batch: each is already hundreds of rows written with one
-/// statement per table, so more per commit saves little, and a batch holds
+/// Payouts per batch: one. Each is already hundreds of rows written with one
+/// statement per table, so more per commit saves little, while a batch holds
 /// the merchant's export counter from its first payout's entries to its
 /// commit, which other workers of the merchant wait for.
-const PAYOUTS_PER_BATCH: i64 = 2;
+const PAYOUTS_PER_BATCH: i64 = 1;
 
 impl App {
     /// Claims up to `limit` due jobs of `merchant` and runs them in one
