@@ -7,9 +7,10 @@
 //!
 //! Each payout sweeps PER_PAYOUT charges, one per order (order, capture,
 //! invoice submitted beforehand; not timed). Rows:
-//! - tally worker: 2 loops drain every payout job: claim, load facts, plan,
-//!   write events, invoices, applications, fee shares, entries, lines, the
-//!   balance trigger, delete the job; one transaction per payout.
+//! - tally worker: 2 loops drain every job with `App::run_jobs` (the worker's
+//!   batches): claim, load facts, plan, write events, invoices, applications,
+//!   fee shares, entries, lines, the balance trigger, delete the job; a payout
+//!   takes over its orders' invoice jobs, so one transaction per payout.
 //! - the same with every payout of one merchant: one export counter row and
 //!   one fee account for all (the hot row).
 //! - SQL baseline: the same entries and lines per payout (invoice and
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tally::app::App;
 use tally::app::cash::RetryPolicy;
+use tally::app::worker::WorkerConfig;
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::server::Running;
@@ -141,9 +143,9 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
                 idle = 0;
                 for k in 0..merchants.len() {
                     let m = &merchants[(k + n) % merchants.len()];
-                    match app.run_one_job(m, &retry).await.unwrap() {
-                        Some(_) => {}
-                        None => idle += 1,
+                    let batch = WorkerConfig::default().batch;
+                    if app.run_jobs(m, &retry, batch).await.unwrap().is_empty() {
+                        idle += 1;
                     }
                 }
             }

@@ -18,6 +18,9 @@ use crate::storage::jobs;
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
     pub concurrency: usize,
+    /// Jobs claimed and committed together (each in its own savepoint): one
+    /// commit for many jobs.
+    pub batch: usize,
     /// How long an idle loop sleeps before looking for work again.
     pub idle_poll: Duration,
     pub retry: RetryPolicy,
@@ -27,6 +30,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 2,
+            batch: 32,
             idle_poll: Duration::from_millis(250),
             retry: RetryPolicy::default(),
         }
@@ -118,17 +122,25 @@ async fn drain_once(
     let mut ran = false;
     for merchant in merchants {
         while !*shutdown.borrow() {
-            match app.run_one_job(&merchant, &config.retry).await? {
-                None => break,
-                Some(JobOutcome::Postponed) => break,
-                Some(JobOutcome::Done { .. }) => {
-                    stats.done.fetch_add(1, Ordering::Relaxed);
-                    ran = true;
+            let outcomes = app.run_jobs(&merchant, &config.retry, config.batch).await?;
+            let mut progress = false;
+            for o in &outcomes {
+                match o {
+                    JobOutcome::Postponed => {}
+                    JobOutcome::Done { .. } => {
+                        stats.done.fetch_add(1, Ordering::Relaxed);
+                        progress = true;
+                    }
+                    JobOutcome::Failed { .. } => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        progress = true;
+                    }
                 }
-                Some(JobOutcome::Failed { .. }) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    ran = true;
-                }
+            }
+            ran |= progress;
+            // None free, or only busy ones (postponed): the next merchant.
+            if !progress {
+                break;
             }
         }
     }

@@ -100,17 +100,114 @@ pub async fn merchants_with_work(conn: &mut AsyncPgConnection, limit: i64) -> Re
 /// Claims the merchant's oldest due job nobody holds, if any. Must run inside
 /// the transaction that does the work: the row lock is the claim.
 pub async fn claim(conn: &mut AsyncPgConnection, merchant: &str) -> Result<Option<Job>> {
-    let mut rows: Vec<Job> = statement(
+    Ok(claim_batch(conn, merchant, 1).await?.pop())
+}
+
+/// Claims up to `limit` of the merchant's due jobs nobody holds, oldest
+/// first; among jobs made ready at the same instant, kinds in descending
+/// order (a payout before the orders it pays, so it can take their jobs
+/// over). Must run inside the transaction that does the work.
+pub async fn claim_batch(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    Ok(statement(
         "SELECT merchant_id, kind, subject_id, attempts FROM jobs
          WHERE merchant_id = $1 AND state = 'ready' AND run_after <= now()
-         ORDER BY run_after, kind, subject_id
-         LIMIT 1
+         ORDER BY run_after, kind DESC, subject_id
+         LIMIT $2
          FOR UPDATE SKIP LOCKED",
     )
     .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(limit.max(1))
+    .load(conn)
+    .await?)
+}
+
+/// Claims up to `limit` due jobs of one kind nobody holds, oldest first. A job
+/// waits while a ready job of kind `after` made ready no later than it is
+/// pending (claimed or not): that one may take it over (a payout does its
+/// orders' jobs), and claiming both at once would only make them contend.
+/// Jobs of `after` made ready later never hold it back, so none starves.
+pub async fn claim_kind(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    limit: i64,
+    after: Option<&str>,
+) -> Result<Vec<Job>> {
+    Ok(statement(
+        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
+         WHERE merchant_id = $1 AND kind = $2 AND state = 'ready' AND run_after <= now()
+           -- Before the oldest pending job of `after`: one bound, so the scan
+           -- stops there instead of probing every waiting job.
+           AND run_after < coalesce(
+             (SELECT min(l.run_after) FROM jobs l
+              WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'),
+             'infinity')
+         ORDER BY run_after, subject_id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<BigInt, _>(limit.max(1))
+    .bind::<Nullable<Text>, _>(after)
+    .load(conn)
+    .await?)
+}
+
+/// Takes over and finishes the ready jobs of `kind` for these subjects that
+/// no other transaction holds (claimed or not, due or backing off), because
+/// the caller's work, in the same transaction, does theirs. Rows another
+/// worker holds are skipped, never waited for. Returns the subjects taken.
+pub async fn absorb(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    subjects: &[String],
+) -> Result<Vec<String>> {
+    if subjects.is_empty() {
+        return Ok(vec![]);
+    }
+    #[derive(QueryableByName)]
+    struct Subject {
+        #[diesel(sql_type = Text)]
+        subject_id: String,
+    }
+    let rows: Vec<Subject> = statement(
+        // The free rows are locked first (an init plan, once), then deleted
+        // by key: primary-key probes whatever the table's statistics say.
+        "DELETE FROM jobs
+         WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY(ARRAY(
+           SELECT subject_id FROM jobs
+           WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY($3) AND state = 'ready'
+           FOR UPDATE SKIP LOCKED))
+         RETURNING subject_id",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<Array<Text>, _>(subjects)
     .load(conn)
     .await?;
-    Ok(rows.pop())
+    Ok(rows.into_iter().map(|r| r.subject_id).collect())
+}
+
+/// Several claimed jobs of one kind are done: gone, in their work's transaction.
+pub async fn complete_all(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    subjects: &[String],
+) -> Result<()> {
+    statement("DELETE FROM jobs WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY($3)")
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(kind)
+        .bind::<Array<Text>, _>(subjects)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The job is done: gone, in the same transaction as its work.

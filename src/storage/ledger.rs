@@ -29,10 +29,26 @@ pub async fn insert_entries(
     entries: &[JournalEntry],
     payout_id: Option<&str>,
 ) -> Result<()> {
-    if entries.is_empty() {
+    insert_entry_groups(conn, merchant, &[(entries, payout_id)]).await
+}
+
+/// [`insert_entries`] for several groups of entries, each with its payout (or
+/// none), in one statement: one take of the counter, one run of the balance
+/// trigger. Export sequence follows the groups' order.
+pub async fn insert_entry_groups(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    groups: &[(&[JournalEntry], Option<&str>)],
+) -> Result<()> {
+    let n: usize = groups.iter().map(|(e, _)| e.len()).sum();
+    if n == 0 {
         return Ok(());
     }
-    let n = entries.len() as i64;
+    let mut entries: Vec<(&JournalEntry, Option<String>)> = Vec::with_capacity(n);
+    for (group, payout_id) in groups {
+        entries.extend(group.iter().map(|e| (e, payout_id.map(str::to_string))));
+    }
+    let n = n as i64;
     #[derive(QueryableByName)]
     struct First {
         #[diesel(sql_type = BigInt)]
@@ -53,10 +69,12 @@ pub async fn insert_entries(
     let mut e_date: Vec<NaiveDate> = Vec::new();
     let mut e_memo = Vec::new();
     let mut e_refs = Vec::new();
+    let mut e_payout = Vec::new();
     let (mut l_ext, mut l_no, mut l_acc, mut l_cur) = (vec![], vec![], vec![], vec![]);
     let (mut l_debit, mut l_credit, mut l_memo, mut l_order) = (vec![], vec![], vec![], vec![]);
-    for (i, e) in entries.iter().enumerate() {
+    for (i, (e, payout_id)) in entries.into_iter().enumerate() {
         let ext = e.external_id().as_str().to_string();
+        e_payout.push(payout_id);
         e_ext.push(ext.clone());
         e_seq.push(first + i as i64);
         e_date.push(e.effective_date());
@@ -77,9 +95,10 @@ pub async fn insert_entries(
         "WITH e AS (
            INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo,
                payout_id, source_refs)
-           SELECT $1, t.* , $7, r FROM UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
+           SELECT $1, t.* , p, r FROM UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
                AS t(external_id, export_seq, effective_date, memo)
-           JOIN UNNEST($2::text[], $6::jsonb[]) AS x(external_id, r) USING (external_id)
+           JOIN UNNEST($2::text[], $6::jsonb[], $7::text[]) AS x(external_id, r, p)
+             USING (external_id)
            ON CONFLICT (merchant_id, external_id) DO NOTHING
            RETURNING entry_id, external_id)
          INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit,
@@ -97,7 +116,7 @@ pub async fn insert_entries(
     .bind::<Array<Date>, _>(e_date)
     .bind::<Array<Text>, _>(e_memo)
     .bind::<Array<Jsonb>, _>(e_refs)
-    .bind::<Nullable<Text>, _>(payout_id)
+    .bind::<Array<Nullable<Text>>, _>(e_payout)
     .bind::<Array<Text>, _>(l_ext)
     .bind::<Array<Integer>, _>(l_no)
     .bind::<Array<Text>, _>(l_acc)
@@ -485,8 +504,13 @@ pub async fn orders_of_refs(
         order_id: String,
     }
     let rows: Vec<Row> = statement(
-        "SELECT DISTINCT ON (ref_id) ref_id, order_id FROM order_refs
-         WHERE merchant_id = $1 AND ref_id = ANY($2) ORDER BY ref_id, order_id",
+        // A primary-key probe per id, whatever the statistics say (a payout
+        // asks for hundreds at once).
+        "SELECT x.ref_id, o.order_id FROM (SELECT DISTINCT unnest($2::text[])) AS x(ref_id)
+         CROSS JOIN LATERAL (
+           SELECT r.order_id FROM order_refs r
+           WHERE r.merchant_id = $1 AND r.ref_id = x.ref_id
+           ORDER BY r.order_id LIMIT 1) AS o",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(refs)

@@ -3,6 +3,7 @@
 mod alerts;
 mod binary;
 mod cash;
+mod cash_batches;
 mod cash_deposits;
 mod cash_rules;
 mod cash_scenarios;

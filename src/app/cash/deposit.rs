@@ -29,7 +29,7 @@ pub(super) async fn apply_deposit(
     deposit_id: &str,
 ) -> Result<Work> {
     let Some(record) = deposits::deposit_record(conn, merchant, deposit_id).await? else {
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     };
     let Body::BankDeposit(b) = &record.body else {
         return Err(Error::corrupt("a deposit record", "not a bank deposit"));
@@ -88,7 +88,7 @@ pub(super) async fn apply_deposit(
             exceptions::upsert(conn, merchant, &[exception(merchant, &problem)]).await?;
         }
     }
-    Ok(Work::Done)
+    Ok(Work::Done(vec![]))
 }
 
 /// Dr bank / Cr clearing for each payout, unless its application booked it

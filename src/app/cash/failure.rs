@@ -27,7 +27,7 @@ pub(super) async fn reverse_payout(
             Some((t.order_id.clone()?, id))
         })
         .collect();
-    let (_, orders) = load_orders(conn, merchant, &payout_orders(txns), None).await?;
+    let (_, orders) = load_orders(conn, merchant, &payout_orders(txns), None, None).await?;
     let plan = plan_failure(
         merchant, payout_id, date, &booked, &applied, &payments, &orders,
     )

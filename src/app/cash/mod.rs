@@ -9,6 +9,7 @@
 //! the job (back-off, then parked with an exception); a crash rolls the whole
 //! transaction back and frees the claim.
 
+mod batch;
 mod deposit;
 mod facts;
 mod failure;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
+use tracing::Instrument;
 
 use super::App;
 use super::reconcile::exception_id;
@@ -89,7 +91,8 @@ pub enum JobOutcome {
 }
 
 enum Work {
-    Done,
+    /// With the subjects of the order jobs it took over (a payout's orders).
+    Done(Vec<String>),
     Busy,
 }
 
@@ -105,29 +108,43 @@ impl App {
             let Some(job) = jobs::claim(conn, merchant).await? else {
                 return Ok(None);
             };
-            let work = conn
-                .transaction(async |conn| run_job(conn, &job).await)
-                .await;
-            let outcome = match work {
-                Ok(Work::Done) => {
-                    jobs::complete(conn, &job).await?;
-                    JobOutcome::Done {
-                        kind: job.kind.clone(),
-                        subject: job.subject_id.clone(),
-                    }
-                }
-                Ok(Work::Busy) => {
-                    jobs::postpone(conn, &job, 100).await?;
-                    JobOutcome::Postponed
-                }
-                // Nothing can be recorded without the database: the claim is
-                // freed by the rollback and the job runs again.
-                Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
-                Err(e) => failed(conn, &job, &e, retry).await?,
-            };
-            Ok(Some(outcome))
+            Ok(Some(run_claimed(conn, &job, retry).await?.0))
         })
         .await
+    }
+}
+
+/// Runs a claimed job in its own savepoint and records what came of it: a
+/// failure rolls back this job's work only. Returns the outcome and the order
+/// jobs its work took over.
+async fn run_claimed(
+    conn: &mut Conn,
+    job: &Job,
+    retry: &RetryPolicy,
+) -> Result<(JobOutcome, Vec<String>)> {
+    let work = conn
+        .transaction(async |conn| run_job(conn, job).await)
+        .await;
+    Ok(match work {
+        Ok(Work::Done(absorbed)) => {
+            jobs::complete(conn, job).await?;
+            (done(job), absorbed)
+        }
+        Ok(Work::Busy) => {
+            jobs::postpone(conn, job, 100).await?;
+            (JobOutcome::Postponed, vec![])
+        }
+        // Nothing can be recorded without the database: the claim is
+        // freed by the rollback and the job runs again.
+        Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+        Err(e) => (failed(conn, job, &e, retry).await?, vec![]),
+    })
+}
+
+fn done(job: &Job) -> JobOutcome {
+    JobOutcome::Done {
+        kind: job.kind.clone(),
+        subject: job.subject_id.clone(),
     }
 }
 
@@ -165,7 +182,6 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
 /// One job inside its span (`tally.cash.apply`), which links to the
 /// stored spans of the records it consumes (see [`links`]).
 async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
-    use tracing::Instrument;
     let span = if crate::telemetry::enabled() {
         tracing::info_span!(target: "tally::cash", "cash_apply",
             otel.name = "tally.cash.apply",
@@ -192,7 +208,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     .instrument(span.clone())
     .await;
     let outcome = match &work {
-        Ok(Work::Done) => "done",
+        Ok(Work::Done(_)) => "done",
         Ok(Work::Busy) => "busy",
         Err(_) => {
             span.record("otel.status_code", "error");
@@ -232,16 +248,20 @@ async fn lock_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Resu
     locks::try_lock_all(conn, merchant, &keys).await
 }
 
+type StoredByOrder = BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>;
+
+/// The orders' facts; their records are read unless the caller has them already.
 async fn load_orders(
     conn: &mut Conn,
     merchant: &str,
     orders: &[String],
     fallback: Option<crate::domain::currency::Currency>,
-) -> Result<(
-    BTreeMap<String, Vec<crate::domain::transaction::StoredRecord>>,
-    BTreeMap<String, OrderFacts>,
-)> {
-    let records = record_log::load_records(conn, merchant, orders).await?;
+    loaded: Option<StoredByOrder>,
+) -> Result<(StoredByOrder, BTreeMap<String, OrderFacts>)> {
+    let records = match loaded {
+        Some(r) => r,
+        None => record_log::load_records(conn, merchant, orders).await?,
+    };
     let mut events = ledger::load_events(conn, merchant, orders).await?;
     // Refunds a newly arrived credit memo may book late need their processor conversion.
     let awaiting: Vec<String> = orders
@@ -280,14 +300,14 @@ async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<
     if !lock_orders(conn, merchant, &orders).await? {
         return Ok(Work::Busy);
     }
-    let (_, facts) = load_orders(conn, merchant, &orders, None).await?;
+    let (_, facts) = load_orders(conn, merchant, &orders, None, None).await?;
     let Some(f) = facts.get(order_id) else {
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     };
     let plan = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
     let stored = links(conn, merchant, &orders, None).await?;
     write_plan(conn, merchant, &plan, None, &stored).await?;
-    Ok(Work::Done)
+    Ok(Work::Done(vec![]))
 }
 
 fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
@@ -303,12 +323,12 @@ async fn apply_payout(
 ) -> Result<Work> {
     let state = ledger::payout_state(conn, merchant, payout_id).await?;
     if state.as_deref() == Some("reversed") {
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     }
     let (payouts, txn_records) = ledger::payout_records(conn, merchant, payout_id).await?;
     let Some(payout) = payouts.last() else {
         // Its transactions came first; the payout's own arrival enqueues it again.
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     };
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
@@ -316,15 +336,15 @@ async fn apply_payout(
     let failed = matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled);
     if state.as_deref() == Some("applied") && !failed {
         // Applied already (exactly once): a late duplicate arrival changes nothing.
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     }
-    let Some((txns, plain)) = tied_txns(conn, merchant, &txn_records).await? else {
+    let Some((txns, plain, stored)) = tied_txns(conn, merchant, &txn_records).await? else {
         return Ok(Work::Busy);
     };
     if state.as_deref() == Some("applied") {
         // A later version says the paid payout failed: undo what it applied.
         failure::reverse_payout(conn, merchant, payout_id, facts::date(payout), &txns).await?;
-        return Ok(Work::Done);
+        return Ok(Work::Done(vec![]));
     }
     // The bank sees the money on its arrival date; a deposit is searched for around it.
     let payout_date = p
@@ -356,7 +376,7 @@ async fn apply_payout(
                 at_deadline,
             };
             waiting::check(conn, merchant, &w).await?;
-            return Ok(Work::Done);
+            return Ok(Work::Done(vec![]));
         }
         Completeness::Complete(bridge) => bridge,
     };
@@ -370,10 +390,21 @@ async fn apply_payout(
         bridge: bridge.clone(),
     };
     let orders = payout_orders(&facts.txns);
-    let (_, order_facts) = load_orders(conn, merchant, &orders, Some(p.amount.currency)).await?;
+    // Their pending order jobs are taken over and run first, here, as they
+    // would have alone: a payout and its orders commit once.
+    let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
+    let (_, mut order_facts) = load_orders(
+        conn,
+        merchant,
+        &orders,
+        Some(p.amount.currency),
+        Some(stored),
+    )
+    .await?;
+    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    let stored = links(conn, merchant, &orders, Some(payout_id)).await?;
+    let links = links(conn, merchant, &orders, Some(payout_id)).await?;
     let residual = plan
         .residual
         .iter()
@@ -395,10 +426,29 @@ async fn apply_payout(
         waiting::settle(conn, merchant, payout_id).await?;
     }
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
-    write_plan(conn, merchant, &plan, Some(payout_id), &stored).await?;
+    write_records(conn, merchant, &plan, Some(payout_id)).await?;
+    // The orders' entries first, as if their jobs had committed before
+    // (those caught up on the way belong to no payout either: a failure of
+    // the payout mirrors only what the payout itself booked); one statement,
+    // so the export counter is taken once, last.
+    let (orders_own, payouts_own) = plan.entries.split_at(payout_entries_from(&plan, true));
+    let groups = [
+        (&early[..], None),
+        (orders_own, None),
+        (payouts_own, Some(payout_id)),
+    ];
+    ledger::insert_entry_groups(conn, merchant, &groups)
+        .instrument(journal_span(
+            merchant,
+            Some(payout_id),
+            early.len() + plan.entries.len(),
+            &links,
+        ))
+        .await?;
+    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
     // A deposit that arrived first may have been waiting for this payout.
     deposit::wake_unmatched(conn, merchant).await?;
-    Ok(Work::Done)
+    Ok(Work::Done(absorbed))
 }
 
 /// The payout's balance transactions tied to their orders, with those orders
@@ -407,7 +457,7 @@ async fn tied_txns(
     conn: &mut Conn,
     merchant: &str,
     txn_records: &[crate::domain::record::Record],
-) -> Result<Option<(Vec<PayoutTxn>, Vec<BalanceTxn>)>> {
+) -> Result<Option<(Vec<PayoutTxn>, Vec<BalanceTxn>, StoredByOrder)>> {
     let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
     let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
     let candidate_orders: Vec<String> = {
@@ -421,7 +471,8 @@ async fn tied_txns(
         return Ok(None);
     }
     let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
-    facts::payout_txns(txn_records, &order_of, &stored).map(Some)
+    let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
+    Ok(Some((txns, plain, stored)))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
@@ -432,7 +483,57 @@ async fn write_plan(
     merchant: &str,
     plan: &Plan,
     payout_id: Option<&str>,
-    stored: &[(String, String)],
+    links: &[(String, String)],
+) -> Result<()> {
+    write_records(conn, merchant, plan, payout_id).await?;
+    // The database's balance trigger runs with this statement, inside the
+    // job's savepoint, so an unbalanced entry fails (and counts against) the job.
+    let (orders_own, payouts_own) = plan
+        .entries
+        .split_at(payout_entries_from(plan, payout_id.is_some()));
+    let groups = [(orders_own, None), (payouts_own, payout_id)];
+    ledger::insert_entry_groups(conn, merchant, &groups)
+        .instrument(journal_span(merchant, payout_id, plan.entries.len(), links))
+        .await?;
+    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await
+}
+
+/// Where a plan's own entries end and its payout's begin: the orders' own
+/// entries (caught up on the way) belong to no payout, so a failure of the
+/// payout mirrors only what the payout itself booked.
+fn payout_entries_from(plan: &Plan, for_payout: bool) -> usize {
+    if for_payout {
+        plan.payout_entries_from.min(plan.entries.len())
+    } else {
+        plan.entries.len()
+    }
+}
+
+/// `tally.journal.write`, linked like its job's span to the records it books.
+fn journal_span(
+    merchant: &str,
+    payout_id: Option<&str>,
+    entries: usize,
+    links: &[(String, String)],
+) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(target: "tally::ledger", "journal_write",
+        otel.name = "tally.journal.write",
+        tally.merchant = merchant,
+        tally.payout_id = payout_id,
+        tally.entries = entries);
+    crate::telemetry::link_records(&span, links);
+    span
+}
+
+/// A plan's events, invoices, applications and exceptions: all but its entries.
+async fn write_records(
+    conn: &mut Conn,
+    merchant: &str,
+    plan: &Plan,
+    payout_id: Option<&str>,
 ) -> Result<()> {
     ledger::insert_events(conn, merchant, &plan.events).await?;
     ledger::record_invoices(
@@ -452,34 +553,7 @@ async fn write_plan(
     for (rule, subject) in &plan.resolved {
         crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
     }
-    // The database's balance trigger runs with this statement, inside the
-    // job's savepoint, so an unbalanced entry fails (and counts against) the job.
-    // The orders' own entries (caught up on the way) belong to no payout: a
-    // failure of the payout mirrors only what the payout itself booked.
-    let from = if payout_id.is_some() {
-        plan.payout_entries_from.min(plan.entries.len())
-    } else {
-        plan.entries.len()
-    };
-    let (orders_own, payouts_own) = plan.entries.split_at(from);
-    let span = if crate::telemetry::enabled() {
-        tracing::info_span!(target: "tally::ledger", "journal_write",
-            otel.name = "tally.journal.write",
-            tally.merchant = merchant,
-            tally.payout_id = payout_id,
-            tally.entries = plan.entries.len())
-    } else {
-        tracing::Span::none()
-    };
-    crate::telemetry::link_records(&span, stored);
-    use tracing::Instrument;
-    async {
-        ledger::insert_entries(conn, merchant, orders_own, None).await?;
-        ledger::insert_entries(conn, merchant, payouts_own, payout_id).await
-    }
-    .instrument(span)
-    .await?;
-    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await
+    Ok(())
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a

@@ -1,0 +1,168 @@
+//! Running a merchant's due jobs in batches: one transaction, so one commit,
+//! for several jobs, each still applied exactly once and never half-applied.
+//!
+//! A batch is claimed with one `FOR UPDATE SKIP LOCKED` query. Payout jobs run
+//! first, each in its own savepoint (a failure rolls back that job only and is
+//! counted against it); a payout takes over the order jobs of its own orders.
+//! The order jobs left are planned together and written with one statement
+//! per table; if any of them fails or finds an order busy, that savepoint is
+//! rolled back and they run one by one, each in its own savepoint, as alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel_async::AsyncConnection;
+
+use super::{
+    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, JobOutcome, RetryPolicy, Work, done,
+    links, load_orders, lock_orders, plan_error, residual, run_claimed, write_plan, write_records,
+};
+use crate::app::App;
+use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
+use crate::domain::ledger::JournalEntry;
+use crate::error::{Error, Result};
+use crate::storage::Conn;
+use crate::storage::jobs::{self, Job};
+
+/// Payouts per batch: one. Each is already hundreds of rows written with one
+/// statement per table, so more per commit saves little, while a batch holds
+/// the merchant's export counter from its first payout's entries to its
+/// commit, which other workers of the merchant wait for.
+const PAYOUTS_PER_BATCH: i64 = 1;
+
+impl App {
+    /// Claims up to `limit` due jobs of `merchant` and runs them in one
+    /// transaction; their outcomes (empty when it has none free). Jobs taken
+    /// over by a payout of the batch have no outcome of their own.
+    pub async fn run_jobs(
+        &self,
+        merchant: &str,
+        retry: &RetryPolicy,
+        limit: usize,
+    ) -> Result<Vec<JobOutcome>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut conn = self.store.conn().await?;
+        conn.transaction(async |conn| {
+            let payouts = jobs::claim_kind(
+                conn,
+                merchant,
+                APPLY_PAYOUT,
+                PAYOUTS_PER_BATCH.min(limit),
+                None,
+            )
+            .await?;
+            // Order jobs no older than a pending payout wait for it: it may
+            // take them over.
+            let orders =
+                jobs::claim_kind(conn, merchant, APPLY_ORDER, limit, Some(APPLY_PAYOUT)).await?;
+            let mut outcomes = Vec::new();
+            let mut absorbed = BTreeSet::new();
+            for job in &payouts {
+                let (outcome, took) = run_claimed(conn, job, retry).await?;
+                outcomes.push(outcome);
+                absorbed.extend(took);
+            }
+            let orders: Vec<Job> = orders
+                .into_iter()
+                .filter(|j| !absorbed.contains(&j.subject_id))
+                .collect();
+            outcomes.extend(run_orders(conn, merchant, &orders, retry).await?);
+            // Payout deadline checks and deposits: few, each on its own. A
+            // deposit waits for the payouts made ready before it: matched by
+            // amount, it must see every payout it could be.
+            for (kind, after) in [(CHECK_PAYOUT, None), (APPLY_DEPOSIT, Some(APPLY_PAYOUT))] {
+                for job in jobs::claim_kind(conn, merchant, kind, limit, after).await? {
+                    outcomes.push(run_claimed(conn, &job, retry).await?.0);
+                }
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+}
+
+/// Order jobs together when they all go through, else one by one.
+async fn run_orders(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[Job],
+    retry: &RetryPolicy,
+) -> Result<Vec<JobOutcome>> {
+    if orders.len() > 1 {
+        let subjects: Vec<String> = orders.iter().map(|j| j.subject_id.clone()).collect();
+        let together = conn
+            .transaction(async |conn| apply_orders(conn, merchant, &subjects).await)
+            .await;
+        match together {
+            Ok(Work::Done(_)) => {
+                jobs::complete_all(conn, merchant, APPLY_ORDER, &subjects).await?;
+                return Ok(orders.iter().map(done).collect());
+            }
+            Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+            // Rolled back: which job failed, or which order is busy, is
+            // found (and recorded against that job alone) one by one.
+            Ok(Work::Busy) | Err(_) => {}
+        }
+    }
+    let mut outcomes = Vec::with_capacity(orders.len());
+    for job in orders {
+        outcomes.push(run_claimed(conn, job, retry).await?.0);
+    }
+    Ok(outcomes)
+}
+
+/// Several order jobs as one: the same plans `apply_order` makes for each
+/// (their orders are distinct, so no plan depends on another's writes),
+/// written together. Busy if any order is held by another writer.
+async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Result<Work> {
+    if !lock_orders(conn, merchant, orders).await? {
+        return Ok(Work::Busy);
+    }
+    let (_, facts) = load_orders(conn, merchant, orders, None, None).await?;
+    let mut plan = Plan::default();
+    for (order_id, f) in &facts {
+        let p = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
+        merge(&mut plan, p);
+    }
+    let links = links(conn, merchant, orders, None).await?;
+    write_plan(conn, merchant, &plan, None, &links).await?;
+    Ok(Work::Done(vec![]))
+}
+
+/// The order jobs a payout took over, run before it as they would have run
+/// alone, written together but for their entries, returned for the payout to
+/// insert ahead of its own (they are the orders', not the payout's). Their new
+/// events are added to `facts` as a reload would find them, so the payout's
+/// plan starts where they left off.
+pub(super) async fn catch_up_first(
+    conn: &mut Conn,
+    merchant: &str,
+    absorbed: &[String],
+    facts: &mut BTreeMap<String, OrderFacts>,
+) -> Result<Vec<JournalEntry>> {
+    let mut plan = Plan::default();
+    for order_id in absorbed {
+        let Some(f) = facts.get_mut(order_id) else {
+            continue;
+        };
+        let p = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
+        f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
+        merge(&mut plan, p);
+    }
+    write_records(conn, merchant, &plan, None).await?;
+    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
+    Ok(plan.entries)
+}
+
+/// Appends an order plan to the batch's (order plans have no fee shares or residual).
+fn merge(into: &mut Plan, p: Plan) {
+    into.entries.extend(p.entries);
+    into.events.extend(p.events);
+    into.applications.extend(p.applications);
+    into.invoices.extend(p.invoices);
+    into.problems.extend(p.problems);
+    into.resolved.extend(p.resolved);
+    into.awaiting_memo.extend(p.awaiting_memo);
+    into.late_refunds.extend(p.late_refunds);
+    into.payout_entries_from = into.entries.len();
+    debug_assert!(p.fee_shares.is_empty() && p.residual.is_empty());
+}
