@@ -297,6 +297,27 @@ mod tests {
         assert!(parse(&["worker", "--in-process-worker", "true"]).is_err());
     }
 
+    /// `serve` and `worker` deliver alerts, so both take the CA file (and
+    /// check it); `migrate` does not.
+    #[test]
+    fn serve_and_worker_take_the_alert_ca_file() {
+        for command in ["serve", "worker"] {
+            let cli = parse(&[command, "--alert-ca-file", "/nonexistent/ca.pem"]).unwrap();
+            assert_eq!(
+                cli.command.setting(keys::ALERT_CA_FILE.env).as_deref(),
+                Some("/nonexistent/ca.pem")
+            );
+            let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+            assert!(
+                err.to_string().contains("--alert-ca-file")
+                    && err.to_string().contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+        }
+        assert!(config(&["worker"]).alert_ca.is_none());
+        assert!(parse(&["migrate", "--alert-ca-file", "/x.pem"]).is_err());
+    }
+
     #[test]
     fn migrate_takes_the_database_options_only() {
         let c = config(&["migrate", "--pool-size", "2"]);

@@ -352,6 +352,7 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.config_file, None);
+        assert!(c.alert_ca.is_none());
         assert!(c.in_process_worker);
         assert_eq!(c.embedded.pg_bin, None);
         assert_eq!(c.embedded.temp_dir, PathBuf::from("/t"));
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_flag_the_variable_and_the_value() {
-        let cases: [(&str, &str, &str); 7] = [
+        let cases: [(&str, &str, &str); 8] = [
             ("TALLY_GRPC_ADDR", "localhost", "--grpc-addr"),
             ("TALLY_METRICS_ADDR", "9090", "--metrics-addr"),
             ("TALLY_DB_POOL_SIZE", "0", "--pool-size"),
@@ -405,6 +406,11 @@ mod tests {
             ("TALLY_LOG_FORMAT", "yaml", "--log-format"),
             ("TALLY_IN_PROCESS_WORKER", "maybe", "--in-process-worker"),
             ("TALLY_CONFIG", "/nonexistent/tally.toml", "--config"),
+            (
+                "TALLY_ALERT_CA_FILE",
+                "/nonexistent/ca.pem",
+                "--alert-ca-file",
+            ),
         ];
         for (var, value, flag) in cases {
             let msg = error(&[(var, value)]);
@@ -423,5 +429,60 @@ mod tests {
         let c = config(&[("DATABASE_URL", " "), ("TALLY_DB_POOL_SIZE", "")]).unwrap();
         assert!(c.database_url.is_none());
         assert_eq!(c.pool_size, DEFAULT_POOL_SIZE);
+    }
+
+    /// A CA bundle is read at start: a good one gives its certificates
+    /// (other PEM sections skipped); each bad kind stops the start with an
+    /// error naming the flag, the variable, the file and what is wrong.
+    #[test]
+    fn the_alert_ca_file_is_read_and_checked_at_start() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&key).unwrap().pem();
+        let file = |name: &str, text: &str| {
+            let path =
+                std::env::temp_dir().join(format!("tally-ca-{}-{name}.pem", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+
+        let good = file("good", &format!("{}{ca_pem}{ca_pem}", key.serialize_pem()));
+        let c = config(&[("TALLY_ALERT_CA_FILE", &good)]).unwrap();
+        let bundle = c.alert_ca.unwrap();
+        assert_eq!(bundle.path, PathBuf::from(&good));
+        assert_eq!(bundle.certs.len(), 2);
+
+        let garbage_der =
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let cases = [
+            (file("empty", "no PEM here\n"), "holds no certificate"),
+            (
+                file("key-only", &key.serialize_pem()),
+                "holds no certificate",
+            ),
+            (
+                file("broken", "-----BEGIN CERTIFICATE-----\n%%%\n"),
+                "is not a PEM file of certificates",
+            ),
+            (
+                file("not-a-ca", garbage_der),
+                "certificate 1 is not a usable CA",
+            ),
+        ];
+        for (path, expected) in &cases {
+            let msg = error(&[("TALLY_ALERT_CA_FILE", path)]);
+            std::fs::remove_file(path).unwrap();
+            assert!(
+                msg.contains(expected)
+                    && msg.contains(path.as_str())
+                    && msg.contains("--alert-ca-file")
+                    && msg.contains("TALLY_ALERT_CA_FILE"),
+                "{msg}"
+            );
+        }
+        std::fs::remove_file(&good).unwrap();
+        let msg = error(&[("TALLY_ALERT_CA_FILE", "/")]);
+        assert!(msg.contains("not a regular file"), "{msg}");
     }
 }
