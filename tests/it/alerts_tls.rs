@@ -4,6 +4,7 @@
 //! exactly one alert, also after failing twice; a receiver whose
 //! certificate is not trusted gets nothing, and the alert stays pending
 //! with the TLS error recorded until a worker that trusts it delivers it.
+//! Redirects are not followed and reply bodies are read only so far.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,5 +208,54 @@ async fn an_untrusted_https_receiver_is_a_failed_delivery_kept_for_retry() {
         )
         .await,
         1
+    );
+}
+
+/// A receiver that answers every connection with `reply` and then, if
+/// `endless`, keeps sending body bytes until the client goes away.
+async fn raw_receiver(reply: String, endless: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let chunk = [b'x'; 8192];
+                while endless && sock.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+/// Redirects are not followed (a 3xx is a failed delivery and the target
+/// gets nothing); a reply body is read only up to its bound, so an endless
+/// one does not hold the worker.
+#[tokio::test]
+async fn redirects_are_not_followed_and_replies_are_bounded() {
+    let body = serde_json::json!({"text": "hello"});
+    let (target, seen) = crate::alerts::receiver(0).await;
+    let reply = format!("HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n");
+    let err = Webhooks::default()
+        .post(&raw_receiver(reply, false).await, &body, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err, "HTTP 302 Found");
+    assert!(seen.lock().unwrap().is_empty());
+
+    let endless = raw_receiver("HTTP/1.1 200 OK\r\n\r\n".into(), true).await;
+    let start = Instant::now();
+    Webhooks::default()
+        .post(&endless, &body, None)
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
     );
 }
