@@ -124,6 +124,9 @@ pub struct ServeArgs {
     /// Worker loops of the in-process worker [default: 2]
     #[arg(long, env = "TALLY_WORKER_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<String>,
+    /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
+    #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
+    pub alert_ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -142,6 +145,9 @@ pub struct WorkerArgs {
     /// Address to serve Prometheus metrics on, at /metrics (unset: none)
     #[arg(long, env = "TALLY_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
+    #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
+    pub alert_ca_file: Option<String>,
 }
 
 impl Command {
@@ -162,6 +168,7 @@ impl Command {
                 e if e == keys::SHUTDOWN_GRACE_SECS.env => &s.shutdown_grace_secs,
                 e if e == keys::IN_PROCESS_WORKER.env => &s.in_process_worker,
                 e if e == keys::WORKER_CONCURRENCY.env => &s.concurrency,
+                e if e == keys::ALERT_CA_FILE.env => &s.alert_ca_file,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {
@@ -169,6 +176,7 @@ impl Command {
                 e if e == keys::WORKER_CONCURRENCY.env => &w.concurrency,
                 e if e == keys::SHUTDOWN_GRACE_SECS.env => &w.shutdown_grace_secs,
                 e if e == keys::METRICS_ADDR.env => &w.metrics_addr,
+                e if e == keys::ALERT_CA_FILE.env => &w.alert_ca_file,
                 _ => return Self::database_setting(&w.database, env),
             },
         };
@@ -287,6 +295,27 @@ mod tests {
             "{err}"
         );
         assert!(parse(&["worker", "--in-process-worker", "true"]).is_err());
+    }
+
+    /// `serve` and `worker` deliver alerts, so both take the CA file (and
+    /// check it); `migrate` does not.
+    #[test]
+    fn serve_and_worker_take_the_alert_ca_file() {
+        for command in ["serve", "worker"] {
+            let cli = parse(&[command, "--alert-ca-file", "/nonexistent/ca.pem"]).unwrap();
+            assert_eq!(
+                cli.command.setting(keys::ALERT_CA_FILE.env).as_deref(),
+                Some("/nonexistent/ca.pem")
+            );
+            let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+            assert!(
+                err.to_string().contains("--alert-ca-file")
+                    && err.to_string().contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+        }
+        assert!(config(&["worker"]).alert_ca.is_none());
+        assert!(parse(&["migrate", "--alert-ca-file", "/x.pem"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
 use crate::embedded_pg;
 
 /// What `--help` and the README show; the default itself is built without
@@ -51,9 +54,10 @@ pub mod keys {
     pub const CONFIG: Key = key("--config", "TALLY_CONFIG");
     pub const IN_PROCESS_WORKER: Key = key("--in-process-worker", "TALLY_IN_PROCESS_WORKER");
     pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
+    pub const ALERT_CA_FILE: Key = key("--alert-ca-file", "TALLY_ALERT_CA_FILE");
 
     /// All of them, for the tests that keep `cli.rs` and this list in step.
-    pub const ALL: [Key; 11] = [
+    pub const ALL: [Key; 12] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -65,6 +69,7 @@ pub mod keys {
         CONFIG,
         IN_PROCESS_WORKER,
         WORKER_CONCURRENCY,
+        ALERT_CA_FILE,
     ];
 }
 
@@ -84,6 +89,12 @@ pub enum ConfigError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{key}: '{}' {reason}", path.display())]
+    BadFile {
+        key: Key,
+        path: PathBuf,
+        reason: String,
     },
 }
 
@@ -115,6 +126,9 @@ pub struct Config {
     pub in_process_worker: bool,
     /// Worker loops per process (`tally worker`, and `serve`'s in-process worker).
     pub worker_concurrency: usize,
+    /// A private CA that alert webhooks (https://) are also trusted by,
+    /// besides Mozilla's roots; loaded and checked at start.
+    pub alert_ca: Option<CaFile>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -159,9 +173,53 @@ impl Config {
                 Some((key, v)) => positive(key, &v)?,
                 None => DEFAULT_WORKER_CONCURRENCY,
             },
+            alert_ca: match setting(keys::ALERT_CA_FILE) {
+                Some((key, v)) => Some(load_ca_file(key, &v)?),
+                None => None,
+            },
             embedded: embedded_settings(&get),
         })
     }
+}
+
+/// A PEM file of CA certificates and what it holds.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// Each usable as a trust anchor; at least one.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+/// Reads a PEM bundle now, not at the first https:// alert: a file that
+/// is missing, not PEM, empty of certificates or holding one that cannot
+/// anchor trust stops the start with an error naming it.
+pub fn load_ca_file(key: Key, value: &str) -> Result<CaFile, ConfigError> {
+    let path = readable_file(key, value)?;
+    let bad = |reason: String| ConfigError::BadFile {
+        key,
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(&path).map_err(|source| ConfigError::Unreadable {
+        key,
+        path: path.clone(),
+        source,
+    })?;
+    // Other PEM sections (a key, say) are skipped; certificates are kept.
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("is not a PEM file of certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "holds no certificate (-----BEGIN CERTIFICATE-----)".into()
+        ));
+    }
+    for (n, cert) in certs.iter().enumerate() {
+        rustls::RootCertStore::empty()
+            .add(cert.clone())
+            .map_err(|e| bad(format!("certificate {} is not a usable CA: {e}", n + 1)))?;
+    }
+    Ok(CaFile { path, certs })
 }
 
 /// Where the embedded PostgreSQL lives and where its binaries are found:
@@ -294,6 +352,7 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.config_file, None);
+        assert!(c.alert_ca.is_none());
         assert!(c.in_process_worker);
         assert_eq!(c.embedded.pg_bin, None);
         assert_eq!(c.embedded.temp_dir, PathBuf::from("/t"));
@@ -339,7 +398,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_flag_the_variable_and_the_value() {
-        let cases: [(&str, &str, &str); 7] = [
+        let cases: [(&str, &str, &str); 8] = [
             ("TALLY_GRPC_ADDR", "localhost", "--grpc-addr"),
             ("TALLY_METRICS_ADDR", "9090", "--metrics-addr"),
             ("TALLY_DB_POOL_SIZE", "0", "--pool-size"),
@@ -347,6 +406,11 @@ mod tests {
             ("TALLY_LOG_FORMAT", "yaml", "--log-format"),
             ("TALLY_IN_PROCESS_WORKER", "maybe", "--in-process-worker"),
             ("TALLY_CONFIG", "/nonexistent/tally.toml", "--config"),
+            (
+                "TALLY_ALERT_CA_FILE",
+                "/nonexistent/ca.pem",
+                "--alert-ca-file",
+            ),
         ];
         for (var, value, flag) in cases {
             let msg = error(&[(var, value)]);
@@ -365,5 +429,60 @@ mod tests {
         let c = config(&[("DATABASE_URL", " "), ("TALLY_DB_POOL_SIZE", "")]).unwrap();
         assert!(c.database_url.is_none());
         assert_eq!(c.pool_size, DEFAULT_POOL_SIZE);
+    }
+
+    /// A CA bundle is read at start: a good one gives its certificates
+    /// (other PEM sections skipped); each bad kind stops the start with an
+    /// error naming the flag, the variable, the file and what is wrong.
+    #[test]
+    fn the_alert_ca_file_is_read_and_checked_at_start() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&key).unwrap().pem();
+        let file = |name: &str, text: &str| {
+            let path =
+                std::env::temp_dir().join(format!("tally-ca-{}-{name}.pem", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+
+        let good = file("good", &format!("{}{ca_pem}{ca_pem}", key.serialize_pem()));
+        let c = config(&[("TALLY_ALERT_CA_FILE", &good)]).unwrap();
+        let bundle = c.alert_ca.unwrap();
+        assert_eq!(bundle.path, PathBuf::from(&good));
+        assert_eq!(bundle.certs.len(), 2);
+
+        let garbage_der =
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let cases = [
+            (file("empty", "no PEM here\n"), "holds no certificate"),
+            (
+                file("key-only", &key.serialize_pem()),
+                "holds no certificate",
+            ),
+            (
+                file("broken", "-----BEGIN CERTIFICATE-----\n%%%\n"),
+                "is not a PEM file of certificates",
+            ),
+            (
+                file("not-a-ca", garbage_der),
+                "certificate 1 is not a usable CA",
+            ),
+        ];
+        for (path, expected) in &cases {
+            let msg = error(&[("TALLY_ALERT_CA_FILE", path)]);
+            std::fs::remove_file(path).unwrap();
+            assert!(
+                msg.contains(expected)
+                    && msg.contains(path.as_str())
+                    && msg.contains("--alert-ca-file")
+                    && msg.contains("TALLY_ALERT_CA_FILE"),
+                "{msg}"
+            );
+        }
+        std::fs::remove_file(&good).unwrap();
+        let msg = error(&[("TALLY_ALERT_CA_FILE", "/")]);
+        assert!(msg.contains("not a regular file"), "{msg}");
     }
 }

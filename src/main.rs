@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use tally::app::App;
+use tally::app::webhook::Webhooks;
 use tally::app::worker::{self, WorkerConfig};
 use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
 use tally::config::Config;
@@ -46,6 +47,10 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = chart_of_accounts(&config) {
+        eprintln!("tally: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = alert_webhooks(&config) {
         eprintln!("tally: invalid configuration: {e}");
         return ExitCode::from(2);
     }
@@ -202,6 +207,18 @@ async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Resul
     Ok(())
 }
 
+/// The alert client: Mozilla's roots plus the --alert-ca-file bundle
+/// (already read and checked by `Config`). Built once in `main` as a check,
+/// again where a worker starts.
+fn alert_webhooks(config: &Config) -> Result<Webhooks, String> {
+    let extra = config.alert_ca.as_ref().map_or(&[][..], |ca| &ca.certs);
+    let webhooks = Webhooks::new(extra);
+    match webhooks.tls_error() {
+        Some(e) => Err(format!("alert webhooks: {e}")),
+        None => Ok(webhooks),
+    }
+}
+
 fn worker_config(config: &Config) -> WorkerConfig {
     WorkerConfig {
         concurrency: config.worker_concurrency,
@@ -216,6 +233,11 @@ fn worker_config(config: &Config) -> WorkerConfig {
 async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
     // One connection per loop, plus the health check's and a scrape's.
     let store = Store::connect(database_url, config.worker_concurrency + 2)?;
+    let webhooks = alert_webhooks(config)?;
+    if let Some(ca) = &config.alert_ca {
+        tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
+            "alert webhooks also trust this CA bundle");
+    }
     if let Some(addr) = config.metrics_addr {
         let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
         tracing::info!(addr = %bound, "serving metrics at /metrics");
@@ -240,7 +262,7 @@ async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
     let mut drain = rx.clone();
     let grace = config.shutdown_grace;
     tokio::select! {
-        _ = worker::run(App::new(store), worker_config(config), rx) => {},
+        _ = worker::run(App::new(store).with_webhooks(webhooks), worker_config(config), rx) => {},
         _ = async {
             let _ = drain.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
@@ -274,13 +296,18 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         shutdown_signal().await;
         let _ = tx.send(true);
     });
+    let webhooks = alert_webhooks(config)?;
     let in_process = config.in_process_worker.then(|| {
+        if let Some(ca) = &config.alert_ca {
+            tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
+                "alert webhooks also trust this CA bundle");
+        }
         tracing::info!(
             concurrency = config.worker_concurrency,
             "running the in-process worker"
         );
         tokio::spawn(worker::run(
-            App::new(store.clone()),
+            App::new(store.clone()).with_webhooks(webhooks),
             worker_config(config),
             rx.clone(),
         ))

@@ -2,7 +2,8 @@
 //! Slack-compatible JSON message. The exceptions trigger writes the outbox
 //! row (one per exception, ever); the worker (`worker.rs`) claims due rows
 //! per merchant (SKIP LOCKED, a lease longer than a POST may take) and
-//! commits, POSTs with no transaction open, then records the attempt:
+//! commits, POSTs (`webhook.rs`: http:// or https://) with no transaction
+//! open, then records the attempt:
 //! delivered, or retried with exponential back-off. A row stays until
 //! delivered, so a restart loses nothing, and the lease means two workers
 //! never send one alert twice (only a worker dying between a 2xx reply
@@ -12,14 +13,10 @@
 //! parent is the stored span of the exception's newest record, so the
 //! receiver's handling joins the order's trace.
 
-use std::time::Duration;
-
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use super::App;
+use super::webhook::POST_TIMEOUT;
 use crate::domain::currency::Currency;
 use crate::domain::handoff::contract_id;
 use crate::domain::money::format_amount;
@@ -29,11 +26,9 @@ use crate::storage::alerts::{self, Due};
 
 /// Alerts sent per merchant per transaction.
 const BATCH: i64 = 20;
-/// How long one POST may take.
-const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claim keeps other workers off an alert: a batch of POSTs,
-/// each bounded by POST_TIMEOUT, and then some.
-const LEASE_MS: i64 = BATCH * 10_000 + 30_000;
+/// each bounded by `webhook::POST_TIMEOUT`, and then some.
+const LEASE_MS: i64 = BATCH * POST_TIMEOUT.as_millis() as i64 + 30_000;
 /// Back-off: 0.5 s, 1 s, 2 s, ... up to five minutes.
 const FIRST_RETRY_MS: i64 = 500;
 const LAST_RETRY_MS: i64 = 5 * 60 * 1000;
@@ -83,67 +78,6 @@ pub fn message(merchant: &str, d: &Due) -> serde_json::Value {
             ],
         }],
     })
-}
-
-/// POSTs `body` to an http:// URI, with a `traceparent` header when given;
-/// Ok only for a 2xx reply.
-pub async fn post(
-    uri: &str,
-    body: &serde_json::Value,
-    traceparent: Option<&str>,
-) -> std::result::Result<(), String> {
-    let uri: hyper::Uri = uri.parse().map_err(|e| format!("bad URI: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// webhooks can be delivered by this build".into());
-    }
-    let host = uri.host().ok_or("URI without a host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let traceparent = traceparent.map(str::to_string);
-    let traceparent = traceparent.as_deref();
-    let attempt = async move {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or(&host)
-            .to_string();
-        let mut req = hyper::Request::post(path)
-            .header(hyper::header::HOST, authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        if let Some(tp) = traceparent {
-            req = req.header("traceparent", tp);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = resp.status();
-        // Read the reply so the connection ends cleanly.
-        let _ = resp.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
-    };
-    tokio::time::timeout(POST_TIMEOUT, attempt)
-        .await
-        .map_err(|_| "timed out".to_string())?
 }
 
 /// The delivery's span: a child of the record span it alerts about (and
@@ -205,13 +139,15 @@ impl App {
             let span = delivery_span(merchant, d);
             let stored = d.trace_id.as_deref().zip(d.span_id.as_deref());
             let traceparent = crate::telemetry::traceparent(&span, stored);
-            let result = post(
-                &d.webhook_uri,
-                &message(merchant, d),
-                traceparent.as_deref(),
-            )
-            .instrument(span.clone())
-            .await;
+            let result = self
+                .webhooks()
+                .post(
+                    &d.webhook_uri,
+                    &message(merchant, d),
+                    traceparent.as_deref(),
+                )
+                .instrument(span.clone())
+                .await;
             match &result {
                 Ok(()) => {
                     ok += 1;

@@ -15,6 +15,7 @@ pub mod reconcile;
 mod settle;
 pub mod stream;
 pub mod trace;
+pub mod webhook;
 pub mod worker;
 
 pub use ingest::{Method, Outcome, RecordOutcome, Submission, Submitted};
@@ -25,14 +26,29 @@ use crate::storage::Store;
 #[derive(Clone)]
 pub struct App {
     store: Store,
+    /// The client alerts are delivered with (the worker's).
+    webhooks: webhook::Webhooks,
 }
 
 impl App {
+    /// Alerts trust Mozilla's roots only; see [`App::with_webhooks`].
     pub fn new(store: Store) -> App {
-        App { store }
+        App {
+            store,
+            webhooks: webhook::Webhooks::default(),
+        }
+    }
+
+    /// The same, delivering alerts with `webhooks` (a private CA trusted).
+    pub fn with_webhooks(self, webhooks: webhook::Webhooks) -> App {
+        App { webhooks, ..self }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn webhooks(&self) -> &webhook::Webhooks {
+        &self.webhooks
     }
 }

@@ -60,7 +60,7 @@ impl Settings {
     }
 
     /// The OTLP transport the protocol names: gRPC by default, or
-    /// HTTP/protobuf (plain HTTP through hyper; no TLS library is linked).
+    /// HTTP/protobuf (plain HTTP through hyper; TLS is only for alert webhooks).
     pub fn transport(&self) -> Result<Transport, String> {
         match self.protocol.as_deref() {
             None | Some("grpc") => Ok(Transport::Grpc),

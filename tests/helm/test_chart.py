@@ -279,6 +279,25 @@ def test_config_change_rolls_pods() -> None:
     assert checksum("# a\n") != checksum("# b\n")
 
 
+def test_alert_ca_pem_is_mounted_and_named(default_objects: list[dict]) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    objects = render({"config": {"alertCaPem": pem}})
+    assert by_kind(objects, "ConfigMap")["tally-config"]["data"]["alert-ca.pem"] == pem
+    for name in ("tally-api", "tally-worker"):
+        env = env_of(container(objects, "Deployment", name))
+        assert env["TALLY_ALERT_CA_FILE"]["value"] == "/etc/tally/alert-ca.pem"
+        # None given: Mozilla's roots only, nothing set.
+        assert "TALLY_ALERT_CA_FILE" not in env_of(container(default_objects, "Deployment", name))
+    assert "alert-ca.pem" not in by_kind(default_objects, "ConfigMap")["tally-config"]["data"]
+
+    def checksum(values: dict) -> str:
+        return by_kind(render(values), "Deployment")["tally-api"]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    # A new CA rolls the pods; no CA leaves the checksum as it was.
+    assert checksum({"config": {"alertCaPem": pem}}) != checksum({})
+    assert checksum({"config": {"toml": "# a\n", "alertCaPem": ""}}) == checksum({"config": {"toml": "# a\n"}})
+
+
 def test_services_and_service_monitor(production_objects: list[dict]) -> None:
     services = by_kind(production_objects, "Service")
     api_ports = {p["name"]: (p["port"], p["targetPort"]) for p in services["tally"]["spec"]["ports"]}

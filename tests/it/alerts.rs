@@ -1,11 +1,13 @@
 //! Alerts: a real HTTP receiver on 127.0.0.1 that fails the first two
 //! times gets exactly one alert delivered for the exception, by the worker
-//! (the server alone sends nothing), across a worker restart.
+//! (the server alone sends nothing), across a worker restart. The https://
+//! cases, with the same receiver over TLS, are in `alerts_tls.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tally::app::App;
+use tally::app::webhook::Webhooks;
 use tally::app::worker::{self, WorkerConfig};
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
@@ -21,63 +23,93 @@ pub type Seen = Arc<Mutex<Vec<(u16, String, String)>>>;
 /// Answers 500 to the first `failures` requests, then 200; keeps headers
 /// and bodies.
 pub async fn receiver(failures: usize) -> (String, Seen) {
+    receiver_on(failures, None).await
+}
+
+/// The same over TLS when `tls` is given (an https:// URI); a connection
+/// whose handshake fails is not a request and is not kept.
+pub async fn receiver_on(
+    failures: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let seen: Seen = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
+            let Ok((sock, _)) = listener.accept().await else {
                 return;
             };
-            let mut buf = vec![];
-            let mut chunk = [0u8; 4096];
-            // Read the headers, then the body by its Content-Length.
-            let body = loop {
-                let n = sock.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len: usize = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        break Some((
-                            text[..end].to_string(),
-                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
-                        ));
+            match &tls {
+                None => answer(sock, &log, failures).await,
+                Some(acceptor) => {
+                    if let Ok(sock) = acceptor.accept(sock).await {
+                        answer(sock, &log, failures).await
                     }
                 }
-            };
-            let Some((headers, body)) = body else {
-                continue;
-            };
-            let status = {
-                let mut s = log.lock().unwrap();
-                let status = if s.len() < failures { 500 } else { 200 };
-                s.push((status, headers, body));
-                status
-            };
-            let reply =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = sock.write_all(reply.as_bytes()).await;
+            }
         }
     });
-    (format!("http://{addr}/hooks/ops"), seen)
+    (format!("{scheme}://{addr}/hooks/ops"), seen)
+}
+
+/// Reads one request (headers, then the body by its Content-Length) and
+/// answers it.
+async fn answer<S>(mut sock: S, log: &Seen, failures: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![];
+    let mut chunk = [0u8; 4096];
+    let body = loop {
+        let n = sock.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                break Some((
+                    text[..end].to_string(),
+                    String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
+                ));
+            }
+        }
+    };
+    let Some((headers, body)) = body else {
+        return;
+    };
+    let status = {
+        let mut s = log.lock().unwrap();
+        let status = if s.len() < failures { 500 } else { 200 };
+        s.push((status, headers, body));
+        status
+    };
+    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = sock.write_all(reply.as_bytes()).await;
+    let _ = sock.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_alert_is_delivered_exactly_once_after_two_failures() {
-    let app = TestApp::start().await;
     let (uri, seen) = receiver(2).await;
+    delivered_once_after_two_failures(uri, seen, Webhooks::default()).await;
+}
+
+/// Points order-to-fulfillment's alerts of merchant acme at `uri`, with a
+/// one-second lag so that an order alone is late at once.
+pub async fn alert_late_orders_to(app: &TestApp, uri: String) {
     HandoffServiceClient::new(app.channel.clone())
         .update_handoff_contract(pb::UpdateHandoffContractRequest {
             handoff_contract: Some(pb::HandoffContract {
@@ -95,6 +127,14 @@ async fn an_alert_is_delivered_exactly_once_after_two_failures() {
         })
         .await
         .unwrap();
+}
+
+/// A late order's alert reaches `uri`, whose receiver fails twice, exactly
+/// once, through two workers delivering with `webhooks` (one stopped after
+/// the first failure), and says what it should.
+pub async fn delivered_once_after_two_failures(uri: String, seen: Seen, webhooks: Webhooks) {
+    let app = TestApp::start().await;
+    alert_late_orders_to(&app, uri).await;
     app.submit(vec![order("6001", "100.00")]).await.unwrap();
     // A clean order of another handoff's owner raises nothing to alert.
     app.submit(vec![
@@ -125,7 +165,8 @@ async fn an_alert_is_delivered_exactly_once_after_two_failures() {
         ..WorkerConfig::default()
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let first = tokio::spawn(worker::run(App::new(store.clone()), config, rx));
+    let worker_app = App::new(store).with_webhooks(webhooks);
+    let first = tokio::spawn(worker::run(worker_app.clone(), config, rx));
     let start = Instant::now();
     while seen.lock().unwrap().is_empty() {
         assert!(start.elapsed() < Duration::from_secs(15), "never tried");
@@ -134,7 +175,7 @@ async fn an_alert_is_delivered_exactly_once_after_two_failures() {
     stop.send(true).unwrap();
     first.await.unwrap();
     let (_stop, rx) = tokio::sync::watch::channel(false);
-    let second = tokio::spawn(worker::run(App::new(store), config, rx));
+    let second = tokio::spawn(worker::run(worker_app, config, rx));
 
     let start = Instant::now();
     while !seen.lock().unwrap().iter().any(|(s, _, _)| *s == 200) {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link step), a module per concern.
 
 mod alerts;
+mod alerts_tls;
 mod binary;
 mod cash;
 mod cash_batches;

@@ -118,6 +118,10 @@ shutdown, configuration file, OpenTelemetry, extras. Call with
   value: {{ $v.shutdownGraceSeconds | quote }}
 - name: TALLY_CONFIG
   value: {{ printf "%s/tally.toml" $v.config.mountPath | quote }}
+{{- if and $v.config.alertCaPem (not $v.config.existingConfigMap) }}
+- name: TALLY_ALERT_CA_FILE
+  value: {{ printf "%s/alert-ca.pem" $v.config.mountPath | quote }}
+{{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ $v.otel.serviceName | default (printf "%s-%s" (include "tally.fullname" $root) .component) | quote }}
 {{- with $v.otel.endpoint }}
@@ -166,7 +170,7 @@ Rolls the pods when the configuration or the chart-made Secret changes.
 */}}
 {{- define "tally.checksums" -}}
 {{- if not .Values.config.existingConfigMap }}
-checksum/config: {{ .Values.config.toml | sha256sum }}
+checksum/config: {{ printf "%s%s" .Values.config.toml .Values.config.alertCaPem | sha256sum }}
 {{- end }}
 {{- if not .Values.database.existingSecret }}
 checksum/database: {{ .Values.database.url | sha256sum }}
