@@ -146,8 +146,18 @@ async fn with_histories(conn: &mut Conn, merchant: &str, shown: &mut [Transactio
     let payouts = record_versions::payout_versions(conn, merchant, &payout_ids).await?;
     for t in shown {
         let mut versions = changed.remove(&t.order_id).unwrap_or_default();
+        // A payout that names the order is among its own records already:
+        // read twice, its history would hold two current versions.
+        let held: BTreeSet<_> = versions.iter().map(|v| v.record.key()).collect();
         for id in &t.external_ids.payout_ids {
-            versions.extend(payouts.get(id).into_iter().flatten().cloned());
+            versions.extend(
+                payouts
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| !held.contains(&v.record.key()))
+                    .cloned(),
+            );
         }
         t.record_histories = histories(versions);
     }

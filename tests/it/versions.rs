@@ -462,3 +462,41 @@ async fn a_row_hashed_the_old_way_is_still_a_duplicate() {
     let r = app.submit(vec![invoice("7901", "100.05")]).await.unwrap();
     assert_eq!(outcomes(&r), vec![pb::RecordOutcome::Conflict]);
 }
+
+/// Found by the fuzz test: a payout record that also names the order (so the
+/// order holds it) and that the order's balance transaction names too was
+/// read twice, two "current" versions in one history, and the read failed.
+#[tokio::test]
+async fn a_payout_the_order_both_holds_and_is_paid_by_shows_one_history() {
+    let app = TestApp::start().await;
+    let mut batch = clean_order("7901");
+    batch.push(balance_transaction("7901", "3.20", "po_7901"));
+    let mut first = payout(
+        "po_7901",
+        pb::PayoutStatus::InTransit,
+        "2026-11-03T00:00:00Z",
+    );
+    first.order_id = "7901".into();
+    batch.push(first.clone());
+    app.submit(batch).await.unwrap();
+    let mut paid = payout("po_7901", pb::PayoutStatus::Paid, "2026-11-05T08:00:00Z");
+    paid.order_id = "7901".into();
+    let r = app.submit(vec![paid]).await.unwrap();
+    assert_eq!(outcomes(&r), vec![pb::RecordOutcome::Updated]);
+
+    let t = app.transaction("7901").await.unwrap();
+    let shown: Vec<&str> = t
+        .record_histories
+        .iter()
+        .filter(|h| h.source_id == "po_7901")
+        .map(|h| h.source_id.as_str())
+        .collect();
+    assert_eq!(shown, vec!["po_7901"], "{:?}", t.record_histories);
+    let po = history(&t, "po_7901");
+    let seen: Vec<(&str, bool)> = po
+        .versions
+        .iter()
+        .map(|v| (v.status.as_str(), v.current))
+        .collect();
+    assert_eq!(seen, vec![("in_transit", false), ("paid", true)]);
+}
