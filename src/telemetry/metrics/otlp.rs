@@ -1,0 +1,446 @@
+//! The OTLP metrics export: every `OTEL_METRIC_EXPORT_INTERVAL` (default
+//! 60000 ms) the registry's [`Series`] are sent as they stand, cumulative
+//! since the process started, and once more at shutdown. Configured only by
+//! the standard variables: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (used as
+//! is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (over HTTP, `/v1/metrics` appended)
+//! turns it on; `OTEL_SDK_DISABLED=true` or `OTEL_METRICS_EXPORTER=none`
+//! keeps it off; `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL` picks `grpc`
+//! (default) or `http/protobuf`, `..._HEADERS` adds headers and
+//! `..._TIMEOUT` (default 10000 ms) bounds each push. The resource is the
+//! trace exporter's (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, else
+//! `service.name=tally`).
+//!
+//! Why not the OpenTelemetry metrics SDK: it has no observable histogram,
+//! so the histograms would have to be recorded twice on every call. The
+//! registry already holds exactly what OTLP carries; this turns a snapshot
+//! into `ExportMetricsServiceRequest` and sends it. Unset, nothing starts.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::{Points, Series, global, read_gauges};
+use crate::storage::Store;
+use crate::telemetry::tracing::Transport;
+
+/// What decides whether and how metrics leave the process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settings {
+    pub disabled: bool,
+    /// The URL pushes go to (over HTTP, `/v1/metrics` already appended to
+    /// a general endpoint).
+    pub endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub headers: Option<String>,
+    pub service_named: bool,
+}
+
+impl Settings {
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Settings {
+        let val = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let either = |signal: &str, general: &str| val(signal).or_else(|| val(general));
+        let off = |k: &str, word: &str| val(k).is_some_and(|v| v.eq_ignore_ascii_case(word));
+        let protocol = either(
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        );
+        let http = protocol.as_deref() == Some("http/protobuf");
+        // The signal's own endpoint is used as is; the general one is a
+        // base URL over HTTP, and the whole address over gRPC.
+        let endpoint = val("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or_else(|| {
+            val("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| match http {
+                true => format!("{}/v1/metrics", e.trim_end_matches('/')),
+                false => e,
+            })
+        });
+        Settings {
+            disabled: off("OTEL_SDK_DISABLED", "true") || off("OTEL_METRICS_EXPORTER", "none"),
+            endpoint,
+            protocol,
+            interval: val("OTEL_METRIC_EXPORT_INTERVAL"),
+            timeout: either(
+                "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            ),
+            headers: either(
+                "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
+            service_named: crate::telemetry::tracing::Settings::from_lookup(get).service_named,
+        }
+    }
+
+    /// How often to push; an error names the variable.
+    pub fn interval(&self) -> Result<Duration, String> {
+        millis(
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            self.interval.as_deref(),
+            60_000,
+        )
+    }
+
+    /// How long one push may take.
+    pub fn timeout(&self) -> Result<Duration, String> {
+        millis(
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            self.timeout.as_deref(),
+            10_000,
+        )
+    }
+
+    /// `k=v,k2=v2`, values percent-decoded as the specification says.
+    pub fn headers(&self) -> Result<Vec<(String, String)>, String> {
+        let Some(h) = &self.headers else {
+            return Ok(vec![]);
+        };
+        h.split(',')
+            .filter(|kv| !kv.trim().is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    format!("OTEL_EXPORTER_OTLP_HEADERS: {kv:?} is not key=value")
+                })?;
+                Ok((k.trim().to_ascii_lowercase(), percent_decode(v.trim())))
+            })
+            .collect()
+    }
+
+    fn transport(&self) -> Result<Transport, String> {
+        crate::telemetry::tracing::Settings {
+            protocol: self.protocol.clone(),
+            ..Default::default()
+        }
+        .transport()
+    }
+}
+
+fn millis(var: &str, v: Option<&str>, default: u64) -> Result<Duration, String> {
+    match v {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(format!("{var}={v}: expected milliseconds above 0")),
+        },
+    }
+}
+
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Attribute keys whose values OpenTelemetry's conventions type as ints.
+const INT_KEYS: [&str; 1] = ["rpc.grpc.status_code"];
+
+fn attributes(keys: &[&str], values: &[String]) -> Vec<KeyValue> {
+    keys.iter()
+        .zip(values)
+        .map(|(k, v)| {
+            let value = match v.parse::<i64>() {
+                Ok(i) if INT_KEYS.contains(k) => any_value::Value::IntValue(i),
+                _ => any_value::Value::StringValue(v.clone()),
+            };
+            KeyValue {
+                key: k.to_string(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// One series as OTLP carries it: counters as cumulative monotonic sums,
+/// histograms cumulative with their bounds, gauges as they were read.
+fn metric(s: &Series, start: u64, now: u64) -> pm::Metric {
+    use pm::metric::Data;
+    let cumulative = pm::AggregationTemporality::Cumulative as i32;
+    let number = |labels: &[String], v: i64, start: u64| pm::NumberDataPoint {
+        attributes: attributes(s.keys, labels),
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(pm::number_data_point::Value::AsInt(v)),
+        ..Default::default()
+    };
+    let data = match &s.points {
+        Points::Sum(points) => Data::Sum(pm::Sum {
+            data_points: points
+                .iter()
+                .map(|(l, n)| number(l, i64::try_from(*n).unwrap_or(i64::MAX), start))
+                .collect(),
+            aggregation_temporality: cumulative,
+            is_monotonic: true,
+        }),
+        Points::Gauge(points) => Data::Gauge(pm::Gauge {
+            data_points: points.iter().map(|(l, n)| number(l, *n, 0)).collect(),
+        }),
+        Points::Histogram(bounds, points) => Data::Histogram(pm::Histogram {
+            data_points: points
+                .iter()
+                .map(|(l, p)| pm::HistogramDataPoint {
+                    attributes: attributes(s.keys, l),
+                    start_time_unix_nano: start,
+                    time_unix_nano: now,
+                    count: p.count,
+                    sum: Some(p.sum),
+                    bucket_counts: p.buckets.clone(),
+                    explicit_bounds: bounds.to_vec(),
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: cumulative,
+        }),
+    };
+    pm::Metric {
+        name: s.name.into(),
+        description: s.description.into(),
+        unit: s.unit.into(),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+/// The request for one push.
+pub fn request(
+    resource: &Resource,
+    schema_url: &str,
+    series: &[Series],
+    start: SystemTime,
+    now: SystemTime,
+) -> ExportMetricsServiceRequest {
+    let (start, now) = (nanos(start), nanos(now));
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: Some(resource.clone()),
+            scope_metrics: vec![pm::ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "tally".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics: series.iter().map(|s| metric(s, start, now)).collect(),
+                ..Default::default()
+            }],
+            schema_url: schema_url.into(),
+        }],
+    }
+}
+
+/// Where pushes go.
+enum Sender {
+    Grpc(MetricsServiceClient<tonic::transport::Channel>),
+    /// Plain HTTP (no TLS library is linked), one connection per push.
+    Http(http::Uri),
+}
+
+impl Sender {
+    fn new(settings: &Settings, endpoint: &str, timeout: Duration) -> Result<Sender, String> {
+        match settings.transport()? {
+            Transport::Grpc => {
+                // Lazy: a collector that is not up yet is retried at the
+                // next push, not a reason to fail the start.
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                    .map_err(|e| format!("OTLP metrics endpoint {endpoint}: {e}"))?
+                    .timeout(timeout)
+                    .connect_lazy();
+                Ok(Sender::Grpc(MetricsServiceClient::new(channel)))
+            }
+            Transport::HttpProtobuf => {
+                let uri: http::Uri = endpoint
+                    .parse()
+                    .map_err(|e| format!("OTLP metrics endpoint {endpoint}: {e}"))?;
+                if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                    return Err(format!(
+                        "OTLP metrics endpoint {endpoint}: this build sends plain http:// only"
+                    ));
+                }
+                Ok(Sender::Http(uri))
+            }
+        }
+    }
+
+    async fn send(
+        &mut self,
+        req: ExportMetricsServiceRequest,
+        headers: &[(String, String)],
+    ) -> Result<(), String> {
+        match self {
+            Sender::Grpc(client) => {
+                let mut req = tonic::Request::new(req);
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) = (
+                        k.parse::<tonic::metadata::MetadataKey<_>>(),
+                        v.parse::<tonic::metadata::MetadataValue<_>>(),
+                    ) {
+                        req.metadata_mut().insert(k, v);
+                    }
+                }
+                let reply = client.export(req).await.map_err(|s| s.to_string())?;
+                match reply.into_inner().partial_success {
+                    Some(p) if p.rejected_data_points > 0 => Err(format!(
+                        "{} points rejected: {}",
+                        p.rejected_data_points, p.error_message
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            Sender::Http(uri) => post(uri, prost::Message::encode_to_vec(&req), headers).await,
+        }
+    }
+}
+
+/// POSTs one protobuf body over HTTP/1.1.
+async fn post(uri: &http::Uri, body: Vec<u8>, headers: &[(String, String)]) -> Result<(), String> {
+    let host = uri.host().unwrap_or_default();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = http::Request::post(path)
+        .header(
+            http::header::HOST,
+            uri.authority().map_or(host, |a| a.as_str()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let reply = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    if reply.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the collector answered {}", reply.status()))
+    }
+}
+
+/// The running export; [`Export::shutdown`] pushes once more and stops it.
+pub struct Export {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    timeout: Duration,
+}
+
+impl Export {
+    /// Sends the last values (bounded by the push timeout) and stops.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let wait = self.timeout + Duration::from_secs(1);
+        if tokio::time::timeout(wait, self.task).await.is_err() {
+            tracing::warn!("the last metrics push did not finish in time");
+        }
+    }
+}
+
+/// Starts the periodic push when the settings ask for one: None (and
+/// nothing running) otherwise. Problems are logged, never fatal: a process
+/// serves its calls whether or not its metrics leave.
+pub fn start(get: &impl Fn(&str) -> Option<String>, store: Option<Store>) -> Option<Export> {
+    let settings = Settings::from_lookup(get);
+    if settings.disabled {
+        return None;
+    }
+    let endpoint = settings.endpoint.clone()?;
+    let built = (|| {
+        let (interval, timeout) = (settings.interval()?, settings.timeout()?);
+        let headers = settings.headers()?;
+        let sender = Sender::new(&settings, &endpoint, timeout)?;
+        Ok::<_, String>((interval, timeout, headers, sender))
+    })();
+    let (interval, timeout, headers, mut sender) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are not exported over OTLP");
+            return None;
+        }
+    };
+    let sdk = crate::telemetry::tracing::resource(settings.service_named);
+    let resource = Resource {
+        attributes:
+            opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema::from(&sdk)
+                .attributes
+                .0,
+        ..Default::default()
+    };
+    let schema_url = sdk.schema_url().unwrap_or_default().to_string();
+    tracing::info!(%endpoint, ?interval, protocol = settings.transport().map(|t| t.as_str()).unwrap_or("?"),
+        "exporting metrics over OTLP");
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stopped.wait_for(|s| *s) => true,
+            };
+            let pool = store.as_ref().map(Store::pool_status);
+            let gauges = match &store {
+                Some(s) => read_gauges(s).await,
+                None => None,
+            };
+            let m = global();
+            let series = m.snapshot(pool, gauges.as_ref());
+            let req = request(
+                &resource,
+                &schema_url,
+                &series,
+                m.started(),
+                SystemTime::now(),
+            );
+            match tokio::time::timeout(timeout, sender.send(req, &headers)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "pushing metrics over OTLP"),
+                Err(_) => tracing::warn!(?timeout, "pushing metrics over OTLP timed out"),
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    Some(Export {
+        stop,
+        task,
+        timeout,
+    })
+}
