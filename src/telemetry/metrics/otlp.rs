@@ -444,3 +444,193 @@ pub fn start(get: &impl Fn(&str) -> Option<String>, store: Option<Store>) -> Opt
         timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{Gauges, MS_BOUNDS, Metrics};
+    use super::*;
+    use crate::storage::gauges::Count;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        Settings::from_lookup(&|k: &str| vars.get(k).map(|v| v.to_string()))
+    }
+
+    const ON: (&str, &str) = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317/");
+
+    #[test]
+    fn the_endpoint_turns_it_on_unless_metrics_or_the_sdk_are_off() {
+        assert_eq!(settings(&[]).endpoint, None);
+        let s = settings(&[ON]);
+        assert_eq!(s.endpoint.as_deref(), Some("http://c:4317/"));
+        assert!(!s.disabled);
+        for off in [
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ] {
+            assert!(settings(&[ON, off]).disabled, "{off:?}");
+        }
+        // Traces off says nothing about metrics.
+        assert!(!settings(&[ON, ("OTEL_TRACES_EXPORTER", "none")]).disabled);
+    }
+
+    #[test]
+    fn over_http_the_general_endpoint_is_a_base_and_the_signals_is_whole() {
+        let http = ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+        let s = settings(&[ON, http]);
+        assert_eq!(s.endpoint.as_deref(), Some("http://c:4317/v1/metrics"));
+        assert_eq!(s.transport(), Ok(Transport::HttpProtobuf));
+        let own = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/x");
+        assert_eq!(
+            settings(&[ON, http, own]).endpoint.as_deref(),
+            Some("http://m:9/x")
+        );
+        let grpc_own = settings(&[own]);
+        assert_eq!(grpc_own.endpoint.as_deref(), Some("http://m:9/x"));
+        assert_eq!(grpc_own.transport(), Ok(Transport::Grpc));
+        let json = settings(&[ON, ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")]);
+        assert!(json.transport().is_err());
+    }
+
+    #[test]
+    fn interval_timeout_and_headers_are_read_or_refused_by_name() {
+        assert_eq!(settings(&[]).interval(), Ok(Duration::from_secs(60)));
+        assert_eq!(settings(&[]).timeout(), Ok(Duration::from_secs(10)));
+        let s = settings(&[("OTEL_METRIC_EXPORT_INTERVAL", "250")]);
+        assert_eq!(s.interval(), Ok(Duration::from_millis(250)));
+        for bad in ["0", "1s", "-5"] {
+            let e = settings(&[("OTEL_METRIC_EXPORT_INTERVAL", bad)])
+                .interval()
+                .unwrap_err();
+            assert!(e.contains("OTEL_METRIC_EXPORT_INTERVAL"), "{e}");
+        }
+        let s = settings(&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "500")]);
+        assert_eq!(s.timeout(), Ok(Duration::from_millis(500)));
+        let s = settings(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Api-Key=a%20b%3D, x-tenant=t1",
+        )]);
+        assert_eq!(
+            s.headers(),
+            Ok(vec![
+                ("api-key".into(), "a b=".into()),
+                ("x-tenant".into(), "t1".into())
+            ])
+        );
+        assert!(
+            settings(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")])
+                .headers()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_https_endpoint_is_refused_over_http_as_no_tls_is_linked() {
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]);
+        let e = Sender::new(&s, s.endpoint.as_deref().unwrap(), Duration::from_secs(1))
+            .err()
+            .unwrap();
+        assert!(e.contains("plain http://"), "{e}");
+    }
+
+    fn find<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> &'a pm::Metric {
+        req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    fn attr(attrs: &[KeyValue], key: &str) -> Option<any_value::Value> {
+        attrs.iter().find(|kv| kv.key == key)?.value.clone()?.value
+    }
+
+    #[test]
+    fn a_snapshot_becomes_cumulative_sums_histograms_with_bounds_and_gauges() {
+        let m = Metrics::new();
+        m.record_ingested("invoice", "accepted");
+        m.record_ingested("invoice", "accepted");
+        m.rpc_finished("s", "M", 3, Duration::from_millis(7));
+        m.rpc_finished("s", "M", 3, Duration::from_millis(20_000));
+        let gauges = Gauges {
+            open_exceptions: vec![Count {
+                a: "late_handoff".into(),
+                b: "ops".into(),
+                n: 2,
+            }],
+            backlog: vec![],
+        };
+        let start = m.started();
+        let now = start + Duration::from_secs(5);
+        let resource = Resource::default();
+        let req = request(&resource, "", &m.snapshot(None, Some(&gauges)), start, now);
+        assert_eq!(
+            req.resource_metrics[0].scope_metrics[0]
+                .scope
+                .as_ref()
+                .unwrap()
+                .name,
+            "tally"
+        );
+
+        let records = find(&req, "tally.records.ingested");
+        assert_eq!(records.unit, "{record}");
+        let Some(pm::metric::Data::Sum(sum)) = &records.data else {
+            panic!("{records:?}")
+        };
+        assert!(sum.is_monotonic);
+        assert_eq!(
+            sum.aggregation_temporality,
+            pm::AggregationTemporality::Cumulative as i32
+        );
+        let p = &sum.data_points[0];
+        assert_eq!(p.value, Some(pm::number_data_point::Value::AsInt(2)));
+        assert_eq!(p.start_time_unix_nano, nanos(start));
+        assert_eq!(p.time_unix_nano, nanos(now));
+        assert_eq!(
+            attr(&p.attributes, "tally.record_kind"),
+            Some(any_value::Value::StringValue("invoice".into()))
+        );
+
+        let rpc = find(&req, "rpc.server.duration");
+        assert_eq!(rpc.unit, "ms");
+        let Some(pm::metric::Data::Histogram(h)) = &rpc.data else {
+            panic!("{rpc:?}")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(p.explicit_bounds, MS_BOUNDS);
+        // 7 ms in (5, 10]; 20 s above the last bound.
+        let mut want = vec![0; MS_BOUNDS.len() + 1];
+        want[2] = 1;
+        want[MS_BOUNDS.len()] = 1;
+        assert_eq!(p.bucket_counts, want);
+        assert_eq!((p.count, p.sum), (2, Some(20_007.0)));
+        assert_eq!(
+            attr(&p.attributes, "rpc.grpc.status_code"),
+            Some(any_value::Value::IntValue(3))
+        );
+
+        let open = find(&req, "tally.exceptions.open");
+        let Some(pm::metric::Data::Gauge(g)) = &open.data else {
+            panic!("{open:?}")
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(pm::number_data_point::Value::AsInt(2))
+        );
+        assert_eq!(
+            attr(&g.data_points[0].attributes, "tally.owner"),
+            Some(any_value::Value::StringValue("ops".into()))
+        );
+        let backlog = find(&req, "tally.worker.backlog");
+        let Some(pm::metric::Data::Gauge(g)) = &backlog.data else {
+            panic!("{backlog:?}")
+        };
+        assert_eq!(g.data_points.len(), 3, "known job kinds at 0");
+    }
+}

@@ -152,7 +152,6 @@ mod tests {
     use crate::storage::gauges::Count;
 
     #[test]
-    #[test]
     fn series_render_as_prometheus_text() {
         let m = Metrics::new();
         m.record_ingested("invoice", "accepted");
