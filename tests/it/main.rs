@@ -24,6 +24,7 @@ mod listing;
 mod matching;
 mod metrics;
 mod otlp_http;
+mod otlp_metrics;
 mod plans;
 mod seams;
 mod stream;
