@@ -2,7 +2,8 @@
 //! the series it serves at `/metrics` to an OTLP collector (here, in
 //! process) every OTEL_METRIC_EXPORT_INTERVAL over gRPC, once more at
 //! shutdown (over http/protobuf here, with a long interval, so only the
-//! last push arrives), and not at all when OTEL_METRICS_EXPORTER=none.
+//! last push arrives), and not at all when OTEL_METRICS_EXPORTER=none;
+//! `tally worker` pushes too.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -189,9 +190,10 @@ async fn submit(port: u16, records: Vec<pb::Record>) {
         .unwrap();
 }
 
-fn serve(db: &TestDb, port: u16, otlp_port: u16) -> std::process::Command {
+/// `tally SUBCOMMAND` exporting to the collector at `otlp_port`.
+fn run(sub: &str, db: &TestDb, port: u16, otlp_port: u16) -> std::process::Command {
     let mut cmd = tally();
-    cmd.arg("serve")
+    cmd.arg(sub)
         .env("DATABASE_URL", &db.url)
         .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env(
@@ -212,7 +214,7 @@ async fn serve_pushes_its_metrics_over_otlp_grpc_at_each_interval() {
     let (collector, otlp_port) = grpc_collector().await;
     let db = TestDb::new().await;
     let port = free_port();
-    let mut child = serve(&db, port, otlp_port)
+    let mut child = run("serve", &db, port, otlp_port)
         .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
         .env("OTEL_SERVICE_NAME", "tally-otlp-metrics")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=it")
@@ -307,7 +309,7 @@ async fn the_last_values_are_pushed_at_shutdown_over_http_protobuf() {
     let port = free_port();
     // The first scheduled push would come after a minute: only the one at
     // shutdown arrives.
-    let mut child = serve(&db, port, otlp_port)
+    let mut child = run("serve", &db, port, otlp_port)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .spawn()
         .unwrap();
@@ -339,7 +341,7 @@ async fn otel_metrics_exporter_none_pushes_nothing() {
     let (collector, otlp_port) = grpc_collector().await;
     let db = TestDb::new().await;
     let port = free_port();
-    let mut child = serve(&db, port, otlp_port)
+    let mut child = run("serve", &db, port, otlp_port)
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "50")
         .spawn()
@@ -353,4 +355,44 @@ async fn otel_metrics_exporter_none_pushes_nothing() {
             .success()
     );
     assert!(collector.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_worker_pushes_its_backlog_too() {
+    let (collector, otlp_port) = grpc_collector().await;
+    let db = TestDb::new().await;
+    let port = free_port();
+    let mut child = run("worker", &db, port, otlp_port)
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "100")
+        .spawn()
+        .unwrap();
+    wait_serving(port, &mut child).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let backlog = loop {
+        let pushed = collector.0.lock().unwrap().clone();
+        if let Some(m) = pushed
+            .iter()
+            .find_map(|r| metric(r, "tally.worker.backlog").cloned())
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the worker never pushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let Some(Data::Gauge(g)) = backlog.data else {
+        panic!("{backlog:?}")
+    };
+    let ready_payouts = g.data_points.iter().find(|p| {
+        attr(&p.attributes, "tally.job_kind") == text("apply_payout")
+            && attr(&p.attributes, "tally.job_state") == text("ready")
+    });
+    assert_eq!(
+        ready_payouts.and_then(|p| p.value),
+        Some(number_data_point::Value::AsInt(0))
+    );
+    assert!(
+        terminate(&mut child, Duration::from_secs(15))
+            .await
+            .success()
+    );
 }
