@@ -232,15 +232,18 @@ async fn post(uri: &http::Uri, body: Vec<u8>, headers: &[(String, String)]) -> R
 pub struct Export {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    timeout: Duration,
+    /// How long the last push may take.
+    last_push: Duration,
 }
 
 impl Export {
     /// Sends the last values (bounded by the push timeout) and stops.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let wait = self.timeout + Duration::from_secs(1);
-        if tokio::time::timeout(wait, self.task).await.is_err() {
+        if tokio::time::timeout(self.last_push, self.task)
+            .await
+            .is_err()
+        {
             tracing::warn!("the last metrics push did not finish in time");
         }
     }
@@ -261,52 +264,29 @@ pub fn start(get: &impl Fn(&str) -> Option<String>, store: Option<Store>) -> Opt
         let sender = Sender::new(&settings, &endpoint, timeout)?;
         Ok::<_, String>((interval, timeout, headers, sender))
     })();
-    let (interval, timeout, headers, mut sender) = match built {
+    let (interval, timeout, headers, sender) = match built {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "metrics are not exported over OTLP");
             return None;
         }
     };
-    let sdk = crate::telemetry::tracing::resource(settings.service_named);
-    let resource = Resource {
-        attributes:
-            opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema::from(&sdk)
-                .attributes
-                .0,
-        ..Default::default()
-    };
-    let schema_url = sdk.schema_url().unwrap_or_default().to_string();
-    tracing::info!(%endpoint, ?interval, protocol = settings.transport().map(|t| t.as_str()).unwrap_or("?"),
+    tracing::info!(%endpoint, ?interval,
+        protocol = settings.transport().map(|t| t.as_str()).unwrap_or("?"),
         "exporting metrics over OTLP");
+    let mut pusher = Pusher::new(settings.service_named, sender, headers, timeout, store);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Stopping wins over a tick due at the same moment.
             let last = tokio::select! {
-                _ = tick.tick() => false,
+                biased;
                 _ = stopped.wait_for(|s| *s) => true,
+                _ = tick.tick() => false,
             };
-            let pool = store.as_ref().map(Store::pool_status);
-            let gauges = match &store {
-                Some(s) => read_gauges(s).await,
-                None => None,
-            };
-            let m = global();
-            let series = m.snapshot(pool, gauges.as_ref());
-            let req = request(
-                &resource,
-                &schema_url,
-                &series,
-                m.started(),
-                SystemTime::now(),
-            );
-            match tokio::time::timeout(timeout, sender.send(req, &headers)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "pushing metrics over OTLP"),
-                Err(_) => tracing::warn!(?timeout, "pushing metrics over OTLP timed out"),
-            }
+            pusher.push().await;
             if last {
                 return;
             }
@@ -315,8 +295,71 @@ pub fn start(get: &impl Fn(&str) -> Option<String>, store: Option<Store>) -> Opt
     Some(Export {
         stop,
         task,
-        timeout,
+        // Reading the gauges (at most 2 s), then the push itself.
+        last_push: Duration::from_secs(3) + timeout,
     })
+}
+
+/// What each push needs.
+struct Pusher {
+    resource: Resource,
+    schema_url: String,
+    sender: Sender,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    store: Option<Store>,
+}
+
+impl Pusher {
+    fn new(
+        service_named: bool,
+        sender: Sender,
+        headers: Vec<(String, String)>,
+        timeout: Duration,
+        store: Option<Store>,
+    ) -> Pusher {
+        use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+        // The trace exporter's resource, built the same way.
+        let sdk = crate::telemetry::tracing::resource(service_named);
+        Pusher {
+            resource: Resource {
+                attributes: ResourceAttributesWithSchema::from(&sdk).attributes.0,
+                ..Default::default()
+            },
+            schema_url: sdk.schema_url().unwrap_or_default().to_string(),
+            sender,
+            headers,
+            timeout,
+            store,
+        }
+    }
+
+    /// Sends the values as they stand; a failure is logged, and the next
+    /// push carries them again (they are cumulative).
+    async fn push(&mut self) {
+        let pool = self.store.as_ref().map(Store::pool_status);
+        let gauges = match &self.store {
+            Some(s) => read_gauges(s).await,
+            None => None,
+        };
+        let m = global();
+        let series = m.snapshot(pool, gauges.as_ref());
+        let req = request(
+            &self.resource,
+            &self.schema_url,
+            &series,
+            m.started(),
+            SystemTime::now(),
+        );
+        let sent = self.sender.send(req, &self.headers);
+        match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "pushing metrics over OTLP"),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "pushing metrics over OTLP timed out")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
