@@ -242,6 +242,8 @@ async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
         let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
         tracing::info!(addr = %bound, "serving metrics at /metrics");
     }
+    let otlp =
+        tally::telemetry::metrics::otlp::start(&|k| std::env::var(k).ok(), Some(store.clone()));
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, concurrency = config.worker_concurrency,
         "serving gRPC health; running workers");
@@ -269,6 +271,9 @@ async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
         } => tracing::warn!(?grace, "jobs still running after the grace period; exiting"),
     }
     health.abort();
+    if let Some(otlp) = otlp {
+        otlp.shutdown().await;
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -282,6 +287,9 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         let bound = tally::telemetry::metrics::serve(addr, Some(store.clone())).await?;
         tracing::info!(addr = %bound, "serving metrics at /metrics");
     }
+    // Pushed over OTLP too when an endpoint is configured.
+    let otlp =
+        tally::telemetry::metrics::otlp::start(&|k| std::env::var(k).ok(), Some(store.clone()));
     // Every merchant's contract defaults, from this file (replacing those of
     // an earlier start).
     tally::app::App::new(store.clone())
@@ -317,16 +325,24 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         let _ = rx.wait_for(|stop| *stop).await;
     });
     let grace = config.shutdown_grace;
-    tokio::select! {
-        result = server => result?,
+    let served = tokio::select! {
+        result = server => result,
         _ = async {
             let _ = drain.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!(?grace, "calls still in flight after the grace period; exiting"),
-    }
+        } => {
+            tracing::warn!(?grace, "calls still in flight after the grace period; exiting");
+            Ok(())
+        }
+    };
     if let Some(w) = in_process {
         let _ = tokio::time::timeout(grace, w).await;
     }
+    // The last values leave after the last calls and jobs counted.
+    if let Some(otlp) = otlp {
+        otlp.shutdown().await;
+    }
+    served?;
     tracing::info!("shut down");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Telemetry: logs, OpenTelemetry traces and Prometheus metrics.
+//! Telemetry: logs, OpenTelemetry traces and metrics (Prometheus, OTLP).
 //!
 //! - [`init`] installs the log subscriber and, when an OTLP endpoint is
 //!   configured by the standard `OTEL_*` variables, the OpenTelemetry layer
@@ -7,7 +7,8 @@
 //!   even created ([`enabled`]).
 //! - [`propagation`] is the tower layer that opens each call's server span,
 //!   continuing the caller's W3C trace, and times it.
-//! - [`metrics`] holds the counters and histograms and serves them.
+//! - [`metrics`] holds the counters and histograms, serves them at
+//!   `/metrics` and, when an OTLP endpoint is configured, pushes them.
 
 pub mod metrics;
 pub mod propagation;

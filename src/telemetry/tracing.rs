@@ -95,11 +95,7 @@ pub fn provider(settings: &Settings) -> Result<Option<(SdkTracerProvider, SdkTra
     if !settings.exports()? {
         return Ok(None);
     }
-    let mut resource = Resource::builder();
-    if !settings.service_named {
-        resource = resource.with_service_name("tally");
-    }
-    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    let builder = SdkTracerProvider::builder().with_resource(resource(settings.service_named));
     // The endpoint (and headers, timeout) come from the same variables; over
     // HTTP the exporter appends /v1/traces to OTEL_EXPORTER_OTLP_ENDPOINT.
     let built =
@@ -131,6 +127,17 @@ pub fn provider(settings: &Settings) -> Result<Option<(SdkTracerProvider, SdkTra
     };
     let tracer = provider.tracer("tally");
     Ok(Some((provider, tracer)))
+}
+
+/// The process as every signal names it: what the SDK reads from
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (and its own
+/// `telemetry.sdk.*`), `service.name=tally` unless those name it.
+pub fn resource(service_named: bool) -> Resource {
+    let mut resource = Resource::builder();
+    if !service_named {
+        resource = resource.with_service_name("tally");
+    }
+    resource.build()
 }
 
 /// Which spans become OpenTelemetry spans: Tally's own at info and above,

@@ -27,6 +27,7 @@ mod listing;
 mod matching;
 mod metrics;
 mod otlp_http;
+mod otlp_metrics;
 mod plans;
 mod seams;
 mod stream;

@@ -90,6 +90,8 @@ async fn spans_are_exported_over_http_protobuf_when_the_protocol_says_so() {
             format!("http://127.0.0.1:{otlp_port}"),
         )
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        // This collector takes spans only (otlp_metrics.rs has metrics).
+        .env("OTEL_METRICS_EXPORTER", "none")
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_TRACES_SAMPLER")
         .spawn()
