@@ -238,33 +238,17 @@ pub fn book_unapplied_release(
     date: NaiveDate,
     released: &[(String, String, Money)],
 ) -> Result<JournalEntry, LedgerError> {
-    let mut lines = Vec::new();
-    for (payment_id, invoice_id, amount) in released {
-        non_negative(*amount, "released.amount")?;
-        let debit =
-            JournalLine::debit(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
-        let credit =
-            JournalLine::credit(AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
-        push_if_nonzero(&mut lines, debit);
-        push_if_nonzero(&mut lines, credit);
-    }
-    let lines = lines.into_iter().map(|l| l.order(Some(order_id))).collect();
-    let mut sources = vec![SourceRef::new(SourceKind::Order, order_id)];
-    for (payment_id, invoice_id, _) in released {
-        sources.push(SourceRef::new(SourceKind::Capture, payment_id));
-        sources.push(SourceRef::new(SourceKind::Invoice, invoice_id));
-    }
-    sources.sort();
-    sources.dedup();
-    let header = Header {
+    let held = HeldCash {
         merchant_id,
-        kind: "unapplied-release",
-        keys: &[order_id, trigger_id],
+        order_id,
+        trigger_id,
         date,
-        memo: format!("Held cash of order {order_id} applied ({trigger_id})"),
-        sources,
     };
-    entry(header, lines)
+    held.entry(
+        HeldCashMove::Release,
+        released,
+        format!("Held cash of order {order_id} applied ({trigger_id})"),
+    )
 }
 
 /// Dr AR / Cr unapplied cash: applications of held cash taken back off their invoices (the
@@ -277,35 +261,89 @@ pub fn book_unapplied_return(
     date: NaiveDate,
     returned: &[(String, String, Money)],
 ) -> Result<JournalEntry, LedgerError> {
-    let mut lines = Vec::new();
-    for (payment_id, invoice_id, amount) in returned {
-        non_negative(*amount, "returned.amount")?;
-        let debit =
-            JournalLine::debit(AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
-        let credit =
-            JournalLine::credit(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
-        push_if_nonzero(&mut lines, debit);
-        push_if_nonzero(&mut lines, credit);
-    }
-    let lines = lines.into_iter().map(|l| l.order(Some(order_id))).collect();
-    let mut sources = vec![SourceRef::new(SourceKind::Order, order_id)];
-    for (payment_id, invoice_id, _) in returned {
-        sources.push(SourceRef::new(SourceKind::Capture, payment_id));
-        sources.push(SourceRef::new(SourceKind::Invoice, invoice_id));
-    }
-    sources.sort();
-    sources.dedup();
-    let header = Header {
+    let held = HeldCash {
         merchant_id,
-        kind: "unapplied-return",
-        keys: &[order_id, trigger_id],
+        order_id,
+        trigger_id,
         date,
-        memo: format!(
-            "Applied cash of order {order_id} taken back off its invoices ({trigger_id})"
-        ),
-        sources,
     };
-    entry(header, lines)
+    held.entry(
+        HeldCashMove::Return,
+        returned,
+        format!("Applied cash of order {order_id} taken back off its invoices ({trigger_id})"),
+    )
+}
+
+/// Which way held cash moves between unapplied cash and AR.
+#[derive(Clone, Copy)]
+enum HeldCashMove {
+    /// Unapplied cash -> AR (applied to an invoice).
+    Release,
+    /// AR -> unapplied cash (taken back off an invoice).
+    Return,
+}
+
+/// The order and event a held-cash entry is keyed by.
+struct HeldCash<'a> {
+    merchant_id: &'a str,
+    order_id: &'a str,
+    trigger_id: &'a str,
+    date: NaiveDate,
+}
+
+impl HeldCash<'_> {
+    /// One entry for `moves` (payment id, invoice id, amount): per move, a line on
+    /// unapplied cash naming the payment and one on AR naming the invoice.
+    fn entry(
+        &self,
+        way: HeldCashMove,
+        moves: &[(String, String, Money)],
+        memo: String,
+    ) -> Result<JournalEntry, LedgerError> {
+        let (kind, field) = match way {
+            HeldCashMove::Release => ("unapplied-release", "released.amount"),
+            HeldCashMove::Return => ("unapplied-return", "returned.amount"),
+        };
+        let mut lines = Vec::new();
+        for (payment_id, invoice_id, amount) in moves {
+            non_negative(*amount, field)?;
+            type Side = fn(AccountRole, Money) -> JournalLine;
+            let (unapplied, receivable): (Side, Side) = match way {
+                HeldCashMove::Release => (JournalLine::debit, JournalLine::credit),
+                HeldCashMove::Return => (JournalLine::credit, JournalLine::debit),
+            };
+            let unapplied = unapplied(AccountRole::UnappliedCash, *amount).memo(payment_id.clone());
+            let receivable =
+                receivable(AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
+            // Debit first, as every entry lists its lines.
+            let (first, second) = match way {
+                HeldCashMove::Release => (unapplied, receivable),
+                HeldCashMove::Return => (receivable, unapplied),
+            };
+            push_if_nonzero(&mut lines, first);
+            push_if_nonzero(&mut lines, second);
+        }
+        let lines = lines
+            .into_iter()
+            .map(|l| l.order(Some(self.order_id)))
+            .collect();
+        let mut sources = vec![SourceRef::new(SourceKind::Order, self.order_id)];
+        for (payment_id, invoice_id, _) in moves {
+            sources.push(SourceRef::new(SourceKind::Capture, payment_id));
+            sources.push(SourceRef::new(SourceKind::Invoice, invoice_id));
+        }
+        sources.sort();
+        sources.dedup();
+        let header = Header {
+            merchant_id: self.merchant_id,
+            kind,
+            keys: &[self.order_id, self.trigger_id],
+            date: self.date,
+            memo,
+            sources,
+        };
+        entry(header, lines)
+    }
 }
 
 /// A refund booked against its credit memo: what the memo returns (goods, tax, shipping)
