@@ -92,6 +92,43 @@ pub fn payout(id: &str, amount: &str) -> pb::Record {
     )
 }
 
+/// A cash-application App over the test's database (the worker's use cases).
+pub async fn worker(t: &TestApp) -> App {
+    App::new(Store::connect(&t.db.url, 2).unwrap())
+}
+
+pub fn money(code: &str, amount: &str) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: code.into(),
+        amount: amount.into(),
+    })
+}
+
+/// Order `order` sold in EUR: the order (one card tender), its 100.00 EUR
+/// capture `ch_{order}` and invoice `INV-{order}`.
+pub fn eur_sale(order: &str) -> [pb::Record; 3] {
+    let eur = |a: &str| money("EUR", a);
+    let mut o = crate::common::order(order, "100.00");
+    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
+        so.total = eur("100.00");
+        so.tenders[0].amount = eur("100.00");
+    }
+    let mut c = capture(order, &format!("ch_{order}"), "100.00");
+    if let Some(pb::record::Kind::ProcessorPayment(p)) = &mut c.kind {
+        p.amount = eur("100.00");
+    }
+    let mut i = inv(
+        order,
+        &format!("INV-{order}"),
+        "100.00",
+        "2026-11-02T12:00:00Z",
+    );
+    if let Some(pb::record::Kind::Invoice(x)) = &mut i.kind {
+        x.total = eur("100.00");
+    }
+    [o, c, i]
+}
+
 pub fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,

@@ -2,18 +2,13 @@
 //! incomplete payouts past their lag, refunds split by their credit memo, late memos in
 //! another currency, failures after held cash was released.
 
-use tally::app::App;
 use tally::proto::tally::v1 as pb;
-use tally::storage::Store;
 
 use crate::cash::{
-    account_balance, assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar,
+    account_balance, assert_ledger_sound, at, bt, capture, drain, eur_sale, inv, money, payout,
+    scalar, worker,
 };
 use crate::common::*;
-
-async fn worker(t: &TestApp) -> App {
-    App::new(Store::connect(&t.db.url, 2).unwrap())
-}
 
 async fn open_cash_exceptions(t: &TestApp) -> String {
     scalar(t, "SELECT coalesce(string_agg(rule || ':' || subject, ',' ORDER BY rule, subject), '') FROM exceptions WHERE state <> 'resolved' AND (rule LIKE 'cash.%' OR rule LIKE 'ledger.%')").await
@@ -241,13 +236,6 @@ async fn a_payout_still_within_its_lag_only_waits_and_is_checked_again_at_its_de
     assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
 }
 
-fn money(code: &str, amount: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: code.into(),
-        amount: amount.into(),
-    })
-}
-
 fn memo(order: &str, id: &str, total: &str, tax: &str, shipping: &str) -> pb::Record {
     at(
         "netsuite",
@@ -332,19 +320,7 @@ async fn a_late_credit_memo_on_an_eur_order_settled_in_usd_books_at_the_processo
     let t = TestApp::start().await;
     let app = worker(&t).await;
     let eur = |a: &str| money("EUR", a);
-    let mut o = order("5501", "100.00");
-    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
-        so.total = eur("100.00");
-        so.tenders[0].amount = eur("100.00");
-    }
-    let mut c = capture("5501", "ch_5501", "100.00");
-    if let Some(pb::record::Kind::ProcessorPayment(p)) = &mut c.kind {
-        p.amount = eur("100.00");
-    }
-    let mut i = inv("5501", "INV-5501", "100.00", "2026-11-02T12:00:00Z");
-    if let Some(pb::record::Kind::Invoice(x)) = &mut i.kind {
-        x.total = eur("100.00");
-    }
+    let [o, c, i] = eur_sale("5501");
     let fx = |mut r: pb::Record| {
         if let Some(pb::record::Kind::BalanceTransaction(x)) = &mut r.kind {
             x.exchange_rate = "1.1".into();

@@ -1,20 +1,12 @@
 //! Cash application scenarios of issue 7: refunds, disputes, gift cards, FX.
 
-use tally::app::App;
 use tally::proto::tally::v1 as pb;
-use tally::storage::Store;
 
 use crate::cash::{
-    account_balance, assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar,
+    account_balance, assert_ledger_sound, at, bt, capture, drain, eur_sale, inv, payout, scalar,
+    worker,
 };
 use crate::common::*;
-
-fn money(code: &str, amount: &str) -> Option<pb::Money> {
-    Some(pb::Money {
-        currency_code: code.into(),
-        amount: amount.into(),
-    })
-}
 
 fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
     at(
@@ -41,10 +33,6 @@ fn processor_refund(order: &str, id: &str, amount: &str) -> pb::Record {
             ..Default::default()
         }),
     )
-}
-
-async fn worker(t: &TestApp) -> App {
-    App::new(Store::connect(&t.db.url, 2).unwrap())
 }
 
 async fn exception_rules(t: &TestApp) -> String {
@@ -212,20 +200,7 @@ async fn a_gift_card_tender_is_applied_from_its_liability_account() {
 async fn an_eur_order_settled_in_usd_books_fx_and_clears_to_zero() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let eur = |a: &str| money("EUR", a);
-    let mut o = order("4401", "100.00");
-    if let Some(pb::record::Kind::StorefrontOrder(so)) = &mut o.kind {
-        so.total = eur("100.00");
-        so.tenders[0].amount = eur("100.00");
-    }
-    let mut c = capture("4401", "ch_4401", "100.00");
-    if let Some(pb::record::Kind::ProcessorPayment(p)) = &mut c.kind {
-        p.amount = eur("100.00");
-    }
-    let mut i = inv("4401", "INV-4401", "100.00", "2026-11-02T12:00:00Z");
-    if let Some(pb::record::Kind::Invoice(x)) = &mut i.kind {
-        x.total = eur("100.00");
-    }
+    let [o, c, i] = eur_sale("4401");
     let mut b = bt("txn_f1", "charge", "ch_4401", "110.00", "3.50", "po_f");
     if let Some(pb::record::Kind::BalanceTransaction(x)) = &mut b.kind {
         x.exchange_rate = "1.1".into();
