@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel_async::AsyncConnection;
 
 use super::{
-    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome, RetryPolicy, Work, done,
-    links, load_orders, lock_orders, plan_error, residual, run_claimed, write_plan, write_records,
+    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
+    RetryPolicy, Work, done, links, load_orders, lock_orders, plan_error, residual, run_claimed,
+    write_plan, write_records,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};

@@ -95,7 +95,8 @@ pub(super) async fn evaluate(conn: &mut Conn, merchant: &str, p: &PayoutFees<'_>
     match payout_fee::unallocated(p, &journals, &tolerance) {
         Some(f) => {
             // A person's resolution of the same evidence stands.
-            let found = respect_people(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
+            let found =
+                respect_people(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
             let opened = exceptions::upsert(conn, merchant, &found).await?;
             crate::telemetry::metrics::global().exceptions_opened(&opened);
         }
