@@ -264,6 +264,8 @@ fn locks_for(
             }
             None => refs.extend(r.pointer_ids()),
         }
+        // A journal naming a payout serialises with that payout's application.
+        refs.extend(super::cash::fee_lock_ids(r));
     }
     let keys = orders
         .iter()

@@ -56,7 +56,7 @@ pub(crate) fn from_finding(
 /// same evidence leave it resolved (the person judged exactly that); on
 /// changed evidence it is a new occurrence, an exception of its own (named
 /// by the evidence), so the person's decision and its history stand.
-async fn respect_people(
+pub(crate) async fn respect_people(
     conn: &mut Conn,
     merchant: &str,
     found: Vec<exceptions::NewException>,

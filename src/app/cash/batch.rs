@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel_async::AsyncConnection;
 
 use super::{
-    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, JobOutcome, RetryPolicy, Work, done,
-    links, load_orders, lock_orders, plan_error, residual, run_claimed, write_plan, write_records,
+    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
+    RetryPolicy, Work, done, links, load_orders, lock_orders, plan_error, residual, run_claimed,
+    write_plan, write_records,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
@@ -66,10 +67,15 @@ impl App {
                 .filter(|j| !absorbed.contains(&j.subject_id))
                 .collect();
             outcomes.extend(run_orders(conn, merchant, &orders, retry).await?);
-            // Payout deadline checks and deposits: few, each on its own. A
+            // Payout deadline and fee checks and deposits: few, each on its own. A
             // deposit waits for the payouts made ready before it: matched by
             // amount, it must see every payout it could be.
-            for (kind, after) in [(CHECK_PAYOUT, None), (APPLY_DEPOSIT, Some(APPLY_PAYOUT))] {
+            let rest = [
+                (CHECK_PAYOUT, None),
+                (CHECK_PAYOUT_FEES, Some(APPLY_PAYOUT)),
+                (APPLY_DEPOSIT, Some(APPLY_PAYOUT)),
+            ];
+            for (kind, after) in rest {
                 for job in jobs::claim_kind(conn, merchant, kind, limit, after).await? {
                     outcomes.push(run_claimed(conn, &job, retry).await?.0);
                 }

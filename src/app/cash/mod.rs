@@ -11,12 +11,16 @@
 
 mod batch;
 mod deposit;
+mod enqueue;
 mod facts;
 mod failure;
+mod fees;
 mod residual;
 mod waiting;
 
+pub(crate) use enqueue::enqueue_for;
 pub(crate) use facts::balance_txn;
+pub(crate) use fees::lock_ids as fee_lock_ids;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +33,7 @@ use super::reconcile::exception_id;
 use crate::domain::cash_application::completeness::{
     BalanceTxn, Completeness, payout_completeness,
 };
+use crate::domain::cash_application::payout_fee::PayoutFees;
 use crate::domain::cash_application::plan::{
     OrderFacts, PayoutFacts, PayoutTxn, Plan, Problem, payout_orders, plan_order, plan_payout,
 };
@@ -46,6 +51,8 @@ pub const APPLY_ORDER: &str = "apply_order";
 pub const APPLY_DEPOSIT: &str = "apply_deposit";
 /// A waiting payout's deadline: applied if complete by then, else an exception.
 pub const CHECK_PAYOUT: &str = "check_payout";
+/// An applied payout checked again against the journals naming it (fees unallocated).
+pub const CHECK_PAYOUT_FEES: &str = "check_payout_fees";
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -202,6 +209,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
             CHECK_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, true).await,
             APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
             APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
+            CHECK_PAYOUT_FEES => fees::check_job(conn, &job.merchant_id, &job.subject_id).await,
             other => Err(Error::Internal(format!("no handler for job kind {other}"))),
         }
     }
@@ -321,6 +329,11 @@ async fn apply_payout(
     payout_id: &str,
     at_deadline: bool,
 ) -> Result<Work> {
+    // Before any write: a journal naming this payout being ingested now is
+    // seen once it commits (see `fees`).
+    if !locks::try_lock_all(conn, merchant, &[fees::lock_key(payout_id)]).await? {
+        return Ok(Work::Busy);
+    }
     let state = ledger::payout_state(conn, merchant, payout_id).await?;
     if state.as_deref() == Some("reversed") {
         return Ok(Work::Done(vec![]));
@@ -425,6 +438,13 @@ async fn apply_payout(
     if state.as_deref() == Some("waiting") {
         waiting::settle(conn, merchant, payout_id).await?;
     }
+    let swept = PayoutFees {
+        payout,
+        gross: bridge.gross,
+        fees: bridge.fees,
+        net: p.amount,
+    };
+    fees::evaluate(conn, merchant, &swept).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_records(conn, merchant, &plan, Some(payout_id)).await?;
     // The orders' entries first, as if their jobs had committed before
@@ -554,43 +574,6 @@ async fn write_records(
         crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
     }
     Ok(())
-}
-
-/// Enqueues the cash application these newly accepted records make ready: a
-/// payout, or a balance transaction naming one, readies that payout; an
-/// invoice or credit memo (or an order with gift card tenders) readies its
-/// order, so held cash is applied without waiting for another payout.
-/// Kinds are always enqueued in the same order, so concurrent ingests lock
-/// job rows in one order.
-pub(crate) async fn enqueue_for(
-    conn: &mut Conn,
-    merchant: &str,
-    new_records: &[(i64, &crate::domain::record::Record)],
-) -> Result<()> {
-    let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
-    for (_, r) in new_records {
-        match &r.body {
-            Body::Payout(_) => payouts.push(r.source_id.clone()),
-            Body::BalanceTransaction(b) => payouts.extend(b.payout_id.clone()),
-            Body::BankDeposit(_) => deposits.push(r.source_id.clone()),
-            Body::Invoice(_) | Body::CreditMemo(_) => orders.extend(r.order_id.clone()),
-            Body::StorefrontOrder(o)
-                if o.tenders.iter().any(|t| {
-                    matches!(
-                        t.tender_type,
-                        crate::domain::record::TenderType::GiftCard
-                            | crate::domain::record::TenderType::StoreCredit
-                    )
-                }) =>
-            {
-                orders.extend(r.order_id.clone())
-            }
-            _ => {}
-        }
-    }
-    jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
-    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;
-    jobs::enqueue(conn, merchant, APPLY_DEPOSIT, &deposits).await
 }
 
 fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {

@@ -4,6 +4,7 @@
 //!   unapplied until its invoice exists, refunds matched to credit memos, reversals.
 //! - `subset`: exact subset-sum matching for money that names no payout or order.
 //! - `completeness`: whether a payout's balance transactions account for it yet.
+//! - `payout_fee`: a payout's fees that no journal naming it carries (FEE_UNALLOCATED).
 //! - splits: `domain::allocation` (largest remainder in minor units), re-exported here.
 //!
 //! No I/O: the worker loads the facts, calls these, books the results with
@@ -12,6 +13,7 @@
 pub mod completeness;
 pub mod deposit;
 pub mod order;
+pub mod payout_fee;
 pub mod plan;
 mod pool;
 pub mod subset;

@@ -1,0 +1,45 @@
+//! What newly accepted records make ready for cash application.
+
+use super::{APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT};
+use crate::domain::record::Body;
+use crate::error::Result;
+use crate::storage::{Conn, jobs};
+
+/// Enqueues the cash application these newly accepted records make ready: a
+/// payout, or a balance transaction naming one, readies that payout; an
+/// invoice or credit memo (or an order with gift card tenders) readies its
+/// order, so held cash is applied without waiting for another payout.
+/// Kinds are always enqueued in the same order, so concurrent ingests lock
+/// job rows in one order.
+pub(crate) async fn enqueue_for(
+    conn: &mut Conn,
+    merchant: &str,
+    new_records: &[(i64, &crate::domain::record::Record)],
+) -> Result<()> {
+    let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
+    for (_, r) in new_records {
+        match &r.body {
+            Body::Payout(_) => payouts.push(r.source_id.clone()),
+            Body::BalanceTransaction(b) => payouts.extend(b.payout_id.clone()),
+            Body::BankDeposit(_) => deposits.push(r.source_id.clone()),
+            Body::Invoice(_) | Body::CreditMemo(_) => orders.extend(r.order_id.clone()),
+            Body::StorefrontOrder(o)
+                if o.tenders.iter().any(|t| {
+                    matches!(
+                        t.tender_type,
+                        crate::domain::record::TenderType::GiftCard
+                            | crate::domain::record::TenderType::StoreCredit
+                    )
+                }) =>
+            {
+                orders.extend(r.order_id.clone())
+            }
+            _ => {}
+        }
+    }
+    jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
+    jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;
+    jobs::enqueue(conn, merchant, APPLY_DEPOSIT, &deposits).await?;
+    // Last, in the same order every time: an applied payout a journal names.
+    super::fees::journals_arrived(conn, merchant, new_records).await
+}

@@ -1,0 +1,106 @@
+//! FEE_UNALLOCATED at payout level: the ERP booked a payout's net as sales
+//! and the fees it swept reach no journal (`domain::cash_application::
+//! payout_fee`). Checked where both sides are known: when the payout is
+//! applied (its bridge is final), and again by a `check_payout_fees` job
+//! whenever a journal naming an applied payout arrives, which also settles
+//! the exception by the rules once a corrected version or a fee journal is in.
+//!
+//! An ingest of such a journal and the payout's application serialise on the
+//! payout's fee lock (the ingest waits, the application only tries), so one
+//! of them always sees the other: the application reads the committed
+//! journal, or the ingest finds the payout applied and enqueues the check.
+
+use super::{CHECK_PAYOUT_FEES, Work};
+use crate::app::reconcile::{from_finding, respect_people};
+use crate::domain::cash_application::payout_fee::{self, PayoutFees};
+use crate::domain::record::{Body, Handoff, Record, RefKind};
+use crate::error::Result;
+use crate::storage::locks::LockKey;
+use crate::storage::{Conn, contracts, deposits, exceptions, jobs, payout_journals};
+
+/// The lock id a payout's fee check and the journals naming it share.
+pub(crate) fn lock_id(payout_id: &str) -> String {
+    format!("\u{1f}payout-fees\u{1f}{payout_id}")
+}
+
+pub(super) fn lock_key(payout_id: &str) -> LockKey {
+    LockKey::Ref(lock_id(payout_id))
+}
+
+/// The fee lock ids an ingest of `r` takes: one per payout a journal may name.
+pub(crate) fn lock_ids(r: &Record) -> Vec<String> {
+    payout_fee::named_payouts(r)
+        .iter()
+        .map(|p| lock_id(p))
+        .collect()
+}
+
+/// Newly accepted journals: their payout references kept, and a check
+/// enqueued for each applied payout they may name.
+pub(super) async fn journals_arrived(
+    conn: &mut Conn,
+    merchant: &str,
+    new_records: &[(i64, &Record)],
+) -> Result<()> {
+    let (mut refs, mut named) = (vec![], vec![]);
+    for (record_id, r) in new_records {
+        if matches!(r.body, Body::JournalEntry(_)) {
+            refs.extend(
+                r.ids_of(RefKind::Payout)
+                    .map(|p| (p.to_string(), *record_id)),
+            );
+            named.extend(payout_fee::named_payouts(r));
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    payout_journals::add(conn, merchant, &refs).await?;
+    named.sort();
+    named.dedup();
+    let ready = payout_journals::applied_among(conn, merchant, &named).await?;
+    jobs::enqueue(conn, merchant, CHECK_PAYOUT_FEES, &ready).await
+}
+
+/// The `check_payout_fees` job: an applied payout checked against the
+/// journals naming it now.
+pub(super) async fn check_job(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<Work> {
+    let Some(figures) = payout_journals::applied(conn, merchant, payout_id).await? else {
+        return Ok(Work::Done(vec![]));
+    };
+    let Some(payout) = payout_journals::payout_record(conn, merchant, payout_id).await? else {
+        return Ok(Work::Done(vec![]));
+    };
+    let p = PayoutFees {
+        payout: &payout,
+        gross: figures.gross,
+        fees: figures.fees,
+        net: figures.net,
+    };
+    evaluate(conn, merchant, &p).await?;
+    Ok(Work::Done(vec![]))
+}
+
+/// Raises the exception, or settles it by the rules when the journals
+/// naming the payout now allocate its fees (or book its gross).
+pub(super) async fn evaluate(conn: &mut Conn, merchant: &str, p: &PayoutFees<'_>) -> Result<()> {
+    let payout_id = p.payout.source_id.as_str();
+    let journals = payout_journals::journals(conn, merchant, payout_id).await?;
+    let journals: Vec<&Record> = journals.iter().collect();
+    let tolerance = contracts::load(conn, merchant, false)
+        .await?
+        .remove(&Handoff::PaymentToCashApplication)
+        .map(|c| c.contract.tolerance)
+        .unwrap_or_default();
+    match payout_fee::unallocated(p, &journals, &tolerance) {
+        Some(f) => {
+            // A person's resolution of the same evidence stands.
+            let found =
+                respect_people(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
+            let opened = exceptions::upsert(conn, merchant, &found).await?;
+            crate::telemetry::metrics::global().exceptions_opened(&opened);
+        }
+        None => deposits::resolve_rules(conn, merchant, &[payout_fee::RULE], payout_id).await?,
+    }
+    Ok(())
+}
