@@ -450,15 +450,14 @@ pub async fn park_payout(
 
 #[derive(QueryableByName)]
 struct PayloadRow {
-    #[diesel(sql_type = Jsonb)]
-    payload: serde_json::Value,
+    /// `payload::text`, decoded straight into a `Record` (no `serde_json::Value`).
+    #[diesel(sql_type = Text)]
+    payload: String,
 }
 
 fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
     rows.into_iter()
-        .map(|r| {
-            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e))
-        })
+        .map(|r| serde_json::from_str(&r.payload).map_err(|e| Error::corrupt("a stored record", e)))
         .collect()
 }
 
@@ -471,7 +470,7 @@ pub async fn payout_records(
     payout_id: &str,
 ) -> Result<(Vec<Record>, Vec<Record>)> {
     let payout: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND is_current
+        "SELECT payload::text AS payload FROM record_log WHERE merchant_id = $1 AND is_current
            AND kind = 'payout' AND source_id = $2 ORDER BY record_id",
     )
     .bind::<Text, _>(merchant)
@@ -479,7 +478,7 @@ pub async fn payout_records(
     .load(conn)
     .await?;
     let txns: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+        "SELECT payload::text AS payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
            AND kind = 'balance_transaction' AND payload -> 'body' ->> 'payout_id' = $2
          ORDER BY record_id",
     )
