@@ -169,9 +169,15 @@ pub async fn load_events(
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<CashEvent>>> {
     let rows: Vec<EventRow> = statement(
-        "SELECT order_id, kind, ref_id, target_id, tender, event_date, currency_code, amount
-         FROM order_cash_events WHERE merchant_id = $1 AND order_id = ANY($2)
-         ORDER BY order_id, event_no",
+        // Order by order (a key probe each): `order_id = ANY($2)` let the
+        // planner scan the merchant's whole history and filter it.
+        "SELECT e.order_id, e.kind, e.ref_id, e.target_id, e.tender, e.event_date,
+             e.currency_code, e.amount
+         FROM (SELECT DISTINCT unnest($2::text[])) AS o(order_id)
+         CROSS JOIN LATERAL (
+           SELECT * FROM order_cash_events c
+           WHERE c.merchant_id = $1 AND c.order_id = o.order_id) e
+         ORDER BY e.order_id, e.event_no",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)
