@@ -177,13 +177,21 @@ pub async fn absorb(
         subject_id: String,
     }
     let rows: Vec<Subject> = statement(
-        // The free rows are locked first (an init plan, once), then deleted
-        // by key: primary-key probes whatever the table's statistics say.
+        // The free rows are locked first (an init plan, once): one primary-key
+        // probe per subject, whatever the table's statistics say (`state <>
+        // 'parked'`, the same as `= 'ready'` under the CHECK, keeps the
+        // planner off `jobs_ready`, which it picked on stale statistics and
+        // then filtered the merchant's whole backlog, per subject). The
+        // locked rows are then deleted by their ctid: stable, as they are
+        // locked by this statement.
         "DELETE FROM jobs
-         WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY(ARRAY(
-           SELECT subject_id FROM jobs
-           WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY($3) AND state = 'ready'
-           FOR UPDATE SKIP LOCKED))
+         WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
+           SELECT f.ctid FROM (SELECT DISTINCT unnest($3::text[])) AS x(subject_id)
+           CROSS JOIN LATERAL (
+             SELECT ctid FROM jobs
+             WHERE merchant_id = $1 AND kind = $2 AND subject_id = x.subject_id
+               AND state <> 'parked'
+             FOR UPDATE SKIP LOCKED) f))
          RETURNING subject_id",
     )
     .bind::<Text, _>(merchant)

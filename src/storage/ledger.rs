@@ -49,23 +49,8 @@ pub async fn insert_entry_groups(
         entries.extend(group.iter().map(|e| (e, payout_id.map(str::to_string))));
     }
     let n = n as i64;
-    #[derive(QueryableByName)]
-    struct First {
-        #[diesel(sql_type = BigInt)]
-        first: i64,
-    }
-    let first: Vec<First> = statement(
-        "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2)
-         ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $2
-         RETURNING next_seq - $2 AS first",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<BigInt, _>(n)
-    .load(conn)
-    .await?;
-    let first = first.into_iter().next().map_or(1, |f| f.first);
     let mut e_ext = Vec::new();
-    let mut e_seq = Vec::new();
+    let mut e_ord = Vec::new();
     let mut e_date: Vec<NaiveDate> = Vec::new();
     let mut e_memo = Vec::new();
     let mut e_refs = Vec::new();
@@ -76,7 +61,7 @@ pub async fn insert_entry_groups(
         let ext = e.external_id().as_str().to_string();
         e_payout.push(payout_id);
         e_ext.push(ext.clone());
-        e_seq.push(first + i as i64);
+        e_ord.push(i as i64);
         e_date.push(e.effective_date());
         e_memo.push(e.memo().to_string());
         e_refs.push(refs_json(e.source_refs()));
@@ -91,12 +76,20 @@ pub async fn insert_entry_groups(
             l_order.push(l.order_id.clone());
         }
     }
+    // The counter is taken in the same statement as the insert (one round
+    // trip), still the transaction's last booking write; `$3` is each
+    // entry's place in the batch.
     statement(
-        "WITH e AS (
+        "WITH c AS (
+           INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $16)
+           ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $16
+           RETURNING next_seq - $16 AS first),
+         e AS (
            INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo,
                payout_id, source_refs)
-           SELECT $1, t.* , p, r FROM UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
-               AS t(external_id, export_seq, effective_date, memo)
+           SELECT $1, t.external_id, c.first + t.ord, t.effective_date, t.memo, p, r
+           FROM c, UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
+               AS t(external_id, ord, effective_date, memo)
            JOIN UNNEST($2::text[], $6::jsonb[], $7::text[]) AS x(external_id, r, p)
              USING (external_id)
            ON CONFLICT (merchant_id, external_id) DO NOTHING
@@ -112,7 +105,7 @@ pub async fn insert_entry_groups(
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(e_ext)
-    .bind::<Array<BigInt>, _>(e_seq)
+    .bind::<Array<BigInt>, _>(e_ord)
     .bind::<Array<Date>, _>(e_date)
     .bind::<Array<Text>, _>(e_memo)
     .bind::<Array<Jsonb>, _>(e_refs)
@@ -125,6 +118,7 @@ pub async fn insert_entry_groups(
     .bind::<Array<Numeric>, _>(l_credit)
     .bind::<Array<Text>, _>(l_memo)
     .bind::<Array<Nullable<Text>>, _>(l_order)
+    .bind::<BigInt, _>(n)
     .execute(conn)
     .await?;
     Ok(())
@@ -169,9 +163,15 @@ pub async fn load_events(
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<CashEvent>>> {
     let rows: Vec<EventRow> = statement(
-        "SELECT order_id, kind, ref_id, target_id, tender, event_date, currency_code, amount
-         FROM order_cash_events WHERE merchant_id = $1 AND order_id = ANY($2)
-         ORDER BY order_id, event_no",
+        // Order by order (a key probe each): `order_id = ANY($2)` let the
+        // planner scan the merchant's whole history and filter it.
+        "SELECT e.order_id, e.kind, e.ref_id, e.target_id, e.tender, e.event_date,
+             e.currency_code, e.amount
+         FROM (SELECT DISTINCT unnest($2::text[])) AS o(order_id)
+         CROSS JOIN LATERAL (
+           SELECT * FROM order_cash_events c
+           WHERE c.merchant_id = $1 AND c.order_id = o.order_id) e
+         ORDER BY e.order_id, e.event_no",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)
@@ -450,15 +450,14 @@ pub async fn park_payout(
 
 #[derive(QueryableByName)]
 struct PayloadRow {
-    #[diesel(sql_type = Jsonb)]
-    payload: serde_json::Value,
+    /// `payload::text`, decoded straight into a `Record` (no `serde_json::Value`).
+    #[diesel(sql_type = Text)]
+    payload: String,
 }
 
 fn records(rows: Vec<PayloadRow>) -> Result<Vec<Record>> {
     rows.into_iter()
-        .map(|r| {
-            serde_json::from_value(r.payload).map_err(|e| Error::corrupt("a stored record", e))
-        })
+        .map(|r| serde_json::from_str(&r.payload).map_err(|e| Error::corrupt("a stored record", e)))
         .collect()
 }
 
@@ -471,15 +470,19 @@ pub async fn payout_records(
     payout_id: &str,
 ) -> Result<(Vec<Record>, Vec<Record>)> {
     let payout: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND is_current
-           AND kind = 'payout' AND source_id = $2 ORDER BY record_id",
+        // `outcome IN (...)` (implied by is_current) lets the planner use
+        // record_log_versions, keyed by kind and id; the current-record key
+        // leads with source_system, which a payout id does not give.
+        "SELECT payload::text AS payload FROM record_log WHERE merchant_id = $1 AND is_current
+           AND outcome IN ('accepted', 'updated') AND kind = 'payout' AND source_id = $2
+         ORDER BY record_id",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(payout_id)
     .load(conn)
     .await?;
     let txns: Vec<PayloadRow> = statement(
-        "SELECT payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
+        "SELECT payload::text AS payload FROM record_log WHERE merchant_id = $1 AND outcome = 'accepted'
            AND kind = 'balance_transaction' AND payload -> 'body' ->> 'payout_id' = $2
          ORDER BY record_id",
     )

@@ -229,8 +229,10 @@ pub async fn fetch_accepted(
 struct LoadedRecord {
     #[diesel(sql_type = Text)]
     order_id: String,
-    #[diesel(sql_type = Jsonb)]
-    payload: serde_json::Value,
+    /// As text: decoded straight into a `Record`, without building a
+    /// `serde_json::Value` first (a payout reads hundreds of them).
+    #[diesel(sql_type = Text)]
+    payload: String,
     #[diesel(sql_type = Timestamptz)]
     receive_time: DateTime<Utc>,
 }
@@ -241,7 +243,7 @@ struct LoadedRecord {
 /// merchant's whole log, so each order is two index probes
 /// (record_log_order, record_links' key) whatever the statistics say.
 pub const LOAD_RECORDS: &str = "
-    SELECT x.order_id, x.payload, x.receive_time
+    SELECT x.order_id, x.payload::text AS payload, x.receive_time
     FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
     CROSS JOIN LATERAL (
         SELECT r.order_id, r.payload, r.receive_time FROM record_log r
@@ -270,7 +272,7 @@ pub async fn load_records(
         .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
     for row in rows {
-        let record: Record = serde_json::from_value(row.payload)
+        let record: Record = serde_json::from_str(&row.payload)
             .map_err(|e| Error::corrupt(format!("a stored record of order {}", row.order_id), e))?;
         by_order
             .entry(row.order_id)

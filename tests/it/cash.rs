@@ -450,4 +450,39 @@ async fn the_database_refuses_an_unbalanced_journal_entry() {
         .await
         .unwrap_err();
     assert!(format!("{err:?}").contains("does not balance"), "{err:?}");
+    // The insert check reads only the new lines (migration 000014): they
+    // must balance per entry and currency among themselves. Debits in one
+    // currency against credits in another are refused...
+    let lines = |rows: &str| {
+        format!(
+            "INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
+             SELECT 'acme', entry_id, l.no, l.account, l.cur, l.debit, l.credit
+             FROM journal_entries, (VALUES {rows}) AS l(no, account, cur, debit, credit)"
+        )
+    };
+    let err = db
+        .batch_execute(&lines(
+            "(2, 'bank', 'USD', 5, 0), (3, 'processor_clearing', 'EUR', 0, 5)",
+        ))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("does not balance"), "{err:?}");
+    // ...while balanced lines added later keep the entry balanced, and go in.
+    db.batch_execute(&lines(
+        "(2, 'bank', 'EUR', 5, 0), (3, 'processor_clearing', 'EUR', 0, 5)",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 4);
+    // Changing or removing a line is still judged on the whole entry.
+    for change in [
+        "UPDATE journal_lines SET debit = 4 WHERE line_no = 2",
+        "DELETE FROM journal_lines WHERE line_no = 3",
+    ] {
+        let err = db.batch_execute(change).await.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("does not balance"),
+            "{change}: {err:?}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use super::{
     write_plan, write_records,
 };
 use crate::app::App;
-use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
+use crate::domain::cash_application::plan::{CashEvent, OrderFacts, Plan, plan_order};
 use crate::domain::ledger::JournalEntry;
 use crate::error::{Error, Result};
 use crate::storage::Conn;
@@ -135,8 +135,9 @@ async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Res
 }
 
 /// The order jobs a payout took over, run before it as they would have run
-/// alone, written together but for their entries, returned for the payout to
-/// insert ahead of its own (they are the orders', not the payout's). Their new
+/// alone, written together but for their entries and cash events, returned
+/// for the payout to write ahead of its own (the entries are the orders', not
+/// the payout's; the events go in the payout's one insert, first). Their new
 /// events are added to `facts` as a reload would find them, so the payout's
 /// plan starts where they left off.
 pub(super) async fn catch_up_first(
@@ -144,7 +145,7 @@ pub(super) async fn catch_up_first(
     merchant: &str,
     absorbed: &[String],
     facts: &mut BTreeMap<String, OrderFacts>,
-) -> Result<Vec<JournalEntry>> {
+) -> Result<(Vec<JournalEntry>, Vec<(String, CashEvent)>)> {
     let mut plan = Plan::default();
     for order_id in absorbed {
         let Some(f) = facts.get_mut(order_id) else {
@@ -154,9 +155,10 @@ pub(super) async fn catch_up_first(
         f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
         merge(&mut plan, p);
     }
+    let events = std::mem::take(&mut plan.events);
     write_records(conn, merchant, &plan, None).await?;
     residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
-    Ok(plan.entries)
+    Ok((plan.entries, events))
 }
 
 /// Appends an order plan to the batch's (order plans have no fee shares or residual).

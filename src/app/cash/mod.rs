@@ -414,9 +414,14 @@ async fn apply_payout(
         Some(stored),
     )
     .await?;
-    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
-    let plan = plan_payout(&facts, &order_facts)
+    let (early, mut events) =
+        batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
+    let mut plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
+    // The caught-up orders' events first, as if their jobs had committed
+    // before: one insert for both.
+    events.append(&mut plan.events);
+    plan.events = events;
     let links = links(conn, merchant, &orders, Some(payout_id)).await?;
     let residual = plan
         .residual
@@ -447,6 +452,11 @@ async fn apply_payout(
     fees::evaluate(conn, merchant, &swept).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     write_records(conn, merchant, &plan, Some(payout_id)).await?;
+    // A deposit that arrived first may have been waiting for this payout;
+    // asked before the journal insert, which takes the merchant's export
+    // counter: that row is held to commit, so nothing more is done after it
+    // than must be.
+    deposit::wake_unmatched(conn, merchant).await?;
     // The orders' entries first, as if their jobs had committed before
     // (those caught up on the way belong to no payout either: a failure of
     // the payout mirrors only what the payout itself booked); one statement,
@@ -466,8 +476,6 @@ async fn apply_payout(
         ))
         .await?;
     residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
-    // A deposit that arrived first may have been waiting for this payout.
-    deposit::wake_unmatched(conn, merchant).await?;
     Ok(Work::Done(absorbed))
 }
 
