@@ -16,11 +16,13 @@ mod facts;
 mod failure;
 mod fees;
 mod residual;
+mod spans;
 mod waiting;
 
 pub(crate) use enqueue::enqueue_for;
 pub(crate) use facts::balance_txn;
 pub(crate) use fees::lock_ids as fee_lock_ids;
+use spans::{journal_span, links};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -226,27 +228,6 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     span.record("tally.outcome", outcome);
     crate::telemetry::metrics::global().job_finished(&job.kind, outcome, start.elapsed());
     work
-}
-
-/// Links the current (job) span to the stored spans of the records it
-/// consumes, the orders' and the payout's, so the job is reachable from
-/// each of their traces; returns them for the journal span. Nothing is
-/// read when traces are off.
-async fn links(
-    conn: &mut Conn,
-    merchant: &str,
-    orders: &[String],
-    payout_id: Option<&str>,
-) -> Result<Vec<(String, String)>> {
-    if !crate::telemetry::enabled() {
-        return Ok(vec![]);
-    }
-    let span = tracing::Span::current();
-    span.record("tally.orders", orders.len());
-    let rows = record_log::span_contexts(conn, merchant, orders, payout_id).await?;
-    let stored: Vec<(String, String)> = rows.into_iter().map(|r| (r.trace_id, r.span_id)).collect();
-    crate::telemetry::link_records(&span, &stored);
-    Ok(stored)
 }
 
 /// Waits never: a worker that waited for an order held by an ingest (which
@@ -535,25 +516,6 @@ fn payout_entries_from(plan: &Plan, for_payout: bool) -> usize {
     } else {
         plan.entries.len()
     }
-}
-
-/// `tally.journal.write`, linked like its job's span to the records it books.
-fn journal_span(
-    merchant: &str,
-    payout_id: Option<&str>,
-    entries: usize,
-    links: &[(String, String)],
-) -> tracing::Span {
-    if !crate::telemetry::enabled() {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(target: "tally::ledger", "journal_write",
-        otel.name = "tally.journal.write",
-        tally.merchant = merchant,
-        tally.payout_id = payout_id,
-        tally.entries = entries);
-    crate::telemetry::link_records(&span, links);
-    span
 }
 
 /// A plan's events, invoices, applications and exceptions: all but its entries.
