@@ -12,6 +12,7 @@
 
 pub mod metrics;
 pub mod propagation;
+pub mod records;
 pub mod tracing;
 
 use std::io::IsTerminal;
@@ -24,7 +25,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
-use crate::domain::record::Record;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -78,6 +78,7 @@ pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetr
     let settings = self::tracing::Settings::from_lookup(&get);
     let (provider, otel, problem) = match self::tracing::provider(&settings) {
         Ok(Some((provider, tracer))) => {
+            records::install(tracer.clone());
             // Busy/idle times, thread names, source locations and targets
             // cost a clock read or a few strings per span (a batch of 1,000
             // records makes 1,300 spans) and say little here: span names
@@ -116,29 +117,6 @@ pub fn ids(span: &::tracing::Span) -> Option<(String, String)> {
     let sc = cx.span().span_context().clone();
     sc.is_valid()
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
-}
-
-/// A record's span: who sent what for which order and handoff, never a
-/// payload field (no card or personal data). The outcome is recorded once
-/// judged. `Span::none()` when traces are off.
-pub fn record_span(merchant: &str, r: &Record) -> ::tracing::Span {
-    if !enabled() {
-        return ::tracing::Span::none();
-    }
-    ::tracing::info_span!(
-        target: "tally::record",
-        "record",
-        otel.name = "tally.record",
-        tally.merchant = merchant,
-        tally.order_id = r.order_id.as_deref(),
-        tally.handoff = r.kind().handoff().as_str(),
-        tally.source_system = %r.source_system,
-        tally.source_id = %r.source_id,
-        tally.record_kind = r.kind().as_str(),
-        tally.outcome = ::tracing::field::Empty,
-        // Seconds behind its predecessor in the order's previous stage.
-        tally.lag = ::tracing::field::Empty,
-    )
 }
 
 /// A stored record's span (hex ids) as a remote, sampled span context;

@@ -92,7 +92,13 @@ async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() 
         let _ = w.wait();
     }
 
-    let n = PAYOUTS as i64;
+    assert_applied_once(&t, PAYOUTS).await;
+}
+
+/// Every payout of the backlog applied once: its entries, applications and
+/// cash events exactly once, the export sequence gapless, the ledger sound.
+async fn assert_applied_once(t: &TestApp, payouts: usize) {
+    let n = payouts as i64;
     let orders = n * ORDERS_PER_PAYOUT as i64;
     assert_eq!(
         t.count("SELECT count(*) FROM payouts WHERE state = 'applied' AND residual = 0")
@@ -118,15 +124,15 @@ async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() 
             .await,
         2 * orders + 2 * n
     );
-    assert_ledger_sound(&t).await;
-    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
-    assert_eq!(account_balance(&t, "accounts_receivable").await, "0.00");
+    assert_ledger_sound(t).await;
+    assert_eq!(account_balance(t, "processor_clearing").await, "0.00");
+    assert_eq!(account_balance(t, "accounts_receivable").await, "0.00");
     assert_eq!(
-        account_balance(&t, "bank").await,
-        format!("{:.2}", 71.91 * PAYOUTS as f64)
+        account_balance(t, "bank").await,
+        format!("{:.2}", 71.91 * payouts as f64)
     );
     assert_eq!(
-        account_balance(&t, "processing_fees").await,
+        account_balance(t, "processing_fees").await,
         format!("{:.2}", 1.03 * (orders as f64))
     );
     assert_eq!(
@@ -134,6 +140,94 @@ async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() 
             .await,
         0
     );
+}
+
+/// The kill lands inside a payout's transaction for certain: the export
+/// counter row is held by the test, so the worker stops at its journal
+/// insert, the last write of a transaction that has already claimed its
+/// jobs and written invoices, applications and cash events. Killed there,
+/// it commits nothing; a restart applies every payout once.
+#[tokio::test]
+async fn a_worker_killed_inside_a_payout_transaction_commits_nothing() {
+    const N: usize = 3;
+    let t = TestApp::start().await;
+    let records = (0..N).flat_map(backlog).collect();
+    t.submit(records).await.unwrap();
+    let jobs = t.count("SELECT count(*) FROM jobs").await;
+    assert_eq!(jobs, N as i64 * 4);
+
+    let holder = t.db.client().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ('acme', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut w = worker(&t.db.url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t
+        .count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO journal_entries%' \
+             AND xact_start IS NOT NULL",
+        )
+        .await
+        < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reached its journal insert"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tally::embedded_pg::sys::kill(w.id(), tally::embedded_pg::sys::Signal::Kill);
+    let _ = w.wait();
+    // Let the orphaned backend through: it finishes its insert, finds its
+    // client gone and rolls back.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    while t
+        .count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE '%INSERT INTO journal_entries%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the killed worker's backend lingered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for table in [
+        "journal_entries",
+        "cash_applications",
+        "order_cash_events",
+        "ledger_counters",
+    ] {
+        let sql = format!("SELECT count(*) FROM {table}");
+        assert_eq!(t.count(&sql).await, 0, "{table} after the kill");
+    }
+    assert_eq!(t.count("SELECT count(*) FROM jobs").await, jobs);
+    assert_eq!(
+        t.count("SELECT count(*) FROM payouts WHERE state = 'applied'")
+            .await,
+        0
+    );
+
+    let mut w = worker(&t.db.url);
+    while t.count("SELECT count(*) FROM jobs").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restart never drained the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tally::embedded_pg::sys::kill(w.id(), tally::embedded_pg::sys::Signal::Terminate);
+    let _ = w.wait();
+    assert_applied_once(&t, N).await;
 }
 
 #[tokio::test]
