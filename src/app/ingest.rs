@@ -298,11 +298,11 @@ async fn submit_in_tx(
     let hashes: Vec<[u8; 32]> = sub.records.iter().map(|r| r.content_hash()).collect();
     // Each record's span, and its ids stored with the record (none when
     // traces are off).
-    let mut spans = telemetry::records::record_spans(merchant, sub.records.iter().copied());
+    let mut spans = telemetry::spans::record_spans(merchant, sub.records.iter().copied());
     let trace: Vec<TraceIds> = spans.iter().map(|s| s.ids()).collect();
     let judged = settle(conn, merchant, sub, &hashes, &trace).await?;
     for o in &judged.outcomes {
-        spans[o.index].outcome(o.outcome.as_str());
+        spans[o.index].set("tally.outcome", o.outcome.as_str());
     }
     let new_records: Vec<(i64, &Record)> = judged
         .stored
@@ -355,7 +355,7 @@ async fn submit_in_tx(
             .collect();
         for (key, lag) in lags {
             if let Some(&i) = index.get(&key) {
-                spans[i].lag(lag.num_milliseconds() as f64 / 1000.0);
+                spans[i].set("tally.lag", lag.num_milliseconds() as f64 / 1000.0);
             }
         }
     }

@@ -5,6 +5,7 @@
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
+use opentelemetry::KeyValue;
 
 use crate::domain::matching::{
     ExceptionType, Finding, Observation, evaluate_as_of, record_subject,
@@ -184,12 +185,17 @@ pub(crate) async fn reconcile(
     let mut rechecks = vec![];
     let now = Utc::now();
     let mut merged = Vec::with_capacity(by_order.len());
+    // A span per order matched, under the current (reconcile) span.
+    let children = telemetry::spans::Children::of_current(merchant);
     for (order_id, records) in &by_order {
-        let span = telemetry::enabled().then(|| {
-            tracing::info_span!(target: "tally::matching", "match",
-                otel.name = "tally.match", tally.merchant = merchant,
-                tally.order_id = %order_id, tally.records = records.len(),
-                tally.state = tracing::field::Empty, tally.findings = tracing::field::Empty)
+        let mut span = children.as_ref().map(|c| {
+            c.start(
+                "tally.match",
+                vec![
+                    KeyValue::new("tally.order_id", order_id.clone()),
+                    KeyValue::new("tally.records", records.len() as i64),
+                ],
+            )
         });
         let (transaction, findings, recheck) = assess(
             &policy,
@@ -199,9 +205,9 @@ pub(crate) async fn reconcile(
             now,
         );
         rechecks.extend(recheck.map(|due| (order_id.clone(), due)));
-        if let Some(span) = span {
-            span.record("tally.state", transaction.state.as_str());
-            span.record("tally.findings", findings.len());
+        if let Some(span) = &mut span {
+            span.set("tally.state", transaction.state.as_str());
+            span.set("tally.findings", findings.len() as i64);
         }
         lags.extend(telemetry::metrics::global().observe_handoff_lags(records, fresh));
         found.extend(

@@ -12,7 +12,7 @@
 
 pub mod metrics;
 pub mod propagation;
-pub mod records;
+pub mod spans;
 pub mod tracing;
 
 use std::io::IsTerminal;
@@ -78,7 +78,7 @@ pub fn init(format: LogFormat, get: impl Fn(&str) -> Option<String>) -> Telemetr
     let settings = self::tracing::Settings::from_lookup(&get);
     let (provider, otel, problem) = match self::tracing::provider(&settings) {
         Ok(Some((provider, tracer))) => {
-            records::install(tracer.clone());
+            spans::install(tracer.clone());
             // Busy/idle times, thread names, source locations and targets
             // cost a clock read or a few strings per span (a batch of 1,000
             // records makes 1,300 spans) and say little here: span names
