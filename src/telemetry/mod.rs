@@ -13,6 +13,7 @@
 pub mod metrics;
 pub mod propagation;
 pub mod spans;
+pub mod tls;
 pub mod tracing;
 
 use std::io::IsTerminal;

@@ -12,6 +12,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_subscriber::filter::Targets;
 
+use super::tls::TlsFiles;
+
 /// What decides whether and how spans leave the process.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
@@ -22,6 +24,8 @@ pub struct Settings {
     /// Whether OTEL_SERVICE_NAME or a `service.name` resource attribute
     /// names the service; else it is `tally`.
     pub service_named: bool,
+    /// CA and client certificate files for an `https://` gRPC endpoint.
+    pub tls: TlsFiles,
 }
 
 impl Settings {
@@ -48,6 +52,7 @@ impl Settings {
                     a.split(',')
                         .any(|kv| kv.trim().starts_with("service.name="))
                 }),
+            tls: TlsFiles::from_lookup("TRACES", &get),
         }
     }
 
@@ -59,8 +64,8 @@ impl Settings {
         self.transport().map(|_| true)
     }
 
-    /// The OTLP transport the protocol names: gRPC by default, or
-    /// HTTP/protobuf (plain HTTP through hyper; TLS is only for alert webhooks).
+    /// The OTLP transport the protocol names: gRPC by default (over TLS for
+    /// an `https://` endpoint), or HTTP/protobuf (plain HTTP through hyper).
     pub fn transport(&self) -> Result<Transport, String> {
         match self.protocol.as_deref() {
             None | Some("grpc") => Ok(Transport::Grpc),
@@ -102,10 +107,13 @@ pub fn provider(settings: &Settings) -> Result<Option<(SdkTracerProvider, SdkTra
         |e: opentelemetry_otlp::ExporterBuildError| format!("building the OTLP exporter: {e}");
     let provider = match settings.transport()? {
         Transport::Grpc => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(built)?;
+            use opentelemetry_otlp::WithTonicConfig;
+            let endpoint = settings.endpoint.as_deref().unwrap_or_default();
+            let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(tls) = settings.tls.client_config(endpoint)? {
+                exporter = exporter.with_tls_config(tls);
+            }
+            let exporter = exporter.build().map_err(built)?;
             builder.with_batch_exporter(exporter).build()
         }
         Transport::HttpProtobuf => {

@@ -22,14 +22,17 @@ use crate::alerts::{alert_late_orders_to, delivered_once_after_two_failures, rec
 use crate::common::*;
 
 /// A private CA and a server certificate it signed for 127.0.0.1.
-struct TestCa {
-    ca_pem: String,
+pub struct TestCa {
+    pub ca_pem: String,
     server_cert: CertificateDer<'static>,
     server_key: PrivatePkcs8KeyDer<'static>,
+    /// The server certificate and key as PEM (for tonic's `Identity`).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
 }
 
 impl TestCa {
-    fn new(name: &str) -> TestCa {
+    pub fn new(name: &str) -> TestCa {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -45,6 +48,8 @@ impl TestCa {
             .unwrap();
         TestCa {
             ca_pem: ca_cert.pem(),
+            server_cert_pem: server.pem(),
+            server_key_pem: server_key.serialize_pem(),
             server_cert: server.der().clone(),
             server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()),
         }

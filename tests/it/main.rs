@@ -28,6 +28,7 @@ mod matching;
 mod metrics;
 mod otlp_http;
 mod otlp_metrics;
+mod otlp_tls;
 mod payout_fees;
 mod plans;
 mod seams;

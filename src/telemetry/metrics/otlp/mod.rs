@@ -134,8 +134,8 @@ pub fn request(
 /// Where pushes go.
 enum Sender {
     Grpc(MetricsServiceClient<tonic::transport::Channel>),
-    /// Plain HTTP, one connection per push (TLS is only for alert webhooks:
-    /// an https:// collector is reached through a local collector or sidecar).
+    /// Plain HTTP, one connection per push (https:// collectors are reached
+    /// over gRPC, or through a local collector or sidecar).
     Http(http::Uri),
 }
 
@@ -145,10 +145,15 @@ impl Sender {
             Transport::Grpc => {
                 // Lazy: a collector that is not up yet is retried at the
                 // next push, not a reason to fail the start.
-                let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
                     .map_err(|e| format!("OTLP metrics endpoint {endpoint}: {e}"))?
-                    .timeout(timeout)
-                    .connect_lazy();
+                    .timeout(timeout);
+                if let Some(tls) = settings.tls.client_config(endpoint)? {
+                    channel = channel
+                        .tls_config(tls)
+                        .map_err(|e| format!("OTLP metrics endpoint {endpoint}: {e}"))?;
+                }
+                let channel = channel.connect_lazy();
                 Ok(Sender::Grpc(MetricsServiceClient::new(channel)))
             }
             Transport::HttpProtobuf => {

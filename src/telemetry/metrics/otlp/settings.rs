@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::telemetry::tls::TlsFiles;
 use crate::telemetry::tracing::Transport;
 
 /// What decides whether and how metrics leave the process.
@@ -16,6 +17,8 @@ pub struct Settings {
     pub timeout: Option<String>,
     pub headers: Option<String>,
     pub service_named: bool,
+    /// CA and client certificate files for an `https://` gRPC endpoint.
+    pub tls: TlsFiles,
 }
 
 impl Settings {
@@ -54,6 +57,7 @@ impl Settings {
                 "OTEL_EXPORTER_OTLP_HEADERS",
             ),
             service_named: crate::telemetry::tracing::Settings::from_lookup(get).service_named,
+            tls: TlsFiles::from_lookup("METRICS", get),
         }
     }
 
