@@ -8,6 +8,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use tally::proto::tally::v1 as pb;
+
 use crate::common::*;
 
 pub(crate) fn free_port() -> u16 {
@@ -41,6 +43,34 @@ pub(crate) async fn terminate(child: &mut Child, limit: Duration) -> std::proces
         assert!(Instant::now() < deadline, "tally did not stop on SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Submits `records` for merchant acme to the `tally serve` on `port`,
+/// continuing the caller's trace when a `traceparent` is given.
+pub(crate) async fn submit_to(
+    port: u16,
+    records: Vec<pb::Record>,
+    traceparent: Option<&str>,
+) -> pb::SubmitRecordsResponse {
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(pb::SubmitRecordsRequest {
+        parent: "merchants/acme".into(),
+        request_id: String::new(),
+        records,
+    });
+    if let Some(tp) = traceparent {
+        req.metadata_mut()
+            .insert("traceparent", tp.parse().unwrap());
+    }
+    pb::ingest_service_client::IngestServiceClient::new(channel)
+        .submit_records(req)
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub(crate) fn tally() -> Command {
@@ -146,8 +176,7 @@ async fn an_open_stream_cannot_hold_shutdown_past_the_grace_period() {
         .await
         .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::StreamRecordsRequest>(1);
-    let mut client =
-        tally::proto::tally::v1::ingest_service_client::IngestServiceClient::new(channel);
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(channel);
     // A stream the client never closes.
     let _responses = client
         .stream_records(tokio_stream::wrappers::ReceiverStream::new(rx))

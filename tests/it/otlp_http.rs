@@ -10,10 +10,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tally::proto::tally::v1 as pb;
-use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 
-use crate::binary::{free_port, tally, terminate, wait_serving};
+use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
@@ -97,26 +95,8 @@ async fn spans_are_exported_over_http_protobuf_when_the_protocol_says_so() {
         .spawn()
         .unwrap();
     wait_serving(port, &mut child).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut req = tonic::Request::new(pb::SubmitRecordsRequest {
-        parent: "merchants/acme".into(),
-        request_id: String::new(),
-        records: clean_order("H-1"),
-    });
-    req.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
-            .parse()
-            .unwrap(),
-    );
-    IngestServiceClient::new(channel)
-        .submit_records(req)
-        .await
-        .unwrap();
+    let caller = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    submit_to(port, clean_order("H-1"), Some(&caller)).await;
     assert!(
         terminate(&mut child, Duration::from_secs(15))
             .await

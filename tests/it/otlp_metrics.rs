@@ -19,9 +19,8 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data, number_data_point};
 use prost::Message;
 use tally::proto::tally::v1 as pb;
-use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 
-use crate::binary::{free_port, tally, terminate, wait_serving};
+use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 
 /// Every request the collector received.
@@ -175,19 +174,7 @@ fn open_exceptions(req: &ExportMetricsServiceRequest) -> Vec<(String, String, i6
 }
 
 async fn submit(port: u16, records: Vec<pb::Record>) {
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    IngestServiceClient::new(channel)
-        .submit_records(pb::SubmitRecordsRequest {
-            parent: "merchants/acme".into(),
-            request_id: String::new(),
-            records,
-        })
-        .await
-        .unwrap();
+    submit_to(port, records, None).await;
 }
 
 /// `tally SUBCOMMAND` exporting to the collector at `otlp_port`.

@@ -19,11 +19,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tally::proto::tally::v1 as pb;
-use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::alerts_tls::TestCa;
-use crate::binary::{free_port, tally, terminate, wait_serving};
+use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 
 /// Span names and metric pushes received.
@@ -102,19 +101,7 @@ fn serve(db: &TestDb, port: u16, otlp: u16) -> std::process::Command {
 }
 
 async fn submit(port: u16, records: Vec<pb::Record>) {
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    IngestServiceClient::new(channel)
-        .submit_records(pb::SubmitRecordsRequest {
-            parent: "merchants/acme".into(),
-            request_id: String::new(),
-            records,
-        })
-        .await
-        .unwrap();
+    submit_to(port, records, None).await;
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::alerts::receiver;
-use crate::binary::{free_port, tally, terminate, wait_serving};
+use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::cash::{bt, payout};
 use crate::common::*;
 
@@ -540,24 +540,8 @@ async fn without_an_endpoint_logs_still_name_the_callers_trace() {
         .spawn()
         .unwrap();
     wait_serving(port, &mut child).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut req = tonic::Request::new(pb::SubmitRecordsRequest {
-        parent: "merchants/acme".into(),
-        request_id: String::new(),
-        records: clean_order("U-1"),
-    });
-    req.metadata_mut().insert(
-        "traceparent",
-        format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
-    );
-    IngestServiceClient::new(channel)
-        .submit_records(req)
-        .await
-        .unwrap();
+    let caller = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    submit_to(port, clean_order("U-1"), Some(&caller)).await;
     assert!(
         terminate(&mut child, Duration::from_secs(15))
             .await
