@@ -17,6 +17,7 @@ pub mod ledger_reads;
 pub mod links;
 mod listing;
 pub mod locks;
+pub mod open_invoices;
 pub mod payout_journals;
 pub mod payouts;
 pub mod rechecks;

@@ -228,7 +228,12 @@ async fn an_eur_order_settled_in_usd_books_fx_and_clears_to_zero() {
     assert_ledger_sound(&t).await;
 }
 
-fn payout_version(id: &str, amount: &str, status: pb::PayoutStatus, updated: &str) -> pb::Record {
+pub(crate) fn payout_version(
+    id: &str,
+    amount: &str,
+    status: pb::PayoutStatus,
+    updated: &str,
+) -> pb::Record {
     let mut r = payout(id, amount);
     r.source_update_time = ts(updated);
     if let Some(pb::record::Kind::Payout(p)) = &mut r.kind {

@@ -15,6 +15,7 @@ mod enqueue;
 mod facts;
 mod failure;
 mod fees;
+mod orphans;
 mod residual;
 mod spans;
 mod waiting;
@@ -332,9 +333,16 @@ async fn apply_payout(
         // Applied already (exactly once): a late duplicate arrival changes nothing.
         return Ok(Work::Done(vec![]));
     }
-    let Some((txns, plain, stored)) = tied_txns(conn, merchant, &txn_records).await? else {
+    let reversing = (state.as_deref() == Some("applied")).then_some(payout_id);
+    let Some(tied) = tied_txns(conn, merchant, &txn_records, reversing).await? else {
         return Ok(Work::Busy);
     };
+    let Tied {
+        txns,
+        plain,
+        stored,
+        orphan_notes,
+    } = tied;
     if state.as_deref() == Some("applied") {
         // A later version says the paid payout failed: undo what it applied.
         failure::reverse_payout(conn, merchant, payout_id, facts::date(payout), &txns).await?;
@@ -382,6 +390,7 @@ async fn apply_payout(
         deposited: !matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled),
         txns,
         bridge: bridge.clone(),
+        orphan_notes,
     };
     let orders = payout_orders(&facts.txns);
     // Their pending order jobs are taken over and run first, here, as they
@@ -460,13 +469,25 @@ async fn apply_payout(
     Ok(Work::Done(absorbed))
 }
 
-/// The payout's balance transactions tied to their orders, with those orders
-/// locked; None when another writer holds one of them.
+/// A payout's balance transactions tied to their orders.
+struct Tied {
+    txns: Vec<PayoutTxn>,
+    /// As the processor reported them (charges naming no order unsplit).
+    plain: Vec<BalanceTxn>,
+    stored: StoredByOrder,
+    /// Why a charge naming no order matched no open invoices.
+    orphan_notes: BTreeMap<String, String>,
+}
+
+/// The payout's balance transactions tied to their orders (charges naming
+/// none by amount and date, see `orphans`), with those orders locked; None
+/// when another writer holds one of them.
 async fn tied_txns(
     conn: &mut Conn,
     merchant: &str,
     txn_records: &[crate::domain::record::Record],
-) -> Result<Option<(Vec<PayoutTxn>, Vec<BalanceTxn>, StoredByOrder)>> {
+    reversing: Option<&str>,
+) -> Result<Option<Tied>> {
     let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
     let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
     let candidate_orders: Vec<String> = {
@@ -481,7 +502,16 @@ async fn tied_txns(
     }
     let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
     let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
-    Ok(Some((txns, plain, stored)))
+    let Some((orphans, stored)) = orphans::tie(conn, merchant, txns, stored, reversing).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Tied {
+        txns: orphans.txns,
+        plain,
+        stored,
+        orphan_notes: orphans.notes,
+    }))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export

@@ -3,6 +3,7 @@
 //! - `order`: captures and tenders applied to an order's invoices oldest first, cash held as
 //!   unapplied until its invoice exists, refunds matched to credit memos, reversals.
 //! - `subset`: exact subset-sum matching for money that names no payout or order.
+//! - `orphans`: charges that name no order, split over the open invoices they uniquely fit.
 //! - `completeness`: whether a payout's balance transactions account for it yet.
 //! - `payout_fee`: a payout's fees that no journal naming it carries (FEE_UNALLOCATED).
 //! - splits: `domain::allocation` (largest remainder in minor units), re-exported here.
@@ -13,6 +14,7 @@
 pub mod completeness;
 pub mod deposit;
 pub mod order;
+pub mod orphans;
 pub mod payout_fee;
 pub mod plan;
 mod pool;

@@ -91,7 +91,7 @@ pub struct MemoParts {
 }
 
 /// A balance transaction of the payout, with what it was tied to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayoutTxn {
     pub txn: BalanceTxn,
     pub source: Option<String>,
@@ -111,6 +111,8 @@ pub struct PayoutFacts {
     pub deposited: bool,
     pub txns: Vec<PayoutTxn>,
     pub bridge: PayoutBridge,
+    /// Why a charge naming no order matched no open invoices (by balance transaction id).
+    pub orphan_notes: BTreeMap<String, String>,
 }
 
 /// Money moved to an invoice, as stored in cash_applications.

@@ -157,14 +157,18 @@ fn apply_txn(
             Ok(Some(t.txn.fee))
         }
         (_, _) => {
+            let mut summary = format!(
+                "balance transaction {} ({category}, {}) of payout {} names no order it can be applied to",
+                t.txn.id, t.txn.amount, payout.payout_id
+            );
+            if let Some(why) = payout.orphan_notes.get(&t.txn.id) {
+                summary = format!("{summary}: {why}");
+            }
             plan.problems.push(Problem {
                 rule: "cash.unidentified_money",
                 subject: t.txn.id.clone(),
                 order_id: None,
-                summary: format!(
-                    "balance transaction {} ({category}, {}) of payout {} names no order it can be applied to",
-                    t.txn.id, t.txn.amount, payout.payout_id
-                ),
+                summary,
             });
             Ok(Some(t.txn.fee))
         }
