@@ -15,6 +15,7 @@ mod contracts;
 mod db_gone;
 mod fixtures;
 mod fuzz;
+mod fuzz_gen;
 mod garbage;
 mod ghost;
 mod handoff_trace;
