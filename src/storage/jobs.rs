@@ -137,23 +137,38 @@ pub async fn claim_kind(
     limit: i64,
     after: Option<&str>,
 ) -> Result<Vec<Job>> {
+    claim_kinds(conn, merchant, &[(kind, limit, after)]).await
+}
+
+/// [`claim_kind`] for several (kind, limit, after) in one statement (one
+/// round trip): the jobs of each in turn. Each kind's wait is judged on the
+/// queue as the statement found it: claiming does not change a job's state.
+pub async fn claim_kinds(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kinds: &[(&str, i64, Option<&str>)],
+) -> Result<Vec<Job>> {
     Ok(statement(
-        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
-         WHERE merchant_id = $1 AND kind = $2 AND state = 'ready' AND run_after <= now()
-           -- Before the oldest pending job of `after`: one bound, so the scan
-           -- stops there instead of probing every waiting job.
-           AND run_after < coalesce(
-             (SELECT min(l.run_after) FROM jobs l
-              WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'),
-             'infinity')
-         ORDER BY run_after, subject_id
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED",
+        "SELECT j.merchant_id, j.kind, j.subject_id, j.attempts
+         FROM UNNEST($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS k(kind, lim, after, n)
+         CROSS JOIN LATERAL (
+           SELECT merchant_id, kind, subject_id, attempts, run_after FROM jobs
+           WHERE merchant_id = $1 AND kind = k.kind AND state = 'ready' AND run_after <= now()
+             -- Before the oldest pending job of `after`: one bound, so the scan
+             -- stops there instead of probing every waiting job.
+             AND run_after < coalesce(
+               (SELECT min(l.run_after) FROM jobs l
+                WHERE l.merchant_id = $1 AND l.kind = k.after AND l.state = 'ready'),
+               'infinity')
+           ORDER BY run_after, subject_id
+           LIMIT k.lim
+           FOR UPDATE SKIP LOCKED) j
+         ORDER BY k.n, j.run_after, j.subject_id",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Text, _>(kind)
-    .bind::<BigInt, _>(limit.max(1))
-    .bind::<Nullable<Text>, _>(after)
+    .bind::<Array<Text>, _>(kinds.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(kinds.iter().map(|k| k.1.max(1)).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(kinds.iter().map(|k| k.2).collect::<Vec<_>>())
     .load(conn)
     .await?)
 }
