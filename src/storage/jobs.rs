@@ -148,29 +148,44 @@ pub async fn claim_kinds(
     merchant: &str,
     kinds: &[(&str, i64, Option<&str>)],
 ) -> Result<Vec<Job>> {
-    Ok(statement(
-        "SELECT j.merchant_id, j.kind, j.subject_id, j.attempts
-         FROM UNNEST($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS k(kind, lim, after, n)
-         CROSS JOIN LATERAL (
-           SELECT merchant_id, kind, subject_id, attempts, run_after FROM jobs
-           WHERE merchant_id = $1 AND kind = k.kind AND state = 'ready' AND run_after <= now()
-             -- Before the oldest pending job of `after`: one bound, so the scan
-             -- stops there instead of probing every waiting job.
-             AND run_after < coalesce(
-               (SELECT min(l.run_after) FROM jobs l
-                WHERE l.merchant_id = $1 AND l.kind = k.after AND l.state = 'ready'),
-               'infinity')
-           ORDER BY run_after, subject_id
-           LIMIT k.lim
-           FOR UPDATE SKIP LOCKED) j
-         ORDER BY k.n, j.run_after, j.subject_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(kinds.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(kinds.iter().map(|k| k.1.max(1)).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(kinds.iter().map(|k| k.2).collect::<Vec<_>>())
-    .load(conn)
-    .await?)
+    if kinds.is_empty() {
+        return Ok(vec![]);
+    }
+    // One arm per kind, its values taken from the arrays by position: the
+    // text depends only on the number of kinds, so it is prepared once and
+    // planned once (UNNEST joined LATERAL was planned anew at each bind).
+    let arms: Vec<String> = (1..=kinds.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (
+                   SELECT merchant_id, kind, subject_id, attempts, {i} AS n, run_after FROM jobs
+                   WHERE merchant_id = $1 AND kind = ($2::text[])[{i}] AND state = 'ready'
+                     AND run_after <= now()
+                     -- Before the oldest pending job of `after`: one bound, so
+                     -- the scan stops there instead of probing every waiting job.
+                     AND run_after < coalesce(
+                       (SELECT min(l.run_after) FROM jobs l
+                        WHERE l.merchant_id = $1 AND l.kind = ($4::text[])[{i}]
+                          AND l.state = 'ready'),
+                       'infinity')
+                   ORDER BY run_after, subject_id
+                   LIMIT ($3::bigint[])[{i}]
+                   FOR UPDATE SKIP LOCKED) k{i}"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT merchant_id, kind, subject_id, attempts FROM ({}) j
+         ORDER BY n, run_after, subject_id",
+        arms.join(" UNION ALL ")
+    );
+    Ok(statement(sql)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(kinds.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(kinds.iter().map(|k| k.1.max(1)).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(kinds.iter().map(|k| k.2).collect::<Vec<_>>())
+        .load(conn)
+        .await?)
 }
 
 /// Takes over and finishes the ready jobs of `kind` for these subjects that

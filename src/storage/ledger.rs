@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Numeric, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -64,7 +64,7 @@ pub async fn insert_entry_groups(
         e_ord.push(ord);
         e_date.push(e.effective_date());
         e_memo.push(e.memo());
-        e_refs.push(refs_json(e.source_refs()));
+        e_refs.push(refs_json(e.source_refs())?);
         for (no, l) in e.lines().iter().enumerate() {
             l_ord.push(ord);
             l_no.push(no as i32);
@@ -89,8 +89,8 @@ pub async fn insert_entry_groups(
            INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo,
                payout_id, source_refs)
            SELECT $1, t.external_id, c.first + t.ord, t.effective_date, t.memo, t.payout_id,
-               t.source_refs
-           FROM c, UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[], $6::jsonb[],
+               t.source_refs::jsonb
+           FROM c, UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[], $6::text[],
                $7::text[]) AS t(external_id, ord, effective_date, memo, source_refs, payout_id)
            ON CONFLICT (merchant_id, external_id) DO NOTHING
            RETURNING entry_id, export_seq)
@@ -108,7 +108,7 @@ pub async fn insert_entry_groups(
     .bind::<Array<BigInt>, _>(e_ord)
     .bind::<Array<Date>, _>(e_date)
     .bind::<Array<Text>, _>(e_memo)
-    .bind::<Array<Jsonb>, _>(e_refs)
+    .bind::<Array<Text>, _>(e_refs)
     .bind::<Array<Nullable<Text>>, _>(e_payout)
     .bind::<Array<BigInt>, _>(l_ord)
     .bind::<Array<Integer>, _>(l_no)
@@ -124,12 +124,22 @@ pub async fn insert_entry_groups(
     Ok(())
 }
 
-fn refs_json(refs: &[SourceRef]) -> serde_json::Value {
-    serde_json::Value::Array(
-        refs.iter()
-            .map(|r| serde_json::json!({"kind": r.kind.key(), "id": r.id}))
-            .collect(),
-    )
+/// An entry's source references as JSON text, written straight from the
+/// refs (no `serde_json::Value` built per entry); cast to jsonb in SQL.
+fn refs_json(refs: &[SourceRef]) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct Ref<'a> {
+        kind: &'a str,
+        id: &'a str,
+    }
+    let refs: Vec<Ref> = refs
+        .iter()
+        .map(|r| Ref {
+            kind: r.kind.key(),
+            id: &r.id,
+        })
+        .collect();
+    serde_json::to_string(&refs).map_err(|e| Error::Internal(format!("source refs: {e}")))
 }
 
 #[derive(QueryableByName)]

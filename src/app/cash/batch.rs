@@ -42,18 +42,26 @@ impl App {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut conn = self.store.conn().await?;
         conn.transaction(async |conn| {
-            // One statement: the payout, the order jobs no older than a
-            // pending payout (they wait for it: it may take them over), and
-            // the payout deadline checks, which wait for nothing.
-            let first = [
+            // One statement claims the batch. Order jobs no older than a
+            // pending payout wait for it: it may take them over. Deadline
+            // checks wait for nothing. Fee checks and deposits wait for the
+            // payouts made ready before them (a deposit, matched by amount,
+            // must see every payout it could be), judged, like the orders',
+            // on the queue before this batch's payout ran: those made ready
+            // after it, or by this batch's work, are the next batch's. So
+            // no claim follows the batch's journal insert, which holds the
+            // merchant's export counter to commit.
+            let kinds = [
                 (APPLY_PAYOUT, PAYOUTS_PER_BATCH.min(limit), None),
                 (APPLY_ORDER, limit, Some(APPLY_PAYOUT)),
                 (CHECK_PAYOUT, limit, None),
+                (CHECK_PAYOUT_FEES, limit, Some(APPLY_PAYOUT)),
+                (APPLY_DEPOSIT, limit, Some(APPLY_PAYOUT)),
             ];
-            let claimed = jobs::claim_kinds(conn, merchant, &first).await?;
+            let claimed = jobs::claim_kinds(conn, merchant, &kinds).await?;
             let (payouts, rest): (Vec<Job>, Vec<Job>) =
                 claimed.into_iter().partition(|j| j.kind == APPLY_PAYOUT);
-            let (orders, checks): (Vec<Job>, Vec<Job>) =
+            let (orders, rest): (Vec<Job>, Vec<Job>) =
                 rest.into_iter().partition(|j| j.kind == APPLY_ORDER);
             let mut outcomes = Vec::new();
             let mut absorbed = BTreeSet::new();
@@ -67,17 +75,8 @@ impl App {
                 .filter(|j| !absorbed.contains(&j.subject_id))
                 .collect();
             outcomes.extend(run_orders(conn, merchant, &orders, retry).await?);
-            // Deadline and fee checks and deposits: few, each on its own. A
-            // deposit waits for the payouts made ready before it: matched by
-            // amount, it must see every payout it could be. Fee checks and
-            // deposits are claimed once the batch's payout is done, in one
-            // statement (the batch may hold the export counter by now).
-            let last = [
-                (CHECK_PAYOUT_FEES, limit, Some(APPLY_PAYOUT)),
-                (APPLY_DEPOSIT, limit, Some(APPLY_PAYOUT)),
-            ];
-            let mut rest = checks;
-            rest.extend(jobs::claim_kinds(conn, merchant, &last).await?);
+            // Deadline and fee checks and deposits (in the kinds' order):
+            // few, each on its own.
             for job in &rest {
                 outcomes.push(run_claimed(conn, job, retry).await?.0);
             }
