@@ -125,24 +125,14 @@ pub async fn claim_batch(
     .await?)
 }
 
-/// Claims up to `limit` due jobs of one kind nobody holds, oldest first. A job
-/// waits while a ready job of kind `after` made ready no later than it is
-/// pending (claimed or not): that one may take it over (a payout does its
+/// Claims, for each (kind, limit, after) in turn, up to `limit` due jobs of
+/// that kind nobody holds, oldest first, in one statement (one round trip).
+/// A job waits while a ready job of kind `after` made ready no later than it
+/// is pending (claimed or not): that one may take it over (a payout does its
 /// orders' jobs), and claiming both at once would only make them contend.
 /// Jobs of `after` made ready later never hold it back, so none starves.
-pub async fn claim_kind(
-    conn: &mut AsyncPgConnection,
-    merchant: &str,
-    kind: &str,
-    limit: i64,
-    after: Option<&str>,
-) -> Result<Vec<Job>> {
-    claim_kinds(conn, merchant, &[(kind, limit, after)]).await
-}
-
-/// [`claim_kind`] for several (kind, limit, after) in one statement (one
-/// round trip): the jobs of each in turn. Each kind's wait is judged on the
-/// queue as the statement found it: claiming does not change a job's state.
+/// Each kind's wait is judged on the queue as the statement found it:
+/// claiming does not change a job's state.
 pub async fn claim_kinds(
     conn: &mut AsyncPgConnection,
     merchant: &str,
