@@ -5,6 +5,14 @@
 //!   cargo bench --bench cash_application   (TALLY_BENCH_DATABASE_URL, else
 //!                                           postgres://postgres@127.0.0.1:5432/postgres)
 //!
+//! For finding where the time goes (each off unless set): TALLY_BENCH_CPU
+//! prints each drain's CPU time, this process's and all postgres processes';
+//! TALLY_BENCH_LOG_STATEMENTS logs every statement's duration on the bench
+//! database (`log_min_duration_statement = 0`, no parameters);
+//! TALLY_BENCH_WINDOWS prints each drain's start and end (CLOCK_MONOTONIC,
+//! for `perf report --time` of a `perf record -k CLOCK_MONOTONIC`);
+//! TALLY_BENCH_KEEP keeps the database for `EXPLAIN ANALYZE`.
+//!
 //! Each payout sweeps PER_PAYOUT charges, one per order (order, capture,
 //! invoice submitted beforehand; not timed). Rows:
 //! - tally worker: 2 loops drain every job with `App::run_jobs` (the worker's
@@ -131,7 +139,30 @@ async fn submit(
 }
 
 /// Drains every job of these merchants with 2 loops; returns the time taken.
+/// CPU time (ns) of this process's threads and of every postgres process.
+fn cpu_ns() -> (u64, u64) {
+    let read = |path: std::path::PathBuf| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut me = 0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        me += read(t.path().join("schedstat"));
+    }
+    let mut pg = 0;
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "postgres" {
+            pg += read(p.path().join("schedstat"));
+        }
+    }
+    (me, pg)
+}
+
 async fn drain(app: &App, merchants: &[String]) -> Duration {
+    let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
     let start = Instant::now();
     let retry = RetryPolicy::default();
     let mut tasks = vec![];
@@ -154,11 +185,25 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
     for t in tasks {
         t.await.unwrap();
     }
+    if std::env::var_os("TALLY_BENCH_WINDOWS").is_some() {
+        eprintln!("DRAIN {:?} {:?}", start, Instant::now());
+    }
+    if let Some((me, pg)) = cpu {
+        let (me2, pg2) = cpu_ns();
+        eprintln!(
+            "CPU {} merchants: {:.0} ms wall, client {:.1} ms, postgres {:.1} ms",
+            merchants.len(),
+            start.elapsed().as_secs_f64() * 1e3,
+            (me2 - me) as f64 / 1e6,
+            (pg2 - pg) as f64 / 1e6
+        );
+    }
     start.elapsed()
 }
 
 /// The baseline: the same postings by hand, one transaction per payout.
 async fn baseline(url: &str, tag: &str) -> Duration {
+    let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
     let start = Instant::now();
     let mut tasks = vec![];
     for n in 0..2 {
@@ -218,12 +263,30 @@ async fn baseline(url: &str, tag: &str) -> Duration {
     for t in tasks {
         t.await.unwrap();
     }
+    if let Some((me, pg)) = cpu {
+        let (me2, pg2) = cpu_ns();
+        eprintln!(
+            "CPU baseline: {:.0} ms wall, client {:.1} ms, postgres {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3,
+            (me2 - me) as f64 / 1e6,
+            (pg2 - pg) as f64 / 1e6
+        );
+    }
     start.elapsed()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (admin, db, url) = scratch_database("tally_bench_cash").await;
+    if std::env::var_os("TALLY_BENCH_LOG_STATEMENTS").is_some() {
+        admin
+            .execute(
+                &format!("ALTER DATABASE {db} SET log_min_duration_statement = 0"),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
     run_migrations(&url).await.unwrap();
     let store = Store::connect(&url, 8).unwrap();
     let server = Running::start(
@@ -289,7 +352,9 @@ async fn main() {
         );
     }
     server.stop().await.unwrap();
-    let _ = admin
-        .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
-        .await;
+    if std::env::var_os("TALLY_BENCH_KEEP").is_none() {
+        let _ = admin
+            .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
+            .await;
+    }
 }

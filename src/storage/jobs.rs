@@ -125,37 +125,57 @@ pub async fn claim_batch(
     .await?)
 }
 
-/// Claims up to `limit` due jobs of one kind nobody holds, oldest first. A job
-/// waits while a ready job of kind `after` made ready no later than it is
-/// pending (claimed or not): that one may take it over (a payout does its
+/// Claims, for each (kind, limit, after) in turn, up to `limit` due jobs of
+/// that kind nobody holds, oldest first, in one statement (one round trip).
+/// A job waits while a ready job of kind `after` made ready no later than it
+/// is pending (claimed or not): that one may take it over (a payout does its
 /// orders' jobs), and claiming both at once would only make them contend.
 /// Jobs of `after` made ready later never hold it back, so none starves.
-pub async fn claim_kind(
+/// Each kind's wait is judged on the queue as the statement found it:
+/// claiming does not change a job's state.
+pub async fn claim_kinds(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    kind: &str,
-    limit: i64,
-    after: Option<&str>,
+    kinds: &[(&str, i64, Option<&str>)],
 ) -> Result<Vec<Job>> {
-    Ok(statement(
-        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
-         WHERE merchant_id = $1 AND kind = $2 AND state = 'ready' AND run_after <= now()
-           -- Before the oldest pending job of `after`: one bound, so the scan
-           -- stops there instead of probing every waiting job.
-           AND run_after < coalesce(
-             (SELECT min(l.run_after) FROM jobs l
-              WHERE l.merchant_id = $1 AND l.kind = $4 AND l.state = 'ready'),
-             'infinity')
-         ORDER BY run_after, subject_id
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(kind)
-    .bind::<BigInt, _>(limit.max(1))
-    .bind::<Nullable<Text>, _>(after)
-    .load(conn)
-    .await?)
+    if kinds.is_empty() {
+        return Ok(vec![]);
+    }
+    // One arm per kind, its values taken from the arrays by position: the
+    // text depends only on the number of kinds, so it is prepared once and
+    // planned once (UNNEST joined LATERAL was planned anew at each bind).
+    let arms: Vec<String> = (1..=kinds.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (
+                   SELECT merchant_id, kind, subject_id, attempts, {i} AS n, run_after FROM jobs
+                   WHERE merchant_id = $1 AND kind = ($2::text[])[{i}] AND state = 'ready'
+                     AND run_after <= now()
+                     -- Before the oldest pending job of `after`: one bound, so
+                     -- the scan stops there instead of probing every waiting job.
+                     AND run_after < coalesce(
+                       (SELECT min(l.run_after) FROM jobs l
+                        WHERE l.merchant_id = $1 AND l.kind = ($4::text[])[{i}]
+                          AND l.state = 'ready'),
+                       'infinity')
+                   ORDER BY run_after, subject_id
+                   LIMIT ($3::bigint[])[{i}]
+                   FOR UPDATE SKIP LOCKED) k{i}"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT merchant_id, kind, subject_id, attempts FROM ({}) j
+         ORDER BY n, run_after, subject_id",
+        arms.join(" UNION ALL ")
+    );
+    Ok(statement(sql)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(kinds.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(kinds.iter().map(|k| k.1.max(1)).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(kinds.iter().map(|k| k.2).collect::<Vec<_>>())
+        .load(conn)
+        .await?)
 }
 
 /// Takes over and finishes the ready jobs of `kind` for these subjects that

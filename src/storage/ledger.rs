@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Jsonb, Nullable, Numeric, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -44,41 +44,42 @@ pub async fn insert_entry_groups(
     if n == 0 {
         return Ok(());
     }
-    let mut entries: Vec<(&JournalEntry, Option<String>)> = Vec::with_capacity(n);
+    let mut entries: Vec<(&JournalEntry, Option<&str>)> = Vec::with_capacity(n);
     for (group, payout_id) in groups {
-        entries.extend(group.iter().map(|e| (e, payout_id.map(str::to_string))));
+        entries.extend(group.iter().map(|e| (e, *payout_id)));
     }
     let n = n as i64;
-    let mut e_ext = Vec::new();
-    let mut e_ord = Vec::new();
-    let mut e_date: Vec<NaiveDate> = Vec::new();
-    let mut e_memo = Vec::new();
-    let mut e_refs = Vec::new();
-    let mut e_payout = Vec::new();
-    let (mut l_ext, mut l_no, mut l_acc, mut l_cur) = (vec![], vec![], vec![], vec![]);
+    let mut e_ext = Vec::with_capacity(entries.len());
+    let mut e_ord = Vec::with_capacity(entries.len());
+    let mut e_date: Vec<NaiveDate> = Vec::with_capacity(entries.len());
+    let mut e_memo = Vec::with_capacity(entries.len());
+    let mut e_refs = Vec::with_capacity(entries.len());
+    let mut e_payout = Vec::with_capacity(entries.len());
+    let (mut l_ord, mut l_no, mut l_acc, mut l_cur) = (vec![], vec![], vec![], vec![]);
     let (mut l_debit, mut l_credit, mut l_memo, mut l_order) = (vec![], vec![], vec![], vec![]);
     for (i, (e, payout_id)) in entries.into_iter().enumerate() {
-        let ext = e.external_id().as_str().to_string();
+        let ord = i as i64;
         e_payout.push(payout_id);
-        e_ext.push(ext.clone());
-        e_ord.push(i as i64);
+        e_ext.push(e.external_id().as_str());
+        e_ord.push(ord);
         e_date.push(e.effective_date());
-        e_memo.push(e.memo().to_string());
-        e_refs.push(refs_json(e.source_refs()));
+        e_memo.push(e.memo());
+        e_refs.push(refs_json(e.source_refs())?);
         for (no, l) in e.lines().iter().enumerate() {
-            l_ext.push(ext.clone());
+            l_ord.push(ord);
             l_no.push(no as i32);
-            l_acc.push(l.account.key().to_string());
-            l_cur.push(l.debit.currency.code().to_string());
+            l_acc.push(l.account.key());
+            l_cur.push(l.debit.currency.code());
             l_debit.push(l.debit.amount);
             l_credit.push(l.credit.amount);
-            l_memo.push(l.memo.clone());
-            l_order.push(l.order_id.clone());
+            l_memo.push(l.memo.as_str());
+            l_order.push(l.order_id.as_deref());
         }
     }
     // The counter is taken in the same statement as the insert (one round
     // trip), still the transaction's last booking write; `$3` is each
-    // entry's place in the batch.
+    // entry's place in the batch, and a line names its entry by that place
+    // (`export_seq` is the counter's first value plus it): an integer join.
     statement(
         "WITH c AS (
            INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $16)
@@ -87,30 +88,29 @@ pub async fn insert_entry_groups(
          e AS (
            INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo,
                payout_id, source_refs)
-           SELECT $1, t.external_id, c.first + t.ord, t.effective_date, t.memo, p, r
-           FROM c, UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[])
-               AS t(external_id, ord, effective_date, memo)
-           JOIN UNNEST($2::text[], $6::jsonb[], $7::text[]) AS x(external_id, r, p)
-             USING (external_id)
+           SELECT $1, t.external_id, c.first + t.ord, t.effective_date, t.memo, t.payout_id,
+               t.source_refs::jsonb
+           FROM c, UNNEST($2::text[], $3::bigint[], $4::date[], $5::text[], $6::text[],
+               $7::text[]) AS t(external_id, ord, effective_date, memo, source_refs, payout_id)
            ON CONFLICT (merchant_id, external_id) DO NOTHING
-           RETURNING entry_id, external_id)
+           RETURNING entry_id, export_seq)
          INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit,
              credit, memo, order_id)
          SELECT $1, e.entry_id, l.line_no, l.account, l.currency_code, l.debit, l.credit, l.memo,
              l.order_id
-         FROM e JOIN UNNEST($8::text[], $9::int[], $10::text[], $11::text[], $12::numeric[],
-             $13::numeric[], $14::text[], $15::text[])
-           AS l(external_id, line_no, account, currency_code, debit, credit, memo, order_id)
-           USING (external_id)",
+         FROM c CROSS JOIN UNNEST($8::bigint[], $9::int[], $10::text[], $11::text[],
+             $12::numeric[], $13::numeric[], $14::text[], $15::text[])
+           AS l(ord, line_no, account, currency_code, debit, credit, memo, order_id)
+         JOIN e ON e.export_seq = c.first + l.ord",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(e_ext)
     .bind::<Array<BigInt>, _>(e_ord)
     .bind::<Array<Date>, _>(e_date)
     .bind::<Array<Text>, _>(e_memo)
-    .bind::<Array<Jsonb>, _>(e_refs)
+    .bind::<Array<Text>, _>(e_refs)
     .bind::<Array<Nullable<Text>>, _>(e_payout)
-    .bind::<Array<Text>, _>(l_ext)
+    .bind::<Array<BigInt>, _>(l_ord)
     .bind::<Array<Integer>, _>(l_no)
     .bind::<Array<Text>, _>(l_acc)
     .bind::<Array<Text>, _>(l_cur)
@@ -124,12 +124,22 @@ pub async fn insert_entry_groups(
     Ok(())
 }
 
-fn refs_json(refs: &[SourceRef]) -> serde_json::Value {
-    serde_json::Value::Array(
-        refs.iter()
-            .map(|r| serde_json::json!({"kind": r.kind.key(), "id": r.id}))
-            .collect(),
-    )
+/// An entry's source references as JSON text, written straight from the
+/// refs (no `serde_json::Value` built per entry); cast to jsonb in SQL.
+fn refs_json(refs: &[SourceRef]) -> Result<String> {
+    #[derive(serde::Serialize)]
+    struct Ref<'a> {
+        kind: &'a str,
+        id: &'a str,
+    }
+    let refs: Vec<Ref> = refs
+        .iter()
+        .map(|r| Ref {
+            kind: r.kind.key(),
+            id: &r.id,
+        })
+        .collect();
+    serde_json::to_string(&refs).map_err(|e| Error::Internal(format!("source refs: {e}")))
 }
 
 #[derive(QueryableByName)]
@@ -198,16 +208,18 @@ pub async fn load_events(
     Ok(out)
 }
 
-/// Appends events after each order's last.
+/// Appends events after each order's last, the groups' in order.
 pub async fn insert_events(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    events: &[(String, CashEvent)],
+    groups: &[&[(String, CashEvent)]],
 ) -> Result<()> {
+    let events: Vec<&(String, CashEvent)> = groups.iter().flat_map(|g| g.iter()).collect();
     if events.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&(String, CashEvent)) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let col =
+        |f: fn(&(String, CashEvent)) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     statement(
         "INSERT INTO order_cash_events (merchant_id, order_id, event_no, kind, ref_id, target_id,
              tender, event_date, currency_code, amount)
@@ -239,50 +251,66 @@ pub async fn insert_events(
     Ok(())
 }
 
-/// Books invoices into AR, then adds what was applied to each.
+/// Books invoices into AR and adds what was applied to each, in one
+/// statement: an invoice booked here is inserted with its applications'
+/// sum (no second version of the row, as an `UPDATE` of it would make), one
+/// booked earlier is updated. `applied` comes in groups, each with the payout
+/// that applied it (or none); rows are stored in the groups' order.
 pub async fn record_invoices(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    booked: &[InvoiceBooking],
-    applied: &[AppliedCash],
-    payout_id: Option<&str>,
+    booked: &[&[InvoiceBooking]],
+    applied: &[(&[AppliedCash], Option<&str>)],
 ) -> Result<()> {
-    if !booked.is_empty() {
-        statement(
-            "INSERT INTO invoices (merchant_id, invoice_id, order_id, invoice_date, currency_code, total)
-             SELECT $1, t.* FROM UNNEST($2::text[], $3::text[], $4::date[], $5::text[], $6::numeric[])
-               AS t(invoice_id, order_id, invoice_date, currency_code, total)
-             ON CONFLICT (merchant_id, invoice_id) DO NOTHING",
-        )
-        .bind::<Text, _>(merchant)
-        .bind::<Array<Text>, _>(booked.iter().map(|i| i.invoice_id.clone()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(booked.iter().map(|i| i.order_id.clone()).collect::<Vec<_>>())
-        .bind::<Array<Date>, _>(booked.iter().map(|i| i.date).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            booked
-                .iter()
-                .map(|i| i.total.currency.code().to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Numeric>, _>(booked.iter().map(|i| i.total.amount).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    }
-    if applied.is_empty() {
+    let booked: Vec<&InvoiceBooking> = booked.iter().flat_map(|g| g.iter()).collect();
+    let applied: Vec<(&AppliedCash, Option<&str>)> = applied
+        .iter()
+        .flat_map(|(g, payout)| g.iter().map(move |a| (a, *payout)))
+        .collect();
+    if booked.is_empty() && applied.is_empty() {
         return Ok(());
     }
-    let a = |f: fn(&AppliedCash) -> String| applied.iter().map(f).collect::<Vec<_>>();
+    let b = |f: fn(&InvoiceBooking) -> String| booked.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let a = |f: fn(&AppliedCash) -> String| applied.iter().map(|x| f(x.0)).collect::<Vec<_>>();
     statement(
-        "INSERT INTO cash_applications (merchant_id, order_id, payment_id, invoice_id, tender,
-             currency_code, amount, from_unapplied, payout_id, external_id)
-         SELECT $1, t.order_id, t.payment_id, t.invoice_id, t.tender, t.currency_code, t.amount,
-             t.from_unapplied, $9, t.external_id
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-             $7::numeric[], $8::bool[], $10::text[])
-           AS t(order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied,
-             external_id)",
+        // Reversals give back: applied is the net of every application row.
+        // The `UPDATE` cannot see the rows `booked` inserts (one snapshot),
+        // so it adds only to invoices booked before; it probes them by key
+        // (`= ANY`), whatever the table's statistics say.
+        "WITH a AS (
+           SELECT * FROM UNNEST($7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+               $12::numeric[], $13::bool[], $14::text[], $15::text[]) WITH ORDINALITY
+             AS t(order_id, payment_id, invoice_id, tender, currency_code, amount,
+               from_unapplied, payout_id, external_id, ord)),
+         s AS (SELECT invoice_id, sum(amount) AS amount FROM a GROUP BY invoice_id),
+         booked AS (
+           INSERT INTO invoices (merchant_id, invoice_id, order_id, invoice_date, currency_code,
+               total, applied)
+           SELECT $1, b.invoice_id, b.order_id, b.invoice_date, b.currency_code, b.total,
+               coalesce(s.amount, 0)
+           FROM UNNEST($2::text[], $3::text[], $4::date[], $5::text[], $6::numeric[])
+               AS b(invoice_id, order_id, invoice_date, currency_code, total)
+           LEFT JOIN s USING (invoice_id)
+           ON CONFLICT (merchant_id, invoice_id) DO NOTHING
+           RETURNING invoice_id),
+         stored AS (
+           INSERT INTO cash_applications (merchant_id, order_id, payment_id, invoice_id, tender,
+               currency_code, amount, from_unapplied, payout_id, external_id)
+           SELECT $1, order_id, payment_id, invoice_id, tender, currency_code, amount,
+               from_unapplied, payout_id, external_id
+           FROM a ORDER BY ord)
+         UPDATE invoices i SET applied = i.applied + s.amount
+         FROM s
+         WHERE i.merchant_id = $1 AND i.invoice_id = s.invoice_id
+           AND i.invoice_id = ANY(ARRAY(
+             SELECT invoice_id FROM s EXCEPT SELECT invoice_id FROM booked))",
     )
     .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(b(|i| i.invoice_id.clone()))
+    .bind::<Array<Text>, _>(b(|i| i.order_id.clone()))
+    .bind::<Array<Date>, _>(booked.iter().map(|i| i.date).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(b(|i| i.total.currency.code().to_string()))
+    .bind::<Array<Numeric>, _>(booked.iter().map(|i| i.total.amount).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(a(|x| x.order_id.clone()))
     .bind::<Array<Text>, _>(a(|x| x.application.payment_id.clone()))
     .bind::<Array<Text>, _>(a(|x| x.application.invoice_id.clone()))
@@ -291,35 +319,17 @@ pub async fn record_invoices(
     .bind::<Array<Numeric>, _>(
         applied
             .iter()
-            .map(|x| x.application.amount.amount)
+            .map(|x| x.0.application.amount.amount)
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Bool>, _>(
         applied
             .iter()
-            .map(|x| x.application.from_unapplied)
+            .map(|x| x.0.application.from_unapplied)
             .collect::<Vec<_>>(),
     )
-    .bind::<Nullable<Text>, _>(payout_id)
+    .bind::<Array<Nullable<Text>>, _>(applied.iter().map(|x| x.1).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(a(|x| x.external_id.clone()))
-    .execute(conn)
-    .await?;
-    // Reversals give back: applied is the net of every application row.
-    statement(
-        "UPDATE invoices i SET applied = i.applied + d.amount
-         FROM (SELECT invoice_id, sum(amount) AS amount
-               FROM UNNEST($2::text[], $3::numeric[]) AS t(invoice_id, amount)
-               GROUP BY invoice_id) d
-         WHERE i.merchant_id = $1 AND i.invoice_id = d.invoice_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(a(|x| x.application.invoice_id.clone()))
-    .bind::<Array<Numeric>, _>(
-        applied
-            .iter()
-            .map(|x| x.application.amount.amount)
-            .collect::<Vec<_>>(),
-    )
     .execute(conn)
     .await?;
     Ok(())

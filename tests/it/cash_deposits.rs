@@ -5,8 +5,10 @@ use tally::app::App;
 use tally::proto::tally::v1 as pb;
 use tally::storage::Store;
 
+use tally::app::cash::JobOutcome;
+
 use crate::cash::{
-    account_balance, assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar,
+    account_balance, assert_ledger_sound, at, bt, capture, drain, fast_retry, inv, payout, scalar,
 };
 use crate::common::*;
 
@@ -196,5 +198,54 @@ async fn a_deposit_that_is_not_its_payouts_net_is_an_exception_naming_both_amoun
             .contains("po_none")
     );
     assert_eq!(deposited(&t).await, "po_5301=-");
+    assert_clean(&t, "97.00").await;
+}
+
+fn done(kind: &str, subject: &str) -> JobOutcome {
+    JobOutcome::Done {
+        kind: kind.into(),
+        subject: subject.into(),
+    }
+}
+
+/// A batch is claimed in one statement: a deposit made ready before the
+/// batch's payout is claimed with it and runs after it, in its transaction;
+/// one made ready with (or after) the payout waits for the next batch, never
+/// running before the payout it could be.
+#[tokio::test]
+async fn a_deposit_runs_after_the_payouts_made_ready_before_it_in_the_same_batch_or_the_next() {
+    // Made ready first: the payout's batch takes it and runs it last.
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![deposit("dep_3", "97.00", &["po_5201"])])
+        .await
+        .unwrap();
+    t.submit(paid("5201", "100.00", "3.00", "po_5201", "97.00"))
+        .await
+        .unwrap();
+    let outcomes = app.run_jobs("acme", &fast_retry(), 32).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            done("apply_payout", "po_5201"),
+            done("apply_deposit", "dep_3")
+        ]
+    );
+    assert_eq!(deposited(&t).await, "po_5201=dep_3");
+    assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
+    assert_clean(&t, "97.00").await;
+
+    // Made ready with its payout: it waits for it, then runs in the next batch.
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut batch = paid("5202", "100.00", "3.00", "po_5202", "97.00");
+    batch.push(deposit("dep_4", "97.00", &["po_5202"]));
+    t.submit(batch).await.unwrap();
+    let outcomes = app.run_jobs("acme", &fast_retry(), 32).await.unwrap();
+    assert_eq!(outcomes, vec![done("apply_payout", "po_5202")]);
+    assert_eq!(deposited(&t).await, "po_5202=-");
+    let outcomes = app.run_jobs("acme", &fast_retry(), 32).await.unwrap();
+    assert_eq!(outcomes, vec![done("apply_deposit", "dep_4")]);
+    assert_eq!(deposited(&t).await, "po_5202=dep_4");
     assert_clean(&t, "97.00").await;
 }

@@ -15,11 +15,10 @@ use diesel_async::AsyncConnection;
 use super::{
     APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
     RetryPolicy, Work, done, links, load_orders, lock_orders, plan_error, residual, run_claimed,
-    write_plan, write_records,
+    write_plan,
 };
 use crate::app::App;
-use crate::domain::cash_application::plan::{CashEvent, OrderFacts, Plan, plan_order};
-use crate::domain::ledger::JournalEntry;
+use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
 use crate::error::{Error, Result};
 use crate::storage::Conn;
 use crate::storage::jobs::{self, Job};
@@ -43,18 +42,27 @@ impl App {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut conn = self.store.conn().await?;
         conn.transaction(async |conn| {
-            let payouts = jobs::claim_kind(
-                conn,
-                merchant,
-                APPLY_PAYOUT,
-                PAYOUTS_PER_BATCH.min(limit),
-                None,
-            )
-            .await?;
-            // Order jobs no older than a pending payout wait for it: it may
-            // take them over.
-            let orders =
-                jobs::claim_kind(conn, merchant, APPLY_ORDER, limit, Some(APPLY_PAYOUT)).await?;
+            // One statement claims the batch. Order jobs no older than a
+            // pending payout wait for it: it may take them over. Deadline
+            // checks wait for nothing. Fee checks and deposits wait for the
+            // payouts made ready before them (a deposit, matched by amount,
+            // must see every payout it could be), judged, like the orders',
+            // on the queue before this batch's payout ran: those made ready
+            // after it, or by this batch's work, are the next batch's. So
+            // no claim follows the batch's journal insert, which holds the
+            // merchant's export counter to commit.
+            let kinds = [
+                (APPLY_PAYOUT, PAYOUTS_PER_BATCH.min(limit), None),
+                (APPLY_ORDER, limit, Some(APPLY_PAYOUT)),
+                (CHECK_PAYOUT, limit, None),
+                (CHECK_PAYOUT_FEES, limit, Some(APPLY_PAYOUT)),
+                (APPLY_DEPOSIT, limit, Some(APPLY_PAYOUT)),
+            ];
+            let claimed = jobs::claim_kinds(conn, merchant, &kinds).await?;
+            let (payouts, rest): (Vec<Job>, Vec<Job>) =
+                claimed.into_iter().partition(|j| j.kind == APPLY_PAYOUT);
+            let (orders, rest): (Vec<Job>, Vec<Job>) =
+                rest.into_iter().partition(|j| j.kind == APPLY_ORDER);
             let mut outcomes = Vec::new();
             let mut absorbed = BTreeSet::new();
             for job in &payouts {
@@ -67,18 +75,10 @@ impl App {
                 .filter(|j| !absorbed.contains(&j.subject_id))
                 .collect();
             outcomes.extend(run_orders(conn, merchant, &orders, retry).await?);
-            // Payout deadline and fee checks and deposits: few, each on its own. A
-            // deposit waits for the payouts made ready before it: matched by
-            // amount, it must see every payout it could be.
-            let rest = [
-                (CHECK_PAYOUT, None),
-                (CHECK_PAYOUT_FEES, Some(APPLY_PAYOUT)),
-                (APPLY_DEPOSIT, Some(APPLY_PAYOUT)),
-            ];
-            for (kind, after) in rest {
-                for job in jobs::claim_kind(conn, merchant, kind, limit, after).await? {
-                    outcomes.push(run_claimed(conn, &job, retry).await?.0);
-                }
+            // Deadline and fee checks and deposits (in the kinds' order):
+            // few, each on its own.
+            for job in &rest {
+                outcomes.push(run_claimed(conn, job, retry).await?.0);
             }
             Ok(outcomes)
         })
@@ -135,17 +135,17 @@ async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Res
 }
 
 /// The order jobs a payout took over, run before it as they would have run
-/// alone, written together but for their entries and cash events, returned
-/// for the payout to write ahead of its own (the entries are the orders', not
-/// the payout's; the events go in the payout's one insert, first). Their new
-/// events are added to `facts` as a reload would find them, so the payout's
-/// plan starts where they left off.
+/// alone: planned together and returned unwritten, but for their late
+/// refunds (settled now, as each job would have), for the payout to write
+/// with its own, ahead of it (their entries are the orders', not the
+/// payout's). Their new events are added to `facts` as a reload would find
+/// them, so the payout's plan starts where they left off.
 pub(super) async fn catch_up_first(
     conn: &mut Conn,
     merchant: &str,
     absorbed: &[String],
     facts: &mut BTreeMap<String, OrderFacts>,
-) -> Result<(Vec<JournalEntry>, Vec<(String, CashEvent)>)> {
+) -> Result<Plan> {
     let mut plan = Plan::default();
     for order_id in absorbed {
         let Some(f) = facts.get_mut(order_id) else {
@@ -155,10 +155,8 @@ pub(super) async fn catch_up_first(
         f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
         merge(&mut plan, p);
     }
-    let events = std::mem::take(&mut plan.events);
-    write_records(conn, merchant, &plan, None).await?;
     residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
-    Ok((plan.entries, events))
+    Ok(plan)
 }
 
 /// Appends an order plan to the batch's (order plans have no fee shares or residual).

@@ -32,8 +32,9 @@ pub(super) async fn reverse_payout(
         merchant, payout_id, date, &booked, &applied, &payments, &orders,
     )
     .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    ledger::insert_events(conn, merchant, &plan.events).await?;
-    ledger::record_invoices(conn, merchant, &[], &plan.applications, Some(payout_id)).await?;
+    ledger::insert_events(conn, merchant, &[&plan.events]).await?;
+    let applied = [(&plan.applications[..], Some(payout_id))];
+    ledger::record_invoices(conn, merchant, &[], &applied).await?;
     ledger_entries::mark_reversed(conn, merchant, payout_id).await?;
     ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await
 }

@@ -404,14 +404,9 @@ async fn apply_payout(
         Some(stored),
     )
     .await?;
-    let (early, mut events) =
-        batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
-    let mut plan = plan_payout(&facts, &order_facts)
+    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
+    let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    // The caught-up orders' events first, as if their jobs had committed
-    // before: one insert for both.
-    events.append(&mut plan.events);
-    plan.events = events;
     let links = links(conn, merchant, &orders, Some(payout_id)).await?;
     let residual = plan
         .residual
@@ -441,7 +436,9 @@ async fn apply_payout(
     };
     fees::evaluate(conn, merchant, &swept).await?;
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
-    write_records(conn, merchant, &plan, Some(payout_id)).await?;
+    // The caught-up orders' records first, as if their jobs had committed
+    // before: one statement per table for both.
+    write_records(conn, merchant, &[(&early, None), (&plan, Some(payout_id))]).await?;
     // A deposit that arrived first may have been waiting for this payout;
     // asked before the journal insert, which takes the merchant's export
     // counter: that row is held to commit, so nothing more is done after it
@@ -453,7 +450,7 @@ async fn apply_payout(
     // so the export counter is taken once, last.
     let (orders_own, payouts_own) = plan.entries.split_at(payout_entries_from(&plan, true));
     let groups = [
-        (&early[..], None),
+        (&early.entries[..], None),
         (orders_own, None),
         (payouts_own, Some(payout_id)),
     ];
@@ -461,7 +458,7 @@ async fn apply_payout(
         .instrument(journal_span(
             merchant,
             Some(payout_id),
-            early.len() + plan.entries.len(),
+            early.entries.len() + plan.entries.len(),
             &links,
         ))
         .await?;
@@ -524,7 +521,7 @@ async fn write_plan(
     payout_id: Option<&str>,
     links: &[(String, String)],
 ) -> Result<()> {
-    write_records(conn, merchant, plan, payout_id).await?;
+    write_records(conn, merchant, &[(plan, payout_id)]).await?;
     // The database's balance trigger runs with this statement, inside the
     // job's savepoint, so an unbalanced entry fails (and counts against) the job.
     let (orders_own, payouts_own) = plan
@@ -548,30 +545,33 @@ fn payout_entries_from(plan: &Plan, for_payout: bool) -> usize {
     }
 }
 
-/// A plan's events, invoices, applications and exceptions: all but its entries.
+/// Plans' events, invoices, applications and exceptions: all but their
+/// entries, each plan with the payout it belongs to (or none). One statement
+/// per table for all; exceptions plan by plan, in order, as a later plan may
+/// raise again what an earlier one settled.
 async fn write_records(
     conn: &mut Conn,
     merchant: &str,
-    plan: &Plan,
-    payout_id: Option<&str>,
+    plans: &[(&Plan, Option<&str>)],
 ) -> Result<()> {
-    ledger::insert_events(conn, merchant, &plan.events).await?;
-    ledger::record_invoices(
-        conn,
-        merchant,
-        &plan.invoices,
-        &plan.applications,
-        payout_id,
-    )
-    .await?;
-    let found: Vec<_> = plan
-        .problems
+    let events: Vec<_> = plans.iter().map(|(p, _)| &p.events[..]).collect();
+    ledger::insert_events(conn, merchant, &events).await?;
+    let booked: Vec<_> = plans.iter().map(|(p, _)| &p.invoices[..]).collect();
+    let applied: Vec<_> = plans
         .iter()
-        .map(|p| exception(merchant, p))
+        .map(|(p, payout)| (&p.applications[..], *payout))
         .collect();
-    exceptions::upsert(conn, merchant, &found).await?;
-    for (rule, subject) in &plan.resolved {
-        crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
+    ledger::record_invoices(conn, merchant, &booked, &applied).await?;
+    for (plan, _) in plans {
+        let found: Vec<_> = plan
+            .problems
+            .iter()
+            .map(|p| exception(merchant, p))
+            .collect();
+        exceptions::upsert(conn, merchant, &found).await?;
+        for (rule, subject) in &plan.resolved {
+            crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
+        }
     }
     Ok(())
 }
