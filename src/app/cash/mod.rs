@@ -15,15 +15,16 @@ mod enqueue;
 mod facts;
 mod failure;
 mod fees;
-mod orphans;
 mod residual;
 mod spans;
+mod tie;
 mod waiting;
 
 pub(crate) use enqueue::enqueue_for;
 pub(crate) use facts::balance_txn;
 pub(crate) use fees::lock_ids as fee_lock_ids;
 use spans::{journal_span, links};
+use tie::{Tied, tied_txns};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,12 +34,10 @@ use tracing::Instrument;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::completeness::{
-    BalanceTxn, Completeness, payout_completeness,
-};
+use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
 use crate::domain::cash_application::payout_fee::PayoutFees;
 use crate::domain::cash_application::plan::{
-    OrderFacts, PayoutFacts, PayoutTxn, Plan, Problem, payout_orders, plan_order, plan_payout,
+    OrderFacts, PayoutFacts, Plan, Problem, payout_orders, plan_order, plan_payout,
 };
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::{Body, Handoff, PayoutStatus};
@@ -464,51 +463,6 @@ async fn apply_payout(
         .await?;
     residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
     Ok(Work::Done(absorbed))
-}
-
-/// A payout's balance transactions tied to their orders.
-struct Tied {
-    txns: Vec<PayoutTxn>,
-    /// As the processor reported them (charges naming no order unsplit).
-    plain: Vec<BalanceTxn>,
-    stored: StoredByOrder,
-    /// Why a charge naming no order matched no open invoices.
-    orphan_notes: BTreeMap<String, String>,
-}
-
-/// The payout's balance transactions tied to their orders (charges naming
-/// none by amount and date, see `orphans`), with those orders locked; None
-/// when another writer holds one of them.
-async fn tied_txns(
-    conn: &mut Conn,
-    merchant: &str,
-    txn_records: &[crate::domain::record::Record],
-    reversing: Option<&str>,
-) -> Result<Option<Tied>> {
-    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
-    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
-    let candidate_orders: Vec<String> = {
-        let mut v: Vec<String> = order_of.values().cloned().collect();
-        v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
-        v.sort();
-        v.dedup();
-        v
-    };
-    if !lock_orders(conn, merchant, &candidate_orders).await? {
-        return Ok(None);
-    }
-    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
-    let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
-    let Some((orphans, stored)) = orphans::tie(conn, merchant, txns, stored, reversing).await?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Tied {
-        txns: orphans.txns,
-        plain,
-        stored,
-        orphan_notes: orphans.notes,
-    }))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export
