@@ -7,10 +7,12 @@
 //! its date (a bank may batch several payouts into one deposit), and only a unique fit is
 //! taken. Anything else is a problem for a person, never a guess.
 
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 
 use super::plan::Problem;
-use super::subset::{Candidate, SubsetError, SubsetMatch, SubsetQuery, find_exact_subsets};
+use super::subset::{
+    Candidate, SubsetError, SubsetMatch, SubsetQuery, find_exact_subsets, window_around,
+};
 use crate::domain::money::Money;
 
 /// Days before the deposit a payout may have been sent (weekends, bank holidays).
@@ -56,12 +58,7 @@ pub enum DepositMatch {
 
 /// The date window unnamed deposits search in.
 pub fn window(date: NaiveDate) -> (NaiveDate, NaiveDate) {
-    (
-        date.checked_sub_days(Days::new(WINDOW_BEFORE_DAYS))
-            .unwrap_or(NaiveDate::MIN),
-        date.checked_add_days(Days::new(WINDOW_AFTER_DAYS))
-            .unwrap_or(NaiveDate::MAX),
-    )
+    window_around(date, WINDOW_BEFORE_DAYS, WINDOW_AFTER_DAYS)
 }
 
 /// Matches a deposit. `named` are the rows of the payouts it names (missing ones absent);

@@ -10,11 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 
 use super::completeness::BalanceTxn;
 use super::plan::{AppliedCash, PayoutTxn, PlanError};
-use super::subset::{Candidate, SubsetMatch, SubsetQuery, find_exact_subsets};
+use super::subset::{Candidate, SubsetMatch, SubsetQuery, find_exact_subsets, window_around};
 use crate::domain::allocation::allocate_money;
 use crate::domain::ledger::LedgerError;
 use crate::domain::money::Money;
@@ -57,12 +57,7 @@ pub fn is_orphan_charge(t: &PayoutTxn) -> bool {
 
 /// Invoices dated in `[earliest, latest]` are candidates for a charge of `date`.
 pub fn window(date: NaiveDate) -> (NaiveDate, NaiveDate) {
-    (
-        date.checked_sub_days(Days::new(WINDOW_BEFORE_DAYS))
-            .unwrap_or(NaiveDate::MIN),
-        date.checked_add_days(Days::new(WINDOW_AFTER_DAYS))
-            .unwrap_or(NaiveDate::MAX),
-    )
+    window_around(date, WINDOW_BEFORE_DAYS, WINDOW_AFTER_DAYS)
 }
 
 /// Matches every orphan charge of `txns` against `open[txn id]`, its candidates (at most

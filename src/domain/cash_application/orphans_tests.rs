@@ -1,3 +1,4 @@
+use chrono::Days;
 use proptest::prelude::*;
 
 use super::*;

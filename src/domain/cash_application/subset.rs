@@ -12,10 +12,20 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 
 use crate::domain::allocation::{AllocationError, to_units};
 use crate::domain::money::Money;
+
+/// The dates `[date - before days, date + after days]`, saturating at the calendar's ends.
+pub fn window_around(date: NaiveDate, before: u64, after: u64) -> (NaiveDate, NaiveDate) {
+    (
+        date.checked_sub_days(Days::new(before))
+            .unwrap_or(NaiveDate::MIN),
+        date.checked_add_days(Days::new(after))
+            .unwrap_or(NaiveDate::MAX),
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
