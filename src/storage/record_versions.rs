@@ -100,6 +100,36 @@ fn group(rows: Vec<Version>) -> Result<BTreeMap<String, Vec<StoredVersion>>> {
     Ok(out)
 }
 
+/// The versions of the orders' changed records: per order (own records by
+/// `record_log_order`, linked ones through `record_links`), then per key by
+/// `record_log_versions`, each a probe whatever the statistics (a join of
+/// `= ANY($2)` to record_log scanned the merchant's records three times on
+/// never-analysed tables: 75 ms at 60,000 records, against 0.3 ms).
+pub const ORDER_HISTORIES: &str = "
+    WITH changed AS (
+        SELECT x.order_id, x.source_system, x.kind, x.source_id
+        FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
+        CROSS JOIN LATERAL (
+            SELECT r.order_id, r.source_system, r.kind, r.source_id FROM record_log r
+            WHERE r.merchant_id = $1 AND r.is_current AND r.order_id = o.order_id
+              AND r.outcome = 'updated'
+            UNION
+            SELECT l.order_id, r.source_system, r.kind, r.source_id
+            FROM record_links l
+            CROSS JOIN LATERAL (
+                SELECT r.source_system, r.kind, r.source_id FROM record_log r
+                WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+                  AND r.is_current AND r.outcome = 'updated'
+                LIMIT 1) r
+            WHERE l.merchant_id = $1 AND l.order_id = o.order_id) x)
+    SELECT c.order_id AS owner, v.payload, v.receive_time, v.is_current
+    FROM changed c
+    CROSS JOIN LATERAL (
+        SELECT v.payload, v.receive_time, v.is_current FROM record_log v
+        WHERE v.merchant_id = $1 AND v.kind = c.kind AND v.source_id = c.source_id
+          AND v.source_system = c.source_system AND v.outcome IN ('accepted', 'updated')
+        OFFSET 0) v";
+
 /// Every version of each record of these orders (own or linked) that has
 /// more than one: a current version that superseded another is an
 /// 'updated' row, so only those keys are looked up. By order.
@@ -111,24 +141,11 @@ pub async fn order_histories(
     if orders.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let rows: Vec<Version> = statement(
-        "WITH changed AS (
-             SELECT order_id, source_system, kind, source_id FROM record_log
-             WHERE merchant_id = $1 AND is_current AND order_id = ANY($2) AND outcome = 'updated'
-             UNION
-             SELECT l.order_id, r.source_system, r.kind, r.source_id
-             FROM record_links l JOIN record_log r USING (merchant_id, record_id)
-             WHERE l.merchant_id = $1 AND l.order_id = ANY($2) AND r.is_current
-               AND r.outcome = 'updated')
-         SELECT c.order_id AS owner, v.payload, v.receive_time, v.is_current
-         FROM changed c JOIN record_log v ON v.merchant_id = $1 AND v.kind = c.kind
-          AND v.source_id = c.source_id AND v.source_system = c.source_system
-          AND v.outcome IN ('accepted', 'updated')",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load(conn)
-    .await?;
+    let rows: Vec<Version> = statement(ORDER_HISTORIES)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .load(conn)
+        .await?;
     group(rows)
 }
 

@@ -11,7 +11,7 @@ use tally::domain::record::Handoff;
 use tally::domain::transaction::ReconciliationState;
 use tally::storage::exceptions::{self, ExceptionFilter, ExceptionState};
 use tally::storage::transactions::{self, TransactionFilter};
-use tally::storage::{Cursor, INDEX_ORDER, TimeWindow, links, record_log};
+use tally::storage::{Cursor, INDEX_ORDER, TimeWindow, links, record_log, record_versions};
 
 use crate::common::TestDb;
 
@@ -247,6 +247,15 @@ async fn one_order_reads_are_index_probes_without_statistics() {
         &[m.clone(), "'{o77}'".into()],
     )
     .await;
+    for orders in ["'{o77}'".to_string(), array("o", 50)] {
+        assert_probes(
+            &c,
+            "the orders' record versions",
+            record_versions::ORDER_HISTORIES,
+            &[m.clone(), orders],
+        )
+        .await;
+    }
     assert_probes(
         &c,
         "GetReconciliationStatus's exceptions",
