@@ -3,10 +3,8 @@
 //! open amounts are the one exact combination that makes it; when several
 //! or none do, it stays on clearing with an exception that says which.
 
-use tally::proto::tally::v1 as pb;
-
 use crate::cash::{account_balance, assert_ledger_sound, bt, drain, inv, payout, scalar, worker};
-use crate::cash_scenarios::payout_version;
+use crate::cash_scenarios::fail_payout;
 use crate::common::*;
 
 const INVOICED: &str = "2026-11-02T12:00:00Z";
@@ -141,20 +139,7 @@ async fn when_two_combinations_fit_nothing_is_applied_and_the_exception_lists_bo
 async fn a_failed_payout_takes_back_what_its_orphan_charge_paid() {
     let t = TestApp::start().await;
     let app = three_invoices_and_a_charge_of_a_and_b(&t).await;
-    t.submit(vec![payout_version(
-        "po_1",
-        "145.64",
-        pb::PayoutStatus::Failed,
-        "2026-11-06T08:00:00Z",
-    )])
-    .await
-    .unwrap();
-    drain(&app, "acme").await;
-
-    assert_eq!(
-        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_1'").await,
-        "reversed"
-    );
+    fail_payout(&t, &app, "po_1", "145.64").await;
     for invoice in ["INV-A", "INV-B"] {
         assert_eq!(open_amount(&t, invoice).await, open_amount_before(invoice));
     }

@@ -242,6 +242,28 @@ pub(crate) fn payout_version(
     r
 }
 
+/// The bank returns payout `id` (a later version of its record, failed);
+/// the worker runs and the payout reads back reversed.
+pub(crate) async fn fail_payout(t: &TestApp, app: &tally::app::App, id: &str, amount: &str) {
+    t.submit(vec![payout_version(
+        id,
+        amount,
+        pb::PayoutStatus::Failed,
+        "2026-11-06T08:00:00Z",
+    )])
+    .await
+    .unwrap();
+    drain(app, "acme").await;
+    assert_eq!(
+        scalar(
+            t,
+            &format!("SELECT state FROM payouts WHERE payout_id = '{id}'")
+        )
+        .await,
+        "reversed"
+    );
+}
+
 #[tokio::test]
 async fn a_payout_that_fails_after_it_was_paid_reverses_what_it_applied() {
     let t = TestApp::start().await;
@@ -264,19 +286,7 @@ async fn a_payout_that_fails_after_it_was_paid_reverses_what_it_applied() {
     assert_eq!(account_balance(&t, "bank").await, "97.00");
     assert_eq!(account_balance(&t, "unapplied_cash").await, "-40.00");
     // The bank returns it: a later version of the payout record.
-    t.submit(vec![payout_version(
-        "po_h",
-        "97.00",
-        pb::PayoutStatus::Failed,
-        "2026-11-06T08:00:00Z",
-    )])
-    .await
-    .unwrap();
-    drain(&app, "acme").await;
-    assert_eq!(
-        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_h'").await,
-        "reversed"
-    );
+    fail_payout(&t, &app, "po_h", "97.00").await;
     for (account, balance) in [
         ("bank", "0.00"),
         ("processor_clearing", "0.00"),
