@@ -22,7 +22,9 @@
 //! - the same with every payout of one merchant: one export counter row and
 //!   one fee account for all (the hot row).
 //! - SQL baseline: the same entries and lines per payout (invoice and
-//!   payment entry per order, fee sweep, deposit) inserted with one UNNEST
+//!   payment entry per order, fee sweep, deposit), row for row as the worker
+//!   writes them (memos, source references, payout on entries, order on
+//!   lines: the same indexes to maintain), inserted with one UNNEST
 //!   statement each into the same tables, one transaction per payout, by 2
 //!   connections: the floor for durably writing those postings.
 
@@ -201,8 +203,138 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
     start.elapsed()
 }
 
+/// One payout's postings as the worker books them, row for row: per order an
+/// invoice entry (Dr receivable, Cr revenue) and a payment entry naming the
+/// payout (Dr clearing, Cr receivable), then the payout's fee sweep and
+/// deposit; the same memos, source references, order ids on lines and
+/// UUID-based external ids, so the baseline maintains the same indexes.
+#[derive(Default)]
+struct BaselineRows {
+    ext: Vec<String>,
+    memo: Vec<String>,
+    payout: Vec<Option<String>>,
+    refs: Vec<String>,
+    l_ext: Vec<String>,
+    l_no: Vec<i32>,
+    l_acc: Vec<&'static str>,
+    l_amt: Vec<String>,
+    l_debit: Vec<bool>,
+    l_memo: Vec<String>,
+    l_order: Vec<Option<String>>,
+}
+
+impl BaselineRows {
+    fn entry(&mut self, memo: String, payout: Option<&str>, refs: String) -> String {
+        let id = format!("b-{}", uuid::Uuid::new_v4());
+        self.ext.push(id.clone());
+        self.memo.push(memo);
+        self.payout.push(payout.map(str::to_string));
+        self.refs.push(refs);
+        id
+    }
+
+    /// A two-line entry: `amount` debited to `dr`, credited to `cr`.
+    fn lines(
+        &mut self,
+        id: &str,
+        dr: &'static str,
+        cr: &'static str,
+        amount: &str,
+        order: Option<&str>,
+        cr_memo: &str,
+    ) {
+        for (no, acc, debit, memo) in [(0, dr, true, ""), (1, cr, false, cr_memo)] {
+            self.l_ext.push(id.to_string());
+            self.l_no.push(no);
+            self.l_acc.push(acc);
+            self.l_amt.push(amount.to_string());
+            self.l_debit.push(debit);
+            self.l_memo.push(memo.to_string());
+            self.l_order.push(order.map(str::to_string));
+        }
+    }
+}
+
+fn baseline_rows(tag: &str, p: usize) -> BaselineRows {
+    let mut r = BaselineRows::default();
+    let po = format!("po_b{tag}_{p}");
+    for i in 0..PER_PAYOUT {
+        let o = format!("b{tag}-{p}-{i}");
+        let inv = format!("INV-{o}");
+        let id = r.entry(
+            format!("Invoice {inv} for order {o}"),
+            None,
+            format!(r#"[{{"id": "{inv}", "kind": "invoice"}}, {{"id": "{o}", "kind": "order"}}]"#),
+        );
+        r.lines(&id, "accounts_receivable", "revenue", "25.00", Some(&o), "");
+    }
+    for i in 0..PER_PAYOUT {
+        let o = format!("b{tag}-{p}-{i}");
+        let (inv, ch) = (format!("INV-{o}"), format!("ch_{o}"));
+        let id = r.entry(
+            format!("Cash application: processor payment {ch} for order {o}"),
+            Some(&po),
+            format!(
+                r#"[{{"id": "{ch}", "kind": "capture"}}, {{"id": "{o}", "kind": "order"}}, {{"id": "{inv}", "kind": "invoice"}}]"#
+            ),
+        );
+        r.lines(
+            &id,
+            "processor_clearing",
+            "accounts_receivable",
+            "25.00",
+            Some(&o),
+            &inv,
+        );
+    }
+    let fees = format!("{:.2}", 1.03 * PER_PAYOUT as f64);
+    let net = format!("{:.2}", 23.97 * PER_PAYOUT as f64);
+    let payout_ref = format!(r#"{{"id": "{po}", "kind": "payout"}}"#);
+    let txn_refs: Vec<String> = (0..PER_PAYOUT)
+        .map(|i| format!(r#"{{"id": "txn_b{tag}-{p}-{i}", "kind": "balance_transaction"}}"#))
+        .collect();
+    let sweep_refs = format!("[{payout_ref}, {}]", txn_refs.join(", "));
+    let memo = format!("Processor fees of payout {po} ({PER_PAYOUT} transactions)");
+    let id = r.entry(memo, Some(&po), sweep_refs);
+    r.lines(
+        &id,
+        "processing_fees",
+        "processor_clearing",
+        &fees,
+        None,
+        "",
+    );
+    let id = r.entry(
+        format!("Payout {po} deposited"),
+        Some(&po),
+        format!("[{payout_ref}]"),
+    );
+    r.lines(&id, "bank", "processor_clearing", &net, None, "");
+    r
+}
+
+fn thin_rows(mut r: BaselineRows, tag: &str, p: usize) -> BaselineRows {
+    let n = r.ext.len();
+    let (ext, l_ext) = (std::mem::take(&mut r.ext), std::mem::take(&mut r.l_ext));
+    let seq: std::collections::HashMap<String, usize> =
+        ext.into_iter().enumerate().map(|(i, x)| (x, i)).collect();
+    r.ext = (0..n)
+        .map(|i| format!("b-{i:08}-{}", uuid::Uuid::new_v4()))
+        .collect();
+    r.l_ext = l_ext.iter().map(|x| r.ext[seq[x]].clone()).collect();
+    r.memo = vec!["baseline".into(); n];
+    r.payout = vec![None; n];
+    r.refs = vec!["[]".into(); n];
+    r.l_memo.iter_mut().for_each(String::clear);
+    r.l_order.iter_mut().for_each(|o| *o = None);
+    r
+}
+
 /// The baseline: the same postings by hand, one transaction per payout.
-async fn baseline(url: &str, tag: &str) -> Duration {
+/// `thin`: the rows without memos, references, payout or order ids, and
+/// with sequential external ids (the baseline before 2026-11-24, kept as a
+/// row to show what those cost).
+async fn baseline(url: &str, tag: &str, thin: bool) -> Duration {
     let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
     let start = Instant::now();
     let mut tasks = vec![];
@@ -214,8 +346,12 @@ async fn baseline(url: &str, tag: &str) -> Duration {
             tokio::spawn(conn);
             for p in (n..PAYOUTS).step_by(2) {
                 let tx = c.transaction().await.unwrap();
-                let entries = 2 * PER_PAYOUT + 2;
-                let ext: Vec<String> = (0..entries).map(|e| format!("b-{tag}-{p}-{e}")).collect();
+                let rows = if thin {
+                    thin_rows(baseline_rows(&tag, p), &tag, p)
+                } else {
+                    baseline_rows(&tag, p)
+                };
+                let entries = rows.ext.len();
                 let seq: i64 = tx
                     .query_one(
                         "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2::bigint)
@@ -227,32 +363,37 @@ async fn baseline(url: &str, tag: &str) -> Duration {
                     .unwrap()
                     .get(0);
                 let seqs: Vec<i64> = (0..entries as i64).map(|i| seq + i).collect();
-                // Two lines per entry, balanced, in the same shape as the worker's.
-                let mut l_ext = vec![];
-                let mut l_no = vec![];
-                let mut l_acc = vec![];
-                let mut l_amt = vec![];
-                let mut l_debit = vec![];
-                for e in &ext {
-                    for (no, acc, debit) in [(0, "processor_clearing", true), (1, "accounts_receivable", false)] {
-                        l_ext.push(e.clone());
-                        l_no.push(no);
-                        l_acc.push(acc.to_string());
-                        l_amt.push("25.00".to_string());
-                        l_debit.push(debit);
-                    }
-                }
                 tx.execute(
                     "WITH e AS (
-                       INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo)
-                       SELECT $1, x, s, DATE '2026-11-01', 'baseline' FROM UNNEST($2::text[], $3::bigint[]) AS t(x, s)
+                       INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date,
+                           memo, payout_id, source_refs)
+                       SELECT $1, x, s, DATE '2026-11-01', m, po, r::jsonb
+                       FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                         AS t(x, s, m, po, r)
                        RETURNING entry_id, external_id)
-                     INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
+                     INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code,
+                         debit, credit, memo, order_id)
                      SELECT $1, e.entry_id, l.no, l.acc, 'USD',
-                         CASE WHEN l.d THEN l.amt::numeric ELSE 0 END, CASE WHEN l.d THEN 0 ELSE l.amt::numeric END
-                     FROM e JOIN UNNEST($4::text[], $5::int[], $6::text[], $7::text[], $8::bool[])
-                       AS l(x, no, acc, amt, d) ON l.x = e.external_id",
-                    &[&format!("base-{tag}"), &ext, &seqs, &l_ext, &l_no, &l_acc, &l_amt, &l_debit],
+                         CASE WHEN l.d THEN l.amt::numeric ELSE 0 END,
+                         CASE WHEN l.d THEN 0 ELSE l.amt::numeric END, l.memo, l.o
+                     FROM e JOIN UNNEST($7::text[], $8::int[], $9::text[], $10::text[], $11::bool[],
+                         $12::text[], $13::text[])
+                       AS l(x, no, acc, amt, d, memo, o) ON l.x = e.external_id",
+                    &[
+                        &format!("base-{tag}"),
+                        &rows.ext,
+                        &seqs,
+                        &rows.memo,
+                        &rows.payout,
+                        &rows.refs,
+                        &rows.l_ext,
+                        &rows.l_no,
+                        &rows.l_acc,
+                        &rows.l_amt,
+                        &rows.l_debit,
+                        &rows.l_memo,
+                        &rows.l_order,
+                    ],
                 )
                 .await
                 .unwrap();
@@ -312,6 +453,10 @@ async fn main() {
             vec![],
         ),
         ("hand-written SQL, same postings (baseline)", vec![]),
+        (
+            "hand-written SQL, thin rows (no memo, refs, payout or order id)",
+            vec![],
+        ),
     ];
     for round in 0..3 {
         // Spread: payout p belongs to merchant m{p % 8}.
@@ -331,7 +476,12 @@ async fn main() {
             .await;
         }
         rows[1].1.push(drain(&app, &hot).await);
-        rows[2].1.push(baseline(&url, &format!("r{round}")).await);
+        rows[2]
+            .1
+            .push(baseline(&url, &format!("r{round}"), false).await);
+        rows[3]
+            .1
+            .push(baseline(&url, &format!("t{round}"), true).await);
     }
     let median = |mut v: Vec<Duration>| {
         v.sort();
