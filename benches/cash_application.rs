@@ -318,9 +318,7 @@ fn thin_rows(mut r: BaselineRows, tag: &str, p: usize) -> BaselineRows {
     let (ext, l_ext) = (std::mem::take(&mut r.ext), std::mem::take(&mut r.l_ext));
     let seq: std::collections::HashMap<String, usize> =
         ext.into_iter().enumerate().map(|(i, x)| (x, i)).collect();
-    r.ext = (0..n)
-        .map(|i| format!("b-{i:08}-{}", uuid::Uuid::new_v4()))
-        .collect();
+    r.ext = (0..n).map(|e| format!("b-{tag}-{p}-{e}")).collect();
     r.l_ext = l_ext.iter().map(|x| r.ext[seq[x]].clone()).collect();
     r.memo = vec!["baseline".into(); n];
     r.payout = vec![None; n];
