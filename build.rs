@@ -6,6 +6,9 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Neither protox nor tonic-prost-build announces its inputs.
     println!("cargo:rerun-if-changed=proto");
+    // `embed_migrations!` reads this folder at compile time; a new migration
+    // must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
 
     let files = [
         "proto/tally/v1/common.proto",

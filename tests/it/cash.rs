@@ -474,15 +474,62 @@ async fn the_database_refuses_an_unbalanced_journal_entry() {
     .await
     .unwrap();
     assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 4);
-    // Changing or removing a line is still judged on the whole entry.
+    // The ledger is append-only (migration 000015): a line or an entry is
+    // never changed or removed, balanced or not; a correction is a new entry.
     for change in [
         "UPDATE journal_lines SET debit = 4 WHERE line_no = 2",
+        "UPDATE journal_lines SET memo = 'edited'",
         "DELETE FROM journal_lines WHERE line_no = 3",
+        "UPDATE journal_entries SET memo = 'edited'",
+        "DELETE FROM journal_entries",
     ] {
         let err = db.batch_execute(change).await.unwrap_err();
         assert!(
-            format!("{err:?}").contains("does not balance"),
+            format!("{err:?}").contains("append-only"),
             "{change}: {err:?}"
         );
     }
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 4);
+    assert_eq!(
+        t.count("SELECT count(*) FROM journal_lines WHERE memo = 'edited'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_journal_lines_of_an_entry_that_does_not_exist() {
+    let t = TestApp::start().await;
+    let db = t.db.client().await;
+    db.batch_execute(
+        "INSERT INTO journal_entries (merchant_id, external_id, export_seq, effective_date, memo)
+         VALUES ('acme', 'x-1', 1, '2026-11-01', 'm')",
+    )
+    .await
+    .unwrap();
+    let lines = |merchant: &str, entry: &str| {
+        format!(
+            "INSERT INTO journal_lines (merchant_id, entry_id, line_no, account, currency_code, debit, credit)
+             SELECT '{merchant}', {entry}, l.no, l.account, 'USD', l.debit, l.credit
+             FROM (VALUES (0, 'bank', 10, 0), (1, 'processor_clearing', 0, 10))
+               AS l(no, account, debit, credit)"
+        )
+    };
+    // No such entry id, and a real entry id under another merchant: both refused.
+    for (merchant, entry) in [
+        ("acme", "(SELECT max(entry_id) + 1 FROM journal_entries)"),
+        ("globex", "(SELECT entry_id FROM journal_entries)"),
+    ] {
+        let err = db.batch_execute(&lines(merchant, entry)).await.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("does not exist"),
+            "{merchant} {entry}: {err:?}"
+        );
+    }
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 0);
+    // The entry's own merchant and id: accepted.
+    db.batch_execute(&lines("acme", "(SELECT entry_id FROM journal_entries)"))
+        .await
+        .unwrap();
+    assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 2);
 }
