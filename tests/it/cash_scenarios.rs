@@ -105,6 +105,20 @@ async fn a_refund_with_no_credit_memo_is_an_exception_naming_the_residual() {
         "30.00"
     );
     assert_ledger_sound(&t).await;
+
+    // The payout fails: its bookings are mirrored, what it left on clearing
+    // with them, and its residual exception is settled by the rules.
+    fail_payout(&t, &app, "po_c", "67.00").await;
+    assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT state || '/' || resolved_by FROM exceptions WHERE rule = 'ledger.clearing_residual'"
+        )
+        .await,
+        "resolved/rules"
+    );
+    assert_ledger_sound(&t).await;
 }
 
 fn dispute_bt(id: &str, category: &str, amount: &str, fee: &str, payout: &str) -> pb::Record {

@@ -8,7 +8,8 @@ use tally::app::App;
 use tally::proto::tally::v1 as pb;
 use tally::storage::Store;
 
-use crate::cash::{assert_ledger_sound, at, bt, capture, drain, inv, payout};
+use crate::cash::{assert_ledger_sound, at, bt, capture, drain, inv, payout, scalar};
+use crate::cash_scenarios::fail_payout;
 use crate::common::*;
 
 /// Two Shopify orders charged through Stripe and swept by payout `po`:
@@ -260,6 +261,55 @@ async fn a_journal_with_a_fee_line_or_at_gross_raises_nothing() {
         t.count("SELECT count(*) FROM payouts WHERE state = 'applied'")
             .await,
         2
+    );
+    assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn a_payout_that_fails_settles_its_fee_exception_and_leaves_others_alone() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let (po, other) = ("po_1QFk2eZvKYlo2CF1", "po_1QFk2eZvKYlo2CF2");
+    t.submit(paid_out(po, ["5601", "5602"])).await.unwrap();
+    t.submit(paid_out(other, ["5603", "5604"])).await.unwrap();
+    drain(&app, "acme").await;
+    t.submit(vec![
+        net_as_sales("JE-1106-01", po, true),
+        net_as_sales("JE-1106-02", other, true),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    let open = |es: &[pb::Exception]| {
+        es.iter()
+            .filter(|e| e.state() == pb::ExceptionState::Open)
+            .count()
+    };
+    assert_eq!(open(&fee_exceptions(&t).await), 2);
+
+    // The bank returns `po`: what it swept is unbooked, so its exception
+    // is settled by the rules, with the step in its history; `other` stays.
+    fail_payout(&t, &app, po, "145.05").await;
+    let es = fee_exceptions(&t).await;
+    assert_eq!(open(&es), 1, "{es:#?}");
+    let settled: Vec<&pb::Exception> = es
+        .iter()
+        .filter(|e| e.state() == pb::ExceptionState::Resolved)
+        .collect();
+    assert_eq!(settled.len(), 1);
+    assert!(settled[0].summary.contains(po), "{:?}", settled[0]);
+    assert_eq!(settled[0].resolved_by, "rules");
+    assert_eq!(
+        scalar(
+            &t,
+            &format!(
+                "SELECT string_agg(e.state, ',' ORDER BY e.sequence) FROM exception_events e
+                 JOIN exceptions x USING (merchant_id, exception_id)
+                 WHERE x.rule = 'cash.payout_fee_unallocated' AND x.subject = '{po}'"
+            )
+        )
+        .await,
+        "open,resolved"
     );
     assert_ledger_sound(&t).await;
 }

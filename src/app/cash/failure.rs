@@ -1,13 +1,23 @@
 //! A payout that failed after it was paid: its bookings mirrored, its
 //! applications taken back off the invoices, its payments reversed in their
-//! orders' cash, in the job's one transaction.
+//! orders' cash, and the exceptions about what it booked settled, in the
+//! job's one transaction.
 
 use chrono::NaiveDate;
 
 use super::{load_orders, plan_error};
-use crate::domain::cash_application::plan::{PayoutTxn, payout_orders, plan_failure};
+use crate::domain::cash_application::payout_fee;
+use crate::domain::cash_application::plan::{
+    PayoutTxn, RESIDUAL_RULE, payout_orders, plan_failure,
+};
 use crate::error::Result;
-use crate::storage::{Conn, ledger, ledger_entries};
+use crate::storage::{Conn, deposits, ledger, ledger_entries};
+
+/// What a payout's own exceptions say of its bookings (fees swept but never
+/// journaled, money left on clearing) no longer holds once they are
+/// mirrored: settled by the rules, each with its history. Its orders'
+/// exceptions stay: the money they are about is still theirs.
+const SETTLED_BY_REVERSAL: [&str; 2] = [payout_fee::RULE, RESIDUAL_RULE];
 
 pub(super) async fn reverse_payout(
     conn: &mut Conn,
@@ -36,5 +46,6 @@ pub(super) async fn reverse_payout(
     let applied = [(&plan.applications[..], Some(payout_id))];
     ledger::record_invoices(conn, merchant, &[], &applied).await?;
     ledger_entries::mark_reversed(conn, merchant, payout_id).await?;
+    deposits::resolve_rules(conn, merchant, &SETTLED_BY_REVERSAL, payout_id).await?;
     ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await
 }
