@@ -142,7 +142,7 @@ async fn submit(
 
 /// Drains every job of these merchants with 2 loops; returns the time taken.
 /// CPU time (ns) of this process's threads and of every postgres process.
-fn cpu_ns() -> (u64, u64) {
+fn cpu_ns() -> (u64, Pg) {
     let read = |path: std::path::PathBuf| -> u64 {
         std::fs::read_to_string(path)
             .ok()
@@ -153,22 +153,45 @@ fn cpu_ns() -> (u64, u64) {
     for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         me += read(t.path().join("schedstat"));
     }
-    let mut pg = 0;
+    let mut pg = Pg::new();
     for p in std::fs::read_dir("/proc").unwrap().flatten() {
         let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
         if comm.trim() == "postgres" {
-            pg += read(p.path().join("schedstat"));
+            pg.insert(p.file_name(), read(p.path().join("schedstat")));
         }
     }
     (me, pg)
 }
 
+/// Worker loops and baseline connections (TALLY_BENCH_LOOPS, default 2:
+/// the worker's default concurrency, one per core here).
+fn loops() -> usize {
+    std::env::var("TALLY_BENCH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// Each postgres process's CPU time, by pid.
+type Pg = std::collections::HashMap<std::ffi::OsString, u64>;
+
+/// The postgres CPU spent between two readings: by process, so one that
+/// ended in between (a closed connection) takes nothing off.
+fn pg_ms(before: &Pg, after: &Pg) -> f64 {
+    let ns: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ns as f64 / 1e6
+}
+
 async fn drain(app: &App, merchants: &[String]) -> Duration {
     let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
+    let wall = std::time::SystemTime::now();
     let start = Instant::now();
     let retry = RetryPolicy::default();
     let mut tasks = vec![];
-    for n in 0..2 {
+    for n in 0..loops() {
         let (app, merchants) = (app.clone(), merchants.to_vec());
         tasks.push(tokio::spawn(async move {
             let mut idle = 0;
@@ -188,7 +211,19 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
         t.await.unwrap();
     }
     if std::env::var_os("TALLY_BENCH_WINDOWS").is_some() {
-        eprintln!("DRAIN {:?} {:?}", start, Instant::now());
+        // Monotonic (for perf) and wall clock (for the statement log).
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+        };
+        eprintln!(
+            "DRAIN {:?} {:?} wall {:.6} {:.6}",
+            start,
+            Instant::now(),
+            unix(wall),
+            unix(std::time::SystemTime::now())
+        );
     }
     if let Some((me, pg)) = cpu {
         let (me2, pg2) = cpu_ns();
@@ -197,7 +232,7 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
             merchants.len(),
             start.elapsed().as_secs_f64() * 1e3,
             (me2 - me) as f64 / 1e6,
-            (pg2 - pg) as f64 / 1e6
+            pg_ms(&pg, &pg2)
         );
     }
     start.elapsed()
@@ -332,18 +367,25 @@ fn thin_rows(mut r: BaselineRows, tag: &str, p: usize) -> BaselineRows {
 /// `thin`: the rows without memos, references, payout or order ids, and
 /// with sequential external ids (the baseline before 2026-11-24, kept as a
 /// row to show what those cost).
-async fn baseline(url: &str, tag: &str, thin: bool) -> Duration {
+/// `spread`: payout p on merchant p % 8 (its own counter row), as the
+/// worker's first row; else every payout on one merchant (one counter row).
+async fn baseline(url: &str, tag: &str, thin: bool, spread: bool) -> Duration {
     let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
     let start = Instant::now();
     let mut tasks = vec![];
-    for n in 0..2 {
+    for n in 0..loops() {
         let url = url.to_string();
         let tag = tag.to_string();
         tasks.push(tokio::spawn(async move {
             let (mut c, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
             tokio::spawn(conn);
-            for p in (n..PAYOUTS).step_by(2) {
+            for p in (n..PAYOUTS).step_by(loops()) {
                 let tx = c.transaction().await.unwrap();
+                let merchant = if spread {
+                    format!("base-{tag}-{}", p % 8)
+                } else {
+                    format!("base-{tag}")
+                };
                 let rows = if thin {
                     thin_rows(baseline_rows(&tag, p), &tag, p)
                 } else {
@@ -355,7 +397,7 @@ async fn baseline(url: &str, tag: &str, thin: bool) -> Duration {
                         "INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $2::bigint)
                          ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $2
                          RETURNING next_seq - $2",
-                        &[&format!("base-{tag}"), &(entries as i64)],
+                        &[&merchant, &(entries as i64)],
                     )
                     .await
                     .unwrap()
@@ -378,7 +420,7 @@ async fn baseline(url: &str, tag: &str, thin: bool) -> Duration {
                          $12::text[], $13::text[])
                        AS l(x, no, acc, amt, d, memo, o) ON l.x = e.external_id",
                     &[
-                        &format!("base-{tag}"),
+                        &merchant,
                         &rows.ext,
                         &seqs,
                         &rows.memo,
@@ -408,7 +450,7 @@ async fn baseline(url: &str, tag: &str, thin: bool) -> Duration {
             "CPU baseline: {:.0} ms wall, client {:.1} ms, postgres {:.1} ms",
             start.elapsed().as_secs_f64() * 1e3,
             (me2 - me) as f64 / 1e6,
-            (pg2 - pg) as f64 / 1e6
+            pg_ms(&pg, &pg2)
         );
     }
     start.elapsed()
@@ -444,16 +486,31 @@ async fn main() {
     let app = App::new(store);
     let txns = (PAYOUTS * PER_PAYOUT) as f64;
 
-    let mut rows: Vec<(&str, Vec<Duration>)> = vec![
-        ("tally worker, payouts over 8 merchants", vec![]),
+    // Each worker row is measured against the baseline of the same shape:
+    // payouts over 8 merchants (8 counter rows, the 2 connections never
+    // wait for each other) or on one (one counter row, taken first and held
+    // to commit, so they take turns).
+    let mut rows: Vec<(&str, Vec<Duration>, usize)> = vec![
+        ("tally worker, payouts over 8 merchants", vec![], 2),
         (
             "tally worker, one merchant (hot counter and fee account)",
             vec![],
+            3,
         ),
-        ("hand-written SQL, same postings (baseline)", vec![]),
         (
-            "hand-written SQL, thin rows (no memo, refs, payout or order id)",
+            "hand-written SQL, same postings, over 8 merchants (baseline)",
             vec![],
+            2,
+        ),
+        (
+            "hand-written SQL, same postings, one merchant (baseline)",
+            vec![],
+            3,
+        ),
+        (
+            "hand-written SQL, one merchant, thin rows (no memo, refs, payout or order id)",
+            vec![],
+            3,
         ),
     ];
     for round in 0..3 {
@@ -474,29 +531,28 @@ async fn main() {
             .await;
         }
         rows[1].1.push(drain(&app, &hot).await);
-        rows[2]
-            .1
-            .push(baseline(&url, &format!("r{round}"), false).await);
+        let tag = |t: &str| format!("{t}{round}");
+        rows[2].1.push(baseline(&url, &tag("s"), false, true).await);
         rows[3]
             .1
-            .push(baseline(&url, &format!("t{round}"), true).await);
+            .push(baseline(&url, &tag("o"), false, false).await);
+        rows[4].1.push(baseline(&url, &tag("t"), true, false).await);
     }
     let median = |mut v: Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
-    let base = median(rows[2].1.clone());
+    let medians: Vec<Duration> = rows.iter().map(|r| median(r.1.clone())).collect();
     println!(
-        "| run ({PAYOUTS} payouts x {PER_PAYOUT} balance transactions) | ms | balance transactions/s | vs baseline |"
+        "| run ({PAYOUTS} payouts x {PER_PAYOUT} balance transactions) | ms | balance transactions/s | vs its baseline |"
     );
     println!("|---|---|---|---|");
-    for (name, v) in rows {
-        let m = median(v);
+    for ((name, _, base), m) in rows.iter().zip(&medians) {
         println!(
             "| {name} | {:.0} | {:.0} | {:.2}x |",
             m.as_secs_f64() * 1e3,
             txns / m.as_secs_f64(),
-            base.as_secs_f64() / m.as_secs_f64()
+            medians[*base].as_secs_f64() / m.as_secs_f64()
         );
     }
     server.stop().await.unwrap();
