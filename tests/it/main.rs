@@ -28,6 +28,7 @@ mod ledger_api;
 mod listing;
 mod matching;
 mod metrics;
+mod otlp_collector;
 mod otlp_http;
 mod otlp_metrics;
 mod otlp_tls;

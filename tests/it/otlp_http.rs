@@ -2,81 +2,33 @@
 //! spans by POSTing protobuf to {endpoint}/v1/traces (here, an HTTP
 //! collector in process), the caller's trace continuing as over gRPC.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
+use crate::otlp_collector::http_collector;
 
 const TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
 
-/// (path, content type, the spans' trace ids and names) of each POST.
-type Posts = Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
-
-async fn http_collector() -> (Posts, u16) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let posts: Posts = Arc::default();
-    let seen = posts.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let ctype = req
-                                .headers()
-                                .get(http::header::CONTENT_TYPE)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_string();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let export = ExportTraceServiceRequest::decode(body).unwrap();
-                            let spans = export
-                                .resource_spans
-                                .iter()
-                                .flat_map(|r| &r.scope_spans)
-                                .flat_map(|s| &s.spans)
-                                .map(|s| {
-                                    let id: String =
-                                        s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                                    (id, s.name.clone())
-                                })
-                                .collect();
-                            seen.lock().unwrap().push((path, ctype, spans));
-                            let reply = ExportTraceServiceResponse::default().encode_to_vec();
-                            Ok::<_, std::convert::Infallible>(
-                                http::Response::builder()
-                                    .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-                                    .body(Full::new(bytes::Bytes::from(reply)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (posts, port)
+/// Each span's trace id (hex) and name in one export.
+fn spans(export: &ExportTraceServiceRequest) -> Vec<(String, String)> {
+    export
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| {
+            let id: String = s.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+            (id, s.name.clone())
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn spans_are_exported_over_http_protobuf_when_the_protocol_says_so() {
-    let (posts, otlp_port) = http_collector().await;
+    let (posts, otlp_port) = http_collector::<ExportTraceServiceRequest>().await;
     let db = TestDb::new().await;
     let port = free_port();
     let mut child = tally()
@@ -105,9 +57,9 @@ async fn spans_are_exported_over_http_protobuf_when_the_protocol_says_so() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let posts = posts.lock().unwrap().clone();
-        let names: Vec<&str> = posts
+        let seen: Vec<(String, String)> = posts.iter().flat_map(|(_, _, e)| spans(e)).collect();
+        let names: Vec<&str> = seen
             .iter()
-            .flat_map(|(_, _, spans)| spans)
             .filter(|(trace, _)| trace == TRACE_ID)
             .map(|(_, name)| name.as_str())
             .collect();

@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -17,11 +16,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data, number_data_point};
-use prost::Message;
 use tally::proto::tally::v1 as pb;
 
 use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
+use crate::otlp_collector::http_collector;
 
 /// Every request the collector received.
 #[derive(Clone, Default)]
@@ -48,46 +47,6 @@ async fn grpc_collector() -> (Collector, u16) {
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     (collector, port)
-}
-
-/// (path, content type) of each POST, and the requests it carried.
-type Posts = Arc<Mutex<Vec<(String, String, ExportMetricsServiceRequest)>>>;
-
-async fn http_collector() -> (Posts, u16) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let posts: Posts = Arc::default();
-    let seen = posts.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let svc = hyper::service::service_fn(move |req: http::Request<_>| {
-                let seen = seen.clone();
-                async move {
-                    let path = req.uri().path().to_string();
-                    let ctype = req
-                        .headers()
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    let body: hyper::body::Incoming = req.into_body();
-                    let body = body.collect().await.unwrap().to_bytes();
-                    let export = ExportMetricsServiceRequest::decode(body).unwrap();
-                    seen.lock().unwrap().push((path, ctype, export));
-                    let reply = ExportMetricsServiceResponse::default().encode_to_vec();
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        bytes::Bytes::from(reply),
-                    )))
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
-            );
-        }
-    });
-    (posts, port)
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> Option<any_value::Value> {
@@ -291,7 +250,7 @@ async fn serve_pushes_its_metrics_over_otlp_grpc_at_each_interval() {
 
 #[tokio::test]
 async fn the_last_values_are_pushed_at_shutdown_over_http_protobuf() {
-    let (posts, otlp_port) = http_collector().await;
+    let (posts, otlp_port) = http_collector::<ExportMetricsServiceRequest>().await;
     let db = TestDb::new().await;
     let port = free_port();
     // The first scheduled push would come after a minute: only the one at
