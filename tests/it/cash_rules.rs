@@ -449,3 +449,86 @@ async fn a_failure_after_its_held_cash_was_released_reopens_the_invoice_in_ledge
     assert_eq!(open_cash_exceptions(&t).await, "");
     assert_ledger_sound(&t).await;
 }
+
+/// Finance resolves an overpayment by hand (refunded outside the processor,
+/// say): the worker planning the order again on the same evidence leaves
+/// that decision alone; more money paid is new evidence, a new exception.
+#[tokio::test]
+async fn an_overpayment_a_person_resolved_stays_resolved_until_more_is_paid() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![
+        order("5301", "100.00"),
+        capture("5301", "ch_5301", "110.00"),
+        inv("5301", "INV-5301", "100.00", "2026-11-02T12:00:00Z"),
+        bt("txn_r1", "charge", "ch_5301", "110.00", "3.00", "po_r"),
+        payout("po_r", "107.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(open_cash_exceptions(&t).await, "cash.overpayment:5301");
+    let name = scalar(
+        &t,
+        "SELECT 'merchants/acme/exceptions/' || exception_id FROM exceptions WHERE rule = 'cash.overpayment'",
+    )
+    .await;
+    let mut req = tonic::Request::new(pb::ResolveExceptionRequest {
+        name,
+        note: "10.00 refunded by bank transfer".into(),
+        etag: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-tally-actor", "alice".parse().unwrap());
+    t.exceptions.clone().resolve_exception(req).await.unwrap();
+    assert_eq!(open_cash_exceptions(&t).await, "");
+
+    // The ERP sends the invoice again, its line added (a later version, the
+    // same figures): the order is planned again and finds the same 10.00 held.
+    let mut again = inv("5301", "INV-5301", "100.00", "2026-11-02T12:00:00Z");
+    again.source_update_time = ts("2026-11-03T09:00:00Z");
+    if let Some(pb::record::Kind::Invoice(i)) = &mut again.kind {
+        i.lines = vec![pb::InvoiceLine {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            amount: usd("100.00"),
+        }];
+    }
+    t.submit(vec![again]).await.unwrap();
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'apply_order' AND subject_id = '5301'")
+            .await,
+        1
+    );
+    drain(&app, "acme").await;
+    assert_eq!(open_cash_exceptions(&t).await, "");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exception_events WHERE action = 'reopened'")
+            .await,
+        0
+    );
+
+    // A second capture of 5.00 is paid out: 15.00 held now, an exception of
+    // its own; alice's decision on the 10.00 keeps its state and history.
+    t.submit(vec![
+        capture("5301", "ch_5301b", "5.00"),
+        bt("txn_r2", "charge", "ch_5301b", "5.00", "0.20", "po_r2"),
+        payout("po_r2", "4.80"),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(open_cash_exceptions(&t).await, "cash.overpayment:5301");
+    let open = scalar(
+        &t,
+        "SELECT summary FROM exceptions WHERE rule = 'cash.overpayment' AND state = 'open'",
+    )
+    .await;
+    assert!(open.contains("15.00 USD"), "{open}");
+    assert_eq!(
+        t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.overpayment' AND state = 'resolved' AND resolved_by = 'alice'")
+            .await,
+        1
+    );
+    assert_ledger_sound(&t).await;
+}

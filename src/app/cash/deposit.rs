@@ -1,14 +1,14 @@
 //! The deposit job: a bank deposit matched to its payout(s), the money booked
 //! from clearing to the bank, or an exception naming the amounts.
 
-use super::{Work, exception, facts};
+use super::{Work, facts, raise};
 use crate::domain::cash_application::deposit::{
     self, DepositFacts, DepositMatch, PayoutAtBank, match_deposit,
 };
 use crate::domain::ledger::posting::book_payout_deposit;
 use crate::domain::record::{Body, RefKind};
 use crate::error::{Error, Result};
-use crate::storage::{Conn, deposits, exceptions, ledger, locks};
+use crate::storage::{Conn, deposits, ledger, locks};
 
 /// Open payouts read for one search: more than it searches (20), so a crowded
 /// window is reported as crowded instead of searched over a cut list.
@@ -85,7 +85,7 @@ pub(super) async fn apply_deposit(
                 .filter(|r| *r != problem.rule)
                 .collect();
             deposits::resolve_rules(conn, merchant, &others, deposit_id).await?;
-            exceptions::upsert(conn, merchant, &[exception(merchant, &problem)]).await?;
+            raise(conn, merchant, &[problem]).await?;
         }
     }
     Ok(Work::Done(vec![]))

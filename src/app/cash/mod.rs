@@ -517,16 +517,27 @@ async fn write_records(
         .collect();
     ledger::record_invoices(conn, merchant, &booked, &applied).await?;
     for (plan, _) in plans {
-        let found: Vec<_> = plan
-            .problems
-            .iter()
-            .map(|p| exception(merchant, p))
-            .collect();
-        exceptions::upsert(conn, merchant, &found).await?;
+        raise(conn, merchant, &plan.problems).await?;
         for (rule, subject) in &plan.resolved {
             crate::storage::deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
         }
     }
+    Ok(())
+}
+
+/// Raises what a cash job found as exceptions. A person's resolution of the
+/// same evidence stands (`respect_people`: the job planning an order again
+/// finds its problems again), while new evidence (another amount) is an
+/// exception of its own; each one opened, new or reopened by the rules, is
+/// counted.
+async fn raise(conn: &mut Conn, merchant: &str, problems: &[Problem]) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let found = problems.iter().map(|p| exception(merchant, p)).collect();
+    let found = super::reconcile::respect_people(conn, merchant, found).await?;
+    let opened = exceptions::upsert(conn, merchant, &found).await?;
+    crate::telemetry::metrics::global().exceptions_opened(&opened);
     Ok(())
 }
 
@@ -546,6 +557,8 @@ fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
         rule: p.rule.to_string(),
         subject: p.subject.clone(),
         summary: p.summary.clone(),
-        details: serde_json::json!({}),
+        // The evidence a person's resolution is judged against: the summary
+        // names every amount and id the problem was found on.
+        details: serde_json::json!({ "evidence": p.summary }),
     }
 }

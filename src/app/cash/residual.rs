@@ -5,12 +5,12 @@
 
 use rust_decimal::Decimal;
 
-use super::exception;
+use super::raise;
 use crate::domain::cash_application::plan::{Problem, RESIDUAL_RULE, residual_summary};
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
-use crate::storage::{Conn, deposits, exceptions, payouts};
+use crate::storage::{Conn, deposits, payouts};
 
 pub(super) async fn settle_late_refunds(
     conn: &mut Conn,
@@ -42,7 +42,7 @@ pub(super) async fn settle_late_refunds(
                 order_id: None,
                 summary: residual_summary(&open.payout_id, &residual, &[]),
             };
-            exceptions::upsert(conn, merchant, &[exception(merchant, &problem)]).await?;
+            raise(conn, merchant, &[problem]).await?;
         }
     }
     Ok(())

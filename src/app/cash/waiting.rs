@@ -6,13 +6,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CHECK_PAYOUT, exception};
+use super::{CHECK_PAYOUT, raise};
 use crate::domain::cash_application::completeness::PayoutBridge;
 use crate::domain::cash_application::plan::Problem;
 use crate::domain::money::Money;
 use crate::domain::record::Handoff;
 use crate::error::Result;
-use crate::storage::{Conn, contracts, deposits, exceptions, jobs};
+use crate::storage::{Conn, contracts, deposits, jobs};
 
 /// The exception for a payout still incomplete past its lag.
 pub const INCOMPLETE_RULE: &str = "cash.payout_incomplete";
@@ -56,7 +56,7 @@ pub(super) async fn check(conn: &mut Conn, merchant: &str, w: &Waiting<'_>) -> R
             w.missing
         ),
     };
-    exceptions::upsert(conn, merchant, &[exception(merchant, &problem)]).await?;
+    raise(conn, merchant, &[problem]).await?;
     Ok(())
 }
 
