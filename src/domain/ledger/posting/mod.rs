@@ -156,10 +156,10 @@ pub(crate) fn non_negative(amount: Money, field: &'static str) -> Result<(), Led
 }
 
 /// A line only when there is money to put on it: a zero line is refused by the journal.
-pub(crate) fn push_if_nonzero(lines: &mut Vec<JournalLine>, line: JournalLine) {
-    if !line.signed().is_zero() {
-        lines.push(line);
-    }
+pub(crate) fn nonzero<const N: usize>(
+    lines: [JournalLine; N],
+) -> impl Iterator<Item = JournalLine> {
+    lines.into_iter().filter(|l| !l.signed().is_zero())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::{Header, Side, entry, line, non_negative, push_if_nonzero};
+use super::{Header, Side, entry, line, non_negative, nonzero};
 use crate::domain::allocation::allocate_money;
 use crate::domain::currency::Currency;
 use crate::domain::ledger::accounts::AccountRole;
@@ -192,15 +192,14 @@ fn dispute_entry(
     } else {
         (Side::Debit, Side::Credit)
     };
-    let mut lines = Vec::new();
-    push_if_nonzero(&mut lines, line(cost, AccountRole::Chargebacks, d.amount));
-    push_if_nonzero(&mut lines, line(cost, AccountRole::DisputeFees, d.fee));
-    push_if_nonzero(
-        &mut lines,
-        line(clearing, AccountRole::ProcessorClearing, total),
-    );
     let order = d.order_id.as_deref();
-    let lines = lines.into_iter().map(|l| l.order(order)).collect();
+    let lines = nonzero([
+        line(cost, AccountRole::Chargebacks, d.amount),
+        line(cost, AccountRole::DisputeFees, d.fee),
+        line(clearing, AccountRole::ProcessorClearing, total),
+    ])
+    .map(|l| l.order(order))
+    .collect();
     let header = Header {
         merchant_id,
         kind: if won { "dispute-won" } else { "dispute" },

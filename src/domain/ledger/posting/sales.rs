@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 
-use super::{Conversion, Header, Side, clearing_lines, entry, line, non_negative, push_if_nonzero};
+use super::{Conversion, Header, Side, clearing_lines, entry, line, non_negative, nonzero};
 use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::{
     JournalEntry, JournalLine, LedgerError, SourceKind, SourceRef, add, sub, sum,
@@ -55,28 +55,15 @@ pub fn book_invoice(merchant_id: &str, inv: &InvoiceBooking) -> Result<JournalEn
     }
     let order = Some(inv.order_id.as_str());
     // A fully discounted invoice has no receivable, only the discount against revenue.
-    let mut lines = Vec::new();
-    push_if_nonzero(
-        &mut lines,
+    let lines = nonzero([
         JournalLine::debit(AccountRole::AccountsReceivable, inv.total),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::debit(AccountRole::SalesDiscounts, inv.discount),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::credit(AccountRole::Revenue, inv.gross_lines),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::credit(AccountRole::SalesTaxPayable, inv.tax),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::credit(AccountRole::ShippingIncome, inv.shipping),
-    );
-    let lines = lines.into_iter().map(|l| l.order(order)).collect();
+    ])
+    .map(|l| l.order(order))
+    .collect();
     let header = Header {
         merchant_id,
         kind: "invoice",
@@ -216,12 +203,13 @@ fn payment_lines(p: &PaymentBooking) -> Result<Vec<JournalLine>, LedgerError> {
     };
     for (invoice_id, amount) in &p.applications {
         let l = line(credit, AccountRole::AccountsReceivable, *amount).memo(invoice_id.clone());
-        push_if_nonzero(&mut lines, l);
+        lines.extend(nonzero([l]));
     }
-    push_if_nonzero(
-        &mut lines,
-        line(credit, AccountRole::UnappliedCash, p.unapplied),
-    );
+    lines.extend(nonzero([line(
+        credit,
+        AccountRole::UnappliedCash,
+        p.unapplied,
+    )]));
     let order = Some(p.order_id.as_str());
     Ok(lines.into_iter().map(|l| l.order(order)).collect())
 }
@@ -320,8 +308,7 @@ impl HeldCash<'_> {
                 HeldCashMove::Release => (unapplied, receivable),
                 HeldCashMove::Return => (receivable, unapplied),
             };
-            push_if_nonzero(&mut lines, first);
-            push_if_nonzero(&mut lines, second);
+            lines.extend(nonzero([first, second]));
         }
         let lines = lines
             .into_iter()
@@ -370,19 +357,12 @@ pub fn book_refund(merchant_id: &str, r: &RefundBooking) -> Result<JournalEntry,
         non_negative(amount, field)?;
     }
     let total = add(add(r.returns, r.tax, "tax")?, r.shipping, "shipping")?;
-    let mut lines = Vec::new();
-    push_if_nonzero(
-        &mut lines,
+    let mut lines: Vec<JournalLine> = nonzero([
         JournalLine::debit(AccountRole::SalesReturns, r.returns),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::debit(AccountRole::SalesTaxPayable, r.tax),
-    );
-    push_if_nonzero(
-        &mut lines,
         JournalLine::debit(AccountRole::ShippingIncome, r.shipping),
-    );
+    ])
+    .collect();
     lines.extend(clearing_lines(Side::Credit, total, r.conversion.as_ref())?);
     let lines = lines
         .into_iter()
