@@ -357,23 +357,41 @@ fn release(
     released: Vec<Application>,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
+    if let Some((entry, applied)) = release_entry(merchant, order, trigger, date, released)? {
+        plan.applications.extend(applied);
+        plan.entries.push(entry);
+    }
+    Ok(())
+}
+
+/// The unapplied -> AR entry that books held cash released to invoices
+/// (by an invoice arriving, or a reversal reopening one), with each
+/// application named by it; None when nothing was released.
+fn release_entry(
+    merchant: &str,
+    order: &str,
+    trigger: &str,
+    date: NaiveDate,
+    released: Vec<Application>,
+) -> Result<Option<(JournalEntry, Vec<AppliedCash>)>, PlanError> {
     if released.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let triples: Vec<_> = released
         .iter()
         .map(|a| (a.payment_id.clone(), a.invoice_id.clone(), a.amount))
         .collect();
     let entry = posting::book_unapplied_release(merchant, order, trigger, date, &triples)?;
-    for a in released {
-        plan.applications.push(AppliedCash {
+    let id = entry.external_id().as_str().to_string();
+    let applied = released
+        .into_iter()
+        .map(|a| AppliedCash {
             order_id: order.to_string(),
             application: a,
-            external_id: entry.external_id().as_str().to_string(),
-        });
-    }
-    plan.entries.push(entry);
-    Ok(())
+            external_id: id.clone(),
+        })
+        .collect();
+    Ok(Some((entry, applied)))
 }
 
 fn apply_payment(

@@ -11,11 +11,9 @@ use chrono::NaiveDate;
 
 use rust_decimal::Decimal;
 
-use super::{AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PlanError};
+use super::{AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PlanError, release_entry};
 use crate::domain::cash_application::order::Application;
-use crate::domain::ledger::posting::{
-    Tender, book_payout_failure, book_unapplied_release, book_unapplied_return,
-};
+use crate::domain::ledger::posting::{Tender, book_payout_failure, book_unapplied_return};
 use crate::domain::ledger::{ExternalId, JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
@@ -176,22 +174,10 @@ fn released(
     released: Vec<Application>,
     plan: &mut FailurePlan,
 ) -> Result<(), PlanError> {
-    if released.is_empty() {
-        return Ok(());
+    if let Some((entry, applied)) = release_entry(merchant, order, trigger, date, released)? {
+        plan.applications.extend(applied);
+        plan.entries.push(entry);
     }
-    let triples: Vec<_> = released
-        .iter()
-        .map(|a| (a.payment_id.clone(), a.invoice_id.clone(), a.amount))
-        .collect();
-    let entry = book_unapplied_release(merchant, order, trigger, date, &triples)?;
-    let id = entry.external_id().as_str().to_string();
-    plan.applications
-        .extend(released.into_iter().map(|a| AppliedCash {
-            order_id: order.to_string(),
-            application: a,
-            external_id: id.clone(),
-        }));
-    plan.entries.push(entry);
     Ok(())
 }
 
