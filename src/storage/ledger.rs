@@ -208,29 +208,50 @@ pub async fn load_events(
     Ok(out)
 }
 
-/// Appends events after each order's last, the groups' in order.
+/// Appends events after each order's last, the groups' in order. `stored`:
+/// how many events each order had when the caller read them, under the
+/// order's lock (events are numbered from 1 and never removed, so that count
+/// is the last number). A wrong count cannot overwrite anything: the number
+/// is in the primary key, and the insert would fail.
 pub async fn insert_events(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     groups: &[&[(String, CashEvent)]],
+    stored: &BTreeMap<String, usize>,
 ) -> Result<()> {
     let events: Vec<&(String, CashEvent)> = groups.iter().flat_map(|g| g.iter()).collect();
     if events.is_empty() {
         return Ok(());
+    }
+    let mut next: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut numbers = Vec::with_capacity(events.len());
+    for (order, _) in &events {
+        let n = match next.get_mut(order.as_str()) {
+            Some(n) => n,
+            None => {
+                let count = stored.get(order).ok_or_else(|| {
+                    Error::Internal(format!("events of order {order} planned unread"))
+                })?;
+                let count = i32::try_from(*count)
+                    .map_err(|_| Error::corrupt("an order's event count", count.to_string()))?;
+                next.entry(order.as_str()).or_insert(count)
+            }
+        };
+        *n = n
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt("an order's event count", n.to_string()))?;
+        numbers.push(*n);
     }
     let col =
         |f: fn(&(String, CashEvent)) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     statement(
         "INSERT INTO order_cash_events (merchant_id, order_id, event_no, kind, ref_id, target_id,
              tender, event_date, currency_code, amount)
-         SELECT $1, t.order_id,
-             coalesce((SELECT max(event_no) FROM order_cash_events c
-                       WHERE c.merchant_id = $1 AND c.order_id = t.order_id), 0)
-               + row_number() OVER (PARTITION BY t.order_id ORDER BY t.ord),
-             t.kind, t.ref_id, t.target_id, t.tender, t.event_date, t.currency_code, t.amount
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::date[],
-             $8::text[], $9::numeric[]) WITH ORDINALITY
-           AS t(order_id, kind, ref_id, target_id, tender, event_date, currency_code, amount, ord)",
+         SELECT $1, t.*
+         FROM UNNEST($2::text[], $10::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+             $7::date[], $8::text[], $9::numeric[])
+           AS t(order_id, event_no, kind, ref_id, target_id, tender, event_date, currency_code,
+             amount)",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(col(|e| e.0.clone()))
@@ -246,6 +267,7 @@ pub async fn insert_events(
     .bind::<Array<Date>, _>(events.iter().map(|e| e.1.date).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(col(|e| e.1.amount.currency.code().to_string()))
     .bind::<Array<Numeric>, _>(events.iter().map(|e| e.1.amount.amount).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(numbers)
     .execute(conn)
     .await?;
     Ok(())

@@ -15,7 +15,7 @@ use diesel_async::AsyncConnection;
 use super::{
     APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
     RetryPolicy, Work, done, links, load_orders, lock_orders, plan_error, residual, run_claimed,
-    write_plan,
+    stored_events, write_plan,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
@@ -130,7 +130,7 @@ async fn apply_orders(conn: &mut Conn, merchant: &str, orders: &[String]) -> Res
         merge(&mut plan, p);
     }
     let links = links(conn, merchant, orders, None).await?;
-    write_plan(conn, merchant, &plan, None, &links).await?;
+    write_plan(conn, merchant, &plan, None, &links, &stored_events(&facts)).await?;
     Ok(Work::Done(vec![]))
 }
 

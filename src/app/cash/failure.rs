@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 
-use super::{load_orders, plan_error};
+use super::{load_orders, plan_error, stored_events};
 use crate::domain::cash_application::payout_fee;
 use crate::domain::cash_application::plan::{
     PayoutTxn, RESIDUAL_RULE, payout_orders, plan_failure,
@@ -42,7 +42,7 @@ pub(super) async fn reverse_payout(
         merchant, payout_id, date, &booked, &applied, &payments, &orders,
     )
     .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    ledger::insert_events(conn, merchant, &[&plan.events]).await?;
+    ledger::insert_events(conn, merchant, &[&plan.events], &stored_events(&orders)).await?;
     let applied = [(&plan.applications[..], Some(payout_id))];
     ledger::record_invoices(conn, merchant, &[], &applied).await?;
     ledger_entries::mark_reversed(conn, merchant, payout_id).await?;

@@ -284,6 +284,15 @@ async fn load_orders(
     Ok((records, out))
 }
 
+/// How many cash events each order had when its facts were read (under its
+/// lock): where its new events are numbered from.
+fn stored_events(facts: &BTreeMap<String, OrderFacts>) -> BTreeMap<String, usize> {
+    facts
+        .iter()
+        .map(|(o, f)| (o.clone(), f.events.len()))
+        .collect()
+}
+
 async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<Work> {
     let orders = vec![order_id.to_string()];
     if !lock_orders(conn, merchant, &orders).await? {
@@ -295,7 +304,7 @@ async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<
     };
     let plan = plan_order(merchant, f).map_err(|e| plan_error(order_id, e))?;
     let stored = links(conn, merchant, &orders, None).await?;
-    write_plan(conn, merchant, &plan, None, &stored).await?;
+    write_plan(conn, merchant, &plan, None, &stored, &stored_events(&facts)).await?;
     Ok(Work::Done(vec![]))
 }
 
@@ -403,6 +412,7 @@ async fn apply_payout(
         Some(stored),
     )
     .await?;
+    let numbered = stored_events(&order_facts);
     let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
@@ -437,7 +447,8 @@ async fn apply_payout(
     ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
     // The caught-up orders' records first, as if their jobs had committed
     // before: one statement per table for both.
-    write_records(conn, merchant, &[(&early, None), (&plan, Some(payout_id))]).await?;
+    let plans = [(&early, None), (&plan, Some(payout_id))];
+    write_records(conn, merchant, &plans, &numbered).await?;
     // A deposit that arrived first may have been waiting for this payout;
     // asked before the journal insert, which takes the merchant's export
     // counter: that row is held to commit, so nothing more is done after it
@@ -474,8 +485,9 @@ async fn write_plan(
     plan: &Plan,
     payout_id: Option<&str>,
     links: &[(String, String)],
+    numbered: &BTreeMap<String, usize>,
 ) -> Result<()> {
-    write_records(conn, merchant, &[(plan, payout_id)]).await?;
+    write_records(conn, merchant, &[(plan, payout_id)], numbered).await?;
     // The database's balance trigger runs with this statement, inside the
     // job's savepoint, so an unbalanced entry fails (and counts against) the job.
     let (orders_own, payouts_own) = plan
@@ -507,9 +519,10 @@ async fn write_records(
     conn: &mut Conn,
     merchant: &str,
     plans: &[(&Plan, Option<&str>)],
+    numbered: &BTreeMap<String, usize>,
 ) -> Result<()> {
     let events: Vec<_> = plans.iter().map(|(p, _)| &p.events[..]).collect();
-    ledger::insert_events(conn, merchant, &events).await?;
+    ledger::insert_events(conn, merchant, &events, numbered).await?;
     let booked: Vec<_> = plans.iter().map(|(p, _)| &p.invoices[..]).collect();
     let applied: Vec<_> = plans
         .iter()
