@@ -320,7 +320,18 @@ fn zombie_children(parent: u32) -> Vec<String> {
 
 /// A `tally` that a failing test does not leave running (with its
 /// PostgreSQL): stopped with SIGTERM on drop, SIGKILL if it lingers.
-struct Stopped(Child);
+pub(crate) struct Stopped(pub(crate) Child);
+
+/// `Command::spawn` for a `tally` a panicking test must not leave behind.
+pub(crate) trait SpawnStopped {
+    fn spawn_stopped(&mut self) -> Stopped;
+}
+
+impl SpawnStopped for std::process::Command {
+    fn spawn_stopped(&mut self) -> Stopped {
+        Stopped(self.spawn().expect("spawn tally"))
+    }
+}
 
 impl std::ops::Deref for Stopped {
     type Target = Child;

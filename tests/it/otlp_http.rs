@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
+use crate::binary::{SpawnStopped, free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 use crate::otlp_collector::http_collector;
 
@@ -44,8 +44,7 @@ async fn spans_are_exported_over_http_protobuf_when_the_protocol_says_so() {
         .env("OTEL_METRICS_EXPORTER", "none")
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_TRACES_SAMPLER")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     let caller = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
     submit_to(port, clean_order("H-1"), Some(&caller)).await;

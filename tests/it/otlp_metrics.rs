@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data, number_data_point};
 use tally::proto::tally::v1 as pb;
 
-use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
+use crate::binary::{SpawnStopped, free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 use crate::otlp_collector::http_collector;
 
@@ -164,8 +164,7 @@ async fn serve_pushes_its_metrics_over_otlp_grpc_at_each_interval() {
         .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
         .env("OTEL_SERVICE_NAME", "tally-otlp-metrics")
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=it")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     // A push before any record: the counter has not moved yet.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -257,8 +256,7 @@ async fn the_last_values_are_pushed_at_shutdown_over_http_protobuf() {
     // shutdown arrives.
     let mut child = run("serve", &db, port, otlp_port)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     submit(port, clean_order("H-1")).await;
     assert!(posts.lock().unwrap().is_empty());
@@ -290,8 +288,7 @@ async fn otel_metrics_exporter_none_pushes_nothing() {
     let mut child = run("serve", &db, port, otlp_port)
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("OTEL_METRIC_EXPORT_INTERVAL", "50")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     submit(port, clean_order("N-1")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -310,8 +307,7 @@ async fn the_worker_pushes_its_backlog_too() {
     let port = free_port();
     let mut child = run("worker", &db, port, otlp_port)
         .env("OTEL_METRIC_EXPORT_INTERVAL", "100")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let backlog = loop {

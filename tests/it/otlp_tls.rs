@@ -22,7 +22,7 @@ use tally::proto::tally::v1 as pb;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::alerts_tls::TestCa;
-use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
+use crate::binary::{SpawnStopped, free_port, submit_to, tally, terminate, wait_serving};
 use crate::common::*;
 
 /// Span names and metric pushes received.
@@ -118,8 +118,7 @@ async fn traces_and_metrics_reach_an_https_collector_trusted_through_the_certifi
     let port = free_port();
     let mut child = serve(&db, port, otlp)
         .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca_file)
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     submit(port, clean_order("TLS-1")).await;
 
@@ -156,7 +155,7 @@ async fn a_collector_signed_by_an_unknown_ca_gets_nothing_and_tally_serves_on() 
     let (collector, otlp) = tls_collector(&ca).await;
     let db = TestDb::new().await;
     let port = free_port();
-    let mut child = serve(&db, port, otlp).spawn().unwrap();
+    let mut child = serve(&db, port, otlp).spawn_stopped();
     wait_serving(port, &mut child).await;
     submit(port, clean_order("TLS-2")).await;
     // Several metric intervals and span batches go by.

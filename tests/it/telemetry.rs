@@ -22,7 +22,7 @@ use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::alerts::receiver;
-use crate::binary::{free_port, submit_to, tally, terminate, wait_serving};
+use crate::binary::{SpawnStopped, free_port, submit_to, tally, terminate, wait_serving};
 use crate::cash::{bt, payout};
 use crate::common::*;
 
@@ -127,8 +127,7 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_TRACES_SAMPLER")
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
 
     // An order whose fulfilment comes a day after its capture, and the
@@ -537,8 +536,7 @@ async fn without_an_endpoint_logs_still_name_the_callers_trace() {
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     let caller = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
     submit_to(port, clean_order("U-1"), Some(&caller)).await;

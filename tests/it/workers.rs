@@ -1,11 +1,12 @@
 //! Many `tally worker` processes over one backlog: each payout applied
 //! exactly once, and a worker killed with SIGKILL loses and doubles nothing.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tally::proto::tally::v1 as pb;
 
+use crate::binary::{SpawnStopped, Stopped};
 use crate::cash::{account_balance, assert_ledger_sound, bt, capture, inv, payout};
 use crate::common::*;
 
@@ -39,7 +40,7 @@ fn backlog(p: usize) -> Vec<pb::Record> {
     records
 }
 
-fn worker(db_url: &str) -> Child {
+fn worker(db_url: &str) -> Stopped {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -52,8 +53,7 @@ fn worker(db_url: &str) -> Child {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .spawn_stopped()
 }
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn four_worker_processes_apply_each_payout_once_even_when_one_is_killed() 
         PAYOUTS as i64 * 4
     );
 
-    let mut workers: Vec<Child> = (0..4).map(|_| worker(&t.db.url)).collect();
+    let mut workers: Vec<Stopped> = (0..4).map(|_| worker(&t.db.url)).collect();
     // Kill one as soon as the backlog is being worked on, whatever it holds.
     let deadline = Instant::now() + Duration::from_secs(120);
     while t
