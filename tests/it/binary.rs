@@ -97,8 +97,7 @@ async fn migrate_then_serve_then_stop_on_sigterm() {
         .arg("serve")
         .env("DATABASE_URL", &db.url)
         .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     assert!(
         terminate(&mut child, Duration::from_secs(15))
@@ -167,8 +166,7 @@ async fn an_open_stream_cannot_hold_shutdown_past_the_grace_period() {
         .env("DATABASE_URL", &db.url)
         .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("TALLY_SHUTDOWN_GRACE_SECS", "1")
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
@@ -205,8 +203,7 @@ async fn logs_of_serve(db_url: &str, args: &[&str]) -> String {
         .env("RUST_LOG", "info")
         .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_stopped();
     wait_serving(port, &mut child).await;
     assert!(
         terminate(&mut child, Duration::from_secs(15))
