@@ -53,6 +53,20 @@ pub(crate) fn from_finding(
     }
 }
 
+/// Opens (or updates) what detection found, a person's resolutions left
+/// standing ([`respect_people`]), each exception opened counted; returns
+/// the exceptions as stored.
+pub(crate) async fn open_found(
+    conn: &mut Conn,
+    merchant: &str,
+    found: Vec<exceptions::NewException>,
+) -> Result<Vec<exceptions::NewException>> {
+    let found = respect_people(conn, merchant, found).await?;
+    let opened = exceptions::upsert(conn, merchant, &found).await?;
+    telemetry::metrics::global().exceptions_opened(&opened);
+    Ok(found)
+}
+
 /// A fault a person resolved is theirs: the rules finding it again on the
 /// same evidence leave it resolved (the person judged exactly that); on
 /// changed evidence it is a new occurrence, an exception of its own (named
@@ -217,8 +231,7 @@ pub(crate) async fn reconcile(
         );
         merged.push(transaction);
     }
-    let found = respect_people(conn, merchant, found).await?;
-    let opened = exceptions::upsert(conn, merchant, &found).await?;
+    let found = open_found(conn, merchant, found).await?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL
         .into_iter()
@@ -229,9 +242,7 @@ pub(crate) async fn reconcile(
     let resolved = exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
     // Counted as the statements run: an attempt rolled back to be retried
     // (a lost race, rare) is counted again.
-    let metrics = telemetry::metrics::global();
-    metrics.exceptions_opened(&opened);
-    metrics.exceptions_resolved(&resolved);
+    telemetry::metrics::global().exceptions_resolved(&resolved);
     transactions::upsert(conn, merchant, &merged).await?;
     // Comparisons a contract's lag holds back are decided at their deadline.
     rechecks::sync(conn, merchant, orders, &rechecks).await?;

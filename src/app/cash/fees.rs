@@ -11,12 +11,12 @@
 //! journal, or the ingest finds the payout applied and enqueues the check.
 
 use super::{CHECK_PAYOUT_FEES, Work};
-use crate::app::reconcile::{from_finding, respect_people};
+use crate::app::reconcile::{from_finding, open_found};
 use crate::domain::cash_application::payout_fee::{self, PayoutFees};
 use crate::domain::record::{Body, Handoff, Record, RefKind};
 use crate::error::Result;
 use crate::storage::locks::LockKey;
-use crate::storage::{Conn, contracts, deposits, exceptions, jobs, payout_journals};
+use crate::storage::{Conn, contracts, deposits, jobs, payout_journals};
 
 /// The lock id a payout's fee check and the journals naming it share.
 pub(crate) fn lock_id(payout_id: &str) -> String {
@@ -95,10 +95,7 @@ pub(super) async fn evaluate(conn: &mut Conn, merchant: &str, p: &PayoutFees<'_>
     match payout_fee::unallocated(p, &journals, &tolerance) {
         Some(f) => {
             // A person's resolution of the same evidence stands.
-            let found =
-                respect_people(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
-            let opened = exceptions::upsert(conn, merchant, &found).await?;
-            crate::telemetry::metrics::global().exceptions_opened(&opened);
+            open_found(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
         }
         None => deposits::resolve_rules(conn, merchant, &[payout_fee::RULE], payout_id).await?,
     }

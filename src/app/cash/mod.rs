@@ -548,9 +548,7 @@ async fn raise(conn: &mut Conn, merchant: &str, problems: &[Problem]) -> Result<
         return Ok(());
     }
     let found = problems.iter().map(|p| exception(merchant, p)).collect();
-    let found = super::reconcile::respect_people(conn, merchant, found).await?;
-    let opened = exceptions::upsert(conn, merchant, &found).await?;
-    crate::telemetry::metrics::global().exceptions_opened(&opened);
+    super::reconcile::open_found(conn, merchant, found).await?;
     Ok(())
 }
 
