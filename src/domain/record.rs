@@ -87,7 +87,7 @@ impl RecordKind {
     ];
 
     /// The name stored in the database (its CHECK constraint lists these).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             RecordKind::StorefrontOrder => "storefront_order",
             RecordKind::StorefrontTransaction => "storefront_transaction",

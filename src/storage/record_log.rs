@@ -237,8 +237,8 @@ struct LoadedRecord {
     receive_time: DateTime<Utc>,
 }
 
-/// The current version of every record of each order, its own and those linked to it,
-/// read order by order: `OFFSET 0` keeps the per-order subquery from being
+/// The current version of every record of each order, its own and those linked to it
+/// (of the kinds in `$3`, every kind when it is NULL), read order by order: `OFFSET 0` keeps the per-order subquery from being
 /// flattened into a join the planner could turn into a scan of the
 /// merchant's whole log, so each order is two index probes
 /// (record_log_order, record_links' key) whatever the statistics say.
@@ -248,12 +248,14 @@ pub const LOAD_RECORDS: &str = "
     CROSS JOIN LATERAL (
         SELECT r.order_id, r.payload, r.receive_time FROM record_log r
         WHERE r.merchant_id = $1 AND r.is_current AND r.order_id = o.order_id
+          AND ($3::text[] IS NULL OR r.kind = ANY($3::text[]))
         UNION ALL
         SELECT l.order_id, r.payload, r.receive_time
         FROM record_links l
         CROSS JOIN LATERAL (
             SELECT r.payload, r.receive_time FROM record_log r
             WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id AND r.is_current
+              AND ($3::text[] IS NULL OR r.kind = ANY($3::text[]))
             LIMIT 1) r
         WHERE l.merchant_id = $1 AND l.order_id = o.order_id
         OFFSET 0) x";
@@ -265,9 +267,23 @@ pub async fn load_records(
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
+    load_records_of(conn, merchant, orders, None).await
+}
+
+/// [`load_records`] of these kinds only (`RecordKind::key`): a reader that
+/// needs a few kinds skips decoding the rest (an order's balance
+/// transactions, its shipments), which the database then never converts to
+/// text or sends.
+pub async fn load_records_of(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    orders: &[String],
+    kinds: Option<&[&str]>,
+) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
     let rows: Vec<LoadedRecord> = statement(LOAD_RECORDS)
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(orders)
+        .bind::<Nullable<Array<Text>>, _>(kinds)
         .load(conn)
         .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();

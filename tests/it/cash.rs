@@ -533,3 +533,45 @@ async fn the_database_refuses_journal_lines_of_an_entry_that_does_not_exist() {
         .unwrap();
     assert_eq!(t.count("SELECT count(*) FROM journal_lines").await, 2);
 }
+
+/// The worker reads only the kinds of an order's records it plans from: the
+/// filter keeps those, of the order's own records and of those linked to it
+/// (the balance transaction names the charge, not the order), and no filter
+/// keeps them all.
+#[tokio::test]
+async fn an_orders_records_are_read_of_the_kinds_asked_for() {
+    let t = TestApp::start().await;
+    t.submit(vec![
+        capture("7001", "ch_7001", "20.00"),
+        inv("7001", "INV-7001", "20.00", "2026-11-02T12:00:00Z"),
+        bt("txn_7001", "charge", "ch_7001", "20.00", "0.88", "po_7001"),
+    ])
+    .await
+    .unwrap();
+    let store = Store::connect(&t.db.url, 1).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let orders = vec!["7001".to_string()];
+    let kinds_read = async |conn: &mut tally::storage::Conn, kinds: Option<&[&str]>| {
+        let by_order = tally::storage::record_log::load_records_of(conn, "acme", &orders, kinds)
+            .await
+            .unwrap();
+        let mut kinds: Vec<&str> = by_order["7001"]
+            .iter()
+            .map(|s| s.record.kind().as_str())
+            .collect();
+        kinds.sort();
+        kinds.join(",")
+    };
+    assert_eq!(
+        kinds_read(&mut *conn, None).await,
+        "balance_transaction,invoice,processor_payment"
+    );
+    assert_eq!(
+        kinds_read(&mut *conn, Some(&["invoice", "balance_transaction"])).await,
+        "balance_transaction,invoice"
+    );
+    assert_eq!(
+        kinds_read(&mut *conn, Some(&["processor_payment"])).await,
+        "processor_payment"
+    );
+}

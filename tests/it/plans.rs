@@ -202,7 +202,18 @@ async fn write_path_lookups_are_index_probes_without_statistics() {
             &c,
             "order load",
             record_log::LOAD_RECORDS,
-            &[m.clone(), orders.clone()],
+            &[m.clone(), orders.clone(), "NULL".into()],
+        )
+        .await;
+        assert_probes(
+            &c,
+            "order load of some kinds",
+            record_log::LOAD_RECORDS,
+            &[
+                m.clone(),
+                orders.clone(),
+                "'{storefront_order,invoice}'".into(),
+            ],
         )
         .await;
         assert_probes(
@@ -244,7 +255,7 @@ async fn one_order_reads_are_index_probes_without_statistics() {
         &c,
         "GetTransaction's records",
         record_log::LOAD_RECORDS,
-        &[m.clone(), "'{o77}'".into()],
+        &[m.clone(), "'{o77}'".into(), "NULL".into()],
     )
     .await;
     for orders in ["'{o77}'".to_string(), array("o", 50)] {

@@ -9,9 +9,28 @@ use crate::domain::cash_application::order::{Document, Payment};
 use crate::domain::cash_application::plan::{CashEvent, MemoParts, OrderFacts, PayoutTxn};
 use crate::domain::ledger::posting::{Conversion, InvoiceBooking, Tender};
 use crate::domain::money::Money;
-use crate::domain::record::{Body, PaymentType, Record, TenderType};
+use crate::domain::record::{Body, PaymentType, Record, RecordKind, TenderType};
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
+
+/// The kinds of an order's records the planner reads ([`order_facts`], the
+/// presentment of a payout's transactions): only these are loaded, not the
+/// order's balance transactions (a payout reads its own), shipments or journals.
+pub(crate) const ORDER_KINDS: [&str; 4] = [
+    RecordKind::StorefrontOrder.as_str(),
+    RecordKind::Invoice.as_str(),
+    RecordKind::CreditMemo.as_str(),
+    RecordKind::ProcessorPayment.as_str(),
+];
+
+/// The orders' current records of the kinds the planner reads.
+pub(crate) async fn order_records(
+    conn: &mut crate::storage::Conn,
+    merchant: &str,
+    orders: &[String],
+) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
+    crate::storage::record_log::load_records_of(conn, merchant, orders, Some(&ORDER_KINDS)).await
+}
 
 pub(crate) fn date(r: &Record) -> NaiveDate {
     r.event_time.date_naive()

@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::storage::jobs::{self, Job};
 use crate::storage::ledger::{self, PayoutRow};
 use crate::storage::locks::{self, LockKey};
-use crate::storage::{Conn, exceptions, record_log};
+use crate::storage::{Conn, exceptions};
 
 /// Job kinds (the queue is generic; these are cash application's).
 pub const APPLY_PAYOUT: &str = "apply_payout";
@@ -249,7 +249,7 @@ async fn load_orders(
 ) -> Result<(StoredByOrder, BTreeMap<String, OrderFacts>)> {
     let records = match loaded {
         Some(r) => r,
-        None => record_log::load_records(conn, merchant, orders).await?,
+        None => facts::order_records(conn, merchant, orders).await?,
     };
     let mut events = ledger::load_events(conn, merchant, orders).await?;
     // Refunds a newly arrived credit memo may book late need their processor conversion.

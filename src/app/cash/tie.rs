@@ -19,7 +19,7 @@ use crate::domain::cash_application::orphans::{
 use crate::domain::cash_application::plan::PayoutTxn;
 use crate::domain::record::Record;
 use crate::error::Result;
-use crate::storage::{Conn, ledger, ledger_entries, open_invoices, record_log};
+use crate::storage::{Conn, ledger, ledger_entries, open_invoices};
 
 /// A payout's balance transactions tied to their orders.
 pub(super) struct Tied {
@@ -52,7 +52,7 @@ pub(super) async fn tied_txns(
     if !lock_orders(conn, merchant, &candidate_orders).await? {
         return Ok(None);
     }
-    let stored = record_log::load_records(conn, merchant, &candidate_orders).await?;
+    let stored = facts::order_records(conn, merchant, &candidate_orders).await?;
     let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
     let Some((orphans, stored)) = tie_orphans(conn, merchant, txns, stored, reversing).await?
     else {
@@ -91,7 +91,7 @@ async fn tie_orphans(
         if !lock_orders(conn, merchant, &orders).await? {
             return Ok(None);
         }
-        stored.extend(record_log::load_records(conn, merchant, &orders).await?);
+        stored.extend(facts::order_records(conn, merchant, &orders).await?);
         return Ok(Some((split, stored)));
     }
     let first = matched(conn, merchant, txns.clone()).await?;
@@ -108,7 +108,7 @@ async fn tie_orphans(
     if settled.orders != first.orders {
         return Ok(None);
     }
-    stored.extend(record_log::load_records(conn, merchant, &orders).await?);
+    stored.extend(facts::order_records(conn, merchant, &orders).await?);
     Ok(Some((settled, stored)))
 }
 
