@@ -11,7 +11,9 @@
 //! database (`log_min_duration_statement = 0`, no parameters);
 //! TALLY_BENCH_WINDOWS prints each drain's start and end (CLOCK_MONOTONIC,
 //! for `perf report --time` of a `perf record -k CLOCK_MONOTONIC`);
-//! TALLY_BENCH_KEEP keeps the database for `EXPLAIN ANALYZE`.
+//! TALLY_BENCH_KEEP keeps the database for `EXPLAIN ANALYZE`;
+//! TALLY_BENCH_CREATE_OPTIONS is appended to its `CREATE DATABASE` (e.g.
+//! `TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`).
 //!
 //! Each payout sweeps PER_PAYOUT charges, one per order (order, capture,
 //! invoice submitted beforehand; not timed). Rows:

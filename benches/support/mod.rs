@@ -110,7 +110,13 @@ pub async fn scratch_database(prefix: &str) -> (tokio_postgres::Client, String, 
     tokio::spawn(conn);
     let db = format!("{prefix}_{}", std::process::id());
     admin
-        .execute(&format!("CREATE DATABASE {db}"), &[])
+        .execute(
+            &format!(
+                "CREATE DATABASE {db} {}",
+                std::env::var("TALLY_BENCH_CREATE_OPTIONS").unwrap_or_default()
+            ),
+            &[],
+        )
         .await
         .unwrap();
     let url = url_for(&admin_url, &db);

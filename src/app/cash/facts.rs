@@ -13,23 +13,45 @@ use crate::domain::record::{Body, PaymentType, Record, RecordKind, TenderType};
 use crate::domain::transaction::StoredRecord;
 use crate::error::{Error, Result};
 
-/// The kinds of an order's records the planner reads ([`order_facts`], the
-/// presentment of a payout's transactions): only these are loaded, not the
-/// order's balance transactions (a payout reads its own), shipments or journals.
-pub(crate) const ORDER_KINDS: [&str; 4] = [
+/// The kinds of an order's records the planner reads ([`order_facts`]): only
+/// these are loaded, not the order's balance transactions (a payout reads its
+/// own), shipments or journals.
+const PLANNER_KINDS: [&str; 3] = [
     RecordKind::StorefrontOrder.as_str(),
     RecordKind::Invoice.as_str(),
     RecordKind::CreditMemo.as_str(),
+];
+
+/// With the processor's payments: a converted transaction's presentment
+/// amount is its payment's ([`payout_txns`]).
+const CONVERTED_KINDS: [&str; 4] = [
+    PLANNER_KINDS[0],
+    PLANNER_KINDS[1],
+    PLANNER_KINDS[2],
     RecordKind::ProcessorPayment.as_str(),
 ];
 
-/// The orders' current records of the kinds the planner reads.
+/// The orders' current records of the kinds the planner reads, and their
+/// processor payments when `converted` (a payout with a transaction the
+/// processor converted from another currency).
 pub(crate) async fn order_records(
     conn: &mut crate::storage::Conn,
     merchant: &str,
     orders: &[String],
+    converted: bool,
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
-    crate::storage::record_log::load_records_of(conn, merchant, orders, Some(&ORDER_KINDS)).await
+    let kinds: &[&str] = if converted {
+        &CONVERTED_KINDS
+    } else {
+        &PLANNER_KINDS
+    };
+    crate::storage::record_log::load_records_of(conn, merchant, orders, Some(kinds)).await
+}
+
+/// Whether any of these balance transactions was converted (has a rate).
+pub(crate) fn any_converted(txns: &[Record]) -> bool {
+    txns.iter()
+        .any(|r| matches!(&r.body, Body::BalanceTransaction(b) if b.exchange_rate.is_some()))
 }
 
 pub(crate) fn date(r: &Record) -> NaiveDate {

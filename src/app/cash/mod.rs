@@ -249,7 +249,7 @@ async fn load_orders(
 ) -> Result<(StoredByOrder, BTreeMap<String, OrderFacts>)> {
     let records = match loaded {
         Some(r) => r,
-        None => facts::order_records(conn, merchant, orders).await?,
+        None => facts::order_records(conn, merchant, orders, false).await?,
     };
     let mut events = ledger::load_events(conn, merchant, orders).await?;
     // Refunds a newly arrived credit memo may book late need their processor conversion.

@@ -52,9 +52,11 @@ pub(super) async fn tied_txns(
     if !lock_orders(conn, merchant, &candidate_orders).await? {
         return Ok(None);
     }
-    let stored = facts::order_records(conn, merchant, &candidate_orders).await?;
+    let converted = facts::any_converted(txn_records);
+    let stored = facts::order_records(conn, merchant, &candidate_orders, converted).await?;
     let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
-    let Some((orphans, stored)) = tie_orphans(conn, merchant, txns, stored, reversing).await?
+    let Some((orphans, stored)) =
+        tie_orphans(conn, merchant, txns, stored, reversing, converted).await?
     else {
         return Ok(None);
     };
@@ -76,6 +78,7 @@ async fn tie_orphans(
     txns: Vec<PayoutTxn>,
     mut stored: StoredByOrder,
     reversing: Option<&str>,
+    converted: bool,
 ) -> Result<Option<(Orphans, StoredByOrder)>> {
     if !txns.iter().any(is_orphan_charge) {
         let txns = Orphans {
@@ -91,7 +94,7 @@ async fn tie_orphans(
         if !lock_orders(conn, merchant, &orders).await? {
             return Ok(None);
         }
-        stored.extend(facts::order_records(conn, merchant, &orders).await?);
+        stored.extend(facts::order_records(conn, merchant, &orders, converted).await?);
         return Ok(Some((split, stored)));
     }
     let first = matched(conn, merchant, txns.clone()).await?;
@@ -108,7 +111,7 @@ async fn tie_orphans(
     if settled.orders != first.orders {
         return Ok(None);
     }
-    stored.extend(facts::order_records(conn, merchant, &orders).await?);
+    stored.extend(facts::order_records(conn, merchant, &orders, converted).await?);
     Ok(Some((settled, stored)))
 }
 
