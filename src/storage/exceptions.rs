@@ -163,14 +163,17 @@ pub async fn conflicted_orders(
 
 /// The unresolved exceptions of these types on these orders, outside
 /// `keep`: an index probe of exceptions_by_order per order, whatever the
-/// statistics say (as in [`CONFLICTED_ORDERS`]).
+/// statistics say (as in [`CONFLICTED_ORDERS`]). The order's exceptions are
+/// judged after the probe's `OFFSET 0`: with `state <> 'resolved'` beside
+/// it, a plan made on empty tables took the partial unresolved-exceptions
+/// index, bound by the merchant alone, and kept it as they grew.
 pub const RESOLVABLE: &str = "
     SELECT e.exception_id FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
     CROSS JOIN LATERAL (
-        SELECT e.exception_id FROM exceptions e
-        WHERE e.merchant_id = $1 AND e.order_id = o.order_id AND e.state <> 'resolved'
-          AND e.type = ANY($3) AND NOT (e.exception_id = ANY($4))
-        OFFSET 0) e";
+        SELECT e.exception_id, e.state, e.type FROM exceptions e
+        WHERE e.merchant_id = $1 AND e.order_id = o.order_id
+        OFFSET 0) e
+    WHERE e.state <> 'resolved' AND e.type = ANY($3) AND NOT (e.exception_id = ANY($4))";
 
 #[derive(QueryableByName)]
 struct IdRow {
@@ -342,13 +345,16 @@ pub struct ExceptionFilter {
 /// The unresolved exceptions of one order, oldest first. Found by the order
 /// (exceptions_by_order) and then sorted: asked for in `create_time` order
 /// directly, a planner without statistics walks the merchant's whole
-/// exceptions_by_time index to skip the sort of one row.
+/// exceptions_by_time index to skip the sort of one row. The state is
+/// judged after the probe: beside it, a plan made on empty tables took the
+/// partial unresolved-exceptions index, bound by the merchant alone.
 pub fn unresolved_sql() -> String {
     format!(
         "SELECT * FROM (
              SELECT {EXCEPTION_COLUMNS} FROM exceptions
-             WHERE merchant_id = $1 AND order_id = $2 AND state <> 'resolved'
+             WHERE merchant_id = $1 AND order_id = $2
              OFFSET 0) e
+         WHERE state <> 'resolved'
          ORDER BY create_time, exception_id"
     )
 }

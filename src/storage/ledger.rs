@@ -166,27 +166,31 @@ fn currency(code: &str) -> Result<Currency> {
     Currency::from_code(code).ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))
 }
 
+/// Order by order (a key probe each): `order_id = ANY($2)` let the planner
+/// scan the merchant's whole history and filter it. `OFFSET 0` keeps the
+/// probe from being flattened into a join: a plan made on empty tables
+/// turned it round, the merchant's events outside and the orders inside.
+pub const LOAD_EVENTS: &str = "
+    SELECT e.order_id, e.kind, e.ref_id, e.target_id, e.tender, e.event_date,
+        e.currency_code, e.amount
+    FROM (SELECT DISTINCT unnest($2::text[])) AS o(order_id)
+    CROSS JOIN LATERAL (
+      SELECT * FROM order_cash_events c
+      WHERE c.merchant_id = $1 AND c.order_id = o.order_id
+      OFFSET 0) e
+    ORDER BY e.order_id, e.event_no";
+
 /// Each order's cash events, in the order they were applied.
 pub async fn load_events(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<CashEvent>>> {
-    let rows: Vec<EventRow> = statement(
-        // Order by order (a key probe each): `order_id = ANY($2)` let the
-        // planner scan the merchant's whole history and filter it.
-        "SELECT e.order_id, e.kind, e.ref_id, e.target_id, e.tender, e.event_date,
-             e.currency_code, e.amount
-         FROM (SELECT DISTINCT unnest($2::text[])) AS o(order_id)
-         CROSS JOIN LATERAL (
-           SELECT * FROM order_cash_events c
-           WHERE c.merchant_id = $1 AND c.order_id = o.order_id) e
-         ORDER BY e.order_id, e.event_no",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(orders)
-    .load(conn)
-    .await?;
+    let rows: Vec<EventRow> = statement(LOAD_EVENTS)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(orders)
+        .load(conn)
+        .await?;
     let mut out: BTreeMap<String, Vec<CashEvent>> = BTreeMap::new();
     for r in rows {
         let kind = EventKind::from_key(&r.kind)
@@ -525,6 +529,15 @@ pub async fn payout_records(
     Ok((records(payout)?, records(txns)?))
 }
 
+/// A primary-key probe per id, whatever the statistics say (a payout asks
+/// for hundreds at once).
+pub const ORDERS_OF_REFS: &str = "
+    SELECT x.ref_id, o.order_id FROM (SELECT DISTINCT unnest($2::text[])) AS x(ref_id)
+    CROSS JOIN LATERAL (
+      SELECT r.order_id FROM order_refs r
+      WHERE r.merchant_id = $1 AND r.ref_id = x.ref_id
+      ORDER BY r.order_id LIMIT 1) AS o";
+
 /// The order each external id belongs to (the first, if several claim it).
 pub async fn orders_of_refs(
     conn: &mut AsyncPgConnection,
@@ -538,18 +551,10 @@ pub async fn orders_of_refs(
         #[diesel(sql_type = Text)]
         order_id: String,
     }
-    let rows: Vec<Row> = statement(
-        // A primary-key probe per id, whatever the statistics say (a payout
-        // asks for hundreds at once).
-        "SELECT x.ref_id, o.order_id FROM (SELECT DISTINCT unnest($2::text[])) AS x(ref_id)
-         CROSS JOIN LATERAL (
-           SELECT r.order_id FROM order_refs r
-           WHERE r.merchant_id = $1 AND r.ref_id = x.ref_id
-           ORDER BY r.order_id LIMIT 1) AS o",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(refs)
-    .load(conn)
-    .await?;
+    let rows: Vec<Row> = statement(ORDERS_OF_REFS)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(refs)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| (r.ref_id, r.order_id)).collect())
 }

@@ -237,11 +237,17 @@ struct LoadedRecord {
     receive_time: DateTime<Utc>,
 }
 
-/// The current version of every record of each order, its own and those linked to it
-/// (of the kinds in `$3`, every kind when it is NULL), read order by order: `OFFSET 0` keeps the per-order subquery from being
+/// The current version of every record of each order, its own and those
+/// linked to it (of the kinds in `$3`, every kind when it is NULL), read
+/// order by order: `OFFSET 0` keeps the per-order subquery from being
 /// flattened into a join the planner could turn into a scan of the
 /// merchant's whole log, so each order is two index probes
-/// (record_log_order, record_links' key) whatever the statistics say.
+/// (record_log_order, record_links' key) and each linked record one probe of
+/// record_log's key, whatever the statistics say. The linked record is
+/// found by its key alone and judged (current, kind) after its own `OFFSET
+/// 0`: with `is_current` beside the key, a plan made on empty tables took the
+/// partial current-records index, bound by the merchant alone, and kept it
+/// as they grew (`tests/it/plans.rs`).
 pub const LOAD_RECORDS: &str = "
     SELECT x.order_id, x.payload::text AS payload, x.receive_time
     FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
@@ -253,11 +259,11 @@ pub const LOAD_RECORDS: &str = "
         SELECT l.order_id, r.payload, r.receive_time
         FROM record_links l
         CROSS JOIN LATERAL (
-            SELECT r.payload, r.receive_time FROM record_log r
-            WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id AND r.is_current
-              AND ($3::text[] IS NULL OR r.kind = ANY($3::text[]))
-            LIMIT 1) r
-        WHERE l.merchant_id = $1 AND l.order_id = o.order_id
+            SELECT r.payload, r.receive_time, r.is_current, r.kind FROM record_log r
+            WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+            OFFSET 0) r
+        WHERE l.merchant_id = $1 AND l.order_id = o.order_id AND r.is_current
+          AND ($3::text[] IS NULL OR r.kind = ANY($3::text[]))
         OFFSET 0) x";
 
 /// The current version of every record of each order: its own, and those tied to it

@@ -27,16 +27,19 @@ const TABLES: [&str; 6] = [
     "exceptions",
 ];
 
-/// A database whose tables hold one merchant's rows and no statistics
-/// (autovacuum kept away, whatever the server's setting).
-async fn grown() -> (TestDb, tokio_postgres::Client) {
-    let db = TestDb::new().await;
-    let c = db.client().await;
+/// Keeps autovacuum (and its ANALYZE) away from the tables, whatever the
+/// server's setting. DDL: done before anything is prepared, as it would
+/// make PostgreSQL replan every cached statement.
+async fn quiet(c: &tokio_postgres::Client) {
     for t in TABLES {
         c.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
             .await
             .unwrap();
     }
+}
+
+/// One merchant's rows: ORDERS orders, three records each.
+async fn grow(c: &tokio_postgres::Client) {
     c.batch_execute(&format!(
         "INSERT INTO record_log (merchant_id, source_system, kind, source_id, order_id, outcome,
              content_hash, payload, currency_code, amount, event_time)
@@ -59,6 +62,15 @@ async fn grown() -> (TestDb, tokio_postgres::Client) {
     ))
     .await
     .unwrap();
+}
+
+/// A database whose tables hold one merchant's rows and no statistics
+/// (autovacuum kept away, whatever the server's setting).
+async fn grown() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    quiet(&c).await;
+    grow(&c).await;
     let never: i64 = c
         .query_one(
             "SELECT count(*) FROM pg_stat_user_tables
@@ -144,23 +156,28 @@ fn describe(plan: &[Value]) -> String {
 /// a table, no join that reads one side whole.
 async fn assert_probes(c: &tokio_postgres::Client, what: &str, sql: &str, args: &[String]) {
     for plan in plans(c, sql, args).await {
-        let shown = describe(&plan);
-        for n in &plan {
-            let kind = n["Node Type"].as_str().unwrap_or("");
+        check_probes(what, &plan);
+    }
+}
+
+/// [`assert_probes`] of one plan.
+fn check_probes(what: &str, plan: &[Value]) {
+    let shown = describe(plan);
+    for n in plan {
+        let kind = n["Node Type"].as_str().unwrap_or("");
+        assert!(
+            !matches!(
+                kind,
+                "Seq Scan" | "Bitmap Heap Scan" | "Hash Join" | "Merge Join" | "Hash"
+            ),
+            "{what}: {kind} in\n  {shown}"
+        );
+        if kind.starts_with("Index") {
+            let cond = n["Index Cond"].as_str().unwrap_or("");
             assert!(
-                !matches!(
-                    kind,
-                    "Seq Scan" | "Bitmap Heap Scan" | "Hash Join" | "Merge Join" | "Hash"
-                ),
-                "{what}: {kind} in\n  {shown}"
+                cond.contains(" AND "),
+                "{what}: an index scan bound by the merchant alone ({cond}) in\n  {shown}"
             );
-            if kind.starts_with("Index") {
-                let cond = n["Index Cond"].as_str().unwrap_or("");
-                assert!(
-                    cond.contains(" AND "),
-                    "{what}: an index scan bound by the merchant alone ({cond}) in\n  {shown}"
-                );
-            }
         }
     }
 }
@@ -324,4 +341,111 @@ async fn pages_follow_their_index_without_statistics() {
         format!("'{}'", cursor.id),
     ];
     assert_page(&c, "ListExceptions filtered, after a cursor", &sql, &args).await;
+}
+
+/// A connection keeps a prepared statement's generic plan once PostgreSQL
+/// picks it (after five runs), and only DDL or ANALYZE replans it; inserts
+/// do not. So a plan made while the tables were empty (a new deployment,
+/// autovacuum off) is still the plan when they hold millions of rows: each
+/// lookup's generic plan, made on empty tables and explained once they have
+/// grown, must still be probes.
+#[tokio::test]
+async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    quiet(&c).await;
+    let m = "'m1'".to_string();
+    let orders = array("o", 100);
+    let lookups: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "key lookup",
+            record_log::FETCH_ACCEPTED.into(),
+            vec![
+                m.clone(),
+                repeated("shopify", 100),
+                repeated("storefront_order", 100),
+                array("shopify-", 100),
+            ],
+        ),
+        (
+            "order load",
+            record_log::LOAD_RECORDS.into(),
+            vec![m.clone(), orders.clone(), "NULL".into()],
+        ),
+        (
+            "order load of some kinds",
+            record_log::LOAD_RECORDS.into(),
+            vec![m.clone(), orders.clone(), "'{invoice}'".into()],
+        ),
+        (
+            "conflicted orders",
+            exceptions::CONFLICTED_ORDERS.into(),
+            vec![m.clone(), orders.clone()],
+        ),
+        (
+            "exceptions to resolve",
+            exceptions::RESOLVABLE.into(),
+            vec![
+                m.clone(),
+                orders.clone(),
+                "'{amount_mismatch}'".into(),
+                "'{}'".into(),
+            ],
+        ),
+        (
+            "links",
+            links::LINK.into(),
+            vec![m.clone(), array("ch_o", 100)],
+        ),
+        (
+            "GetTransaction",
+            transactions::get_sql(),
+            vec![m.clone(), "'o77'".into()],
+        ),
+        (
+            "the orders' record versions",
+            record_versions::ORDER_HISTORIES.into(),
+            vec![m.clone(), orders.clone()],
+        ),
+        (
+            "GetReconciliationStatus's exceptions",
+            exceptions::unresolved_sql(),
+            vec![m.clone(), "'o77'".into()],
+        ),
+        (
+            "the orders' cash events",
+            tally::storage::ledger::LOAD_EVENTS.into(),
+            vec![m.clone(), orders.clone()],
+        ),
+        (
+            "a payout's charges' orders",
+            tally::storage::ledger::ORDERS_OF_REFS.into(),
+            vec![m.clone(), array("ch_o", 100)],
+        ),
+    ];
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    for (i, (_, sql, args)) in lookups.iter().enumerate() {
+        c.batch_execute(&format!(
+            "PREPARE kept{i} AS {sql}; EXECUTE kept{i}({})",
+            args.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    grow(&c).await;
+    for (i, (what, _, args)) in lookups.iter().enumerate() {
+        let row = c
+            .query_one(
+                &format!("EXPLAIN (FORMAT JSON) EXECUTE kept{i}({})", args.join(", ")),
+                &[],
+            )
+            .await
+            .unwrap();
+        let json: Value = row.get(0);
+        let mut plan = vec![];
+        nodes(&json[0]["Plan"], &mut plan);
+        check_probes(&format!("{what}, planned on empty tables"), &plan);
+    }
 }
