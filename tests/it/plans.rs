@@ -449,3 +449,39 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
         check_probes(&format!("{what}, planned on empty tables"), &plan);
     }
 }
+
+/// Every text column compares as bytes (migration 000016), whatever the
+/// server's default collation: no strcoll per index comparison, and an
+/// order that no C library upgrade can change under an index. A migration
+/// that adds a text column must say `COLLATE "C"`.
+#[tokio::test]
+async fn every_text_column_is_collated_c() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rows = c
+        .query(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns
+             WHERE table_schema = current_schema() AND data_type = 'text'
+               AND table_name NOT LIKE '\\_\\_diesel%'
+               AND collation_name IS DISTINCT FROM 'C'
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let other: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(
+        other.is_empty(),
+        "text columns not collated \"C\": {other:?}"
+    );
+    let all: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_schema = current_schema() AND data_type = 'text'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(all > 50, "the schema's text columns were not found ({all})");
+}
