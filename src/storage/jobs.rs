@@ -156,6 +156,12 @@ pub async fn claim_kinds(
     if kinds.is_empty() {
         return Ok(vec![]);
     }
+    let sql = claim_sql(kinds)?;
+    Ok(statement(sql).bind::<Text, _>(merchant).load(conn).await?)
+}
+
+/// The text of [`claim_kinds`]; the merchant is `$1`.
+pub fn claim_sql(kinds: &[(&str, i64, Option<&str>)]) -> Result<String> {
     // One arm per kind, the kinds and limits written into the text: they are
     // the caller's constants, so the text is the same at every call, and with
     // the merchant its only parameter the planner keeps one generic plan
@@ -187,12 +193,11 @@ pub async fn claim_kinds(
             (*limit).max(1)
         ));
     }
-    let sql = format!(
+    Ok(format!(
         "SELECT merchant_id, kind, subject_id, attempts FROM ({}) j
          ORDER BY n, run_after, subject_id",
         arms.join(" UNION ALL ")
-    );
-    Ok(statement(sql).bind::<Text, _>(merchant).load(conn).await?)
+    ))
 }
 
 /// Takes over and finishes the ready jobs of `kind` for these subjects that

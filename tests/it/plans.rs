@@ -18,7 +18,8 @@ use crate::common::TestDb;
 /// Orders of the one merchant; three records each, as a batch writes them.
 const ORDERS: i32 = 3000;
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
+    "jobs",
     "record_log",
     "order_refs",
     "record_refs",
@@ -58,6 +59,9 @@ async fn grow(c: &tokio_postgres::Client) {
              subject, summary, details)
          SELECT 'm1', md5(i::text)::uuid, 'o' || i, 'amount_mismatch', 'invoice_to_payment',
              'open', 'r', 's' || i, 's', '{{}}'
+         FROM generate_series(1, {ORDERS}) i;
+         INSERT INTO jobs (merchant_id, kind, subject_id, run_after)
+         SELECT 'm1', 'apply_order', 'o' || i, now() - i * interval '1 s'
          FROM generate_series(1, {ORDERS}) i;"
     ))
     .await
@@ -421,6 +425,16 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
             "a payout's charges' orders",
             tally::storage::ledger::ORDERS_OF_REFS.into(),
             vec![m.clone(), array("ch_o", 100)],
+        ),
+        (
+            "the cash worker's batch claim",
+            tally::storage::jobs::claim_sql(&[
+                ("apply_payout", 1, None),
+                ("apply_order", 32, Some("apply_payout")),
+                ("check_payout", 32, None),
+            ])
+            .unwrap(),
+            vec![m.clone()],
         ),
     ];
     c.batch_execute("SET plan_cache_mode = force_generic_plan")
