@@ -13,7 +13,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::statement::{Bind, statement};
+use super::statement::{Bind, planned_each_run, statement};
 use crate::error::Result;
 
 /// A claimed job.
@@ -200,6 +200,29 @@ pub fn claim_sql(kinds: &[(&str, i64, Option<&str>)]) -> Result<String> {
     ))
 }
 
+/// [`absorb`]'s statement. The free rows are locked first (an init plan, once): one primary-key
+/// probe per subject, whatever the table's statistics say (`state <>
+/// 'parked'`, the same as `= 'ready'` under the CHECK, keeps the
+/// planner off `jobs_ready`, which it picked on stale statistics and
+/// then filtered the merchant's whole backlog, per subject). The
+/// locked rows are then deleted by their ctid: stable, as they are
+/// locked by this statement. Without statistics that delete is a TID
+/// scan only once the queue is large (from about 10,000 jobs; below,
+/// a scan of the merchant's jobs, at most a few ms), so it is planned
+/// at each run: a plan kept from when the queue was small would scan
+/// it whole per payout in a backlog of any size. The merchant filter
+/// stays (on Citus it routes the delete to the merchant's shard; a
+/// ctid means nothing on another).
+pub const ABSORB: &str = "DELETE FROM jobs
+    WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
+      SELECT f.ctid FROM (SELECT DISTINCT unnest($3::text[])) AS x(subject_id)
+      CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE merchant_id = $1 AND kind = $2 AND subject_id = x.subject_id
+          AND state <> 'parked'
+        FOR UPDATE SKIP LOCKED) f))
+    RETURNING subject_id";
+
 /// Takes over and finishes the ready jobs of `kind` for these subjects that
 /// no other transaction holds (claimed or not, due or backing off), because
 /// the caller's work, in the same transaction, does theirs. Rows another
@@ -218,45 +241,36 @@ pub async fn absorb(
         #[diesel(sql_type = Text)]
         subject_id: String,
     }
-    let rows: Vec<Subject> = statement(
-        // The free rows are locked first (an init plan, once): one primary-key
-        // probe per subject, whatever the table's statistics say (`state <>
-        // 'parked'`, the same as `= 'ready'` under the CHECK, keeps the
-        // planner off `jobs_ready`, which it picked on stale statistics and
-        // then filtered the merchant's whole backlog, per subject). The
-        // locked rows are then deleted by their ctid: stable, as they are
-        // locked by this statement.
-        "DELETE FROM jobs
-         WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
-           SELECT f.ctid FROM (SELECT DISTINCT unnest($3::text[])) AS x(subject_id)
-           CROSS JOIN LATERAL (
-             SELECT ctid FROM jobs
-             WHERE merchant_id = $1 AND kind = $2 AND subject_id = x.subject_id
-               AND state <> 'parked'
-             FOR UPDATE SKIP LOCKED) f))
-         RETURNING subject_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(kind)
-    .bind::<Array<Text>, _>(subjects)
-    .load(conn)
-    .await?;
+    let rows: Vec<Subject> = planned_each_run(ABSORB)
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(kind)
+        .bind::<Array<Text>, _>(subjects)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.subject_id).collect())
 }
 
-/// Several claimed jobs of one kind are done: gone, in their work's transaction.
+/// Several claimed jobs of one kind are done: gone, in their work's
+/// transaction. The caller holds their rows (its claim), so [`absorb`]
+/// takes every one of them: found by key and deleted by ctid. (`subject_id
+/// = ANY($3)` was planned, without statistics, as a read of the merchant's
+/// whole queue of that kind filtered by subject: 18 ms for a batch of 32
+/// in a queue of 100,000.)
 pub async fn complete_all(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     kind: &str,
     subjects: &[String],
 ) -> Result<()> {
-    statement("DELETE FROM jobs WHERE merchant_id = $1 AND kind = $2 AND subject_id = ANY($3)")
-        .bind::<Text, _>(merchant)
-        .bind::<Text, _>(kind)
-        .bind::<Array<Text>, _>(subjects)
-        .execute(conn)
-        .await?;
+    let done = absorb(conn, merchant, kind, subjects).await?;
+    debug_assert_eq!(
+        done.len(),
+        subjects
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "a claimed job of {merchant} was not ours to complete"
+    );
     Ok(())
 }
 

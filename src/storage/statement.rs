@@ -18,10 +18,26 @@ use diesel::sql_types::{HasSqlType, Untyped};
 #[derive(Debug, Clone)]
 pub(crate) struct Statement {
     sql: String,
+    prepared: bool,
 }
 
 pub(crate) fn statement(sql: impl Into<String>) -> Statement {
-    Statement { sql: sql.into() }
+    Statement {
+        sql: sql.into(),
+        prepared: true,
+    }
+}
+
+/// A statement sent unnamed: planned at each run with its values, for the
+/// tables as they are then, never kept (one more round trip). For a
+/// statement whose only good plan depends on a table's size, where a plan
+/// a connection kept from when the table was small would scan it as it
+/// grows (`jobs::absorb`).
+pub(crate) fn planned_each_run(sql: impl Into<String>) -> Statement {
+    Statement {
+        sql: sql.into(),
+        prepared: false,
+    }
 }
 
 /// A statement (or a bound statement) with one more value.
@@ -46,6 +62,9 @@ impl<Q, V, ST> Bind for Bound<Q, V, ST> {}
 
 impl QueryFragment<Pg> for Statement {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if !self.prepared {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql(&self.sql);
         Ok(())
     }

@@ -499,3 +499,73 @@ async fn every_text_column_is_collated_c() {
         .get(0);
     assert!(all > 50, "the schema's text columns were not found ({all})");
 }
+
+/// Taking over a payout's order jobs (and completing a batch of them) on a
+/// large queue without statistics: the locked rows found by key, then
+/// deleted by a TID scan, never by a read of the merchant's whole queue.
+/// The statement is planned at each run (never kept prepared), so a plan
+/// made while the queue was small is not the plan for a backlog.
+#[tokio::test]
+async fn taking_over_jobs_in_a_large_queue_reads_only_those_jobs() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "ALTER TABLE jobs SET (autovacuum_enabled = false);
+         INSERT INTO jobs (merchant_id, kind, subject_id)
+         SELECT 'm1', 'apply_order', 'o' || i FROM generate_series(1, 30000) i;",
+    )
+    .await
+    .unwrap();
+    let subjects = array("o", 100);
+    c.batch_execute("BEGIN").await.unwrap();
+    let row = c
+        .query_one(
+            &format!(
+                "EXPLAIN (FORMAT JSON) {}",
+                tally::storage::jobs::ABSORB
+                    .replace("$1", "'m1'")
+                    .replace("$2", "'apply_order'")
+                    .replace("$3", &subjects)
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let json: Value = row.get(0);
+    let mut plan = vec![];
+    nodes(&json[0]["Plan"], &mut plan);
+    let shown = describe(&plan);
+    assert!(
+        plan.iter().any(|n| n["Node Type"] == "Tid Scan"),
+        "no TID scan:\n  {shown}"
+    );
+    check_probes("taking over jobs", &plan);
+
+    // Through the pool: the delete ran, and the connection kept no
+    // prepared statement of it.
+    let store = tally::storage::Store::connect(&db.url, 1).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let taken = tally::storage::jobs::absorb(
+        &mut conn,
+        "m1",
+        "apply_order",
+        &["o1".to_string(), "o2".to_string()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.len(), 2);
+    #[derive(diesel::QueryableByName)]
+    struct Kept {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel_async::RunQueryDsl;
+    let kept: Kept = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%DELETE FROM jobs%' AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .get_result(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(kept.n, 0, "the delete was kept as a prepared statement");
+}
