@@ -318,8 +318,9 @@ async fn submit_in_tx(
             .insert(conn, merchant, sub.request_id)
             .await?;
     }
-    let opened = exceptions::upsert(conn, merchant, &judged.conflicts).await?;
-    telemetry::metrics::global().exceptions_opened(&opened);
+    // A person's resolution stands on the same evidence, here as for an
+    // order's faults (`open_found`).
+    super::reconcile::open_found(conn, merchant, judged.conflicts).await?;
     let mut touched = judged.touched;
     // Records of no single order: their own figures are checked now, and
     // they join the orders whose ids they name.
@@ -329,8 +330,7 @@ async fn submit_in_tx(
         .flat_map(|(_, r)| record_findings(r))
         .map(|f| from_finding(merchant, None, &f))
         .collect();
-    let opened = exceptions::upsert(conn, merchant, &standalone).await?;
-    telemetry::metrics::global().exceptions_opened(&opened);
+    super::reconcile::open_found(conn, merchant, standalone).await?;
     touched.extend(link(conn, merchant, &new_records).await?);
 
     // Orders reached only through links were not locked with the rest:

@@ -476,6 +476,12 @@ struct EvidenceRow {
     details: serde_json::Value,
 }
 
+/// [`person_resolved`]'s statement.
+pub const PERSON_RESOLVED: &str = "
+    SELECT exception_id, details FROM exceptions
+    WHERE merchant_id = $1 AND exception_id = ANY($2) AND state = 'resolved'
+      AND resolved_by IS DISTINCT FROM 'rules'";
+
 /// Of `ids`, those a person resolved (not the rules), with the evidence
 /// they were resolved on.
 pub async fn person_resolved(
@@ -486,16 +492,12 @@ pub async fn person_resolved(
     if ids.is_empty() {
         return Ok(Default::default());
     }
-    Ok(statement(
-        "SELECT exception_id, details FROM exceptions
-         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state = 'resolved'
-           AND resolved_by IS DISTINCT FROM 'rules'",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .load::<EvidenceRow>(conn)
-    .await?
-    .into_iter()
-    .map(|r| (r.exception_id, r.details))
-    .collect())
+    Ok(statement(PERSON_RESOLVED)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .load::<EvidenceRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.exception_id, r.details))
+        .collect())
 }

@@ -503,3 +503,68 @@ async fn the_fx_rate_tolerance_is_the_contracts() {
             .is_empty()
     );
 }
+
+/// A balance transaction of no order whose net is not amount - fee: found
+/// when it arrives. A person resolves it; a new version of the record with
+/// the same figures (it moved to another payout) leaves that decision
+/// alone, as for an order's faults.
+#[tokio::test]
+async fn a_fault_of_no_order_a_person_resolved_stays_resolved_on_a_new_version() {
+    let app = TestApp::start().await;
+    let odd = |payout: &str, updated: Option<&str>| pb::Record {
+        source_id: "txn_7401".into(),
+        source_system: "stripe".into(),
+        order_id: String::new(),
+        references: vec![],
+        event_time: ts("2026-11-03T08:00:00Z"),
+        source_update_time: updated.and_then(ts),
+        kind: Some(pb::record::Kind::BalanceTransaction(
+            pb::BalanceTransaction {
+                reporting_category: "charge".into(),
+                amount: usd("25.00"),
+                fee: usd("1.00"),
+                net: usd("23.50"),
+                source: "ch_unknown_7401".into(),
+                payout_id: payout.into(),
+                ..Default::default()
+            },
+        )),
+    };
+    let found = async || {
+        app.exceptions(pb::ListExceptionsRequest {
+            parent: "merchants/acme".into(),
+            ..Default::default()
+        })
+        .await
+        .exceptions
+        .into_iter()
+        .filter(|e| e.rule == "balance_transaction_net")
+        .collect::<Vec<_>>()
+    };
+    app.submit(vec![odd("po_7401", None)]).await.unwrap();
+    let open = found().await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].state(), pb::ExceptionState::Open);
+    let mut req = tonic::Request::new(pb::ResolveExceptionRequest {
+        name: open[0].name.clone(),
+        note: "the processor's rounding, accepted".into(),
+        etag: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-tally-actor", "alice".parse().unwrap());
+    app.exceptions.clone().resolve_exception(req).await.unwrap();
+
+    let r = app
+        .submit(vec![odd("po_7402", Some("2026-11-03T09:00:00Z"))])
+        .await
+        .unwrap();
+    let o = outcomes(&r);
+    assert_eq!(o, vec![pb::RecordOutcome::Updated]);
+    let after = found().await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].state(), pb::ExceptionState::Resolved);
+    let reopened = app
+        .count("SELECT count(*) FROM exception_events WHERE action = 'reopened'")
+        .await;
+    assert_eq!(reopened, 0);
+}

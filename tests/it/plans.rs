@@ -258,6 +258,16 @@ async fn write_path_lookups_are_index_probes_without_statistics() {
         .await;
     }
     assert_probes(&c, "links", links::LINK, &[m.clone(), array("ch_o", 1000)]).await;
+    let ids: Vec<String> = (1..=20)
+        .map(|i| format!("00000000-0000-0000-0000-{i:012}"))
+        .collect();
+    assert_probes(
+        &c,
+        "exceptions a person resolved",
+        exceptions::PERSON_RESOLVED,
+        &[m.clone(), format!("'{{{}}}'::uuid[]", ids.join(","))],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -425,6 +435,14 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
             "a payout's charges' orders",
             tally::storage::ledger::ORDERS_OF_REFS.into(),
             vec![m.clone(), array("ch_o", 100)],
+        ),
+        (
+            "exceptions a person resolved",
+            exceptions::PERSON_RESOLVED.into(),
+            vec![
+                m.clone(),
+                "'{00000000-0000-0000-0000-000000000001}'::uuid[]".into(),
+            ],
         ),
         (
             "the cash worker's batch claim",
