@@ -114,6 +114,18 @@ fn nodes(plan: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Every node of the plan `EXPLAIN (FORMAT JSON) {statement}` shows.
+async fn explained(c: &tokio_postgres::Client, statement: &str) -> Vec<Value> {
+    let row = c
+        .query_one(&format!("EXPLAIN (FORMAT JSON) {statement}"), &[])
+        .await
+        .unwrap();
+    let json: Value = row.get(0);
+    let mut all = vec![];
+    nodes(&json[0]["Plan"], &mut all);
+    all
+}
+
 /// The plan of `sql` run as a prepared statement with `args` (SQL
 /// literals), as a custom plan and as a generic one: diesel prepares each
 /// statement once per connection, and PostgreSQL may switch to the generic
@@ -127,17 +139,7 @@ async fn plans(c: &tokio_postgres::Client, sql: &str, args: &[String]) -> Vec<Ve
         c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
             .await
             .unwrap();
-        let row = c
-            .query_one(
-                &format!("EXPLAIN (FORMAT JSON) EXECUTE hot({})", args.join(", ")),
-                &[],
-            )
-            .await
-            .unwrap();
-        let json: Value = row.get(0);
-        let mut all = vec![];
-        nodes(&json[0]["Plan"], &mut all);
-        out.push(all);
+        out.push(explained(c, &format!("EXECUTE hot({})", args.join(", "))).await);
     }
     out
 }
@@ -468,16 +470,7 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
     }
     grow(&c).await;
     for (i, (what, _, args)) in lookups.iter().enumerate() {
-        let row = c
-            .query_one(
-                &format!("EXPLAIN (FORMAT JSON) EXECUTE kept{i}({})", args.join(", ")),
-                &[],
-            )
-            .await
-            .unwrap();
-        let json: Value = row.get(0);
-        let mut plan = vec![];
-        nodes(&json[0]["Plan"], &mut plan);
+        let plan = explained(&c, &format!("EXECUTE kept{i}({})", args.join(", "))).await;
         check_probes(&format!("{what}, planned on empty tables"), &plan);
     }
 }
@@ -536,23 +529,12 @@ async fn taking_over_jobs_in_a_large_queue_reads_only_those_jobs() {
     .unwrap();
     let subjects = array("o", 100);
     c.batch_execute("BEGIN").await.unwrap();
-    let row = c
-        .query_one(
-            &format!(
-                "EXPLAIN (FORMAT JSON) {}",
-                tally::storage::jobs::ABSORB
-                    .replace("$1", "'m1'")
-                    .replace("$2", "'apply_order'")
-                    .replace("$3", &subjects)
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
+    let absorb = tally::storage::jobs::ABSORB
+        .replace("$1", "'m1'")
+        .replace("$2", "'apply_order'")
+        .replace("$3", &subjects);
+    let plan = explained(&c, &absorb).await;
     c.batch_execute("ROLLBACK").await.unwrap();
-    let json: Value = row.get(0);
-    let mut plan = vec![];
-    nodes(&json[0]["Plan"], &mut plan);
     let shown = describe(&plan);
     assert!(
         plan.iter().any(|n| n["Node Type"] == "Tid Scan"),
