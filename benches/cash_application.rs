@@ -458,6 +458,45 @@ async fn baseline(url: &str, tag: &str, thin: bool, spread: bool) -> Duration {
     start.elapsed()
 }
 
+/// TALLY_BENCH_PLANS: each pooled connection's prepared statements with
+/// how often each was planned generic and custom (PostgreSQL 14+).
+async fn print_plan_counts(app: &App) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = BigInt)]
+        generic_plans: i64,
+        #[diesel(sql_type = BigInt)]
+        custom_plans: i64,
+        #[diesel(sql_type = Text)]
+        statement: String,
+    }
+    let mut held = vec![];
+    while let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(200), app.store().conn()).await
+    {
+        held.push(c);
+    }
+    for (i, c) in held.iter_mut().enumerate() {
+        let rows: Vec<Counted> = diesel::sql_query(
+            "SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements
+             ORDER BY custom_plans DESC",
+        )
+        .load(&mut **c)
+        .await
+        .unwrap();
+        for r in rows {
+            let text: String = r.statement.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!(
+                "PLANS conn {i} generic {} custom {} {}",
+                r.generic_plans,
+                r.custom_plans,
+                &text[..text.len().min(100)]
+            );
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let (admin, db, url) = scratch_database("tally_bench_cash").await;
@@ -556,6 +595,9 @@ async fn main() {
             txns / m.as_secs_f64(),
             medians[*base].as_secs_f64() / m.as_secs_f64()
         );
+    }
+    if std::env::var_os("TALLY_BENCH_PLANS").is_some() {
+        print_plan_counts(&app).await;
     }
     server.stop().await.unwrap();
     if std::env::var_os("TALLY_BENCH_KEEP").is_none() {
