@@ -361,36 +361,45 @@ pub async fn record_invoices(
     Ok(())
 }
 
+/// Each payout's fee shares, for several payouts in one statement.
 pub async fn insert_fee_shares(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    payout_id: &str,
-    shares: &[FeeShare],
+    payouts: &[(&str, &[FeeShare])],
 ) -> Result<()> {
+    let shares: Vec<(&str, &FeeShare)> = payouts
+        .iter()
+        .flat_map(|(payout, shares)| shares.iter().map(move |s| (*payout, s)))
+        .collect();
     if shares.is_empty() {
         return Ok(());
     }
     statement(
         "INSERT INTO fee_shares (merchant_id, payout_id, order_id, currency_code, amount)
-         SELECT $1, $2, t.* FROM UNNEST($3::text[], $4::text[], $5::numeric[])
-           AS t(order_id, currency_code, amount)
+         SELECT $1, t.* FROM UNNEST($2::text[], $3::text[], $4::text[], $5::numeric[])
+           AS t(payout_id, order_id, currency_code, amount)
          ON CONFLICT DO NOTHING",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Text, _>(payout_id)
+    .bind::<Array<Text>, _>(shares.iter().map(|(p, _)| *p).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(
         shares
             .iter()
-            .map(|s| s.order_id.clone().unwrap_or_default())
+            .map(|(_, s)| s.order_id.clone().unwrap_or_default())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Text>, _>(
         shares
             .iter()
-            .map(|s| s.amount.currency.code().to_string())
+            .map(|(_, s)| s.amount.currency.code().to_string())
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Numeric>, _>(shares.iter().map(|s| s.amount.amount).collect::<Vec<_>>())
+    .bind::<Array<Numeric>, _>(
+        shares
+            .iter()
+            .map(|(_, s)| s.amount.amount)
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

@@ -18,6 +18,7 @@ pub mod links;
 mod listing;
 pub mod locks;
 pub mod open_invoices;
+pub mod payout_batch;
 pub mod payout_journals;
 pub mod payouts;
 pub mod rechecks;

@@ -173,9 +173,10 @@ async fn a_failing_job_rolls_back_alone_and_the_rest_of_its_batch_commits() {
         base_delay: Duration::from_secs(60),
         max_delay: Duration::from_secs(600),
     };
-    // A payout per batch, then the order jobs that waited for them, together.
+    // The payouts, tried together, then one by one (po_bad fails the
+    // group); then the order jobs that waited for them, together.
     let mut outcomes = vec![];
-    for expected in [1, 1, 3, 0] {
+    for expected in [2, 3, 0] {
         let batch = app.run_jobs("acme", &slow, 100).await.unwrap();
         assert_eq!(batch.len(), expected, "{batch:?}");
         outcomes.extend(batch);
@@ -260,4 +261,119 @@ async fn a_busy_order_is_postponed_alone_and_the_other_order_jobs_commit() {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(drain(&app, "acme").await, vec![done("apply_order", "2005")]);
     assert_eq!(t.count("SELECT count(*) FROM invoices").await, 2);
+}
+
+/// Three payouts, each of its own order: a capture invoiced, a split
+/// shipment, cash captured before its invoice (held unapplied).
+fn plain_payouts() -> Vec<Vec<pb::Record>> {
+    vec![
+        vec![
+            order("4001", "50.00"),
+            capture("4001", "ch_4001", "50.00"),
+            inv("4001", "INV-4001", "50.00", "2026-11-02T12:00:00Z"),
+            bt("txn_41", "charge", "ch_4001", "50.00", "1.75", "po_a"),
+            payout("po_a", "48.25"),
+        ],
+        vec![
+            order("4002", "80.00"),
+            capture("4002", "ch_4002", "80.00"),
+            inv("4002", "INV-4002-A", "50.00", "2026-11-02T12:00:00Z"),
+            inv("4002", "INV-4002-B", "30.00", "2026-11-02T13:00:00Z"),
+            bt("txn_42", "charge", "ch_4002", "80.00", "2.62", "po_b"),
+            payout("po_b", "77.38"),
+        ],
+        vec![
+            order("4003", "30.00"),
+            capture("4003", "ch_4003", "30.00"),
+            bt("txn_43", "charge", "ch_4003", "30.00", "1.17", "po_c"),
+            payout("po_c", "28.83"),
+        ],
+    ]
+}
+
+/// Applies each group of records alone: submitted, then drained.
+async fn one_payout_at_a_time(groups: &[Vec<pb::Record>]) -> TestApp {
+    let one = TestApp::start().await;
+    let app = App::new(Store::connect(&one.db.url, 2).unwrap());
+    for g in groups {
+        one.submit(g.clone()).await.unwrap();
+        drain(&app, "acme").await;
+    }
+    one
+}
+
+/// How many statements wrote the journal entries (the rows a statement
+/// inserts share its transaction and command id).
+async fn journal_inserts(t: &TestApp) -> i64 {
+    t.count("SELECT count(DISTINCT (xmin::text, cmin::text)) FROM journal_entries")
+        .await
+}
+
+#[tokio::test]
+async fn plain_payouts_due_together_are_written_by_one_statement_and_book_the_same_ledger() {
+    let groups = plain_payouts();
+    let t = TestApp::start().await;
+    t.submit(groups.concat()).await.unwrap();
+    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
+    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            done("apply_payout", "po_a"),
+            done("apply_payout", "po_b"),
+            done("apply_payout", "po_c"),
+        ]
+    );
+    assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(journal_inserts(&t).await, 1, "one insert for the three");
+    assert_eq!(
+        t.count("SELECT count(*) FROM payouts WHERE state = 'applied'")
+            .await,
+        3
+    );
+    export_seq_is_gapless(&t).await;
+
+    let one = one_payout_at_a_time(&groups).await;
+    assert_eq!(journal_inserts(&one).await, 3);
+    let (together, alone) = (ledger_dump(&t).await, ledger_dump(&one).await);
+    assert!(together.len() > 20, "{together:#?}");
+    assert_eq!(together, alone);
+    crate::cash::assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn payouts_paying_one_order_are_applied_one_by_one_as_alone() {
+    // A multicapture: two captures of one order, swept by two payouts.
+    let groups = vec![
+        vec![
+            order("4101", "50.00"),
+            capture("4101", "ch_4101_a", "30.00"),
+            capture("4101", "ch_4101_b", "20.00"),
+            inv("4101", "INV-4101", "50.00", "2026-11-02T12:00:00Z"),
+            bt("txn_51", "charge", "ch_4101_a", "30.00", "1.17", "po_d"),
+            payout("po_d", "28.83"),
+        ],
+        vec![
+            bt("txn_52", "charge", "ch_4101_b", "20.00", "0.88", "po_e"),
+            payout("po_e", "19.12"),
+        ],
+    ];
+    let t = TestApp::start().await;
+    t.submit(groups.concat()).await.unwrap();
+    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
+    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![done("apply_payout", "po_d"), done("apply_payout", "po_e")]
+    );
+    // Not together: the second plan reads what the first wrote.
+    assert_eq!(journal_inserts(&t).await, 2);
+    assert_eq!(
+        t.count("SELECT count(*) FROM invoices WHERE applied = 50.00 AND total = 50.00")
+            .await,
+        1
+    );
+    let one = one_payout_at_a_time(&groups).await;
+    assert_eq!(ledger_dump(&t).await, ledger_dump(&one).await);
+    crate::cash::assert_ledger_sound(&t).await;
 }

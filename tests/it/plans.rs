@@ -447,6 +447,16 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
             ],
         ),
         (
+            "payouts' states, for applying them together",
+            tally::storage::payout_batch::STATES.into(),
+            vec![m.clone(), array("po", 8)],
+        ),
+        (
+            "payouts' records and balance transactions, for applying them together",
+            tally::storage::payout_batch::RECORDS.into(),
+            vec![m.clone(), array("po", 8)],
+        ),
+        (
             "the cash worker's batch claim",
             tally::storage::jobs::claim_sql(&[
                 ("apply_payout", 1, None),

@@ -2,8 +2,10 @@
 //! for several jobs, each still applied exactly once and never half-applied.
 //!
 //! A batch is claimed with one `FOR UPDATE SKIP LOCKED` query. Payout jobs run
-//! first, each in its own savepoint (a failure rolls back that job only and is
-//! counted against it); a payout takes over the order jobs of its own orders.
+//! first: together when several are plain (`group`: one savepoint, one
+//! statement per table), else each in its own savepoint (a failure rolls back
+//! that job only and is counted against it); a payout takes over the order
+//! jobs of its own orders.
 //! The order jobs left are planned together and written with one statement
 //! per table; if any of them fails or finds an order busy, that savepoint is
 //! rolled back and they run one by one, each in its own savepoint, as alone.
@@ -11,23 +13,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel_async::AsyncConnection;
+use tracing::Instrument;
 
 use super::{
     APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
-    RetryPolicy, Work, done, links, load_orders, lock_orders, plan_error, residual, run_claimed,
-    stored_events, write_plan,
+    RetryPolicy, Work, done, group, links, load_orders, lock_orders, plan_error, residual,
+    run_claimed, stored_events, write_plan,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
 use crate::error::{Error, Result};
 use crate::storage::Conn;
 use crate::storage::jobs::{self, Job};
-
-/// Payouts per batch: one. Each is already hundreds of rows written with one
-/// statement per table, so more per commit saves little, while a batch holds
-/// the merchant's export counter from its first payout's entries to its
-/// commit, which other workers of the merchant wait for.
-const PAYOUTS_PER_BATCH: i64 = 1;
 
 impl App {
     /// Claims up to `limit` due jobs of `merchant` and runs them in one
@@ -52,7 +49,7 @@ impl App {
             // no claim follows the batch's journal insert, which holds the
             // merchant's export counter to commit.
             let kinds = [
-                (APPLY_PAYOUT, PAYOUTS_PER_BATCH.min(limit), None),
+                (APPLY_PAYOUT, group::MAX_PAYOUTS.min(limit), None),
                 (APPLY_ORDER, limit, Some(APPLY_PAYOUT)),
                 (CHECK_PAYOUT, limit, None),
                 (CHECK_PAYOUT_FEES, limit, Some(APPLY_PAYOUT)),
@@ -65,7 +62,17 @@ impl App {
                 rest.into_iter().partition(|j| j.kind == APPLY_ORDER);
             let mut outcomes = Vec::new();
             let mut absorbed = BTreeSet::new();
-            for job in &payouts {
+            let (fresh, retried): (Vec<Job>, Vec<Job>) =
+                payouts.into_iter().partition(|j| j.attempts == 0);
+            let alone = match run_together(conn, merchant, &fresh).await? {
+                Some(took) => {
+                    outcomes.extend(fresh.iter().map(done));
+                    absorbed.extend(took);
+                    retried
+                }
+                None => fresh.into_iter().chain(retried).collect(),
+            };
+            for job in &alone {
                 let (outcome, took) = run_claimed(conn, job, retry).await?;
                 outcomes.push(outcome);
                 absorbed.extend(took);
@@ -84,6 +91,58 @@ impl App {
         })
         .await
     }
+}
+
+/// Payout jobs never tried before, applied together when there are several
+/// and they are plain (`group`); the order jobs they took over, or None to
+/// run them one by one (a failure is rolled back and found there, alone).
+async fn run_together(
+    conn: &mut Conn,
+    merchant: &str,
+    jobs: &[Job],
+) -> Result<Option<Vec<String>>> {
+    if jobs.len() < 2 {
+        return Ok(None);
+    }
+    let ids: Vec<String> = jobs.iter().map(|j| j.subject_id.clone()).collect();
+    let start = std::time::Instant::now();
+    let span = group_span(merchant, &ids);
+    let together = conn
+        .transaction(async |conn| group::apply_together(conn, merchant, &ids).await)
+        .instrument(span.clone())
+        .await;
+    let took = match together {
+        Ok(Some(took)) => took,
+        Ok(None) => return Ok(None),
+        Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+        Err(e) => {
+            tracing::debug!(merchant, error = %e, "payouts applied one by one after a group failed");
+            return Ok(None);
+        }
+    };
+    jobs::complete_all(conn, merchant, APPLY_PAYOUT, &ids).await?;
+    span.record("tally.outcome", "done");
+    let each = start.elapsed() / u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+    for _ in jobs {
+        crate::telemetry::metrics::global().job_finished(APPLY_PAYOUT, "done", each);
+    }
+    Ok(Some(took))
+}
+
+/// `tally.cash.apply` for a group: its payouts' ids; linked, like a single
+/// job's, to the records it consumes.
+fn group_span(merchant: &str, ids: &[String]) -> tracing::Span {
+    if !crate::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(target: "tally::cash", "cash_apply",
+        otel.name = "tally.cash.apply",
+        tally.merchant = %merchant,
+        tally.job_kind = APPLY_PAYOUT,
+        tally.subject_id = %ids.join(","),
+        tally.payouts = ids.len(),
+        tally.orders = tracing::field::Empty,
+        tally.outcome = tracing::field::Empty)
 }
 
 /// Order jobs together when they all go through, else one by one.

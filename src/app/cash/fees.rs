@@ -13,6 +13,7 @@
 use super::{CHECK_PAYOUT_FEES, Work};
 use crate::app::reconcile::{from_finding, open_found};
 use crate::domain::cash_application::payout_fee::{self, PayoutFees};
+use crate::domain::policy::TolerancePolicy;
 use crate::domain::record::{Body, Handoff, Record, RefKind};
 use crate::error::Result;
 use crate::storage::locks::LockKey;
@@ -84,15 +85,30 @@ pub(super) async fn check_job(conn: &mut Conn, merchant: &str, payout_id: &str) 
 /// Raises the exception, or settles it by the rules when the journals
 /// naming the payout now allocate its fees (or book its gross).
 pub(super) async fn evaluate(conn: &mut Conn, merchant: &str, p: &PayoutFees<'_>) -> Result<()> {
-    let payout_id = p.payout.source_id.as_str();
-    let journals = payout_journals::journals(conn, merchant, payout_id).await?;
-    let journals: Vec<&Record> = journals.iter().collect();
-    let tolerance = contracts::load(conn, merchant, false)
+    let tolerance = tolerance(conn, merchant).await?;
+    evaluate_with(conn, merchant, p, &tolerance).await
+}
+
+/// The payment-to-cash-application contract's tolerance, which the fee check uses.
+pub(super) async fn tolerance(conn: &mut Conn, merchant: &str) -> Result<TolerancePolicy> {
+    Ok(contracts::load(conn, merchant, false)
         .await?
         .remove(&Handoff::PaymentToCashApplication)
         .map(|c| c.contract.tolerance)
-        .unwrap_or_default();
-    match payout_fee::unallocated(p, &journals, &tolerance) {
+        .unwrap_or_default())
+}
+
+/// [`evaluate`] with the tolerance read already (once for several payouts).
+pub(super) async fn evaluate_with(
+    conn: &mut Conn,
+    merchant: &str,
+    p: &PayoutFees<'_>,
+    tolerance: &TolerancePolicy,
+) -> Result<()> {
+    let payout_id = p.payout.source_id.as_str();
+    let journals = payout_journals::journals(conn, merchant, payout_id).await?;
+    let journals: Vec<&Record> = journals.iter().collect();
+    match payout_fee::unallocated(p, &journals, tolerance) {
         Some(f) => {
             // A person's resolution of the same evidence stands.
             open_found(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;

@@ -15,6 +15,7 @@ mod enqueue;
 mod facts;
 mod failure;
 mod fees;
+mod group;
 mod residual;
 mod spans;
 mod tie;
@@ -35,7 +36,6 @@ use tracing::Instrument;
 use super::App;
 use super::reconcile::exception_id;
 use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
-use crate::domain::cash_application::payout_fee::PayoutFees;
 use crate::domain::cash_application::plan::{
     OrderFacts, PayoutFacts, Plan, Problem, payout_orders, plan_order, plan_payout,
 };
@@ -416,63 +416,17 @@ async fn apply_payout(
     let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let plan = plan_payout(&facts, &order_facts)
         .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    let links = links(conn, merchant, &orders, Some(payout_id)).await?;
-    let residual = plan
-        .residual
-        .iter()
-        .find(|m| m.currency == p.amount.currency)
-        .map_or(rust_decimal::Decimal::ZERO, |m| m.amount);
-    let row = PayoutRow {
-        payout_id,
-        date: payout_date,
-        state: "applied",
-        amount: p.amount,
-        gross: bridge.gross.amount,
-        fees: bridge.fees.amount,
-        net: bridge.net.amount,
-        missing: rust_decimal::Decimal::ZERO,
-        residual,
-    };
-    ledger::upsert_payout(conn, merchant, &row).await?;
-    if state.as_deref() == Some("waiting") {
-        waiting::settle(conn, merchant, payout_id).await?;
-    }
-    let swept = PayoutFees {
+    let applied = group::Applied {
         payout,
-        gross: bridge.gross,
-        fees: bridge.fees,
-        net: p.amount,
+        payout_id,
+        amount: p.amount,
+        date: payout_date,
+        bridge,
+        was_waiting: state.as_deref() == Some("waiting"),
+        plan,
+        links: links(conn, merchant, &orders, Some(payout_id)).await?,
     };
-    fees::evaluate(conn, merchant, &swept).await?;
-    ledger::insert_fee_shares(conn, merchant, payout_id, &plan.fee_shares).await?;
-    // The caught-up orders' records first, as if their jobs had committed
-    // before: one statement per table for both.
-    let plans = [(&early, None), (&plan, Some(payout_id))];
-    write_records(conn, merchant, &plans, &numbered).await?;
-    // A deposit that arrived first may have been waiting for this payout;
-    // asked before the journal insert, which takes the merchant's export
-    // counter: that row is held to commit, so nothing more is done after it
-    // than must be.
-    deposit::wake_unmatched(conn, merchant).await?;
-    // The orders' entries first, as if their jobs had committed before
-    // (those caught up on the way belong to no payout either: a failure of
-    // the payout mirrors only what the payout itself booked); one statement,
-    // so the export counter is taken once, last.
-    let (orders_own, payouts_own) = plan.entries.split_at(payout_entries_from(&plan, true));
-    let groups = [
-        (&early.entries[..], None),
-        (orders_own, None),
-        (payouts_own, Some(payout_id)),
-    ];
-    ledger::insert_entry_groups(conn, merchant, &groups)
-        .instrument(journal_span(
-            merchant,
-            Some(payout_id),
-            early.entries.len() + plan.entries.len(),
-            &links,
-        ))
-        .await?;
-    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
+    group::write_applied(conn, merchant, &early, &[applied], &numbered).await?;
     Ok(Work::Done(absorbed))
 }
 

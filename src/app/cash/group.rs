@@ -1,0 +1,303 @@
+//! Several due payouts of one merchant applied together, in one savepoint:
+//! read with one statement per table for all of them, planned one by one by
+//! the same pure planner, written with one statement per table (the journal
+//! insert, which takes the merchant's export counter, once and last). Under
+//! a backlog this spreads each statement's fixed cost (a round trip, a bind,
+//! an executor start) over the group; a payout is about twenty statements.
+//!
+//! Only the plain case goes together: every payout paid and complete, new or
+//! waiting until now, in one currency, none converted, each charge naming
+//! its order, no order paid by two of them (so no plan depends on
+//! another's). Anything else is left, before the first write, to
+//! `apply_payout` one by one; a failure rolls the group's savepoint back and
+//! the caller does the same, so a failing payout is found and counted alone.
+//! Either way the ledger is the one applying them one by one in claim order
+//! writes (a test checks this).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use tracing::Instrument;
+
+use super::{
+    APPLY_ORDER, batch, deposit, facts, fees, links, load_orders, lock_orders, payout_entries_from,
+    plan_error, residual, stored_events, waiting, write_records,
+};
+use crate::domain::cash_application::completeness::{
+    BalanceTxn, Completeness, PayoutBridge, payout_completeness,
+};
+use crate::domain::cash_application::orphans::is_orphan_charge;
+use crate::domain::cash_application::payout_fee::PayoutFees;
+use crate::domain::cash_application::plan::{
+    PayoutFacts, PayoutTxn, Plan, payout_orders, plan_payout,
+};
+use crate::domain::record::{Body, PayoutStatus, Record};
+use crate::error::Result;
+use crate::storage::ledger::{self, PayoutRow};
+use crate::storage::locks::{self, LockKey};
+use crate::storage::payout_batch::{self, PayoutRecords};
+use crate::storage::{Conn, jobs};
+
+/// Payouts claimed per batch, to be applied together when plain. A payout
+/// is often hundreds of balance transactions; eight keep a group's
+/// statements at a few thousand rows.
+pub(super) const MAX_PAYOUTS: i64 = 8;
+
+/// A payout planned and ready to be written.
+pub(super) struct Applied<'a> {
+    pub payout: &'a Record,
+    pub payout_id: &'a str,
+    pub amount: crate::domain::money::Money,
+    /// Its expected arrival at the bank.
+    pub date: NaiveDate,
+    pub bridge: PayoutBridge,
+    /// It had a row as a waiting payout (its incompleteness exception settles now).
+    pub was_waiting: bool,
+    pub plan: Plan,
+    /// The stored spans of the records it consumes.
+    pub links: Vec<(String, String)>,
+}
+
+/// Writes applied payouts, after `early` (the order jobs they took over,
+/// as if those had committed first): each payout's row and fee check, then
+/// one statement per table for all: fee shares, events, invoices and
+/// applications, and last the journal entries, in this order per payout:
+/// its orders' own entries, then the payout's.
+pub(super) async fn write_applied(
+    conn: &mut Conn,
+    merchant: &str,
+    early: &Plan,
+    applied: &[Applied<'_>],
+    numbered: &BTreeMap<String, usize>,
+) -> Result<()> {
+    let tolerance = fees::tolerance(conn, merchant).await?;
+    for a in applied {
+        let residual = a
+            .plan
+            .residual
+            .iter()
+            .find(|m| m.currency == a.amount.currency)
+            .map_or(rust_decimal::Decimal::ZERO, |m| m.amount);
+        let row = PayoutRow {
+            payout_id: a.payout_id,
+            date: a.date,
+            state: "applied",
+            amount: a.amount,
+            gross: a.bridge.gross.amount,
+            fees: a.bridge.fees.amount,
+            net: a.bridge.net.amount,
+            missing: rust_decimal::Decimal::ZERO,
+            residual,
+        };
+        ledger::upsert_payout(conn, merchant, &row).await?;
+        if a.was_waiting {
+            waiting::settle(conn, merchant, a.payout_id).await?;
+        }
+        let swept = PayoutFees {
+            payout: a.payout,
+            gross: a.bridge.gross,
+            fees: a.bridge.fees,
+            net: a.amount,
+        };
+        fees::evaluate_with(conn, merchant, &swept, &tolerance).await?;
+    }
+    let shares: Vec<_> = applied
+        .iter()
+        .map(|a| (a.payout_id, &a.plan.fee_shares[..]))
+        .collect();
+    ledger::insert_fee_shares(conn, merchant, &shares).await?;
+    // The caught-up orders' records first, as if their jobs had committed
+    // before: one statement per table for all.
+    let mut plans = vec![(early, None)];
+    plans.extend(applied.iter().map(|a| (&a.plan, Some(a.payout_id))));
+    write_records(conn, merchant, &plans, numbered).await?;
+    // A deposit that arrived first may have been waiting for these payouts;
+    // asked before the journal insert, which takes the merchant's export
+    // counter: that row is held to commit, so nothing more is done after it
+    // than must be.
+    deposit::wake_unmatched(conn, merchant).await?;
+    // The orders' entries first, as if their jobs had committed before
+    // (those caught up on the way belong to no payout either: a failure of
+    // a payout mirrors only what the payout itself booked).
+    let mut groups = vec![(&early.entries[..], None)];
+    for a in applied {
+        let (orders_own, payouts_own) = a.plan.entries.split_at(payout_entries_from(&a.plan, true));
+        groups.push((orders_own, None));
+        groups.push((payouts_own, Some(a.payout_id)));
+    }
+    let entries = groups.iter().map(|(e, _)| e.len()).sum();
+    let ids: Vec<&str> = applied.iter().map(|a| a.payout_id).collect();
+    let links: Vec<(String, String)> = applied.iter().flat_map(|a| a.links.clone()).collect();
+    ledger::insert_entry_groups(conn, merchant, &groups)
+        .instrument(super::journal_span(
+            merchant,
+            Some(&ids.join(",")),
+            entries,
+            &links,
+        ))
+        .await?;
+    for a in applied {
+        residual::settle_late_refunds(conn, merchant, &a.plan.late_refunds).await?;
+    }
+    Ok(())
+}
+
+/// A payout as read for a group: plain, or the group is left to one by one.
+struct Plain {
+    id: String,
+    record: Record,
+    txns: Vec<Record>,
+    was_waiting: bool,
+}
+
+/// Applies these payouts together; the order jobs they took over, or None
+/// when they are not all plain or something they need is busy (nothing has
+/// been written then: the caller runs them one by one).
+pub(super) async fn apply_together(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_ids: &[String],
+) -> Result<Option<Vec<String>>> {
+    let keys: Vec<LockKey> = payout_ids.iter().map(|p| fees::lock_key(p)).collect();
+    if !locks::try_lock_all(conn, merchant, &keys).await? {
+        return Ok(None);
+    }
+    let states = payout_batch::states(conn, merchant, payout_ids).await?;
+    if states.values().any(|s| s != "waiting") {
+        return Ok(None);
+    }
+    let mut records = payout_batch::records(conn, merchant, payout_ids).await?;
+    let mut plain = Vec::with_capacity(payout_ids.len());
+    for id in payout_ids {
+        let Some(p) = plain_payout(id, records.remove(id), states.contains_key(id)) else {
+            return Ok(None);
+        };
+        plain.push(p);
+    }
+    let currency = match plain[0].record.body {
+        Body::Payout(ref p) => p.amount.currency,
+        _ => return Ok(None),
+    };
+    let all_txns = || plain.iter().flat_map(|p| p.txns.iter());
+    let refs: Vec<String> = all_txns().flat_map(facts::lookup_ids).collect();
+    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
+    let mut candidates: Vec<String> = order_of.values().cloned().collect();
+    candidates.extend(all_txns().filter_map(|r| r.order_id.clone()));
+    candidates.sort();
+    candidates.dedup();
+    if !lock_orders(conn, merchant, &candidates).await? {
+        return Ok(None);
+    }
+    let stored = facts::order_records(conn, merchant, &candidates, false).await?;
+    let mut tied = Vec::with_capacity(plain.len());
+    let mut seen = BTreeSet::new();
+    for p in &plain {
+        let (txns, bare) = facts::payout_txns(&p.txns, &order_of, &stored)?;
+        let Some(t) = tie_plain(merchant, p, currency, txns, bare, &mut seen) else {
+            return Ok(None);
+        };
+        tied.push(t);
+    }
+    // Plain: from here on every step writes, and any failure rolls the
+    // group back for the caller to run its payouts one by one.
+    let orders: Vec<String> = seen.into_iter().collect();
+    let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
+    let (_, mut order_facts) =
+        load_orders(conn, merchant, &orders, Some(currency), Some(stored)).await?;
+    let numbered = stored_events(&order_facts);
+    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
+    let mut ready = Vec::with_capacity(tied.len());
+    for (p, t) in plain.iter().zip(tied) {
+        let own = t
+            .orders
+            .iter()
+            .filter_map(|o| Some((o.clone(), order_facts.remove(o)?)))
+            .collect();
+        let plan =
+            plan_payout(&t.facts, &own).map_err(|e| plan_error(&format!("payouts/{}", p.id), e))?;
+        ready.push(Applied {
+            payout: &p.record,
+            payout_id: &p.id,
+            amount: t.facts.amount,
+            date: t.date,
+            was_waiting: p.was_waiting,
+            links: links(conn, merchant, &t.orders, Some(&p.id)).await?,
+            bridge: t.facts.bridge,
+            plan,
+        });
+    }
+    write_applied(conn, merchant, &early, &ready, &numbered).await?;
+    Ok(Some(absorbed))
+}
+
+/// The payout as it stands, if it is plain: paid (or in transit), with a
+/// record. Waiting, failed and converted payouts go one by one.
+fn plain_payout(id: &str, records: Option<PayoutRecords>, was_waiting: bool) -> Option<Plain> {
+    let PayoutRecords { mut payouts, txns } = records?;
+    let record = payouts.pop()?;
+    let Body::Payout(p) = &record.body else {
+        return None;
+    };
+    if matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled)
+        || facts::any_converted(&txns)
+    {
+        return None;
+    }
+    Some(Plain {
+        id: id.to_string(),
+        record,
+        txns,
+        was_waiting,
+    })
+}
+
+/// A plain payout's transactions tied to its orders, and its facts.
+struct TiedPlain {
+    facts: PayoutFacts,
+    orders: Vec<String>,
+    date: NaiveDate,
+}
+
+/// None unless the payout is complete, in `currency`, every charge names
+/// its order, and none of its orders is another's of the group (`seen`).
+fn tie_plain(
+    merchant: &str,
+    p: &Plain,
+    currency: crate::domain::currency::Currency,
+    txns: Vec<PayoutTxn>,
+    bare: Vec<BalanceTxn>,
+    seen: &mut BTreeSet<String>,
+) -> Option<TiedPlain> {
+    let Body::Payout(body) = &p.record.body else {
+        return None;
+    };
+    if body.amount.currency != currency || txns.iter().any(is_orphan_charge) {
+        return None;
+    }
+    let Ok(Completeness::Complete(bridge)) = payout_completeness(body.amount, &bare) else {
+        return None;
+    };
+    let orders = payout_orders(&txns);
+    if orders.iter().any(|o| seen.contains(o)) {
+        return None;
+    }
+    seen.extend(orders.iter().cloned());
+    let date = body
+        .arrival_time
+        .map_or_else(|| facts::date(&p.record), |t| t.date_naive());
+    let facts = PayoutFacts {
+        merchant_id: merchant.to_string(),
+        payout_id: p.id.clone(),
+        amount: body.amount,
+        date: facts::date(&p.record),
+        deposited: true,
+        txns,
+        bridge,
+        orphan_notes: BTreeMap::new(),
+    };
+    Some(TiedPlain {
+        facts,
+        orders,
+        date,
+    })
+}

@@ -1,0 +1,120 @@
+//! Several payouts of one merchant read at once, for applying them together
+//! (`app::cash::group`): their states, and their own and their balance
+//! transactions' records, one statement each. SQL only.
+
+use std::collections::BTreeMap;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, Integer, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::statement::{Bind, statement};
+use crate::domain::record::{Body, Record};
+use crate::error::{Error, Result};
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = Text)]
+    payout_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+/// A primary-key probe per payout, whatever the statistics say.
+pub const STATES: &str = "
+    SELECT p.payout_id, p.state FROM (SELECT DISTINCT unnest($2::text[])) AS x(payout_id)
+    CROSS JOIN LATERAL (
+      SELECT payout_id, state FROM payouts
+      WHERE merchant_id = $1 AND payout_id = x.payout_id
+      OFFSET 0) p";
+
+/// The state of each of these payouts that has a row (none yet: never seen
+/// complete or waiting).
+pub async fn states(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_ids: &[String],
+) -> Result<BTreeMap<String, String>> {
+    let rows: Vec<StateRow> = statement(STATES)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(payout_ids)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.payout_id, r.state)).collect())
+}
+
+#[derive(QueryableByName)]
+struct PartRow {
+    /// 0: a payout's own record; 1: a balance transaction it swept.
+    #[diesel(sql_type = Integer)]
+    part: i32,
+    #[diesel(sql_type = Text)]
+    payload: String,
+}
+
+/// A payout's current records (its versions' last is the payout as it
+/// stands) and its balance transactions, as `ledger::payout_records` reads
+/// them for one.
+#[derive(Debug, Default)]
+pub struct PayoutRecords {
+    pub payouts: Vec<Record>,
+    pub txns: Vec<Record>,
+}
+
+/// [`records`]' statement, `$2` the payout ids: per payout, a probe of
+/// the index each arm's `ledger::payout_records` uses for one payout,
+/// fenced (`OFFSET 0`) from the filters applied to what it finds.
+pub const RECORDS: &str = "
+    SELECT r.part, r.payload::text AS payload
+    FROM (SELECT DISTINCT unnest($2::text[])) AS x(payout_id)
+    CROSS JOIN LATERAL (
+      SELECT 0 AS part, record_id, payload FROM (
+        SELECT * FROM record_log
+        WHERE merchant_id = $1 AND kind = 'payout' AND source_id = x.payout_id
+          AND outcome IN ('accepted', 'updated')
+        OFFSET 0) p
+      WHERE is_current
+      UNION ALL
+      SELECT 1, record_id, payload FROM record_log
+      WHERE merchant_id = $1 AND outcome = 'accepted' AND kind = 'balance_transaction'
+        AND payload -> 'body' ->> 'payout_id' = x.payout_id) r
+    ORDER BY r.part, r.record_id";
+
+/// [`PayoutRecords`] of each of these payouts, in one statement (each arm
+/// served by the index `ledger::payout_records` uses for one payout).
+pub async fn records(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_ids: &[String],
+) -> Result<BTreeMap<String, PayoutRecords>> {
+    let rows: Vec<PartRow> = statement(RECORDS)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(payout_ids)
+        .load(conn)
+        .await?;
+    let mut out: BTreeMap<String, PayoutRecords> = BTreeMap::new();
+    for row in rows {
+        let r: Record =
+            serde_json::from_str(&row.payload).map_err(|e| Error::corrupt("a stored record", e))?;
+        let (payout_id, list) = match (&r.body, row.part) {
+            (Body::Payout(_), 0) => (r.source_id.clone(), 0),
+            (Body::BalanceTransaction(b), 1) => match &b.payout_id {
+                Some(p) => (p.clone(), 1),
+                None => {
+                    return Err(Error::corrupt(
+                        "a payout's balance transaction",
+                        "no payout",
+                    ));
+                }
+            },
+            _ => return Err(Error::corrupt("a payout's record", "of another kind")),
+        };
+        let entry = out.entry(payout_id).or_default();
+        if list == 0 {
+            entry.payouts.push(r);
+        } else {
+            entry.txns.push(r);
+        }
+    }
+    Ok(out)
+}
