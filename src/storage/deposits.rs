@@ -200,14 +200,27 @@ pub async fn resolve_rules(
     rules: &[&str],
     subject: &str,
 ) -> Result<()> {
+    resolve_rules_of(conn, merchant, rules, &[subject]).await
+}
+
+/// [`resolve_rules`] for several subjects (each of the rules on each).
+pub async fn resolve_rules_of(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    rules: &[&str],
+    subjects: &[&str],
+) -> Result<()> {
+    if rules.is_empty() || subjects.is_empty() {
+        return Ok(());
+    }
     statement(
         "UPDATE exceptions SET state = 'resolved', resolved_by = 'rules', resolve_time = now(),
              update_time = now()
-         WHERE merchant_id = $1 AND rule = ANY($2) AND subject = $3 AND state <> 'resolved'",
+         WHERE merchant_id = $1 AND rule = ANY($2) AND subject = ANY($3) AND state <> 'resolved'",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(rules.iter().map(|r| r.to_string()).collect::<Vec<_>>())
-    .bind::<Text, _>(subject)
+    .bind::<Array<Text>, _>(rules)
+    .bind::<Array<Text>, _>(subjects)
     .execute(conn)
     .await?;
     Ok(())

@@ -424,31 +424,7 @@ pub async fn upsert_payout(
     merchant: &str,
     p: &PayoutRow<'_>,
 ) -> Result<()> {
-    statement(
-        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net,
-             missing, residual, applied_at, payout_date)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-             CASE WHEN $3 = 'applied' THEN now() END, $11)
-         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = $3, currency_code = $4,
-             payout_date = $11,
-             amount = $5, gross = $6, fees = $7, net = $8, missing = $9, residual = $10,
-             applied_at = CASE WHEN $3 = 'applied' THEN now() ELSE payouts.applied_at END,
-             updated_at = now()",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(p.payout_id)
-    .bind::<Text, _>(p.state)
-    .bind::<Text, _>(p.amount.currency.code())
-    .bind::<Numeric, _>(p.amount.amount)
-    .bind::<Numeric, _>(p.gross)
-    .bind::<Numeric, _>(p.fees)
-    .bind::<Numeric, _>(p.net)
-    .bind::<Numeric, _>(p.missing)
-    .bind::<Numeric, _>(p.residual)
-    .bind::<Date, _>(p.date)
-    .execute(conn)
-    .await?;
-    Ok(())
+    super::payout_batch::upsert(conn, merchant, std::slice::from_ref(p)).await
 }
 
 #[derive(QueryableByName)]

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Integer, Text};
+use diesel::sql_types::{Array, Date, Integer, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::ledger::PayoutRow;
 use super::statement::{Bind, statement};
 use crate::domain::record::{Body, Record};
 use crate::error::{Error, Result};
@@ -117,4 +118,47 @@ pub async fn records(
         }
     }
     Ok(out)
+}
+
+/// Writes these payouts' rows (new, or as they stand now), in one statement.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    rows: &[PayoutRow<'_>],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&PayoutRow) -> rust_decimal::Decimal| rows.iter().map(f).collect::<Vec<_>>();
+    statement(
+        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net,
+             missing, residual, applied_at, payout_date)
+         SELECT $1, t.payout_id, t.state, t.currency_code, t.amount, t.gross, t.fees, t.net,
+             t.missing, t.residual, CASE WHEN t.state = 'applied' THEN now() END, t.payout_date
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
+             $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::date[])
+           AS t(payout_id, state, currency_code, amount, gross, fees, net, missing, residual,
+             payout_date)
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = excluded.state,
+             currency_code = excluded.currency_code, payout_date = excluded.payout_date,
+             amount = excluded.amount, gross = excluded.gross, fees = excluded.fees,
+             net = excluded.net, missing = excluded.missing, residual = excluded.residual,
+             applied_at = CASE WHEN excluded.state = 'applied' THEN now()
+                 ELSE payouts.applied_at END,
+             updated_at = now()",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.payout_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.state).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.amount.currency.code()).collect::<Vec<_>>())
+    .bind::<Array<Numeric>, _>(col(|r| r.amount.amount))
+    .bind::<Array<Numeric>, _>(col(|r| r.gross))
+    .bind::<Array<Numeric>, _>(col(|r| r.fees))
+    .bind::<Array<Numeric>, _>(col(|r| r.net))
+    .bind::<Array<Numeric>, _>(col(|r| r.missing))
+    .bind::<Array<Numeric>, _>(col(|r| r.residual))
+    .bind::<Array<Date>, _>(rows.iter().map(|r| r.date).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }

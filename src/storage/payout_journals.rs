@@ -7,8 +7,10 @@
 //! order id can be (a control character leads it), so they never tie a
 //! journal to the orders a payout spans.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Jsonb, Numeric, Text};
+use diesel::sql_types::{Array, BigInt, Jsonb, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -52,19 +54,59 @@ pub async fn journals(
     merchant: &str,
     payout_id: &str,
 ) -> Result<Vec<Record>> {
-    let rows: Vec<PayloadRow> = statement(
-        "SELECT l.payload FROM (
-           SELECT DISTINCT r.record_id FROM record_refs r
+    let ids = [payout_id.to_string()];
+    Ok(journals_of(conn, merchant, &ids)
+        .await?
+        .remove(payout_id)
+        .unwrap_or_default())
+}
+
+/// [`journals`] of each of these payouts, in one statement.
+pub async fn journals_of(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_ids: &[String],
+) -> Result<BTreeMap<String, Vec<Record>>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        ref_id: String,
+        #[diesel(sql_type = BigInt)]
+        record_id: i64,
+        #[diesel(sql_type = Jsonb)]
+        payload: serde_json::Value,
+    }
+    // A journal may name a payout both ways (by id and as a reference).
+    let mut of_ref = BTreeMap::new();
+    for id in payout_ids {
+        of_ref.insert(id.clone(), id.clone());
+        of_ref.insert(payout_ref(id), id.clone());
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT r.ref_id, l.record_id, l.payload FROM (
+           SELECT DISTINCT r.ref_id, r.record_id FROM record_refs r
            WHERE r.merchant_id = $1 AND r.ref_id = ANY($2)) AS r
          JOIN record_log l ON l.merchant_id = $1 AND l.record_id = r.record_id
          WHERE l.is_current AND l.kind = 'journal_entry'
          ORDER BY l.record_id",
     )
     .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(vec![payout_id.to_string(), payout_ref(payout_id)])
+    .bind::<Array<Text>, _>(of_ref.keys().cloned().collect::<Vec<_>>())
     .load(conn)
     .await?;
-    records(rows, "a stored journal entry")
+    let mut seen = BTreeSet::new();
+    let mut out: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for r in rows {
+        let Some(payout) = of_ref.get(&r.ref_id) else {
+            continue;
+        };
+        if seen.insert((payout.clone(), r.record_id)) {
+            let record = serde_json::from_value(r.payload)
+                .map_err(|e| Error::corrupt("a stored journal entry", e))?;
+            out.entry(payout.clone()).or_default().push(record);
+        }
+    }
+    Ok(out)
 }
 
 /// The current version of the payout record with this id.

@@ -377,3 +377,65 @@ async fn payouts_paying_one_order_are_applied_one_by_one_as_alone() {
     assert_eq!(ledger_dump(&t).await, ledger_dump(&one).await);
     crate::cash::assert_ledger_sound(&t).await;
 }
+
+#[tokio::test]
+async fn a_payout_still_waiting_for_transactions_runs_alone_and_those_after_it_too() {
+    let mut groups = plain_payouts();
+    // po_b's second charge has not arrived: 77.38 of 100.00.
+    groups[1].pop();
+    groups[1].push(payout("po_b", "100.00"));
+    let t = TestApp::start().await;
+    t.submit(groups.concat()).await.unwrap();
+    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
+    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            done("apply_payout", "po_a"),
+            done("apply_payout", "po_b"),
+            done("apply_payout", "po_c"),
+        ]
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT string_agg(payout_id || ' ' || state, ',' ORDER BY payout_id) FROM payouts"
+        )
+        .await,
+        "po_a applied,po_b waiting,po_c applied"
+    );
+    // One by one, in claim order: an insert each for the two applied.
+    assert_eq!(journal_inserts(&t).await, 2);
+    crate::cash::assert_ledger_sound(&t).await;
+}
+
+#[tokio::test]
+async fn the_plain_payouts_at_the_head_go_together_and_the_rest_alone_after_them() {
+    let mut groups = plain_payouts();
+    // po_c's charge has not arrived: it waits, after po_a and po_b together.
+    groups[2].retain(|r| !matches!(r.kind, Some(pb::record::Kind::BalanceTransaction(_))));
+    let t = TestApp::start().await;
+    t.submit(groups.concat()).await.unwrap();
+    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
+    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            done("apply_payout", "po_a"),
+            done("apply_payout", "po_b"),
+            done("apply_payout", "po_c"),
+        ]
+    );
+    assert_eq!(journal_inserts(&t).await, 1, "po_a and po_b together");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT string_agg(payout_id || ' ' || state, ',' ORDER BY payout_id) FROM payouts"
+        )
+        .await,
+        "po_a applied,po_b applied,po_c waiting"
+    );
+    let one = one_payout_at_a_time(&groups).await;
+    assert_eq!(ledger_dump(&t).await, ledger_dump(&one).await);
+    crate::cash::assert_ledger_sound(&t).await;
+}

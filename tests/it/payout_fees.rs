@@ -313,3 +313,31 @@ async fn a_payout_that_fails_settles_its_fee_exception_and_leaves_others_alone()
     );
     assert_ledger_sound(&t).await;
 }
+
+#[tokio::test]
+async fn payouts_applied_together_are_each_checked_against_the_journals_naming_them() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let (a, b) = ("po_1QFk2eZvKYlo2CF6", "po_1QFk2eZvKYlo2CG7");
+    // The journals first: one books a's net as sales (by reference), the
+    // other b's with a fee line (on a line).
+    t.submit(vec![
+        net_as_sales("JE-1105-08", a, false),
+        with_fee_line("JE-1105-09", b),
+    ])
+    .await
+    .unwrap();
+    drain(&app, "acme").await;
+    let mut both = paid_out(a, ["5211", "5212"]);
+    both.extend(paid_out(b, ["5213", "5214"]));
+    t.submit(both).await.unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        t.count("SELECT count(DISTINCT (xmin::text, cmin::text)) FROM journal_entries")
+            .await,
+        1,
+        "applied together"
+    );
+    assert_raised(&fee_exceptions(&t).await, a, "JE-1105-08");
+    assert_ledger_sound(&t).await;
+}

@@ -64,14 +64,11 @@ impl App {
             let mut absorbed = BTreeSet::new();
             let (fresh, retried): (Vec<Job>, Vec<Job>) =
                 payouts.into_iter().partition(|j| j.attempts == 0);
-            let alone = match run_together(conn, merchant, &fresh).await? {
-                Some(took) => {
-                    outcomes.extend(fresh.iter().map(done));
-                    absorbed.extend(took);
-                    retried
-                }
-                None => fresh.into_iter().chain(retried).collect(),
-            };
+            let together = run_together(conn, merchant, &fresh).await?;
+            let (applied, took) = together.map_or((0, vec![]), |t| (t.applied, t.absorbed));
+            outcomes.extend(fresh[..applied].iter().map(done));
+            absorbed.extend(took);
+            let alone: Vec<Job> = fresh.into_iter().skip(applied).chain(retried).collect();
             for job in &alone {
                 let (outcome, took) = run_claimed(conn, job, retry).await?;
                 outcomes.push(outcome);
@@ -93,14 +90,14 @@ impl App {
     }
 }
 
-/// Payout jobs never tried before, applied together when there are several
-/// and they are plain (`group`); the order jobs they took over, or None to
-/// run them one by one (a failure is rolled back and found there, alone).
+/// Payout jobs never tried before, the plain ones at their head applied
+/// together (`group`); None to run them all one by one (a failure is
+/// rolled back and found there, alone).
 async fn run_together(
     conn: &mut Conn,
     merchant: &str,
     jobs: &[Job],
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<group::Together>> {
     if jobs.len() < 2 {
         return Ok(None);
     }
@@ -111,8 +108,8 @@ async fn run_together(
         .transaction(async |conn| group::apply_together(conn, merchant, &ids).await)
         .instrument(span.clone())
         .await;
-    let took = match together {
-        Ok(Some(took)) => took,
+    let done = match together {
+        Ok(Some(done)) => done,
         Ok(None) => return Ok(None),
         Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
         Err(e) => {
@@ -120,13 +117,14 @@ async fn run_together(
             return Ok(None);
         }
     };
-    jobs::complete_all(conn, merchant, APPLY_PAYOUT, &ids).await?;
+    jobs::complete_all(conn, merchant, APPLY_PAYOUT, &ids[..done.applied]).await?;
     span.record("tally.outcome", "done");
-    let each = start.elapsed() / u32::try_from(jobs.len()).unwrap_or(u32::MAX);
-    for _ in jobs {
+    span.record("tally.payouts", done.applied);
+    let each = start.elapsed() / u32::try_from(done.applied.max(1)).unwrap_or(u32::MAX);
+    for _ in 0..done.applied {
         crate::telemetry::metrics::global().job_finished(APPLY_PAYOUT, "done", each);
     }
-    Ok(Some(took))
+    Ok(Some(done))
 }
 
 /// `tally.cash.apply` for a group: its payouts' ids; linked, like a single
@@ -140,7 +138,7 @@ fn group_span(merchant: &str, ids: &[String]) -> tracing::Span {
         tally.merchant = %merchant,
         tally.job_kind = APPLY_PAYOUT,
         tally.subject_id = %ids.join(","),
-        tally.payouts = ids.len(),
+        tally.payouts = tracing::field::Empty,
         tally.orders = tracing::field::Empty,
         tally.outcome = tracing::field::Empty)
 }

@@ -86,7 +86,7 @@ pub(super) async fn check_job(conn: &mut Conn, merchant: &str, payout_id: &str) 
 /// naming the payout now allocate its fees (or book its gross).
 pub(super) async fn evaluate(conn: &mut Conn, merchant: &str, p: &PayoutFees<'_>) -> Result<()> {
     let tolerance = tolerance(conn, merchant).await?;
-    evaluate_with(conn, merchant, p, &tolerance).await
+    evaluate_all(conn, merchant, std::slice::from_ref(p), &tolerance).await
 }
 
 /// The payment-to-cash-application contract's tolerance, which the fee check uses.
@@ -98,22 +98,29 @@ pub(super) async fn tolerance(conn: &mut Conn, merchant: &str) -> Result<Toleran
         .unwrap_or_default())
 }
 
-/// [`evaluate`] with the tolerance read already (once for several payouts).
-pub(super) async fn evaluate_with(
+/// [`evaluate`] for several payouts, with the tolerance read already: one
+/// read of the journals naming them, one write for those settled.
+pub(super) async fn evaluate_all(
     conn: &mut Conn,
     merchant: &str,
-    p: &PayoutFees<'_>,
+    payouts: &[PayoutFees<'_>],
     tolerance: &TolerancePolicy,
 ) -> Result<()> {
-    let payout_id = p.payout.source_id.as_str();
-    let journals = payout_journals::journals(conn, merchant, payout_id).await?;
-    let journals: Vec<&Record> = journals.iter().collect();
-    match payout_fee::unallocated(p, &journals, tolerance) {
-        Some(f) => {
-            // A person's resolution of the same evidence stands.
-            open_found(conn, merchant, vec![from_finding(merchant, None, &f)]).await?;
+    let ids: Vec<String> = payouts.iter().map(|p| p.payout.source_id.clone()).collect();
+    let mut journals = payout_journals::journals_of(conn, merchant, &ids).await?;
+    let (mut found, mut settled) = (vec![], vec![]);
+    for p in payouts {
+        let payout_id = p.payout.source_id.as_str();
+        let named = journals.remove(payout_id).unwrap_or_default();
+        let named: Vec<&Record> = named.iter().collect();
+        match payout_fee::unallocated(p, &named, tolerance) {
+            Some(f) => found.push(from_finding(merchant, None, &f)),
+            None => settled.push(payout_id),
         }
-        None => deposits::resolve_rules(conn, merchant, &[payout_fee::RULE], payout_id).await?,
     }
-    Ok(())
+    if !found.is_empty() {
+        // A person's resolution of the same evidence stands.
+        open_found(conn, merchant, found).await?;
+    }
+    deposits::resolve_rules_of(conn, merchant, &[payout_fee::RULE], &settled).await
 }

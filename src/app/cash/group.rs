@@ -5,14 +5,16 @@
 //! a backlog this spreads each statement's fixed cost (a round trip, a bind,
 //! an executor start) over the group; a payout is about twenty statements.
 //!
-//! Only the plain case goes together: every payout paid and complete, new or
-//! waiting until now, in one currency, none converted, each charge naming
-//! its order, no order paid by two of them (so no plan depends on
-//! another's). Anything else is left, before the first write, to
-//! `apply_payout` one by one; a failure rolls the group's savepoint back and
-//! the caller does the same, so a failing payout is found and counted alone.
-//! Either way the ledger is the one applying them one by one in claim order
-//! writes (a test checks this).
+//! Only plain payouts go together: paid and complete, new or waiting until
+//! now, in one currency, none converted, each charge naming its order, no
+//! order paid by two of them (so no plan depends on another's). The plain
+//! ones at the head of the claim order go together; from the first that is
+//! not, the rest run one by one after them (`apply_payout`), so claim order
+//! is kept. A failure rolls the group's savepoint back and the caller runs
+//! them all one by one, so a failing payout is found and counted alone.
+//! Either way the entries, applications and events are those applying them
+//! one by one writes; only the entries' export order differs (tests check
+//! this).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,15 +72,9 @@ pub(super) async fn write_applied(
     applied: &[Applied<'_>],
     numbered: &BTreeMap<String, usize>,
 ) -> Result<()> {
-    let tolerance = fees::tolerance(conn, merchant).await?;
-    for a in applied {
-        let residual = a
-            .plan
-            .residual
-            .iter()
-            .find(|m| m.currency == a.amount.currency)
-            .map_or(rust_decimal::Decimal::ZERO, |m| m.amount);
-        let row = PayoutRow {
+    let rows: Vec<PayoutRow> = applied
+        .iter()
+        .map(|a| PayoutRow {
             payout_id: a.payout_id,
             date: a.date,
             state: "applied",
@@ -87,20 +83,32 @@ pub(super) async fn write_applied(
             fees: a.bridge.fees.amount,
             net: a.bridge.net.amount,
             missing: rust_decimal::Decimal::ZERO,
-            residual,
-        };
-        ledger::upsert_payout(conn, merchant, &row).await?;
-        if a.was_waiting {
-            waiting::settle(conn, merchant, a.payout_id).await?;
-        }
-        let swept = PayoutFees {
+            residual: a
+                .plan
+                .residual
+                .iter()
+                .find(|m| m.currency == a.amount.currency)
+                .map_or(rust_decimal::Decimal::ZERO, |m| m.amount),
+        })
+        .collect();
+    payout_batch::upsert(conn, merchant, &rows).await?;
+    let was_waiting: Vec<&str> = applied
+        .iter()
+        .filter(|a| a.was_waiting)
+        .map(|a| a.payout_id)
+        .collect();
+    waiting::settle(conn, merchant, &was_waiting).await?;
+    let swept: Vec<PayoutFees> = applied
+        .iter()
+        .map(|a| PayoutFees {
             payout: a.payout,
             gross: a.bridge.gross,
             fees: a.bridge.fees,
             net: a.amount,
-        };
-        fees::evaluate_with(conn, merchant, &swept, &tolerance).await?;
-    }
+        })
+        .collect();
+    let tolerance = fees::tolerance(conn, merchant).await?;
+    fees::evaluate_all(conn, merchant, &swept, &tolerance).await?;
     let shares: Vec<_> = applied
         .iter()
         .map(|a| (a.payout_id, &a.plan.fee_shares[..]))
@@ -142,7 +150,7 @@ pub(super) async fn write_applied(
     Ok(())
 }
 
-/// A payout as read for a group: plain, or the group is left to one by one.
+/// A payout as read for a group: plain, or it and those after it run one by one.
 struct Plain {
     id: String,
     record: Record,
@@ -150,33 +158,45 @@ struct Plain {
     was_waiting: bool,
 }
 
-/// Applies these payouts together; the order jobs they took over, or None
-/// when they are not all plain or something they need is busy (nothing has
-/// been written then: the caller runs them one by one).
+/// What applying payouts together did.
+pub(super) struct Together {
+    /// How many of the payouts, from the first in claim order, were applied.
+    pub applied: usize,
+    /// The order jobs they took over.
+    pub absorbed: Vec<String>,
+}
+
+/// Applies the plain payouts at the head of `payout_ids` (claim order)
+/// together, when there are two or more; the rest are the caller's to run
+/// one by one after them, so the order is kept. None when fewer than two
+/// are plain or something they need is busy; nothing has been written then.
 pub(super) async fn apply_together(
     conn: &mut Conn,
     merchant: &str,
     payout_ids: &[String],
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Together>> {
     let keys: Vec<LockKey> = payout_ids.iter().map(|p| fees::lock_key(p)).collect();
     if !locks::try_lock_all(conn, merchant, &keys).await? {
         return Ok(None);
     }
     let states = payout_batch::states(conn, merchant, payout_ids).await?;
-    if states.values().any(|s| s != "waiting") {
-        return Ok(None);
-    }
     let mut records = payout_batch::records(conn, merchant, payout_ids).await?;
     let mut plain = Vec::with_capacity(payout_ids.len());
     for id in payout_ids {
-        let Some(p) = plain_payout(id, records.remove(id), states.contains_key(id)) else {
-            return Ok(None);
+        let state = states.get(id).map(String::as_str);
+        if !matches!(state, None | Some("waiting")) {
+            break;
+        }
+        let Some(p) = plain_payout(id, records.remove(id), state.is_some()) else {
+            break;
         };
         plain.push(p);
     }
-    let currency = match plain[0].record.body {
-        Body::Payout(ref p) => p.amount.currency,
-        _ => return Ok(None),
+    let Some(currency) = plain.first().and_then(|p| match &p.record.body {
+        Body::Payout(b) => Some(b.amount.currency),
+        _ => None,
+    }) else {
+        return Ok(None);
     };
     let all_txns = || plain.iter().flat_map(|p| p.txns.iter());
     let refs: Vec<String> = all_txns().flat_map(facts::lookup_ids).collect();
@@ -194,9 +214,12 @@ pub(super) async fn apply_together(
     for p in &plain {
         let (txns, bare) = facts::payout_txns(&p.txns, &order_of, &stored)?;
         let Some(t) = tie_plain(merchant, p, currency, txns, bare, &mut seen) else {
-            return Ok(None);
+            break;
         };
         tied.push(t);
+    }
+    if tied.len() < 2 {
+        return Ok(None);
     }
     // Plain: from here on every step writes, and any failure rolls the
     // group back for the caller to run its payouts one by one.
@@ -207,6 +230,7 @@ pub(super) async fn apply_together(
     let numbered = stored_events(&order_facts);
     let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let mut ready = Vec::with_capacity(tied.len());
+    let applied = tied.len();
     for (p, t) in plain.iter().zip(tied) {
         let own = t
             .orders
@@ -227,7 +251,7 @@ pub(super) async fn apply_together(
         });
     }
     write_applied(conn, merchant, &early, &ready, &numbered).await?;
-    Ok(Some(absorbed))
+    Ok(Some(Together { applied, absorbed }))
 }
 
 /// The payout as it stands, if it is plain: paid (or in transit), with a

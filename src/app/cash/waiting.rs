@@ -60,7 +60,7 @@ pub(super) async fn check(conn: &mut Conn, merchant: &str, w: &Waiting<'_>) -> R
     Ok(())
 }
 
-/// The payout was applied: a wait that had become an exception is over.
-pub(super) async fn settle(conn: &mut Conn, merchant: &str, payout_id: &str) -> Result<()> {
-    deposits::resolve_rules(conn, merchant, &[INCOMPLETE_RULE], payout_id).await
+/// These payouts were applied: a wait that had become an exception is over.
+pub(super) async fn settle(conn: &mut Conn, merchant: &str, payout_ids: &[&str]) -> Result<()> {
+    deposits::resolve_rules_of(conn, merchant, &[INCOMPLETE_RULE], payout_ids).await
 }
