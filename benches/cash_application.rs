@@ -207,10 +207,18 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
                     }
                 }
             }
+            Instant::now()
         }));
     }
+    let mut ends = vec![];
     for t in tasks {
-        t.await.unwrap();
+        ends.push(t.await.unwrap());
+    }
+    if std::env::var_os("TALLY_BENCH_CPU").is_some() {
+        // How long the first loop to run out of work waited for the last.
+        ends.sort();
+        let spread = ends[ends.len() - 1].duration_since(ends[0]);
+        eprintln!("LOOPS idle at the end {:.1} ms", spread.as_secs_f64() * 1e3);
     }
     if std::env::var_os("TALLY_BENCH_WINDOWS").is_some() {
         // Monotonic (for perf) and wall clock (for the statement log).
