@@ -215,13 +215,14 @@ pub fn claim_sql(kinds: &[(&str, i64, Option<&str>)]) -> Result<String> {
 /// ctid means nothing on another).
 pub const ABSORB: &str = "DELETE FROM jobs
     WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
-      SELECT f.ctid FROM (SELECT DISTINCT unnest($3::text[])) AS x(subject_id)
+      SELECT f.ctid FROM (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]))
+        AS x(kind, subject_id)
       CROSS JOIN LATERAL (
         SELECT ctid FROM jobs
-        WHERE merchant_id = $1 AND kind = $2 AND subject_id = x.subject_id
+        WHERE merchant_id = $1 AND kind = x.kind AND subject_id = x.subject_id
           AND state <> 'parked'
         FOR UPDATE SKIP LOCKED) f))
-    RETURNING subject_id";
+    RETURNING kind, subject_id";
 
 /// Takes over and finishes the ready jobs of `kind` for these subjects that
 /// no other transaction holds (claimed or not, due or backing off), because
@@ -233,21 +234,38 @@ pub async fn absorb(
     kind: &str,
     subjects: &[String],
 ) -> Result<Vec<String>> {
-    if subjects.is_empty() {
+    let jobs: Vec<(&str, &str)> = subjects.iter().map(|s| (kind, s.as_str())).collect();
+    Ok(absorb_each(conn, merchant, &jobs)
+        .await?
+        .into_iter()
+        .map(|(_, subject)| subject)
+        .collect())
+}
+
+/// [`absorb`] of jobs of several kinds at once: (kind, subject) pairs;
+/// returns those taken.
+pub async fn absorb_each(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    jobs: &[(&str, &str)],
+) -> Result<Vec<(String, String)>> {
+    if jobs.is_empty() {
         return Ok(vec![]);
     }
     #[derive(QueryableByName)]
-    struct Subject {
+    struct Taken {
+        #[diesel(sql_type = Text)]
+        kind: String,
         #[diesel(sql_type = Text)]
         subject_id: String,
     }
-    let rows: Vec<Subject> = planned_each_run(ABSORB)
+    let rows: Vec<Taken> = planned_each_run(ABSORB)
         .bind::<Text, _>(merchant)
-        .bind::<Text, _>(kind)
-        .bind::<Array<Text>, _>(subjects)
+        .bind::<Array<Text>, _>(jobs.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(jobs.iter().map(|(_, s)| *s).collect::<Vec<_>>())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|r| r.subject_id).collect())
+    Ok(rows.into_iter().map(|r| (r.kind, r.subject_id)).collect())
 }
 
 /// Several claimed jobs of one kind are done: gone, in their work's

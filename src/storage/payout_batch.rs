@@ -1,11 +1,11 @@
 //! Several payouts of one merchant read at once, for applying them together
-//! (`app::cash::group`): their states, and their own and their balance
-//! transactions' records, one statement each. SQL only.
+//! (`app::cash::group`): their records, their balance transactions' and
+//! their states in one statement, their rows written in one. SQL only.
 
 use std::collections::BTreeMap;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Date, Integer, Numeric, Text};
+use diesel::sql_types::{Array, Date, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::ledger::PayoutRow;
@@ -14,43 +14,15 @@ use crate::domain::record::{Body, Record};
 use crate::error::{Error, Result};
 
 #[derive(QueryableByName)]
-struct StateRow {
-    #[diesel(sql_type = Text)]
-    payout_id: String,
-    #[diesel(sql_type = Text)]
-    state: String,
-}
-
-/// A primary-key probe per payout, whatever the statistics say.
-pub const STATES: &str = "
-    SELECT p.payout_id, p.state FROM (SELECT DISTINCT unnest($2::text[])) AS x(payout_id)
-    CROSS JOIN LATERAL (
-      SELECT payout_id, state FROM payouts
-      WHERE merchant_id = $1 AND payout_id = x.payout_id
-      OFFSET 0) p";
-
-/// The state of each of these payouts that has a row (none yet: never seen
-/// complete or waiting).
-pub async fn states(
-    conn: &mut AsyncPgConnection,
-    merchant: &str,
-    payout_ids: &[String],
-) -> Result<BTreeMap<String, String>> {
-    let rows: Vec<StateRow> = statement(STATES)
-        .bind::<Text, _>(merchant)
-        .bind::<Array<Text>, _>(payout_ids)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.payout_id, r.state)).collect())
-}
-
-#[derive(QueryableByName)]
 struct PartRow {
     /// 0: a payout's own record; 1: a balance transaction it swept.
     #[diesel(sql_type = Integer)]
     part: i32,
     #[diesel(sql_type = Text)]
     payload: String,
+    /// The payout's row's state, on its own records (none: no row yet).
+    #[diesel(sql_type = Nullable<Text>)]
+    state: Option<String>,
 }
 
 /// A payout's current records (its versions' last is the payout as it
@@ -60,13 +32,16 @@ struct PartRow {
 pub struct PayoutRecords {
     pub payouts: Vec<Record>,
     pub txns: Vec<Record>,
+    /// Its row's state (`waiting`, `applied`...), if it has one.
+    pub state: Option<String>,
 }
 
 /// [`records`]' statement, `$2` the payout ids: per payout, a probe of
 /// the index each arm's `ledger::payout_records` uses for one payout,
-/// fenced (`OFFSET 0`) from the filters applied to what it finds.
+/// fenced (`OFFSET 0`) from the filters applied to what it finds, and of
+/// the payouts table's key for its state.
 pub const RECORDS: &str = "
-    SELECT r.part, r.payload::text AS payload
+    SELECT r.part, r.payload::text AS payload, s.state
     FROM (SELECT DISTINCT unnest($2::text[])) AS x(payout_id)
     CROSS JOIN LATERAL (
       SELECT 0 AS part, record_id, payload FROM (
@@ -79,6 +54,9 @@ pub const RECORDS: &str = "
       SELECT 1, record_id, payload FROM record_log
       WHERE merchant_id = $1 AND outcome = 'accepted' AND kind = 'balance_transaction'
         AND payload -> 'body' ->> 'payout_id' = x.payout_id) r
+    LEFT JOIN LATERAL (
+      SELECT state FROM payouts WHERE merchant_id = $1 AND payout_id = x.payout_id
+      OFFSET 0) s ON r.part = 0
     ORDER BY r.part, r.record_id";
 
 /// [`PayoutRecords`] of each of these payouts, in one statement (each arm
@@ -112,6 +90,7 @@ pub async fn records(
         };
         let entry = out.entry(payout_id).or_default();
         if list == 0 {
+            entry.state = entry.state.take().or(row.state);
             entry.payouts.push(r);
         } else {
             entry.txns.push(r);

@@ -117,7 +117,6 @@ async fn run_together(
             return Ok(None);
         }
     };
-    jobs::complete_all(conn, merchant, APPLY_PAYOUT, &ids[..done.applied]).await?;
     span.record("tally.outcome", "done");
     span.record("tally.payouts", done.applied);
     let each = start.elapsed() / u32::try_from(done.applied.max(1)).unwrap_or(u32::MAX);

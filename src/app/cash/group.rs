@@ -1,7 +1,8 @@
 //! Several due payouts of one merchant applied together, in one savepoint:
 //! read with one statement per table for all of them, planned one by one by
 //! the same pure planner, written with one statement per table (the journal
-//! insert, which takes the merchant's export counter, once and last). Under
+//! insert, which takes the merchant's export counter, once and last); the
+//! payouts' own jobs are completed with their orders' in one statement. Under
 //! a backlog this spreads each statement's fixed cost (a round trip, a bind,
 //! an executor start) over the group; a payout is about twenty statements.
 //!
@@ -22,8 +23,8 @@ use chrono::NaiveDate;
 use tracing::Instrument;
 
 use super::{
-    APPLY_ORDER, batch, deposit, facts, fees, links, load_orders, lock_orders, payout_entries_from,
-    plan_error, residual, stored_events, waiting, write_records,
+    APPLY_ORDER, APPLY_PAYOUT, batch, deposit, facts, fees, links, load_orders, lock_orders,
+    payout_entries_from, plan_error, residual, stored_events, waiting, write_records,
 };
 use crate::domain::cash_application::completeness::{
     BalanceTxn, Completeness, PayoutBridge, payout_completeness,
@@ -179,15 +180,10 @@ pub(super) async fn apply_together(
     if !locks::try_lock_all(conn, merchant, &keys).await? {
         return Ok(None);
     }
-    let states = payout_batch::states(conn, merchant, payout_ids).await?;
     let mut records = payout_batch::records(conn, merchant, payout_ids).await?;
     let mut plain = Vec::with_capacity(payout_ids.len());
     for id in payout_ids {
-        let state = states.get(id).map(String::as_str);
-        if !matches!(state, None | Some("waiting")) {
-            break;
-        }
-        let Some(p) = plain_payout(id, records.remove(id), state.is_some()) else {
+        let Some(p) = plain_payout(id, records.remove(id)) else {
             break;
         };
         plain.push(p);
@@ -224,13 +220,13 @@ pub(super) async fn apply_together(
     // Plain: from here on every step writes, and any failure rolls the
     // group back for the caller to run its payouts one by one.
     let orders: Vec<String> = seen.into_iter().collect();
-    let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
+    let applied = tied.len();
+    let absorbed = take_jobs(conn, merchant, &orders, &plain[..applied]).await?;
     let (_, mut order_facts) =
         load_orders(conn, merchant, &orders, Some(currency), Some(stored)).await?;
     let numbered = stored_events(&order_facts);
     let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
     let mut ready = Vec::with_capacity(tied.len());
-    let applied = tied.len();
     for (p, t) in plain.iter().zip(tied) {
         let own = t
             .orders
@@ -254,10 +250,42 @@ pub(super) async fn apply_together(
     Ok(Some(Together { applied, absorbed }))
 }
 
+/// Takes over the pending jobs of these orders (their work is done here,
+/// first) and completes the payouts' own (claimed by this transaction), in
+/// one statement; the orders taken.
+async fn take_jobs(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+    payouts: &[Plain],
+) -> Result<Vec<String>> {
+    let mut wanted: Vec<(&str, &str)> = orders.iter().map(|o| (APPLY_ORDER, o.as_str())).collect();
+    wanted.extend(payouts.iter().map(|p| (APPLY_PAYOUT, p.id.as_str())));
+    let taken = jobs::absorb_each(conn, merchant, &wanted).await?;
+    let (orders, own): (Vec<_>, Vec<_>) = taken.into_iter().partition(|(k, _)| k == APPLY_ORDER);
+    if own.len() != payouts.len() {
+        return Err(crate::error::Error::Internal(format!(
+            "{} of {} claimed payout jobs of {merchant} were not ours to complete",
+            payouts.len() - own.len(),
+            payouts.len()
+        )));
+    }
+    Ok(orders.into_iter().map(|(_, o)| o).collect())
+}
+
 /// The payout as it stands, if it is plain: paid (or in transit), with a
-/// record. Waiting, failed and converted payouts go one by one.
-fn plain_payout(id: &str, records: Option<PayoutRecords>, was_waiting: bool) -> Option<Plain> {
-    let PayoutRecords { mut payouts, txns } = records?;
+/// record, new or waiting until now. Applied, reversed, parked, failed and
+/// converted payouts go one by one.
+fn plain_payout(id: &str, records: Option<PayoutRecords>) -> Option<Plain> {
+    let PayoutRecords {
+        mut payouts,
+        txns,
+        state,
+    } = records?;
+    if !matches!(state.as_deref(), None | Some("waiting")) {
+        return None;
+    }
+    let was_waiting = state.is_some();
     let record = payouts.pop()?;
     let Body::Payout(p) = &record.body else {
         return None;
