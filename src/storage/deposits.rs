@@ -205,7 +205,7 @@ pub async fn resolve_rules(
 
 /// [`resolve_rules`] for several subjects (each of the rules on each).
 pub async fn resolve_rules_of(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     rules: &[&str],
     subjects: &[&str],
@@ -221,7 +221,7 @@ pub async fn resolve_rules_of(
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(rules)
     .bind::<Array<Text>, _>(subjects)
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }

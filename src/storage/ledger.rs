@@ -1,6 +1,10 @@
 //! The ledger's tables: journal entries and lines (with the export sequence),
 //! order cash events, applications, fee shares, invoices and payouts. SQL only:
 //! what to write is decided in `app::cash_application`.
+//!
+//! The writers that take `&AsyncPgConnection` execute through a shared
+//! reference (`&mut { conn }`), so a caller can send several before awaiting
+//! any (pipelined: one round trip; `app::cash::group::write_applied`).
 
 use std::collections::BTreeMap;
 
@@ -36,7 +40,7 @@ pub async fn insert_entries(
 /// none), in one statement: one take of the counter, one run of the balance
 /// trigger. Export sequence follows the groups' order.
 pub async fn insert_entry_groups(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     groups: &[(&[JournalEntry], Option<&str>)],
 ) -> Result<()> {
@@ -119,7 +123,7 @@ pub async fn insert_entry_groups(
     .bind::<Array<Text>, _>(l_memo)
     .bind::<Array<Nullable<Text>>, _>(l_order)
     .bind::<BigInt, _>(n)
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }
@@ -218,7 +222,7 @@ pub async fn load_events(
 /// is the last number). A wrong count cannot overwrite anything: the number
 /// is in the primary key, and the insert would fail.
 pub async fn insert_events(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     groups: &[&[(String, CashEvent)]],
     stored: &BTreeMap<String, usize>,
@@ -272,7 +276,7 @@ pub async fn insert_events(
     .bind::<Array<Text>, _>(col(|e| e.1.amount.currency.code().to_string()))
     .bind::<Array<Numeric>, _>(events.iter().map(|e| e.1.amount.amount).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(numbers)
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }
@@ -283,7 +287,7 @@ pub async fn insert_events(
 /// booked earlier is updated. `applied` comes in groups, each with the payout
 /// that applied it (or none); rows are stored in the groups' order.
 pub async fn record_invoices(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     booked: &[&[InvoiceBooking]],
     applied: &[(&[AppliedCash], Option<&str>)],
@@ -356,14 +360,14 @@ pub async fn record_invoices(
     )
     .bind::<Array<Nullable<Text>>, _>(applied.iter().map(|x| x.1).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(a(|x| x.external_id.clone()))
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }
 
 /// Each payout's fee shares, for several payouts in one statement.
 pub async fn insert_fee_shares(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     payouts: &[(&str, &[FeeShare])],
 ) -> Result<()> {
@@ -400,7 +404,7 @@ pub async fn insert_fee_shares(
             .map(|(_, s)| s.amount.amount)
             .collect::<Vec<_>>(),
     )
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }

@@ -101,7 +101,7 @@ pub async fn records(
 
 /// Writes these payouts' rows (new, or as they stand now), in one statement.
 pub async fn upsert(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     rows: &[PayoutRow<'_>],
 ) -> Result<()> {
@@ -137,7 +137,7 @@ pub async fn upsert(
     .bind::<Array<Numeric>, _>(col(|r| r.missing))
     .bind::<Array<Numeric>, _>(col(|r| r.residual))
     .bind::<Array<Date>, _>(rows.iter().map(|r| r.date).collect::<Vec<_>>())
-    .execute(conn)
+    .execute(&mut { conn })
     .await?;
     Ok(())
 }

@@ -106,6 +106,20 @@ pub(super) async fn evaluate_all(
     payouts: &[PayoutFees<'_>],
     tolerance: &TolerancePolicy,
 ) -> Result<()> {
+    let settled = check_all(conn, merchant, payouts, tolerance).await?;
+    let settled: Vec<&str> = settled.iter().map(String::as_str).collect();
+    deposits::resolve_rules_of(conn, merchant, &[payout_fee::RULE], &settled).await
+}
+
+/// The payouts' fee checks: raised where unallocated (a person's
+/// resolution of the same evidence stands); the ids of those whose fees
+/// are allocated, for the caller to settle their exceptions by the rules.
+pub(super) async fn check_all(
+    conn: &mut Conn,
+    merchant: &str,
+    payouts: &[PayoutFees<'_>],
+    tolerance: &TolerancePolicy,
+) -> Result<Vec<String>> {
     let ids: Vec<String> = payouts.iter().map(|p| p.payout.source_id.clone()).collect();
     let mut journals = payout_journals::journals_of(conn, merchant, &ids).await?;
     let (mut found, mut settled) = (vec![], vec![]);
@@ -115,12 +129,11 @@ pub(super) async fn evaluate_all(
         let named: Vec<&Record> = named.iter().collect();
         match payout_fee::unallocated(p, &named, tolerance) {
             Some(f) => found.push(from_finding(merchant, None, &f)),
-            None => settled.push(payout_id),
+            None => settled.push(payout_id.to_string()),
         }
     }
     if !found.is_empty() {
-        // A person's resolution of the same evidence stands.
         open_found(conn, merchant, found).await?;
     }
-    deposits::resolve_rules_of(conn, merchant, &[payout_fee::RULE], &settled).await
+    Ok(settled)
 }

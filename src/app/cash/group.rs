@@ -24,13 +24,13 @@ use tracing::Instrument;
 
 use super::{
     APPLY_ORDER, APPLY_PAYOUT, batch, deposit, facts, fees, links, load_orders, lock_orders,
-    payout_entries_from, plan_error, residual, stored_events, waiting, write_records,
+    payout_entries_from, plan_error, raise_and_settle, residual, stored_events, waiting,
 };
 use crate::domain::cash_application::completeness::{
     BalanceTxn, Completeness, PayoutBridge, payout_completeness,
 };
 use crate::domain::cash_application::orphans::is_orphan_charge;
-use crate::domain::cash_application::payout_fee::PayoutFees;
+use crate::domain::cash_application::payout_fee::{self, PayoutFees};
 use crate::domain::cash_application::plan::{
     PayoutFacts, PayoutTxn, Plan, payout_orders, plan_payout,
 };
@@ -39,7 +39,7 @@ use crate::error::Result;
 use crate::storage::ledger::{self, PayoutRow};
 use crate::storage::locks::{self, LockKey};
 use crate::storage::payout_batch::{self, PayoutRecords};
-use crate::storage::{Conn, jobs};
+use crate::storage::{Conn, deposits, jobs};
 
 /// Payouts claimed per batch, to be applied together when plain. A payout
 /// is often hundreds of balance transactions; eight keep a group's
@@ -62,10 +62,14 @@ pub(super) struct Applied<'a> {
 }
 
 /// Writes applied payouts, after `early` (the order jobs they took over,
-/// as if those had committed first): each payout's row and fee check, then
-/// one statement per table for all: fee shares, events, invoices and
-/// applications, and last the journal entries, in this order per payout:
-/// its orders' own entries, then the payout's.
+/// as if those had committed first). What must read first runs a statement
+/// at a time: the exceptions the plans raise or settle, the fee check, the
+/// deposits to wake. The writes are then sent at once (pipelined: one round
+/// trip), one statement per table for all the payouts, and run in the order
+/// sent: payout rows, settled exceptions, fee shares, events, invoices and
+/// applications, and last the journal entries (they take the merchant's
+/// export counter, held to commit), per payout its orders' own entries,
+/// then the payout's.
 pub(super) async fn write_applied(
     conn: &mut Conn,
     merchant: &str,
@@ -73,32 +77,9 @@ pub(super) async fn write_applied(
     applied: &[Applied<'_>],
     numbered: &BTreeMap<String, usize>,
 ) -> Result<()> {
-    let rows: Vec<PayoutRow> = applied
-        .iter()
-        .map(|a| PayoutRow {
-            payout_id: a.payout_id,
-            date: a.date,
-            state: "applied",
-            amount: a.amount,
-            gross: a.bridge.gross.amount,
-            fees: a.bridge.fees.amount,
-            net: a.bridge.net.amount,
-            missing: rust_decimal::Decimal::ZERO,
-            residual: a
-                .plan
-                .residual
-                .iter()
-                .find(|m| m.currency == a.amount.currency)
-                .map_or(rust_decimal::Decimal::ZERO, |m| m.amount),
-        })
-        .collect();
-    payout_batch::upsert(conn, merchant, &rows).await?;
-    let was_waiting: Vec<&str> = applied
-        .iter()
-        .filter(|a| a.was_waiting)
-        .map(|a| a.payout_id)
-        .collect();
-    waiting::settle(conn, merchant, &was_waiting).await?;
+    let mut plans = vec![(early, None)];
+    plans.extend(applied.iter().map(|a| (&a.plan, Some(a.payout_id))));
+    raise_and_settle(conn, merchant, &plans).await?;
     let swept: Vec<PayoutFees> = applied
         .iter()
         .map(|a| PayoutFees {
@@ -109,22 +90,27 @@ pub(super) async fn write_applied(
         })
         .collect();
     let tolerance = fees::tolerance(conn, merchant).await?;
-    fees::evaluate_all(conn, merchant, &swept, &tolerance).await?;
+    let fees_settled = fees::check_all(conn, merchant, &swept, &tolerance).await?;
+    let fees_settled: Vec<&str> = fees_settled.iter().map(String::as_str).collect();
+    // A deposit that arrived first may have been waiting for these payouts.
+    deposit::wake_unmatched(conn, merchant).await?;
+
+    let rows: Vec<PayoutRow> = applied.iter().map(payout_row).collect();
+    let was_waiting: Vec<&str> = applied
+        .iter()
+        .filter(|a| a.was_waiting)
+        .map(|a| a.payout_id)
+        .collect();
     let shares: Vec<_> = applied
         .iter()
         .map(|a| (a.payout_id, &a.plan.fee_shares[..]))
         .collect();
-    ledger::insert_fee_shares(conn, merchant, &shares).await?;
-    // The caught-up orders' records first, as if their jobs had committed
-    // before: one statement per table for all.
-    let mut plans = vec![(early, None)];
-    plans.extend(applied.iter().map(|a| (&a.plan, Some(a.payout_id))));
-    write_records(conn, merchant, &plans, numbered).await?;
-    // A deposit that arrived first may have been waiting for these payouts;
-    // asked before the journal insert, which takes the merchant's export
-    // counter: that row is held to commit, so nothing more is done after it
-    // than must be.
-    deposit::wake_unmatched(conn, merchant).await?;
+    let events: Vec<_> = plans.iter().map(|(p, _)| &p.events[..]).collect();
+    let booked: Vec<_> = plans.iter().map(|(p, _)| &p.invoices[..]).collect();
+    let paid: Vec<_> = plans
+        .iter()
+        .map(|(p, payout)| (&p.applications[..], *payout))
+        .collect();
     // The orders' entries first, as if their jobs had committed before
     // (those caught up on the way belong to no payout either: a failure of
     // a payout mirrors only what the payout itself booked).
@@ -137,18 +123,41 @@ pub(super) async fn write_applied(
     let entries = groups.iter().map(|(e, _)| e.len()).sum();
     let ids: Vec<&str> = applied.iter().map(|a| a.payout_id).collect();
     let links: Vec<(String, String)> = applied.iter().flat_map(|a| a.links.clone()).collect();
-    ledger::insert_entry_groups(conn, merchant, &groups)
-        .instrument(super::journal_span(
-            merchant,
-            Some(&ids.join(",")),
-            entries,
-            &links,
-        ))
-        .await?;
+    let span = super::journal_span(merchant, Some(&ids.join(",")), entries, &links);
+    let c: &Conn = conn;
+    futures::try_join!(
+        payout_batch::upsert(c, merchant, &rows),
+        deposits::resolve_rules_of(c, merchant, &[waiting::INCOMPLETE_RULE], &was_waiting),
+        deposits::resolve_rules_of(c, merchant, &[payout_fee::RULE], &fees_settled),
+        ledger::insert_fee_shares(c, merchant, &shares),
+        ledger::insert_events(c, merchant, &events, numbered),
+        ledger::record_invoices(c, merchant, &booked, &paid),
+        ledger::insert_entry_groups(c, merchant, &groups).instrument(span),
+    )?;
     for a in applied {
         residual::settle_late_refunds(conn, merchant, &a.plan.late_refunds).await?;
     }
     Ok(())
+}
+
+/// An applied payout's row: its bridge, and what its entries left on clearing.
+fn payout_row<'a>(a: &'a Applied<'_>) -> PayoutRow<'a> {
+    PayoutRow {
+        payout_id: a.payout_id,
+        date: a.date,
+        state: "applied",
+        amount: a.amount,
+        gross: a.bridge.gross.amount,
+        fees: a.bridge.fees.amount,
+        net: a.bridge.net.amount,
+        missing: rust_decimal::Decimal::ZERO,
+        residual: a
+            .plan
+            .residual
+            .iter()
+            .find(|m| m.currency == a.amount.currency)
+            .map_or(rust_decimal::Decimal::ZERO, |m| m.amount),
+    }
 }
 
 /// A payout as read for a group: plain, or it and those after it run one by one.

@@ -483,6 +483,16 @@ async fn write_records(
         .map(|(p, payout)| (&p.applications[..], *payout))
         .collect();
     ledger::record_invoices(conn, merchant, &booked, &applied).await?;
+    raise_and_settle(conn, merchant, plans).await
+}
+
+/// The plans' exceptions, plan by plan, in order (a later plan may raise
+/// again what an earlier one settled): raised, and settled by the rules.
+async fn raise_and_settle(
+    conn: &mut Conn,
+    merchant: &str,
+    plans: &[(&Plan, Option<&str>)],
+) -> Result<()> {
     for (plan, _) in plans {
         raise(conn, merchant, &plan.problems).await?;
         for (rule, subject) in &plan.resolved {

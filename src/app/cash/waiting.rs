@@ -12,7 +12,7 @@ use crate::domain::cash_application::plan::Problem;
 use crate::domain::money::Money;
 use crate::domain::record::Handoff;
 use crate::error::Result;
-use crate::storage::{Conn, contracts, deposits, jobs};
+use crate::storage::{Conn, contracts, jobs};
 
 /// The exception for a payout still incomplete past its lag.
 pub const INCOMPLETE_RULE: &str = "cash.payout_incomplete";
@@ -58,9 +58,4 @@ pub(super) async fn check(conn: &mut Conn, merchant: &str, w: &Waiting<'_>) -> R
     };
     raise(conn, merchant, &[problem]).await?;
     Ok(())
-}
-
-/// These payouts were applied: a wait that had become an exception is over.
-pub(super) async fn settle(conn: &mut Conn, merchant: &str, payout_ids: &[&str]) -> Result<()> {
-    deposits::resolve_rules_of(conn, merchant, &[INCOMPLETE_RULE], payout_ids).await
 }
