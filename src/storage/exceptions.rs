@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::listing::{Cursor, Listing, Page, Param, TimeWindow, in_index_order, page};
-use super::statement::{Bind, statement};
+use super::statement::{Bind, planned_each_run, statement};
 use crate::domain::currency::Currency;
 use crate::domain::matching::ExceptionType;
 use crate::domain::money::Money;
@@ -140,10 +140,11 @@ struct OrderRow {
 pub const CONFLICTED_ORDERS: &str = "
     SELECT o.order_id FROM (SELECT DISTINCT UNNEST($2::text[])) AS o(order_id)
     WHERE EXISTS (
-        SELECT 1 FROM exceptions e
-        WHERE e.merchant_id = $1 AND e.order_id = o.order_id
-          AND e.state <> 'resolved' AND e.type = 'record_conflict'
-        OFFSET 0)";
+        SELECT 1 FROM (
+          SELECT e.state, e.type FROM exceptions e
+          WHERE e.merchant_id = $1 AND e.order_id = o.order_id
+          OFFSET 0) e
+        WHERE e.state <> 'resolved' AND e.type = 'record_conflict')";
 
 /// The orders among `orders` with an unresolved record conflict.
 pub async fn conflicted_orders(
@@ -181,6 +182,15 @@ struct IdRow {
     exception_id: Uuid,
 }
 
+/// [`resolve_others`]' update, by key. Sent unnamed, planned at each run
+/// with its ids: kept, a generic plan made on empty tables reads the
+/// merchant's open exceptions through a partial index instead (as
+/// `deposits::RESOLVE_BY_RULES` did).
+pub const RESOLVE_BY_KEY: &str = "
+    UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
+    WHERE merchant_id = $1 AND exception_id = ANY($2) AND state <> 'resolved'
+    RETURNING type AS exception_type";
+
 /// Resolves the exceptions of these types on these orders that are not in
 /// `keep`. They are found first, order by order; the update then names
 /// them by key, and runs only when there is something to resolve (an
@@ -207,18 +217,14 @@ pub async fn resolve_others(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    Ok(statement(
-        "UPDATE exceptions SET state = 'resolved', resolve_time = now(), update_time = now()
-         WHERE merchant_id = $1 AND exception_id = ANY($2) AND state <> 'resolved'
-         RETURNING type AS exception_type",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .load::<TypeRow>(conn)
-    .await?
-    .into_iter()
-    .map(|r| r.exception_type)
-    .collect())
+    Ok(planned_each_run(RESOLVE_BY_KEY)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .load::<TypeRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.exception_type)
+        .collect())
 }
 
 #[derive(Debug, Clone)]

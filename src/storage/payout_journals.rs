@@ -61,6 +61,21 @@ pub async fn journals(
         .unwrap_or_default())
 }
 
+/// [`journals_of`]' statement: `$2` the payouts' ids and reference keys.
+/// Each record found is a primary-key probe, fenced (`OFFSET 0`) from the
+/// filters on what it finds: as a plain join, a generic plan made on empty
+/// tables read the merchant's whole record log per call.
+pub const JOURNALS_OF: &str = "
+    SELECT r.ref_id, l.record_id, l.payload FROM (
+      SELECT DISTINCT r.ref_id, r.record_id FROM record_refs r
+      WHERE r.merchant_id = $1 AND r.ref_id = ANY($2)) AS r
+    CROSS JOIN LATERAL (
+      SELECT l.record_id, l.payload, l.is_current, l.kind FROM record_log l
+      WHERE l.merchant_id = $1 AND l.record_id = r.record_id
+      OFFSET 0) l
+    WHERE l.is_current AND l.kind = 'journal_entry'
+    ORDER BY l.record_id";
+
 /// [`journals`] of each of these payouts, in one statement.
 pub async fn journals_of(
     conn: &mut AsyncPgConnection,
@@ -82,18 +97,11 @@ pub async fn journals_of(
         of_ref.insert(id.clone(), id.clone());
         of_ref.insert(payout_ref(id), id.clone());
     }
-    let rows: Vec<Row> = statement(
-        "SELECT r.ref_id, l.record_id, l.payload FROM (
-           SELECT DISTINCT r.ref_id, r.record_id FROM record_refs r
-           WHERE r.merchant_id = $1 AND r.ref_id = ANY($2)) AS r
-         JOIN record_log l ON l.merchant_id = $1 AND l.record_id = r.record_id
-         WHERE l.is_current AND l.kind = 'journal_entry'
-         ORDER BY l.record_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(of_ref.keys().cloned().collect::<Vec<_>>())
-    .load(conn)
-    .await?;
+    let rows: Vec<Row> = statement(JOURNALS_OF)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(of_ref.keys().cloned().collect::<Vec<_>>())
+        .load(conn)
+        .await?;
     let mut seen = BTreeSet::new();
     let mut out: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for r in rows {

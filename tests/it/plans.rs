@@ -260,6 +260,18 @@ async fn write_path_lookups_are_index_probes_without_statistics() {
         .await;
     }
     assert_probes(&c, "links", links::LINK, &[m.clone(), array("ch_o", 1000)]).await;
+    // Sent unnamed, so planned at each run with its values (no kept plan).
+    let by_key = tally::storage::deposits::RESOLVE_BY_RULES
+        .replace("$1", &m)
+        .replace("$2", "'{00000000-0000-0000-0000-000000000001}'::uuid[]");
+    check_probes(
+        "exceptions settled by the rules, by key",
+        &explained(&c, &by_key).await,
+    );
+    let by_key = exceptions::RESOLVE_BY_KEY
+        .replace("$1", &m)
+        .replace("$2", "'{00000000-0000-0000-0000-000000000001}'::uuid[]");
+    check_probes("exceptions resolved by key", &explained(&c, &by_key).await);
     let ids: Vec<String> = (1..=20)
         .map(|i| format!("00000000-0000-0000-0000-{i:012}"))
         .collect();
@@ -450,6 +462,16 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
             "payouts' records, balance transactions and states, for applying them together",
             tally::storage::payout_batch::RECORDS.into(),
             vec![m.clone(), array("po", 8)],
+        ),
+        (
+            "journals naming payouts",
+            tally::storage::payout_journals::JOURNALS_OF.into(),
+            vec![m.clone(), array("ch_o", 16)],
+        ),
+        (
+            "open exceptions of rules, to settle",
+            tally::storage::deposits::RULED_OPEN.into(),
+            vec![m.clone(), "'{r}'".into(), array("s", 8)],
         ),
         (
             "the cash worker's batch claim",

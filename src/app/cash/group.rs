@@ -63,10 +63,11 @@ pub(super) struct Applied<'a> {
 
 /// Writes applied payouts, after `early` (the order jobs they took over,
 /// as if those had committed first). What must read first runs a statement
-/// at a time: the exceptions the plans raise or settle, the fee check, the
-/// deposits to wake. The writes are then sent at once (pipelined: one round
-/// trip), one statement per table for all the payouts, and run in the order
-/// sent: payout rows, settled exceptions, fee shares, events, invoices and
+/// at a time: the exceptions the plans raise or settle, the fee checks and
+/// settled waits, the deposits to wake. The writes are then sent at once
+/// (pipelined: one round trip), one statement per table for all the
+/// payouts, and run in the order sent: payout rows, fee shares, events,
+/// invoices and
 /// applications, and last the journal entries (they take the merchant's
 /// export counter, held to commit), per payout its orders' own entries,
 /// then the payout's.
@@ -92,15 +93,17 @@ pub(super) async fn write_applied(
     let tolerance = fees::tolerance(conn, merchant).await?;
     let fees_settled = fees::check_all(conn, merchant, &swept, &tolerance).await?;
     let fees_settled: Vec<&str> = fees_settled.iter().map(String::as_str).collect();
-    // A deposit that arrived first may have been waiting for these payouts.
-    deposit::wake_unmatched(conn, merchant).await?;
-
-    let rows: Vec<PayoutRow> = applied.iter().map(payout_row).collect();
+    deposits::resolve_rules_of(conn, merchant, &[payout_fee::RULE], &fees_settled).await?;
     let was_waiting: Vec<&str> = applied
         .iter()
         .filter(|a| a.was_waiting)
         .map(|a| a.payout_id)
         .collect();
+    deposits::resolve_rules_of(conn, merchant, &[waiting::INCOMPLETE_RULE], &was_waiting).await?;
+    // A deposit that arrived first may have been waiting for these payouts.
+    deposit::wake_unmatched(conn, merchant).await?;
+
+    let rows: Vec<PayoutRow> = applied.iter().map(payout_row).collect();
     let shares: Vec<_> = applied
         .iter()
         .map(|a| (a.payout_id, &a.plan.fee_shares[..]))
@@ -127,8 +130,6 @@ pub(super) async fn write_applied(
     let c: &Conn = conn;
     futures::try_join!(
         payout_batch::upsert(c, merchant, &rows),
-        deposits::resolve_rules_of(c, merchant, &[waiting::INCOMPLETE_RULE], &was_waiting),
-        deposits::resolve_rules_of(c, merchant, &[payout_fee::RULE], &fees_settled),
         ledger::insert_fee_shares(c, merchant, &shares),
         ledger::insert_events(c, merchant, &events, numbered),
         ledger::record_invoices(c, merchant, &booked, &paid),

@@ -1,0 +1,1 @@
+DROP INDEX exceptions_open_by_rule;
