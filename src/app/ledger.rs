@@ -15,7 +15,8 @@ use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::storage::ledger;
 use crate::storage::ledger_reads::{
-    self, ApplicationView, BalanceView, EntryFilter, EntryLineView, InvoiceView, PayoutView,
+    self, ApplicationView, ApplicationsOf, BalanceView, EntryFilter, EntryLineView, InvoiceView,
+    PayoutView,
 };
 
 /// One category of a payout's bridge: gross, fees, net.
@@ -87,7 +88,8 @@ impl App {
             line.net = line.net.checked_add(&t.net).ok_or_else(overflow)?;
         }
         let applications =
-            ledger_reads::applications(&mut conn, merchant, Some(payout_id), None).await?;
+            ledger_reads::applications(&mut conn, merchant, ApplicationsOf::Payout(payout_id))
+                .await?;
         let filter = EntryFilter {
             payout_id: Some(payout_id.to_string()),
             ..EntryFilter::default()
@@ -120,7 +122,8 @@ impl App {
                 Error::not_found(format!("merchants/{merchant}/invoices/{invoice_id}"))
             })?;
         let applications =
-            ledger_reads::applications(&mut conn, merchant, None, Some(invoice_id)).await?;
+            ledger_reads::applications(&mut conn, merchant, ApplicationsOf::Invoice(invoice_id))
+                .await?;
         Ok(InvoiceDetail {
             invoice,
             applications,

@@ -141,9 +141,11 @@ pub async fn payout_applications(
     payout_id: &str,
 ) -> Result<Vec<AppliedCash>> {
     let rows: Vec<ApplicationRow> = statement(
+        // Fenced from the sort, as `ledger_reads::APPLICATIONS_OF_PAYOUT`.
         "SELECT order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied,
              external_id
-         FROM cash_applications WHERE merchant_id = $1 AND payout_id = $2
+         FROM (SELECT * FROM cash_applications WHERE merchant_id = $1 AND payout_id = $2
+               OFFSET 0) a
          ORDER BY application_id",
     )
     .bind::<Text, _>(merchant)

@@ -88,25 +88,43 @@ pub struct ApplicationView {
     pub from_unapplied: bool,
 }
 
-/// Applications of a payout, or to an invoice.
+/// Whose applications to read.
+#[derive(Debug, Clone, Copy)]
+pub enum ApplicationsOf<'a> {
+    Payout(&'a str),
+    Invoice(&'a str),
+}
+
+/// A payout's applications. One fixed statement per filter, and the probe
+/// fenced (`OFFSET 0`) from the sort: a generic plan kept from empty tables
+/// read every application of the merchant, with an optional filter (`$2 IS
+/// NULL OR payout_id = $2`), or in key order to skip the sort.
+pub const APPLICATIONS_OF_PAYOUT: &str = "
+    SELECT order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied
+    FROM (SELECT * FROM cash_applications WHERE merchant_id = $1 AND payout_id = $2 OFFSET 0) a
+    ORDER BY application_id";
+
+/// An invoice's applications (as [`APPLICATIONS_OF_PAYOUT`]).
+pub const APPLICATIONS_OF_INVOICE: &str = "
+    SELECT order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied
+    FROM (SELECT * FROM cash_applications WHERE merchant_id = $1 AND invoice_id = $2 OFFSET 0) a
+    ORDER BY application_id";
+
+/// Applications of a payout, or to an invoice, in the order they were made.
 pub async fn applications(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    payout_id: Option<&str>,
-    invoice_id: Option<&str>,
+    of: ApplicationsOf<'_>,
 ) -> Result<Vec<ApplicationView>> {
-    Ok(statement(
-        "SELECT order_id, payment_id, invoice_id, tender, currency_code, amount, from_unapplied
-         FROM cash_applications
-         WHERE merchant_id = $1 AND ($2::text IS NULL OR payout_id = $2)
-           AND ($3::text IS NULL OR invoice_id = $3)
-         ORDER BY application_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Nullable<Text>, _>(payout_id)
-    .bind::<Nullable<Text>, _>(invoice_id)
-    .load(conn)
-    .await?)
+    let (sql, id) = match of {
+        ApplicationsOf::Payout(id) => (APPLICATIONS_OF_PAYOUT, id),
+        ApplicationsOf::Invoice(id) => (APPLICATIONS_OF_INVOICE, id),
+    };
+    Ok(statement(sql)
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(id)
+        .load(conn)
+        .await?)
 }
 
 #[derive(Debug, Clone, QueryableByName)]

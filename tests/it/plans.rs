@@ -464,6 +464,16 @@ async fn generic_plans_made_on_empty_tables_stay_probes_as_they_grow() {
             vec![m.clone(), array("po", 8)],
         ),
         (
+            "a payout's applications",
+            tally::storage::ledger_reads::APPLICATIONS_OF_PAYOUT.into(),
+            vec![m.clone(), "'po_1'".into()],
+        ),
+        (
+            "an invoice's applications",
+            tally::storage::ledger_reads::APPLICATIONS_OF_INVOICE.into(),
+            vec![m.clone(), "'INV-1'".into()],
+        ),
+        (
             "journals naming payouts",
             tally::storage::payout_journals::JOURNALS_OF.into(),
             vec![m.clone(), array("ch_o", 16)],
