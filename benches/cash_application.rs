@@ -19,8 +19,9 @@
 //! invoice submitted beforehand; not timed). Rows:
 //! - tally worker: 2 loops drain every job with `App::run_jobs` (the worker's
 //!   batches): claim, load facts, plan, write events, invoices, applications,
-//!   fee shares, entries, lines, the balance trigger, delete the job; a payout
-//!   takes over its orders' invoice jobs, so one transaction per payout.
+//!   fee shares, entries, lines, the balance trigger, delete the jobs; a
+//!   payout takes over its orders' invoice jobs, and a merchant's payouts due
+//!   together are applied together (up to 8), one transaction a batch.
 //! - the same with every payout of one merchant: one export counter row and
 //!   one fee account for all (the hot row).
 //! - SQL baseline: the same entries and lines per payout (invoice and
