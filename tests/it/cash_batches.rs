@@ -309,9 +309,9 @@ async fn journal_inserts(t: &TestApp) -> i64 {
         .await
 }
 
-#[tokio::test]
-async fn plain_payouts_due_together_are_written_by_one_statement_and_book_the_same_ledger() {
-    let groups = plain_payouts();
+/// Submits every group's records, then runs one batch: each of the three
+/// payouts is done in it, whether together or alone.
+async fn one_batch_applies_the_three(groups: &[Vec<pb::Record>]) -> TestApp {
     let t = TestApp::start().await;
     t.submit(groups.concat()).await.unwrap();
     let app = App::new(Store::connect(&t.db.url, 2).unwrap());
@@ -324,6 +324,13 @@ async fn plain_payouts_due_together_are_written_by_one_statement_and_book_the_sa
             done("apply_payout", "po_c"),
         ]
     );
+    t
+}
+
+#[tokio::test]
+async fn plain_payouts_due_together_are_written_by_one_statement_and_book_the_same_ledger() {
+    let groups = plain_payouts();
+    let t = one_batch_applies_the_three(&groups).await;
     assert_eq!(t.count("SELECT count(*) FROM jobs").await, 0);
     assert_eq!(journal_inserts(&t).await, 1, "one insert for the three");
     assert_eq!(
@@ -384,18 +391,7 @@ async fn a_payout_still_waiting_for_transactions_runs_alone_and_those_after_it_t
     // po_b's second charge has not arrived: 77.38 of 100.00.
     groups[1].pop();
     groups[1].push(payout("po_b", "100.00"));
-    let t = TestApp::start().await;
-    t.submit(groups.concat()).await.unwrap();
-    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
-    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
-    assert_eq!(
-        outcomes,
-        vec![
-            done("apply_payout", "po_a"),
-            done("apply_payout", "po_b"),
-            done("apply_payout", "po_c"),
-        ]
-    );
+    let t = one_batch_applies_the_three(&groups).await;
     assert_eq!(
         scalar(
             &t,
@@ -414,18 +410,7 @@ async fn the_plain_payouts_at_the_head_go_together_and_the_rest_alone_after_them
     let mut groups = plain_payouts();
     // po_c's charge has not arrived: it waits, after po_a and po_b together.
     groups[2].retain(|r| !matches!(r.kind, Some(pb::record::Kind::BalanceTransaction(_))));
-    let t = TestApp::start().await;
-    t.submit(groups.concat()).await.unwrap();
-    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
-    let outcomes = app.run_jobs("acme", &fast_retry(), 100).await.unwrap();
-    assert_eq!(
-        outcomes,
-        vec![
-            done("apply_payout", "po_a"),
-            done("apply_payout", "po_b"),
-            done("apply_payout", "po_c"),
-        ]
-    );
+    let t = one_batch_applies_the_three(&groups).await;
     assert_eq!(journal_inserts(&t).await, 1, "po_a and po_b together");
     assert_eq!(
         scalar(
