@@ -177,6 +177,16 @@ pub(super) struct Together {
     pub absorbed: Vec<String>,
 }
 
+/// The group as read and tied, before anything is written: its plain
+/// payouts (from the head of the claim order), the first `tied.len()` of
+/// them tied to their orders (locked), and those orders' records.
+struct Read {
+    plain: Vec<Plain>,
+    tied: Vec<TiedPlain>,
+    currency: crate::domain::currency::Currency,
+    stored: super::StoredByOrder,
+}
+
 /// Applies the plain payouts at the head of `payout_ids` (claim order)
 /// together, when there are two or more; the rest are the caller's to run
 /// one by one after them, so the order is kept. None when fewer than two
@@ -186,6 +196,61 @@ pub(super) async fn apply_together(
     merchant: &str,
     payout_ids: &[String],
 ) -> Result<Option<Together>> {
+    let Some(Read {
+        plain,
+        tied,
+        currency,
+        stored,
+    }) = read_group(conn, merchant, payout_ids).await?
+    else {
+        return Ok(None);
+    };
+    let mut orders: Vec<String> = tied.iter().flat_map(|t| t.orders.iter().cloned()).collect();
+    orders.sort();
+    debug_assert!(
+        orders.windows(2).all(|w| w[0] < w[1]),
+        "an order paid by two payouts of a group"
+    );
+    // Plain: from here on every step writes, and any failure rolls the
+    // group back for the caller to run its payouts one by one.
+    let applied = tied.len();
+    let absorbed = take_jobs(conn, merchant, &orders, &plain[..applied]).await?;
+    let (_, mut order_facts) =
+        load_orders(conn, merchant, &orders, Some(currency), Some(stored)).await?;
+    let numbered = stored_events(&order_facts);
+    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
+    let mut ready = Vec::with_capacity(tied.len());
+    for (p, t) in plain.iter().zip(tied) {
+        let own = t
+            .orders
+            .iter()
+            .filter_map(|o| Some((o.clone(), order_facts.remove(o)?)))
+            .collect();
+        let plan =
+            plan_payout(&t.facts, &own).map_err(|e| plan_error(&format!("payouts/{}", p.id), e))?;
+        ready.push(Applied {
+            payout: &p.record,
+            payout_id: &p.id,
+            amount: t.facts.amount,
+            date: t.date,
+            was_waiting: p.was_waiting,
+            links: links(conn, merchant, &t.orders, Some(&p.id)).await?,
+            bridge: t.facts.bridge,
+            plan,
+        });
+    }
+    write_applied(conn, merchant, &early, &ready, &numbered).await?;
+    Ok(Some(Together { applied, absorbed }))
+}
+
+/// Reads and ties the plain payouts at the head of `payout_ids`, under
+/// their fee locks and their orders' locks; None when fewer than two are
+/// plain or a lock is held elsewhere.
+async fn read_group(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_ids: &[String],
+) -> Result<Option<Read>> {
     let keys: Vec<LockKey> = payout_ids.iter().map(|p| fees::lock_key(p)).collect();
     if !locks::try_lock_all(conn, merchant, &keys).await? {
         return Ok(None);
@@ -227,37 +292,12 @@ pub(super) async fn apply_together(
     if tied.len() < 2 {
         return Ok(None);
     }
-    // Plain: from here on every step writes, and any failure rolls the
-    // group back for the caller to run its payouts one by one.
-    let orders: Vec<String> = seen.into_iter().collect();
-    let applied = tied.len();
-    let absorbed = take_jobs(conn, merchant, &orders, &plain[..applied]).await?;
-    let (_, mut order_facts) =
-        load_orders(conn, merchant, &orders, Some(currency), Some(stored)).await?;
-    let numbered = stored_events(&order_facts);
-    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
-    let mut ready = Vec::with_capacity(tied.len());
-    for (p, t) in plain.iter().zip(tied) {
-        let own = t
-            .orders
-            .iter()
-            .filter_map(|o| Some((o.clone(), order_facts.remove(o)?)))
-            .collect();
-        let plan =
-            plan_payout(&t.facts, &own).map_err(|e| plan_error(&format!("payouts/{}", p.id), e))?;
-        ready.push(Applied {
-            payout: &p.record,
-            payout_id: &p.id,
-            amount: t.facts.amount,
-            date: t.date,
-            was_waiting: p.was_waiting,
-            links: links(conn, merchant, &t.orders, Some(&p.id)).await?,
-            bridge: t.facts.bridge,
-            plan,
-        });
-    }
-    write_applied(conn, merchant, &early, &ready, &numbered).await?;
-    Ok(Some(Together { applied, absorbed }))
+    Ok(Some(Read {
+        plain,
+        tied,
+        currency,
+        stored,
+    }))
 }
 
 /// Takes over the pending jobs of these orders (their work is done here,
