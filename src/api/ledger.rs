@@ -11,7 +11,9 @@ use crate::api::names::{parse_parent, valid_merchant, valid_order_id};
 use crate::api::pagination::time_range;
 use crate::app::App;
 use crate::app::ledger::ageing_bucket;
+use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
 use crate::domain::currency::Currency;
+use crate::storage::ledger::BookingRow;
 use crate::domain::ledger::AccountRole;
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
@@ -84,31 +86,63 @@ fn stored_money(amount: Decimal, code: &str) -> Result<Money> {
     Ok(Money::new(amount, c))
 }
 
-fn state_key(s: pb::PayoutState) -> Option<&'static str> {
+/// The one map between the domain's payout states and the API's.
+fn state_key(s: pb::PayoutState) -> Option<PayoutState> {
     match s {
         pb::PayoutState::Unspecified => None,
-        pb::PayoutState::Waiting => Some("waiting"),
-        pb::PayoutState::Applied => Some("applied"),
-        pb::PayoutState::Parked => Some("parked"),
-        pb::PayoutState::Reversed => Some("reversed"),
+        pb::PayoutState::Waiting => Some(PayoutState::Waiting),
+        pb::PayoutState::Applied => Some(PayoutState::Applied),
+        pb::PayoutState::Parked => Some(PayoutState::Parked),
+        // A payout that failed after it was paid was called reversed.
+        pb::PayoutState::Reversed | pb::PayoutState::Failed => Some(PayoutState::Failed),
     }
 }
 
-fn state_of(key: &str) -> pb::PayoutState {
-    match key {
-        "waiting" => pb::PayoutState::Waiting,
-        "applied" => pb::PayoutState::Applied,
-        "parked" => pb::PayoutState::Parked,
-        "reversed" => pb::PayoutState::Reversed,
-        _ => pb::PayoutState::Unspecified,
-    }
+fn state_of(key: &str) -> Result<pb::PayoutState> {
+    let state = PayoutState::from_key(key)
+        .ok_or_else(|| Error::corrupt("a stored payout state", key.to_string()))?;
+    Ok(match state {
+        PayoutState::Waiting => pb::PayoutState::Waiting,
+        PayoutState::Applied => pb::PayoutState::Applied,
+        PayoutState::Parked => pb::PayoutState::Parked,
+        PayoutState::Failed => pb::PayoutState::Failed,
+    })
+}
+
+fn booking(b: &BookingRow) -> Result<pb::PayoutBooking> {
+    let action = match BookingAction::from_key(&b.action) {
+        Some(BookingAction::Applied) => pb::PayoutBookingAction::Applied,
+        Some(BookingAction::Reversed) => pb::PayoutBookingAction::Reversed,
+        Some(BookingAction::Reapplied) => pb::PayoutBookingAction::Reapplied,
+        None => return Err(Error::corrupt("a payout booking", b.action.clone())),
+    };
+    let update_time = b
+        .source_update_time
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| timestamp(t.with_timezone(&chrono::Utc)))
+                .map_err(|e| Error::corrupt("a record's source_update_time", e))
+        })
+        .transpose()?;
+    Ok(pb::PayoutBooking {
+        action: action as i32,
+        cause_source_system: b.source_system.clone(),
+        cause_source_id: b.source_id.clone(),
+        cause_source_update_time: update_time,
+        cause_receive_time: Some(timestamp(b.receive_time)),
+        entries: b.entries,
+        round: b.round,
+        book_time: Some(timestamp(b.booked_at)),
+    })
 }
 
 fn payout(merchant: &str, p: &PayoutView) -> Result<pb::LedgerPayout> {
     let m = |a| stored_money(a, &p.currency_code).map(|m| Some(money(&m)));
     Ok(pb::LedgerPayout {
         name: format!("merchants/{merchant}/payouts/{}", p.payout_id),
-        state: state_of(&p.state) as i32,
+        state: state_of(&p.state)? as i32,
+        state_reason: p.reason.clone(),
         amount: m(p.amount)?,
         gross: m(p.gross)?,
         fees: m(p.fees)?,
@@ -199,6 +233,7 @@ impl LedgerService for LedgerApi {
             .map(application)
             .collect::<Result<_>>()?;
         p.journal_entries = d.entries.iter().map(|e| entry(e)).collect::<Result<_>>()?;
+        p.history = d.history.iter().map(booking).collect::<Result<_>>()?;
         Ok(Response::new(pb::GetPayoutResponse { payout: Some(p) }))
     }
 

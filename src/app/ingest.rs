@@ -301,6 +301,16 @@ async fn submit_in_tx(
     let mut spans = telemetry::spans::record_spans(merchant, sub.records.iter().copied());
     let trace: Vec<TraceIds> = spans.iter().map(|s| s.ids()).collect();
     let judged = settle(conn, merchant, sub, &hashes, &trace).await?;
+    // A balance transaction's new version may name another payout than the
+    // one its earlier version was booked under: both are derived again.
+    let moved: Vec<&str> = judged
+        .outcomes
+        .iter()
+        .filter(|o| o.outcome == RecordOutcome::Updated)
+        .map(|o| sub.records[o.index])
+        .filter(|r| matches!(r.body, crate::domain::record::Body::BalanceTransaction(_)))
+        .map(|r| r.source_id.as_str())
+        .collect();
     for o in &judged.outcomes {
         spans[o.index].set("tally.outcome", o.outcome.as_str());
     }
@@ -361,7 +371,7 @@ async fn submit_in_tx(
     }
     // Cash application work made ready by these records, committed with them
     // so nothing is missed.
-    super::cash::enqueue_for(conn, merchant, &new_records).await?;
+    super::cash::enqueue_for(conn, merchant, &new_records, &moved).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");

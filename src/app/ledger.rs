@@ -1,6 +1,7 @@
 //! What LedgerService reads: payouts with their bridge, invoices with what
 //! is open, journal entries in export order, the trial balance.
 
+use crate::domain::cash_application::payout_state::PayoutState;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -33,6 +34,8 @@ pub struct PayoutDetail {
     pub bridge: Vec<BridgeLine>,
     pub applications: Vec<ApplicationView>,
     pub entries: Vec<Vec<EntryLineView>>,
+    /// Each booking of the payout, oldest first.
+    pub history: Vec<ledger::BookingRow>,
 }
 
 pub struct InvoiceDetail {
@@ -69,7 +72,10 @@ impl App {
         let payout = ledger_reads::payout(&mut conn, merchant, payout_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("merchants/{merchant}/payouts/{payout_id}")))?;
-        let (_, txns) = ledger::payout_records(&mut conn, merchant, payout_id).await?;
+        let txns = ledger::payout_records(&mut conn, merchant, payout_id)
+            .await?
+            .txns;
+        let history = ledger::payout_bookings(&mut conn, merchant, payout_id).await?;
         let mut bridge: BTreeMap<String, BridgeLine> = BTreeMap::new();
         for r in &txns {
             let Some((t, _, _)) = super::cash::balance_txn(r) else {
@@ -100,17 +106,19 @@ impl App {
             bridge: bridge.into_values().collect(),
             applications,
             entries: group_entries(rows),
+            history,
         })
     }
 
     pub async fn list_payouts(
         &self,
         merchant: &str,
-        state: Option<&str>,
+        state: Option<PayoutState>,
         after: &str,
         limit: i64,
     ) -> Result<Vec<PayoutView>> {
         let mut conn = self.store.conn().await?;
+        let state = state.map(PayoutState::key);
         ledger_reads::payouts(&mut conn, merchant, state, after, limit).await
     }
 

@@ -58,6 +58,8 @@ struct PayoutRow {
     payout_date: Option<NaiveDate>,
     #[diesel(sql_type = Nullable<Text>)]
     deposit_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    round: i32,
 }
 
 fn at_bank(rows: Vec<PayoutRow>) -> Result<Vec<PayoutAtBank>> {
@@ -71,12 +73,49 @@ fn at_bank(rows: Vec<PayoutRow>) -> Result<Vec<PayoutAtBank>> {
                 applied: r.state == "applied",
                 deposit_id: r.deposit_id,
                 payout_id: r.payout_id,
+                round: u32::try_from(r.round).map_err(|e| Error::corrupt("a payout round", e))?,
             })
         })
         .collect()
 }
 
-const COLUMNS: &str = "payout_id, state, currency_code, amount, payout_date, deposit_id";
+const COLUMNS: &str = "payout_id, state, currency_code, amount, payout_date, deposit_id, round";
+
+/// The deposit the bank showed for this payout, if one was matched to it:
+/// its id and amount.
+pub async fn deposit_of_payout(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<Option<(String, Money)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        deposit_id: String,
+        #[diesel(sql_type = Text)]
+        currency_code: String,
+        #[diesel(sql_type = Numeric)]
+        amount: Decimal,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT d.deposit_id, d.currency_code, d.amount
+         FROM payouts p JOIN deposits d
+           ON d.merchant_id = p.merchant_id AND d.deposit_id = p.deposit_id
+         WHERE p.merchant_id = $1 AND p.payout_id = $2",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(payout_id)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| {
+            let currency = Currency::from_code(&r.currency_code)
+                .ok_or_else(|| Error::corrupt("a stored currency", r.currency_code.clone()))?;
+            Ok((r.deposit_id, Money::new(r.amount, currency)))
+        })
+        .transpose()
+}
 
 /// The payouts with these ids, as a deposit naming them sees them.
 pub async fn payouts(

@@ -169,20 +169,3 @@ pub async fn payout_applications(
         })
         .collect()
 }
-
-/// A payout whose failure was booked: everything it applied is undone.
-pub async fn mark_reversed(
-    conn: &mut AsyncPgConnection,
-    merchant: &str,
-    payout_id: &str,
-) -> Result<()> {
-    statement(
-        "UPDATE payouts SET state = 'reversed', updated_at = now()
-         WHERE merchant_id = $1 AND payout_id = $2",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(payout_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}

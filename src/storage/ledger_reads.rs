@@ -30,10 +30,12 @@ pub struct PayoutView {
     pub missing: Decimal,
     #[diesel(sql_type = Numeric)]
     pub residual: Decimal,
+    #[diesel(sql_type = Text)]
+    pub reason: String,
 }
 
 const PAYOUT_COLUMNS: &str =
-    "payout_id, state, currency_code, amount, gross, fees, net, missing, residual";
+    "payout_id, state, currency_code, amount, gross, fees, net, missing, residual, reason";
 
 pub async fn payout(
     conn: &mut AsyncPgConnection,

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Date, Integer, Nullable, Numeric, Text};
+use diesel::sql_types::{Array, BigInt, Date, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::ledger::PayoutRow;
+use super::ledger::{PayoutRow, StoredPayout};
 use super::statement::{Bind, statement};
 use crate::domain::record::{Body, Record};
 use crate::error::{Error, Result};
@@ -18,11 +18,17 @@ struct PartRow {
     /// 0: a payout's own record; 1: a balance transaction it swept.
     #[diesel(sql_type = Integer)]
     part: i32,
+    #[diesel(sql_type = BigInt)]
+    record_id: i64,
     #[diesel(sql_type = Text)]
     payload: String,
     /// The payout's row's state, on its own records (none: no row yet).
     #[diesel(sql_type = Nullable<Text>)]
     state: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    basis: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    round: Option<i32>,
 }
 
 /// A payout's current records (its versions' last is the payout as it
@@ -32,8 +38,11 @@ struct PartRow {
 pub struct PayoutRecords {
     pub payouts: Vec<Record>,
     pub txns: Vec<Record>,
-    /// Its row's state (`waiting`, `applied`...), if it has one.
-    pub state: Option<String>,
+    /// Its row as it stands, if it has one.
+    pub row: Option<StoredPayout>,
+    /// The newest of these records' versions (`record_log.record_id`): what
+    /// a booking from them names as its cause.
+    pub newest_record: i64,
 }
 
 /// [`records`]' statement, `$2` the payout ids: per payout, a probe of
@@ -41,7 +50,7 @@ pub struct PayoutRecords {
 /// fenced (`OFFSET 0`) from the filters applied to what it finds, and of
 /// the payouts table's key for its state.
 pub const RECORDS: &str = "
-    SELECT r.part, r.payload::text AS payload, s.state
+    SELECT r.part, r.record_id, r.payload::text AS payload, s.state, s.basis, s.round
     FROM (SELECT DISTINCT unnest($2::text[])) AS x(payout_id)
     CROSS JOIN LATERAL (
       SELECT 0 AS part, record_id, payload FROM (
@@ -52,10 +61,10 @@ pub const RECORDS: &str = "
       WHERE is_current
       UNION ALL
       SELECT 1, record_id, payload FROM record_log
-      WHERE merchant_id = $1 AND outcome = 'accepted' AND kind = 'balance_transaction'
+      WHERE merchant_id = $1 AND is_current AND kind = 'balance_transaction'
         AND payload -> 'body' ->> 'payout_id' = x.payout_id) r
     LEFT JOIN LATERAL (
-      SELECT state FROM payouts WHERE merchant_id = $1 AND payout_id = x.payout_id
+      SELECT state, basis, round FROM payouts WHERE merchant_id = $1 AND payout_id = x.payout_id
       OFFSET 0) s ON r.part = 0
     ORDER BY r.part, r.record_id";
 
@@ -89,8 +98,11 @@ pub async fn records(
             _ => return Err(Error::corrupt("a payout's record", "of another kind")),
         };
         let entry = out.entry(payout_id).or_default();
+        entry.newest_record = entry.newest_record.max(row.record_id);
         if list == 0 {
-            entry.state = entry.state.take().or(row.state);
+            if let Some(state) = row.state.as_deref() {
+                entry.row = Some(StoredPayout::read(state, row.basis, row.round)?);
+            }
             entry.payouts.push(r);
         } else {
             entry.txns.push(r);
@@ -99,7 +111,8 @@ pub async fn records(
     Ok(out)
 }
 
-/// Writes these payouts' rows (new, or as they stand now), in one statement.
+/// Writes these payouts' rows (new, or as they stand now), and the booking
+/// each one records in its history, in one statement.
 pub async fn upsert(
     conn: &AsyncPgConnection,
     merchant: &str,
@@ -109,26 +122,40 @@ pub async fn upsert(
         return Ok(());
     }
     let col = |f: fn(&PayoutRow) -> rust_decimal::Decimal| rows.iter().map(f).collect::<Vec<_>>();
+    let round = |r: &PayoutRow| i32::try_from(r.round).unwrap_or(i32::MAX);
     statement(
-        "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net,
-             missing, residual, applied_at, payout_date)
-         SELECT $1, t.payout_id, t.state, t.currency_code, t.amount, t.gross, t.fees, t.net,
-             t.missing, t.residual, CASE WHEN t.state = 'applied' THEN now() END, t.payout_date
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
-             $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::date[])
+        "WITH t AS (
+           SELECT * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::numeric[], $6::numeric[],
+             $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::date[],
+             $12::text[], $13::int[], $14::text[], $15::text[], $16::bigint[], $17::int[])
            AS t(payout_id, state, currency_code, amount, gross, fees, net, missing, residual,
-             payout_date)
-         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = excluded.state,
-             currency_code = excluded.currency_code, payout_date = excluded.payout_date,
-             amount = excluded.amount, gross = excluded.gross, fees = excluded.fees,
-             net = excluded.net, missing = excluded.missing, residual = excluded.residual,
-             applied_at = CASE WHEN excluded.state = 'applied' THEN now()
-                 ELSE payouts.applied_at END,
-             updated_at = now()",
+             payout_date, basis, round, reason, action, cause, entries)),
+         up AS (
+           INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees,
+               net, missing, residual, applied_at, payout_date, basis, round, reason)
+           SELECT $1, t.payout_id, t.state, t.currency_code, t.amount, t.gross, t.fees, t.net,
+               t.missing, t.residual, CASE WHEN t.state = 'applied' THEN now() END, t.payout_date,
+               t.basis, t.round, t.reason
+           FROM t
+           ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = excluded.state,
+               currency_code = excluded.currency_code, payout_date = excluded.payout_date,
+               amount = excluded.amount, gross = excluded.gross, fees = excluded.fees,
+               net = excluded.net, missing = excluded.missing, residual = excluded.residual,
+               applied_at = CASE WHEN excluded.state = 'applied' THEN now()
+                   ELSE payouts.applied_at END,
+               basis = excluded.basis, round = excluded.round, reason = excluded.reason,
+               updated_at = now())
+         INSERT INTO payout_bookings (merchant_id, payout_id, booking_no, action, cause_record_id,
+             round, entries)
+         SELECT $1, t.payout_id,
+             1 + COALESCE((SELECT max(b.booking_no) FROM payout_bookings b
+                           WHERE b.merchant_id = $1 AND b.payout_id = t.payout_id), 0),
+             t.action, t.cause, t.round, t.entries
+         FROM t WHERE t.action IS NOT NULL",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.payout_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.state).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.state.key()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.amount.currency.code()).collect::<Vec<_>>())
     .bind::<Array<Numeric>, _>(col(|r| r.amount.amount))
     .bind::<Array<Numeric>, _>(col(|r| r.gross))
@@ -137,6 +164,24 @@ pub async fn upsert(
     .bind::<Array<Numeric>, _>(col(|r| r.missing))
     .bind::<Array<Numeric>, _>(col(|r| r.residual))
     .bind::<Array<Date>, _>(rows.iter().map(|r| r.date).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.basis).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(round).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        rows.iter()
+            .map(|r| r.booking.map(|b| b.action.key()))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<BigInt>>, _>(
+        rows.iter()
+            .map(|r| r.booking.map(|b| b.cause_record_id))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Integer>>, _>(
+        rows.iter()
+            .map(|r| r.booking.map(|b| i32::try_from(b.entries).unwrap_or(i32::MAX)))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut { conn })
     .await?;
     Ok(())

@@ -412,7 +412,7 @@ async fn a_failure_after_its_held_cash_was_released_reopens_the_invoice_in_ledge
     drain(&app, "acme").await;
     assert_eq!(
         scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_u'").await,
-        "reversed"
+        "failed"
     );
     // Ledger and history agree: the invoice is open again, nothing held, nothing at the bank.
     assert_eq!(account_balance(&t, "accounts_receivable").await, "100.00");
@@ -446,7 +446,8 @@ async fn a_failure_after_its_held_cash_was_released_reopens_the_invoice_in_ledge
         .await,
         "0.00"
     );
-    assert_eq!(open_cash_exceptions(&t).await, "");
+    // The failed payout stays explained until the processor says otherwise.
+    assert_eq!(open_cash_exceptions(&t).await, "cash.payout_failed:po_u");
     assert_ledger_sound(&t).await;
 }
 

@@ -5,6 +5,7 @@ use super::{Work, facts, raise};
 use crate::domain::cash_application::deposit::{
     self, DepositFacts, DepositMatch, PayoutAtBank, match_deposit,
 };
+use crate::domain::cash_application::payout_state::round_entry;
 use crate::domain::ledger::posting::book_payout_deposit;
 use crate::domain::record::{Body, RefKind};
 use crate::error::{Error, Result};
@@ -103,6 +104,7 @@ async fn book(
     let mut entries = Vec::new();
     for p in payouts {
         let entry = book_payout_deposit(merchant, &p.payout_id, d.date, p.net)
+            .and_then(|e| e.map(|e| round_entry(merchant, e, p.round)).transpose())
             .map_err(|e| Error::invalid(format!("deposits/{}", d.deposit_id), e.to_string()))?;
         entries.extend(entry.map(|e| (p.payout_id.as_str(), e)));
     }

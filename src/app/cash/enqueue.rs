@@ -3,18 +3,21 @@
 use super::{APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT};
 use crate::domain::record::Body;
 use crate::error::Result;
-use crate::storage::{Conn, jobs};
+use crate::storage::{Conn, jobs, ledger};
 
 /// Enqueues the cash application these newly accepted records make ready: a
 /// payout, or a balance transaction naming one, readies that payout; an
 /// invoice or credit memo (or an order with gift card tenders) readies its
 /// order, so held cash is applied without waiting for another payout.
 /// Kinds are always enqueued in the same order, so concurrent ingests lock
-/// job rows in one order.
+/// job rows in one order. `updated_txns`: balance transactions of which these
+/// are new versions; the payouts their earlier versions named are derived
+/// again too (a transaction that moved leaves one payout for another).
 pub(crate) async fn enqueue_for(
     conn: &mut Conn,
     merchant: &str,
     new_records: &[(i64, &crate::domain::record::Record)],
+    updated_txns: &[&str],
 ) -> Result<()> {
     let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
     for (_, r) in new_records {
@@ -36,6 +39,9 @@ pub(crate) async fn enqueue_for(
             }
             _ => {}
         }
+    }
+    if !updated_txns.is_empty() {
+        payouts.extend(ledger::payouts_named_before(conn, merchant, updated_txns).await?);
     }
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
     jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;

@@ -1,15 +1,21 @@
-//! A payout that failed after it was paid: its bookings mirrored, its
-//! applications taken back off the invoices, its payments reversed in their
-//! orders' cash, and the exceptions about what it booked settled, in the
-//! job's one transaction.
+//! Taking back what a payout booked, when the facts it was booked from no
+//! longer stand (it failed, its amount changed, a balance transaction moved
+//! in or out): its live entries mirrored, its applications taken back off
+//! the invoices, its payments and refunds reversed in their orders' cash, and
+//! the exceptions about what it booked settled, in the job's one transaction.
+//! The caller then books what the facts call for now, in the next round.
+
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::{load_orders, plan_error, stored_events};
+use super::{load_orders, lock_orders, plan_error};
 use crate::domain::cash_application::payout_fee;
+use crate::domain::cash_application::payout_state::round_id;
 use crate::domain::cash_application::plan::{
-    PayoutTxn, RESIDUAL_RULE, payout_orders, plan_failure,
+    Booked, PayoutTxn, RESIDUAL_RULE, live_entries, plan_failure,
 };
+use crate::domain::ledger::journal::SourceKind;
 use crate::error::Result;
 use crate::storage::{Conn, deposits, ledger, ledger_entries};
 
@@ -19,33 +25,71 @@ use crate::storage::{Conn, deposits, ledger, ledger_entries};
 /// exceptions stay: the money they are about is still theirs.
 const SETTLED_BY_REVERSAL: [&str; 2] = [payout_fee::RULE, RESIDUAL_RULE];
 
+/// The payout being taken back: `txns` are its balance transactions as they
+/// stand now (tied to their orders), `round` the round its live bookings were
+/// keyed with, `why` what the mirrors' memos say ("failed", "changed").
+pub(super) struct Reversal<'a> {
+    pub payout_id: &'a str,
+    pub date: NaiveDate,
+    pub txns: &'a [PayoutTxn],
+    pub round: u32,
+    pub why: &'a str,
+}
+
+/// Reverses what the payout booked; the number of entries booked, or None
+/// when one of its orders is busy (nothing written: the job runs again).
 pub(super) async fn reverse_payout(
     conn: &mut Conn,
     merchant: &str,
-    payout_id: &str,
-    date: NaiveDate,
-    txns: &[PayoutTxn],
-) -> Result<()> {
-    let booked = ledger_entries::payout_entries(conn, merchant, payout_id).await?;
-    let applied = ledger_entries::payout_applications(conn, merchant, payout_id).await?;
-    // The processor payments it applied: keyed as cash application keyed them.
-    let payments: Vec<(String, String)> = txns
+    r: &Reversal<'_>,
+) -> Result<Option<usize>> {
+    let payout_id = r.payout_id;
+    let entries = ledger_entries::payout_entries(conn, merchant, payout_id).await?;
+    let live = live_entries(payout_id, &entries);
+    // The orders its bookings touched, and those its transactions name now.
+    let mut orders: BTreeSet<String> = live
         .iter()
-        .filter(|t| matches!(t.txn.category.as_str(), "charge" | "payment"))
-        .filter_map(|t| {
-            let id = t.source.clone().unwrap_or_else(|| t.txn.id.clone());
-            Some((t.order_id.clone()?, id))
-        })
+        .flat_map(|e| e.source_refs())
+        .filter(|s| s.kind == SourceKind::Order)
+        .map(|s| s.id.clone())
         .collect();
-    let (_, orders) = load_orders(conn, merchant, &payout_orders(txns), None, None).await?;
-    let plan = plan_failure(
-        merchant, payout_id, date, &booked, &applied, &payments, &orders,
+    orders.extend(r.txns.iter().filter_map(|t| t.order_id.clone()));
+    let orders: Vec<String> = orders.into_iter().collect();
+    if !lock_orders(conn, merchant, &orders).await? {
+        return Ok(None);
+    }
+    let applied = ledger_entries::payout_applications(conn, merchant, payout_id).await?;
+    // The processor money it applied, keyed as cash application keyed it in that round.
+    let of = |categories: &[&str]| -> Vec<(String, String)> {
+        r.txns
+            .iter()
+            .filter(|t| categories.contains(&t.txn.category.as_str()))
+            .filter_map(|t| {
+                let id = t.source.as_ref().unwrap_or(&t.txn.id);
+                Some((t.order_id.clone()?, round_id(id, r.round)))
+            })
+            .collect()
+    };
+    let (payments, refunds) = (of(&["charge", "payment"]), of(&["refund"]));
+    let (_, facts) = load_orders(conn, merchant, &orders, None, None).await?;
+    let booked = Booked {
+        entries: &entries,
+        applied: &applied,
+        payments: &payments,
+        refunds: &refunds,
+    };
+    let plan = plan_failure(merchant, payout_id, r.date, &booked, r.why, &facts)
+        .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
+    ledger::insert_events(
+        conn,
+        merchant,
+        &[&plan.events],
+        &super::stored_events(&facts),
     )
-    .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    ledger::insert_events(conn, merchant, &[&plan.events], &stored_events(&orders)).await?;
+    .await?;
     let applied = [(&plan.applications[..], Some(payout_id))];
     ledger::record_invoices(conn, merchant, &[], &applied).await?;
-    ledger_entries::mark_reversed(conn, merchant, payout_id).await?;
     deposits::resolve_rules(conn, merchant, &SETTLED_BY_REVERSAL, payout_id).await?;
-    ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await
+    ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await?;
+    Ok(Some(plan.entries.len()))
 }

@@ -31,12 +31,13 @@ use crate::domain::cash_application::completeness::{
 };
 use crate::domain::cash_application::orphans::is_orphan_charge;
 use crate::domain::cash_application::payout_fee::{self, PayoutFees};
+use crate::domain::cash_application::payout_state::{self, BookingAction, PayoutState};
 use crate::domain::cash_application::plan::{
     PayoutFacts, PayoutTxn, Plan, payout_orders, plan_payout,
 };
 use crate::domain::record::{Body, PayoutStatus, Record};
 use crate::error::Result;
-use crate::storage::ledger::{self, PayoutRow};
+use crate::storage::ledger::{self, Booking, PayoutRow};
 use crate::storage::locks::{self, LockKey};
 use crate::storage::payout_batch::{self, PayoutRecords};
 use crate::storage::{Conn, deposits, jobs};
@@ -59,6 +60,9 @@ pub(super) struct Applied<'a> {
     pub plan: Plan,
     /// The stored spans of the records it consumes.
     pub links: Vec<(String, String)>,
+    /// The facts it is booked from, and the newest record version among them.
+    pub basis: String,
+    pub cause_record_id: i64,
 }
 
 /// Writes applied payouts, after `early` (the order jobs they took over,
@@ -141,12 +145,27 @@ pub(super) async fn write_applied(
     Ok(())
 }
 
-/// An applied payout's row: its bridge, and what its entries left on clearing.
+/// An applied payout's row: its bridge, what its entries left on clearing,
+/// and the booking its history gains.
 fn payout_row<'a>(a: &'a Applied<'_>) -> PayoutRow<'a> {
+    let round = a.plan.round;
+    let entries = a.plan.entries.len() - payout_entries_from(&a.plan, true);
     PayoutRow {
         payout_id: a.payout_id,
         date: a.date,
-        state: "applied",
+        state: PayoutState::Applied,
+        basis: Some(&a.basis),
+        round,
+        reason: String::new(),
+        booking: Some(Booking {
+            action: if round == 0 {
+                BookingAction::Applied
+            } else {
+                BookingAction::Reapplied
+            },
+            cause_record_id: a.cause_record_id,
+            entries,
+        }),
         amount: a.amount,
         gross: a.bridge.gross.amount,
         fees: a.bridge.fees.amount,
@@ -167,6 +186,9 @@ struct Plain {
     record: Record,
     txns: Vec<Record>,
     was_waiting: bool,
+    /// The round its bookings are keyed with (above 0 once it was reversed).
+    round: u32,
+    newest_record: i64,
 }
 
 /// What applying payouts together did.
@@ -237,6 +259,8 @@ pub(super) async fn apply_together(
             links: links(conn, merchant, &t.orders, Some(&p.id)).await?,
             bridge: t.facts.bridge,
             plan,
+            basis: payout_state::basis(&p.record, &p.txns),
+            cause_record_id: p.newest_record,
         });
     }
     write_applied(conn, merchant, &early, &ready, &numbered).await?;
@@ -330,12 +354,15 @@ fn plain_payout(id: &str, records: Option<PayoutRecords>) -> Option<Plain> {
     let PayoutRecords {
         mut payouts,
         txns,
-        state,
+        row,
+        newest_record,
     } = records?;
-    if !matches!(state.as_deref(), None | Some("waiting")) {
+    let state = row.as_ref().map(|r| r.state);
+    if !matches!(state, None | Some(PayoutState::Waiting)) {
         return None;
     }
     let was_waiting = state.is_some();
+    let round = row.map_or(0, |r| r.round);
     let record = payouts.pop()?;
     let Body::Payout(p) = &record.body else {
         return None;
@@ -350,6 +377,8 @@ fn plain_payout(id: &str, records: Option<PayoutRecords>) -> Option<Plain> {
         record,
         txns,
         was_waiting,
+        round,
+        newest_record,
     })
 }
 
@@ -396,6 +425,7 @@ fn tie_plain(
         txns,
         bridge,
         orphan_notes: BTreeMap::new(),
+        round: p.round,
     };
     Some(TiedPlain {
         facts,

@@ -16,6 +16,7 @@ mod facts;
 mod failure;
 mod fees;
 mod group;
+mod payout;
 mod residual;
 mod spans;
 mod tie;
@@ -25,7 +26,6 @@ pub(crate) use enqueue::enqueue_for;
 pub(crate) use facts::balance_txn;
 pub(crate) use fees::lock_ids as fee_lock_ids;
 use spans::{journal_span, links};
-use tie::{Tied, tied_txns};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,26 +35,64 @@ use tracing::Instrument;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
 use crate::domain::cash_application::plan::{
-    OrderFacts, PayoutFacts, Plan, Problem, payout_orders, plan_order, plan_payout,
+    OrderFacts, Plan, Problem, plan_order,
 };
 use crate::domain::matching::ExceptionType;
-use crate::domain::record::{Body, Handoff, PayoutStatus};
+use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 use crate::storage::jobs::{self, Job};
-use crate::storage::ledger::{self, PayoutRow};
+use crate::storage::ledger;
 use crate::storage::locks::{self, LockKey};
 use crate::storage::{Conn, exceptions};
 
-/// Job kinds (the queue is generic; these are cash application's).
-pub const APPLY_PAYOUT: &str = "apply_payout";
-pub const APPLY_ORDER: &str = "apply_order";
-pub const APPLY_DEPOSIT: &str = "apply_deposit";
-/// A waiting payout's deadline: applied if complete by then, else an exception.
-pub const CHECK_PAYOUT: &str = "check_payout";
-/// An applied payout checked again against the journals naming it (fees unallocated).
-pub const CHECK_PAYOUT_FEES: &str = "check_payout_fees";
+/// Cash application's job kinds (the queue is generic: alerts have theirs).
+/// Each has a handler in `run_job`, which matches on every one of them, so a
+/// kind without a handler does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CashJob {
+    /// A payout (or a balance transaction naming it) arrived or changed.
+    ApplyPayout,
+    /// A waiting payout's deadline: applied if complete by then, else an exception.
+    CheckPayout,
+    /// An invoice, credit memo or liability tender of an order arrived.
+    ApplyOrder,
+    /// A bank deposit arrived (or a payout it may be waiting for was applied).
+    ApplyDeposit,
+    /// An applied payout checked again against the journals naming it (fees unallocated).
+    CheckPayoutFees,
+}
+
+impl CashJob {
+    pub const ALL: [CashJob; 5] = [
+        CashJob::ApplyPayout,
+        CashJob::CheckPayout,
+        CashJob::ApplyOrder,
+        CashJob::ApplyDeposit,
+        CashJob::CheckPayoutFees,
+    ];
+
+    /// The kind as stored in the queue.
+    pub const fn key(self) -> &'static str {
+        match self {
+            CashJob::ApplyPayout => "apply_payout",
+            CashJob::CheckPayout => "check_payout",
+            CashJob::ApplyOrder => "apply_order",
+            CashJob::ApplyDeposit => "apply_deposit",
+            CashJob::CheckPayoutFees => "check_payout_fees",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<CashJob> {
+        CashJob::ALL.into_iter().find(|k| k.key() == key)
+    }
+}
+
+pub const APPLY_PAYOUT: &str = CashJob::ApplyPayout.key();
+pub const APPLY_ORDER: &str = CashJob::ApplyOrder.key();
+pub const APPLY_DEPOSIT: &str = CashJob::ApplyDeposit.key();
+pub const CHECK_PAYOUT: &str = CashJob::CheckPayout.key();
+pub const CHECK_PAYOUT_FEES: &str = CashJob::CheckPayoutFees.key();
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -206,13 +244,16 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     };
     let start = std::time::Instant::now();
     let work = async {
-        match job.kind.as_str() {
-            APPLY_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, false).await,
-            CHECK_PAYOUT => apply_payout(conn, &job.merchant_id, &job.subject_id, true).await,
-            APPLY_ORDER => apply_order(conn, &job.merchant_id, &job.subject_id).await,
-            APPLY_DEPOSIT => deposit::apply_deposit(conn, &job.merchant_id, &job.subject_id).await,
-            CHECK_PAYOUT_FEES => fees::check_job(conn, &job.merchant_id, &job.subject_id).await,
-            other => Err(Error::Internal(format!("no handler for job kind {other}"))),
+        let (merchant, subject) = (job.merchant_id.as_str(), job.subject_id.as_str());
+        let Some(kind) = CashJob::from_key(&job.kind) else {
+            return Err(Error::Internal(format!("no handler for job kind {}", job.kind)));
+        };
+        match kind {
+            CashJob::ApplyPayout => payout::apply_payout(conn, merchant, subject, false).await,
+            CashJob::CheckPayout => payout::apply_payout(conn, merchant, subject, true).await,
+            CashJob::ApplyOrder => apply_order(conn, merchant, subject).await,
+            CashJob::ApplyDeposit => deposit::apply_deposit(conn, merchant, subject).await,
+            CashJob::CheckPayoutFees => fees::check_job(conn, merchant, subject).await,
         }
     }
     .instrument(span.clone())
@@ -310,124 +351,6 @@ async fn apply_order(conn: &mut Conn, merchant: &str, order_id: &str) -> Result<
 
 fn plan_error(subject: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid(subject.to_string(), e.to_string())
-}
-
-/// `at_deadline`: run by the payout's deadline check, so an incomplete payout is overdue.
-async fn apply_payout(
-    conn: &mut Conn,
-    merchant: &str,
-    payout_id: &str,
-    at_deadline: bool,
-) -> Result<Work> {
-    // Before any write: a journal naming this payout being ingested now is
-    // seen once it commits (see `fees`).
-    if !locks::try_lock_all(conn, merchant, &[fees::lock_key(payout_id)]).await? {
-        return Ok(Work::Busy);
-    }
-    let state = ledger::payout_state(conn, merchant, payout_id).await?;
-    if state.as_deref() == Some("reversed") {
-        return Ok(Work::Done(vec![]));
-    }
-    let (payouts, txn_records) = ledger::payout_records(conn, merchant, payout_id).await?;
-    let Some(payout) = payouts.last() else {
-        // Its transactions came first; the payout's own arrival enqueues it again.
-        return Ok(Work::Done(vec![]));
-    };
-    let Body::Payout(p) = &payout.body else {
-        return Err(Error::corrupt("a payout record", "not a payout"));
-    };
-    let failed = matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled);
-    if state.as_deref() == Some("applied") && !failed {
-        // Applied already (exactly once): a late duplicate arrival changes nothing.
-        return Ok(Work::Done(vec![]));
-    }
-    let reversing = (state.as_deref() == Some("applied")).then_some(payout_id);
-    let Some(tied) = tied_txns(conn, merchant, &txn_records, reversing).await? else {
-        return Ok(Work::Busy);
-    };
-    let Tied {
-        txns,
-        plain,
-        stored,
-        orphan_notes,
-    } = tied;
-    if state.as_deref() == Some("applied") {
-        // A later version says the paid payout failed: undo what it applied.
-        failure::reverse_payout(conn, merchant, payout_id, facts::date(payout), &txns).await?;
-        return Ok(Work::Done(vec![]));
-    }
-    // The bank sees the money on its arrival date; a deposit is searched for around it.
-    let payout_date = p
-        .arrival_time
-        .map_or_else(|| facts::date(payout), |t| t.date_naive());
-    let completeness = payout_completeness(p.amount, &plain)
-        .map_err(|e| Error::invalid(format!("payouts/{payout_id}"), e.to_string()))?;
-    let bridge = match completeness {
-        Completeness::Waiting { bridge, missing } => {
-            let row = PayoutRow {
-                payout_id,
-                date: payout_date,
-                state: "waiting",
-                amount: p.amount,
-                gross: bridge.gross.amount,
-                fees: bridge.fees.amount,
-                net: bridge.net.amount,
-                missing: missing.amount,
-                residual: rust_decimal::Decimal::ZERO,
-            };
-            ledger::upsert_payout(conn, merchant, &row).await?;
-            let w = waiting::Waiting {
-                payout_id,
-                created: payout.event_time,
-                amount: p.amount,
-                bridge: &bridge,
-                missing,
-                txns: plain.len(),
-                at_deadline,
-            };
-            waiting::check(conn, merchant, &w).await?;
-            return Ok(Work::Done(vec![]));
-        }
-        Completeness::Complete(bridge) => bridge,
-    };
-    let facts = PayoutFacts {
-        merchant_id: merchant.to_string(),
-        payout_id: payout_id.to_string(),
-        amount: p.amount,
-        date: facts::date(payout),
-        deposited: !matches!(p.status, PayoutStatus::Failed | PayoutStatus::Canceled),
-        txns,
-        bridge: bridge.clone(),
-        orphan_notes,
-    };
-    let orders = payout_orders(&facts.txns);
-    // Their pending order jobs are taken over and run first, here, as they
-    // would have alone: a payout and its orders commit once.
-    let absorbed = jobs::absorb(conn, merchant, APPLY_ORDER, &orders).await?;
-    let (_, mut order_facts) = load_orders(
-        conn,
-        merchant,
-        &orders,
-        Some(p.amount.currency),
-        Some(stored),
-    )
-    .await?;
-    let numbered = stored_events(&order_facts);
-    let early = batch::catch_up_first(conn, merchant, &absorbed, &mut order_facts).await?;
-    let plan = plan_payout(&facts, &order_facts)
-        .map_err(|e| plan_error(&format!("payouts/{payout_id}"), e))?;
-    let applied = group::Applied {
-        payout,
-        payout_id,
-        amount: p.amount,
-        date: payout_date,
-        bridge,
-        was_waiting: state.as_deref() == Some("waiting"),
-        plan,
-        links: links(conn, merchant, &orders, Some(payout_id)).await?,
-    };
-    group::write_applied(conn, merchant, &early, &[applied], &numbered).await?;
-    Ok(Work::Done(absorbed))
 }
 
 /// Writes a plan; the journal entries last (they take the merchant's export

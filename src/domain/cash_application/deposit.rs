@@ -47,6 +47,8 @@ pub struct PayoutAtBank {
     pub applied: bool,
     /// The deposit it was matched to already, if any.
     pub deposit_id: Option<String>,
+    /// The round its bookings are keyed with (`payout_state::round_id`).
+    pub round: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +194,7 @@ mod tests {
 
     fn po(id: &str, net: &str, d: u32) -> PayoutAtBank {
         PayoutAtBank {
+            round: 0,
             payout_id: id.into(),
             net: m(net),
             date: day(d),

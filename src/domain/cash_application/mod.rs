@@ -16,6 +16,7 @@ pub mod deposit;
 pub mod order;
 pub mod orphans;
 pub mod payout_fee;
+pub mod payout_state;
 pub mod plan;
 mod pool;
 pub mod subset;

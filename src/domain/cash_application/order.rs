@@ -230,6 +230,33 @@ impl OrderCash {
         })
     }
 
+    /// A refund taken back (the payout that applied it was reversed): it no longer
+    /// counts against its credit memos, and refunds waiting for one may now take the room
+    /// it leaves (returned as their applications).
+    pub fn reverse_refund(
+        &mut self,
+        refund_id: &str,
+        amount: Money,
+    ) -> Result<Vec<RefundApplication>, CashError> {
+        let units = self.units(amount, "refund_reversal.amount")?;
+        let available = self
+            .refunds
+            .sources()
+            .iter()
+            .find(|s| s.id == refund_id)
+            .map(|s| s.total)
+            .ok_or_else(|| CashError::UnknownPayment(refund_id.to_string()))?;
+        if units > available {
+            return Err(CashError::ReversalExceeds {
+                payment_id: refund_id.to_string(),
+                requested: amount,
+                available: self.money(available)?,
+            });
+        }
+        let (_, _, released) = self.refunds.reduce_source(refund_id, units)?;
+        self.refund_applications(released)
+    }
+
     pub fn position(&self) -> Result<CashPosition, CashError> {
         let total = |slots: &[Slot], f: fn(&Slot) -> i128| {
             slots

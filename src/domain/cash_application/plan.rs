@@ -28,6 +28,8 @@ pub enum EventKind {
     Reversal,
     CreditMemo,
     Refund,
+    /// A refund taken back off its credit memos: its payout was reversed.
+    RefundReversal,
 }
 
 impl EventKind {
@@ -38,12 +40,13 @@ impl EventKind {
             EventKind::Reversal => "reversal",
             EventKind::CreditMemo => "credit_memo",
             EventKind::Refund => "refund",
+            EventKind::RefundReversal => "refund_reversal",
         }
     }
 
     pub fn from_key(key: &str) -> Option<EventKind> {
         use EventKind::*;
-        [Invoice, Payment, Reversal, CreditMemo, Refund]
+        [Invoice, Payment, Reversal, CreditMemo, Refund, RefundReversal]
             .into_iter()
             .find(|k| k.key() == key)
     }
@@ -113,6 +116,9 @@ pub struct PayoutFacts {
     pub bridge: PayoutBridge,
     /// Why a charge naming no order matched no open invoices (by balance transaction id).
     pub orphan_notes: BTreeMap<String, String>,
+    /// How many times the payout was derived again before this booking
+    /// (`payout_state::round_id`): 0 for its first.
+    pub round: u32,
 }
 
 /// Money moved to an invoice, as stored in cash_applications.
@@ -156,6 +162,8 @@ pub struct Plan {
     /// Entries before this index are the orders' own (invoices booked, held cash released
     /// on catching up); from it on they are the payout's, which a failure mirrors.
     pub payout_entries_from: usize,
+    /// The payout's round its entries are keyed with (0 for an order's own plan).
+    pub round: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +213,10 @@ impl<'a> OrderBook<'a> {
                 }
                 EventKind::CreditMemo => drop(book.cash.add_credit_memo(&doc())?),
                 EventKind::Refund => drop(book.cash.apply_refund(&pay())?),
+                EventKind::RefundReversal => {
+                    let target = e.target_id.as_deref().unwrap_or(&e.ref_id);
+                    drop(book.cash.reverse_refund(target, e.amount)?)
+                }
             }
         }
         book.overpaid_before = book.overpaid()?;
@@ -463,7 +475,7 @@ use refund::{late_conversion, refund_booking, share};
 
 #[path = "plan_failure.rs"]
 mod failure;
-pub use failure::{FailurePlan, plan_failure};
+pub use failure::{Booked, FailurePlan, live_entries, plan_failure};
 
 /// Clearing over the payout's entries; a residual is an exception naming the amount.
 fn clearing(

@@ -11,9 +11,16 @@ use chrono::NaiveDate;
 
 use rust_decimal::Decimal;
 
-use super::{AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PlanError, release_entry};
+use super::{
+    AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PlanError, late_conversion,
+    refund_booking, release_entry,
+};
 use crate::domain::cash_application::order::Application;
-use crate::domain::ledger::posting::{Tender, book_payout_failure, book_unapplied_return};
+use crate::domain::ledger::journal::SourceKind;
+use crate::domain::ledger::posting::{
+    PAYMENT_MEMO, Tender, book_payout_failure, book_refund, book_unapplied_return,
+    failure_mirror_id,
+};
 use crate::domain::ledger::{ExternalId, JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
@@ -25,18 +32,28 @@ pub struct FailurePlan {
     pub applications: Vec<AppliedCash>,
 }
 
-/// `booked` are the payout's own entries, `applied` its applications, `payments` the
-/// (order, payment id) of each processor payment it applied.
+/// What a payout's reversal is given: its entries and applications as stored, and the
+/// processor money it is known to have applied, as (order, id) pairs of its booked round.
+pub struct Booked<'a> {
+    /// Every entry naming the payout, mirrors of earlier rounds included.
+    pub entries: &'a [JournalEntry],
+    pub applied: &'a [AppliedCash],
+    pub payments: &'a [(String, String)],
+    pub refunds: &'a [(String, String)],
+}
+
+/// Reverses what the payout's live bookings did: `why` ("failed", "changed") goes in the
+/// mirrors' memos.
 pub fn plan_failure(
     merchant: &str,
     payout_id: &str,
     date: NaiveDate,
-    booked: &[JournalEntry],
-    applied: &[AppliedCash],
-    payments: &[(String, String)],
+    booked: &Booked<'_>,
+    why: &str,
     orders: &BTreeMap<String, OrderFacts>,
 ) -> Result<FailurePlan, PlanError> {
-    let entries = book_payout_failure(payout_id, date, booked)?;
+    let live = live_entries(payout_id, booked.entries);
+    let entries = book_payout_failure(payout_id, date, &live, why)?;
     let failed_id = |original: &str| {
         ExternalId::derive(merchant, "payout-failed", &[payout_id, original])
             .as_str()
@@ -44,8 +61,9 @@ pub fn plan_failure(
     };
     // Only what the payout's own entries applied is undone by mirroring them; held cash that
     // an order's own entry released (even in the payout's job) is dealt with below.
-    let own_ids: BTreeSet<&str> = booked.iter().map(|e| e.external_id().as_str()).collect();
-    let own: Vec<&AppliedCash> = applied
+    let own_ids: BTreeSet<&str> = live.iter().map(|e| e.external_id().as_str()).collect();
+    let own: Vec<&AppliedCash> = booked
+        .applied
         .iter()
         .filter(|a| own_ids.contains(a.external_id.as_str()))
         .collect();
@@ -57,12 +75,13 @@ pub fn plan_failure(
             .map(|a| negated(a, failed_id(&a.external_id)))
             .collect(),
     };
+    let (payments, refunds) = money_of(&live, booked);
     let mut books: BTreeMap<&str, OrderBook<'_>> = BTreeMap::new();
-    for (order, payment) in payments {
+    for (order, payment) in &payments {
         let Some(facts) = orders.get(order) else {
             continue;
         };
-        let remaining = remaining(facts, payment)?;
+        let remaining = remaining(facts, payment, EventKind::Payment, EventKind::Reversal)?;
         if remaining.amount.is_zero() {
             continue;
         }
@@ -93,17 +112,104 @@ pub fn plan_failure(
         released(merchant, order, &ref_id, date, outcome.released, &mut plan)?;
         plan.events.push((
             order.clone(),
-            CashEvent {
-                kind: EventKind::Reversal,
-                ref_id,
-                target_id: Some(payment.clone()),
-                tender: Tender::Processor,
-                date,
-                amount: remaining,
-            },
+            reversal_event(EventKind::Reversal, ref_id, payment, date, remaining),
+        ));
+    }
+    for (order, refund) in &refunds {
+        let Some(facts) = orders.get(order) else {
+            continue;
+        };
+        let remaining = remaining(facts, refund, EventKind::Refund, EventKind::RefundReversal)?;
+        if remaining.amount.is_zero() {
+            continue;
+        }
+        if !books.contains_key(order.as_str()) {
+            books.insert(order, OrderBook::replay(facts)?);
+        }
+        let Some(book) = books.get_mut(order.as_str()) else {
+            continue;
+        };
+        let ref_id = format!("payout-failed:{payout_id}:{refund}");
+        // The refund's own entries are mirrored above; refunds that were waiting for a
+        // credit memo and now fit in the room it leaves are booked against it.
+        for a in book.cash.reverse_refund(refund, remaining)? {
+            let conversion = late_conversion(book.facts, &a)?;
+            let booking = refund_booking(book.facts, &a, date, conversion)?;
+            plan.entries.push(book_refund(merchant, &booking)?);
+        }
+        plan.events.push((
+            order.clone(),
+            reversal_event(EventKind::RefundReversal, ref_id, refund, date, remaining),
         ));
     }
     Ok(plan)
+}
+
+fn reversal_event(
+    kind: EventKind,
+    ref_id: String,
+    target: &str,
+    date: NaiveDate,
+    amount: Money,
+) -> CashEvent {
+    CashEvent {
+        kind,
+        ref_id,
+        target_id: Some(target.to_string()),
+        tender: Tender::Processor,
+        date,
+        amount,
+    }
+}
+
+/// The payout's entries that stand: neither a mirror of another nor mirrored since (a
+/// payout derived again has earlier rounds and their mirrors among its entries).
+pub fn live_entries(payout_id: &str, entries: &[JournalEntry]) -> Vec<JournalEntry> {
+    let ids: BTreeSet<&str> = entries.iter().map(|e| e.external_id().as_str()).collect();
+    let mirrors: BTreeSet<String> = entries
+        .iter()
+        .map(|e| failure_mirror_id(payout_id, e).as_str().to_string())
+        .collect();
+    entries
+        .iter()
+        .filter(|e| {
+            !mirrors.contains(e.external_id().as_str())
+                && !ids.contains(failure_mirror_id(payout_id, e).as_str())
+        })
+        .cloned()
+        .collect()
+}
+
+/// The processor payments and refunds the payout's live entries booked (a payment entry
+/// names its capture and order, a refund entry its refund and order), with those the
+/// caller knows of from its balance transactions: one that moved to another payout since
+/// is found by its entry, one held without an entry (a refund waiting for its credit memo)
+/// by its transaction.
+fn money_of(
+    live: &[JournalEntry],
+    booked: &Booked<'_>,
+) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+    let mut payments: BTreeSet<(String, String)> = booked.payments.iter().cloned().collect();
+    let mut refunds: BTreeSet<(String, String)> = booked.refunds.iter().cloned().collect();
+    for e in live {
+        let of = |kind: SourceKind| {
+            e.source_refs()
+                .iter()
+                .find(|r| r.kind == kind)
+                .map(|r| r.id.clone())
+        };
+        let Some(order) = of(SourceKind::Order) else {
+            continue;
+        };
+        if e.memo().starts_with(PAYMENT_MEMO) {
+            if let Some(capture) = of(SourceKind::Capture) {
+                payments.insert((order, capture));
+            }
+        } else if let Some(refund) = of(SourceKind::Refund) {
+            refunds.insert((order, refund));
+        }
+    }
+    (payments, refunds)
 }
 
 fn negated(a: &AppliedCash, external_id: String) -> AppliedCash {
@@ -181,15 +287,22 @@ fn released(
     Ok(())
 }
 
-/// What is left of a payment after the reversals already applied to it.
-fn remaining(facts: &OrderFacts, payment: &str) -> Result<Money, LedgerError> {
+/// What is left of a payment (or refund) after the reversals already applied to it.
+fn remaining(
+    facts: &OrderFacts,
+    id: &str,
+    applied: EventKind,
+    reversed: EventKind,
+) -> Result<Money, LedgerError> {
     let mut left = Money::zero(facts.currency);
     for e in &facts.events {
         let target = e.target_id.as_deref().unwrap_or(&e.ref_id);
-        left = match e.kind {
-            EventKind::Payment if e.ref_id == payment => left.checked_add(&e.amount),
-            EventKind::Reversal if target == payment => left.checked_sub(&e.amount),
-            _ => Some(left),
+        left = if e.kind == applied && e.ref_id == id {
+            left.checked_add(&e.amount)
+        } else if e.kind == reversed && target == id {
+            left.checked_sub(&e.amount)
+        } else {
+            Some(left)
         }
         .ok_or(LedgerError::Overflow)?;
     }

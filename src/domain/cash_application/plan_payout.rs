@@ -10,6 +10,7 @@ use crate::domain::cash_application::order::Payment;
 use crate::domain::ledger::posting::{
     self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
+use crate::domain::cash_application::payout_state::{round_entry, round_id};
 use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
@@ -63,9 +64,32 @@ pub fn plan_payout(
             payout.amount,
         )?);
     }
+    plan.round = payout.round;
+    if payout.round > 0 {
+        rekey(merchant, payout, &mut plan)?;
+    }
     let payout_entries: Vec<JournalEntry> = plan.entries[first_payout_entry..].to_vec();
     clearing(&mut plan, &payout_entries, &payout.payout_id)?;
     Ok(plan)
+}
+
+/// A payout derived again books entries the round it replaces booked too (its fee
+/// sweep, its deposit, keyed by the payout): each of its entries is keyed with the round,
+/// and what points at an entry (applications) follows the new key.
+fn rekey(merchant: &str, payout: &PayoutFacts, plan: &mut Plan) -> Result<(), PlanError> {
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    let from = plan.payout_entries_from.min(plan.entries.len());
+    for entry in &mut plan.entries[from..] {
+        let old = entry.external_id().as_str().to_string();
+        *entry = round_entry(merchant, entry.clone(), payout.round)?;
+        renamed.insert(old, entry.external_id().as_str().to_string());
+    }
+    for a in &mut plan.applications {
+        if let Some(new) = renamed.get(&a.external_id) {
+            a.external_id = new.clone();
+        }
+    }
+    Ok(())
 }
 
 fn abs(m: Money) -> Money {
@@ -83,7 +107,9 @@ fn apply_txn(
     order_gross: &mut BTreeMap<String, Money>,
 ) -> Result<Option<Money>, PlanError> {
     let category = t.txn.category.as_str();
-    let id = t.source.clone().unwrap_or_else(|| t.txn.id.clone());
+    // A payout derived again books its money under ids of its new round.
+    let id = round_id(t.source.as_ref().unwrap_or(&t.txn.id), payout.round);
+    let txn_ref = round_id(&t.txn.id, payout.round);
     // In the order's currency (presentment), with the conversion when settled in another.
     let (amount, conversion) = match t.presentment {
         Some((p, rate)) if p.currency != t.txn.amount.currency => (
@@ -149,7 +175,7 @@ fn apply_txn(
             Ok(Some(t.txn.fee))
         }
         ("partial_capture_reversal", Some(book)) => {
-            reverse(merchant, book, plan, t, &id, amount, conversion)?;
+            reverse(merchant, book, plan, t, (&txn_ref, &id), amount, conversion)?;
             Ok(Some(t.txn.fee))
         }
         ("refund", Some(book)) => {
@@ -175,17 +201,18 @@ fn apply_txn(
     }
 }
 
+/// `ids`: the reversal's own id and the payment it reduces (both of the payout's round).
 fn reverse(
     merchant: &str,
     book: &mut OrderBook<'_>,
     plan: &mut Plan,
     t: &PayoutTxn,
-    target: &str,
+    (reversal_id, target): (&str, &str),
     amount: Money,
     conversion: Option<Conversion>,
 ) -> Result<(), PlanError> {
     let order = book.facts.order_id.clone();
-    if book.knows(EventKind::Reversal, &t.txn.id) {
+    if book.knows(EventKind::Reversal, reversal_id) {
         return Ok(());
     }
     let tender = Tender::Processor;
@@ -201,14 +228,14 @@ fn reverse(
             conversion,
             applications: outcome.from_invoices.clone(),
             unapplied: outcome.from_unapplied,
-            reversal_id: Some(t.txn.id.clone()),
+            reversal_id: Some(reversal_id.to_string()),
         },
     )?;
     plan.entries.push(entry);
-    release(merchant, &order, &t.txn.id, t.date, outcome.released, plan)?;
+    release(merchant, &order, reversal_id, t.date, outcome.released, plan)?;
     let mut e = CashEvent {
         kind: EventKind::Reversal,
-        ref_id: t.txn.id.clone(),
+        ref_id: reversal_id.to_string(),
         target_id: Some(target.to_string()),
         tender,
         date: t.date,

@@ -278,6 +278,14 @@ impl JournalEntry {
         &self.draft.external_id
     }
 
+    /// The same entry under another id (a payout derived again books its round's
+    /// entries under ids of their own); checked again like any new entry.
+    pub fn with_external_id(self, id: ExternalId) -> Result<JournalEntry, LedgerError> {
+        let mut draft = self.draft;
+        draft.external_id = id;
+        JournalEntry::new(draft)
+    }
+
     pub fn merchant_id(&self) -> &str {
         &self.draft.merchant_id
     }

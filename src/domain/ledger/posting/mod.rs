@@ -29,11 +29,11 @@ mod sales;
 
 pub use processor::{
     DisputeBooking, FeeItem, FeeShare, FeeSweep, book_dispute, book_dispute_won, book_fee_sweep,
-    book_fx_difference, book_payout_deposit, book_payout_failure, book_rounding,
+    book_fx_difference, book_payout_deposit, book_payout_failure, book_rounding, failure_mirror_id,
 };
 pub use sales::{
     InvoiceBooking, PaymentBooking, RefundBooking, Tender, book_invoice, book_payment, book_refund,
-    book_unapplied_release, book_unapplied_return,
+    PAYMENT_MEMO, book_unapplied_release, book_unapplied_return,
 };
 
 use chrono::NaiveDate;

@@ -234,23 +234,30 @@ pub fn book_payout_deposit(
 
 /// A payout that failed after it was paid: each entry it booked, mirrored, with an id
 /// derived from the original's so the reversal is booked once.
+/// `why` says in the memo why the payout's bookings are taken back ("failed", "changed").
+/// The id of the entry that reverses `entry`, booked by [`book_payout_failure`].
+pub fn failure_mirror_id(payout_id: &str, entry: &JournalEntry) -> ExternalId {
+    ExternalId::derive(
+        entry.merchant_id(),
+        "payout-failed",
+        &[payout_id, entry.external_id().as_str()],
+    )
+}
+
 pub fn book_payout_failure(
     payout_id: &str,
     date: NaiveDate,
     booked: &[JournalEntry],
+    why: &str,
 ) -> Result<Vec<JournalEntry>, LedgerError> {
     booked
         .iter()
         .map(|e| {
-            let id = ExternalId::derive(
-                e.merchant_id(),
-                "payout-failed",
-                &[payout_id, e.external_id().as_str()],
-            );
+            let id = failure_mirror_id(payout_id, e);
             e.reversal(
                 id,
                 date,
-                format!("Payout {payout_id} failed: reverses {}", e.memo()),
+                format!("Payout {payout_id} {why}: reverses {}", e.memo()),
             )
         })
         .collect()

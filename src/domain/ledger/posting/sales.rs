@@ -127,6 +127,10 @@ pub struct PaymentBooking {
 
 /// Dr processor clearing (or gift card liability) / Cr AR per invoice, Cr unapplied cash for
 /// whatever no open invoice could take yet. Reversed, it gives back what the payment applied.
+/// How a payment's own entry's memo begins (a reversal's reads "Reversal of"): what tells
+/// a payout's payment entries apart when it is reversed.
+pub const PAYMENT_MEMO: &str = "Cash application:";
+
 pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntry, LedgerError> {
     check_payment_conserved(p)?;
     let lines = payment_lines(p)?;
@@ -136,7 +140,7 @@ pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntr
             vec![p.payment_id.as_str(), reversal],
             "Reversal of",
         ),
-        None => ("payment", vec![p.payment_id.as_str()], "Cash application:"),
+        None => ("payment", vec![p.payment_id.as_str()], PAYMENT_MEMO),
     };
     let payment_kind = match p.tender {
         Tender::Processor => SourceKind::Capture,
