@@ -13,12 +13,12 @@ use crate::app::App;
 use crate::app::ledger::ageing_bucket;
 use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
 use crate::domain::currency::Currency;
-use crate::storage::ledger::BookingRow;
 use crate::domain::ledger::AccountRole;
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::ledger_service_server::LedgerService;
+use crate::storage::ledger::BookingRow;
 use crate::storage::ledger_reads::{
     ApplicationView, EntryFilter, EntryLineView, InvoiceView, PayoutView,
 };

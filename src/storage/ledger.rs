@@ -15,8 +15,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
 use super::statement::{Bind, statement};
-use crate::domain::cash_application::plan::{AppliedCash, CashEvent, EventKind};
 use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
+use crate::domain::cash_application::plan::{AppliedCash, CashEvent, EventKind};
 use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{FeeShare, InvoiceBooking, Tender};
 use crate::domain::ledger::{JournalEntry, SourceRef};

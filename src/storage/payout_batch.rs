@@ -156,7 +156,11 @@ pub async fn upsert(
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.payout_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.state.key()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.amount.currency.code()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|r| r.amount.currency.code())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Numeric>, _>(col(|r| r.amount.amount))
     .bind::<Array<Numeric>, _>(col(|r| r.gross))
     .bind::<Array<Numeric>, _>(col(|r| r.fees))
@@ -179,7 +183,10 @@ pub async fn upsert(
     )
     .bind::<Array<Nullable<Integer>>, _>(
         rows.iter()
-            .map(|r| r.booking.map(|b| i32::try_from(b.entries).unwrap_or(i32::MAX)))
+            .map(|r| {
+                r.booking
+                    .map(|b| i32::try_from(b.entries).unwrap_or(i32::MAX))
+            })
             .collect::<Vec<_>>(),
     )
     .execute(&mut { conn })

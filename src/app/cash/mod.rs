@@ -35,9 +35,7 @@ use tracing::Instrument;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::plan::{
-    OrderFacts, Plan, Problem, plan_order,
-};
+use crate::domain::cash_application::plan::{OrderFacts, Plan, Problem, plan_order};
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
@@ -246,7 +244,10 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     let work = async {
         let (merchant, subject) = (job.merchant_id.as_str(), job.subject_id.as_str());
         let Some(kind) = CashJob::from_key(&job.kind) else {
-            return Err(Error::Internal(format!("no handler for job kind {}", job.kind)));
+            return Err(Error::Internal(format!(
+                "no handler for job kind {}",
+                job.kind
+            )));
         };
         match kind {
             CashJob::ApplyPayout => payout::apply_payout(conn, merchant, subject, false).await,

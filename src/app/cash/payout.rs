@@ -15,9 +15,7 @@ use super::tie::{Tied, tied_txns};
 use super::{APPLY_ORDER, Work, batch, facts, fees, group, links, load_orders, plan_error};
 use super::{raise, stored_events, waiting};
 use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
-use crate::domain::cash_application::payout_state::{
-    self, BookingAction, PayoutState, is_failed,
-};
+use crate::domain::cash_application::payout_state::{self, BookingAction, PayoutState, is_failed};
 use crate::domain::cash_application::plan::{PayoutFacts, Problem, payout_orders, plan_payout};
 use crate::domain::money::Money;
 use crate::domain::record::{Body, Payout, Record};
@@ -70,7 +68,8 @@ pub(super) async fn apply_payout(
         return Ok(Work::Done(vec![]));
     }
     let mut round = stored.as_ref().map_or(0, |s| s.round);
-    if state == Some(PayoutState::Applied) {
+    let reversed = state == Some(PayoutState::Applied);
+    if reversed {
         let Some(entries) = job.reverse(conn, round).await? else {
             return Ok(Work::Busy);
         };
@@ -82,7 +81,9 @@ pub(super) async fn apply_payout(
         return Ok(Work::Done(vec![]));
     }
     deposits::resolve_rules(conn, merchant, &[FAILED_RULE], payout_id).await?;
-    job.apply(conn, round, state, at_deadline).await
+    // A payout that stood complete and no longer does is not late: it is
+    // wrong now, and said so at once.
+    job.apply(conn, round, state, at_deadline || reversed).await
 }
 
 /// One payout's job, with the facts it was read with.
@@ -179,7 +180,9 @@ impl PayoutJob<'_> {
         row.basis = Some(self.basis);
         ledger::upsert_payout(conn, self.merchant, &row).await?;
         let was = match stored.map(|s| s.state) {
-            Some(PayoutState::Applied) => "; what it had applied is reversed and its invoices are open again",
+            Some(PayoutState::Applied) => {
+                "; what it had applied is reversed and its invoices are open again"
+            }
             _ => "",
         };
         let mut problems = vec![Problem {
@@ -210,7 +213,8 @@ impl PayoutJob<'_> {
         conn: &mut Conn,
         booked: Option<Money>,
     ) -> Result<Option<Problem>> {
-        let Some(deposit) = deposits::deposit_of_payout(conn, self.merchant, self.payout_id).await?
+        let Some(deposit) =
+            deposits::deposit_of_payout(conn, self.merchant, self.payout_id).await?
         else {
             return Ok(None);
         };

@@ -46,9 +46,16 @@ impl EventKind {
 
     pub fn from_key(key: &str) -> Option<EventKind> {
         use EventKind::*;
-        [Invoice, Payment, Reversal, CreditMemo, Refund, RefundReversal]
-            .into_iter()
-            .find(|k| k.key() == key)
+        [
+            Invoice,
+            Payment,
+            Reversal,
+            CreditMemo,
+            Refund,
+            RefundReversal,
+        ]
+        .into_iter()
+        .find(|k| k.key() == key)
     }
 }
 

@@ -7,10 +7,10 @@ use super::{
     Problem, apply_payment, catch_up, clearing, refund_booking, release, share,
 };
 use crate::domain::cash_application::order::Payment;
+use crate::domain::cash_application::payout_state::{round_entry, round_id};
 use crate::domain::ledger::posting::{
     self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
-use crate::domain::cash_application::payout_state::{round_entry, round_id};
 use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
@@ -232,7 +232,14 @@ fn reverse(
         },
     )?;
     plan.entries.push(entry);
-    release(merchant, &order, reversal_id, t.date, outcome.released, plan)?;
+    release(
+        merchant,
+        &order,
+        reversal_id,
+        t.date,
+        outcome.released,
+        plan,
+    )?;
     let mut e = CashEvent {
         kind: EventKind::Reversal,
         ref_id: reversal_id.to_string(),

@@ -32,8 +32,8 @@ pub use processor::{
     book_fx_difference, book_payout_deposit, book_payout_failure, book_rounding, failure_mirror_id,
 };
 pub use sales::{
-    InvoiceBooking, PaymentBooking, RefundBooking, Tender, book_invoice, book_payment, book_refund,
-    PAYMENT_MEMO, book_unapplied_release, book_unapplied_return,
+    InvoiceBooking, PAYMENT_MEMO, PaymentBooking, RefundBooking, Tender, book_invoice,
+    book_payment, book_refund, book_unapplied_release, book_unapplied_return,
 };
 
 use chrono::NaiveDate;

@@ -486,7 +486,8 @@ fn a_payout_applied_and_deposited_leaves_clearing_at_zero() {
     );
 
     // The payout then fails: its reversal takes the deposit back off the bank, stably keyed.
-    let failed = book_payout_failure("po_1", day(10), std::slice::from_ref(&deposit), "failed").unwrap();
+    let failed =
+        book_payout_failure("po_1", day(10), std::slice::from_ref(&deposit), "failed").unwrap();
     assert_eq!(
         bal(&[&deposit, &failed[0]], AccountRole::Bank, "USD"),
         Decimal::ZERO
