@@ -341,7 +341,8 @@ async fn submit_in_tx(
         .map(|f| from_finding(merchant, None, &f))
         .collect();
     super::reconcile::open_found(conn, merchant, standalone).await?;
-    touched.extend(link(conn, merchant, &new_records).await?);
+    let (linked, relinked) = link(conn, merchant, &new_records).await?;
+    touched.extend(linked);
 
     // Orders reached only through links were not locked with the rest:
     // waiting for them while holding other locks could deadlock, so they
@@ -371,7 +372,12 @@ async fn submit_in_tx(
     }
     // Cash application work made ready by these records, committed with them
     // so nothing is missed.
-    super::cash::enqueue_for(conn, merchant, &new_records, &moved).await?;
+    let arrived = super::cash::Arrivals {
+        new_records: &new_records,
+        moved_txns: &moved,
+        relinked: &relinked,
+    };
+    super::cash::enqueue_for(conn, merchant, &arrived).await?;
 
     if let Some(request_id) = sub.request_id {
         let reply = serde_json::to_value(&judged.outcomes).expect("outcomes always serialise");
@@ -383,11 +389,14 @@ async fn submit_in_tx(
 /// Records the ids that tie records to orders and links records of no single
 /// order to the orders whose ids they name. The caller holds the ref locks of
 /// every such id. Returns the orders that gained a record.
+/// Links the new records; returns the orders that gained a record, and the
+/// records stored before these that gained an order (a balance transaction
+/// whose charge's order arrived only now).
 async fn link(
     conn: &mut Conn,
     merchant: &str,
     new_records: &[(i64, &Record)],
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<i64>)> {
     let (mut order_refs, mut record_refs) = (vec![], vec![]);
     for (record_id, r) in new_records {
         match &r.order_id {
@@ -408,7 +417,9 @@ async fn link(
         .collect();
     ids.sort();
     ids.dedup();
-    links::link(conn, merchant, &ids).await
+    let (orders, mut records) = links::link(conn, merchant, &ids).await?;
+    records.retain(|id| !new_records.iter().any(|(new, _)| new == id));
+    Ok((orders, records))
 }
 
 #[cfg(test)]

@@ -36,7 +36,13 @@ pub fn judge(
     current: Option<DateTime<Utc>>,
 ) -> Verdict {
     if same_content {
-        return Verdict::Duplicate;
+        // The same content changed again later at its source is the latest
+        // version: a version older than it that arrives after it must lose
+        // to it (judged stale), not win over an earlier time.
+        return match (sent, current) {
+            (Some(s), Some(c)) if s > c => Verdict::Update,
+            _ => Verdict::Duplicate,
+        };
     }
     match (sent, current) {
         (Some(s), Some(c)) => match s.cmp(&c) {
@@ -162,9 +168,12 @@ mod tests {
         assert_eq!(judge(false, later, Some(t)), Verdict::Update);
         assert_eq!(judge(false, Some(t), later), Verdict::Stale);
         assert_eq!(judge(false, Some(t), Some(t)), Verdict::Conflict);
-        // The same content is a duplicate whatever its version time.
-        assert_eq!(judge(true, later, Some(t)), Verdict::Duplicate);
+        // The same content at an earlier or equal time is a duplicate; at a
+        // later time it is the latest version, so that an older version
+        // arriving after it is stale (paid 10:00 then failed 09:00 stays paid).
+        assert_eq!(judge(true, later, Some(t)), Verdict::Update);
         assert_eq!(judge(true, Some(t), later), Verdict::Duplicate);
+        assert_eq!(judge(true, Some(t), Some(t)), Verdict::Duplicate);
     }
 
     #[test]

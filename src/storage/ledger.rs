@@ -663,6 +663,30 @@ pub async fn payouts_named_before(
     Ok(rows.into_iter().map(|r| r.payout_id).collect())
 }
 
+/// The payouts the current versions of these records (balance transactions
+/// among them) name.
+pub async fn payouts_of_records(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    record_ids: &[i64],
+) -> Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        payout_id: String,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT DISTINCT payload -> 'body' ->> 'payout_id' AS payout_id FROM record_log
+         WHERE merchant_id = $1 AND record_id = ANY($2) AND is_current
+           AND kind = 'balance_transaction' AND payload -> 'body' ->> 'payout_id' IS NOT NULL",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<BigInt>, _>(record_ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.payout_id).collect())
+}
+
 /// A primary-key probe per id, whatever the statistics say (a payout asks
 /// for hundreds at once).
 pub const ORDERS_OF_REFS: &str = "

@@ -14,6 +14,8 @@ use crate::error::Result;
 struct Linked {
     #[diesel(sql_type = Text)]
     order_id: String,
+    #[diesel(sql_type = BigInt)]
+    record_id: i64,
 }
 
 /// Ids known to belong to orders: (ref id, order id).
@@ -76,28 +78,31 @@ pub const LINK: &str = "
         SELECT o.order_id FROM order_refs o
         WHERE o.merchant_id = $1 AND o.ref_id = k.ref_id OFFSET 0) o
     ON CONFLICT DO NOTHING
-    RETURNING order_id";
+    RETURNING order_id, record_id";
 
 /// Links every record that names one of `ids` to every order that owns it,
-/// whichever side arrived first. Returns the orders that gained a record,
-/// sorted.
+/// whichever side arrived first. Returns the orders that gained a record and
+/// the records that gained an order, sorted.
 pub async fn link(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     ids: &[String],
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<i64>)> {
     if ids.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], vec![]));
     }
     let linked: Vec<Linked> = statement(LINK)
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(ids)
         .load(conn)
         .await?;
+    let mut records: Vec<i64> = linked.iter().map(|r| r.record_id).collect();
+    records.sort_unstable();
+    records.dedup();
     let mut orders: Vec<String> = linked.into_iter().map(|r| r.order_id).collect();
     orders.sort();
     orders.dedup();
-    Ok(orders)
+    Ok((orders, records))
 }
 
 #[derive(QueryableByName)]

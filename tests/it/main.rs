@@ -6,6 +6,7 @@ mod binary;
 mod cash;
 mod cash_batches;
 mod cash_deposits;
+mod cash_order_independence;
 mod cash_orphans;
 mod cash_rules;
 mod cash_scenarios;

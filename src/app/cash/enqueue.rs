@@ -5,20 +5,28 @@ use crate::domain::record::Body;
 use crate::error::Result;
 use crate::storage::{Conn, jobs, ledger};
 
+/// What an ingest stored, as cash application sees it.
+pub(crate) struct Arrivals<'a> {
+    /// The records stored (new keys and new versions), with their record ids.
+    pub new_records: &'a [(i64, &'a crate::domain::record::Record)],
+    /// Balance transactions of which these are new versions.
+    pub moved_txns: &'a [&'a str],
+    /// Records stored before that gained an order with these (their charge's
+    /// order arrived only now).
+    pub relinked: &'a [i64],
+}
+
 /// Enqueues the cash application these newly accepted records make ready: a
 /// payout, or a balance transaction naming one, readies that payout; an
 /// invoice or credit memo (or an order with gift card tenders) readies its
 /// order, so held cash is applied without waiting for another payout.
 /// Kinds are always enqueued in the same order, so concurrent ingests lock
-/// job rows in one order. `updated_txns`: balance transactions of which these
-/// are new versions; the payouts their earlier versions named are derived
-/// again too (a transaction that moved leaves one payout for another).
-pub(crate) async fn enqueue_for(
-    conn: &mut Conn,
-    merchant: &str,
-    new_records: &[(i64, &crate::domain::record::Record)],
-    updated_txns: &[&str],
-) -> Result<()> {
+/// job rows in one order. A payout is derived again when what it was booked
+/// from changes: a new version of one of its balance transactions (and the
+/// payout an earlier version named: a transaction that moved leaves one
+/// payout for another), or one of its transactions gaining an order.
+pub(crate) async fn enqueue_for(conn: &mut Conn, merchant: &str, a: &Arrivals<'_>) -> Result<()> {
+    let new_records = a.new_records;
     let (mut orders, mut payouts, mut deposits) = (vec![], vec![], vec![]);
     for (_, r) in new_records {
         match &r.body {
@@ -40,8 +48,11 @@ pub(crate) async fn enqueue_for(
             _ => {}
         }
     }
-    if !updated_txns.is_empty() {
-        payouts.extend(ledger::payouts_named_before(conn, merchant, updated_txns).await?);
+    if !a.moved_txns.is_empty() {
+        payouts.extend(ledger::payouts_named_before(conn, merchant, a.moved_txns).await?);
+    }
+    if !a.relinked.is_empty() {
+        payouts.extend(ledger::payouts_of_records(conn, merchant, a.relinked).await?);
     }
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
     jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;

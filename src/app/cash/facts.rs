@@ -91,6 +91,16 @@ pub(crate) fn lookup_ids(r: &Record) -> Vec<String> {
     ids
 }
 
+/// The order a balance transaction pays: its own, else the first order one of
+/// its ids belongs to.
+pub(crate) fn tie(r: &Record, order_of: &BTreeMap<String, String>) -> Option<String> {
+    r.order_id.clone().or_else(|| {
+        lookup_ids(r)
+            .iter()
+            .find_map(|id| order_of.get(id).cloned())
+    })
+}
+
 /// The payout's transactions with their orders and presentment amounts.
 pub(crate) fn payout_txns(
     txns: &[Record],
@@ -106,11 +116,7 @@ pub(crate) fn payout_txns(
                 "net missing and amount - fee overflows",
             )
         })?;
-        let order_id = r.order_id.clone().or_else(|| {
-            lookup_ids(r)
-                .iter()
-                .find_map(|id| order_of.get(id).cloned())
-        });
+        let order_id = tie(r, order_of);
         let presentment = match (&order_id, rate) {
             (Some(o), Some(rate)) => {
                 presentment(orders.get(o), source.as_deref(), &txn.id).map(|m| (m, rate))

@@ -13,7 +13,7 @@ use super::{load_orders, lock_orders, plan_error};
 use crate::domain::cash_application::payout_fee;
 use crate::domain::cash_application::payout_state::round_id;
 use crate::domain::cash_application::plan::{
-    Booked, PayoutTxn, RESIDUAL_RULE, live_entries, plan_failure,
+    Booked, PayoutTxn, RESIDUAL_RULE, UNIDENTIFIED_RULE, live_entries, plan_failure,
 };
 use crate::domain::ledger::journal::SourceKind;
 use crate::error::Result;
@@ -90,6 +90,17 @@ pub(super) async fn reverse_payout(
     let applied = [(&plan.applications[..], Some(payout_id))];
     ledger::record_invoices(conn, merchant, &[], &applied).await?;
     deposits::resolve_rules(conn, merchant, &SETTLED_BY_REVERSAL, payout_id).await?;
+    // What its plan found of its transactions is found again, or not, by
+    // what is booked next: the money it could not place, by transaction.
+    let mut txn_ids: BTreeSet<&str> = r.txns.iter().map(|t| t.txn.id.as_str()).collect();
+    txn_ids.extend(
+        live.iter()
+            .flat_map(|e| e.source_refs())
+            .filter(|s| s.kind == SourceKind::BalanceTransaction)
+            .map(|s| s.id.as_str()),
+    );
+    let txn_ids: Vec<&str> = txn_ids.into_iter().collect();
+    deposits::resolve_rules_of(conn, merchant, &[UNIDENTIFIED_RULE], &txn_ids).await?;
     ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await?;
     Ok(Some(plan.entries.len()))
 }

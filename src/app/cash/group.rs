@@ -259,7 +259,7 @@ pub(super) async fn apply_together(
             links: links(conn, merchant, &t.orders, Some(&p.id)).await?,
             bridge: t.facts.bridge,
             plan,
-            basis: payout_state::basis(&p.record, &p.txns),
+            basis: t.basis,
             cause_record_id: p.newest_record,
         });
     }
@@ -308,9 +308,11 @@ async fn read_group(
     let mut seen = BTreeSet::new();
     for p in &plain {
         let (txns, bare) = facts::payout_txns(&p.txns, &order_of, &stored)?;
-        let Some(t) = tie_plain(merchant, p, currency, txns, bare, &mut seen) else {
+        let Some(mut t) = tie_plain(merchant, p, currency, txns, bare, &mut seen) else {
             break;
         };
+        let ties: Vec<Option<String>> = p.txns.iter().map(|r| facts::tie(r, &order_of)).collect();
+        t.basis = payout_state::basis(&p.record, &p.txns, &ties);
         tied.push(t);
     }
     if tied.len() < 2 {
@@ -387,6 +389,8 @@ struct TiedPlain {
     facts: PayoutFacts,
     orders: Vec<String>,
     date: NaiveDate,
+    /// The facts it is booked from (`payout_state::basis`).
+    basis: String,
 }
 
 /// None unless the payout is complete, in `currency`, every charge names
@@ -431,5 +435,6 @@ fn tie_plain(
         facts,
         orders,
         date,
+        basis: String::new(),
     })
 }

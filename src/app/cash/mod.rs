@@ -22,7 +22,7 @@ mod spans;
 mod tie;
 mod waiting;
 
-pub(crate) use enqueue::enqueue_for;
+pub(crate) use enqueue::{Arrivals, enqueue_for};
 pub(crate) use facts::balance_txn;
 pub(crate) use fees::lock_ids as fee_lock_ids;
 use spans::{journal_span, links};
@@ -36,6 +36,7 @@ use tracing::Instrument;
 use super::App;
 use super::reconcile::exception_id;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, Problem, plan_order};
+use crate::domain::cash_application::payout_state;
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
@@ -301,6 +302,7 @@ async fn load_orders(
             let recs = records.get(o).map(Vec::as_slice).unwrap_or(&[]);
             facts::refunds_awaiting_memo(recs, events.get(o).map(Vec::as_slice).unwrap_or(&[]))
         })
+        .map(|id| payout_state::processor_id(&id).to_string())
         .collect();
     let settlements: BTreeMap<String, _> = if awaiting.is_empty() {
         BTreeMap::new()
@@ -317,7 +319,10 @@ async fn load_orders(
         let evs = events.remove(o).unwrap_or_default();
         let mine = evs
             .iter()
-            .filter_map(|e| Some((e.ref_id.clone(), *settlements.get(&e.ref_id)?)))
+            .filter_map(|e| {
+                let settlement = settlements.get(payout_state::processor_id(&e.ref_id))?;
+                Some((e.ref_id.clone(), *settlement))
+            })
             .collect();
         if let Some(f) = facts::order_facts(o, recs, evs, fallback, mine) {
             out.insert(o.clone(), f);

@@ -51,7 +51,12 @@ pub(super) async fn apply_payout(
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
     };
-    let basis = payout_state::basis(payout, &recs.txns);
+    // What each transaction is tied to is a fact too: an order arriving after
+    // its charge changes what the payout books.
+    let refs: Vec<String> = recs.txns.iter().flat_map(facts::lookup_ids).collect();
+    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
+    let ties: Vec<Option<String>> = recs.txns.iter().map(|r| facts::tie(r, &order_of)).collect();
+    let basis = payout_state::basis(payout, &recs.txns, &ties);
     let job = PayoutJob {
         merchant,
         payout_id,
@@ -68,8 +73,7 @@ pub(super) async fn apply_payout(
         return Ok(Work::Done(vec![]));
     }
     let mut round = stored.as_ref().map_or(0, |s| s.round);
-    let reversed = state == Some(PayoutState::Applied);
-    if reversed {
+    if state == Some(PayoutState::Applied) {
         let Some(entries) = job.reverse(conn, round).await? else {
             return Ok(Work::Busy);
         };
@@ -81,9 +85,10 @@ pub(super) async fn apply_payout(
         return Ok(Work::Done(vec![]));
     }
     deposits::resolve_rules(conn, merchant, &[FAILED_RULE], payout_id).await?;
-    // A payout that stood complete and no longer does is not late: it is
-    // wrong now, and said so at once.
-    job.apply(conn, round, state, at_deadline || reversed).await
+    // A payout reversed to incomplete is judged by its deadline like any
+    // other (from its own creation time), so whether it is named does not
+    // depend on the order its versions arrived in.
+    job.apply(conn, round, state, at_deadline).await
 }
 
 /// One payout's job, with the facts it was read with.

@@ -6,6 +6,7 @@
 use rust_decimal::Decimal;
 
 use super::raise;
+use crate::domain::cash_application::payout_state;
 use crate::domain::cash_application::plan::{Problem, RESIDUAL_RULE, residual_summary};
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
@@ -18,7 +19,8 @@ pub(super) async fn settle_late_refunds(
     late: &[(String, Vec<Money>)],
 ) -> Result<()> {
     for (refund_id, effect) in late {
-        let Some(open) = payouts::residual_of_refund(conn, merchant, refund_id).await? else {
+        let processor_id = payout_state::processor_id(refund_id);
+        let Some(open) = payouts::residual_of_refund(conn, merchant, processor_id).await? else {
             continue;
         };
         let currency = Currency::from_code(&open.currency_code)

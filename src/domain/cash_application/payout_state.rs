@@ -87,11 +87,14 @@ pub fn is_failed(status: PayoutStatus) -> bool {
 }
 
 /// The facts a payout's bookings depend on, as one digest: its amount, whether
-/// it failed, its arrival date, and each balance transaction's money and ties
-/// (in id order, so the order they were received in does not matter).
-/// Descriptions and times that change nothing booked are left out, so a new
-/// version that changes only them books nothing.
-pub fn basis(payout: &Record, txns: &[Record]) -> String {
+/// it failed, its arrival date, and each balance transaction's money and the
+/// order it is tied to (`ties`, one per transaction: an order that arrives
+/// after its charge changes what the payout books), in id order, so the order
+/// they were received in does not matter. Descriptions and times that change
+/// nothing booked are left out, so a new version that changes only them books
+/// nothing.
+pub fn basis(payout: &Record, txns: &[Record], ties: &[Option<String>]) -> String {
+    assert_eq!(txns.len(), ties.len(), "one tie per balance transaction");
     let mut h = Sha256::new();
     if let Body::Payout(p) = &payout.body {
         let arrival = p.arrival_time.map(|t| t.date_naive().to_string());
@@ -105,11 +108,12 @@ pub fn basis(payout: &Record, txns: &[Record]) -> String {
     }
     let mut lines: Vec<String> = txns
         .iter()
-        .filter_map(|r| match &r.body {
+        .zip(ties)
+        .filter_map(|(r, tie)| match &r.body {
             Body::BalanceTransaction(b) => Some(format!(
                 "txn|{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}\n",
                 r.source_id,
-                r.order_id.as_deref().unwrap_or(""),
+                tie.as_deref().unwrap_or(""),
                 r.references,
                 r.event_time.date_naive(),
                 b.reporting_category,
@@ -138,6 +142,17 @@ pub fn round_id(id: &str, round: u32) -> String {
         id.to_string()
     } else {
         format!("{id}@r{round}")
+    }
+}
+
+/// The processor's own id of a payment or refund booked in some round (the
+/// inverse of [`round_id`]): what the processor's records are looked up by.
+pub fn processor_id(id: &str) -> &str {
+    match id.rsplit_once("@r") {
+        Some((base, round)) if !round.is_empty() && round.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => id,
     }
 }
 
@@ -176,5 +191,8 @@ mod tests {
     fn round_zero_keeps_the_processor_id() {
         assert_eq!(round_id("ch_1", 0), "ch_1");
         assert_eq!(round_id("ch_1", 2), "ch_1@r2");
+        assert_eq!(processor_id("ch_1@r2"), "ch_1");
+        assert_eq!(processor_id("ch_1"), "ch_1");
+        assert_eq!(processor_id("a@rb"), "a@rb");
     }
 }

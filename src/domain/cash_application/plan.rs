@@ -474,7 +474,7 @@ pub const OVERPAYMENT_RULE: &str = "cash.overpayment";
 
 #[path = "plan_payout.rs"]
 mod payout;
-pub use payout::plan_payout;
+pub use payout::{UNIDENTIFIED_RULE, plan_payout};
 
 #[path = "plan_refund.rs"]
 mod refund;

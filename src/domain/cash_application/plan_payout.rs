@@ -14,6 +14,9 @@ use crate::domain::ledger::posting::{
 use crate::domain::ledger::{JournalEntry, LedgerError};
 use crate::domain::money::Money;
 
+/// A balance transaction of a payout that names no order it can be applied to.
+pub const UNIDENTIFIED_RULE: &str = "cash.unidentified_money";
+
 /// Plans a complete payout. `orders` holds the facts of every order its transactions name.
 pub fn plan_payout(
     payout: &PayoutFacts,
@@ -191,7 +194,7 @@ fn apply_txn(
                 summary = format!("{summary}: {why}");
             }
             plan.problems.push(Problem {
-                rule: "cash.unidentified_money",
+                rule: UNIDENTIFIED_RULE,
                 subject: t.txn.id.clone(),
                 order_id: None,
                 summary,
