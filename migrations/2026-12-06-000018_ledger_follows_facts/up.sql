@@ -51,3 +51,7 @@ CREATE TABLE payout_bookings (
 ALTER TABLE order_cash_events DROP CONSTRAINT order_cash_events_kind_check;
 ALTER TABLE order_cash_events ADD CONSTRAINT order_cash_events_kind_check
     CHECK (kind IN ('invoice', 'payment', 'reversal', 'credit_memo', 'refund', 'refund_reversal'));
+
+-- Parked jobs found by merchant and kind (a new fact of one of their
+-- orders wakes parked payouts): few rows, probed without reading the queue.
+CREATE INDEX jobs_parked ON jobs (merchant_id, kind, subject_id) WHERE state = 'parked';

@@ -376,6 +376,7 @@ async fn submit_in_tx(
         new_records: &new_records,
         moved_txns: &moved,
         relinked: &relinked,
+        orders: &touched,
     };
     super::cash::enqueue_for(conn, merchant, &arrived).await?;
 

@@ -336,6 +336,43 @@ pub async fn fail(
     Ok(rows.iter().any(|r| r.state == "parked"))
 }
 
+/// Parked jobs of `kind` whose subject is among the payouts that balance
+/// transactions linked to these orders name: woken (ready now, attempts
+/// reset), as a new fact of one of their orders may be what they lacked.
+/// Probes the parked jobs first (few, by `jobs_parked`): nothing else is
+/// read when the merchant has none.
+pub async fn wake_parked_payouts_of(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    orders: &[String],
+) -> Result<usize> {
+    if orders.is_empty() {
+        return Ok(0);
+    }
+    Ok(statement(
+        "WITH parked AS (
+           SELECT subject_id FROM jobs
+           WHERE merchant_id = $1 AND kind = $2 AND state = 'parked' OFFSET 0),
+         named AS (
+           SELECT DISTINCT r.payload -> 'body' ->> 'payout_id' AS payout_id
+           FROM record_links l
+           JOIN record_log r ON r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+           WHERE EXISTS (SELECT 1 FROM parked)
+             AND l.merchant_id = $1 AND l.order_id = ANY($3)
+             AND r.kind = 'balance_transaction' AND r.is_current)
+         UPDATE jobs SET state = 'ready', attempts = 0, run_after = now(),
+             generation = generation + 1, updated_at = now()
+         WHERE merchant_id = $1 AND kind = $2 AND state = 'parked'
+           AND subject_id IN (SELECT payout_id FROM named)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<Array<Text>, _>(orders)
+    .execute(conn)
+    .await?)
+}
+
 /// The job could not run now for a reason that is not its fault (its orders
 /// are busy): try again after `delay_ms`, without counting an attempt.
 pub async fn postpone(conn: &mut AsyncPgConnection, job: &Job, delay_ms: i64) -> Result<()> {

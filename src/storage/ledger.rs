@@ -53,6 +53,7 @@ pub async fn insert_entry_groups(
     for (group, payout_id) in groups {
         entries.extend(group.iter().map(|e| (e, *payout_id)));
     }
+    let lines: usize = entries.iter().map(|(e, _)| e.lines().len()).sum();
     let n = n as i64;
     let mut e_ext = Vec::with_capacity(entries.len());
     let mut e_ord = Vec::with_capacity(entries.len());
@@ -85,7 +86,7 @@ pub async fn insert_entry_groups(
     // trip), still the transaction's last booking write; `$3` is each
     // entry's place in the batch, and a line names its entry by that place
     // (`export_seq` is the counter's first value plus it): an integer join.
-    statement(
+    let inserted = statement(
         "WITH c AS (
            INSERT INTO ledger_counters (merchant_id, next_seq) VALUES ($1, 1 + $16)
            ON CONFLICT (merchant_id) DO UPDATE SET next_seq = ledger_counters.next_seq + $16
@@ -126,6 +127,16 @@ pub async fn insert_entry_groups(
     .bind::<BigInt, _>(n)
     .execute(&mut { conn })
     .await?;
+    // An entry whose id was booked before is skipped by the insert: never
+    // silently. Every path books an id once (payouts derived again key their
+    // entries by round, money booked again gets a fresh id), so this is a
+    // bug to stop at, not a retry to absorb.
+    if inserted != lines {
+        return Err(Error::Internal(format!(
+            "{} of {lines} journal lines were written: an entry of this booking was booked before",
+            inserted
+        )));
+    }
     Ok(())
 }
 

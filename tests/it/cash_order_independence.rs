@@ -129,20 +129,40 @@ fn generate(seed: u64) -> Case {
     let orders = 2 + rng.below(3);
     for i in 0..orders {
         let id = format!("80{i}");
-        let total = [dec("100.00"), dec("45.50"), dec("19.99"), dec("250.00")][rng.below(4) as usize];
+        let total =
+            [dec("100.00"), dec("45.50"), dec("19.99"), dec("250.00")][rng.below(4) as usize];
         let fee = (total * dec("0.029") + dec("0.30")).round_dp(2);
         let ch = format!("ch_{id}");
         records.push(order(&id, &total.to_string()));
         records.push(capture(&id, &ch, &total.to_string()));
-        records.push(inv(&id, &format!("INV-{id}"), &total.to_string(), "2026-11-02T12:00:00Z"));
-        let t = bt(&format!("txn_{id}"), "charge", &ch, &total.to_string(), &fee.to_string(), "");
+        records.push(inv(
+            &id,
+            &format!("INV-{id}"),
+            &total.to_string(),
+            "2026-11-02T12:00:00Z",
+        ));
+        let t = bt(
+            &format!("txn_{id}"),
+            "charge",
+            &ch,
+            &total.to_string(),
+            &fee.to_string(),
+            "",
+        );
         txns.push((t, total - fee, rng.below(3) as usize));
         if rng.chance(35) {
             let refund = (total / dec("4")).round_dp(2);
             let re = format!("re_{id}");
             records.push(processor_refund(&id, &re, &refund.to_string()));
             records.push(credit_memo(&id, &format!("CM-{id}"), &refund.to_string()));
-            let t = bt(&format!("txn_r{id}"), "refund", &re, &(-refund).to_string(), "0.00", "");
+            let t = bt(
+                &format!("txn_r{id}"),
+                "refund",
+                &re,
+                &(-refund).to_string(),
+                "0.00",
+                "",
+            );
             txns.push((t, -refund, rng.below(3) as usize));
         }
     }
@@ -175,9 +195,15 @@ fn generate(seed: u64) -> Case {
         } else if rng.chance(20) {
             // Moved: a first version names another payout.
             let other = PAYOUTS[(p + 1 + rng.below(2) as usize) % 3];
-            records.push(with_time(set_payout(t.clone(), other), "2026-11-03T08:00:00Z"));
+            records.push(with_time(
+                set_payout(t.clone(), other),
+                "2026-11-03T08:00:00Z",
+            ));
         }
-        records.push(with_time(set_payout(t, final_payout), "2026-11-03T09:00:00Z"));
+        records.push(with_time(
+            set_payout(t, final_payout),
+            "2026-11-03T09:00:00Z",
+        ));
     }
     for (p, id) in PAYOUTS.iter().enumerate() {
         if nets[p].is_zero() {
@@ -189,13 +215,22 @@ fn generate(seed: u64) -> Case {
         if rng.chance(30) {
             // Paid, failed, then (unless it stays failed) paid again.
             records.push(payout_version(id, &amount, status, "2026-11-04T08:00:00Z"));
-            records.push(payout_version(id, &amount, pb::PayoutStatus::Failed, "2026-11-04T09:00:00Z"));
+            records.push(payout_version(
+                id,
+                &amount,
+                pb::PayoutStatus::Failed,
+                "2026-11-04T09:00:00Z",
+            ));
         } else if rng.chance(25) {
             // First reported with a wrong amount, then corrected.
             let wrong = (nets[p] + dec("1.00")).to_string();
             records.push(payout_version(id, &wrong, status, "2026-11-04T08:00:00Z"));
         }
-        let last = if final_failed { pb::PayoutStatus::Failed } else { status };
+        let last = if final_failed {
+            pb::PayoutStatus::Failed
+        } else {
+            status
+        };
         records.push(payout_version(id, &amount, last, "2026-11-04T10:00:00Z"));
         if !final_failed && nets[p] > Decimal::ZERO && rng.chance(50) {
             records.push(deposit(&format!("dep_{id}"), nets[p], id));
@@ -267,6 +302,24 @@ async fn run(case: &Case, rng: &mut Rng) -> LedgerState {
         }
         for r in t.db.client().await.query("SELECT payout_id || ' ' || action || ' ' || round || ' cause ' || cause_record_id FROM payout_bookings ORDER BY payout_id, booking_no", &[]).await.unwrap() {
             eprintln!("  booking {}", r.get::<_, String>(0));
+        }
+        for r in
+            t.db.client()
+                .await
+                .query(
+                    "SELECT rule || ': ' || summary FROM exceptions WHERE rule LIKE 'cash.%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+        {
+            eprintln!("  exception {}", r.get::<_, String>(0));
+        }
+        for r in t.db.client().await.query("SELECT e.export_seq::text || ' ' || coalesce(e.payout_id,'-') || ' ' || e.memo || ' ' || string_agg(l.account || ':' || l.debit::text || '/' || l.credit::text, ' ') FROM journal_entries e JOIN journal_lines l USING (merchant_id, entry_id) WHERE e.memo LIKE '%800%' GROUP BY e.entry_id, e.export_seq, e.payout_id, e.memo ORDER BY e.export_seq", &[]).await.unwrap() {
+            eprintln!("  entry {}", r.get::<_, String>(0));
+        }
+        for r in t.db.client().await.query("SELECT event_no::text || ' ' || kind || ' ' || ref_id || ' ' || coalesce(target_id,'') || ' ' || amount::text FROM order_cash_events WHERE order_id = '800' ORDER BY event_no", &[]).await.unwrap() {
+            eprintln!("  event {}", r.get::<_, String>(0));
         }
         eprintln!("---");
     }

@@ -14,6 +14,8 @@ pub(crate) struct Arrivals<'a> {
     /// Records stored before that gained an order with these (their charge's
     /// order arrived only now).
     pub relinked: &'a [i64],
+    /// The orders these records touched (their own and those they link to).
+    pub orders: &'a [String],
 }
 
 /// Enqueues the cash application these newly accepted records make ready: a
@@ -57,6 +59,9 @@ pub(crate) async fn enqueue_for(conn: &mut Conn, merchant: &str, a: &Arrivals<'_
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
     jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;
     jobs::enqueue(conn, merchant, APPLY_DEPOSIT, &deposits).await?;
+    // A payout parked on its orders' facts (a currency unknown until the
+    // storefront order arrives) is tried again when they change.
+    jobs::wake_parked_payouts_of(conn, merchant, APPLY_PAYOUT, a.orders).await?;
     // Last, in the same order every time: an applied payout a journal names.
     super::fees::journals_arrived(conn, merchant, new_records).await
 }

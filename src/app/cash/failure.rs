@@ -9,9 +9,8 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::{load_orders, lock_orders, plan_error};
+use super::{load_orders, lock_orders, plan_error, raise};
 use crate::domain::cash_application::payout_fee;
-use crate::domain::cash_application::payout_state::round_id;
 use crate::domain::cash_application::plan::{
     Booked, PayoutTxn, RESIDUAL_RULE, UNIDENTIFIED_RULE, live_entries, plan_failure,
 };
@@ -26,13 +25,12 @@ use crate::storage::{Conn, deposits, ledger, ledger_entries};
 const SETTLED_BY_REVERSAL: [&str; 2] = [payout_fee::RULE, RESIDUAL_RULE];
 
 /// The payout being taken back: `txns` are its balance transactions as they
-/// stand now (tied to their orders), `round` the round its live bookings were
-/// keyed with, `why` what the mirrors' memos say ("failed", "changed").
+/// stand now (tied to their orders), `why` what the mirrors' memos say
+/// ("failed", "changed").
 pub(super) struct Reversal<'a> {
     pub payout_id: &'a str,
     pub date: NaiveDate,
     pub txns: &'a [PayoutTxn],
-    pub round: u32,
     pub why: &'a str,
 }
 
@@ -59,14 +57,15 @@ pub(super) async fn reverse_payout(
         return Ok(None);
     }
     let applied = ledger_entries::payout_applications(conn, merchant, payout_id).await?;
-    // The processor money it applied, keyed as cash application keyed it in that round.
+    // The processor money it applied, by the processor's ids (the plan finds
+    // the id each stands under in its order's cash).
     let of = |categories: &[&str]| -> Vec<(String, String)> {
         r.txns
             .iter()
             .filter(|t| categories.contains(&t.txn.category.as_str()))
             .filter_map(|t| {
                 let id = t.source.as_ref().unwrap_or(&t.txn.id);
-                Some((t.order_id.clone()?, round_id(id, r.round)))
+                Some((t.order_id.clone()?, id.clone()))
             })
             .collect()
     };
@@ -90,6 +89,10 @@ pub(super) async fn reverse_payout(
     let applied = [(&plan.applications[..], Some(payout_id))];
     ledger::record_invoices(conn, merchant, &[], &applied).await?;
     deposits::resolve_rules(conn, merchant, &SETTLED_BY_REVERSAL, payout_id).await?;
+    raise(conn, merchant, &plan.problems).await?;
+    for (rule, subject) in &plan.resolved {
+        deposits::resolve_rules(conn, merchant, &[rule], subject).await?;
+    }
     // What its plan found of its transactions is found again, or not, by
     // what is booked next: the money it could not place, by transaction.
     let mut txn_ids: BTreeSet<&str> = r.txns.iter().map(|t| t.txn.id.as_str()).collect();

@@ -35,15 +35,15 @@ use tracing::Instrument;
 
 use super::App;
 use super::reconcile::exception_id;
-use crate::domain::cash_application::plan::{OrderFacts, Plan, Problem, plan_order};
 use crate::domain::cash_application::payout_state;
+use crate::domain::cash_application::plan::{OrderFacts, Plan, Problem, plan_order};
 use crate::domain::matching::ExceptionType;
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 use crate::storage::jobs::{self, Job};
 use crate::storage::ledger;
 use crate::storage::locks::{self, LockKey};
-use crate::storage::{Conn, exceptions};
+use crate::storage::{Conn, deposits, exceptions};
 
 /// Cash application's job kinds (the queue is generic: alerts have theirs).
 /// Each has a handler in `run_job`, which matches on every one of them, so a
@@ -174,6 +174,12 @@ async fn run_claimed(
     Ok(match work {
         Ok(Work::Done(absorbed)) => {
             jobs::complete(conn, job).await?;
+            if job.attempts > 0 {
+                // It failed before (perhaps parked): what the exception said
+                // no longer holds.
+                let subject = parked_subject(job);
+                deposits::resolve_rules(conn, &job.merchant_id, &[PARKED_RULE], &subject).await?;
+            }
             (done(job), absorbed)
         }
         Ok(Work::Busy) => {
@@ -185,6 +191,13 @@ async fn run_claimed(
         Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
         Err(e) => (failed(conn, job, &e, retry).await?, vec![]),
     })
+}
+
+/// A job that failed too often, parked for a person.
+const PARKED_RULE: &str = "cash.job_parked";
+
+fn parked_subject(job: &Job) -> String {
+    format!("{}/{}", job.kind, job.subject_id)
 }
 
 fn done(job: &Job) -> JobOutcome {
@@ -205,8 +218,8 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
             ledger::park_payout(conn, &job.merchant_id, &job.subject_id).await?;
         }
         let problem = Problem {
-            rule: "cash.job_parked",
-            subject: format!("{}/{}", job.kind, job.subject_id),
+            rule: PARKED_RULE,
+            subject: parked_subject(job),
             order_id: (job.kind == APPLY_ORDER).then(|| job.subject_id.clone()),
             summary: format!(
                 "{} {} failed {} times and is parked: {error}",

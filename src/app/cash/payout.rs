@@ -12,7 +12,10 @@
 
 use super::failure::{self, Reversal};
 use super::tie::{Tied, tied_txns};
-use super::{APPLY_ORDER, Work, batch, facts, fees, group, links, load_orders, plan_error};
+use super::{
+    APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, Work, batch, facts, fees, group, links, load_orders,
+    plan_error,
+};
 use super::{raise, stored_events, waiting};
 use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
 use crate::domain::cash_application::payout_state::{self, BookingAction, PayoutState, is_failed};
@@ -66,6 +69,16 @@ pub(super) async fn apply_payout(
         basis: &basis,
     };
     let state = stored.as_ref().map(|s| s.state);
+    if state == Some(PayoutState::Parked) {
+        // Running again (a fact changed): the parked exception no longer holds
+        // if this run gets through; if it fails, the savepoint takes this back.
+        let subjects = [
+            format!("{APPLY_PAYOUT}/{payout_id}"),
+            format!("{CHECK_PAYOUT}/{payout_id}"),
+        ];
+        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        deposits::resolve_rules_of(conn, merchant, &[super::PARKED_RULE], &subjects).await?;
+    }
     if matches!(state, Some(PayoutState::Applied | PayoutState::Failed))
         && stored.as_ref().and_then(|s| s.basis.as_deref()) == Some(basis.as_str())
     {
@@ -74,7 +87,7 @@ pub(super) async fn apply_payout(
     }
     let mut round = stored.as_ref().map_or(0, |s| s.round);
     if state == Some(PayoutState::Applied) {
-        let Some(entries) = job.reverse(conn, round).await? else {
+        let Some(entries) = job.reverse(conn).await? else {
             return Ok(Work::Busy);
         };
         round += 1;
@@ -138,8 +151,8 @@ impl PayoutJob<'_> {
         }
     }
 
-    /// Reverses what the payout booked in `round`; None when an order is busy.
-    async fn reverse(&self, conn: &mut Conn, round: u32) -> Result<Option<usize>> {
+    /// Reverses what the payout booked; None when an order is busy.
+    async fn reverse(&self, conn: &mut Conn) -> Result<Option<usize>> {
         let merchant = self.merchant;
         let Some(tied) = tied_txns(conn, merchant, &self.recs.txns, Some(self.payout_id)).await?
         else {
@@ -154,7 +167,6 @@ impl PayoutJob<'_> {
             payout_id: self.payout_id,
             date: facts::date(self.payout),
             txns: &tied.txns,
-            round,
             why,
         };
         failure::reverse_payout(conn, merchant, &reversal).await
@@ -327,7 +339,9 @@ impl PayoutJob<'_> {
             amount: self.p.amount,
             date: self.arrival(),
             bridge,
-            was_waiting: state == Some(PayoutState::Waiting),
+            // Any payout seen before may have been named incomplete (a
+            // reversal leaves it incomplete for a moment): settled now.
+            was_waiting: state.is_some(),
             plan,
             links: links(conn, merchant, &orders, Some(payout_id)).await?,
             basis: self.basis.to_string(),

@@ -26,7 +26,7 @@ pub use crate::domain::ledger::posting::Tender;
 pub use completeness::{BalanceTxn, Completeness, PayoutBridge, PayoutError, payout_completeness};
 pub use order::{
     Application, CashError, CashPosition, Document, OrderCash, Payment, PaymentOutcome,
-    RefundApplication, RefundOutcome, ReversalOutcome,
+    RefundApplication, RefundOutcome, RefundReversal, ReversalOutcome,
 };
 pub use subset::{Candidate, SubsetError, SubsetMatch, SubsetQuery, find_exact_subsets};
 

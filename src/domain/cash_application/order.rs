@@ -94,6 +94,14 @@ pub struct RefundApplication {
     pub amount: Money,
 }
 
+/// A refund taken back: what it had taken of each credit memo, and other refunds that
+/// then took the room it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReversal {
+    pub undone: Vec<RefundApplication>,
+    pub released: Vec<RefundApplication>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundOutcome {
     pub applications: Vec<RefundApplication>,
@@ -231,13 +239,13 @@ impl OrderCash {
     }
 
     /// A refund taken back (the payout that applied it was reversed): it no longer
-    /// counts against its credit memos, and refunds waiting for one may now take the room
-    /// it leaves (returned as their applications).
+    /// counts against its credit memos (`undone`: what it had taken of each), and refunds
+    /// waiting for one may now take the room it leaves (`released`).
     pub fn reverse_refund(
         &mut self,
         refund_id: &str,
         amount: Money,
-    ) -> Result<Vec<RefundApplication>, CashError> {
+    ) -> Result<RefundReversal, CashError> {
         let units = self.units(amount, "refund_reversal.amount")?;
         let available = self
             .refunds
@@ -253,8 +261,18 @@ impl OrderCash {
                 available: self.money(available)?,
             });
         }
-        let (_, _, released) = self.refunds.reduce_source(refund_id, units)?;
-        self.refund_applications(released)
+        let (_, undone, released) = self.refunds.reduce_source(refund_id, units)?;
+        let undone = undone
+            .into_iter()
+            .map(|mut l| {
+                l.amount = -l.amount;
+                l
+            })
+            .collect();
+        Ok(RefundReversal {
+            undone: self.refund_applications(undone)?,
+            released: self.refund_applications(released)?,
+        })
     }
 
     pub fn position(&self) -> Result<CashPosition, CashError> {

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use super::completeness::{BalanceTxn, PayoutBridge};
 use super::order::{Application, CashError, Document, OrderCash, Payment};
+use crate::domain::cash_application::payout_state::round_id;
 use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{
     self, Conversion, FeeShare, InvoiceBooking, PaymentBooking, Tender,
@@ -273,11 +274,64 @@ impl<'a> OrderBook<'a> {
         self.known.contains(&(kind.key(), id.to_string()))
     }
 
+    /// The id to book processor money under that the processor calls `base`: `base`
+    /// itself the first time, `base@r1`, `base@r2`... once what was booked under the
+    /// earlier ids was taken back with its payout; None while money booked under one of
+    /// them stands (booked already: exactly once).
+    fn fresh_id(&self, kind: EventKind, base: &str) -> Option<String> {
+        (0..).map(|round| round_id(base, round)).find_map(|id| {
+            if !self.knows(kind, &id) {
+                Some(Some(id))
+            } else if retired(&self.facts.events, kind, &id) {
+                None
+            } else {
+                Some(None)
+            }
+        })?
+    }
+
     fn record(&mut self, plan: &mut Plan, event: CashEvent) {
         self.known.insert((event.kind.key(), event.ref_id.clone()));
         plan.events.push((self.facts.order_id.clone(), event));
     }
 }
+
+/// Whether processor money booked under `id` was taken back with its payout (a payout
+/// derived again books it under a fresh id): a payment or refund reversed by a
+/// `payout-failed:` reversal, or a partial-capture reversal of such a payment.
+pub(super) fn retired(events: &[CashEvent], kind: EventKind, id: &str) -> bool {
+    let taken_back = |undo: EventKind, target: &str| {
+        events.iter().any(|e| {
+            e.kind == undo
+                && e.ref_id.starts_with(PAYOUT_REVERSAL_PREFIX)
+                && e.target_id.as_deref() == Some(target)
+        })
+    };
+    match kind {
+        EventKind::Payment => taken_back(EventKind::Reversal, id),
+        EventKind::Refund => taken_back(EventKind::RefundReversal, id),
+        EventKind::Reversal => events
+            .iter()
+            .filter(|e| e.kind == EventKind::Reversal && e.ref_id == id)
+            .filter_map(|e| e.target_id.as_deref())
+            .any(|target| taken_back(EventKind::Reversal, target)),
+        _ => false,
+    }
+}
+
+/// The id processor money the processor calls `base` stands under in an order's
+/// events: the newest of `base`, `base@r1`... that is not retired.
+pub fn live_id(events: &[CashEvent], kind: EventKind, base: &str) -> Option<String> {
+    let known = |id: &str| events.iter().any(|e| e.kind == kind && e.ref_id == id);
+    (0..)
+        .map(|round| round_id(base, round))
+        .take_while(|id| known(id))
+        .filter(|id| !retired(events, kind, id))
+        .last()
+}
+
+/// How the events that take money back with its payout are named.
+pub const PAYOUT_REVERSAL_PREFIX: &str = "payout-failed:";
 
 /// Books what an order's new invoices, credit memos and tenders need: each invoice's entry,
 /// then held cash applied to it (unapplied -> AR), then tenders from their liability

@@ -12,10 +12,11 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::{
-    AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PlanError, late_conversion,
-    refund_booking, release_entry,
+    AppliedCash, CashEvent, EventKind, OrderBook, OrderFacts, PAYOUT_REVERSAL_PREFIX, Plan,
+    PlanError, Problem, late_conversion, live_id, refund_booking, release_entry,
 };
-use crate::domain::cash_application::order::Application;
+use crate::domain::cash_application::order::{Application, RefundApplication};
+use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::SourceKind;
 use crate::domain::ledger::posting::{
     PAYMENT_MEMO, Tender, book_payout_failure, book_refund, book_unapplied_return,
@@ -30,6 +31,10 @@ pub struct FailurePlan {
     pub events: Vec<(String, CashEvent)>,
     /// The payout's applications, negated.
     pub applications: Vec<AppliedCash>,
+    /// Its orders' overpayments as the reversal leaves them: raised (still held) or
+    /// settled (rule, subject).
+    pub problems: Vec<Problem>,
+    pub resolved: Vec<(&'static str, String)>,
 }
 
 /// What a payout's reversal is given: its entries and applications as stored, and the
@@ -74,11 +79,16 @@ pub fn plan_failure(
             .iter()
             .map(|a| negated(a, failed_id(&a.external_id)))
             .collect(),
+        problems: Vec::new(),
+        resolved: Vec::new(),
     };
     let (payments, refunds) = money_of(&live, booked);
     let mut books: BTreeMap<&str, OrderBook<'_>> = BTreeMap::new();
     for (order, payment) in &payments {
         let Some(facts) = orders.get(order) else {
+            continue;
+        };
+        let Some(payment) = &live_id(&facts.events, EventKind::Payment, payment) else {
             continue;
         };
         let remaining = remaining(facts, payment, EventKind::Payment, EventKind::Reversal)?;
@@ -92,7 +102,7 @@ pub fn plan_failure(
             continue;
         };
         // Replayed with the reversal, so a plan the order could not take is refused here.
-        let ref_id = format!("payout-failed:{payout_id}:{payment}");
+        let ref_id = format!("{PAYOUT_REVERSAL_PREFIX}{payout_id}:{payment}");
         let outcome = book.cash.reverse_payment(payment, remaining)?;
         let mine: Vec<&AppliedCash> = own
             .iter()
@@ -119,6 +129,9 @@ pub fn plan_failure(
         let Some(facts) = orders.get(order) else {
             continue;
         };
+        let Some(refund) = &live_id(&facts.events, EventKind::Refund, refund) else {
+            continue;
+        };
         let remaining = remaining(facts, refund, EventKind::Refund, EventKind::RefundReversal)?;
         if remaining.amount.is_zero() {
             continue;
@@ -129,10 +142,36 @@ pub fn plan_failure(
         let Some(book) = books.get_mut(order.as_str()) else {
             continue;
         };
-        let ref_id = format!("payout-failed:{payout_id}:{refund}");
-        // The refund's own entries are mirrored above; refunds that were waiting for a
-        // credit memo and now fit in the room it leaves are booked against it.
-        for a in book.cash.reverse_refund(refund, remaining)? {
+        let ref_id = format!("{PAYOUT_REVERSAL_PREFIX}{payout_id}:{refund}");
+        let outcome = book.cash.reverse_refund(refund, remaining)?;
+        // The refund's own entries are mirrored above; what of it was booked late (its
+        // credit memo came after the payout) is an order's entry, mirrored here.
+        for a in &outcome.undone {
+            let own = own_refund(&live, a)?;
+            let late = a.amount.checked_sub(&own).ok_or(LedgerError::Overflow)?;
+            if late.amount <= Decimal::ZERO {
+                continue;
+            }
+            let part = RefundApplication {
+                amount: late,
+                ..a.clone()
+            };
+            let conversion = late_conversion(book.facts, &part)?;
+            let booked = book_refund(
+                merchant,
+                &refund_booking(book.facts, &part, date, conversion)?,
+            )?;
+            let id = ExternalId::derive(
+                merchant,
+                "payout-failed",
+                &[payout_id, booked.external_id().as_str(), &ref_id],
+            );
+            let memo = format!("Payout {payout_id} {why}: reverses {}", booked.memo());
+            plan.entries.push(booked.reversal(id, date, memo)?);
+        }
+        // Refunds that were waiting for a credit memo and now fit in the room it leaves
+        // are booked against it.
+        for a in outcome.released {
             let conversion = late_conversion(book.facts, &a)?;
             let booking = refund_booking(book.facts, &a, date, conversion)?;
             plan.entries.push(book_refund(merchant, &booking)?);
@@ -141,6 +180,13 @@ pub fn plan_failure(
             order.clone(),
             reversal_event(EventKind::RefundReversal, ref_id, refund, date, remaining),
         ));
+    }
+    // Cash the payout held on a fully invoiced order is gone with it.
+    for book in books.values() {
+        let mut checked = Plan::default();
+        book.check_overpayment(&mut checked)?;
+        plan.problems.extend(checked.problems);
+        plan.resolved.extend(checked.resolved);
     }
     Ok(plan)
 }
@@ -160,6 +206,32 @@ fn reversal_event(
         date,
         amount,
     }
+}
+
+/// What the payout's own live entries booked of one refund against one credit memo (the
+/// returns, tax and shipping they debit).
+fn own_refund(live: &[JournalEntry], a: &RefundApplication) -> Result<Money, LedgerError> {
+    let names = |e: &JournalEntry, kind: SourceKind, id: &str| {
+        e.source_refs().iter().any(|s| s.kind == kind && s.id == id)
+    };
+    let mut total = Money::zero(a.amount.currency);
+    for e in live.iter().filter(|e| {
+        names(e, SourceKind::Refund, &a.refund_id)
+            && names(e, SourceKind::CreditMemo, &a.credit_memo_id)
+    }) {
+        for l in e.lines() {
+            let goods = matches!(
+                l.account,
+                AccountRole::SalesReturns
+                    | AccountRole::SalesTaxPayable
+                    | AccountRole::ShippingIncome
+            );
+            if goods && l.debit.currency == total.currency {
+                total = total.checked_add(&l.debit).ok_or(LedgerError::Overflow)?;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The payout's entries that stand: neither a mirror of another nor mirrored since (a

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use super::{
     Books, CashEvent, EventKind, OrderBook, OrderFacts, PayoutFacts, PayoutTxn, Plan, PlanError,
-    Problem, apply_payment, catch_up, clearing, refund_booking, release, share,
+    Problem, apply_payment, catch_up, clearing, live_id, refund_booking, release, share,
 };
 use crate::domain::cash_application::order::Payment;
-use crate::domain::cash_application::payout_state::{round_entry, round_id};
+use crate::domain::cash_application::payout_state::round_entry;
 use crate::domain::ledger::posting::{
     self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
@@ -110,9 +110,7 @@ fn apply_txn(
     order_gross: &mut BTreeMap<String, Money>,
 ) -> Result<Option<Money>, PlanError> {
     let category = t.txn.category.as_str();
-    // A payout derived again books its money under ids of its new round.
-    let id = round_id(t.source.as_ref().unwrap_or(&t.txn.id), payout.round);
-    let txn_ref = round_id(&t.txn.id, payout.round);
+    let base = t.source.as_ref().unwrap_or(&t.txn.id);
     // In the order's currency (presentment), with the conversion when settled in another.
     let (amount, conversion) = match t.presentment {
         Some((p, rate)) if p.currency != t.txn.amount.currency => (
@@ -145,7 +143,8 @@ fn apply_txn(
                 _ => (zero, t.txn.fee),
             };
             let d = DisputeBooking {
-                dispute_id: id,
+                dispute_id: base.clone(),
+                payout_id: payout.payout_id.clone(),
                 order_id: book.map(|b| b.facts.order_id.clone()),
                 date: t.date,
                 amount: abs(t.txn.amount),
@@ -159,9 +158,10 @@ fn apply_txn(
             Ok(Some(other_fee))
         }
         ("charge" | "payment", Some(book)) => {
-            if book.knows(EventKind::Payment, &id) {
+            // Under a fresh id if what was booked under the processor's was taken back.
+            let Some(id) = book.fresh_id(EventKind::Payment, base) else {
                 return Ok(Some(t.txn.fee));
-            }
+            };
             let slot = order_gross
                 .entry(book.facts.order_id.clone())
                 .or_insert(Money::zero(t.txn.amount.currency));
@@ -178,11 +178,19 @@ fn apply_txn(
             Ok(Some(t.txn.fee))
         }
         ("partial_capture_reversal", Some(book)) => {
-            reverse(merchant, book, plan, t, (&txn_ref, &id), amount, conversion)?;
+            // It reduces the payment as it stands now, under the id it stands under.
+            let target = live_id(&book.facts.events, EventKind::Payment, base)
+                .or_else(|| book.knows(EventKind::Payment, base).then(|| base.clone()))
+                .unwrap_or_else(|| base.clone());
+            if let Some(own) = book.fresh_id(EventKind::Reversal, &t.txn.id) {
+                reverse(merchant, book, plan, t, (&own, &target), amount, conversion)?;
+            }
             Ok(Some(t.txn.fee))
         }
         ("refund", Some(book)) => {
-            refund(merchant, book, plan, t, &id, amount, conversion)?;
+            if let Some(id) = book.fresh_id(EventKind::Refund, base) {
+                refund(merchant, book, plan, t, &id, amount, conversion)?;
+            }
             Ok(Some(t.txn.fee))
         }
         (_, _) => {
@@ -215,9 +223,6 @@ fn reverse(
     conversion: Option<Conversion>,
 ) -> Result<(), PlanError> {
     let order = book.facts.order_id.clone();
-    if book.knows(EventKind::Reversal, reversal_id) {
-        return Ok(());
-    }
     let tender = Tender::Processor;
     let outcome = book.cash.reverse_payment(target, amount)?;
     let entry = posting::book_payment(
@@ -265,9 +270,6 @@ fn refund(
     amount: Money,
     conversion: Option<Conversion>,
 ) -> Result<(), PlanError> {
-    if book.knows(EventKind::Refund, id) {
-        return Ok(());
-    }
     let outcome = book.cash.apply_refund(&Payment {
         id: id.to_string(),
         tender: Tender::Processor,

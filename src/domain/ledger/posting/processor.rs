@@ -160,6 +160,9 @@ fn spread(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisputeBooking {
     pub dispute_id: String,
+    /// The payout that swept it: a dispute booked again under another payout (its
+    /// balance transaction moved) is an entry of its own.
+    pub payout_id: String,
     pub order_id: Option<String>,
     pub date: NaiveDate,
     pub amount: Money,
@@ -203,7 +206,7 @@ fn dispute_entry(
     let header = Header {
         merchant_id,
         kind: if won { "dispute-won" } else { "dispute" },
-        keys: &[&d.dispute_id],
+        keys: &[&d.dispute_id, &d.payout_id],
         date: d.date,
         memo: format!("Dispute {}{}", d.dispute_id, if won { " won" } else { "" }),
         sources: vec![SourceRef::new(SourceKind::Dispute, &d.dispute_id)],

@@ -381,6 +381,7 @@ fn a_fee_with_no_orders_to_carry_it_stays_on_the_payout_and_zero_fees_book_nothi
 #[test]
 fn a_lost_dispute_costs_amount_and_fee_and_a_won_one_gives_both_back() {
     let d = DisputeBooking {
+        payout_id: "po_1".into(),
         dispute_id: "dp_1".into(),
         order_id: Some("#1".into()),
         date: day(8),
@@ -552,6 +553,7 @@ fn a_payout_with_a_refund_and_a_dispute_leaves_clearing_at_zero() {
     };
     let refund = book_refund(M, &refund).unwrap();
     let d = DisputeBooking {
+        payout_id: "po_1".into(),
         dispute_id: "dp_1".into(),
         order_id: Some("#1001".into()),
         date: day(3),
