@@ -27,6 +27,10 @@ pub struct Job {
     pub subject_id: String,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    /// It failed before (perhaps parked, then woken by a new fact): its last
+    /// error is kept until it completes.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub failed_before: bool,
 }
 
 /// A job as listed for people (parked jobs, backlog).
@@ -68,7 +72,7 @@ pub async fn enqueue(
          SELECT $1, $2, s FROM unnest($3::text[]) AS s ORDER BY s
          ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
             SET generation = jobs.generation + 1, state = 'ready', attempts = 0,
-                run_after = now(), last_error = NULL, updated_at = now()",
+                run_after = now(), updated_at = now()",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(kind)
@@ -113,7 +117,8 @@ pub async fn claim_batch(
     limit: i64,
 ) -> Result<Vec<Job>> {
     Ok(statement(
-        "SELECT merchant_id, kind, subject_id, attempts FROM jobs
+        "SELECT merchant_id, kind, subject_id, attempts, last_error IS NOT NULL AS failed_before
+         FROM jobs
          WHERE merchant_id = $1 AND state = 'ready' AND run_after <= now()
          ORDER BY run_after, kind DESC, subject_id
          LIMIT $2
@@ -184,7 +189,8 @@ pub fn claim_sql(kinds: &[(&str, i64, Option<&str>)]) -> Result<String> {
         };
         arms.push(format!(
             "SELECT * FROM (
-               SELECT merchant_id, kind, subject_id, attempts, {i} AS n, run_after FROM jobs
+               SELECT merchant_id, kind, subject_id, attempts,
+                 last_error IS NOT NULL AS failed_before, {i} AS n, run_after FROM jobs
                WHERE merchant_id = $1 AND kind = '{kind}' AND state = 'ready'
                  AND run_after <= now() {before_after}
                ORDER BY run_after, subject_id
@@ -194,7 +200,7 @@ pub fn claim_sql(kinds: &[(&str, i64, Option<&str>)]) -> Result<String> {
         ));
     }
     Ok(format!(
-        "SELECT merchant_id, kind, subject_id, attempts FROM ({}) j
+        "SELECT merchant_id, kind, subject_id, attempts, failed_before FROM ({}) j
          ORDER BY n, run_after, subject_id",
         arms.join(" UNION ALL ")
     ))
@@ -414,7 +420,7 @@ pub async fn schedule(
     statement(
         "INSERT INTO jobs (merchant_id, kind, subject_id, run_after) VALUES ($1, $2, $3, $4)
          ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
-            SET state = 'ready', attempts = 0, last_error = NULL, updated_at = now(),
+            SET state = 'ready', attempts = 0, updated_at = now(),
                 run_after = least(jobs.run_after, EXCLUDED.run_after)",
     )
     .bind::<Text, _>(merchant)

@@ -14,6 +14,7 @@ use crate::domain::cash_application::payout_fee;
 use crate::domain::cash_application::plan::{
     Booked, PayoutTxn, RESIDUAL_RULE, UNIDENTIFIED_RULE, live_entries, plan_failure,
 };
+use crate::domain::currency::Currency;
 use crate::domain::ledger::journal::SourceKind;
 use crate::error::Result;
 use crate::storage::{Conn, deposits, ledger, ledger_entries};
@@ -32,6 +33,10 @@ pub(super) struct Reversal<'a> {
     pub date: NaiveDate,
     pub txns: &'a [PayoutTxn],
     pub why: &'a str,
+    /// The payout's currency: an order known only by the money it was paid
+    /// (no storefront order or invoice yet) is taken to be in it, as when
+    /// the payout was applied.
+    pub currency: Currency,
 }
 
 /// Reverses what the payout booked; the number of entries booked, or None
@@ -70,7 +75,7 @@ pub(super) async fn reverse_payout(
             .collect()
     };
     let (payments, refunds) = (of(&["charge", "payment"]), of(&["refund"]));
-    let (_, facts) = load_orders(conn, merchant, &orders, None, None).await?;
+    let (_, facts) = load_orders(conn, merchant, &orders, Some(r.currency), None).await?;
     let booked = Booked {
         entries: &entries,
         applied: &applied,

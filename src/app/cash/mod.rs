@@ -174,7 +174,7 @@ async fn run_claimed(
     Ok(match work {
         Ok(Work::Done(absorbed)) => {
             jobs::complete(conn, job).await?;
-            if job.attempts > 0 {
+            if job.attempts > 0 || job.failed_before {
                 // It failed before (perhaps parked): what the exception said
                 // no longer holds.
                 let subject = parked_subject(job);

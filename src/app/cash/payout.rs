@@ -12,10 +12,7 @@
 
 use super::failure::{self, Reversal};
 use super::tie::{Tied, tied_txns};
-use super::{
-    APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, Work, batch, facts, fees, group, links, load_orders,
-    plan_error,
-};
+use super::{APPLY_ORDER, Work, batch, facts, fees, group, links, load_orders, plan_error};
 use super::{raise, stored_events, waiting};
 use crate::domain::cash_application::completeness::{Completeness, payout_completeness};
 use crate::domain::cash_application::payout_state::{self, BookingAction, PayoutState, is_failed};
@@ -69,16 +66,6 @@ pub(super) async fn apply_payout(
         basis: &basis,
     };
     let state = stored.as_ref().map(|s| s.state);
-    if state == Some(PayoutState::Parked) {
-        // Running again (a fact changed): the parked exception no longer holds
-        // if this run gets through; if it fails, the savepoint takes this back.
-        let subjects = [
-            format!("{APPLY_PAYOUT}/{payout_id}"),
-            format!("{CHECK_PAYOUT}/{payout_id}"),
-        ];
-        let subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
-        deposits::resolve_rules_of(conn, merchant, &[super::PARKED_RULE], &subjects).await?;
-    }
     if matches!(state, Some(PayoutState::Applied | PayoutState::Failed))
         && stored.as_ref().and_then(|s| s.basis.as_deref()) == Some(basis.as_str())
     {
@@ -168,6 +155,7 @@ impl PayoutJob<'_> {
             date: facts::date(self.payout),
             txns: &tied.txns,
             why,
+            currency: self.p.amount.currency,
         };
         failure::reverse_payout(conn, merchant, &reversal).await
     }

@@ -83,12 +83,21 @@ pub fn plan_failure(
         resolved: Vec::new(),
     };
     let (payments, refunds) = money_of(&live, booked);
+    // Each by the id it stands under in its order's cash, once.
+    let standing = |money: BTreeSet<(String, String)>, kind: EventKind| {
+        money
+            .into_iter()
+            .filter_map(|(order, id)| {
+                let events = &orders.get(&order)?.events;
+                Some((order, live_id(events, kind, &id)?))
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    let payments = standing(payments, EventKind::Payment);
+    let refunds = standing(refunds, EventKind::Refund);
     let mut books: BTreeMap<&str, OrderBook<'_>> = BTreeMap::new();
     for (order, payment) in &payments {
         let Some(facts) = orders.get(order) else {
-            continue;
-        };
-        let Some(payment) = &live_id(&facts.events, EventKind::Payment, payment) else {
             continue;
         };
         let remaining = remaining(facts, payment, EventKind::Payment, EventKind::Reversal)?;
@@ -127,9 +136,6 @@ pub fn plan_failure(
     }
     for (order, refund) in &refunds {
         let Some(facts) = orders.get(order) else {
-            continue;
-        };
-        let Some(refund) = &live_id(&facts.events, EventKind::Refund, refund) else {
             continue;
         };
         let remaining = remaining(facts, refund, EventKind::Refund, EventKind::RefundReversal)?;
