@@ -267,16 +267,18 @@ impl ExceptionService for ExceptionApi {
         if r.after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative").into());
         }
+        let mut watch = self
+            .app
+            .watch_exceptions(&merchant, r.after_sequence)
+            .await?;
         let app = self.app.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            let mut cursor = r.after_sequence;
             loop {
-                match app.exception_events(&merchant, cursor, WATCH_BATCH).await {
+                match app.next_events(&mut watch, WATCH_BATCH).await {
                     Ok(events) => {
                         let idle = events.is_empty();
                         for e in events {
-                            cursor = e.sequence;
                             let msg = pb::WatchExceptionsResponse {
                                 event: Some(event(&merchant, &e)),
                             };

@@ -41,4 +41,5 @@ mod stream;
 mod telemetry;
 mod validation;
 mod versions;
+mod watch;
 mod workers;
