@@ -163,3 +163,60 @@ pub fn to_rpc_status(status: &Status) -> tonic_types::pb::Status {
         details: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn an_error_never_carries_unbounded_input() {
+        // 1,000 violations each quoting 20 KB: clipped, and counted past
+        // the budget, so the whole error stays far inside 16 KiB.
+        let huge = "é".repeat(20_000);
+        let violations: Vec<FieldViolation> = (0..1000)
+            .map(|i| FieldViolation::new(format!("records[{i}].memo"), huge.clone()))
+            .collect();
+        let s = invalid_argument("INVALID_RECORDS", &violations);
+        assert!(
+            s.message().len() < 2 * MAX_ERROR_TEXT + 100,
+            "{}",
+            s.message().len()
+        );
+        assert!(
+            s.details().len() < VIOLATIONS_BUDGET + 4096,
+            "{}",
+            s.details().len()
+        );
+        let listed = s
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .clone();
+        assert!(listed.len() < violations.len());
+        assert!(
+            listed
+                .last()
+                .unwrap()
+                .description
+                .contains("more violations not listed")
+        );
+        // A few short ones are listed whole.
+        let few = [FieldViolation::new(
+            "owner",
+            "must not contain control characters",
+        )];
+        let s = invalid_argument("INVALID_FIELD", &few);
+        let listed = s
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .clone();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].description, "must not contain control characters");
+        let s: Status = Error::not_found(huge).into();
+        assert!(s.message().len() < 2 * MAX_ERROR_TEXT + 100);
+    }
+}
