@@ -38,6 +38,10 @@ pub enum Error {
     /// A request message larger than the server takes (RESOURCE_EXHAUSTED).
     #[error("a request message is at most {limit_bytes} bytes")]
     MessageTooLarge { limit_bytes: usize },
+    /// A position past the end of what exists, or not in it (a watch's
+    /// cursor that names no event of the merchant): OUT_OF_RANGE.
+    #[error("{what}")]
+    OutOfRange { what: String },
     /// A named resource that does not exist ("merchants/acme/transactions/1").
     #[error("{what} not found")]
     NotFound { what: String },

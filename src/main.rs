@@ -321,7 +321,8 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         ))
     });
     let mut drain = rx.clone();
-    let server = tally::server::serve(store, listener, config.health_interval, async move {
+    let app = App::new(store).with_chart(chart_of_accounts(config)?);
+    let server = tally::server::serve_app(app, listener, config.health_interval, async move {
         let _ = rx.wait_for(|stop| *stop).await;
     });
     let grace = config.shutdown_grace;

@@ -108,6 +108,17 @@ pub async fn serve(
     health_interval: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_app(App::new(store), listener, health_interval, shutdown).await
+}
+
+/// `serve`, with the use cases as configured (the chart of accounts).
+pub async fn serve_app(
+    app: App,
+    listener: TcpListener,
+    health_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = app.store().clone();
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in SERVICES {
         reporter
@@ -117,8 +128,7 @@ pub async fn serve(
     reporter
         .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
         .await;
-    let watcher = tokio::spawn(watch_database(store.clone(), reporter, health_interval));
-    let app = App::new(store);
+    let watcher = tokio::spawn(watch_database(store, reporter, health_interval));
     // Built-in contract defaults where none were installed (a start with a
     // configuration file installs its own first); best effort: the
     // database may still be on its way.
@@ -200,6 +210,15 @@ impl Running {
         addr: SocketAddr,
         health_interval: Duration,
     ) -> Result<Running> {
+        Running::start_app(App::new(store), addr, health_interval).await
+    }
+
+    /// `start`, with the use cases as configured (the chart of accounts).
+    pub async fn start_app(
+        app: App,
+        addr: SocketAddr,
+        health_interval: Duration,
+    ) -> Result<Running> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Internal(format!("binding {addr}: {e}")))?;
@@ -207,7 +226,7 @@ impl Running {
             .local_addr()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(serve(store, listener, health_interval, async {
+        let handle = tokio::spawn(serve_app(app, listener, health_interval, async {
             let _ = rx.await;
         }));
         Ok(Running {

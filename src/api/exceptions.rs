@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use futures::Stream;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::api::convert::handoffs::event;
 use crate::api::convert::{exception, known};
-use crate::api::names::{parse_parent, parse_transaction};
+use crate::api::names::{parse_exception, parse_parent, parse_transaction};
 use crate::api::pagination::ListScope;
+use crate::api::validate::fields::{self, ETAG_MAX, NOTE_MAX, OWNER_MAX};
+use crate::api::validate::text::{self, Text, shown};
 use crate::app::App;
 use crate::app::exceptions::{Action, ExceptionDetail};
 use crate::error::{Error, Result};
@@ -19,42 +20,72 @@ use crate::proto::tally::v1::exception_service_server::ExceptionService;
 use crate::storage::exceptions::ExceptionFilter;
 
 /// The request metadata naming the person who acts (the history's "who").
+///
+/// gRPC metadata values are ASCII, so a name is sent as `x-tally-actor` in
+/// printable ASCII ("alice"), or, for any name at all ("José Núñez"), as
+/// `x-tally-actor-bin`: gRPC's binary metadata, the name's UTF-8 bytes
+/// (base64 on the wire, which gRPC libraries do by themselves). A raw UTF-8
+/// `x-tally-actor` value, which some tools send, is read as UTF-8 too. If
+/// both are sent they must agree. The name is 1-128 characters of
+/// printable Unicode held to the rules of ids (no control or invisible
+/// characters, no whitespace but inner plain spaces); "rules", in any
+/// case, is the rule engine's and refused.
 pub const ACTOR_HEADER: &str = "x-tally-actor";
+/// `ACTOR_HEADER` as gRPC binary metadata: the name's UTF-8 bytes.
+pub const ACTOR_BIN_HEADER: &str = "x-tally-actor-bin";
 
 /// How often a watcher looks for new events, and how many it reads at once.
 const WATCH_POLL: Duration = Duration::from_millis(200);
 const WATCH_BATCH: i64 = 500;
 
-/// Splits "merchants/{m}/exceptions/{uuid}".
-fn parse_exception(field: &str, name: &str) -> Result<(String, Uuid)> {
-    let bad = || {
+fn actor<T>(request: &Request<T>) -> Result<String> {
+    let m = request.metadata();
+    let bad = |field: &str, why: &str| {
         Error::invalid(
             field,
             format!(
-                "'{name}' is not an exception name: expected merchants/{{merchant}}/exceptions/{{uuid}}"
+                "request metadata {field} must name the person acting (1-{OWNER_MAX} printable \
+                 characters, UTF-8 in {ACTOR_BIN_HEADER} when not ASCII, not \"rules\"): {why}"
             ),
         )
     };
-    let (parent, id) = name.rsplit_once("/exceptions/").ok_or_else(bad)?;
-    let merchant = parse_parent(field, parent).map_err(|_| bad())?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((merchant, id))
-}
-
-fn actor<T>(request: &Request<T>) -> Result<String> {
-    let v = request
-        .metadata()
-        .get(ACTOR_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default();
-    if v.is_empty() || v.len() > 128 || v == "rules" {
-        return Err(Error::invalid(
-            ACTOR_HEADER,
-            "request metadata x-tally-actor must name the person acting (1-128 characters, not \"rules\")",
-        ));
+    let plain = match m.get(ACTOR_HEADER) {
+        None => None,
+        Some(v) => Some(
+            std::str::from_utf8(v.as_bytes())
+                .map_err(|_| bad(ACTOR_HEADER, "not UTF-8"))?
+                .to_string(),
+        ),
+    };
+    let binary = match m.get_bin(ACTOR_BIN_HEADER) {
+        None => None,
+        Some(v) => {
+            let bytes = v
+                .to_bytes()
+                .map_err(|_| bad(ACTOR_BIN_HEADER, "not base64"))?;
+            Some(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| bad(ACTOR_BIN_HEADER, "not UTF-8"))?,
+            )
+        }
+    };
+    let (field, name) = match (plain, binary) {
+        (None, None) => return Err(bad(ACTOR_HEADER, "missing")),
+        (Some(p), None) => (ACTOR_HEADER, p),
+        (None, Some(b)) => (ACTOR_BIN_HEADER, b),
+        (Some(p), Some(b)) if p == b => (ACTOR_BIN_HEADER, b),
+        (Some(_), Some(_)) => {
+            return Err(bad(ACTOR_HEADER, "differs from x-tally-actor-bin"));
+        }
+    };
+    if name.is_empty() {
+        return Err(bad(field, "empty"));
     }
-    Ok(v.to_string())
+    text::check(&name, Text::Id, OWNER_MAX).map_err(|why| bad(field, &why))?;
+    if name.to_lowercase() == "rules" {
+        return Err(bad(field, "\"rules\" is the rule engine's name"));
+    }
+    Ok(name)
 }
 
 fn detail(merchant: &str, d: &ExceptionDetail) -> pb::Exception {
@@ -78,9 +109,8 @@ impl ExceptionApi {
     ) -> Result<pb::Exception> {
         let who = actor(request)?;
         let (merchant, id) = parse_exception("name", name)?;
-        if note.len() > 4096 {
-            return Err(Error::invalid("note", "at most 4096 bytes"));
-        }
+        fields::id("etag", etag_sent, ETAG_MAX)?;
+        fields::prose("note", note, NOTE_MAX)?;
         let d = self
             .app
             .work_exception(&merchant, id, &who, &action, etag(etag_sent), note)
@@ -108,6 +138,7 @@ impl ExceptionService for ExceptionApi {
     ) -> Result<Response<pb::ListExceptionsResponse>, Status> {
         let req = request.into_inner();
         let scope = ListScope::of(&req)?;
+        fields::id("owner", &req.owner, OWNER_MAX)?;
         let filter = ExceptionFilter {
             exception_type: known("type", req.r#type)?,
             handoff: known("handoff", req.handoff)?,
@@ -133,7 +164,8 @@ impl ExceptionService for ExceptionApi {
                     return Err(Error::invalid(
                         "order_by",
                         format!(
-                            "'{other}': expected \"create_time desc\" or \"amount_at_risk desc\""
+                            "{}: expected \"create_time desc\" or \"amount_at_risk desc\"",
+                            shown(other)
                         ),
                     )
                     .into());
@@ -194,12 +226,9 @@ impl ExceptionService for ExceptionApi {
         request: Request<pb::AssignExceptionRequest>,
     ) -> Result<Response<pb::AssignExceptionResponse>, Status> {
         let r = request.get_ref();
-        let owner = r.owner.trim();
-        if owner.is_empty() || owner.len() > 128 {
-            return Err(Error::invalid("owner", "expected 1-128 characters").into());
-        }
+        fields::required_id("owner", &r.owner, OWNER_MAX)?;
         let action = Action::Assign {
-            owner: owner.to_string(),
+            owner: r.owner.clone(),
         };
         let e = self
             .work(&request, &r.name, action, &r.etag, &r.note)
@@ -214,6 +243,7 @@ impl ExceptionService for ExceptionApi {
         request: Request<pb::ResolveExceptionRequest>,
     ) -> Result<Response<pb::ResolveExceptionResponse>, Status> {
         let r = request.get_ref();
+        fields::prose("note", &r.note, NOTE_MAX)?;
         if r.note.trim().is_empty() {
             return Err(Error::invalid("note", "say what was done about it").into());
         }
@@ -237,16 +267,18 @@ impl ExceptionService for ExceptionApi {
         if r.after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative").into());
         }
+        let mut watch = self
+            .app
+            .watch_exceptions(&merchant, r.after_sequence)
+            .await?;
         let app = self.app.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
-            let mut cursor = r.after_sequence;
             loop {
-                match app.exception_events(&merchant, cursor, WATCH_BATCH).await {
+                match app.next_events(&mut watch, WATCH_BATCH).await {
                     Ok(events) => {
                         let idle = events.is_empty();
                         for e in events {
-                            cursor = e.sequence;
                             let msg = pb::WatchExceptionsResponse {
                                 event: Some(event(&merchant, &e)),
                             };

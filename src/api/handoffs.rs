@@ -3,7 +3,9 @@
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::handoffs::{contract, tolerances};
-use crate::api::names::parse_parent;
+use crate::api::names::{parse_child, parse_parent};
+use crate::api::validate::fields::{self, ETAG_MAX, OWNER_MAX};
+use crate::api::validate::text::shown;
 use crate::app::App;
 use crate::app::handoffs::ContractChange;
 use crate::domain::handoff::parse_contract_id;
@@ -12,6 +14,12 @@ use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::handoff_service_server::HandoffService;
+
+/// Short names (systems), and the fields' and checks' descriptions.
+const NAME_MAX: usize = 63;
+const PROSE_MAX: usize = 1024;
+/// A webhook URI (`is_webhook_uri` says the same).
+const WEBHOOK_MAX: usize = 2048;
 
 /// The longest lag a contract may set: a year.
 const MAX_LAG_SECONDS: i64 = 366 * 24 * 3600;
@@ -29,21 +37,55 @@ impl HandoffApi {
 
 /// Splits "merchants/{m}/handoffContracts/{id}".
 fn parse_name(field: &str, name: &str) -> Result<(String, Handoff)> {
-    let bad = || {
+    let (merchant, id) = parse_child(field, name, "handoffContracts")?;
+    let handoff = parse_contract_id(&id).ok_or_else(|| {
         Error::invalid(
             field,
             format!(
-                "'{name}' is not a handoff contract name: expected \
+                "{} is not a handoff contract name: expected \
                  merchants/{{merchant}}/handoffContracts/{{id}} with id one of order-to-fulfillment, \
                  fulfillment-to-invoice, invoice-to-payment, payment-to-cash-application, \
-                 reconciliation-to-reporting"
+                 reconciliation-to-reporting",
+                shown(name)
             ),
         )
-    };
-    let (parent, id) = name.rsplit_once("/handoffContracts/").ok_or_else(bad)?;
-    let merchant = parse_parent(field, parent).map_err(|_| bad())?;
-    let handoff = parse_contract_id(id).ok_or_else(bad)?;
+    })?;
     Ok((merchant, handoff))
+}
+
+/// Every string of a contract sent for an update, masked or not (output
+/// only fields included): the text check of every request string.
+fn check_text(c: &pb::HandoffContract) -> Result<()> {
+    let p = "handoff_contract";
+    fields::id(&format!("{p}.sending_system"), &c.sending_system, NAME_MAX)?;
+    fields::id(
+        &format!("{p}.receiving_system"),
+        &c.receiving_system,
+        NAME_MAX,
+    )?;
+    for (i, f) in c.required_fields.iter().enumerate() {
+        fields::prose(&format!("{p}.required_fields[{i}]"), f, PROSE_MAX)?;
+    }
+    for (i, v) in c.validations.iter().enumerate() {
+        fields::prose(&format!("{p}.validations[{i}]"), v, PROSE_MAX)?;
+    }
+    fields::id(&format!("{p}.owner"), &c.owner, OWNER_MAX)?;
+    fields::id(
+        &format!("{p}.alert_webhook_uri"),
+        &c.alert_webhook_uri,
+        WEBHOOK_MAX,
+    )?;
+    for (i, t) in c.tolerances.iter().enumerate() {
+        fields::id(
+            &format!("{p}.tolerances[{i}].currency_code"),
+            &t.currency_code,
+            3,
+        )?;
+        fields::id(&format!("{p}.tolerances[{i}].amount"), &t.amount, 64)?;
+    }
+    fields::id(&format!("{p}.etag"), &c.etag, ETAG_MAX)?;
+    fields::id(&format!("{p}.fx_rate_tolerance"), &c.fx_rate_tolerance, 64)?;
+    Ok(())
 }
 
 /// The change an update asks for: only the masked fields, each checked.
@@ -62,7 +104,7 @@ fn change(
         _ => ALL.into_iter().chain(["fx_rate_tolerance"]).collect(),
     };
     let mut out = ContractChange::default();
-    for p in paths {
+    for (i, p) in paths.into_iter().enumerate() {
         match p {
             "max_lag" => {
                 let d = c.max_lag.as_ref().ok_or_else(|| {
@@ -77,20 +119,14 @@ fn change(
                 out.max_lag_seconds = Some(d.seconds);
             }
             "owner" => {
-                let o = c.owner.trim();
-                if o.is_empty() || o.len() > 128 {
-                    return Err(Error::invalid(
-                        "handoff_contract.owner",
-                        "expected 1-128 characters",
-                    ));
-                }
-                out.owner = Some(o.to_string());
+                fields::required_id("handoff_contract.owner", &c.owner, OWNER_MAX)?;
+                out.owner = Some(c.owner.clone());
             }
             "alert_webhook_uri" => {
                 if !is_webhook_uri(&c.alert_webhook_uri) {
                     return Err(Error::invalid(
                         "handoff_contract.alert_webhook_uri",
-                        "expected an http:// or https:// URI, or empty for none",
+                        "expected an http:// or https:// URI with a host, or empty for none",
                     ));
                 }
                 out.alert_webhook_uri = Some(c.alert_webhook_uri.clone());
@@ -113,9 +149,10 @@ fn change(
             }
             other => {
                 return Err(Error::invalid(
-                    "update_mask",
+                    format!("update_mask.paths[{i}]"),
                     format!(
-                        "'{other}' cannot be updated: expected max_lag, owner, alert_webhook_uri, tolerances or fx_rate_tolerance"
+                        "{} cannot be updated: expected max_lag, owner, alert_webhook_uri, tolerances or fx_rate_tolerance",
+                        shown(other)
                     ),
                 ));
             }
@@ -130,7 +167,17 @@ impl HandoffService for HandoffApi {
         &self,
         request: Request<pb::ListHandoffContractsRequest>,
     ) -> Result<Response<pb::ListHandoffContractsResponse>, Status> {
-        let merchant = parse_parent("parent", &request.get_ref().parent)?;
+        let r = request.get_ref();
+        let merchant = parse_parent("parent", &r.parent)?;
+        // Every contract fits one page: no token is ever issued.
+        fields::token("page_token", &r.page_token)?;
+        if !r.page_token.is_empty() {
+            return Err(Error::invalid(
+                "page_token",
+                "malformed page token; start again without one",
+            )
+            .into());
+        }
         let all = self.app.list_handoff_contracts(&merchant).await?;
         Ok(Response::new(pb::ListHandoffContractsResponse {
             handoff_contracts: all.iter().map(|c| contract(&merchant, c)).collect(),
@@ -159,6 +206,7 @@ impl HandoffService for HandoffApi {
             .as_ref()
             .ok_or_else(|| Error::invalid("handoff_contract", "required"))?;
         let (merchant, handoff) = parse_name("handoff_contract.name", &c.name)?;
+        check_text(c)?;
         let change = change(c, req.update_mask.as_ref())?;
         // An etag that is not a number can never be current.
         let etag = match c.etag.as_str() {

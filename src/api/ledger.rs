@@ -2,13 +2,16 @@
 
 use std::str::FromStr;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{money, timestamp};
-use crate::api::names::{parse_parent, valid_merchant, valid_order_id};
+use crate::api::names::{invoice_name, parse_child, parse_parent, payout_name};
 use crate::api::pagination::time_range;
+use crate::api::validate::ID_MAX;
+use crate::api::validate::fields;
+use crate::api::validate::text::{self, Text, shown};
 use crate::app::App;
 use crate::app::ledger::ageing_bucket;
 use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
@@ -34,28 +37,6 @@ impl LedgerApi {
     }
 }
 
-/// Splits "merchants/{m}/{collection}/{id}".
-fn parse_child(field: &str, name: &str, collection: &str) -> Result<(String, String)> {
-    let bad = || {
-        Error::invalid(
-            field,
-            format!(
-                "'{name}' is not a {collection} name: expected merchants/{{merchant}}/{collection}/{{id}}"
-            ),
-        )
-    };
-    let rest = name.strip_prefix("merchants/").ok_or_else(bad)?;
-    let (m, rest) = rest.split_once('/').ok_or_else(bad)?;
-    let id = rest
-        .strip_prefix(collection)
-        .and_then(|r| r.strip_prefix('/'))
-        .ok_or_else(bad)?;
-    if !valid_merchant(m) || !valid_order_id(id) {
-        return Err(bad());
-    }
-    Ok((m.to_string(), id.to_string()))
-}
-
 fn page_size(n: i32) -> Result<i64> {
     match n {
         0 => Ok(50),
@@ -69,15 +50,35 @@ fn token(s: &str) -> String {
     hex::encode(s)
 }
 
+fn not_issued() -> Error {
+    Error::invalid("page_token", "not a page token this service issued")
+}
+
+/// What a page token resumes after: text held to the rules of ids (a
+/// token is the caller's to forge, and what it holds is bound to a
+/// statement).
 fn untoken(t: &str) -> Result<Option<String>> {
     if t.is_empty() {
         return Ok(None);
     }
-    hex::decode(t)
+    fields::token("page_token", t)?;
+    let raw = hex::decode(t)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .map(Some)
-        .ok_or_else(|| Error::invalid("page_token", "not a page token this service issued"))
+        .ok_or_else(not_issued)?;
+    if raw.is_empty() || text::check(&raw, Text::Id, ID_MAX + 16).is_err() {
+        return Err(not_issued());
+    }
+    Ok(Some(raw))
+}
+
+/// The dates a token may resume after: years 1 to 9999, as a
+/// google.protobuf.Timestamp (PostgreSQL's dates reach 4713 BC, chrono's
+/// further: neither is what a token this service issued holds).
+fn token_date(d: &str) -> Option<NaiveDate> {
+    NaiveDate::from_str(d)
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
 }
 
 fn stored_money(amount: Decimal, code: &str) -> Result<Money> {
@@ -140,7 +141,7 @@ fn booking(b: &BookingRow) -> Result<pb::PayoutBooking> {
 fn payout(merchant: &str, p: &PayoutView) -> Result<pb::LedgerPayout> {
     let m = |a| stored_money(a, &p.currency_code).map(|m| Some(money(&m)));
     Ok(pb::LedgerPayout {
-        name: format!("merchants/{merchant}/payouts/{}", p.payout_id),
+        name: payout_name(merchant, &p.payout_id),
         state: state_of(&p.state)? as i32,
         state_reason: p.reason.clone(),
         amount: m(p.amount)?,
@@ -196,7 +197,7 @@ fn invoice(merchant: &str, i: &InvoiceView, today: NaiveDate) -> Result<pb::Ledg
         .ok_or_else(|| Error::corrupt("an invoice", "amounts overflow"))?;
     let age = (today - i.invoice_date).num_days();
     Ok(pb::LedgerInvoice {
-        name: format!("merchants/{merchant}/invoices/{}", i.invoice_id),
+        name: invoice_name(merchant, &i.invoice_id),
         order_id: i.order_id.clone(),
         invoice_date: i.invoice_date.to_string(),
         total: Some(money(&total)),
@@ -246,7 +247,11 @@ impl LedgerService for LedgerApi {
         let limit = page_size(req.page_size)?;
         let state = pb::PayoutState::try_from(req.state)
             .map_err(|_| Error::invalid("state", "not a PayoutState"))?;
-        let after = untoken(&req.page_token)?.unwrap_or_default();
+        let after = match untoken(&req.page_token)? {
+            Some(id) if id.chars().count() <= ID_MAX => id,
+            Some(_) => return Err(not_issued().into()),
+            None => String::new(),
+        };
         let rows = self
             .app
             .list_payouts(&merchant, state_key(state), &after, limit)
@@ -292,10 +297,9 @@ impl LedgerService for LedgerApi {
             Some(t) => {
                 let (d, id) = t
                     .split_once('|')
-                    .and_then(|(d, id)| Some((NaiveDate::from_str(d).ok()?, id.to_string())))
-                    .ok_or_else(|| {
-                        Error::invalid("page_token", "not a page token this service issued")
-                    })?;
+                    .filter(|(_, id)| !id.is_empty() && id.chars().count() <= ID_MAX)
+                    .and_then(|(d, id)| Some((token_date(d)?, id.to_string())))
+                    .ok_or_else(not_issued)?;
                 Some((d, id))
             }
         };
@@ -336,14 +340,19 @@ impl LedgerService for LedgerApi {
         let limit = page_size(req.page_size)?;
         let after = match untoken(&req.page_token)? {
             None => 0,
-            Some(t) => t.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                Error::invalid("page_token", "not a page token this service issued")
-            })?,
+            Some(t) => t
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(not_issued)?,
         };
+        fields::id("payout_id", &req.payout_id, ID_MAX)?;
+        fields::id("order_id", &req.order_id, ID_MAX)?;
+        fields::id("account", &req.account, 64)?;
         if !req.account.is_empty() && AccountRole::from_key(&req.account).is_none() {
             return Err(Error::invalid(
                 "account",
-                format!("'{}' is not an account role", req.account),
+                format!("{} is not an account role", shown(&req.account)),
             )
             .into());
         }
@@ -378,7 +387,7 @@ impl LedgerService for LedgerApi {
         let (as_of, _) = time_range(req.as_of.as_ref(), None)
             .map_err(|_| Error::invalid("as_of", "not a valid timestamp"))?;
         let rows = self.app.trial_balance(&merchant, as_of).await?;
-        let chart = crate::domain::ledger::ChartOfAccounts::default();
+        let chart = self.app.chart();
         Ok(Response::new(pb::GetTrialBalanceResponse {
             balances: rows
                 .iter()

@@ -7,9 +7,10 @@
 //! call's request is decoded before our handler runs, so the status leaves
 //! as the response's headers, and `MessageLimit` rewrites it there; a
 //! streaming call's messages are decoded while our handler reads them, so
-//! the handler passes each read's error through `inbound`. Tally itself
-//! never answers OUT_OF_RANGE (`api::status` has no such mapping), which is
-//! what lets both tell tonic's refusal by its code alone.
+//! the handler passes each read's error through `inbound`. Tally's own
+//! OUT_OF_RANGE (a watch cursor past the end) always carries ErrorInfo
+//! details (`api::status`); tonic's refusal carries none, which is what
+//! `MessageLimit` tells them apart by. `inbound` sees only tonic's errors.
 
 use std::convert::Infallible;
 
@@ -81,12 +82,14 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            // A trailers-only response carries its status in the headers.
-            let refused = response
-                .headers()
+            // A trailers-only response carries its status in the headers;
+            // tonic's refusal has no details, Tally's statuses always do.
+            let headers = response.headers();
+            let refused = headers
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
-                == Some(Code::OutOfRange as i32);
+                == Some(Code::OutOfRange as i32)
+                && !headers.contains_key("grpc-status-details-bin");
             Ok(if refused {
                 too_large().into_http()
             } else {

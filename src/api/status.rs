@@ -14,15 +14,47 @@ fn details(reason: &str) -> ErrorDetails {
     ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new())
 }
 
-/// The status for malformed input, with a BadRequest naming every field.
+/// The most of one text an error carries: a field path, a description or
+/// a message. Whatever a caller sent and an error quotes is cut here, in
+/// one place, so no error can outgrow gRPC's 16 KiB of metadata (the
+/// message is percent-encoded in `grpc-message`, the details base64 in
+/// `grpc-status-details-bin`, both headers of a failed unary call).
+pub const MAX_ERROR_TEXT: usize = 512;
+/// The most bytes of field paths and descriptions one error lists (about
+/// 11 KiB once base64-encoded); the violations past it are counted, not
+/// listed. A batch of 1,000 bad records lists what fits.
+pub const VIOLATIONS_BUDGET: usize = 8192;
+
+/// `s` cut to `MAX_ERROR_TEXT` characters, marked when cut.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_ERROR_TEXT) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}... ({} bytes in all)", &s[..at], s.len()),
+    }
+}
+
+/// The status for malformed input, with a BadRequest naming every field
+/// (as many as fit `VIOLATIONS_BUDGET`, and how many more there are).
 pub fn invalid_argument(reason: &str, violations: &[FieldViolation]) -> Status {
     let mut d = details(reason);
-    d.set_bad_request(
-        violations
-            .iter()
-            .map(|v| tonic_types::FieldViolation::new(v.field.clone(), v.description.clone()))
-            .collect::<Vec<_>>(),
-    );
+    let mut listed = vec![];
+    let mut used = 0;
+    for v in violations {
+        let (field, description) = (clip(&v.field), clip(&v.description));
+        used += field.len() + description.len();
+        if used > VIOLATIONS_BUDGET && !listed.is_empty() {
+            break;
+        }
+        listed.push(tonic_types::FieldViolation::new(field, description));
+    }
+    if listed.len() < violations.len() {
+        let more = violations.len() - listed.len();
+        listed.push(tonic_types::FieldViolation::new(
+            "",
+            format!("and {more} more violations not listed"),
+        ));
+    }
+    d.set_bad_request(listed);
     let message = match violations {
         [one] => format!("{}: {}", one.field, one.description),
         many => format!(
@@ -34,16 +66,17 @@ pub fn invalid_argument(reason: &str, violations: &[FieldViolation]) -> Status {
                 .unwrap_or_default()
         ),
     };
-    Status::with_error_details(Code::InvalidArgument, message, d)
+    Status::with_error_details(Code::InvalidArgument, clip(&message), d)
 }
 
 fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
-    Status::with_error_details(code, message.into(), details(reason))
+    Status::with_error_details(code, clip(&message.into()), details(reason))
 }
 
 /// Every variant, exhaustively: a new one does not compile until it has a
-/// status. Causes go to the log, not to the caller. Nothing maps to
-/// OUT_OF_RANGE: `api::limits` relies on that code being tonic's alone.
+/// status. Causes go to the log, not to the caller. Tally's OUT_OF_RANGE
+/// carries ErrorInfo like every status here; tonic's refusal of an
+/// oversized message does not, which is how `api::limits` tells them apart.
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match e {
@@ -56,6 +89,7 @@ impl From<Error> for Status {
                 ),
                 "MESSAGE_TOO_LARGE",
             ),
+            Error::OutOfRange { what } => status(Code::OutOfRange, what, "OUT_OF_RANGE"),
             Error::NotFound { what } => {
                 status(Code::NotFound, format!("{what} not found"), "NOT_FOUND")
             }
@@ -128,4 +162,61 @@ pub fn to_rpc_status(status: &Status) -> tonic_types::pb::Status {
         message: status.message().to_string(),
         details: vec![],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn an_error_never_carries_unbounded_input() {
+        // 1,000 violations each quoting 20 KB: clipped, and counted past
+        // the budget, so the whole error stays far inside 16 KiB.
+        let huge = "é".repeat(20_000);
+        let violations: Vec<FieldViolation> = (0..1000)
+            .map(|i| FieldViolation::new(format!("records[{i}].memo"), huge.clone()))
+            .collect();
+        let s = invalid_argument("INVALID_RECORDS", &violations);
+        assert!(
+            s.message().len() < 2 * MAX_ERROR_TEXT + 100,
+            "{}",
+            s.message().len()
+        );
+        assert!(
+            s.details().len() < VIOLATIONS_BUDGET + 4096,
+            "{}",
+            s.details().len()
+        );
+        let listed = s
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .clone();
+        assert!(listed.len() < violations.len());
+        assert!(
+            listed
+                .last()
+                .unwrap()
+                .description
+                .contains("more violations not listed")
+        );
+        // A few short ones are listed whole.
+        let few = [FieldViolation::new(
+            "owner",
+            "must not contain control characters",
+        )];
+        let s = invalid_argument("INVALID_FIELD", &few);
+        let listed = s
+            .get_error_details()
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .clone();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].description, "must not contain control characters");
+        let s: Status = Error::not_found(huge).into();
+        assert!(s.message().len() < 2 * MAX_ERROR_TEXT + 100);
+    }
 }

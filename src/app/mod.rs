@@ -28,6 +28,9 @@ pub struct App {
     store: Store,
     /// The client alerts are delivered with (the worker's).
     webhooks: webhook::Webhooks,
+    /// The chart of accounts reads name codes from: the built-in one,
+    /// overridden by the configuration file's `[accounts]`.
+    chart: std::sync::Arc<crate::domain::ledger::ChartOfAccounts>,
 }
 
 impl App {
@@ -36,7 +39,20 @@ impl App {
         App {
             store,
             webhooks: webhook::Webhooks::default(),
+            chart: Default::default(),
         }
+    }
+
+    /// The same, naming accounts from `chart` (the configured one).
+    pub fn with_chart(self, chart: crate::domain::ledger::ChartOfAccounts) -> App {
+        App {
+            chart: std::sync::Arc::new(chart),
+            ..self
+        }
+    }
+
+    pub fn chart(&self) -> &crate::domain::ledger::ChartOfAccounts {
+        &self.chart
     }
 
     /// The same, delivering alerts with `webhooks` (a private CA trusted).

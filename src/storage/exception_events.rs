@@ -108,35 +108,94 @@ pub async fn history(conn: &mut Conn, merchant: &str, id: Uuid) -> Result<Vec<Ev
     .await?)
 }
 
-/// The merchant's next events after the one numbered `after` (0: from the
-/// start), at most `limit`.
-///
-/// Sequences are taken when a row is written, not when its transaction
-/// commits, so a later sequence can become visible before an earlier one.
-/// Events are therefore read only from transactions that have finished
-/// (txid below the snapshot's xmin: any transaction still running, or yet
-/// to start, has a larger txid), in (txid, sequence) order; a cursor is
-/// the last event's sequence and resumes after that event's position.
-/// Nothing is missed, nothing is repeated.
+/// Whether event `sequence` is one of the merchant's (and committed).
+pub async fn exists(conn: &mut Conn, merchant: &str, sequence: i64) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let rows: Vec<Found> = statement(
+        "SELECT EXISTS (SELECT 1 FROM exception_events
+                        WHERE merchant_id = $1 AND sequence = $2) AS found",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(sequence)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().is_some_and(|r| r.found))
+}
+
+/// How far event numbers have been drawn: every event numbered at most
+/// this had its number taken before this statement ran (0 before any).
+/// Read from the identity sequence itself (not transactional, no cache:
+/// each insert's number is written to it as it is taken).
+pub async fn drawn(conn: &mut Conn) -> Result<i64> {
+    #[derive(QueryableByName)]
+    struct Drawn {
+        #[diesel(sql_type = BigInt)]
+        last: i64,
+    }
+    let rows: Vec<Drawn> = statement(
+        "SELECT coalesce(pg_sequence_last_value(
+                    pg_get_serial_sequence('exception_events', 'sequence')::regclass), 0) AS last",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map_or(0, |r| r.last))
+}
+
+/// A transaction that may still commit events: one holding the write lock
+/// on `exception_events` in this database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, QueryableByName)]
+pub struct Writer {
+    /// Its virtual transaction id (unique while the server runs).
+    #[diesel(sql_type = Text)]
+    pub vxid: String,
+    /// A prepared (two-phase) transaction: its locks moved to another id.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub prepared: bool,
+}
+
+/// The transactions holding a write lock on `exception_events` now, in
+/// this database, other than the caller's own. An insert takes that lock
+/// before it draws an event number and keeps it until its transaction
+/// ends, so a transaction not listed here has no event numbered at most
+/// an earlier `drawn` left uncommitted. Transactions of other databases,
+/// and of this one that wrote no event (an idle session holding a txid),
+/// are not listed and hold nothing back.
+pub async fn writers(conn: &mut Conn) -> Result<Vec<Writer>> {
+    Ok(statement(
+        "SELECT virtualtransaction AS vxid, pid IS NULL AS prepared FROM pg_locks
+         WHERE locktype = 'relation' AND granted AND mode = 'RowExclusiveLock'
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND relation = 'exception_events'::regclass
+           AND pid IS DISTINCT FROM pg_backend_pid()",
+    )
+    .load(conn)
+    .await?)
+}
+
+/// The merchant's events numbered after `after` and at most `upto`, in
+/// number order, at most `limit`. `upto` is a bound below which every
+/// number drawn is settled (committed or rolled back: see
+/// `app::exceptions::Watch`), so reading in number order skips nothing.
 pub async fn after(
     conn: &mut Conn,
     merchant: &str,
     after: i64,
+    upto: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>> {
     Ok(statement(format!(
-        "SELECT {EVENT_COLUMNS} FROM exception_events e
-         WHERE e.merchant_id = $1
-           AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
-           AND (e.txid, e.sequence) > coalesce(
-                 (SELECT (c.txid, c.sequence) FROM exception_events c
-                  WHERE c.merchant_id = $1 AND c.sequence = $2),
-                 ('0'::xid8, 0::bigint))
-         ORDER BY e.txid, e.sequence
-         LIMIT $3"
+        "SELECT {EVENT_COLUMNS} FROM exception_events
+         WHERE merchant_id = $1 AND sequence > $2 AND sequence <= $3
+         ORDER BY sequence
+         LIMIT $4"
     ))
     .bind::<Text, _>(merchant)
     .bind::<BigInt, _>(after)
+    .bind::<BigInt, _>(upto)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?)

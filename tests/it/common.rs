@@ -273,6 +273,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn start() -> TestApp {
+        TestApp::start_with(|app| app).await
+    }
+
+    /// A server whose use cases are configured by `configure` (a chart of
+    /// accounts).
+    pub async fn start_with(configure: impl FnOnce(tally::app::App) -> tally::app::App) -> TestApp {
         // Server logs (errors above all) land in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -283,8 +289,8 @@ impl TestApp {
             .try_init();
         let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
-        let server = Running::start(
-            store,
+        let server = Running::start_app(
+            configure(tally::app::App::new(store)),
             "127.0.0.1:0".parse().unwrap(),
             Duration::from_millis(100),
         )

@@ -129,7 +129,7 @@ async fn contracts_have_defaults_and_take_masked_updates_with_etags() {
     // Bad input names its field.
     c.etag = String::new();
     for (paths, field) in [
-        (vec!["sending_system".to_string()], "update_mask"),
+        (vec!["sending_system".to_string()], "update_mask.paths[0]"),
         (
             vec!["alert_webhook_uri".to_string()],
             "handoff_contract.alert_webhook_uri",

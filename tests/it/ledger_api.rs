@@ -194,3 +194,34 @@ async fn bad_ledger_requests_name_the_field() {
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["account"]);
 }
+
+#[tokio::test]
+async fn the_trial_balance_names_accounts_from_the_configured_chart() {
+    let chart: tally::domain::ledger::ChartConfig = toml::from_str(
+        "[accounts]\nprocessor_clearing = { code = \"1999\" }\nbank = { code = \"1010\" }\n",
+    )
+    .unwrap();
+    let chart = tally::domain::ledger::ChartOfAccounts::from_config(&chart).unwrap();
+    let t = TestApp::start_with(|app| app.with_chart(chart)).await;
+    t.submit(realistic_batch()).await.unwrap();
+    drain(&App::new(Store::connect(&t.db.url, 2).unwrap()), "acme").await;
+    let tb = LedgerServiceClient::new(t.channel.clone())
+        .get_trial_balance(pb::GetTrialBalanceRequest {
+            parent: "merchants/acme".into(),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let code = |account: &str| {
+        tb.balances
+            .iter()
+            .find(|b| b.account == account)
+            .map(|b| b.account_code.clone())
+            .unwrap_or_else(|| panic!("no {account} in {:?}", tb.balances))
+    };
+    // Renumbered by the configuration; the rest keep the built-in codes.
+    assert_eq!(code("processor_clearing"), "1999");
+    assert_eq!(code("bank"), "1010");
+    assert_eq!(code("processing_fees"), "6100");
+}

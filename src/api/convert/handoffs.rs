@@ -6,6 +6,7 @@ use super::timestamp;
 use crate::api::names::exception_name;
 use crate::domain::currency::Currency;
 use crate::domain::handoff::contract_id;
+use crate::domain::handoff::settings::{MAX_TOLERANCE_UNITS, is_tolerance};
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::storage::contracts::StoredContract;
@@ -64,11 +65,14 @@ pub fn tolerances(
             .amount
             .parse()
             .ok()
-            .filter(|d: &Decimal| !d.is_sign_negative())
+            .filter(|d: &Decimal| is_tolerance(*d))
             .ok_or_else(|| {
                 Error::invalid(
                     format!("{field}.amount"),
-                    "expected a non-negative decimal such as \"0.01\"",
+                    format!(
+                        "expected a decimal from 0 to {MAX_TOLERANCE_UNITS} (major units of \
+                         the currency) such as \"0.01\""
+                    ),
                 )
             })?;
         if out.insert(currency, amount).is_some() {

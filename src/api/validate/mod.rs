@@ -12,10 +12,11 @@ use crate::error::FieldViolation;
 use crate::proto::tally::v1 as pb;
 
 mod check;
+pub mod fields;
 pub mod text;
 
-pub use check::{AMOUNT_DIGITS, MAX_QUANTITY};
-use check::{Check, ID_MAX, MAX_ITEMS, MAX_JOURNAL_LINES, NAME_MAX, PROSE_MAX, When};
+pub use check::{AMOUNT_DIGITS, ID_MAX, MAX_QUANTITY};
+use check::{Check, MAX_ITEMS, MAX_JOURNAL_LINES, NAME_MAX, PROSE_MAX, When};
 
 /// The most records one request (or one stream chunk) may carry.
 pub const MAX_BATCH: usize = 1000;

@@ -121,12 +121,12 @@ fn tolerances(
             .get_ref()
             .parse()
             .ok()
-            .filter(|d: &Decimal| !d.is_sign_negative())
+            .filter(|d: &Decimal| is_tolerance(*d))
             .ok_or_else(|| {
                 loc.error(
                     value.span(),
                     &key,
-                    "expected a non-negative decimal such as \"0.01\"",
+                    "expected a decimal from 0 to 1000000 such as \"0.01\"",
                 )
             })?;
         out.insert(currency, amount);
@@ -166,7 +166,7 @@ fn section(
             return Err(loc.error(
                 uri.span(),
                 &format!("{prefix}.alert_webhook_uri"),
-                "expected an http:// or https:// URI",
+                "expected an http:// or https:// URI with a host",
             ));
         }
         out.alert_webhook_uri = Some(uri.get_ref().clone());
@@ -190,12 +190,35 @@ fn section(
     Ok(out)
 }
 
-/// Whether `s` is a URI an alert can be posted to ("" means none).
+/// Whether `s` is a URI an alert can be posted to ("" means none): at
+/// most 2048 characters, no whitespace or control characters, http or
+/// https, and a host to post to ("http://" alone has none).
 pub fn is_webhook_uri(s: &str) -> bool {
-    s.is_empty()
-        || ((s.starts_with("http://") || s.starts_with("https://"))
-            && s.len() <= 2048
-            && !s.chars().any(char::is_whitespace))
+    if s.is_empty() {
+        return true;
+    }
+    if s.len() > 2048 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri
+            .host()
+            .is_some_and(|h| !h.trim_matches(['[', ']']).is_empty())
+}
+
+/// The largest amount tolerance a contract may set, in major units of its
+/// currency: a million (USD 1,000,000; JPY 1,000,000). A tolerance is the
+/// difference two figures may have and still agree; past this, every
+/// amount check of the currency would be off in all but name (7.9e28 was
+/// accepted once and turned them off).
+pub const MAX_TOLERANCE_UNITS: i64 = 1_000_000;
+
+/// Whether `d` is a tolerance a contract may set: 0 to `MAX_TOLERANCE_UNITS`.
+pub fn is_tolerance(d: Decimal) -> bool {
+    !d.is_sign_negative() && d <= Decimal::from(MAX_TOLERANCE_UNITS)
 }
 
 /// The contract defaults a configuration file sets. `file` names it in
@@ -340,5 +363,50 @@ fx_rate_tolerance = "0.01"
         for bad in ["", "0s", "5", "h", "5w", "-5m", "99999999999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn webhooks_need_a_host_and_tolerances_a_bound() {
+        for good in [
+            "",
+            "http://hooks.example/x",
+            "https://[::1]:8443/a?b=c",
+            "http://10.0.0.1",
+        ] {
+            assert!(is_webhook_uri(good), "{good}");
+        }
+        for bad in [
+            "http://",
+            "https://",
+            "http:///path",
+            "ftp://hooks.example",
+            "hooks.example/x",
+            "http://a b",
+            "http://x\0",
+            "http://x/\u{1b}[31m",
+        ] {
+            assert!(!is_webhook_uri(bad), "{bad}");
+        }
+        assert!(is_tolerance(Decimal::ZERO));
+        assert!(is_tolerance(Decimal::from(MAX_TOLERANCE_UNITS)));
+        assert!(!is_tolerance(
+            Decimal::from(MAX_TOLERANCE_UNITS) + Decimal::new(1, 2)
+        ));
+        assert!(!is_tolerance(
+            "79000000000000000000000000000".parse().unwrap()
+        ));
+        assert!(!is_tolerance(Decimal::new(-1, 2)));
+        let e = parse(
+            "f.toml",
+            "[tolerance]\nUSD = \"79000000000000000000000000000\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "tolerance.USD"));
+        let e = parse(
+            "f.toml",
+            "[handoffs.invoice-to-payment]\nalert_webhook_uri = \"http://\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
     }
 }
