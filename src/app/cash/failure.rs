@@ -109,6 +109,10 @@ pub(super) async fn reverse_payout(
     );
     let txn_ids: Vec<&str> = txn_ids.into_iter().collect();
     deposits::resolve_rules_of(conn, merchant, &[UNIDENTIFIED_RULE], &txn_ids).await?;
-    ledger::insert_entries(conn, merchant, &plan.entries, Some(payout_id)).await?;
-    Ok(Some(plan.entries.len()))
+    let groups = [
+        (&plan.entries[..], Some(payout_id)),
+        (&plan.order_entries[..], None),
+    ];
+    ledger::insert_entry_groups(conn, merchant, &groups).await?;
+    Ok(Some(plan.entries.len() + plan.order_entries.len()))
 }

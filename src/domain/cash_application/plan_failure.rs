@@ -27,7 +27,12 @@ use crate::domain::money::Money;
 
 #[derive(Debug, Clone, Default)]
 pub struct FailurePlan {
+    /// Mirrors of the payout's live entries: the payout's own.
     pub entries: Vec<JournalEntry>,
+    /// What its orders' cash books on the way (held cash flowing into reopened invoices,
+    /// refunds booked late mirrored, waiting refunds booked): the orders' own, so a later
+    /// reversal of the payout does not take them back as if they were its.
+    pub order_entries: Vec<JournalEntry>,
     pub events: Vec<(String, CashEvent)>,
     /// The payout's applications, negated.
     pub applications: Vec<AppliedCash>,
@@ -74,6 +79,7 @@ pub fn plan_failure(
         .collect();
     let mut plan = FailurePlan {
         entries,
+        order_entries: Vec::new(),
         events: Vec::new(),
         applications: own
             .iter()
@@ -173,14 +179,14 @@ pub fn plan_failure(
                 &[payout_id, booked.external_id().as_str(), &ref_id],
             );
             let memo = format!("Payout {payout_id} {why}: reverses {}", booked.memo());
-            plan.entries.push(booked.reversal(id, date, memo)?);
+            plan.order_entries.push(booked.reversal(id, date, memo)?);
         }
         // Refunds that were waiting for a credit memo and now fit in the room it leaves
         // are booked against it.
         for a in outcome.released {
             let conversion = late_conversion(book.facts, &a)?;
             let booking = refund_booking(book.facts, &a, date, conversion)?;
-            plan.entries.push(book_refund(merchant, &booking)?);
+            plan.order_entries.push(book_refund(merchant, &booking)?);
         }
         plan.events.push((
             order.clone(),
@@ -345,7 +351,7 @@ fn returned(
             external_id: id.clone(),
         });
     }
-    plan.entries.push(entry);
+    plan.order_entries.push(entry);
     Ok(())
 }
 
@@ -360,7 +366,7 @@ fn released(
 ) -> Result<(), PlanError> {
     if let Some((entry, applied)) = release_entry(merchant, order, trigger, date, released)? {
         plan.applications.extend(applied);
-        plan.entries.push(entry);
+        plan.order_entries.push(entry);
     }
     Ok(())
 }
