@@ -290,3 +290,56 @@ async fn a_payout_booked_from_the_same_facts_again_books_nothing() {
     );
     assert_eq!(history(&t).await, "applied@0");
 }
+
+fn taxed_invoice(tax_currency: &str) -> pb::Record {
+    let mut r = inv("7201", "INV-7201", "108.00", "2026-11-02T12:00:00Z");
+    if let Some(pb::record::Kind::Invoice(i)) = &mut r.kind {
+        i.tax = money(tax_currency, "8.00");
+    }
+    r
+}
+
+#[tokio::test]
+async fn an_invoice_with_parts_in_another_currency_is_refused_at_ingest() {
+    let t = TestApp::start().await;
+    let err = t.submit(vec![taxed_invoice("EUR")]).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        bad_fields(&err),
+        vec!["records[0].invoice.tax.currency_code"]
+    );
+    assert_eq!(t.count("SELECT count(*) FROM record_log").await, 0);
+    // The same invoice with its tax in its total's currency is taken.
+    t.submit(vec![taxed_invoice("USD")]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_invoice_that_cannot_be_booked_is_an_exception_not_a_silent_skip() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    t.submit(vec![order("7201", "108.00"), taxed_invoice("USD")])
+        .await
+        .unwrap();
+    // Stored before ingest refused it: its tax in another currency.
+    let changed = t
+        .db
+        .client()
+        .await
+        .execute(
+            "UPDATE record_log SET payload = jsonb_set(payload, '{body,tax,currency}', '\"EUR\"')
+             WHERE kind = 'invoice'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    drain(&app, "acme").await;
+    let s = LedgerState::read(&t).await;
+    assert!(
+        s.exceptions
+            .contains(&"ledger.invoice_unbookable INV-7201".to_string()),
+        "{:?}",
+        s.exceptions
+    );
+    assert_eq!(t.count("SELECT count(*) FROM journal_entries").await, 0);
+}

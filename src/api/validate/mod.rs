@@ -192,6 +192,26 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let tax = c.optional_money(&format!("{p}.tax"), i.tax.as_ref(), true);
             let shipping = c.optional_money(&format!("{p}.shipping"), i.shipping.as_ref(), true);
             let lines = invoice_lines(c, &p, &i.lines);
+            // Every part of an invoice is booked against its total: one currency.
+            if let Some(t) = total {
+                let parts = [("discount", discount), ("tax", tax), ("shipping", shipping)];
+                let lines = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(k, l)| (format!("lines[{k}].amount"), l.amount));
+                let parts = parts
+                    .map(|(f, m)| (f.to_string(), m))
+                    .into_iter()
+                    .chain(lines);
+                for (field, part) in parts {
+                    if part.is_some_and(|m| m.currency != t.currency) {
+                        c.fail(
+                            &format!("{p}.{field}.currency_code"),
+                            format!("must be the total's currency ({})", t.currency.code()),
+                        );
+                    }
+                }
+            }
             Some(d::Body::Invoice(d::Invoice {
                 total: total?,
                 discount,

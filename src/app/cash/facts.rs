@@ -164,6 +164,7 @@ pub(crate) fn order_facts(
 ) -> Option<OrderFacts> {
     let mut currency = None;
     let mut invoices = Vec::new();
+    let mut unbookable_invoices = Vec::new();
     let mut credit_memos = Vec::new();
     let mut tenders = Vec::new();
     let mut order_total = None;
@@ -190,7 +191,10 @@ pub(crate) fn order_facts(
             }
             Body::Invoice(inv) => {
                 currency.get_or_insert(inv.total.currency);
-                invoices.push(invoice_booking(order_id, r, inv)?);
+                match invoice_booking(order_id, r, inv) {
+                    Some(b) => invoices.push(b),
+                    None => unbookable_invoices.push(r.source_id.clone()),
+                }
             }
             Body::CreditMemo(m) => {
                 let zero = Money::zero(m.total.currency);
@@ -223,6 +227,7 @@ pub(crate) fn order_facts(
         order_total,
         memo_parts,
         refund_settlements,
+        unbookable_invoices,
     })
 }
 

@@ -86,6 +86,9 @@ pub struct OrderFacts {
     /// The storefront order's total: once its invoices add up to it, the order is invoiced
     /// in full and cash still held on it is an overpayment.
     pub order_total: Option<Money>,
+    /// Invoices whose parts cannot make an entry (a tax or discount in another currency
+    /// than the total, stored before ingest refused it): raised, never skipped silently.
+    pub unbookable_invoices: Vec<String>,
     /// Per credit memo, the tax and shipping it credits (the rest is returned goods).
     pub memo_parts: BTreeMap<String, MemoParts>,
     /// Per refund already applied, how the processor settled it (its whole settlement
@@ -375,6 +378,18 @@ fn catch_up(merchant: &str, book: &mut OrderBook<'_>, plan: &mut Plan) -> Result
             ),
         );
         release(merchant, &order, &inv.invoice_id, inv.date, released, plan)?;
+    }
+    for id in &book.facts.unbookable_invoices {
+        if !book.knows(EventKind::Invoice, id) {
+            plan.problems.push(Problem {
+                rule: "ledger.invoice_unbookable",
+                subject: id.clone(),
+                order_id: Some(order.clone()),
+                summary: format!(
+                    "invoice {id} cannot be booked: its discount, tax, shipping or lines are not in its total's currency"
+                ),
+            });
+        }
     }
     for memo in &book.facts.credit_memos {
         if !book.knows(EventKind::CreditMemo, &memo.id) {

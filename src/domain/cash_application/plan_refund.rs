@@ -122,6 +122,7 @@ mod tests {
     fn facts(total: &str, tax: &str, shipping: &str) -> OrderFacts {
         let day = NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
         OrderFacts {
+            unbookable_invoices: vec![],
             order_id: "o".into(),
             currency: m("0 USD").currency,
             events: vec![],
