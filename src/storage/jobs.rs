@@ -342,6 +342,28 @@ pub async fn fail(
     Ok(rows.iter().any(|r| r.state == "parked"))
 }
 
+/// [`wake_parked_payouts_of`]'s statement.
+pub const WAKE_PARKED: &str = "
+    WITH parked AS (
+      SELECT subject_id FROM jobs
+      WHERE merchant_id = $1 AND kind = $2 AND state = 'parked' OFFSET 0),
+    named AS (
+      SELECT DISTINCT r.payload -> 'body' ->> 'payout_id' AS payout_id
+      FROM (SELECT DISTINCT unnest($3::text[])) AS o(order_id)
+      CROSS JOIN LATERAL (
+        SELECT l.record_id FROM record_links l
+        WHERE l.merchant_id = $1 AND l.order_id = o.order_id OFFSET 0) l
+      CROSS JOIN LATERAL (
+        SELECT r.payload, r.kind, r.is_current FROM record_log r
+        WHERE r.merchant_id = $1 AND r.record_id = l.record_id OFFSET 0) r
+      WHERE EXISTS (SELECT 1 FROM parked)
+        AND r.kind = 'balance_transaction' AND r.is_current)
+    UPDATE jobs SET state = 'ready', attempts = 0, run_after = now(),
+        generation = generation + 1, updated_at = now()
+    WHERE merchant_id = $1 AND kind = $2 AND state = 'parked'
+      AND subject_id = ANY(ARRAY(
+        SELECT payout_id FROM named WHERE payout_id IN (SELECT subject_id FROM parked)))";
+
 /// Parked jobs of `kind` whose subject is among the payouts that balance
 /// transactions linked to these orders name: woken (ready now, attempts
 /// reset), as a new fact of one of their orders may be what they lacked.
@@ -356,27 +378,12 @@ pub async fn wake_parked_payouts_of(
     if orders.is_empty() {
         return Ok(0);
     }
-    Ok(statement(
-        "WITH parked AS (
-           SELECT subject_id FROM jobs
-           WHERE merchant_id = $1 AND kind = $2 AND state = 'parked' OFFSET 0),
-         named AS (
-           SELECT DISTINCT r.payload -> 'body' ->> 'payout_id' AS payout_id
-           FROM record_links l
-           JOIN record_log r ON r.merchant_id = l.merchant_id AND r.record_id = l.record_id
-           WHERE EXISTS (SELECT 1 FROM parked)
-             AND l.merchant_id = $1 AND l.order_id = ANY($3)
-             AND r.kind = 'balance_transaction' AND r.is_current)
-         UPDATE jobs SET state = 'ready', attempts = 0, run_after = now(),
-             generation = generation + 1, updated_at = now()
-         WHERE merchant_id = $1 AND kind = $2 AND state = 'parked'
-           AND subject_id IN (SELECT payout_id FROM named)",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(kind)
-    .bind::<Array<Text>, _>(orders)
-    .execute(conn)
-    .await?)
+    Ok(statement(WAKE_PARKED)
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(kind)
+        .bind::<Array<Text>, _>(orders)
+        .execute(conn)
+        .await?)
 }
 
 /// The job could not run now for a reason that is not its fault (its orders

@@ -616,19 +616,11 @@ pub async fn payout_records(
     .bind::<Text, _>(payout_id)
     .load(conn)
     .await?;
-    let txns: Vec<PayloadRow> = statement(
-        // Current versions only (record_log_payout_txns is partial on is_current):
-        // a transaction that learned or changed its payout in a later version
-        // belongs to the payout that version names.
-        "SELECT record_id, payload::text AS payload FROM record_log
-         WHERE merchant_id = $1 AND is_current AND kind = 'balance_transaction'
-           AND payload -> 'body' ->> 'payout_id' = $2
-         ORDER BY record_id",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(payout_id)
-    .load(conn)
-    .await?;
+    let txns: Vec<PayloadRow> = statement(PAYOUT_TXNS)
+        .bind::<Text, _>(merchant)
+        .bind::<Text, _>(payout_id)
+        .load(conn)
+        .await?;
     let newest_record = payout
         .iter()
         .chain(txns.iter())
@@ -641,6 +633,23 @@ pub async fn payout_records(
         newest_record,
     })
 }
+
+/// A payout's balance transactions, current versions only
+/// (record_log_payout_txns is partial on is_current): a transaction that
+/// learned or changed its payout in a later version belongs to the payout
+/// that version names.
+pub const PAYOUT_TXNS: &str = "
+    SELECT record_id, payload::text AS payload FROM record_log
+    WHERE merchant_id = $1 AND is_current AND kind = 'balance_transaction'
+      AND payload -> 'body' ->> 'payout_id' = $2
+    ORDER BY record_id";
+
+/// [`payouts_named_before`]'s statement: the versions' index by kind and id.
+pub const PAYOUTS_NAMED_BEFORE: &str = "
+    SELECT DISTINCT payload -> 'body' ->> 'payout_id' AS payout_id FROM record_log
+    WHERE merchant_id = $1 AND kind = 'balance_transaction' AND source_id = ANY($2)
+      AND outcome IN ('accepted', 'updated') AND NOT is_current
+      AND payload -> 'body' ->> 'payout_id' IS NOT NULL";
 
 /// A payout's records as they stand.
 pub struct PayoutFactRecords {
@@ -661,16 +670,11 @@ pub async fn payouts_named_before(
         #[diesel(sql_type = Text)]
         payout_id: String,
     }
-    let rows: Vec<Row> = statement(
-        "SELECT DISTINCT payload -> 'body' ->> 'payout_id' AS payout_id FROM record_log
-         WHERE merchant_id = $1 AND kind = 'balance_transaction' AND source_id = ANY($2)
-           AND outcome IN ('accepted', 'updated') AND NOT is_current
-           AND payload -> 'body' ->> 'payout_id' IS NOT NULL",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Array<Text>, _>(txn_ids)
-    .load(conn)
-    .await?;
+    let rows: Vec<Row> = statement(PAYOUTS_NAMED_BEFORE)
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(txn_ids)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| r.payout_id).collect())
 }
 

@@ -343,3 +343,33 @@ async fn a_stored_invoice_that_cannot_be_booked_is_an_exception_not_a_silent_ski
     );
     assert_eq!(t.count("SELECT count(*) FROM journal_entries").await, 0);
 }
+
+#[tokio::test]
+async fn a_payout_parked_on_an_order_it_could_not_read_is_applied_when_the_order_arrives() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let [o, c, i] = eur_sale("7301");
+    let mut txn = bt("txn_7301", "charge", "ch_7301", "110.00", "3.50", "po_f");
+    if let Some(pb::record::Kind::BalanceTransaction(x)) = &mut txn.kind {
+        x.exchange_rate = "1.1".into();
+    }
+    // The EUR capture and its USD settlement, but no order or invoice yet: the
+    // order's currency is not known, and the payout cannot be planned.
+    submit_and_drain(&t, &app, vec![c, txn, payout("po_f", "106.50")]).await;
+    assert_eq!(
+        scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_f'").await,
+        "parked"
+    );
+    submit_and_drain(&t, &app, vec![o, i]).await;
+    let s = LedgerState::read(&t).await;
+    assert_eq!(s.payouts, vec!["po_f applied"]);
+    assert_eq!(s.invoices, vec!["INV-7301 open 0.000"]);
+    assert!(
+        !s.exceptions
+            .iter()
+            .any(|e| e.starts_with("cash.job_parked")),
+        "{:?}",
+        s.exceptions
+    );
+    assert_ledger_sound(&t).await;
+}

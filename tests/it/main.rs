@@ -38,6 +38,7 @@ mod otlp_metrics;
 mod otlp_tls;
 mod payout_fees;
 mod plans;
+mod plans_ledger;
 mod requests;
 mod seams;
 mod stream;

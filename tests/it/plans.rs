@@ -31,7 +31,7 @@ const TABLES: [&str; 7] = [
 /// Keeps autovacuum (and its ANALYZE) away from the tables, whatever the
 /// server's setting. DDL: done before anything is prepared, as it would
 /// make PostgreSQL replan every cached statement.
-async fn quiet(c: &tokio_postgres::Client) {
+pub(crate) async fn quiet(c: &tokio_postgres::Client) {
     for t in TABLES {
         c.batch_execute(&format!("ALTER TABLE {t} SET (autovacuum_enabled = false)"))
             .await
@@ -105,7 +105,7 @@ fn repeated(value: &str, n: i32) -> String {
 }
 
 /// Every node of a JSON plan, subplans included.
-fn nodes(plan: &Value, out: &mut Vec<Value>) {
+pub(crate) fn nodes(plan: &Value, out: &mut Vec<Value>) {
     out.push(plan.clone());
     if let Some(children) = plan.get("Plans").and_then(Value::as_array) {
         for c in children {
@@ -115,7 +115,7 @@ fn nodes(plan: &Value, out: &mut Vec<Value>) {
 }
 
 /// Every node of the plan `EXPLAIN (FORMAT JSON) {statement}` shows.
-async fn explained(c: &tokio_postgres::Client, statement: &str) -> Vec<Value> {
+pub(crate) async fn explained(c: &tokio_postgres::Client, statement: &str) -> Vec<Value> {
     let row = c
         .query_one(&format!("EXPLAIN (FORMAT JSON) {statement}"), &[])
         .await
@@ -130,7 +130,11 @@ async fn explained(c: &tokio_postgres::Client, statement: &str) -> Vec<Value> {
 /// literals), as a custom plan and as a generic one: diesel prepares each
 /// statement once per connection, and PostgreSQL may switch to the generic
 /// plan after five runs.
-async fn plans(c: &tokio_postgres::Client, sql: &str, args: &[String]) -> Vec<Vec<Value>> {
+pub(crate) async fn plans(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    args: &[String],
+) -> Vec<Vec<Value>> {
     c.batch_execute(&format!("DEALLOCATE ALL; PREPARE hot AS {sql}"))
         .await
         .unwrap();
@@ -144,7 +148,7 @@ async fn plans(c: &tokio_postgres::Client, sql: &str, args: &[String]) -> Vec<Ve
     out
 }
 
-fn describe(plan: &[Value]) -> String {
+pub(crate) fn describe(plan: &[Value]) -> String {
     plan.iter()
         .map(|n| {
             format!(
@@ -167,7 +171,7 @@ async fn assert_probes(c: &tokio_postgres::Client, what: &str, sql: &str, args: 
 }
 
 /// [`assert_probes`] of one plan.
-fn check_probes(what: &str, plan: &[Value]) {
+pub(crate) fn check_probes(what: &str, plan: &[Value]) {
     let shown = describe(plan);
     for n in plan {
         let kind = n["Node Type"].as_str().unwrap_or("");
