@@ -90,7 +90,7 @@ pub fn plan_failure(
     };
     let (payments, refunds) = money_of(&live, booked);
     // Each by the id it stands under in its order's cash, once.
-    let standing = |money: BTreeSet<(String, String)>, kind: EventKind| {
+    let standing = |money: OrderMoney, kind: EventKind| {
         money
             .into_iter()
             .filter_map(|(order, id)| {
@@ -264,6 +264,9 @@ pub fn live_entries(payout_id: &str, entries: &[JournalEntry]) -> Vec<JournalEnt
         .collect()
 }
 
+/// (order, id) pairs of processor money.
+type OrderMoney = BTreeSet<(String, String)>;
+
 /// The processor payments and refunds the payout's live entries booked (a payment entry
 /// names its capture and order, a refund entry its refund and order), with those the
 /// caller knows of from its balance transactions: one that moved to another payout since
@@ -272,7 +275,7 @@ pub fn live_entries(payout_id: &str, entries: &[JournalEntry]) -> Vec<JournalEnt
 fn money_of(
     live: &[JournalEntry],
     booked: &Booked<'_>,
-) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+) -> (OrderMoney, OrderMoney) {
     let mut payments: BTreeSet<(String, String)> = booked.payments.iter().cloned().collect();
     let mut refunds: BTreeSet<(String, String)> = booked.refunds.iter().cloned().collect();
     for e in live {
