@@ -21,10 +21,10 @@ use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::ledger_service_server::LedgerService;
-use crate::storage::ledger::BookingRow;
 use crate::storage::ledger_reads::{
     ApplicationView, EntryFilter, EntryLineView, InvoiceView, PayoutView,
 };
+use crate::storage::payout_facts::BookingRow;
 
 #[derive(Clone)]
 pub struct LedgerApi {

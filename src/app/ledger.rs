@@ -14,11 +14,11 @@ use crate::domain::ledger::{
 };
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
-use crate::storage::ledger;
 use crate::storage::ledger_reads::{
     self, ApplicationView, ApplicationsOf, BalanceView, EntryFilter, EntryLineView, InvoiceView,
     PayoutView,
 };
+use crate::storage::payout_facts;
 
 /// One category of a payout's bridge: gross, fees, net.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct PayoutDetail {
     pub applications: Vec<ApplicationView>,
     pub entries: Vec<Vec<EntryLineView>>,
     /// Each booking of the payout, oldest first.
-    pub history: Vec<ledger::BookingRow>,
+    pub history: Vec<payout_facts::BookingRow>,
 }
 
 pub struct InvoiceDetail {
@@ -72,10 +72,10 @@ impl App {
         let payout = ledger_reads::payout(&mut conn, merchant, payout_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("merchants/{merchant}/payouts/{payout_id}")))?;
-        let txns = ledger::payout_records(&mut conn, merchant, payout_id)
+        let txns = payout_facts::payout_records(&mut conn, merchant, payout_id)
             .await?
             .txns;
-        let history = ledger::payout_bookings(&mut conn, merchant, payout_id).await?;
+        let history = payout_facts::payout_bookings(&mut conn, merchant, payout_id).await?;
         let mut bridge: BTreeMap<String, BridgeLine> = BTreeMap::new();
         for r in &txns {
             let Some((t, _, _)) = super::cash::balance_txn(r) else {

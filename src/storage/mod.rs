@@ -19,6 +19,7 @@ mod listing;
 pub mod locks;
 pub mod open_invoices;
 pub mod payout_batch;
+pub mod payout_facts;
 pub mod payout_journals;
 pub mod payouts;
 pub mod rechecks;

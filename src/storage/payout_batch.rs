@@ -8,7 +8,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Date, Integer, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::ledger::{PayoutRow, StoredPayout};
+use super::payout_facts::{PayoutRow, StoredPayout};
 use super::statement::{Bind, statement};
 use crate::domain::record::{Body, Record};
 use crate::error::{Error, Result};
@@ -32,7 +32,7 @@ struct PartRow {
 }
 
 /// A payout's current records (its versions' last is the payout as it
-/// stands) and its balance transactions, as `ledger::payout_records` reads
+/// stands) and its balance transactions, as `payout_facts::payout_records` reads
 /// them for one.
 #[derive(Debug, Default)]
 pub struct PayoutRecords {
@@ -46,7 +46,7 @@ pub struct PayoutRecords {
 }
 
 /// [`records`]' statement, `$2` the payout ids: per payout, a probe of
-/// the index each arm's `ledger::payout_records` uses for one payout,
+/// the index each arm's `payout_facts::payout_records` uses for one payout,
 /// fenced (`OFFSET 0`) from the filters applied to what it finds, and of
 /// the payouts table's key for its state.
 pub const RECORDS: &str = "
@@ -69,7 +69,7 @@ pub const RECORDS: &str = "
     ORDER BY r.part, r.record_id";
 
 /// [`PayoutRecords`] of each of these payouts, in one statement (each arm
-/// served by the index `ledger::payout_records` uses for one payout).
+/// served by the index `payout_facts::payout_records` uses for one payout).
 pub async fn records(
     conn: &mut AsyncPgConnection,
     merchant: &str,

@@ -4,7 +4,7 @@
 //! never-analysed tables grown by one merchant, each is index probes bound
 //! by more than the merchant, as a custom plan and as a generic one.
 
-use tally::storage::{jobs, ledger, payout_batch};
+use tally::storage::{jobs, payout_batch, payout_facts};
 
 use crate::common::TestDb;
 use crate::plans::{check_probes, plans, quiet};
@@ -46,12 +46,12 @@ async fn the_ledgers_new_lookups_are_index_probes_without_statistics() {
     let lookups: Vec<(&str, &str, Vec<String>)> = vec![
         (
             "a payout's current balance transactions",
-            ledger::PAYOUT_TXNS,
+            payout_facts::PAYOUT_TXNS,
             vec![m.clone(), "'po_7'".into()],
         ),
         (
             "payouts earlier versions named",
-            ledger::PAYOUTS_NAMED_BEFORE,
+            payout_facts::PAYOUTS_NAMED_BEFORE,
             vec![m.clone(), array(&txns)],
         ),
         (

@@ -3,7 +3,7 @@
 use super::{APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT};
 use crate::domain::record::Body;
 use crate::error::Result;
-use crate::storage::{Conn, jobs, ledger};
+use crate::storage::{Conn, jobs, payout_facts};
 
 /// What an ingest stored, as cash application sees it.
 pub(crate) struct Arrivals<'a> {
@@ -51,10 +51,10 @@ pub(crate) async fn enqueue_for(conn: &mut Conn, merchant: &str, a: &Arrivals<'_
         }
     }
     if !a.moved_txns.is_empty() {
-        payouts.extend(ledger::payouts_named_before(conn, merchant, a.moved_txns).await?);
+        payouts.extend(payout_facts::payouts_named_before(conn, merchant, a.moved_txns).await?);
     }
     if !a.relinked.is_empty() {
-        payouts.extend(ledger::payouts_of_records(conn, merchant, a.relinked).await?);
+        payouts.extend(payout_facts::payouts_of_records(conn, merchant, a.relinked).await?);
     }
     jobs::enqueue(conn, merchant, APPLY_ORDER, &orders).await?;
     jobs::enqueue(conn, merchant, APPLY_PAYOUT, &payouts).await?;

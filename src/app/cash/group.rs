@@ -37,9 +37,10 @@ use crate::domain::cash_application::plan::{
 };
 use crate::domain::record::{Body, PayoutStatus, Record};
 use crate::error::Result;
-use crate::storage::ledger::{self, Booking, PayoutRow};
+use crate::storage::ledger;
 use crate::storage::locks::{self, LockKey};
 use crate::storage::payout_batch::{self, PayoutRecords};
+use crate::storage::payout_facts::{Booking, PayoutRow};
 use crate::storage::{Conn, deposits, jobs};
 
 /// Payouts claimed per batch, to be applied together when plain. A payout

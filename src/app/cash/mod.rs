@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::storage::jobs::{self, Job};
 use crate::storage::ledger;
 use crate::storage::locks::{self, LockKey};
-use crate::storage::{Conn, deposits, exceptions};
+use crate::storage::{Conn, deposits, exceptions, payout_facts};
 
 /// Cash application's job kinds (the queue is generic: alerts have theirs).
 /// Each has a handler in `run_job`, which matches on every one of them, so a
@@ -215,7 +215,7 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
         attempts = job.attempts + 1, parked, %error, "cash application job failed");
     if parked {
         if job.kind == APPLY_PAYOUT {
-            ledger::park_payout(conn, &job.merchant_id, &job.subject_id).await?;
+            payout_facts::park_payout(conn, &job.merchant_id, &job.subject_id).await?;
         }
         let problem = Problem {
             rule: PARKED_RULE,

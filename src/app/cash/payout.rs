@@ -20,7 +20,8 @@ use crate::domain::cash_application::plan::{PayoutFacts, Problem, payout_orders,
 use crate::domain::money::Money;
 use crate::domain::record::{Body, Payout, Record};
 use crate::error::{Error, Result};
-use crate::storage::ledger::{self, Booking, PayoutFactRecords, PayoutRow, StoredPayout};
+use crate::storage::ledger;
+use crate::storage::payout_facts::{self, Booking, PayoutFactRecords, PayoutRow, StoredPayout};
 use crate::storage::{Conn, deposits, jobs, locks};
 
 /// A payout the processor says failed or was canceled: nothing of it is
@@ -42,8 +43,8 @@ pub(super) async fn apply_payout(
     if !locks::try_lock_all(conn, merchant, &[fees::lock_key(payout_id)]).await? {
         return Ok(Work::Busy);
     }
-    let stored = ledger::stored_payout(conn, merchant, payout_id).await?;
-    let recs = ledger::payout_records(conn, merchant, payout_id).await?;
+    let stored = payout_facts::stored_payout(conn, merchant, payout_id).await?;
+    let recs = payout_facts::payout_records(conn, merchant, payout_id).await?;
     let Some(payout) = recs.payouts.last() else {
         // Its transactions came first; the payout's own arrival enqueues it again.
         return Ok(Work::Done(vec![]));
@@ -168,7 +169,7 @@ impl PayoutJob<'_> {
             "its facts changed after it was applied".to_string(),
         );
         row.booking = Some(self.booking(BookingAction::Reversed, entries));
-        ledger::upsert_payout(conn, self.merchant, &row).await
+        payout_facts::upsert_payout(conn, self.merchant, &row).await
     }
 
     /// Failed or canceled: nothing booked, and an exception that says so,
@@ -183,7 +184,7 @@ impl PayoutJob<'_> {
         let reason = format!("the processor reports it {status}");
         let mut row = self.bare_row(PayoutState::Failed, round, reason);
         row.basis = Some(self.basis);
-        ledger::upsert_payout(conn, self.merchant, &row).await?;
+        payout_facts::upsert_payout(conn, self.merchant, &row).await?;
         let was = match stored.map(|s| s.state) {
             Some(PayoutState::Applied) => {
                 "; what it had applied is reversed and its invoices are open again"
@@ -274,7 +275,7 @@ impl PayoutJob<'_> {
                 (row.gross, row.fees, row.net) =
                     (bridge.gross.amount, bridge.fees.amount, bridge.net.amount);
                 row.missing = missing.amount;
-                ledger::upsert_payout(conn, merchant, &row).await?;
+                payout_facts::upsert_payout(conn, merchant, &row).await?;
                 let w = waiting::Waiting {
                     payout_id,
                     created: self.payout.event_time,

@@ -272,10 +272,7 @@ type OrderMoney = BTreeSet<(String, String)>;
 /// caller knows of from its balance transactions: one that moved to another payout since
 /// is found by its entry, one held without an entry (a refund waiting for its credit memo)
 /// by its transaction.
-fn money_of(
-    live: &[JournalEntry],
-    booked: &Booked<'_>,
-) -> (OrderMoney, OrderMoney) {
+fn money_of(live: &[JournalEntry], booked: &Booked<'_>) -> (OrderMoney, OrderMoney) {
     let mut payments: BTreeSet<(String, String)> = booked.payments.iter().cloned().collect();
     let mut refunds: BTreeSet<(String, String)> = booked.refunds.iter().cloned().collect();
     for e in live {
