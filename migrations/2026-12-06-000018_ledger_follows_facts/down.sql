@@ -1,3 +1,4 @@
+DROP INDEX payouts_deposit;
 DROP INDEX jobs_parked;
 ALTER TABLE order_cash_events DROP CONSTRAINT order_cash_events_kind_check;
 DELETE FROM order_cash_events WHERE kind = 'refund_reversal';

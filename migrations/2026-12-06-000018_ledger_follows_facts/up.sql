@@ -55,3 +55,6 @@ ALTER TABLE order_cash_events ADD CONSTRAINT order_cash_events_kind_check
 -- Parked jobs found by merchant and kind (a new fact of one of their
 -- orders wakes parked payouts): few rows, probed without reading the queue.
 CREATE INDEX jobs_parked ON jobs (merchant_id, kind, subject_id) WHERE state = 'parked';
+
+-- The payouts a deposit was matched to, released when its job runs again.
+CREATE INDEX payouts_deposit ON payouts (merchant_id, deposit_id) WHERE deposit_id IS NOT NULL;

@@ -159,6 +159,23 @@ pub async fn open_payouts(
     at_bank(rows)
 }
 
+/// Unties the payouts this deposit was matched to: a deposit's job matches
+/// it again from its current version (and the payouts as they stand).
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    deposit_id: &str,
+) -> Result<usize> {
+    Ok(statement(
+        "UPDATE payouts SET deposit_id = NULL, updated_at = now()
+         WHERE merchant_id = $1 AND deposit_id = $2",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(deposit_id)
+    .execute(conn)
+    .await?)
+}
+
 /// Ties payouts to the deposit; returns how many were still applied and free
 /// (a payout failed or taken by another deposit meanwhile is not counted).
 pub async fn mark_deposited(

@@ -373,3 +373,37 @@ async fn a_payout_parked_on_an_order_it_could_not_read_is_applied_when_the_order
     );
     assert_ledger_sound(&t).await;
 }
+
+#[tokio::test]
+async fn a_deposit_is_matched_again_from_its_current_version() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut records = sale();
+    records.push(charge_txn("po_7"));
+    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    records.push(version(deposit("96.80"), "2026-11-05T09:00:00Z"));
+    submit_and_drain(&t, &app, records).await;
+    let deposited = || scalar(&t, "SELECT coalesce(deposit_id, '-') FROM payouts");
+    assert_eq!(deposited().await, "dep_7");
+    // The bank corrects the deposit: it no longer makes the payout.
+    submit_and_drain(
+        &t,
+        &app,
+        vec![version(deposit("90.00"), "2026-11-05T10:00:00Z")],
+    )
+    .await;
+    assert_eq!(deposited().await, "-");
+    let s = LedgerState::read(&t).await;
+    assert_eq!(s.exceptions.len(), 1, "{:?}", s.exceptions);
+    assert!(s.exceptions[0].ends_with(" dep_7"), "{:?}", s.exceptions);
+    // And back: matched again, nothing left open.
+    submit_and_drain(
+        &t,
+        &app,
+        vec![version(deposit("96.80"), "2026-11-05T11:00:00Z")],
+    )
+    .await;
+    assert_eq!(deposited().await, "dep_7");
+    assert!(LedgerState::read(&t).await.exceptions.is_empty());
+    assert_eq!(LedgerState::read(&t).await.balance("bank", "USD"), "96.800");
+}

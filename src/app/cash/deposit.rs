@@ -38,6 +38,9 @@ pub(super) async fn apply_deposit(
     if !locks::try_lock_all(conn, merchant, &[deposit_lock()]).await? {
         return Ok(Work::Busy);
     }
+    // Matched from its current version, as if for the first time: a new
+    // version (another amount, other payouts named) is judged afresh.
+    deposits::release(conn, merchant, deposit_id).await?;
     let mut named: Vec<String> = record.ids_of(RefKind::Payout).map(str::to_string).collect();
     named.sort();
     named.dedup();
