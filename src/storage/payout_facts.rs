@@ -103,24 +103,44 @@ pub async fn stored_payout(
         .transpose()
 }
 
-/// Marks a payout parked (its job failed too often), whether or not it had a row yet.
+/// What a payout's balance transactions bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    pub gross: Decimal,
+    pub fees: Decimal,
+    pub net: Decimal,
+}
+
+/// Marks a payout parked (its job failed too often), whether or not it had a
+/// row yet, with the figures its transactions bring when they add up.
 pub async fn park_payout(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     payout_id: &str,
+    figures: Option<Figures>,
 ) -> Result<()> {
+    let zero = Decimal::ZERO;
+    let f = figures.unwrap_or(Figures {
+        gross: zero,
+        fees: zero,
+        net: zero,
+    });
     statement(
         "INSERT INTO payouts (merchant_id, payout_id, state, currency_code, amount, gross, fees, net)
-         SELECT $1, $2, 'parked', currency_code, amount, 0, 0, 0 FROM record_log
+         SELECT $1, $2, 'parked', currency_code, amount, $3, $4, $5 FROM record_log
          WHERE merchant_id = $1 AND is_current AND outcome IN ('accepted', 'updated')
            AND kind = 'payout' AND source_id = $2
            AND currency_code IS NOT NULL AND amount IS NOT NULL
          ORDER BY record_id LIMIT 1
-         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = now()
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = now(),
+             gross = excluded.gross, fees = excluded.fees, net = excluded.net
            WHERE payouts.state <> 'applied'",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(payout_id)
+    .bind::<diesel::sql_types::Numeric, _>(f.gross)
+    .bind::<diesel::sql_types::Numeric, _>(f.fees)
+    .bind::<diesel::sql_types::Numeric, _>(f.net)
     .execute(conn)
     .await?;
     Ok(())

@@ -261,6 +261,16 @@ async fn a_payout_parked_on_a_bad_rate_is_applied_once_its_record_is_corrected()
         scalar(&t, "SELECT state FROM payouts WHERE payout_id = 'po_e'").await,
         "parked"
     );
+    // Parked, it still shows what its transactions bring, as its bridge does.
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT round(gross, 2) || ' ' || round(fees, 2) || ' ' || round(net, 2) FROM payouts
+             WHERE payout_id = 'po_e'"
+        )
+        .await,
+        "110.00 3.50 106.50"
+    );
     submit_and_drain(&t, &app, vec![rated("1.1", "2026-11-03T09:00:00Z")]).await;
     let s = LedgerState::read(&t).await;
     assert_eq!(s.payouts, vec!["po_e applied"]);

@@ -193,6 +193,30 @@ async fn run_claimed(
     })
 }
 
+/// What a parked payout's transactions bring (gross, fees, net), as its
+/// bridge shows them; None when they do not add up in its currency.
+async fn parked_figures(
+    conn: &mut Conn,
+    merchant: &str,
+    payout_id: &str,
+) -> Result<Option<payout_facts::Figures>> {
+    let recs = payout_facts::payout_records(conn, merchant, payout_id).await?;
+    let Some(crate::domain::record::Body::Payout(p)) = recs.payouts.last().map(|r| &r.body) else {
+        return Ok(None);
+    };
+    let txns: Vec<_> = recs
+        .txns
+        .iter()
+        .filter_map(|r| Some(balance_txn(r)?.0))
+        .collect();
+    let bridge = crate::domain::cash_application::completeness::bridge(p.amount.currency, &txns);
+    Ok(bridge.ok().map(|b| payout_facts::Figures {
+        gross: b.gross.amount,
+        fees: b.fees.amount,
+        net: b.net.amount,
+    }))
+}
+
 /// A job that failed too often, parked for a person.
 const PARKED_RULE: &str = "cash.job_parked";
 
@@ -215,7 +239,8 @@ async fn failed(conn: &mut Conn, job: &Job, e: &Error, retry: &RetryPolicy) -> R
         attempts = job.attempts + 1, parked, %error, "cash application job failed");
     if parked {
         if job.kind == APPLY_PAYOUT {
-            payout_facts::park_payout(conn, &job.merchant_id, &job.subject_id).await?;
+            let figures = parked_figures(conn, &job.merchant_id, &job.subject_id).await?;
+            payout_facts::park_payout(conn, &job.merchant_id, &job.subject_id, figures).await?;
         }
         let problem = Problem {
             rule: PARKED_RULE,
