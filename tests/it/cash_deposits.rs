@@ -29,7 +29,7 @@ fn paid(order_id: &str, charge: &str, fee: &str, po: &str, net: &str) -> Vec<pb:
     ]
 }
 
-fn deposit(id: &str, amount: &str, names: &[&str]) -> pb::Record {
+pub(crate) fn deposit(id: &str, amount: &str, names: &[&str]) -> pb::Record {
     let mut r = at(
         "bank",
         id,

@@ -20,8 +20,9 @@ use tally::app::App;
 use tally::app::cash::JobOutcome;
 use tally::proto::tally::v1 as pb;
 
-use crate::cash::{at, bt, capture, drain, eur_sale, fast_retry, inv, worker};
-use crate::cash_scenarios::payout_version;
+use crate::cash::{bt, capture, drain, eur_sale, fast_retry, inv, worker};
+use crate::cash_deposits::deposit;
+use crate::cash_scenarios::{credit_memo, payout_version, processor_refund};
 use crate::common::*;
 use crate::ledger_state::LedgerState;
 
@@ -64,52 +65,6 @@ fn set_payout(mut r: pb::Record, payout: &str) -> pb::Record {
     if let Some(pb::record::Kind::BalanceTransaction(b)) = &mut r.kind {
         b.payout_id = payout.into();
     }
-    r
-}
-
-fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
-    at(
-        "netsuite",
-        id,
-        order,
-        "2026-11-05T12:00:00Z",
-        pb::record::Kind::CreditMemo(pb::CreditMemo {
-            total: usd(total),
-            ..Default::default()
-        }),
-    )
-}
-
-fn processor_refund(order: &str, id: &str, amount: &str) -> pb::Record {
-    at(
-        "stripe",
-        id,
-        order,
-        "2026-11-05T10:00:00Z",
-        pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-            r#type: pb::ProcessorPaymentType::Refund as i32,
-            amount: usd(amount),
-            ..Default::default()
-        }),
-    )
-}
-
-fn deposit(id: &str, amount: Decimal, payout: &str) -> pb::Record {
-    let mut r = at(
-        "bank",
-        id,
-        "",
-        "2026-11-05T09:00:00Z",
-        pb::record::Kind::BankDeposit(pb::BankDeposit {
-            amount: usd(&amount.to_string()),
-            account: "operating".into(),
-            description: "STRIPE TRANSFER".into(),
-        }),
-    );
-    r.references = vec![pb::ExternalReference {
-        r#type: pb::ReferenceType::Payout as i32,
-        id: payout.into(),
-    }];
     r
 }
 
@@ -233,7 +188,7 @@ fn generate(seed: u64) -> Case {
         };
         records.push(payout_version(id, &amount, last, "2026-11-04T10:00:00Z"));
         if !final_failed && nets[p] > Decimal::ZERO && rng.chance(50) {
-            records.push(deposit(&format!("dep_{id}"), nets[p], id));
+            records.push(deposit(&format!("dep_{id}"), &nets[p].to_string(), &[id]));
         }
     }
     Case { records }

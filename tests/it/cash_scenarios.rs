@@ -8,7 +8,7 @@ use crate::cash::{
 };
 use crate::common::*;
 
-fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
+pub(crate) fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
     at(
         "netsuite",
         id,
@@ -21,7 +21,7 @@ fn credit_memo(order: &str, id: &str, total: &str) -> pb::Record {
     )
 }
 
-fn processor_refund(order: &str, id: &str, amount: &str) -> pb::Record {
+pub(crate) fn processor_refund(order: &str, id: &str, amount: &str) -> pb::Record {
     at(
         "stripe",
         id,

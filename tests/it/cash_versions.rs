@@ -36,6 +36,14 @@ fn charge_txn(payout: &str) -> pb::Record {
     bt("txn_7001", "charge", "ch_7001", "100.00", "3.20", payout)
 }
 
+/// The sale, its charge swept by payout po_7, and po_7 paid.
+fn paid_sale() -> Vec<pb::Record> {
+    let mut records = sale();
+    records.push(charge_txn("po_7"));
+    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    records
+}
+
 async fn submit_and_drain(t: &TestApp, app: &tally::app::App, records: Vec<pb::Record>) {
     t.submit(records).await.unwrap();
     drain(app, "acme").await;
@@ -77,9 +85,7 @@ async fn a_balance_transaction_that_learns_its_payout_in_a_later_version_is_appl
 async fn a_payout_paid_failed_and_paid_again_ends_applied_with_its_history() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let records = paid_sale();
     submit_and_drain(&t, &app, records).await;
     let once = LedgerState::read(&t).await;
     submit_and_drain(&t, &app, vec![failed("96.80", "2026-11-05T08:00:00Z")]).await;
@@ -99,9 +105,7 @@ async fn a_payout_paid_failed_and_paid_again_ends_applied_with_its_history() {
 async fn an_applied_payout_whose_amount_changes_is_reversed_and_named() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let records = paid_sale();
     submit_and_drain(&t, &app, records).await;
     submit_and_drain(&t, &app, vec![paid("90.00", "2026-11-05T08:00:00Z")]).await;
     let s = LedgerState::read(&t).await;
@@ -127,9 +131,7 @@ async fn an_applied_payout_whose_amount_changes_is_reversed_and_named() {
 async fn a_new_transaction_naming_an_applied_payout_is_applied_with_it() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let records = paid_sale();
     submit_and_drain(&t, &app, records).await;
     // A second sale swept into the same payout, whose new version says so.
     submit_and_drain(
@@ -201,9 +203,7 @@ fn deposit(amount: &str) -> pb::Record {
 async fn a_deposited_payout_that_fails_is_an_exception_naming_the_deposit() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let mut records = paid_sale();
     records.push(deposit("96.80"));
     submit_and_drain(&t, &app, records).await;
     assert_eq!(
@@ -283,9 +283,7 @@ async fn a_payout_parked_on_a_bad_rate_is_applied_once_its_record_is_corrected()
 async fn a_payout_booked_from_the_same_facts_again_books_nothing() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let records = paid_sale();
     submit_and_drain(&t, &app, records).await;
     let entries = t.count("SELECT count(*) FROM journal_entries").await;
     // A new version that changes nothing booked (its arrival time is the same day).
@@ -388,9 +386,7 @@ async fn a_payout_parked_on_an_order_it_could_not_read_is_applied_when_the_order
 async fn a_deposit_is_matched_again_from_its_current_version() {
     let t = TestApp::start().await;
     let app = worker(&t).await;
-    let mut records = sale();
-    records.push(charge_txn("po_7"));
-    records.push(paid("96.80", "2026-11-04T08:00:00Z"));
+    let mut records = paid_sale();
     records.push(version(deposit("96.80"), "2026-11-05T09:00:00Z"));
     submit_and_drain(&t, &app, records).await;
     let deposited = || scalar(&t, "SELECT coalesce(deposit_id, '-') FROM payouts");

@@ -179,21 +179,7 @@ impl OrderCash {
         payment_id: &str,
         amount: Money,
     ) -> Result<ReversalOutcome, CashError> {
-        let units = self.units(amount, "reversal.amount")?;
-        let available = self
-            .payments
-            .sources()
-            .iter()
-            .find(|s| s.id == payment_id)
-            .map(|s| s.total)
-            .ok_or_else(|| CashError::UnknownPayment(payment_id.to_string()))?;
-        if units > available {
-            return Err(CashError::ReversalExceeds {
-                payment_id: payment_id.to_string(),
-                requested: amount,
-                available: self.money(available)?,
-            });
-        }
+        let units = self.reducible(&self.payments, payment_id, amount, "reversal.amount")?;
         let (from_held, undone, released) = self.payments.reduce_source(payment_id, units)?;
         let from_invoices = undone
             .into_iter()
@@ -246,21 +232,7 @@ impl OrderCash {
         refund_id: &str,
         amount: Money,
     ) -> Result<RefundReversal, CashError> {
-        let units = self.units(amount, "refund_reversal.amount")?;
-        let available = self
-            .refunds
-            .sources()
-            .iter()
-            .find(|s| s.id == refund_id)
-            .map(|s| s.total)
-            .ok_or_else(|| CashError::UnknownPayment(refund_id.to_string()))?;
-        if units > available {
-            return Err(CashError::ReversalExceeds {
-                payment_id: refund_id.to_string(),
-                requested: amount,
-                available: self.money(available)?,
-            });
-        }
+        let units = self.reducible(&self.refunds, refund_id, amount, "refund_reversal.amount")?;
         let (_, undone, released) = self.refunds.reduce_source(refund_id, units)?;
         let undone = undone
             .into_iter()
@@ -273,6 +245,31 @@ impl OrderCash {
             undone: self.refund_applications(undone)?,
             released: self.refund_applications(released)?,
         })
+    }
+
+    /// `amount` in minor units, when `pool` holds a source `id` with at least that much.
+    fn reducible(
+        &self,
+        pool: &Pool,
+        id: &str,
+        amount: Money,
+        field: &'static str,
+    ) -> Result<i128, CashError> {
+        let units = self.units(amount, field)?;
+        let available = pool
+            .sources()
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.total)
+            .ok_or_else(|| CashError::UnknownPayment(id.to_string()))?;
+        if units > available {
+            return Err(CashError::ReversalExceeds {
+                payment_id: id.to_string(),
+                requested: amount,
+                available: self.money(available)?,
+            });
+        }
+        Ok(units)
     }
 
     pub fn position(&self) -> Result<CashPosition, CashError> {

@@ -101,19 +101,11 @@ pub fn plan_failure(
     };
     let payments = standing(payments, EventKind::Payment);
     let refunds = standing(refunds, EventKind::Refund);
-    let mut books: BTreeMap<&str, OrderBook<'_>> = BTreeMap::new();
+    let mut books: BTreeMap<String, OrderBook<'_>> = BTreeMap::new();
     for (order, payment) in &payments {
-        let Some(facts) = orders.get(order) else {
-            continue;
-        };
-        let remaining = remaining(facts, payment, EventKind::Payment, EventKind::Reversal)?;
-        if remaining.amount.is_zero() {
-            continue;
-        }
-        if !books.contains_key(order.as_str()) {
-            books.insert(order, OrderBook::replay(facts)?);
-        }
-        let Some(book) = books.get_mut(order.as_str()) else {
+        let kinds = (EventKind::Payment, EventKind::Reversal);
+        let Some((book, remaining)) = standing_book(&mut books, orders, order, payment, kinds)?
+        else {
             continue;
         };
         // Replayed with the reversal, so a plan the order could not take is refused here.
@@ -141,17 +133,9 @@ pub fn plan_failure(
         ));
     }
     for (order, refund) in &refunds {
-        let Some(facts) = orders.get(order) else {
-            continue;
-        };
-        let remaining = remaining(facts, refund, EventKind::Refund, EventKind::RefundReversal)?;
-        if remaining.amount.is_zero() {
-            continue;
-        }
-        if !books.contains_key(order.as_str()) {
-            books.insert(order, OrderBook::replay(facts)?);
-        }
-        let Some(book) = books.get_mut(order.as_str()) else {
+        let kinds = (EventKind::Refund, EventKind::RefundReversal);
+        let Some((book, remaining)) = standing_book(&mut books, orders, order, refund, kinds)?
+        else {
             continue;
         };
         let ref_id = format!("{PAYOUT_REVERSAL_PREFIX}{payout_id}:{refund}");
@@ -201,6 +185,28 @@ pub fn plan_failure(
         plan.resolved.extend(checked.resolved);
     }
     Ok(plan)
+}
+
+/// The order's cash (replayed once per reversal plan) and what is left of processor money
+/// `id` in it, when something is; `kinds`: how it was applied and how taken back.
+fn standing_book<'b, 'f>(
+    books: &'b mut BTreeMap<String, OrderBook<'f>>,
+    orders: &'f BTreeMap<String, OrderFacts>,
+    order: &str,
+    id: &str,
+    (applied, reversed): (EventKind, EventKind),
+) -> Result<Option<(&'b mut OrderBook<'f>, Money)>, PlanError> {
+    let Some(facts) = orders.get(order) else {
+        return Ok(None);
+    };
+    let left = remaining(facts, id, applied, reversed)?;
+    if left.amount.is_zero() {
+        return Ok(None);
+    }
+    if !books.contains_key(order) {
+        books.insert(order.to_string(), OrderBook::replay(facts)?);
+    }
+    Ok(books.get_mut(order).map(|b| (b, left)))
 }
 
 fn reversal_event(
