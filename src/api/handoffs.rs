@@ -3,17 +3,19 @@
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::handoffs::{contract, tolerances};
-use crate::api::names::{parse_child, parse_parent};
+use crate::api::names::parse_child;
+use crate::api::pagination::ListScope;
 use crate::api::validate::fields::{self, ETAG_MAX, OWNER_MAX};
 use crate::api::validate::text::shown;
 use crate::app::App;
 use crate::app::handoffs::ContractChange;
-use crate::domain::handoff::parse_contract_id;
 use crate::domain::handoff::settings::is_webhook_uri;
+use crate::domain::handoff::{contract_id, parse_contract_id};
 use crate::domain::record::Handoff;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::handoff_service_server::HandoffService;
+use crate::storage::page;
 
 /// Short names (systems), and the fields' and checks' descriptions.
 const NAME_MAX: usize = 63;
@@ -167,21 +169,36 @@ impl HandoffService for HandoffApi {
         &self,
         request: Request<pb::ListHandoffContractsRequest>,
     ) -> Result<Response<pb::ListHandoffContractsResponse>, Status> {
-        let r = request.get_ref();
-        let merchant = parse_parent("parent", &r.parent)?;
-        // Every contract fits one page: no token is ever issued.
-        fields::token("page_token", &r.page_token)?;
-        if !r.page_token.is_empty() {
-            return Err(Error::invalid(
-                "page_token",
-                "malformed page token; start again without one",
-            )
-            .into());
-        }
-        let all = self.app.list_handoff_contracts(&merchant).await?;
+        let scope = ListScope::of(request.get_ref())?;
+        // No filter: the token is bound to the list and the merchant, and
+        // holds the contract id the page ends on.
+        let page_start = scope.resume::<String>(&())?;
+        let after = page_start
+            .after
+            .as_deref()
+            .map(|id| {
+                parse_contract_id(id).ok_or_else(|| {
+                    Error::invalid(
+                        "page_token",
+                        "malformed page token; start again without one",
+                    )
+                })
+            })
+            .transpose()?;
+        // In handoff order, after the token's.
+        let all: Vec<_> = self
+            .app
+            .list_handoff_contracts(&scope.merchant)
+            .await?
+            .into_iter()
+            .filter(|c| after.is_none_or(|a| c.contract.handoff > a))
+            .collect();
+        let (items, next) = page(all, scope.limit, |c| {
+            contract_id(c.contract.handoff).to_string()
+        });
         Ok(Response::new(pb::ListHandoffContractsResponse {
-            handoff_contracts: all.iter().map(|c| contract(&merchant, c)).collect(),
-            next_page_token: String::new(),
+            handoff_contracts: items.iter().map(|c| contract(&scope.merchant, c)).collect(),
+            next_page_token: page_start.next_token(next),
         }))
     }
 

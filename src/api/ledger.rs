@@ -1,17 +1,15 @@
 //! LedgerService: validate, ask the ledger queries, render.
 
-use std::str::FromStr;
-
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{money, timestamp};
 use crate::api::names::{invoice_name, parse_child, parse_parent, payout_name};
-use crate::api::pagination::time_range;
+use crate::api::pagination::{ListScope, time_range};
 use crate::api::validate::ID_MAX;
 use crate::api::validate::fields;
-use crate::api::validate::text::{self, Text, shown};
+use crate::api::validate::text::shown;
 use crate::app::App;
 use crate::app::ledger::ageing_bucket;
 use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
@@ -35,50 +33,6 @@ impl LedgerApi {
     pub fn new(app: App) -> Self {
         LedgerApi { app }
     }
-}
-
-fn page_size(n: i32) -> Result<i64> {
-    match n {
-        0 => Ok(50),
-        n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
-        n => Ok(i64::from(n.min(1000))),
-    }
-}
-
-/// Page tokens are opaque to callers: hex of what the page resumes after.
-fn token(s: &str) -> String {
-    hex::encode(s)
-}
-
-fn not_issued() -> Error {
-    Error::invalid("page_token", "not a page token this service issued")
-}
-
-/// What a page token resumes after: text held to the rules of ids (a
-/// token is the caller's to forge, and what it holds is bound to a
-/// statement).
-fn untoken(t: &str) -> Result<Option<String>> {
-    if t.is_empty() {
-        return Ok(None);
-    }
-    fields::token("page_token", t)?;
-    let raw = hex::decode(t)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(not_issued)?;
-    if raw.is_empty() || text::check(&raw, Text::Id, ID_MAX + 16).is_err() {
-        return Err(not_issued());
-    }
-    Ok(Some(raw))
-}
-
-/// The dates a token may resume after: years 1 to 9999, as a
-/// google.protobuf.Timestamp (PostgreSQL's dates reach 4713 BC, chrono's
-/// further: neither is what a token this service issued holds).
-fn token_date(d: &str) -> Option<NaiveDate> {
-    NaiveDate::from_str(d)
-        .ok()
-        .filter(|d| (1..=9999).contains(&d.year()))
 }
 
 fn stored_money(amount: Decimal, code: &str) -> Result<Money> {
@@ -243,30 +197,27 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ListPayoutsRequest>,
     ) -> Result<Response<pb::ListPayoutsResponse>, Status> {
         let req = request.into_inner();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let limit = page_size(req.page_size)?;
+        let scope = ListScope::of(&req)?;
         let state = pb::PayoutState::try_from(req.state)
             .map_err(|_| Error::invalid("state", "not a PayoutState"))?;
-        let after = match untoken(&req.page_token)? {
-            Some(id) if id.chars().count() <= ID_MAX => id,
-            Some(_) => return Err(not_issued().into()),
-            None => String::new(),
-        };
-        let rows = self
+        let filter = state_key(state);
+        let page_start = scope.resume::<String>(&filter)?;
+        let page = self
             .app
-            .list_payouts(&merchant, state_key(state), &after, limit)
+            .list_payouts(
+                &scope.merchant,
+                filter,
+                page_start.after.as_deref(),
+                scope.limit,
+            )
             .await?;
-        let next = if rows.len() as i64 == limit {
-            rows.last().map(|p| token(&p.payout_id)).unwrap_or_default()
-        } else {
-            String::new()
-        };
         Ok(Response::new(pb::ListPayoutsResponse {
-            payouts: rows
+            payouts: page
+                .items
                 .iter()
-                .map(|p| payout(&merchant, p))
+                .map(|p| payout(&scope.merchant, p))
                 .collect::<Result<_>>()?,
-            next_page_token: next,
+            next_page_token: page_start.next_token(page.next),
         }))
     }
 
@@ -290,37 +241,26 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ListOpenInvoicesRequest>,
     ) -> Result<Response<pb::ListOpenInvoicesResponse>, Status> {
         let req = request.into_inner();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let limit = page_size(req.page_size)?;
-        let after = match untoken(&req.page_token)? {
-            None => None,
-            Some(t) => {
-                let (d, id) = t
-                    .split_once('|')
-                    .filter(|(_, id)| !id.is_empty() && id.chars().count() <= ID_MAX)
-                    .and_then(|(d, id)| Some((token_date(d)?, id.to_string())))
-                    .ok_or_else(not_issued)?;
-                Some((d, id))
-            }
-        };
+        let scope = ListScope::of(&req)?;
+        // No filter: the token is bound to the list and the merchant.
+        let page_start = scope.resume(&())?;
         let today = Utc::now().date_naive();
-        let (rows, totals) = self
+        let (page, totals) = self
             .app
-            .list_open_invoices(&merchant, after, limit, today)
+            .list_open_invoices(
+                &scope.merchant,
+                page_start.after.clone(),
+                scope.limit,
+                today,
+            )
             .await?;
-        let next = if rows.len() as i64 == limit {
-            rows.last()
-                .map(|i| token(&format!("{}|{}", i.invoice_date, i.invoice_id)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
         Ok(Response::new(pb::ListOpenInvoicesResponse {
-            invoices: rows
+            invoices: page
+                .items
                 .iter()
-                .map(|i| invoice(&merchant, i, today))
+                .map(|i| invoice(&scope.merchant, i, today))
                 .collect::<Result<_>>()?,
-            next_page_token: next,
+            next_page_token: page_start.next_token(page.next),
             ageing: totals
                 .iter()
                 .map(|(b, m)| pb::AgeingTotal {
@@ -336,16 +276,7 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ListJournalEntriesRequest>,
     ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
         let req = request.into_inner();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let limit = page_size(req.page_size)?;
-        let after = match untoken(&req.page_token)? {
-            None => 0,
-            Some(t) => t
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(not_issued)?,
-        };
+        let scope = ListScope::of(&req)?;
         fields::id("payout_id", &req.payout_id, ID_MAX)?;
         fields::id("order_id", &req.order_id, ID_MAX)?;
         fields::id("account", &req.account, 64)?;
@@ -356,25 +287,28 @@ impl LedgerService for LedgerApi {
             )
             .into());
         }
-        let (start, end) = time_range(req.start_time.as_ref(), req.end_time.as_ref())?;
+        if req.after_export_sequence < 0 {
+            return Err(Error::invalid("after_export_sequence", "must not be negative").into());
+        }
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let filter = EntryFilter {
             payout_id: nonempty(req.payout_id),
             order_id: nonempty(req.order_id),
             account: nonempty(req.account),
-            start,
-            end,
+            start: scope.window.start,
+            end: scope.window.end,
         };
-        let entries = self
+        // The poll cursor is a filter like the others: a page token is bound
+        // to it, and resumes after an entry past it.
+        let page_start = scope.resume::<i64>(&(&filter, req.after_export_sequence))?;
+        let after = page_start.after.unwrap_or(req.after_export_sequence);
+        let page = self
             .app
-            .list_journal_entries(&merchant, &filter, after, limit)
+            .list_journal_entries(&scope.merchant, &filter, after, scope.limit)
             .await?;
-        // The cursor always advances to the last entry seen, so an ERP that
-        // polls with it on the last page gets only entries booked later.
-        let last = entries.last().map_or(after, |e| e[0].export_seq);
         Ok(Response::new(pb::ListJournalEntriesResponse {
-            journal_entries: entries.iter().map(|e| entry(e)).collect::<Result<_>>()?,
-            next_page_token: token(&last.to_string()),
+            journal_entries: page.items.iter().map(|e| entry(e)).collect::<Result<_>>()?,
+            next_page_token: page_start.next_token(page.next),
         }))
     }
 

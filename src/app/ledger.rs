@@ -18,7 +18,10 @@ use crate::storage::ledger_reads::{
     self, ApplicationView, ApplicationsOf, BalanceView, EntryFilter, EntryLineView, InvoiceView,
     PayoutView,
 };
-use crate::storage::payout_facts;
+use crate::storage::{Page, page, payout_facts};
+
+/// A page of open invoices, by (invoice date, id).
+pub type InvoicePage = Page<InvoiceView, (NaiveDate, String)>;
 
 /// One category of a payout's bridge: gross, fees, net.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +113,26 @@ impl App {
         })
     }
 
+    /// A page of payouts by id, after `after`.
     pub async fn list_payouts(
         &self,
         merchant: &str,
         state: Option<PayoutState>,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<PayoutView>> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<PayoutView, String>> {
         let mut conn = self.store.conn().await?;
         let state = state.map(PayoutState::key);
-        ledger_reads::payouts(&mut conn, merchant, state, after, limit).await
+        let rows = ledger_reads::payouts(
+            &mut conn,
+            merchant,
+            state,
+            after.unwrap_or(""),
+            limit as i64 + 1,
+        )
+        .await?;
+        let (items, next) = page(rows, limit, |p| p.payout_id.clone());
+        Ok(Page { items, next })
     }
 
     pub async fn get_invoice(&self, merchant: &str, invoice_id: &str) -> Result<InvoiceDetail> {
@@ -143,11 +156,14 @@ impl App {
         &self,
         merchant: &str,
         after: Option<(NaiveDate, String)>,
-        limit: i64,
+        limit: usize,
         today: NaiveDate,
-    ) -> Result<(Vec<InvoiceView>, Vec<(&'static str, Money)>)> {
+    ) -> Result<(InvoicePage, Vec<(&'static str, Money)>)> {
         let mut conn = self.store.conn().await?;
-        let page = ledger_reads::open_invoices(&mut conn, merchant, after, limit).await?;
+        let rows =
+            ledger_reads::open_invoices(&mut conn, merchant, after, limit as i64 + 1).await?;
+        let (items, next) = page(rows, limit, |i| (i.invoice_date, i.invoice_id.clone()));
+        let page = Page { items, next };
         let mut totals: BTreeMap<(&'static str, String), Money> = BTreeMap::new();
         for i in ledger_reads::open_amounts(&mut conn, merchant).await? {
             let currency = Currency::from_code(&i.currency_code)
@@ -167,16 +183,20 @@ impl App {
         Ok((page, totals.into_iter().map(|((b, _), m)| (b, m)).collect()))
     }
 
+    /// A page of entries after the export sequence `after_seq`, in export
+    /// order, each with its lines; the next page starts after the last.
     pub async fn list_journal_entries(
         &self,
         merchant: &str,
         filter: &EntryFilter,
         after_seq: i64,
-        limit: i64,
-    ) -> Result<Vec<Vec<EntryLineView>>> {
+        limit: usize,
+    ) -> Result<Page<Vec<EntryLineView>, i64>> {
         let mut conn = self.store.conn().await?;
-        let rows = ledger_reads::entries(&mut conn, merchant, filter, after_seq, limit).await?;
-        Ok(group_entries(rows))
+        let rows =
+            ledger_reads::entries(&mut conn, merchant, filter, after_seq, limit as i64 + 1).await?;
+        let (items, next) = page(group_entries(rows), limit, |e| e[0].export_seq);
+        Ok(Page { items, next })
     }
 
     pub async fn trial_balance(
@@ -233,9 +253,11 @@ impl App {
         chart: &ChartOfAccounts,
         options: &NetsuiteOptions,
     ) -> Result<(String, i64)> {
-        let rows = self
-            .list_journal_entries(merchant, &EntryFilter::default(), after_seq, limit)
-            .await?;
+        let mut conn = self.store.conn().await?;
+        let filter = EntryFilter::default();
+        let rows = group_entries(
+            ledger_reads::entries(&mut conn, merchant, &filter, after_seq, limit).await?,
+        );
         let last = rows.last().map_or(after_seq, |e| e[0].export_seq);
         let entries = rebuild(merchant, rows)?;
         let csv = netsuite_csv(&entries, chart, options)

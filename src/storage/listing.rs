@@ -42,10 +42,11 @@ pub struct TimeWindow {
     pub end: Option<DateTime<Utc>>,
 }
 
-/// One page, and the cursor of the next when there is one.
-pub struct Page<T> {
+/// One page, and where the next starts when there is one (the sort key of
+/// the page's last row: a [`Cursor`], or a list's own key).
+pub struct Page<T, K = Cursor> {
     pub items: Vec<T>,
-    pub next: Option<Cursor>,
+    pub next: Option<K>,
 }
 
 pub(crate) enum Param {
@@ -136,11 +137,7 @@ impl Listing {
 
 /// Fetching one row more than asked tells whether another page exists
 /// without a COUNT.
-pub(crate) fn page<R>(
-    mut rows: Vec<R>,
-    limit: usize,
-    cursor: impl Fn(&R) -> Cursor,
-) -> (Vec<R>, Option<Cursor>) {
+pub fn page<R, K>(mut rows: Vec<R>, limit: usize, cursor: impl Fn(&R) -> K) -> (Vec<R>, Option<K>) {
     let next = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(cursor)

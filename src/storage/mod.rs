@@ -36,7 +36,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub use listing::{Cursor, INDEX_ORDER, Page, TimeWindow};
+pub use listing::{Cursor, INDEX_ORDER, Page, TimeWindow, page};
 
 /// The connection a use case runs its statements on, inside the
 /// transaction it opened.

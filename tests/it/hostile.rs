@@ -235,10 +235,12 @@ async fn forged_token(app: &TestApp, id: &str) -> String {
         .await
         .unwrap()
         .into_inner();
+    // "2|fingerprint|micros|id|checksum"
     let raw = String::from_utf8(hex::decode(&page.next_page_token).unwrap()).unwrap();
-    let mut parts: Vec<&str> = raw.splitn(4, '|').collect();
+    let (payload, sum) = raw.rsplit_once('|').unwrap();
+    let mut parts: Vec<&str> = payload.splitn(4, '|').collect();
     parts[3] = id;
-    hex::encode(parts.join("|"))
+    hex::encode(format!("{}|{sum}", parts.join("|")))
 }
 
 #[tokio::test]

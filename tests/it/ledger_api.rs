@@ -105,9 +105,11 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
     assert_eq!(open.ageing.len(), 1);
     assert_eq!(amount(&open.ageing[0].amount_open), "70.00 USD");
 
-    // The export cursor: pages of 2 give every entry once, in order.
+    // Pages of 2 give every entry once, in export order, and the last
+    // page's token is empty (the standard loop ends).
     let mut seen = vec![];
     let mut token = String::new();
+    let mut pages = 0;
     loop {
         let page = ledger
             .list_journal_entries(pb::ListJournalEntriesRequest {
@@ -119,14 +121,29 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
             .await
             .unwrap()
             .into_inner();
-        if page.journal_entries.is_empty() {
+        pages += 1;
+        assert!(!page.journal_entries.is_empty(), "page {pages} is empty");
+        seen.extend(page.journal_entries.iter().map(|e| e.export_sequence));
+        if page.next_page_token.is_empty() {
             break;
         }
-        seen.extend(page.journal_entries.iter().map(|e| e.export_sequence));
         token = page.next_page_token;
     }
     let total = t.count("SELECT count(*) FROM journal_entries").await;
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    assert_eq!(pages, (total + 1) / 2);
+    // Polling from the last entry seen finds nothing new.
+    let polled = ledger
+        .list_journal_entries(pb::ListJournalEntriesRequest {
+            parent: "merchants/acme".into(),
+            after_export_sequence: total,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(polled.journal_entries.is_empty());
+    assert!(polled.next_page_token.is_empty());
 
     let by_account = ledger
         .list_journal_entries(pb::ListJournalEntriesRequest {

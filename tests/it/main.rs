@@ -36,6 +36,8 @@ mod otlp_collector;
 mod otlp_http;
 mod otlp_metrics;
 mod otlp_tls;
+mod paging;
+mod paging_tokens;
 mod payout_fees;
 mod plans;
 mod plans_ledger;
