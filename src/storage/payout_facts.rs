@@ -241,10 +241,26 @@ pub async fn payout_records(
         .map(|r| r.record_id)
         .max()
         .unwrap_or(0);
+    let in_payout = payout.iter().any(|r| r.record_id == newest_record);
+    let (payouts, txns) = (records(payout)?, records(txns)?);
+    // Rows come in record id order: the newest of a list is its last.
+    let newest = if in_payout {
+        payouts.last()
+    } else {
+        txns.last()
+    };
+    let cause = newest.map(|r| {
+        let when = r
+            .source_update_time
+            .map(|t| format!(" as of {}", t.to_rfc3339()))
+            .unwrap_or_default();
+        format!("{}/{}{when}", r.source_system, r.source_id)
+    });
     Ok(PayoutFactRecords {
-        payouts: records(payout)?,
-        txns: records(txns)?,
+        payouts,
+        txns,
         newest_record,
+        cause: cause.unwrap_or_default(),
     })
 }
 
@@ -270,6 +286,9 @@ pub struct PayoutFactRecords {
     pub payouts: Vec<Record>,
     pub txns: Vec<Record>,
     pub newest_record: i64,
+    /// The newest record version among them, named for people
+    /// (`stripe/po_1 as of 2026-11-05T08:00:00+00:00`).
+    pub cause: String,
 }
 
 /// The payouts that earlier versions of these balance transactions named

@@ -94,6 +94,14 @@ async fn a_payout_paid_failed_and_paid_again_ends_applied_with_its_history() {
     assert_eq!(s.invoices, vec!["INV-7001 open 100.000"]);
     assert_eq!(s.balance("bank", "USD"), "0");
     assert_eq!(s.exceptions, vec!["cash.payout_failed po_7"]);
+    // Each mirror names the record version that caused it.
+    let named = t
+        .count(
+            "SELECT count(*) FROM journal_entries
+             WHERE memo LIKE 'Payout po_7 failed (per stripe/po_7 as of 2026-11-05T08:00:00+00:00): reverses %'",
+        )
+        .await;
+    assert_eq!(named, 3, "the payment, the fee sweep and the deposit");
     submit_and_drain(&t, &app, vec![paid("96.80", "2026-11-06T08:00:00Z")]).await;
     let again = LedgerState::read(&t).await;
     assert_eq!(again, once, "paid again books what paid once did");

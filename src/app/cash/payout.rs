@@ -146,16 +146,18 @@ impl PayoutJob<'_> {
         else {
             return Ok(None);
         };
-        let why = if is_failed(self.p.status) {
+        let what = if is_failed(self.p.status) {
             "failed"
         } else {
             "changed"
         };
+        // Each correction names the record version that caused it.
+        let why = format!("{what} (per {})", self.recs.cause);
         let reversal = Reversal {
             payout_id: self.payout_id,
             date: facts::date(self.payout),
             txns: &tied.txns,
-            why,
+            why: &why,
             currency: self.p.amount.currency,
         };
         failure::reverse_payout(conn, merchant, &reversal).await
