@@ -1,5 +1,5 @@
 //! Configuration: every setting has a flag and an environment variable
-//! (see `cli.rs`), and is validated here into [`Config`].
+//! (see `cli/mod.rs`), and is validated here into [`Config`].
 //!
 //! Settings are read through a lookup function keyed by environment variable
 //! name, as linkerd2-proxy reads its `Strings`: the binary passes what clap
@@ -34,7 +34,7 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// Every setting Tally reads. `cli.rs` declares the same flag and variable
+/// Every setting Tally reads. `cli/mod.rs` declares the same flag and variable
 /// for each (a unit test there checks that they agree).
 pub mod keys {
     use super::Key;
@@ -56,7 +56,7 @@ pub mod keys {
     pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
     pub const ALERT_CA_FILE: Key = key("--alert-ca-file", "TALLY_ALERT_CA_FILE");
 
-    /// All of them, for the tests that keep `cli.rs` and this list in step.
+    /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
     pub const ALL: [Key; 12] = [
         DATABASE_URL,
         GRPC_ADDR,

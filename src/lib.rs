@@ -19,4 +19,3 @@ pub mod proto;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
-pub mod timeline;

@@ -95,7 +95,7 @@ fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tally::timeline::fetch(
+    match runtime.block_on(tally::cli::trace::fetch(
         &args.addr,
         &args.merchant,
         &args.order,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::App;
+use super::judge::judge;
 use super::reconcile::{from_finding, reconcile};
-use super::settle::settle;
 use crate::domain::matching::record_findings;
 use crate::domain::record::Record;
 use crate::error::{Error, Result};
@@ -162,7 +162,9 @@ impl App {
                     });
                 }
                 // A connection the database dropped mid-call is UNAVAILABLE.
-                Err(Attempt::Failed(e)) => return Err(crate::storage::settle(&mut conn, e).await),
+                Err(Attempt::Failed(e)) => {
+                    return Err(crate::storage::explain_failure(&mut conn, e).await);
+                }
             }
             attempt += 1;
         }
@@ -300,7 +302,7 @@ async fn submit_in_tx(
     // traces are off).
     let mut spans = telemetry::spans::record_spans(merchant, sub.records.iter().copied());
     let trace: Vec<TraceIds> = spans.iter().map(|s| s.ids()).collect();
-    let judged = settle(conn, merchant, sub, &hashes, &trace).await?;
+    let judged = judge(conn, merchant, sub, &hashes, &trace).await?;
     // A balance transaction's new version may name another payout than the
     // one its earlier version was booked under: both are derived again.
     let moved: Vec<&str> = judged

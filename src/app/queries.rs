@@ -3,7 +3,7 @@
 //! and reasons all come from that one evaluation, never a merge made now
 //! mixed with a state settled at write time. An error on a connection the
 //! database dropped under the call is `DatabaseUnavailable`
-//! (`storage::settle`).
+//! (`storage::explain_failure`).
 
 use std::collections::BTreeSet;
 
@@ -16,7 +16,7 @@ use crate::domain::versions::histories;
 use crate::error::{Error, Result};
 use crate::storage::exceptions::{self, ExceptionFilter, ExceptionRow};
 use crate::storage::transactions::{self, ProjectionRow, TransactionFilter};
-use crate::storage::{Conn, Cursor, Page, record_log, record_versions, settled};
+use crate::storage::{Conn, Cursor, Page, explained, record_log, record_versions};
 
 /// Where one order's reconciliation stands: its transaction and the
 /// exceptions still open on it.
@@ -29,7 +29,7 @@ impl App {
     pub async fn get_transaction(&self, merchant: &str, order_id: &str) -> Result<Transaction> {
         let mut conn = self.store.conn().await?;
         let r = get_transaction(&mut conn, merchant, order_id).await;
-        settled(&mut conn, r).await
+        explained(&mut conn, r).await
     }
 
     pub async fn list_transactions(
@@ -44,7 +44,7 @@ impl App {
         let r = conn
             .transaction(async |conn| list_transactions(conn, merchant, filter, after, limit).await)
             .await;
-        settled(&mut conn, r).await
+        explained(&mut conn, r).await
     }
 
     pub async fn reconciliation_status(
@@ -55,7 +55,7 @@ impl App {
         let transaction = self.get_transaction(merchant, order_id).await?;
         let mut conn = self.store.conn().await?;
         let r = exceptions::unresolved(&mut conn, merchant, order_id).await;
-        let open_exceptions = settled(&mut conn, r).await?;
+        let open_exceptions = explained(&mut conn, r).await?;
         Ok(ReconciliationStatus {
             transaction,
             open_exceptions,
@@ -73,7 +73,7 @@ impl App {
         let r = conn
             .transaction(async |conn| exceptions::list(conn, merchant, filter, after, limit).await)
             .await;
-        settled(&mut conn, r).await
+        explained(&mut conn, r).await
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::matching::ExceptionType;
 use crate::domain::record::{Handoff, RecordKind};
 use crate::error::{Error, Result};
 use crate::storage::exceptions::{self, ExceptionRow};
-use crate::storage::{Conn, contracts, ledger_reads, record_log, settled, snapshot};
+use crate::storage::{Conn, contracts, explained, ledger_reads, record_log, snapshot};
 
 /// The audit, and the unresolved exceptions of each handoff.
 pub struct HandoffTrace {
@@ -29,7 +29,7 @@ impl App {
                 read(conn, merchant, order_id, now).await
             })
             .await;
-        settled(&mut conn, r).await
+        explained(&mut conn, r).await
     }
 }
 

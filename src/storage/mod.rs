@@ -113,7 +113,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// `DatabaseUnavailable` like every call after it. Every other error, and
 /// an `Internal` one on a connection that still answers, is left as it is.
 /// Costs nothing on success: it runs only on the failure path.
-pub async fn settle(conn: &mut Conn, e: Error) -> Error {
+pub async fn explain_failure(conn: &mut Conn, e: Error) -> Error {
     if !matches!(e, Error::Internal(_)) {
         return e;
     }
@@ -132,11 +132,11 @@ pub async fn settle(conn: &mut Conn, e: Error) -> Error {
     }
 }
 
-/// `settle` for a result: the error, if any, as the connection explains it.
-pub async fn settled<T>(conn: &mut Conn, r: Result<T>) -> Result<T> {
+/// `explain_failure` for a result: the error, if any, as the connection explains it.
+pub async fn explained<T>(conn: &mut Conn, r: Result<T>) -> Result<T> {
     match r {
         Ok(v) => Ok(v),
-        Err(e) => Err(settle(conn, e).await),
+        Err(e) => Err(explain_failure(conn, e).await),
     }
 }
 

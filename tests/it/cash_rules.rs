@@ -175,7 +175,7 @@ async fn a_payout_incomplete_past_its_lag_is_an_exception_naming_what_is_missing
         .await,
         "late_handoff"
     );
-    // The missing charge arrives: applied, and the exception settled by the rules.
+    // The missing charge arrives: applied, and the exception resolved by the rules.
     t.submit(vec![bt(
         "txn_w2", "charge", "ch_5201b", "50.00", "1.75", "po_w",
     )])

@@ -107,7 +107,7 @@ async fn a_refund_with_no_credit_memo_is_an_exception_naming_the_residual() {
     assert_ledger_sound(&t).await;
 
     // The payout fails: its bookings are mirrored, what it left on clearing
-    // with them, and its residual exception is settled by the rules.
+    // with them, and its residual exception is resolved by the rules.
     fail_payout(&t, &app, "po_c", "67.00").await;
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
     assert_eq!(
@@ -367,7 +367,7 @@ async fn a_credit_memo_arriving_after_its_refund_is_booked_and_settles_the_excep
     drain(&app, "acme").await;
     assert_eq!(account_balance(&t, "sales_returns").await, "30.00");
     assert_eq!(account_balance(&t, "processor_clearing").await, "0.00");
-    // The payout's residual is back to zero, and its exception settled by the rules.
+    // The payout's residual is back to zero, and its exception resolved by the rules.
     assert_eq!(
         t.count("SELECT count(*) FROM exceptions WHERE rule = 'ledger.clearing_residual' AND subject = 'po_k' AND state = 'resolved' AND resolved_by = 'rules'")
             .await,

@@ -1,7 +1,7 @@
 //! FEE_UNALLOCATED at payout level (seed 004's fee allocation gap): the ERP
 //! books a Stripe payout's net, the bank deposit, as sales, and the fees
 //! swept in that payout never reach a journal. Raised with its evidence,
-//! silent on a journal with a fee line or at gross, and settled by the rules
+//! silent on a journal with a fee line or at gross, and resolved by the rules
 //! when a corrected journal version or a separate fee journal arrives.
 
 use tally::app::App;
@@ -288,7 +288,7 @@ async fn a_payout_that_fails_settles_its_fee_exception_and_leaves_others_alone()
     assert_eq!(open(&fee_exceptions(&t).await), 2);
 
     // The bank returns `po`: what it swept is unbooked, so its exception
-    // is settled by the rules, with the step in its history; `other` stays.
+    // is resolved by the rules, with the step in its history; `other` stays.
     fail_payout(&t, &app, po, "145.05").await;
     let es = fee_exceptions(&t).await;
     assert_eq!(open(&es), 1, "{es:#?}");

@@ -269,7 +269,7 @@ async fn write_path_lookups_are_index_probes_without_statistics() {
         .replace("$1", &m)
         .replace("$2", "'{00000000-0000-0000-0000-000000000001}'::uuid[]");
     check_probes(
-        "exceptions settled by the rules, by key",
+        "exceptions resolved by the rules, by key",
         &explained(&c, &by_key).await,
     );
     let by_key = exceptions::RESOLVE_BY_KEY

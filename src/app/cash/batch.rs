@@ -211,7 +211,7 @@ pub(super) async fn catch_up_first(
         f.events.extend(p.events.iter().map(|(_, e)| e.clone()));
         merge(&mut plan, p);
     }
-    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await?;
+    residual::resolve_late_refunds(conn, merchant, &plan.late_refunds).await?;
     Ok(plan)
 }
 

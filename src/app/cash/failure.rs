@@ -21,7 +21,7 @@ use crate::storage::{Conn, deposits, ledger, ledger_entries};
 
 /// What a payout's own exceptions say of its bookings (fees swept but never
 /// journaled, money left on clearing) no longer holds once they are
-/// mirrored: settled by the rules, each with its history. Its orders'
+/// mirrored: resolved by the rules, each with its history. Its orders'
 /// exceptions stay: the money they are about is still theirs.
 const SETTLED_BY_REVERSAL: [&str; 2] = [payout_fee::RULE, RESIDUAL_RULE];
 

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use super::{
     APPLY_ORDER, APPLY_PAYOUT, batch, deposit, facts, fees, links, load_orders, lock_orders,
-    payout_entries_from, plan_error, raise_and_settle, residual, stored_events, waiting,
+    payout_entries_from, plan_error, raise_and_resolve, residual, stored_events, waiting,
 };
 use crate::domain::cash_application::completeness::{
     BalanceTxn, Completeness, PayoutBridge, payout_completeness,
@@ -85,7 +85,7 @@ pub(super) async fn write_applied(
 ) -> Result<()> {
     let mut plans = vec![(early, None)];
     plans.extend(applied.iter().map(|a| (&a.plan, Some(a.payout_id))));
-    raise_and_settle(conn, merchant, &plans).await?;
+    raise_and_resolve(conn, merchant, &plans).await?;
     let swept: Vec<PayoutFees> = applied
         .iter()
         .map(|a| PayoutFees {
@@ -141,7 +141,7 @@ pub(super) async fn write_applied(
         ledger::insert_entry_groups(c, merchant, &groups).instrument(span),
     )?;
     for a in applied {
-        residual::settle_late_refunds(conn, merchant, &a.plan.late_refunds).await?;
+        residual::resolve_late_refunds(conn, merchant, &a.plan.late_refunds).await?;
     }
     Ok(())
 }

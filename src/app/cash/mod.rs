@@ -418,7 +418,7 @@ async fn write_plan(
     ledger::insert_entry_groups(conn, merchant, &groups)
         .instrument(journal_span(merchant, payout_id, plan.entries.len(), links))
         .await?;
-    residual::settle_late_refunds(conn, merchant, &plan.late_refunds).await
+    residual::resolve_late_refunds(conn, merchant, &plan.late_refunds).await
 }
 
 /// Where a plan's own entries end and its payout's begin: the orders' own
@@ -450,12 +450,12 @@ async fn write_records(
         .map(|(p, payout)| (&p.applications[..], *payout))
         .collect();
     ledger::record_invoices(conn, merchant, &booked, &applied).await?;
-    raise_and_settle(conn, merchant, plans).await
+    raise_and_resolve(conn, merchant, plans).await
 }
 
 /// The plans' exceptions, plan by plan, in order (a later plan may raise
-/// again what an earlier one settled): raised, and settled by the rules.
-async fn raise_and_settle(
+/// again what an earlier one settled): raised, and resolved by the rules.
+async fn raise_and_resolve(
     conn: &mut Conn,
     merchant: &str,
     plans: &[(&Plan, Option<&str>)],

@@ -215,7 +215,7 @@ impl PayoutJob<'_> {
 
     /// The exception for a deposit the bank showed for this payout that its
     /// facts now disagree with: failed (`booked` None) or booked at another
-    /// amount. Settled when they agree again.
+    /// amount. Resolved when they agree again.
     async fn deposit_disagrees(
         &self,
         conn: &mut Conn,

@@ -1,6 +1,6 @@
 //! A refund booked late (its credit memo arrived after the payout that paid it out): the
 //! payout's clearing residual shrinks by what the refund entry took off clearing, and the
-//! payout's `ledger.clearing_residual` exception is settled by the rules once it is zero
+//! payout's `ledger.clearing_residual` exception is resolved by the rules once it is zero
 //! (reworded with the amount still left otherwise).
 
 use rust_decimal::Decimal;
@@ -13,7 +13,7 @@ use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::storage::{Conn, deposits, payouts};
 
-pub(super) async fn settle_late_refunds(
+pub(super) async fn resolve_late_refunds(
     conn: &mut Conn,
     merchant: &str,
     late: &[(String, Vec<Money>)],

@@ -18,7 +18,7 @@ use super::ingest::{Outcome, RecordOutcome, Submission};
 use super::reconcile::conflict;
 use crate::domain::canonical::hash_record_payload;
 use crate::domain::record::{Record, RecordKey};
-use crate::domain::versions::{Verdict, judge};
+use crate::domain::versions::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::storage::record_log::{self, AcceptedRow, LogColumns, TraceIds};
 use crate::storage::{Conn, exceptions, links, record_versions};
@@ -28,7 +28,7 @@ use crate::storage::{Conn, exceptions, links, record_versions};
 const MAX_RACES: usize = 32;
 
 /// The verdict on each record of a submission.
-pub(super) struct Settled {
+pub(super) struct Judged {
     pub outcomes: Vec<Outcome>,
     /// Duplicates, stale versions and conflicts, logged for the audit trail.
     pub repeats: LogColumns,
@@ -50,16 +50,16 @@ struct State {
     canonical: HashMap<i64, [u8; 32]>,
     /// Each record's outcome, once settled.
     by_index: Vec<Option<Outcome>>,
-    settled: Settled,
+    settled: Judged,
 }
 
-pub(super) async fn settle(
+pub(super) async fn judge(
     conn: &mut Conn,
     merchant: &str,
     sub: &Submission<'_>,
     hashes: &[[u8; 32]],
     trace: &[TraceIds],
-) -> Result<Settled> {
+) -> Result<Judged> {
     let n = sub.records.len();
     // The i-th arrival of each key in the batch is settled in round i, as
     // if the batch were sent one record at a time. Almost every batch is
@@ -81,7 +81,7 @@ pub(super) async fn settle(
         current: fetch(conn, merchant, keys.iter()).await?,
         canonical: HashMap::new(),
         by_index: vec![None; n],
-        settled: Settled {
+        settled: Judged {
             outcomes: vec![],
             repeats: LogColumns::default(),
             conflicts: vec![],
@@ -220,7 +220,7 @@ async fn settle_round(
     for (&i, same) in existing.iter().zip(same) {
         let r = sub.records[i];
         let row = &current[&r.key()];
-        match judge(same, r.source_update_time, row.source_update_time) {
+        match versions::judge(same, r.source_update_time, row.source_update_time) {
             Verdict::Update => updates.push((i, row.record_id)),
             verdict => {
                 let arrival = (r, &hashes[i], trace[i].clone());
@@ -309,7 +309,7 @@ fn repeat(
     (r, hash, trace): (&Record, &[u8; 32], TraceIds),
     row: &AcceptedRow,
     verdict: Verdict,
-    s: &mut Settled,
+    s: &mut Judged,
 ) -> Outcome {
     let outcome = match verdict {
         Verdict::Duplicate => RecordOutcome::Duplicate,
@@ -350,7 +350,7 @@ fn outcome_of(
 /// to the first of them, and every one of them is reconciled (and reads
 /// EXCEPTION while the conflict is open), instead of an exception of no
 /// order that leaves them MATCHED.
-async fn attach_conflicts(conn: &mut Conn, merchant: &str, s: &mut Settled) -> Result<()> {
+async fn attach_conflicts(conn: &mut Conn, merchant: &str, s: &mut Judged) -> Result<()> {
     let orphans: Vec<i64> = s
         .conflicts
         .iter()

@@ -1,8 +1,10 @@
-//! The command line: `tally serve | migrate | worker`. Every option is also read from
+//! The command line: `tally serve | migrate | worker | trace | journals`. Every option is also read from
 //! its environment variable (the flag wins); clap parses, and
 //! [`crate::config::Config`] validates, so an error names the flag, the
 //! variable and the bad value. A new command is one variant of [`Command`]
 //! with the options it needs.
+
+pub mod trace;
 
 use clap::{Args, Parser, Subcommand};
 
