@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::App;
 use crate::domain::currency::Currency;
 use crate::domain::ledger::{
-    AccountRole, ChartOfAccounts, EntryDraft, ExternalId, JournalEntry, JournalLine,
+    AccountRole, ChartOfAccounts, EntryDraft, ExternalId, JournalLine, LedgerEntry,
     NetsuiteOptions, netsuite_csv,
 };
 use crate::domain::money::Money;
@@ -211,7 +211,7 @@ impl App {
 
 /// Rebuilds stored entries (one row per line) as domain entries, checked
 /// again on the way: a stored entry that no longer balances is corrupt data.
-pub fn rebuild(merchant: &str, rows: Vec<Vec<EntryLineView>>) -> Result<Vec<JournalEntry>> {
+pub fn rebuild(merchant: &str, rows: Vec<Vec<EntryLineView>>) -> Result<Vec<LedgerEntry>> {
     rows.into_iter()
         .map(|lines| {
             let head = &lines[0];
@@ -229,7 +229,7 @@ pub fn rebuild(merchant: &str, rows: Vec<Vec<EntryLineView>>) -> Result<Vec<Jour
                 };
                 out.push(line.memo(l.memo.clone()).order(l.order_id.as_deref()));
             }
-            JournalEntry::new(EntryDraft {
+            LedgerEntry::new(EntryDraft {
                 external_id: ExternalId::stored(head.external_id.clone()),
                 merchant_id: merchant.to_string(),
                 effective_date: head.effective_date,

@@ -18,7 +18,7 @@ use super::statement::{Bind, statement};
 use crate::domain::cash_application::plan::{AppliedCash, CashEvent, EventKind};
 use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{FeeShare, InvoiceBooking, Tender};
-use crate::domain::ledger::{JournalEntry, SourceRef};
+use crate::domain::ledger::{LedgerEntry, SourceRef};
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
 
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 pub async fn insert_entries(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    entries: &[JournalEntry],
+    entries: &[LedgerEntry],
     payout_id: Option<&str>,
 ) -> Result<()> {
     insert_entry_groups(conn, merchant, &[(entries, payout_id)]).await
@@ -41,13 +41,13 @@ pub async fn insert_entries(
 pub async fn insert_entry_groups(
     conn: &AsyncPgConnection,
     merchant: &str,
-    groups: &[(&[JournalEntry], Option<&str>)],
+    groups: &[(&[LedgerEntry], Option<&str>)],
 ) -> Result<()> {
     let n: usize = groups.iter().map(|(e, _)| e.len()).sum();
     if n == 0 {
         return Ok(());
     }
-    let mut entries: Vec<(&JournalEntry, Option<&str>)> = Vec::with_capacity(n);
+    let mut entries: Vec<(&LedgerEntry, Option<&str>)> = Vec::with_capacity(n);
     for (group, payout_id) in groups {
         entries.extend(group.iter().map(|e| (e, *payout_id)));
     }

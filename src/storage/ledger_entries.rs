@@ -16,7 +16,7 @@ use crate::domain::currency::Currency;
 use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::{EntryDraft, ExternalId, SourceKind};
 use crate::domain::ledger::posting::Tender;
-use crate::domain::ledger::{JournalEntry, JournalLine, SourceRef};
+use crate::domain::ledger::{JournalLine, LedgerEntry, SourceRef};
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
 
@@ -67,7 +67,7 @@ pub async fn payout_entries(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     payout_id: &str,
-) -> Result<Vec<JournalEntry>> {
+) -> Result<Vec<LedgerEntry>> {
     let rows: Vec<LineRow> = statement(
         "SELECT e.entry_id, e.external_id, e.effective_date, e.memo AS entry_memo, e.source_refs,
              l.account, l.currency_code, l.debit, l.credit, l.memo, l.order_id
@@ -109,7 +109,7 @@ pub async fn payout_entries(
         .filter_map(|id| drafts.remove(&id))
         .map(|d| {
             let id = d.external_id.as_str().to_string();
-            JournalEntry::new(d).map_err(|e| Error::corrupt(format!("journal entry {id}"), e))
+            LedgerEntry::new(d).map_err(|e| Error::corrupt(format!("journal entry {id}"), e))
         })
         .collect()
 }

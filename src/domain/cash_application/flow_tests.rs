@@ -13,7 +13,7 @@ use crate::domain::ledger::posting::{
 };
 use crate::domain::ledger::test_support::{cur, day};
 use crate::domain::ledger::{
-    AccountRole, ClearingCheck, JournalEntry, check_clearing, trial_balance,
+    AccountRole, ClearingCheck, LedgerEntry, check_clearing, trial_balance,
 };
 use crate::domain::money::Money;
 
@@ -30,7 +30,7 @@ enum Fact {
 
 struct Books {
     cash: OrderCash,
-    entries: Vec<JournalEntry>,
+    entries: Vec<LedgerEntry>,
     captures: Vec<String>,
 }
 
@@ -180,7 +180,7 @@ impl Books {
 }
 
 /// Pays the order's net captures out with a fee of `fee_units` per capture.
-fn pay_out(books: &Books, fee_units: i64) -> Vec<JournalEntry> {
+fn pay_out(books: &Books, fee_units: i64) -> Vec<LedgerEntry> {
     let usd = cur("USD");
     let fees: Vec<FeeItem> = books
         .captures

@@ -10,7 +10,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::ledger::{ExternalId, JournalEntry, LedgerError};
+use crate::domain::ledger::{ExternalId, LedgerEntry, LedgerError};
 use crate::domain::record::{Body, PayoutStatus, Record};
 
 /// A payout's state, stored in one place (`storage`) and mapped to the API in
@@ -161,9 +161,9 @@ pub fn processor_id(id: &str) -> &str {
 /// deposit are keyed by the payout, so a re-application would collide).
 pub fn round_entry(
     merchant: &str,
-    entry: JournalEntry,
+    entry: LedgerEntry,
     round: u32,
-) -> Result<JournalEntry, LedgerError> {
+) -> Result<LedgerEntry, LedgerError> {
     if round == 0 {
         return Ok(entry);
     }

@@ -19,7 +19,7 @@ use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{
     self, Conversion, FeeShare, InvoiceBooking, PaymentBooking, Tender,
 };
-use crate::domain::ledger::{ClearingCheck, JournalEntry, LedgerError, check_clearing};
+use crate::domain::ledger::{ClearingCheck, LedgerEntry, LedgerError, check_clearing};
 use crate::domain::money::Money;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub struct Problem {
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub entries: Vec<JournalEntry>,
+    pub entries: Vec<LedgerEntry>,
     /// New events per order, in the order they were applied.
     pub events: Vec<(String, CashEvent)>,
     pub applications: Vec<AppliedCash>,
@@ -461,7 +461,7 @@ fn release_entry(
     trigger: &str,
     date: NaiveDate,
     released: Vec<Application>,
-) -> Result<Option<(JournalEntry, Vec<AppliedCash>)>, PlanError> {
+) -> Result<Option<(LedgerEntry, Vec<AppliedCash>)>, PlanError> {
     if released.is_empty() {
         return Ok(None);
     }
@@ -556,7 +556,7 @@ pub use failure::{Booked, FailurePlan, live_entries, plan_failure};
 /// Clearing over the payout's entries; a residual is an exception naming the amount.
 fn clearing(
     plan: &mut Plan,
-    payout_entries: &[JournalEntry],
+    payout_entries: &[LedgerEntry],
     payout_id: &str,
 ) -> Result<(), PlanError> {
     if let ClearingCheck::Residual(residual) = check_clearing(payout_entries)? {

@@ -22,17 +22,17 @@ use crate::domain::ledger::posting::{
     PAYMENT_MEMO, Tender, book_payout_failure, book_refund, book_unapplied_return,
     failure_mirror_id,
 };
-use crate::domain::ledger::{ExternalId, JournalEntry, LedgerError};
+use crate::domain::ledger::{ExternalId, LedgerEntry, LedgerError};
 use crate::domain::money::Money;
 
 #[derive(Debug, Clone, Default)]
 pub struct FailurePlan {
     /// Mirrors of the payout's live entries: the payout's own.
-    pub entries: Vec<JournalEntry>,
+    pub entries: Vec<LedgerEntry>,
     /// What its orders' cash books on the way (held cash flowing into reopened invoices,
     /// refunds booked late mirrored, waiting refunds booked): the orders' own, so a later
     /// reversal of the payout does not take them back as if they were its.
-    pub order_entries: Vec<JournalEntry>,
+    pub order_entries: Vec<LedgerEntry>,
     pub events: Vec<(String, CashEvent)>,
     /// The payout's applications, negated.
     pub applications: Vec<AppliedCash>,
@@ -46,7 +46,7 @@ pub struct FailurePlan {
 /// processor money it is known to have applied, as (order, id) pairs of its booked round.
 pub struct Booked<'a> {
     /// Every entry naming the payout, mirrors of earlier rounds included.
-    pub entries: &'a [JournalEntry],
+    pub entries: &'a [LedgerEntry],
     pub applied: &'a [AppliedCash],
     pub payments: &'a [(String, String)],
     pub refunds: &'a [(String, String)],
@@ -228,8 +228,8 @@ fn reversal_event(
 
 /// What the payout's own live entries booked of one refund against one credit memo (the
 /// returns, tax and shipping they debit).
-fn own_refund(live: &[JournalEntry], a: &RefundApplication) -> Result<Money, LedgerError> {
-    let names = |e: &JournalEntry, kind: SourceKind, id: &str| {
+fn own_refund(live: &[LedgerEntry], a: &RefundApplication) -> Result<Money, LedgerError> {
+    let names = |e: &LedgerEntry, kind: SourceKind, id: &str| {
         e.source_refs().iter().any(|s| s.kind == kind && s.id == id)
     };
     let mut total = Money::zero(a.amount.currency);
@@ -254,7 +254,7 @@ fn own_refund(live: &[JournalEntry], a: &RefundApplication) -> Result<Money, Led
 
 /// The payout's entries that stand: neither a mirror of another nor mirrored since (a
 /// payout derived again has earlier rounds and their mirrors among its entries).
-pub fn live_entries(payout_id: &str, entries: &[JournalEntry]) -> Vec<JournalEntry> {
+pub fn live_entries(payout_id: &str, entries: &[LedgerEntry]) -> Vec<LedgerEntry> {
     let ids: BTreeSet<&str> = entries.iter().map(|e| e.external_id().as_str()).collect();
     let mirrors: BTreeSet<String> = entries
         .iter()
@@ -278,7 +278,7 @@ type OrderMoney = BTreeSet<(String, String)>;
 /// caller knows of from its balance transactions: one that moved to another payout since
 /// is found by its entry, one held without an entry (a refund waiting for its credit memo)
 /// by its transaction.
-fn money_of(live: &[JournalEntry], booked: &Booked<'_>) -> (OrderMoney, OrderMoney) {
+fn money_of(live: &[LedgerEntry], booked: &Booked<'_>) -> (OrderMoney, OrderMoney) {
     let mut payments: BTreeSet<(String, String)> = booked.payments.iter().cloned().collect();
     let mut refunds: BTreeSet<(String, String)> = booked.refunds.iter().cloned().collect();
     for e in live {

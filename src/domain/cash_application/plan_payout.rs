@@ -11,7 +11,7 @@ use crate::domain::cash_application::payout_state::round_entry;
 use crate::domain::ledger::posting::{
     self, Conversion, DisputeBooking, FeeItem, PaymentBooking, Tender,
 };
-use crate::domain::ledger::{JournalEntry, LedgerError};
+use crate::domain::ledger::{LedgerEntry, LedgerError};
 use crate::domain::money::Money;
 
 /// A balance transaction of a payout that names no order it can be applied to.
@@ -71,7 +71,7 @@ pub fn plan_payout(
     if payout.round > 0 {
         rekey(merchant, payout, &mut plan)?;
     }
-    let payout_entries: Vec<JournalEntry> = plan.entries[first_payout_entry..].to_vec();
+    let payout_entries: Vec<LedgerEntry> = plan.entries[first_payout_entry..].to_vec();
     clearing(&mut plan, &payout_entries, &payout.payout_id)?;
     Ok(plan)
 }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use super::accounts::AccountRole;
-use super::journal::{JournalEntry, LedgerError};
+use super::journal::{LedgerEntry, LedgerError};
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
 
 /// Net balance (debit positive) per account and currency over `entries`, checked.
 pub fn trial_balance<'a>(
-    entries: impl IntoIterator<Item = &'a JournalEntry>,
+    entries: impl IntoIterator<Item = &'a LedgerEntry>,
 ) -> Result<BTreeMap<(AccountRole, Currency), Decimal>, LedgerError> {
     let mut balances: BTreeMap<(AccountRole, Currency), Decimal> = BTreeMap::new();
     for entry in entries {
@@ -60,7 +60,7 @@ pub enum ClearingCheck {
 
 /// The processor-clearing balance over a payout's entries, per currency.
 pub fn check_clearing<'a>(
-    entries: impl IntoIterator<Item = &'a JournalEntry>,
+    entries: impl IntoIterator<Item = &'a LedgerEntry>,
 ) -> Result<ClearingCheck, LedgerError> {
     let residual: Vec<Money> = trial_balance(entries)?
         .into_iter()

@@ -1,6 +1,6 @@
 //! Journal entries: balanced double-entry bookings with stable external ids.
 //!
-//! A `JournalEntry` can only be built through `JournalEntry::new`, which refuses anything a
+//! A `LedgerEntry` can only be built through `LedgerEntry::new`, which refuses anything a
 //! ledger must never hold (an unbalanced entry, a line on both sides or neither, a negative
 //! amount, fewer than two lines). Storage and export therefore never re-check; they read.
 
@@ -212,7 +212,7 @@ impl JournalLine {
 
     /// Debit positive, credit negative: the line's effect on its account's balance.
     pub fn signed(&self) -> Decimal {
-        // A line carries money on one side only (`JournalEntry::new` refuses others), so no
+        // A line carries money on one side only (`LedgerEntry::new` refuses others), so no
         // arithmetic is needed; a line under construction with both sides never overflows
         // either, its sides being non-negative, and saturates rather than panics if not.
         if self.credit.amount.is_zero() {
@@ -246,13 +246,13 @@ pub struct EntryDraft {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
+pub struct LedgerEntry {
     draft: EntryDraft,
 }
 
-impl JournalEntry {
+impl LedgerEntry {
     /// Checks every line and that debits equal credits in each currency.
-    pub fn new(draft: EntryDraft) -> Result<JournalEntry, LedgerError> {
+    pub fn new(draft: EntryDraft) -> Result<LedgerEntry, LedgerError> {
         if draft.merchant_id.trim().is_empty() {
             return Err(LedgerError::MissingMerchant);
         }
@@ -271,7 +271,7 @@ impl JournalEntry {
                 });
             }
         }
-        Ok(JournalEntry { draft })
+        Ok(LedgerEntry { draft })
     }
 
     pub fn external_id(&self) -> &ExternalId {
@@ -280,10 +280,10 @@ impl JournalEntry {
 
     /// The same entry under another id (a payout derived again books its round's
     /// entries under ids of their own); checked again like any new entry.
-    pub fn with_external_id(self, id: ExternalId) -> Result<JournalEntry, LedgerError> {
+    pub fn with_external_id(self, id: ExternalId) -> Result<LedgerEntry, LedgerError> {
         let mut draft = self.draft;
         draft.external_id = id;
-        JournalEntry::new(draft)
+        LedgerEntry::new(draft)
     }
 
     pub fn merchant_id(&self) -> &str {
@@ -343,8 +343,8 @@ impl JournalEntry {
         external_id: ExternalId,
         effective_date: NaiveDate,
         memo: impl Into<String>,
-    ) -> Result<JournalEntry, LedgerError> {
-        JournalEntry::new(EntryDraft {
+    ) -> Result<LedgerEntry, LedgerError> {
+        LedgerEntry::new(EntryDraft {
             external_id,
             merchant_id: self.draft.merchant_id.clone(),
             effective_date,

@@ -22,7 +22,7 @@ fn credit(role: AccountRole, s: &str) -> JournalLine {
 
 #[test]
 fn a_balanced_entry_is_accepted_and_reads_back() {
-    let entry = JournalEntry::new(draft(vec![
+    let entry = LedgerEntry::new(draft(vec![
         debit(AccountRole::Bank, "97.00 USD"),
         debit(AccountRole::ProcessingFees, "3.00 USD"),
         credit(AccountRole::ProcessorClearing, "100.00 USD"),
@@ -43,7 +43,7 @@ fn a_balanced_entry_is_accepted_and_reads_back() {
 
 #[test]
 fn an_unbalanced_entry_is_refused_with_its_totals() {
-    let err = JournalEntry::new(draft(vec![
+    let err = LedgerEntry::new(draft(vec![
         debit(AccountRole::Bank, "97.00 USD"),
         credit(AccountRole::ProcessorClearing, "97.01 USD"),
     ]))
@@ -55,7 +55,7 @@ fn an_unbalanced_entry_is_refused_with_its_totals() {
 fn balance_is_per_currency_not_across_currencies() {
     // 100 USD of debits against 100 EUR of credits sums to zero numerically, but is two
     // unbalanced currencies.
-    let err = JournalEntry::new(draft(vec![
+    let err = LedgerEntry::new(draft(vec![
         debit(AccountRole::Bank, "100 USD"),
         credit(AccountRole::ProcessorClearing, "100 EUR"),
     ]))
@@ -63,7 +63,7 @@ fn balance_is_per_currency_not_across_currencies() {
     assert!(matches!(err, LedgerError::Unbalanced { .. }));
     // With a conversion leg in each currency it balances.
     assert!(
-        JournalEntry::new(draft(vec![
+        LedgerEntry::new(draft(vec![
             debit(AccountRole::Bank, "108 USD"),
             credit(AccountRole::FxGainLoss, "108 USD"),
             debit(AccountRole::FxGainLoss, "100 EUR"),
@@ -76,11 +76,11 @@ fn balance_is_per_currency_not_across_currencies() {
 #[test]
 fn refuses_malformed_lines() {
     let one = draft(vec![debit(AccountRole::Bank, "1 USD")]);
-    assert_eq!(JournalEntry::new(one), Err(LedgerError::TooFewLines(1)));
+    assert_eq!(LedgerEntry::new(one), Err(LedgerError::TooFewLines(1)));
 
     let mut both = debit(AccountRole::Bank, "1 USD");
     both.credit = m("1 USD");
-    let err = JournalEntry::new(draft(vec![both, credit(AccountRole::Rounding, "0 USD")]));
+    let err = LedgerEntry::new(draft(vec![both, credit(AccountRole::Rounding, "0 USD")]));
     assert_eq!(err, Err(LedgerError::BothSides { line: 0 }));
 
     let neither = draft(vec![
@@ -89,7 +89,7 @@ fn refuses_malformed_lines() {
         debit(AccountRole::Bank, "0 USD"),
     ]);
     assert_eq!(
-        JournalEntry::new(neither),
+        LedgerEntry::new(neither),
         Err(LedgerError::NeitherSide { line: 2 })
     );
 
@@ -98,20 +98,20 @@ fn refuses_malformed_lines() {
         credit(AccountRole::Rounding, "-1 USD"),
     ]);
     assert_eq!(
-        JournalEntry::new(negative),
+        LedgerEntry::new(negative),
         Err(LedgerError::Negative { line: 0 })
     );
 
     let mut mixed = debit(AccountRole::Bank, "1 USD");
     mixed.credit = Money::zero(cur("EUR"));
-    let err = JournalEntry::new(draft(vec![mixed, credit(AccountRole::Rounding, "1 USD")]));
+    let err = LedgerEntry::new(draft(vec![mixed, credit(AccountRole::Rounding, "1 USD")]));
     assert_eq!(err, Err(LedgerError::LineCurrencyMismatch { line: 0 }));
 
     let fine = JournalLine::debit(
         AccountRole::Bank,
         Money::new(Decimal::new(1001, 3), cur("USD")),
     );
-    let err = JournalEntry::new(draft(vec![
+    let err = LedgerEntry::new(draft(vec![
         fine,
         JournalLine::credit(
             AccountRole::Rounding,
@@ -125,13 +125,13 @@ fn refuses_malformed_lines() {
         credit(AccountRole::Rounding, "1 USD"),
     ]);
     nobody.merchant_id = " ".into();
-    assert_eq!(JournalEntry::new(nobody), Err(LedgerError::MissingMerchant));
+    assert_eq!(LedgerEntry::new(nobody), Err(LedgerError::MissingMerchant));
 }
 
 #[test]
 fn overflow_is_an_error_not_a_panic() {
     let big = Money::new(Decimal::MAX, cur("USD"));
-    let err = JournalEntry::new(draft(vec![
+    let err = LedgerEntry::new(draft(vec![
         JournalLine::debit(AccountRole::Bank, big),
         JournalLine::debit(AccountRole::Bank, big),
         JournalLine::credit(AccountRole::Rounding, big),
@@ -146,7 +146,7 @@ fn overflow_is_an_error_not_a_panic() {
 
 #[test]
 fn a_reversal_swaps_every_line_and_still_balances() {
-    let entry = JournalEntry::new(draft(vec![
+    let entry = LedgerEntry::new(draft(vec![
         debit(AccountRole::Bank, "97.00 USD"),
         credit(AccountRole::ProcessorClearing, "97.00 USD"),
     ]))

@@ -14,7 +14,7 @@ pub mod posting;
 pub use accounts::{AccountOverride, AccountRole, ChartConfig, ChartError, ChartOfAccounts};
 pub use balances::{ClearingCheck, check_clearing, trial_balance};
 pub use journal::{
-    EntryDraft, ExternalId, JournalEntry, JournalLine, LedgerError, SourceKind, SourceRef,
+    EntryDraft, ExternalId, JournalLine, LedgerEntry, LedgerError, SourceKind, SourceRef,
 };
 pub use netsuite::{NetsuiteOptions, netsuite_csv};
 

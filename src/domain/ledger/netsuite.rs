@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::accounts::{AccountRole, ChartOfAccounts};
-use super::journal::{JournalEntry, JournalLine, LedgerError};
+use super::journal::{JournalLine, LedgerEntry, LedgerError};
 use crate::domain::currency::Currency;
 
 pub const NETSUITE_COLUMNS: [&str; 12] = [
@@ -49,7 +49,7 @@ pub struct NetsuiteOptions {
 
 /// The CSV text, header first, journals in the order given, lines in entry order.
 pub fn netsuite_csv(
-    entries: &[JournalEntry],
+    entries: &[LedgerEntry],
     chart: &ChartOfAccounts,
     options: &NetsuiteOptions,
 ) -> Result<String, LedgerError> {
@@ -88,7 +88,7 @@ struct JournalHeader<'a> {
 }
 
 /// One currency's lines as NetSuite will hold them: at most 2 decimals, still balanced.
-fn export_lines(entry: &JournalEntry, currency: Currency) -> Result<Vec<JournalLine>, LedgerError> {
+fn export_lines(entry: &LedgerEntry, currency: Currency) -> Result<Vec<JournalLine>, LedgerError> {
     let mut lines: Vec<JournalLine> = entry
         .lines()
         .iter()
@@ -210,8 +210,8 @@ mod tests {
         }
     }
 
-    fn entry(memo: &str, lines: Vec<JournalLine>) -> JournalEntry {
-        JournalEntry::new(EntryDraft {
+    fn entry(memo: &str, lines: Vec<JournalLine>) -> LedgerEntry {
+        LedgerEntry::new(EntryDraft {
             external_id: ExternalId::derive("m1", "t", &[memo]),
             merchant_id: "m1".into(),
             effective_date: day(23),

@@ -1,5 +1,5 @@
 //! Posting rules: one pure function per event of the booking table (DOMAIN.md, "How the
-//! money moves"), each turning facts the worker has gathered into a checked `JournalEntry`.
+//! money moves"), each turning facts the worker has gathered into a checked `LedgerEntry`.
 //!
 //! | event                              | debit                                  | credit                                  | rule |
 //! |------------------------------------|----------------------------------------|-----------------------------------------|------|
@@ -40,7 +40,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::accounts::AccountRole;
-use super::journal::{EntryDraft, ExternalId, JournalEntry, JournalLine, LedgerError, SourceRef};
+use super::journal::{EntryDraft, ExternalId, JournalLine, LedgerEntry, LedgerError, SourceRef};
 use crate::domain::money::Money;
 
 /// How the processor turned presentment money into settlement money: `rate` is the
@@ -137,8 +137,8 @@ pub(crate) struct Header<'a> {
     pub sources: Vec<SourceRef>,
 }
 
-pub(crate) fn entry(h: Header<'_>, lines: Vec<JournalLine>) -> Result<JournalEntry, LedgerError> {
-    JournalEntry::new(EntryDraft {
+pub(crate) fn entry(h: Header<'_>, lines: Vec<JournalLine>) -> Result<LedgerEntry, LedgerError> {
+    LedgerEntry::new(EntryDraft {
         external_id: ExternalId::derive(h.merchant_id, h.kind, h.keys),
         merchant_id: h.merchant_id.to_string(),
         effective_date: h.date,

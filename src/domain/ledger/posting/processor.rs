@@ -10,7 +10,7 @@ use crate::domain::allocation::allocate_money;
 use crate::domain::currency::Currency;
 use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::{
-    ExternalId, JournalEntry, JournalLine, LedgerError, SourceKind, SourceRef, add, sum,
+    ExternalId, JournalLine, LedgerEntry, LedgerError, SourceKind, SourceRef, add, sum,
 };
 use crate::domain::money::Money;
 
@@ -34,7 +34,7 @@ pub struct FeeShare {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeeSweep {
     /// None when the fees net to zero: there is nothing to book.
-    pub entry: Option<JournalEntry>,
+    pub entry: Option<LedgerEntry>,
     pub total: Money,
     pub shares: Vec<FeeShare>,
 }
@@ -170,15 +170,12 @@ pub struct DisputeBooking {
 }
 
 /// Dr chargebacks, dispute fees / Cr processor clearing.
-pub fn book_dispute(merchant_id: &str, d: &DisputeBooking) -> Result<JournalEntry, LedgerError> {
+pub fn book_dispute(merchant_id: &str, d: &DisputeBooking) -> Result<LedgerEntry, LedgerError> {
     dispute_entry(merchant_id, d, false)
 }
 
 /// A won dispute gives back the amount and the fee: the dispute entry mirrored.
-pub fn book_dispute_won(
-    merchant_id: &str,
-    d: &DisputeBooking,
-) -> Result<JournalEntry, LedgerError> {
+pub fn book_dispute_won(merchant_id: &str, d: &DisputeBooking) -> Result<LedgerEntry, LedgerError> {
     dispute_entry(merchant_id, d, true)
 }
 
@@ -186,7 +183,7 @@ fn dispute_entry(
     merchant_id: &str,
     d: &DisputeBooking,
     won: bool,
-) -> Result<JournalEntry, LedgerError> {
+) -> Result<LedgerEntry, LedgerError> {
     non_negative(d.amount, "amount")?;
     non_negative(d.fee, "fee")?;
     let total = add(d.amount, d.fee, "fee")?;
@@ -221,7 +218,7 @@ pub fn book_payout_deposit(
     payout_id: &str,
     date: NaiveDate,
     net: Money,
-) -> Result<Option<JournalEntry>, LedgerError> {
+) -> Result<Option<LedgerEntry>, LedgerError> {
     let sources = vec![SourceRef::new(SourceKind::Payout, payout_id)];
     let memo = format!("Payout {payout_id} deposited");
     residual_entry(
@@ -239,7 +236,7 @@ pub fn book_payout_deposit(
 /// derived from the original's so the reversal is booked once.
 /// `why` says in the memo why the payout's bookings are taken back ("failed", "changed").
 /// The id of the entry that reverses `entry`, booked by [`book_payout_failure`].
-pub fn failure_mirror_id(payout_id: &str, entry: &JournalEntry) -> ExternalId {
+pub fn failure_mirror_id(payout_id: &str, entry: &LedgerEntry) -> ExternalId {
     ExternalId::derive(
         entry.merchant_id(),
         "payout-failed",
@@ -250,9 +247,9 @@ pub fn failure_mirror_id(payout_id: &str, entry: &JournalEntry) -> ExternalId {
 pub fn book_payout_failure(
     payout_id: &str,
     date: NaiveDate,
-    booked: &[JournalEntry],
+    booked: &[LedgerEntry],
     why: &str,
-) -> Result<Vec<JournalEntry>, LedgerError> {
+) -> Result<Vec<LedgerEntry>, LedgerError> {
     booked
         .iter()
         .map(|e| {
@@ -274,7 +271,7 @@ pub fn book_fx_difference(
     payout_id: &str,
     date: NaiveDate,
     residual: Money,
-) -> Result<Option<JournalEntry>, LedgerError> {
+) -> Result<Option<LedgerEntry>, LedgerError> {
     let sources = vec![SourceRef::new(SourceKind::Payout, payout_id)];
     let memo = format!("FX difference on payout {payout_id}");
     residual_entry(
@@ -297,7 +294,7 @@ pub fn book_rounding(
     date: NaiveDate,
     residual: Money,
     limit: Decimal,
-) -> Result<Option<JournalEntry>, LedgerError> {
+) -> Result<Option<LedgerEntry>, LedgerError> {
     if residual.amount.abs() > limit {
         return Err(LedgerError::OutsideRoundingPolicy {
             amount: residual,
@@ -327,7 +324,7 @@ fn residual_entry(
     account: AccountRole,
     memo: String,
     sources: Vec<SourceRef>,
-) -> Result<Option<JournalEntry>, LedgerError> {
+) -> Result<Option<LedgerEntry>, LedgerError> {
     if amount.amount.is_zero() {
         return Ok(None);
     }

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use super::{Conversion, Header, Side, clearing_lines, entry, line, non_negative, nonzero};
 use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::{
-    JournalEntry, JournalLine, LedgerError, SourceKind, SourceRef, add, sub, sum,
+    JournalLine, LedgerEntry, LedgerError, SourceKind, SourceRef, add, sub, sum,
 };
 use crate::domain::money::Money;
 
@@ -27,7 +27,7 @@ pub struct InvoiceBooking {
 /// Dr AR (total), sales discounts / Cr revenue, sales tax payable, shipping income.
 /// The stated total must equal gross - discount + tax + shipping to the cent. An invoice of
 /// nothing at all has no lines and is refused (`TooFewLines`): the worker skips it.
-pub fn book_invoice(merchant_id: &str, inv: &InvoiceBooking) -> Result<JournalEntry, LedgerError> {
+pub fn book_invoice(merchant_id: &str, inv: &InvoiceBooking) -> Result<LedgerEntry, LedgerError> {
     let parts = [
         (inv.gross_lines, "gross_lines"),
         (inv.discount, "discount"),
@@ -131,7 +131,7 @@ pub struct PaymentBooking {
 /// a payout's payment entries apart when it is reversed.
 pub const PAYMENT_MEMO: &str = "Cash application:";
 
-pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<JournalEntry, LedgerError> {
+pub fn book_payment(merchant_id: &str, p: &PaymentBooking) -> Result<LedgerEntry, LedgerError> {
     check_payment_conserved(p)?;
     let lines = payment_lines(p)?;
     let (kind, keys, verb) = match &p.reversal_id {
@@ -229,7 +229,7 @@ pub fn book_unapplied_release(
     trigger_id: &str,
     date: NaiveDate,
     released: &[(String, String, Money)],
-) -> Result<JournalEntry, LedgerError> {
+) -> Result<LedgerEntry, LedgerError> {
     let held = HeldCash {
         merchant_id,
         order_id,
@@ -252,7 +252,7 @@ pub fn book_unapplied_return(
     trigger_id: &str,
     date: NaiveDate,
     returned: &[(String, String, Money)],
-) -> Result<JournalEntry, LedgerError> {
+) -> Result<LedgerEntry, LedgerError> {
     let held = HeldCash {
         merchant_id,
         order_id,
@@ -291,7 +291,7 @@ impl HeldCash<'_> {
         way: HeldCashMove,
         moves: &[(String, String, Money)],
         memo: String,
-    ) -> Result<JournalEntry, LedgerError> {
+    ) -> Result<LedgerEntry, LedgerError> {
         let (kind, field) = match way {
             HeldCashMove::Release => ("unapplied-release", "released.amount"),
             HeldCashMove::Return => ("unapplied-return", "returned.amount"),
@@ -352,7 +352,7 @@ pub struct RefundBooking {
 }
 
 /// Dr sales returns, sales tax payable, shipping income / Cr processor clearing.
-pub fn book_refund(merchant_id: &str, r: &RefundBooking) -> Result<JournalEntry, LedgerError> {
+pub fn book_refund(merchant_id: &str, r: &RefundBooking) -> Result<LedgerEntry, LedgerError> {
     for (amount, field) in [
         (r.returns, "returns"),
         (r.tax, "tax"),

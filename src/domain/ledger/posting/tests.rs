@@ -40,7 +40,7 @@ fn payment(id: &str, amount: &str, apps: &[(&str, &str)], unapplied: &str) -> Pa
     }
 }
 
-fn bal(entries: &[&JournalEntry], role: AccountRole, c: &str) -> Decimal {
+fn bal(entries: &[&LedgerEntry], role: AccountRole, c: &str) -> Decimal {
     trial_balance(entries.iter().copied())
         .unwrap()
         .get(&(role, cur(c)))
