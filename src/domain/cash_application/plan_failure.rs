@@ -398,3 +398,64 @@ fn remaining(
     }
     Ok(left)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ledger::posting::book_payout_deposit;
+    use crate::domain::ledger::test_support::{day, m};
+
+    fn event(kind: EventKind, id: &str, target: Option<&str>) -> CashEvent {
+        CashEvent {
+            kind,
+            ref_id: id.into(),
+            target_id: target.map(str::to_string),
+            tender: Tender::Processor,
+            date: day(1),
+            amount: m("10.00 USD"),
+        }
+    }
+
+    #[test]
+    fn money_taken_back_with_its_payout_stands_again_under_the_next_id() {
+        let booked = vec![event(EventKind::Payment, "ch_1", None)];
+        assert_eq!(
+            live_id(&booked, EventKind::Payment, "ch_1").as_deref(),
+            Some("ch_1")
+        );
+        let mut taken = booked.clone();
+        taken.push(event(
+            EventKind::Reversal,
+            "payout-failed:po_1:ch_1",
+            Some("ch_1"),
+        ));
+        assert_eq!(live_id(&taken, EventKind::Payment, "ch_1"), None);
+        taken.push(event(EventKind::Payment, "ch_1@r1", None));
+        assert_eq!(
+            live_id(&taken, EventKind::Payment, "ch_1").as_deref(),
+            Some("ch_1@r1")
+        );
+        // A partial-capture reversal is not a payout's: the payment still stands.
+        let mut reduced = booked;
+        reduced.push(event(EventKind::Reversal, "txn_pcr", Some("ch_1")));
+        assert_eq!(
+            live_id(&reduced, EventKind::Payment, "ch_1").as_deref(),
+            Some("ch_1")
+        );
+    }
+
+    #[test]
+    fn live_entries_leave_out_mirrors_and_what_they_mirror() {
+        let deposit = book_payout_deposit("acme", "po_1", day(2), m("96.80 USD"))
+            .unwrap()
+            .unwrap();
+        let again =
+            crate::domain::cash_application::payout_state::round_entry("acme", deposit.clone(), 1)
+                .unwrap();
+        let mirrored =
+            book_payout_failure("po_1", day(3), std::slice::from_ref(&deposit), "failed").unwrap();
+        let all = [vec![deposit], mirrored, vec![again.clone()]].concat();
+        let live = live_entries("po_1", &all);
+        assert_eq!(live, vec![again]);
+    }
+}
