@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use crate::api::convert::{money, timestamp};
-use crate::api::names::{invoice_name, parse_child, parse_parent, payout_name};
+use crate::api::names::{invoice_name, parse_child, parse_parent, payout_name, transaction_name};
 use crate::api::pagination::{ListScope, time_range};
 use crate::api::validate::ID_MAX;
 use crate::api::validate::fields;
@@ -15,6 +15,7 @@ use crate::app::ledger::ageing_bucket;
 use crate::domain::cash_application::payout_state::{BookingAction, PayoutState};
 use crate::domain::currency::Currency;
 use crate::domain::ledger::AccountRole;
+use crate::domain::ledger::posting::Tender;
 use crate::domain::money::Money;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
@@ -108,18 +109,76 @@ fn payout(merchant: &str, p: &PayoutView) -> Result<pb::LedgerPayout> {
     })
 }
 
-fn application(a: &ApplicationView) -> Result<pb::CashApplication> {
+/// The enums of the ledger's closed sets, each mapped here once from the
+/// string storage and the ledger queries use (the string fields they
+/// replace are still filled with it).
+///
+/// An ageing bucket as `ageing_bucket` spells it.
+pub fn ageing_enum(bucket: &str) -> pb::AgeingBucket {
+    match bucket {
+        "current" => pb::AgeingBucket::Current,
+        "1-30" => pb::AgeingBucket::Days1To30,
+        "31-60" => pb::AgeingBucket::Days31To60,
+        "61-90" => pb::AgeingBucket::Days61To90,
+        "over-90" => pb::AgeingBucket::Over90,
+        _ => pb::AgeingBucket::Unspecified,
+    }
+}
+
+/// A processor reporting category: the processor may add categories, so
+/// one not known here is OTHER (its string stays in `category`), never an
+/// error.
+pub fn bridge_category(category: &str) -> pb::BridgeCategory {
+    match category {
+        "charge" => pb::BridgeCategory::Charge,
+        "payment" => pb::BridgeCategory::Payment,
+        "refund" => pb::BridgeCategory::Refund,
+        "partial_capture_reversal" => pb::BridgeCategory::PartialCaptureReversal,
+        "dispute" => pb::BridgeCategory::Dispute,
+        "dispute_reversal" => pb::BridgeCategory::DisputeReversal,
+        "fee" => pb::BridgeCategory::Fee,
+        "tax" => pb::BridgeCategory::Tax,
+        "other_adjustment" => pb::BridgeCategory::OtherAdjustment,
+        "payout_reversal" => pb::BridgeCategory::PayoutReversal,
+        _ => pb::BridgeCategory::Other,
+    }
+}
+
+/// A cash application's tender as storage keys it.
+pub fn application_tender(key: &str) -> pb::ApplicationTender {
+    match Tender::from_key(key) {
+        Some(Tender::Processor) => pb::ApplicationTender::Processor,
+        Some(Tender::GiftCard) => pb::ApplicationTender::GiftCard,
+        Some(Tender::StoreCredit) => pb::ApplicationTender::StoreCredit,
+        None => pb::ApplicationTender::Unspecified,
+    }
+}
+
+/// The name of the transaction of an order id, empty for none.
+fn order_name(merchant: &str, order_id: &str) -> String {
+    if order_id.is_empty() {
+        String::new()
+    } else {
+        transaction_name(merchant, order_id)
+    }
+}
+
+fn application(merchant: &str, a: &ApplicationView) -> Result<pb::CashApplication> {
     Ok(pb::CashApplication {
         order_id: a.order_id.clone(),
         payment_id: a.payment_id.clone(),
         invoice_id: a.invoice_id.clone(),
         amount: Some(money(&stored_money(a.amount, &a.currency_code)?)),
         from_unapplied: a.from_unapplied,
+        #[allow(deprecated)]
         tender: a.tender.clone(),
+        tender_type: application_tender(&a.tender) as i32,
+        order: order_name(merchant, &a.order_id),
+        invoice: invoice_name(merchant, &a.invoice_id),
     })
 }
 
-fn entry(lines: &[EntryLineView]) -> Result<pb::LedgerEntry> {
+fn entry(merchant: &str, lines: &[EntryLineView]) -> Result<pb::LedgerEntry> {
     let head = &lines[0];
     Ok(pb::LedgerEntry {
         external_id: head.external_id.clone(),
@@ -127,6 +186,11 @@ fn entry(lines: &[EntryLineView]) -> Result<pb::LedgerEntry> {
         effective_date: head.effective_date.to_string(),
         memo: head.entry_memo.clone(),
         payout_id: head.payout_id.clone().unwrap_or_default(),
+        payout: head
+            .payout_id
+            .as_deref()
+            .map(|p| payout_name(merchant, p))
+            .unwrap_or_default(),
         create_time: Some(timestamp(head.booked_at)),
         lines: lines
             .iter()
@@ -137,6 +201,7 @@ fn entry(lines: &[EntryLineView]) -> Result<pb::LedgerEntry> {
                     credit: Some(money(&stored_money(l.credit, &l.currency_code)?)),
                     memo: l.memo.clone(),
                     order_id: l.order_id.clone().unwrap_or_default(),
+                    order: order_name(merchant, l.order_id.as_deref().unwrap_or_default()),
                 })
             })
             .collect::<Result<_>>()?,
@@ -153,12 +218,15 @@ fn invoice(merchant: &str, i: &InvoiceView, today: NaiveDate) -> Result<pb::Ledg
     Ok(pb::LedgerInvoice {
         name: invoice_name(merchant, &i.invoice_id),
         order_id: i.order_id.clone(),
+        order: order_name(merchant, &i.order_id),
         invoice_date: i.invoice_date.to_string(),
         total: Some(money(&total)),
         amount_applied: Some(money(&applied)),
         amount_open: Some(money(&open)),
         age_days: i32::try_from(age.max(0)).unwrap_or(i32::MAX),
+        #[allow(deprecated)]
         ageing_bucket: ageing_bucket(age).to_string(),
+        ageing: ageing_enum(ageing_bucket(age)) as i32,
         applications: vec![],
     })
 }
@@ -177,6 +245,7 @@ impl LedgerService for LedgerApi {
             .iter()
             .map(|b| pb::BridgeLine {
                 category: b.category.clone(),
+                reporting_category: bridge_category(&b.category) as i32,
                 gross: Some(money(&b.gross)),
                 fees: Some(money(&b.fees)),
                 net: Some(money(&b.net)),
@@ -185,9 +254,13 @@ impl LedgerService for LedgerApi {
         p.applications = d
             .applications
             .iter()
-            .map(application)
+            .map(|a| application(&merchant, a))
             .collect::<Result<_>>()?;
-        p.journal_entries = d.entries.iter().map(|e| entry(e)).collect::<Result<_>>()?;
+        p.journal_entries = d
+            .entries
+            .iter()
+            .map(|e| entry(&merchant, e))
+            .collect::<Result<_>>()?;
         p.history = d.history.iter().map(booking).collect::<Result<_>>()?;
         Ok(Response::new(pb::GetPayoutResponse { payout: Some(p) }))
     }
@@ -231,7 +304,7 @@ impl LedgerService for LedgerApi {
         i.applications = d
             .applications
             .iter()
-            .map(application)
+            .map(|a| application(&merchant, a))
             .collect::<Result<_>>()?;
         Ok(Response::new(pb::GetInvoiceResponse { invoice: Some(i) }))
     }
@@ -264,7 +337,9 @@ impl LedgerService for LedgerApi {
             ageing: totals
                 .iter()
                 .map(|(b, m)| pb::AgeingTotal {
+                    #[allow(deprecated)]
                     bucket: b.to_string(),
+                    ageing: ageing_enum(b) as i32,
                     amount_open: Some(money(m)),
                 })
                 .collect(),
@@ -307,7 +382,11 @@ impl LedgerService for LedgerApi {
             .list_journal_entries(&scope.merchant, &filter, after, scope.limit)
             .await?;
         Ok(Response::new(pb::ListJournalEntriesResponse {
-            journal_entries: page.items.iter().map(|e| entry(e)).collect::<Result<_>>()?,
+            journal_entries: page
+                .items
+                .iter()
+                .map(|e| entry(&scope.merchant, e))
+                .collect::<Result<_>>()?,
             next_page_token: page_start.next_token(page.next),
         }))
     }
@@ -336,5 +415,64 @@ impl LedgerService for LedgerApi {
                 })
                 .collect::<Result<_>>()?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ageing_bucket_has_its_enum() {
+        for (days, want) in [
+            (-3, pb::AgeingBucket::Current),
+            (0, pb::AgeingBucket::Current),
+            (1, pb::AgeingBucket::Days1To30),
+            (30, pb::AgeingBucket::Days1To30),
+            (31, pb::AgeingBucket::Days31To60),
+            (60, pb::AgeingBucket::Days31To60),
+            (61, pb::AgeingBucket::Days61To90),
+            (90, pb::AgeingBucket::Days61To90),
+            (91, pb::AgeingBucket::Over90),
+        ] {
+            assert_eq!(ageing_enum(ageing_bucket(days)), want, "{days}");
+        }
+        assert_eq!(ageing_enum("later"), pb::AgeingBucket::Unspecified);
+    }
+
+    #[test]
+    fn a_category_not_known_is_other_never_an_error() {
+        assert_eq!(bridge_category("charge"), pb::BridgeCategory::Charge);
+        assert_eq!(bridge_category("refund"), pb::BridgeCategory::Refund);
+        assert_eq!(
+            bridge_category("dispute_reversal"),
+            pb::BridgeCategory::DisputeReversal
+        );
+        assert_eq!(
+            bridge_category("payout_reversal"),
+            pb::BridgeCategory::PayoutReversal
+        );
+        for unknown in ["climate_order_purchase", "", "Charge", "charge "] {
+            assert_eq!(
+                bridge_category(unknown),
+                pb::BridgeCategory::Other,
+                "{unknown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_tender_key_has_its_enum() {
+        for (t, want) in [
+            (Tender::Processor, pb::ApplicationTender::Processor),
+            (Tender::GiftCard, pb::ApplicationTender::GiftCard),
+            (Tender::StoreCredit, pb::ApplicationTender::StoreCredit),
+        ] {
+            assert_eq!(application_tender(t.key()), want);
+        }
+        assert_eq!(
+            application_tender("cash"),
+            pb::ApplicationTender::Unspecified
+        );
     }
 }

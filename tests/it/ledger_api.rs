@@ -5,12 +5,24 @@ use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ledger_service_client::LedgerServiceClient;
 use tally::storage::Store;
 
-use crate::cash::{drain, inv, realistic_batch};
+use crate::cash::{bt, capture, drain, inv, payout, realistic_batch};
 use crate::common::*;
 
 fn amount(m: &Option<pb::Money>) -> String {
     let m = m.as_ref().unwrap();
     format!("{} {}", m.amount, m.currency_code)
+}
+
+/// The ageing bucket of an invoice this many days old, as the enum and as
+/// the deprecated string.
+fn bucket_of(age_days: i32) -> (pb::AgeingBucket, &'static str) {
+    match age_days {
+        ..=0 => (pb::AgeingBucket::Current, "current"),
+        1..=30 => (pb::AgeingBucket::Days1To30, "1-30"),
+        31..=60 => (pb::AgeingBucket::Days31To60, "31-60"),
+        61..=90 => (pb::AgeingBucket::Days61To90, "61-90"),
+        _ => (pb::AgeingBucket::Over90, "over-90"),
+    }
 }
 
 #[tokio::test]
@@ -52,6 +64,34 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
             )
         ]
     );
+    // Each known category reads as its enum too.
+    let enums: Vec<pb::BridgeCategory> = p.bridge.iter().map(|b| b.reporting_category()).collect();
+    assert_eq!(
+        enums,
+        vec![
+            pb::BridgeCategory::Charge,
+            pb::BridgeCategory::PartialCaptureReversal
+        ]
+    );
+    // A journal entry names its payout, a line its order's transaction.
+    for e in &p.journal_entries {
+        assert_eq!(e.payout_id, "po_1");
+        assert_eq!(e.payout, "merchants/acme/payouts/po_1");
+        for l in &e.lines {
+            let expected = if l.order_id.is_empty() {
+                String::new()
+            } else {
+                format!("merchants/acme/transactions/{}", l.order_id)
+            };
+            assert_eq!(l.order, expected, "{l:?}");
+        }
+    }
+    assert!(
+        p.journal_entries
+            .iter()
+            .flat_map(|e| &e.lines)
+            .any(|l| l.order == "merchants/acme/transactions/2001")
+    );
     // 4 payments, a reversal, the fee sweep, the deposit.
     assert_eq!(p.journal_entries.len(), 7, "{:#?}", p.journal_entries);
     for e in &p.journal_entries {
@@ -71,6 +111,20 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
     }
     // 2001, 2002 (two invoices), 2003; 2004 is held as unapplied cash.
     assert_eq!(p.applications.len(), 4);
+    for a in &p.applications {
+        assert_eq!(a.tender_type(), pb::ApplicationTender::Processor, "{a:?}");
+        #[allow(deprecated)]
+        let tender = a.tender.as_str();
+        assert_eq!(tender, "processor");
+        assert_eq!(
+            a.order,
+            format!("merchants/acme/transactions/{}", a.order_id)
+        );
+        assert_eq!(
+            a.invoice,
+            format!("merchants/acme/invoices/{}", a.invoice_id)
+        );
+    }
 
     let i = ledger
         .get_invoice(pb::GetInvoiceRequest {
@@ -90,8 +144,19 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
         ("30.00 USD".into(), "30.00 USD".into(), "0.00 USD".into())
     );
     assert_eq!(i.applications[0].payment_id, "ch_2002");
+    assert_eq!(i.order_id, "2002");
+    assert_eq!(i.order, "merchants/acme/transactions/2002");
+    assert_eq!(
+        i.applications[0].invoice,
+        "merchants/acme/invoices/INV-2002-B"
+    );
+    // Invoiced 2026-11-02: its bucket depends on today, the enum and the
+    // string agree with age_days.
+    #[allow(deprecated)]
+    let bucket = i.ageing_bucket.as_str();
+    assert_eq!((i.ageing(), bucket), bucket_of(i.age_days));
 
-    // Only 2005's invoice is open; it is old enough to be over 90 days by the time anyone reads this.
+    // Only 2005's invoice is open.
     let open = ledger
         .list_open_invoices(pb::ListOpenInvoicesRequest {
             parent: "merchants/acme".into(),
@@ -104,6 +169,12 @@ async fn a_payout_reads_back_as_a_bridge_with_its_journals() {
     assert_eq!(names, vec!["merchants/acme/invoices/INV-2005"]);
     assert_eq!(open.ageing.len(), 1);
     assert_eq!(amount(&open.ageing[0].amount_open), "70.00 USD");
+    let want = bucket_of(open.invoices[0].age_days);
+    assert_eq!(open.invoices[0].ageing(), want.0);
+    #[allow(deprecated)]
+    let bucket = open.ageing[0].bucket.as_str();
+    assert_eq!((open.ageing[0].ageing(), bucket), want);
+    assert_eq!(open.invoices[0].order, "merchants/acme/transactions/2005");
 
     // Pages of 2 give every entry once, in export order, and the last
     // page's token is empty (the standard loop ends).
@@ -241,4 +312,56 @@ async fn the_trial_balance_names_accounts_from_the_configured_chart() {
     assert_eq!(code("processor_clearing"), "1999");
     assert_eq!(code("bank"), "1010");
     assert_eq!(code("processing_fees"), "6100");
+}
+
+/// A reporting category the processor added after Tally was written reads
+/// as BRIDGE_CATEGORY_OTHER with its own string, never as an error; a
+/// payout id that needs escaping is escaped in the names that point at it.
+#[tokio::test]
+async fn an_unknown_bridge_category_reads_as_other() {
+    let t = TestApp::start().await;
+    t.submit(vec![
+        order("3001", "50.00"),
+        capture("3001", "ch_3001", "50.00"),
+        inv("3001", "INV-3001", "50.00", "2026-11-02T12:00:00Z"),
+        bt("txn_31", "charge", "ch_3001", "50.00", "1.50", "po 3#A"),
+        bt(
+            "txn_32",
+            "climate_order_purchase",
+            "",
+            "-0.50",
+            "0.00",
+            "po 3#A",
+        ),
+        payout("po 3#A", "48.00"),
+    ])
+    .await
+    .unwrap();
+    drain(&App::new(Store::connect(&t.db.url, 2).unwrap()), "acme").await;
+    let mut ledger = LedgerServiceClient::new(t.channel.clone());
+    let p = ledger
+        .get_payout(pb::GetPayoutRequest {
+            name: "merchants/acme/payouts/po%203%23A".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payout
+        .unwrap();
+    assert_eq!(p.name, "merchants/acme/payouts/po%203%23A");
+    let bridge: Vec<(&str, pb::BridgeCategory)> = p
+        .bridge
+        .iter()
+        .map(|b| (b.category.as_str(), b.reporting_category()))
+        .collect();
+    assert_eq!(
+        bridge,
+        vec![
+            ("charge", pb::BridgeCategory::Charge),
+            ("climate_order_purchase", pb::BridgeCategory::Other),
+        ]
+    );
+    for e in &p.journal_entries {
+        assert_eq!(e.payout, "merchants/acme/payouts/po%203%23A", "{e:?}");
+    }
 }
