@@ -299,43 +299,6 @@ impl<'a> OrderBook<'a> {
     }
 }
 
-/// Whether processor money booked under `id` was taken back with its payout (a payout
-/// derived again books it under a fresh id): a payment or refund reversed by a
-/// `payout-failed:` reversal, or a partial-capture reversal of such a payment.
-pub(super) fn retired(events: &[CashEvent], kind: EventKind, id: &str) -> bool {
-    let taken_back = |undo: EventKind, target: &str| {
-        events.iter().any(|e| {
-            e.kind == undo
-                && e.ref_id.starts_with(PAYOUT_REVERSAL_PREFIX)
-                && e.target_id.as_deref() == Some(target)
-        })
-    };
-    match kind {
-        EventKind::Payment => taken_back(EventKind::Reversal, id),
-        EventKind::Refund => taken_back(EventKind::RefundReversal, id),
-        EventKind::Reversal => events
-            .iter()
-            .filter(|e| e.kind == EventKind::Reversal && e.ref_id == id)
-            .filter_map(|e| e.target_id.as_deref())
-            .any(|target| taken_back(EventKind::Reversal, target)),
-        _ => false,
-    }
-}
-
-/// The id processor money the processor calls `base` stands under in an order's
-/// events: the newest of `base`, `base@r1`... that is not retired.
-pub fn live_id(events: &[CashEvent], kind: EventKind, base: &str) -> Option<String> {
-    let known = |id: &str| events.iter().any(|e| e.kind == kind && e.ref_id == id);
-    (0..)
-        .map(|round| round_id(base, round))
-        .take_while(|id| known(id))
-        .filter(|id| !retired(events, kind, id))
-        .last()
-}
-
-/// How the events that take money back with its payout are named.
-pub const PAYOUT_REVERSAL_PREFIX: &str = "payout-failed:";
-
 /// Books what an order's new invoices, credit memos and tenders need: each invoice's entry,
 /// then held cash applied to it (unapplied -> AR), then tenders from their liability
 /// accounts. The whole of an order-level job, and the first step of a payout's.
@@ -548,6 +511,11 @@ pub use payout::{UNIDENTIFIED_RULE, plan_payout};
 #[path = "plan_refund.rs"]
 mod refund;
 use refund::{late_conversion, refund_booking, share};
+
+#[path = "plan_ids.rs"]
+mod ids;
+use ids::retired;
+pub use ids::{PAYOUT_REVERSAL_PREFIX, live_id};
 
 #[path = "plan_failure.rs"]
 mod failure;
