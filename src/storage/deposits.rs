@@ -65,8 +65,7 @@ struct PayoutRow {
 fn at_bank(rows: Vec<PayoutRow>) -> Result<Vec<PayoutAtBank>> {
     rows.into_iter()
         .map(|r| {
-            let currency = Currency::from_code(&r.currency_code)
-                .ok_or_else(|| Error::corrupt("a stored currency", r.currency_code.clone()))?;
+            let currency = super::stored_currency(&r.currency_code)?;
             Ok(PayoutAtBank {
                 net: Money::new(r.amount, currency),
                 date: r.payout_date.unwrap_or(NaiveDate::MIN),
@@ -110,8 +109,7 @@ pub async fn deposit_of_payout(
     rows.into_iter()
         .next()
         .map(|r| {
-            let currency = Currency::from_code(&r.currency_code)
-                .ok_or_else(|| Error::corrupt("a stored currency", r.currency_code.clone()))?;
+            let currency = super::stored_currency(&r.currency_code)?;
             Ok((r.deposit_id, Money::new(r.amount, currency)))
         })
         .transpose()

@@ -16,7 +16,6 @@ use rust_decimal::Decimal;
 
 use super::statement::{Bind, statement};
 use crate::domain::cash_application::plan::{AppliedCash, CashEvent, EventKind};
-use crate::domain::currency::Currency;
 use crate::domain::ledger::posting::{FeeShare, InvoiceBooking, Tender};
 use crate::domain::ledger::{LedgerEntry, SourceRef};
 use crate::domain::money::Money;
@@ -176,9 +175,7 @@ struct EventRow {
     amount: Decimal,
 }
 
-fn currency(code: &str) -> Result<Currency> {
-    Currency::from_code(code).ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))
-}
+use super::stored_currency as currency;
 
 /// Order by order (a key probe each): `order_id = ANY($2)` let the planner
 /// scan the merchant's whole history and filter it. `OFFSET 0` keeps the

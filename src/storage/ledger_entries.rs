@@ -12,7 +12,6 @@ use rust_decimal::Decimal;
 use super::statement::{Bind, statement};
 use crate::domain::cash_application::order::Application;
 use crate::domain::cash_application::plan::AppliedCash;
-use crate::domain::currency::Currency;
 use crate::domain::ledger::accounts::AccountRole;
 use crate::domain::ledger::journal::{EntryDraft, ExternalId, SourceKind};
 use crate::domain::ledger::posting::Tender;
@@ -46,9 +45,7 @@ struct LineRow {
     order_id: Option<String>,
 }
 
-fn currency(code: &str) -> Result<Currency> {
-    Currency::from_code(code).ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))
-}
+use super::stored_currency as currency;
 
 fn source_refs(v: &serde_json::Value) -> Vec<SourceRef> {
     v.as_array()

@@ -140,6 +140,13 @@ pub async fn explained<T>(conn: &mut Conn, r: Result<T>) -> Result<T> {
     }
 }
 
+/// A currency code read back from storage (written by Tally, so an unknown
+/// one is corruption, not a caller's mistake).
+pub(crate) fn stored_currency(code: &str) -> Result<crate::domain::currency::Currency> {
+    crate::domain::currency::Currency::from_code(code)
+        .ok_or_else(|| Error::corrupt("a stored currency", code.to_string()))
+}
+
 /// Runs pending migrations. Diesel's migration harness is synchronous, so it
 /// runs on a blocking thread over an async connection wrapper (no libpq).
 pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {

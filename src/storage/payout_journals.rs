@@ -15,7 +15,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
 use super::statement::{Bind, statement};
-use crate::domain::currency::Currency;
 use crate::domain::money::Money;
 use crate::domain::record::Record;
 use crate::error::{Error, Result};
@@ -172,8 +171,7 @@ pub async fn applied(
     rows.into_iter()
         .next()
         .map(|r| {
-            let currency = Currency::from_code(&r.currency_code)
-                .ok_or_else(|| Error::corrupt("a stored currency", r.currency_code.clone()))?;
+            let currency = super::stored_currency(&r.currency_code)?;
             Ok(AppliedFigures {
                 gross: Money::new(r.gross, currency),
                 fees: Money::new(r.fees, currency),

@@ -81,6 +81,33 @@ where
     }
 }
 
+/// One page of 2 of acme's journal entries after export sequence `after`:
+/// their export sequences, and the next token.
+async fn journal_page(
+    ledger: &LedgerServiceClient<tonic::transport::Channel>,
+    after: i64,
+    page_token: String,
+) -> (Vec<String>, String) {
+    let r = ledger
+        .clone()
+        .list_journal_entries(pb::ListJournalEntriesRequest {
+            parent: "merchants/acme".into(),
+            page_size: 2,
+            page_token,
+            after_export_sequence: after,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seqs = r
+        .journal_entries
+        .into_iter()
+        .map(|e| e.export_sequence.to_string())
+        .collect();
+    (seqs, r.next_page_token)
+}
+
 /// Every item once, and the loop stopped after ceil(n / 2) pages of 2.
 fn exactly_once(list: &str, (items, pages): &(Vec<String>, usize), expected: usize) {
     let distinct: HashSet<&String> = items.iter().collect();
@@ -195,28 +222,7 @@ async fn every_list_pages_with_the_standard_loop_and_stops() {
         .count("SELECT count(*) FROM journal_entries WHERE merchant_id = 'acme'")
         .await;
     assert!(entries > 2 * PAID.count() as i64, "{entries}");
-    let got = every_page(|page_token| {
-        let mut c = ledger.clone();
-        async move {
-            let r = c
-                .list_journal_entries(pb::ListJournalEntriesRequest {
-                    parent: acme(),
-                    page_size: 2,
-                    page_token,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let seqs = r
-                .journal_entries
-                .into_iter()
-                .map(|e| e.export_sequence.to_string())
-                .collect();
-            (seqs, r.next_page_token)
-        }
-    })
-    .await;
+    let got = every_page(|page_token| journal_page(&ledger, 0, page_token)).await;
     exactly_once("ListJournalEntries", &got, entries as usize);
     let in_order: Vec<String> = (1..=entries).map(|n| n.to_string()).collect();
     assert_eq!(got.0, in_order, "export order");
@@ -262,29 +268,7 @@ async fn poll(
     cursor: &mut i64,
 ) -> Vec<i64> {
     let after = *cursor;
-    let (seqs, _) = every_page(|page_token| {
-        let mut c = ledger.clone();
-        async move {
-            let r = c
-                .list_journal_entries(pb::ListJournalEntriesRequest {
-                    parent: "merchants/acme".into(),
-                    page_size: 2,
-                    page_token,
-                    after_export_sequence: after,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let seqs = r
-                .journal_entries
-                .into_iter()
-                .map(|e| e.export_sequence.to_string())
-                .collect();
-            (seqs, r.next_page_token)
-        }
-    })
-    .await;
+    let (seqs, _) = every_page(|page_token| journal_page(ledger, after, page_token)).await;
     let seqs: Vec<i64> = seqs.iter().map(|s| s.parse().unwrap()).collect();
     if let Some(last) = seqs.last() {
         *cursor = *last;
