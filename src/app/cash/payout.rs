@@ -10,6 +10,8 @@
 //! - paid: applied from the facts as they stand, in the next round, or
 //!   waiting while its transactions do not make its amount.
 
+use std::collections::BTreeMap;
+
 use super::failure::{self, Reversal};
 use super::tie::{Tied, tied_txns};
 use super::{APPLY_ORDER, Work, batch, facts, fees, group, links, load_orders, plan_error};
@@ -64,6 +66,7 @@ pub(super) async fn apply_payout(
         payout,
         p,
         recs: &recs,
+        order_of: &order_of,
         basis: &basis,
     };
     let state = stored.as_ref().map(|s| s.state);
@@ -99,6 +102,8 @@ struct PayoutJob<'a> {
     payout: &'a Record,
     p: &'a Payout,
     recs: &'a PayoutFactRecords,
+    /// The order each of its transactions' ids belongs to, read once.
+    order_of: &'a BTreeMap<String, String>,
     basis: &'a str,
 }
 
@@ -142,8 +147,15 @@ impl PayoutJob<'_> {
     /// Reverses what the payout booked; None when an order is busy.
     async fn reverse(&self, conn: &mut Conn) -> Result<Option<usize>> {
         let merchant = self.merchant;
-        let Some(tied) = tied_txns(conn, merchant, &self.recs.txns, Some(self.payout_id)).await?
-        else {
+        let tied = tied_txns(
+            conn,
+            merchant,
+            &self.recs.txns,
+            self.order_of,
+            Some(self.payout_id),
+        )
+        .await?;
+        let Some(tied) = tied else {
             return Ok(None);
         };
         let what = if is_failed(self.p.status) {
@@ -256,7 +268,8 @@ impl PayoutJob<'_> {
         at_deadline: bool,
     ) -> Result<Work> {
         let (merchant, payout_id) = (self.merchant, self.payout_id);
-        let Some(tied) = tied_txns(conn, merchant, &self.recs.txns, None).await? else {
+        let tied = tied_txns(conn, merchant, &self.recs.txns, self.order_of, None).await?;
+        let Some(tied) = tied else {
             return Ok(Work::Busy);
         };
         let Tied {

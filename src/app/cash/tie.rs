@@ -19,7 +19,7 @@ use crate::domain::cash_application::orphans::{
 use crate::domain::cash_application::plan::PayoutTxn;
 use crate::domain::record::Record;
 use crate::error::Result;
-use crate::storage::{Conn, ledger, ledger_entries, open_invoices};
+use crate::storage::{Conn, ledger_entries, open_invoices};
 
 /// A payout's balance transactions tied to their orders.
 pub(super) struct Tied {
@@ -33,15 +33,15 @@ pub(super) struct Tied {
 
 /// The payout's balance transactions tied to their orders (charges naming
 /// none by amount and date, [`tie_orphans`]), with those orders locked; None
-/// when another writer holds one of them.
+/// when another writer holds one of them. `order_of`: the order each of
+/// their ids belongs to (`ledger::orders_of_refs`), read by the caller.
 pub(super) async fn tied_txns(
     conn: &mut Conn,
     merchant: &str,
     txn_records: &[Record],
+    order_of: &BTreeMap<String, String>,
     reversing: Option<&str>,
 ) -> Result<Option<Tied>> {
-    let refs: Vec<String> = txn_records.iter().flat_map(facts::lookup_ids).collect();
-    let order_of = ledger::orders_of_refs(conn, merchant, &refs).await?;
     let candidate_orders: Vec<String> = {
         let mut v: Vec<String> = order_of.values().cloned().collect();
         v.extend(txn_records.iter().filter_map(|r| r.order_id.clone()));
@@ -54,7 +54,7 @@ pub(super) async fn tied_txns(
     }
     let converted = facts::any_converted(txn_records);
     let stored = facts::order_records(conn, merchant, &candidate_orders, converted).await?;
-    let (txns, plain) = facts::payout_txns(txn_records, &order_of, &stored)?;
+    let (txns, plain) = facts::payout_txns(txn_records, order_of, &stored)?;
     let Some((orphans, stored)) =
         tie_orphans(conn, merchant, txns, stored, reversing, converted).await?
     else {
