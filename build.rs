@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tally/v1/handoff_trace.proto",
         "proto/tally/v1/handoff_service.proto",
         "proto/tally/v1/ledger_service.proto",
+        "proto/tally/v1/report_service.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
 

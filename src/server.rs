@@ -17,6 +17,7 @@ use crate::api::exceptions::ExceptionApi;
 use crate::api::handoffs::HandoffApi;
 use crate::api::ingest::IngestApi;
 use crate::api::ledger::LedgerApi;
+use crate::api::reports::ReportApi;
 use crate::api::limits::{MAX_MESSAGE_BYTES, MessageLimit};
 use crate::api::transactions::TransactionApi;
 use crate::app::App;
@@ -26,6 +27,7 @@ use crate::proto::tally::v1::exception_service_server::ExceptionServiceServer;
 use crate::proto::tally::v1::handoff_service_server::HandoffServiceServer;
 use crate::proto::tally::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::tally::v1::ledger_service_server::LedgerServiceServer;
+use crate::proto::tally::v1::report_service_server::ReportServiceServer;
 use crate::proto::tally::v1::transaction_service_server::TransactionServiceServer;
 use crate::storage::Store;
 use crate::telemetry::propagation::RpcLayer;
@@ -40,13 +42,14 @@ pub const LIVENESS_SERVICE: &str = "tally.liveness";
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Every service health reports on; "" is the server as a whole.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "",
     "tally.v1.IngestService",
     "tally.v1.TransactionService",
     "tally.v1.ExceptionService",
     "tally.v1.HandoffService",
     "tally.v1.LedgerService",
+    "tally.v1.ReportService",
 ];
 
 /// Serves only grpc.health.v1 (for the probes of a `tally worker` process),
@@ -186,7 +189,11 @@ pub async fn serve_app(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .add_service(MessageLimit::new(
-            LedgerServiceServer::new(LedgerApi::new(app))
+            LedgerServiceServer::new(LedgerApi::new(app.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        ))
+        .add_service(MessageLimit::new(
+            ReportServiceServer::new(ReportApi::new(app))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         ))
         .serve_with_incoming_shutdown(incoming, shutdown)

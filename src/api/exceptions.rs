@@ -38,7 +38,7 @@ pub const ACTOR_BIN_HEADER: &str = "x-tally-actor-bin";
 const WATCH_POLL: Duration = Duration::from_millis(200);
 const WATCH_BATCH: i64 = 500;
 
-fn actor<T>(request: &Request<T>) -> Result<String> {
+pub(crate) fn actor<T>(request: &Request<T>) -> Result<String> {
     let m = request.metadata();
     let bad = |field: &str, why: &str| {
         Error::invalid(

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod limits;
 pub mod names;
 pub mod pagination;
+pub mod reports;
 pub mod status;
 pub mod transactions;
 pub mod validate;

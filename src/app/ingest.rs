@@ -321,6 +321,16 @@ async fn submit_in_tx(
         .iter()
         .map(|&(id, i)| (id, sub.records[i]))
         .collect();
+    // What the new records and versions add to period reports, known with them.
+    let updated: Vec<i64> = judged
+        .stored
+        .iter()
+        .filter(|(_, i)| {
+            judged.outcomes.iter().any(|o| o.index == *i && o.outcome == RecordOutcome::Updated)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    super::reports::deltas::count_stored(conn, merchant, &new_records, &updated).await?;
     let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock, &judged.left);
     locks::lock_all(conn, merchant, &keys).await?;
 

@@ -13,6 +13,7 @@ mod judge;
 pub mod ledger;
 pub mod queries;
 pub mod reconcile;
+pub mod reports;
 pub mod stream;
 pub mod trace;
 pub mod webhook;

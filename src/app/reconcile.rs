@@ -231,6 +231,9 @@ pub(crate) async fn reconcile(
         );
         merged.push(transaction);
     }
+    // Written before the exceptions: a new exception takes its event time
+    // (for period reports) from its order's row.
+    transactions::upsert(conn, merchant, &merged).await?;
     let found = open_found(conn, merchant, found).await?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL
@@ -243,7 +246,6 @@ pub(crate) async fn reconcile(
     // Counted as the statements run: an attempt rolled back to be retried
     // (a lost race, rare) is counted again.
     telemetry::metrics::global().exceptions_resolved(&resolved);
-    transactions::upsert(conn, merchant, &merged).await?;
     // Comparisons a contract's lag holds back are decided at their deadline.
     rechecks::sync(conn, merchant, orders, &rechecks).await?;
     // The deadlines of the orders' open handoffs, and late ones now met.

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod matching;
 pub mod money;
 pub mod policy;
+pub mod report;
 pub mod record;
 pub mod transaction;
 pub mod versions;

@@ -25,6 +25,8 @@ pub mod payouts;
 pub mod rechecks;
 pub mod record_log;
 pub mod record_versions;
+pub mod report_facts;
+pub mod reports;
 mod statement;
 pub mod submissions;
 pub mod transactions;

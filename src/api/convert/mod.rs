@@ -3,6 +3,7 @@
 
 mod enums;
 pub mod handoffs;
+pub mod reports;
 mod records;
 pub mod trace;
 
