@@ -36,7 +36,12 @@ fn time(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTi
         (t.seconds >= 0 && t.seconds <= 253_402_300_799 && (0..1_000_000_000).contains(&t.nanos))
             .then(|| DateTime::from_timestamp(t.seconds, t.nanos as u32))
             .flatten()
-            .ok_or_else(|| Error::invalid(field, "not a valid timestamp (1970-9999, nanos 0-999999999)"))
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    "not a valid timestamp (1970-9999, nanos 0-999999999)",
+                )
+            })
     })
     .transpose()
 }
@@ -77,7 +82,13 @@ fn page_size(n: i32) -> Result<usize> {
 /// A diff's page token: the offset into its facts, bound to the request
 /// (facts between two settled knowledge times never change).
 fn diff_scope(merchant: &str, p: &Period, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-    format!("diff|{merchant}|{}|{}|{}|{}", p.label, p.zone.name(), from.to_rfc3339(), to.to_rfc3339())
+    format!(
+        "diff|{merchant}|{}|{}|{}|{}",
+        p.label,
+        p.zone.name(),
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    )
 }
 
 fn lines_after_key(a: &LinesAfter) -> String {
@@ -124,12 +135,17 @@ impl ReportService for ReportApi {
             .ok_or_else(|| Error::invalid("from_as_of", "required"))?;
         let to = time("to_as_of", req.to_as_of.as_ref())?;
         let limit = page_size(req.page_size)?;
-        let d = self.app.diff_period_reports(&merchant, &period, from, to).await?;
+        let d = self
+            .app
+            .diff_period_reports(&merchant, &period, from, to)
+            .await?;
         let scope = diff_scope(&merchant, &period, d.from_as_of, d.to_as_of);
         // An unset to_as_of resolves anew on each call: a token names the
         // resolved one, so pages of one diff need to_as_of from the first.
         let offset = pagination::decode::<i64>(&req.page_token, &scope)?.unwrap_or(0);
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.facts.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(d.facts.len());
         let end = start.saturating_add(limit).min(d.facts.len());
         let next = (end < d.facts.len())
             .then(|| pagination::encode(&(end as i64), &scope))
@@ -154,11 +170,17 @@ impl ReportService for ReportApi {
         fields::required_id("figure", &req.figure, 64)?;
         let as_of = time("as_of", req.as_of.as_ref())?;
         let limit = page_size(req.page_size)?;
-        let scope = format!("lines|{merchant}|{}|{}|{}", period.label, period.zone.name(), req.figure);
+        let scope = format!(
+            "lines|{merchant}|{}|{}|{}",
+            period.label,
+            period.zone.name(),
+            req.figure
+        );
         let after = match pagination::decode::<String>(&req.page_token, &scope)? {
             None => None,
             Some(k) => Some(
-                lines_after_of(&k).ok_or_else(|| Error::invalid("page_token", "malformed page token"))?,
+                lines_after_of(&k)
+                    .ok_or_else(|| Error::invalid("page_token", "malformed page token"))?,
             ),
         };
         let (as_of, lines, next) = self
@@ -187,7 +209,15 @@ impl ReportService for ReportApi {
         fields::prose("note", &req.note, NOTE_MAX)?;
         let s = self
             .app
-            .set_period_close(&merchant, &period, true, as_of, Some(&req.etag), &who, &req.note)
+            .set_period_close(
+                &merchant,
+                &period,
+                true,
+                as_of,
+                Some(&req.etag),
+                &who,
+                &req.note,
+            )
             .await?;
         Ok(Response::new(pb::ClosePeriodResponse {
             period_close: Some(convert::close(&s)),
@@ -206,7 +236,15 @@ impl ReportService for ReportApi {
         fields::prose("note", &req.note, NOTE_MAX)?;
         let s = self
             .app
-            .set_period_close(&merchant, &period, false, None, Some(&req.etag), &who, &req.note)
+            .set_period_close(
+                &merchant,
+                &period,
+                false,
+                None,
+                Some(&req.etag),
+                &who,
+                &req.note,
+            )
             .await?;
         Ok(Response::new(pb::ReopenPeriodResponse {
             period_close: Some(convert::close(&s)),

@@ -326,7 +326,10 @@ async fn submit_in_tx(
         .stored
         .iter()
         .filter(|(_, i)| {
-            judged.outcomes.iter().any(|o| o.index == *i && o.outcome == RecordOutcome::Updated)
+            judged
+                .outcomes
+                .iter()
+                .any(|o| o.index == *i && o.outcome == RecordOutcome::Updated)
         })
         .map(|(id, _)| *id)
         .collect();

@@ -14,8 +14,8 @@ pub mod ledger;
 pub mod matching;
 pub mod money;
 pub mod policy;
-pub mod report;
 pub mod record;
+pub mod report;
 pub mod transaction;
 pub mod versions;
 

@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Date, Integer, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Date, Integer, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -58,7 +60,11 @@ impl TryFrom<VersionRow> for VersionFact {
 
 /// Versions stored by `ids` (new records and versions of one submission),
 /// each with the version it superseded.
-pub async fn versions_by_id(conn: &mut Conn, merchant: &str, ids: &[i64]) -> Result<Vec<VersionFact>> {
+pub async fn versions_by_id(
+    conn: &mut Conn,
+    merchant: &str,
+    ids: &[i64],
+) -> Result<Vec<VersionFact>> {
     let rows: Vec<VersionRow> = statement(
         "SELECT r.record_id, r.receive_time, r.payload, o.record_id AS old_id, o.payload AS old_payload
          FROM record_log r

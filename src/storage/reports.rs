@@ -25,10 +25,9 @@ pub async fn add(conn: &mut Conn, merchant: &str, deltas: Vec<Delta>) -> Result<
     let mut merged: BTreeMap<(DateTime<Utc>, String, String), (Decimal, i64)> = BTreeMap::new();
     for (bucket, figure, currency, amount, count) in deltas {
         let e = merged.entry((bucket, figure, currency)).or_default();
-        e.0 = e
-            .0
-            .checked_add(amount)
-            .ok_or_else(|| Error::Internal("a report delta overflows".into()))?;
+        e.0 =
+            e.0.checked_add(amount)
+                .ok_or_else(|| Error::Internal("a report delta overflows".into()))?;
         e.1 += count;
     }
     merged.retain(|_, (a, n)| !a.is_zero() || *n != 0);

@@ -3,8 +3,8 @@
 
 mod enums;
 pub mod handoffs;
-pub mod reports;
 mod records;
+pub mod reports;
 pub mod trace;
 
 pub use enums::known;

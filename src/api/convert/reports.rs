@@ -29,7 +29,10 @@ fn share(part: Decimal, whole: Decimal) -> String {
         return String::new();
     }
     part.checked_div(whole)
-        .map(|s| s.round_dp_with_strategy(4, RoundingStrategy::MidpointNearestEven).to_string())
+        .map(|s| {
+            s.round_dp_with_strategy(4, RoundingStrategy::MidpointNearestEven)
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -111,7 +114,11 @@ pub fn close(s: &CloseState) -> pb::PeriodClose {
     pb::PeriodClose {
         closed: s.close.is_some(),
         closed_as_of: s.close.as_ref().map(|c| timestamp(c.closed_as_of)),
-        actor: s.close.as_ref().map(|c| c.actor.clone()).unwrap_or_default(),
+        actor: s
+            .close
+            .as_ref()
+            .map(|c| c.actor.clone())
+            .unwrap_or_default(),
         close_time: s.close.as_ref().map(|c| timestamp(c.close_time)),
         etag: s.etag.clone(),
         history: s

@@ -11,15 +11,23 @@ use crate::storage::{Conn, report_facts, reports};
 /// superseded version no longer counts.
 pub(crate) fn version_deltas(r: &Record, sign: i8) -> Result<Vec<reports::Delta>> {
     let bucket = report::bucket(r.event_time);
-    let contributions = report::contributions(r).map_err(|e| Error::invalid(
-        format!("record {}", r.source_id),
-        e.to_string(),
-    ))?;
+    let contributions = report::contributions(r)
+        .map_err(|e| Error::invalid(format!("record {}", r.source_id), e.to_string()))?;
     Ok(contributions
         .into_iter()
         .map(|c: Contribution| {
-            let (amount, count) = if sign < 0 { (-c.amount, -c.count) } else { (c.amount, c.count) };
-            (bucket, c.figure.name().to_string(), c.currency.code().to_string(), amount, count)
+            let (amount, count) = if sign < 0 {
+                (-c.amount, -c.count)
+            } else {
+                (c.amount, c.count)
+            };
+            (
+                bucket,
+                c.figure.name().to_string(),
+                c.currency.code().to_string(),
+                amount,
+                count,
+            )
         })
         .collect())
 }

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::{resolve_as_of, sheet_at};
 use crate::app::App;
+use crate::domain::matching::ExceptionType;
+use crate::domain::record::Record;
 use crate::domain::report::diff::{Fact, FactSource, explain};
 use crate::domain::report::sheet::{LEDGER_BALANCES, exception_figure};
 use crate::domain::report::{Period, Sheet, bucket, contributions};
-use crate::domain::matching::ExceptionType;
-use crate::domain::record::Record;
 use crate::error::{Error, Result};
 use crate::storage::{Conn, report_facts, reports};
 
@@ -40,7 +40,8 @@ fn record_facts(
         if !in_period(rec) {
             return Ok(());
         }
-        let cs = contributions(rec).map_err(|e| Error::corrupt("a stored record", e.to_string()))?;
+        let cs =
+            contributions(rec).map_err(|e| Error::corrupt("a stored record", e.to_string()))?;
         for c in cs {
             let amount = if sign < 0 { -c.amount } else { c.amount };
             out.push(Fact {
@@ -56,10 +57,19 @@ fn record_facts(
         }
         Ok(())
     };
-    let what = format!("{} {} from {}", r.kind().as_str(), r.source_id, r.source_system);
+    let what = format!(
+        "{} {} from {}",
+        r.kind().as_str(),
+        r.source_id,
+        r.source_system
+    );
     match &v.superseded {
         Some((old_id, old)) => {
-            add(old, -1, format!("{what}: record {old_id} superseded by a new version"))?;
+            add(
+                old,
+                -1,
+                format!("{what}: record {old_id} superseded by a new version"),
+            )?;
             add(r, 1, format!("{what}: new version"))?;
         }
         None => add(r, 1, format!("{what}: first received"))?,
@@ -78,7 +88,10 @@ async fn facts_between(
     for v in report_facts::versions_between(conn, merchant, after, until).await? {
         record_facts(merchant, period, &v, &mut facts)?;
     }
-    for e in report_facts::exceptions_between(conn, merchant, period.start, period.end, after, until).await? {
+    for e in
+        report_facts::exceptions_between(conn, merchant, period.start, period.end, after, until)
+            .await?
+    {
         let t = ExceptionType::parse(&e.exception_type)
             .ok_or_else(|| Error::corrupt("an exception type", e.exception_type.clone()))?;
         facts.push(Fact {
@@ -89,12 +102,27 @@ async fn facts_between(
             currency: e.currency_code,
             amount: e.amount,
             count: e.count.into(),
-            description: if e.count > 0 { "opened or re-valued" } else { "resolved or re-valued" }.into(),
+            description: if e.count > 0 {
+                "opened or re-valued"
+            } else {
+                "resolved or re-valued"
+            }
+            .into(),
         });
     }
     let accounts: Vec<&str> = LEDGER_BALANCES.iter().map(|(_, a, _)| *a).collect();
-    for e in report_facts::entries_between(conn, merchant, &accounts, period.ledger_end_date(), after, until).await? {
-        let Some((figure, _, sign)) = LEDGER_BALANCES.iter().find(|(_, a, _)| *a == e.account) else {
+    for e in report_facts::entries_between(
+        conn,
+        merchant,
+        &accounts,
+        period.ledger_end_date(),
+        after,
+        until,
+    )
+    .await?
+    {
+        let Some((figure, _, sign)) = LEDGER_BALANCES.iter().find(|(_, a, _)| *a == e.account)
+        else {
             continue;
         };
         facts.push(Fact {
@@ -109,7 +137,17 @@ async fn facts_between(
         });
     }
     // Handoffs are counted per figure: each is many orders' small moves.
-    for l in reports::moves(conn, merchant, period.start, period.end, after, until, "completeness.").await? {
+    for l in reports::moves(
+        conn,
+        merchant,
+        period.start,
+        period.end,
+        after,
+        until,
+        "completeness.",
+    )
+    .await?
+    {
         facts.push(Fact {
             known_at: until,
             source: FactSource::Handoffs,
@@ -140,7 +178,10 @@ impl App {
         let to = resolve_as_of(&mut conn, "to_as_of", to).await?;
         let from = resolve_as_of(&mut conn, "from_as_of", Some(from)).await?;
         if from > to {
-            return Err(Error::invalid("from_as_of", "must not be later than to_as_of"));
+            return Err(Error::invalid(
+                "from_as_of",
+                "must not be later than to_as_of",
+            ));
         }
         let before = sheet_at(&mut conn, merchant, period, from).await?;
         let after = sheet_at(&mut conn, merchant, period, to).await?;

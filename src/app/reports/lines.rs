@@ -33,7 +33,10 @@ fn source(figure: &str) -> Result<Source> {
     if let Some(c) = GhostCategory::parse(figure) {
         return Ok(Source::Exceptions(c.types().to_vec()));
     }
-    if let Some(t) = figure.strip_prefix("exceptions.").and_then(ExceptionType::parse) {
+    if let Some(t) = figure
+        .strip_prefix("exceptions.")
+        .and_then(ExceptionType::parse)
+    {
         return Ok(Source::Exceptions(vec![t]));
     }
     Err(Error::invalid(
@@ -65,7 +68,9 @@ impl App {
                 let after = match after {
                     None => None,
                     Some(LinesAfter::Record(t, id)) => Some((t, id)),
-                    Some(_) => return Err(Error::invalid("page_token", "issued for another figure")),
+                    Some(_) => {
+                        return Err(Error::invalid("page_token", "issued for another figure"));
+                    }
                 };
                 let rows = report_facts::current_versions(
                     &mut conn,
@@ -79,12 +84,16 @@ impl App {
                 )
                 .await?;
                 let next = (rows.len() == limit)
-                    .then(|| rows.last().map(|(t, v)| LinesAfter::Record(*t, v.record_id)))
+                    .then(|| {
+                        rows.last()
+                            .map(|(t, v)| LinesAfter::Record(*t, v.record_id))
+                    })
                     .flatten();
                 let mut lines = vec![];
                 for (_, v) in rows {
                     let r = &v.record;
-                    let cs = contributions(r).map_err(|e| Error::corrupt("a stored record", e.to_string()))?;
+                    let cs = contributions(r)
+                        .map_err(|e| Error::corrupt("a stored record", e.to_string()))?;
                     for c in cs.into_iter().filter(|c| c.figure == f) {
                         lines.push(Fact {
                             known_at: v.receive_time,
@@ -94,7 +103,12 @@ impl App {
                             currency: c.currency.code().to_string(),
                             amount: c.amount,
                             count: c.count,
-                            description: format!("{} {} from {}", r.kind().as_str(), r.source_id, r.source_system),
+                            description: format!(
+                                "{} {} from {}",
+                                r.kind().as_str(),
+                                r.source_id,
+                                r.source_system
+                            ),
                         });
                     }
                 }
@@ -104,11 +118,20 @@ impl App {
                 let after = match after {
                     None => None,
                     Some(LinesAfter::Exception(id)) => Some(id),
-                    Some(_) => return Err(Error::invalid("page_token", "issued for another figure")),
+                    Some(_) => {
+                        return Err(Error::invalid("page_token", "issued for another figure"));
+                    }
                 };
                 let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
                 let rows = report_facts::exceptions_open_at(
-                    &mut conn, merchant, &names, period.start, period.end, as_of, after, limit_sql,
+                    &mut conn,
+                    merchant,
+                    &names,
+                    period.start,
+                    period.end,
+                    as_of,
+                    after,
+                    limit_sql,
                 )
                 .await?;
                 let next = (rows.len() == limit)

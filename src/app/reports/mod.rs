@@ -173,7 +173,10 @@ impl App {
     ) -> Result<CloseState> {
         let mut conn = self.store.conn().await?;
         let key = period_key(period);
-        let state = CloseState::of(reports::close_history(&mut conn, merchant, &key).await?, None);
+        let state = CloseState::of(
+            reports::close_history(&mut conn, merchant, &key).await?,
+            None,
+        );
         if let Some(sent) = etag.filter(|e| !e.is_empty())
             && sent != state.etag
         {
@@ -198,7 +201,9 @@ impl App {
             None
         };
         let next = state.history.last().map_or(1, |c| c.close_no + 1);
-        if !reports::append_close(&mut conn, merchant, &key, next, closed_as_of, actor, note).await? {
+        if !reports::append_close(&mut conn, merchant, &key, next, closed_as_of, actor, note)
+            .await?
+        {
             return Err(Error::StaleEtag {
                 what: format!("the close of period {}", period.label),
                 sent: state.etag,

@@ -67,9 +67,8 @@ pub fn explain(before: &Sheet, after: &Sheet, facts: &[Fact]) -> Result<Sheet, U
         amount: f.amount,
         count: f.count,
     }));
-    let stored = |s: &Sheet| {
-        Sheet::from_lines(s.lines().into_iter().filter(|l| is_stored(&l.figure)))
-    };
+    let stored =
+        |s: &Sheet| Sheet::from_lines(s.lines().into_iter().filter(|l| is_stored(&l.figure)));
     let (m, f) = (stored(&moved), stored(&by_facts));
     if m != f {
         let all: std::collections::BTreeSet<(String, String)> = m

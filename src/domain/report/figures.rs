@@ -79,9 +79,11 @@ impl Figure {
     pub fn record_kind(self) -> crate::domain::record::RecordKind {
         use crate::domain::record::RecordKind as K;
         match self {
-            Figure::Orders | Figure::GrossSales | Figure::Discounts | Figure::Tax | Figure::Shipping => {
-                K::StorefrontOrder
-            }
+            Figure::Orders
+            | Figure::GrossSales
+            | Figure::Discounts
+            | Figure::Tax
+            | Figure::Shipping => K::StorefrontOrder,
             Figure::StorefrontRefunds => K::StorefrontTransaction,
             Figure::Captured | Figure::Refunded | Figure::Fees => K::ProcessorPayment,
             Figure::DisputesLost | Figure::DisputesWon => K::BalanceTransaction,

@@ -38,16 +38,27 @@ pub fn zone(name: &str) -> Result<Tz, PeriodError> {
     if name.is_empty() {
         return Ok(Tz::UTC);
     }
-    name.parse::<Tz>()
-        .map_err(|_| err("time_zone", format!("{name:?} is not an IANA time zone (e.g. Europe/Berlin)")))
+    name.parse::<Tz>().map_err(|_| {
+        err(
+            "time_zone",
+            format!("{name:?} is not an IANA time zone (e.g. Europe/Berlin)"),
+        )
+    })
 }
 
-fn local_midnight(zone: Tz, day: NaiveDate, field: &'static str) -> Result<DateTime<Utc>, PeriodError> {
+fn local_midnight(
+    zone: Tz,
+    day: NaiveDate,
+    field: &'static str,
+) -> Result<DateTime<Utc>, PeriodError> {
     // A zone whose clocks skip midnight starts the day at its first instant.
     let naive: NaiveDateTime = day.and_hms_opt(0, 0, 0).expect("midnight exists");
     zone.from_local_datetime(&naive)
         .earliest()
-        .or_else(|| zone.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+        .or_else(|| {
+            zone.from_local_datetime(&(naive + Duration::hours(1)))
+                .earliest()
+        })
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| err(field, format!("{day} has no midnight in {zone}")))
 }
@@ -56,7 +67,11 @@ impl Period {
     /// "YYYY-MM" (a month) or "YYYY-MM-DD" (a day) in `zone`.
     pub fn named(label: &str, zone: Tz) -> Result<Period, PeriodError> {
         let (first, next) = if let Ok(day) = NaiveDate::parse_from_str(label, "%Y-%m-%d") {
-            (day, day.succ_opt().ok_or_else(|| err("period", "out of range"))?)
+            (
+                day,
+                day.succ_opt()
+                    .ok_or_else(|| err("period", "out of range"))?,
+            )
         } else if let Ok(day) = NaiveDate::parse_from_str(&format!("{label}-01"), "%Y-%m-%d") {
             let next = if day.month() == 12 {
                 NaiveDate::from_ymd_opt(day.year() + 1, 1, 1)
@@ -79,12 +94,21 @@ impl Period {
     }
 
     /// Explicit [start, end).
-    pub fn between(start: DateTime<Utc>, end: DateTime<Utc>, zone: Tz) -> Result<Period, PeriodError> {
+    pub fn between(
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        zone: Tz,
+    ) -> Result<Period, PeriodError> {
         let label = format!("{}/{}", start.to_rfc3339(), end.to_rfc3339());
         Period::checked(label, zone, start, end)
     }
 
-    fn checked(label: String, zone: Tz, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Period, PeriodError> {
+    fn checked(
+        label: String,
+        zone: Tz,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Period, PeriodError> {
         if end <= start {
             return Err(err("end_time", "the period must end after it starts"));
         }
@@ -92,7 +116,10 @@ impl Period {
             if !on_bucket_edge(t) {
                 return Err(err(
                     field,
-                    format!("{} is not on a {BUCKET_MINUTES}-minute boundary", t.to_rfc3339()),
+                    format!(
+                        "{} is not on a {BUCKET_MINUTES}-minute boundary",
+                        t.to_rfc3339()
+                    ),
                 ));
             }
         }
@@ -151,19 +178,34 @@ mod tests {
     #[test]
     fn bad_periods_name_their_field() {
         assert_eq!(zone("Mars/Olympus").unwrap_err().field, "time_zone");
-        assert_eq!(Period::named("October", Tz::UTC).unwrap_err().field, "period");
+        assert_eq!(
+            Period::named("October", Tz::UTC).unwrap_err().field,
+            "period"
+        );
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let e = Period::between(t("2026-10-01T00:07:00Z"), t("2026-10-02T00:00:00Z"), Tz::UTC);
+        let e = Period::between(
+            t("2026-10-01T00:07:00Z"),
+            t("2026-10-02T00:00:00Z"),
+            Tz::UTC,
+        );
         assert_eq!(e.unwrap_err().field, "start_time");
-        let e = Period::between(t("2026-10-02T00:00:00Z"), t("2026-10-01T00:00:00Z"), Tz::UTC);
+        let e = Period::between(
+            t("2026-10-02T00:00:00Z"),
+            t("2026-10-01T00:00:00Z"),
+            Tz::UTC,
+        );
         assert_eq!(e.unwrap_err().field, "end_time");
     }
 
     #[test]
     fn buckets_floor_to_fifteen_minutes() {
-        let t = DateTime::parse_from_rfc3339("2026-10-05T10:44:59.9Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-10-05T10:44:59.9Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(bucket(t).to_rfc3339(), "2026-10-05T10:30:00+00:00");
-        let neg = DateTime::parse_from_rfc3339("1969-12-31T23:59:00Z").unwrap().with_timezone(&Utc);
+        let neg = DateTime::parse_from_rfc3339("1969-12-31T23:59:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(bucket(neg).to_rfc3339(), "1969-12-31T23:45:00+00:00");
     }
 }

@@ -144,7 +144,9 @@ impl Sheet {
         let mut derived = vec![];
         for cur in self.currencies() {
             let g = |f: &str| self.get(f, &cur).0;
-            let net = g("processor.captured") - g("processor.refunded") - g("processor.fees")
+            let net = g("processor.captured")
+                - g("processor.refunded")
+                - g("processor.fees")
                 - g("processor.disputes_lost")
                 + g("processor.disputes_won");
             derived.push(("processor.net".to_string(), cur.clone(), net, 0));
@@ -160,7 +162,12 @@ impl Sheet {
         }
         let orders = self.get("completeness.orders", "").1;
         let waiting = self.get("completeness.orders_waiting", "").1;
-        derived.push(("completeness.orders_complete".into(), String::new(), Decimal::ZERO, orders - waiting));
+        derived.push((
+            "completeness.orders_complete".into(),
+            String::new(),
+            Decimal::ZERO,
+            orders - waiting,
+        ));
         for (figure, account, sign) in LEDGER_BALANCES {
             for l in ledger.iter().filter(|l| l.figure == account) {
                 let amount = if sign < 0 { -l.amount } else { l.amount };
@@ -198,7 +205,8 @@ pub struct DigestHeader<'a> {
 /// digest show the same numbers for the same period and knowledge time.
 pub fn digest(h: &DigestHeader<'_>, figures: &Sheet, post_close: &Sheet) -> String {
     let mut text = String::from("tally.period_report.v1\n");
-    let t = |x: chrono::DateTime<chrono::Utc>| x.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let t =
+        |x: chrono::DateTime<chrono::Utc>| x.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     text.push_str(&format!(
         "{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
         h.merchant,
@@ -213,7 +221,10 @@ pub fn digest(h: &DigestHeader<'_>, figures: &Sheet, post_close: &Sheet) -> Stri
         text.push_str(section);
         text.push('\n');
         for l in sheet.lines() {
-            text.push_str(&format!("{}\t{}\t{}\t{}\n", l.figure, l.currency, l.amount, l.count));
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                l.figure, l.currency, l.amount, l.count
+            ));
         }
     }
     hex::encode(Sha256::digest(text.as_bytes()))
@@ -245,9 +256,15 @@ mod tests {
         ])
         .with_derived(&[line("unapplied_cash", "USD", "-5", 2)]);
         assert_eq!(s.get("processor.net", "USD").0, "86.80".parse().unwrap());
-        assert_eq!(s.get("ghost.rounding_currency", "USD"), ("0.03".parse().unwrap(), 2));
+        assert_eq!(
+            s.get("ghost.rounding_currency", "USD"),
+            ("0.03".parse().unwrap(), 2)
+        );
         assert_eq!(s.get("completeness.orders_complete", "").1, 2);
-        assert_eq!(s.get("ledger.unapplied_cash", "USD").0, "5".parse().unwrap());
+        assert_eq!(
+            s.get("ledger.unapplied_cash", "USD").0,
+            "5".parse().unwrap()
+        );
         assert_eq!(s.get("ghost.fee_allocation", "USD"), (Decimal::ZERO, 0));
     }
 
@@ -268,8 +285,14 @@ mod tests {
             closed_as_of: None,
         };
         let c = Sheet::from_lines([line("erp.invoiced", "USD", "100.01", 1)]);
-        assert_eq!(digest(&h, &a, &Sheet::default()), digest(&h, &b, &Sheet::default()));
-        assert_ne!(digest(&h, &a, &Sheet::default()), digest(&h, &c, &Sheet::default()));
+        assert_eq!(
+            digest(&h, &a, &Sheet::default()),
+            digest(&h, &b, &Sheet::default())
+        );
+        assert_ne!(
+            digest(&h, &a, &Sheet::default()),
+            digest(&h, &c, &Sheet::default())
+        );
         let moved = c.minus(&a);
         assert_eq!(moved.lines(), vec![line("erp.invoiced", "USD", "0.01", 0)]);
     }
