@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     if let Command::Trace(t) = &cli.command {
         return trace(t);
     }
+    if let Command::Report(r) = &cli.command {
+        return report(r);
+    }
     let config = match Config::from_lookup(|k| {
         if Command::is_option(k) {
             cli.command.setting(k)
@@ -84,6 +87,42 @@ fn main() -> ExitCode {
 }
 
 /// `tally trace`: the order's handoff timeline on stdout.
+fn report(args: &tally::cli::ReportArgs) -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("tally: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    let q = tally::cli::report::ReportQuery {
+        addr: &args.addr,
+        merchant: &args.merchant,
+        period: &args.period,
+        time_zone: &args.time_zone,
+        as_of: args.as_of,
+        compare_as_of: args.compare_as_of,
+        format: &args.format,
+    };
+    let text = match runtime.block_on(tally::cli::report::fetch(&q)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tally report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &args.out {
+        None => print!("{text}"),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("tally report: --out {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,7 +192,7 @@ async fn run_on(
             JournalsCommand::Export(e) => export(config, database_url, e).await,
         },
         // Handled in main before any configuration is read.
-        Command::Trace(_) => Ok(()),
+        Command::Trace(_) | Command::Report(_) => Ok(()),
     }
 }
 

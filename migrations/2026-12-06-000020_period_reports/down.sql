@@ -21,3 +21,4 @@ DROP FUNCTION report_bucket(timestamptz);
 DROP TABLE report_ledger_deltas;
 DROP TABLE report_deltas;
 DROP FUNCTION exception_report_log_append_only();
+DROP FUNCTION report_deltas_settled();

@@ -117,10 +117,19 @@ BEGIN
 END $$;
 CREATE TRIGGER exception_report_log_append_only BEFORE UPDATE OR DELETE ON exception_report_log
     FOR EACH ROW EXECUTE FUNCTION exception_report_log_append_only();
-CREATE TRIGGER report_deltas_append_only BEFORE DELETE ON report_deltas
-    FOR EACH ROW EXECUTE FUNCTION exception_report_log_append_only();
-CREATE TRIGGER report_ledger_deltas_append_only BEFORE UPDATE OR DELETE ON report_ledger_deltas
-    FOR EACH ROW EXECUTE FUNCTION exception_report_log_append_only();
+-- A delta row merges the deltas of its own transaction (one known_at) and
+-- is never changed after: a knowledge time that has passed stays as it was.
+CREATE FUNCTION report_deltas_settled() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR OLD.known_at <> now() OR NEW.known_at <> OLD.known_at THEN
+        RAISE EXCEPTION '% rows of a past knowledge time are never changed', TG_TABLE_NAME;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER report_deltas_settled BEFORE UPDATE OR DELETE ON report_deltas
+    FOR EACH ROW EXECUTE FUNCTION report_deltas_settled();
+CREATE TRIGGER report_ledger_deltas_settled BEFORE UPDATE OR DELETE ON report_ledger_deltas
+    FOR EACH ROW EXECUTE FUNCTION report_deltas_settled();
 
 CREATE FUNCTION exceptions_report() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE

@@ -4,6 +4,7 @@
 //! variable and the bad value. A new command is one variant of [`Command`]
 //! with the options it needs.
 
+pub mod report;
 pub mod trace;
 
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,36 @@ pub enum Command {
     Journals(JournalsArgs),
     /// Print one order's handoffs as a timeline, the lagging one marked (asks a running Tally)
     Trace(TraceArgs),
+    /// Print a period report as of a knowledge time (asks a running Tally)
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The merchant
+    #[arg(long)]
+    pub merchant: String,
+    /// The period: a month (2026-10) or a day (2026-10-05)
+    #[arg(long)]
+    pub period: String,
+    /// The reporting time zone (IANA name); UTC when unset
+    #[arg(long, default_value = "")]
+    pub time_zone: String,
+    /// The knowledge time (RFC 3339); now when unset
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Also list what moved the figures since (or until) this knowledge time
+    #[arg(long, value_name = "TIME")]
+    pub compare_as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Output: a readable table, CSV, JSON, or one self-contained HTML page
+    #[arg(long, value_parser = ["table", "csv", "json", "html"], default_value = "table")]
+    pub format: String,
+    /// Write to this file instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<String>,
+    /// The Tally gRPC address to ask
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
+    pub addr: String,
 }
 
 #[derive(Debug, Args)]
@@ -160,7 +191,7 @@ impl Command {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
             // A client: it reads no server setting.
-            Command::Trace(_) => return None,
+            Command::Trace(_) | Command::Report(_) => return None,
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },

@@ -41,6 +41,7 @@ mod paging_tokens;
 mod payout_fees;
 mod plans;
 mod plans_ledger;
+mod report_cli;
 mod reports;
 mod requests;
 mod seams;

@@ -9,7 +9,7 @@ use crate::storage::{Conn, report_facts, reports};
 
 /// The deltas of one version: `sign` +1 for what it brings, -1 for what a
 /// superseded version no longer counts.
-pub(crate) fn version_deltas(r: &Record, sign: i8) -> Result<Vec<reports::Delta>> {
+pub fn version_deltas(r: &Record, sign: i8) -> Result<Vec<reports::Delta>> {
     let bucket = report::bucket(r.event_time);
     let contributions = report::contributions(r)
         .map_err(|e| Error::invalid(format!("record {}", r.source_id), e.to_string()))?;

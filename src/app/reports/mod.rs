@@ -3,7 +3,7 @@
 //! Reads sum stored deltas (`storage::reports`); nothing here writes but
 //! a close.
 
-pub(crate) mod deltas;
+pub mod deltas;
 mod diff;
 pub mod lines;
 
