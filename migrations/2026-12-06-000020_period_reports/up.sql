@@ -267,8 +267,8 @@ CREATE TABLE period_closes (
     close_no     integer NOT NULL,
     action       text COLLATE "C" NOT NULL CHECK (action IN ('closed', 'reopened')),
     closed_as_of timestamptz,
-    actor        text NOT NULL,
-    note         text NOT NULL DEFAULT '',
+    actor        text COLLATE "C" NOT NULL,
+    note         text COLLATE "C" NOT NULL DEFAULT '',
     create_time  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, period, close_no),
     CHECK ((action = 'closed') = (closed_as_of IS NOT NULL))

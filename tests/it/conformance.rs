@@ -15,6 +15,7 @@ use tally::proto::tally::v1::exception_service_client::ExceptionServiceClient;
 use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::proto::tally::v1::ledger_service_client::LedgerServiceClient;
+use tally::proto::tally::v1::report_service_client::ReportServiceClient;
 use tally::proto::tally::v1::transaction_service_client::TransactionServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -130,6 +131,14 @@ async fn call(ch: &Channel, method: &str, f: &Fields) -> Status {
     let mut exceptions = ExceptionServiceClient::new(ch.clone());
     let mut handoffs = HandoffServiceClient::new(ch.clone());
     let mut ledger = LedgerServiceClient::new(ch.clone());
+    let mut reports = ReportServiceClient::new(ch.clone());
+    let period = || {
+        Some(pb::PeriodSelector {
+            period: f.get("period.period", "2026-11"),
+            time_zone: f.get("period.time_zone", "Europe/Berlin"),
+            ..Default::default()
+        })
+    };
     let method = method.rsplit_once('/').unwrap().1;
     let result = match method {
         "SubmitRecords" => ingest
@@ -317,6 +326,53 @@ async fn call(ch: &Channel, method: &str, f: &Fields) -> Status {
             })
             .await
             .map(|_| done()),
+        "GetPeriodReport" => reports
+            .get_period_report(pb::GetPeriodReportRequest {
+                parent: parent(),
+                period: period(),
+                as_of: None,
+            })
+            .await
+            .map(|_| done()),
+        "DiffPeriodReports" => reports
+            .diff_period_reports(pb::DiffPeriodReportsRequest {
+                parent: parent(),
+                period: period(),
+                from_as_of: ts("2026-12-01T00:00:00Z"),
+                page_token: page_token(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| done()),
+        "ListReportLines" => reports
+            .list_report_lines(pb::ListReportLinesRequest {
+                parent: parent(),
+                period: period(),
+                figure: f.get("figure", "erp.invoiced"),
+                page_token: page_token(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| done()),
+        "ClosePeriod" => reports
+            .close_period(acting(pb::ClosePeriodRequest {
+                parent: parent(),
+                period: period(),
+                etag: f.get("etag", ""),
+                note: f.get("note", "signed off"),
+                as_of: None,
+            }))
+            .await
+            .map(|_| done()),
+        "ReopenPeriod" => reports
+            .reopen_period(acting(pb::ReopenPeriodRequest {
+                parent: parent(),
+                period: period(),
+                etag: f.get("etag", ""),
+                note: f.get("note", "late invoice"),
+            }))
+            .await
+            .map(|_| done()),
         other => panic!("{other} is not walked: add it to `call`"),
     };
     result.unwrap_or_else(|e| e)
@@ -329,7 +385,7 @@ async fn every_string_of_every_rpc_is_checked_like_a_record_field() {
     // The walk covers every method of every service, and reads every
     // string the descriptors name (and no other).
     let methods: BTreeSet<&String> = all.iter().map(|(m, _)| m).collect();
-    assert!(methods.len() >= 21, "{methods:?}");
+    assert!(methods.len() >= 26, "{methods:?}");
     for m in &methods {
         let f = Fields {
             walked: String::new(),
