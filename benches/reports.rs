@@ -187,30 +187,29 @@ async fn main() {
     let load = Instant::now();
     let mut knowledge = vec![];
     let (mut pending, mut facts) = (vec![], 0usize);
-    let mut flush =
-        async |pending: &mut Vec<reports::Delta>,
-               rows: &mut Vec<(DateTime<Utc>, String, Decimal, i64)>| {
-            let mut c = store.conn().await.unwrap();
-            reports::add(&mut c, "bench", std::mem::take(pending))
-                .await
-                .unwrap();
-            let (t, f, a, n): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) =
-                rows.drain(..)
-                    .fold((vec![], vec![], vec![], vec![]), |mut acc, (t, f, a, n)| {
-                        acc.0.push(t);
-                        acc.1.push(f);
-                        acc.2.push(a.to_string());
-                        acc.3.push(n);
-                        acc
-                    });
-            raw.execute(
-                "INSERT INTO bench_facts SELECT 'bench', t, f, 'USD', a::numeric, n
-             FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::bigint[]) AS x(t, f, a, n)",
-                &[&t, &f, &a, &n],
-            )
+    let flush = async |pending: &mut Vec<reports::Delta>,
+                       rows: &mut Vec<(DateTime<Utc>, String, Decimal, i64)>| {
+        let mut c = store.conn().await.unwrap();
+        reports::add(&mut c, "bench", std::mem::take(pending))
             .await
             .unwrap();
-        };
+        let (t, f, a, n): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) =
+            rows.drain(..)
+                .fold((vec![], vec![], vec![], vec![]), |mut acc, (t, f, a, n)| {
+                    acc.0.push(t.to_rfc3339());
+                    acc.1.push(f);
+                    acc.2.push(a.to_string());
+                    acc.3.push(n);
+                    acc
+                });
+        raw.execute(
+            "INSERT INTO bench_facts SELECT 'bench', t::timestamptz, f, 'USD', a::numeric, n
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS x(t, f, a, n)",
+            &[&t, &f, &a, &n],
+        )
+        .await
+        .unwrap();
+    };
     let mut rows = vec![];
     let mut in_tx = 0;
     for i in 0..orders {

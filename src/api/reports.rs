@@ -10,6 +10,7 @@ use crate::api::names::parse_parent;
 use crate::api::pagination::{self, MAX_PAGE_SIZE};
 use crate::api::validate::fields;
 use crate::app::App;
+use crate::app::reports::CloseChange;
 use crate::app::reports::lines::LinesAfter;
 use crate::domain::report::{Period, period};
 use crate::error::{Error, Result};
@@ -147,9 +148,11 @@ impl ReportService for ReportApi {
             .unwrap_or(usize::MAX)
             .min(d.facts.len());
         let end = start.saturating_add(limit).min(d.facts.len());
-        let next = (end < d.facts.len())
-            .then(|| pagination::encode(&(end as i64), &scope))
-            .unwrap_or_default();
+        let next = if end < d.facts.len() {
+            pagination::encode(&(end as i64), &scope)
+        } else {
+            String::new()
+        };
         Ok(Response::new(pb::DiffPeriodReportsResponse {
             from_as_of: Some(crate::api::convert::timestamp(d.from_as_of)),
             to_as_of: Some(crate::api::convert::timestamp(d.to_as_of)),
@@ -212,11 +215,13 @@ impl ReportService for ReportApi {
             .set_period_close(
                 &merchant,
                 &period,
-                true,
-                as_of,
-                Some(&req.etag),
-                &who,
-                &req.note,
+                CloseChange {
+                    close: true,
+                    as_of,
+                    etag: &req.etag,
+                    actor: &who,
+                    note: &req.note,
+                },
             )
             .await?;
         Ok(Response::new(pb::ClosePeriodResponse {
@@ -239,11 +244,13 @@ impl ReportService for ReportApi {
             .set_period_close(
                 &merchant,
                 &period,
-                false,
-                None,
-                Some(&req.etag),
-                &who,
-                &req.note,
+                CloseChange {
+                    close: false,
+                    as_of: None,
+                    etag: &req.etag,
+                    actor: &who,
+                    note: &req.note,
+                },
             )
             .await?;
         Ok(Response::new(pb::ReopenPeriodResponse {

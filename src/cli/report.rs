@@ -69,7 +69,7 @@ pub async fn fetch(q: &ReportQuery<'_>) -> Result<String, String> {
         None => None,
         Some(other) => {
             // The earlier of the two times is the diff's start.
-            let here = report.as_of.clone();
+            let here = report.as_of;
             let (from, to) = match q.as_of {
                 Some(a) if a < other => (Some(ts(a)), Some(ts(other))),
                 _ => (Some(ts(other)), here),

@@ -78,7 +78,7 @@ async fn a_report_as_of_t_never_moves_and_the_diff_explains_every_cent() {
     app.submit(fee_as_sales("8102")).await.unwrap();
     pause().await;
     let first = report(&app, None).await;
-    let t1 = first.as_of.clone();
+    let t1 = first.as_of;
     assert!(t1.is_some() && first.digest.len() == 64);
     assert_eq!(
         figure(&first.figures, "storefront.orders", "USD"),
@@ -118,7 +118,7 @@ async fn a_report_as_of_t_never_moves_and_the_diff_explains_every_cent() {
                 parent: "merchants/acme".into(),
                 period: november(),
                 figure: format!("ghost.{}", g.category),
-                as_of: t1.clone(),
+                as_of: t1,
                 ..Default::default()
             })
             .await
@@ -159,7 +159,7 @@ async fn a_report_as_of_t_never_moves_and_the_diff_explains_every_cent() {
     app.submit(vec![corrected, gross]).await.unwrap();
     pause().await;
 
-    let again = report(&app, t1.clone()).await;
+    let again = report(&app, t1).await;
     assert_eq!(
         again, first,
         "a report as of T is the same whenever it runs"
@@ -176,8 +176,8 @@ async fn a_report_as_of_t_never_moves_and_the_diff_explains_every_cent() {
         .diff_period_reports(pb::DiffPeriodReportsRequest {
             parent: "merchants/acme".into(),
             period: november(),
-            from_as_of: t1.clone(),
-            to_as_of: now.as_of.clone(),
+            from_as_of: t1,
+            to_as_of: now.as_of,
             page_size: 1000,
             ..Default::default()
         })

@@ -25,6 +25,18 @@ pub struct Close {
     pub close_time: DateTime<Utc>,
 }
 
+/// A close or a reopen, as a person asks for it.
+pub struct CloseChange<'a> {
+    /// true: close; false: reopen.
+    pub close: bool,
+    /// The knowledge time to close at (default: now, settled).
+    pub as_of: Option<DateTime<Utc>>,
+    /// The state's etag, when the caller read it ("" when not).
+    pub etag: &'a str,
+    pub actor: &'a str,
+    pub note: &'a str,
+}
+
 /// A period's close state and its history, with the etag a change must send.
 #[derive(Debug, Clone)]
 pub struct CloseState {
@@ -56,8 +68,7 @@ impl CloseState {
     fn of(history: Vec<reports::CloseRow>, as_of: Option<DateTime<Utc>>) -> CloseState {
         let in_force = history
             .iter()
-            .filter(|c| as_of.is_none_or(|t| c.create_time <= t))
-            .next_back();
+            .rfind(|c| as_of.is_none_or(|t| c.create_time <= t));
         let close = in_force.and_then(|c| {
             c.closed_as_of.map(|k| Close {
                 closed_as_of: k,
@@ -160,29 +171,30 @@ impl App {
     }
 
     /// Closes the period at `as_of` (default: now, settled), or reopens it
-    /// (`close` false). `etag`, when sent, must be the state's current one.
+    /// (`change.close` false). An etag, when sent, must be the state's current one.
     pub async fn set_period_close(
         &self,
         merchant: &str,
         period: &Period,
-        close: bool,
-        as_of: Option<DateTime<Utc>>,
-        etag: Option<&str>,
-        actor: &str,
-        note: &str,
+        change: CloseChange<'_>,
     ) -> Result<CloseState> {
+        let CloseChange {
+            close,
+            as_of,
+            etag,
+            actor,
+            note,
+        } = change;
         let mut conn = self.store.conn().await?;
         let key = period_key(period);
         let state = CloseState::of(
             reports::close_history(&mut conn, merchant, &key).await?,
             None,
         );
-        if let Some(sent) = etag.filter(|e| !e.is_empty())
-            && sent != state.etag
-        {
+        if !etag.is_empty() && etag != state.etag {
             return Err(Error::StaleEtag {
                 what: format!("the close of period {}", period.label),
-                sent: sent.to_string(),
+                sent: etag.to_string(),
             });
         }
         let closed_as_of = if close {
