@@ -181,6 +181,15 @@ async fn run_on(
     for m in &applied {
         tracing::info!(migration = %m, "applied");
     }
+    // Records stored before period reports existed are counted once, by
+    // whichever process gets there first (a no-op afterwards).
+    let counted = tally::app::reports::backfill::run(&Store::connect(database_url, 2)?).await?;
+    if counted > 0 {
+        tracing::info!(
+            records = counted,
+            "period reports count the records stored before them"
+        );
+    }
     match command {
         Command::Migrate(_) => {
             println!("{} migration(s) applied", applied.len());

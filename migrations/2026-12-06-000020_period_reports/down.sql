@@ -1,3 +1,4 @@
+DROP TABLE report_backfills;
 DROP TABLE period_closes;
 DROP TRIGGER journal_lines_report ON journal_lines;
 DROP FUNCTION journal_lines_report();

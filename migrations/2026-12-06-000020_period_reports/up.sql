@@ -280,7 +280,17 @@ CREATE TRIGGER period_closes_append_only BEFORE UPDATE OR DELETE ON period_close
 -- learned where the tables say so: the ledger by booked_at, open
 -- exceptions from when they last opened, orders and their open handoffs
 -- from when the order was first seen. Records are counted by Tally itself
--- (`tally report backfill`), which knows what each record contributes.
+-- (app::reports::backfill, after migrations), which knows what each record
+-- contributes: each merchant's records up to its last one now, from the
+-- cursor on, resumable.
+CREATE TABLE report_backfills (
+    merchant_id    text COLLATE "C" PRIMARY KEY,
+    upto_record_id bigint NOT NULL,
+    after_time     timestamptz,
+    after_id       bigint NOT NULL DEFAULT 0
+);
+INSERT INTO report_backfills (merchant_id, upto_record_id)
+SELECT merchant_id, max(record_id) FROM record_log GROUP BY merchant_id;
 INSERT INTO report_ledger_deltas (merchant_id, effective_date, known_at, account, currency_code, amount, lines)
 SELECT l.merchant_id, e.effective_date, e.booked_at, l.account, l.currency_code,
        sum(l.debit - l.credit), count(*)

@@ -25,6 +25,7 @@ pub mod payouts;
 pub mod rechecks;
 pub mod record_log;
 pub mod record_versions;
+pub mod report_backfill;
 pub mod report_facts;
 pub mod reports;
 mod statement;

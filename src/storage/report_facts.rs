@@ -278,3 +278,36 @@ pub async fn entries_between(
     .load(conn)
     .await?)
 }
+
+/// Stored versions with record id up to `upto`, in (receive_time,
+/// record_id) order after `after`; `at`: only those received at that time.
+pub async fn versions_in_order(
+    conn: &mut Conn,
+    merchant: &str,
+    upto: i64,
+    after: Option<(DateTime<Utc>, i64)>,
+    at: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<VersionFact>> {
+    let (t, id) = after.unwrap_or((DateTime::<Utc>::UNIX_EPOCH, 0));
+    let rows: Vec<VersionRow> = statement(
+        "SELECT r.record_id, r.receive_time, r.payload, o.record_id AS old_id, o.payload AS old_payload
+         FROM record_log r
+         LEFT JOIN record_log o ON r.outcome = 'updated' AND o.merchant_id = r.merchant_id
+                               AND o.record_id = r.original_id
+         WHERE r.merchant_id = $1 AND r.record_id <= $2 AND r.outcome IN ('accepted', 'updated')
+           AND (r.receive_time, r.record_id) > ($3, $4)
+           AND ($5::timestamptz IS NULL OR r.receive_time = $5)
+         ORDER BY r.receive_time, r.record_id
+         LIMIT $6",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<BigInt, _>(upto)
+    .bind::<Timestamptz, _>(t)
+    .bind::<BigInt, _>(id)
+    .bind::<Nullable<Timestamptz>, _>(at)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    rows.into_iter().map(VersionFact::try_from).collect()
+}

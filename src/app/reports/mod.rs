@@ -3,6 +3,7 @@
 //! Reads sum stored deltas (`storage::reports`); nothing here writes but
 //! a close.
 
+pub mod backfill;
 pub mod deltas;
 mod diff;
 pub mod lines;
