@@ -13,6 +13,10 @@ use super::report_facts::VersionFact;
 use super::statement::{Bind, statement};
 use crate::error::Result;
 
+/// A delta of a past knowledge time: (known_at, event bucket, figure,
+/// currency, amount, count).
+pub type PastDelta = (DateTime<Utc>, DateTime<Utc>, String, String, Decimal, i64);
+
 /// A merchant's backfill, locked for this transaction.
 #[derive(QueryableByName)]
 pub struct Pending {
@@ -61,7 +65,7 @@ pub async fn versions(
 pub async fn insert(
     conn: &mut Conn,
     merchant: &str,
-    rows: Vec<(DateTime<Utc>, DateTime<Utc>, String, String, Decimal, i64)>,
+    rows: Vec<PastDelta>,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
