@@ -96,6 +96,7 @@ fn lines_after_key(a: &LinesAfter) -> String {
     match a {
         LinesAfter::Record(t, id) => format!("r~{}~{id}", t.timestamp_micros()),
         LinesAfter::Exception(id) => format!("e~{id}"),
+        LinesAfter::Entry(id) => format!("j~{id}"),
     }
 }
 
@@ -107,6 +108,7 @@ fn lines_after_of(key: &str) -> Option<LinesAfter> {
             id.parse().ok()?,
         )),
         ("e", id, None) => Some(LinesAfter::Exception(id.parse().ok()?)),
+        ("j", id, None) => Some(LinesAfter::Entry(id.parse().ok()?)),
         _ => None,
     }
 }

@@ -62,11 +62,7 @@ pub async fn versions(
 
 /// Writes deltas of past knowledge times: (known_at, bucket, figure,
 /// currency, amount, count), each key once (the caller merged them).
-pub async fn insert(
-    conn: &mut Conn,
-    merchant: &str,
-    rows: Vec<PastDelta>,
-) -> Result<()> {
+pub async fn insert(conn: &mut Conn, merchant: &str, rows: Vec<PastDelta>) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -311,3 +311,34 @@ pub async fn versions_in_order(
     .await?;
     rows.into_iter().map(VersionFact::try_from).collect()
 }
+
+/// Entries booked by `as_of`, effective before `end_date`, with their net
+/// on `account`, by entry id after `after`.
+pub async fn entries_upto(
+    conn: &mut Conn,
+    merchant: &str,
+    account: &str,
+    end_date: NaiveDate,
+    as_of: DateTime<Utc>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EntryFact>> {
+    Ok(statement(
+        "SELECT e.entry_id, e.external_id, e.booked_at, l.account, l.currency_code,
+                sum(l.debit - l.credit) AS amount, count(*) AS lines
+         FROM journal_lines l JOIN journal_entries e USING (merchant_id, entry_id)
+         WHERE l.merchant_id = $1 AND l.account = $2 AND e.effective_date < $3
+           AND e.booked_at <= $4 AND l.entry_id > $5
+         GROUP BY e.entry_id, e.external_id, e.booked_at, l.account, l.currency_code
+         ORDER BY e.entry_id
+         LIMIT $6",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(account)
+    .bind::<Date, _>(end_date)
+    .bind::<Timestamptz, _>(as_of)
+    .bind::<BigInt, _>(after)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}

@@ -411,3 +411,87 @@ async fn records_stored_before_reports_existed_are_counted_as_known_when_receive
     assert_eq!(tally::app::reports::backfill::run(&store).await.unwrap(), 0);
     assert_eq!(report(&app, at).await, before);
 }
+
+/// Each ledger balance of `r` is the sum of the entries its lines list.
+async fn ledger_lines_add_up(app: &TestApp, r: &pb::GetPeriodReportResponse) -> usize {
+    let mut seen = 0;
+    for f in r.figures.iter().filter(|f| f.figure.starts_with("ledger.")) {
+        let lines = ReportServiceClient::new(app.channel.clone())
+            .list_report_lines(pb::ListReportLinesRequest {
+                parent: "merchants/acme".into(),
+                period: november(),
+                figure: f.figure.clone(),
+                as_of: r.as_of,
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .lines;
+        let sum: rust_decimal::Decimal = lines
+            .iter()
+            .filter(|l| l.r#move.as_ref().unwrap().currency_code == f.currency_code)
+            .map(|l| {
+                l.r#move
+                    .as_ref()
+                    .unwrap()
+                    .amount
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(sum, f.amount.parse().unwrap(), "{}", f.figure);
+        assert!(lines.iter().all(|l| l.source == "journal_entry"));
+        seen += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn the_ledger_balances_follow_the_worker_and_the_diff_names_its_entries() {
+    let app = TestApp::start().await;
+    app.submit(crate::cash::realistic_batch()).await.unwrap();
+    pause().await;
+    let before = report(&app, None).await;
+    let worker = crate::cash::worker(&app).await;
+    crate::cash::drain(&worker, "acme").await;
+    pause().await;
+    let after = report(&app, None).await;
+    assert!(
+        ledger_lines_add_up(&app, &after).await >= 2,
+        "{:?}",
+        after.figures
+    );
+    assert_ne!(
+        figure(&after.figures, "ledger.processor_clearing", "USD"),
+        figure(&before.figures, "ledger.processor_clearing", "USD")
+    );
+    let diff = ReportServiceClient::new(app.channel.clone())
+        .diff_period_reports(pb::DiffPeriodReportsRequest {
+            parent: "merchants/acme".into(),
+            period: november(),
+            from_as_of: before.as_of,
+            to_as_of: after.as_of,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for m in diff
+        .moves
+        .iter()
+        .filter(|m| m.figure.starts_with("ledger."))
+    {
+        let facts: rust_decimal::Decimal = diff
+            .facts
+            .iter()
+            .filter_map(|f| f.r#move.as_ref())
+            .filter(|x| x.figure == m.figure && x.currency_code == m.currency_code)
+            .map(|x| x.amount.parse::<rust_decimal::Decimal>().unwrap())
+            .sum();
+        assert_eq!(facts, m.amount.parse().unwrap(), "{}", m.figure);
+    }
+    assert!(diff.facts.iter().any(|f| f.source == "journal_entry"));
+}

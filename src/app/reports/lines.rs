@@ -8,7 +8,7 @@ use super::resolve_as_of;
 use crate::app::App;
 use crate::domain::matching::ExceptionType;
 use crate::domain::report::diff::{Fact, FactSource};
-use crate::domain::report::sheet::exception_figure;
+use crate::domain::report::sheet::{LEDGER_BALANCES, exception_figure};
 use crate::domain::report::{Figure, GhostCategory, Period, contributions};
 use crate::error::{Error, Result};
 use crate::storage::report_facts;
@@ -18,12 +18,15 @@ use crate::storage::report_facts;
 pub enum LinesAfter {
     Record(DateTime<Utc>, i64),
     Exception(Uuid),
+    Entry(i64),
 }
 
 /// What a figure name drills into.
 enum Source {
     Records(Figure),
     Exceptions(Vec<ExceptionType>),
+    /// A ledger balance: (account role, sign).
+    Entries(&'static str, i8),
 }
 
 fn source(figure: &str) -> Result<Source> {
@@ -39,11 +42,14 @@ fn source(figure: &str) -> Result<Source> {
     {
         return Ok(Source::Exceptions(vec![t]));
     }
+    if let Some((_, account, sign)) = LEDGER_BALANCES.iter().find(|(f, _, _)| *f == figure) {
+        return Ok(Source::Entries(account, *sign));
+    }
     Err(Error::invalid(
         "figure",
         format!(
             "{figure:?} has no lines to list: expected a record figure (storefront.*, processor.*, \
-             erp.*, bank.*), exceptions.TYPE or ghost.CATEGORY"
+             erp.*, bank.*), exceptions.TYPE, ghost.CATEGORY or a ledger balance"
         ),
     ))
 }
@@ -112,6 +118,42 @@ impl App {
                         });
                     }
                 }
+                Ok((as_of, lines, next))
+            }
+            Source::Entries(account, sign) => {
+                let after = match after {
+                    None => 0,
+                    Some(LinesAfter::Entry(id)) => id,
+                    Some(_) => {
+                        return Err(Error::invalid("page_token", "issued for another figure"));
+                    }
+                };
+                let rows = report_facts::entries_upto(
+                    &mut conn,
+                    merchant,
+                    account,
+                    period.ledger_end_date(),
+                    as_of,
+                    after,
+                    limit_sql,
+                )
+                .await?;
+                let next = (rows.len() == limit)
+                    .then(|| rows.last().map(|e| LinesAfter::Entry(e.entry_id)))
+                    .flatten();
+                let lines = rows
+                    .into_iter()
+                    .map(|e| Fact {
+                        known_at: e.booked_at,
+                        source: FactSource::JournalEntry,
+                        name: format!("merchants/{merchant}/journalEntries/{}", e.external_id),
+                        figure: figure.to_string(),
+                        currency: e.currency_code,
+                        amount: if sign < 0 { -e.amount } else { e.amount },
+                        count: e.lines,
+                        description: format!("booked on {account}"),
+                    })
+                    .collect();
                 Ok((as_of, lines, next))
             }
             Source::Exceptions(types) => {
