@@ -325,7 +325,7 @@ async fn main() {
         let t = Instant::now();
         let rows = raw.query(
             "SELECT figure, currency_code, sum(amount), sum(count) FROM bench_facts
-             WHERE merchant_id = 'bench' AND event_time >= $1::timestamptz AND event_time < $2::timestamptz
+             WHERE merchant_id = 'bench' AND event_time >= $1::text::timestamptz AND event_time < $2::text::timestamptz
              GROUP BY 1, 2", &[&from, &to]).await.unwrap();
         assert!(!rows.is_empty());
         t.elapsed()
