@@ -341,6 +341,7 @@ async fn main() {
         base_day.push(baseline("2026-11-17T00:00:00Z", "2026-11-18T00:00:00Z").await);
     }
     ingest.abort();
+    let (on, off, deltas) = ingest_cost(&raw, &store, &server).await;
     let bm = pct(base_month.clone(), 0.5);
     let bd = pct(base_day.clone(), 0.5);
     println!(
@@ -371,9 +372,94 @@ async fn main() {
         bd.as_secs_f64() * 1e3,
         pct(base_day, 0.99).as_secs_f64() * 1e3
     );
+    println!(
+        "\n| ingest, 1,000 new records per SubmitRecords | ms (median) |\n|---|---|\n\
+         | report triggers on | {:.1} |\n| report triggers off | {:.1} |\n\
+         | the report deltas statement alone (own commit) | {:.1} |\n\
+         | write-path cost of reports: (on - off + deltas) / off | {:.1}% |",
+        ms(on),
+        ms(off),
+        ms(deltas),
+        (ms(on) - ms(off) + ms(deltas)) / ms(off) * 100.0
+    );
     drop(server);
     drop(raw);
     let _ = admin
         .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
         .await;
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The triggers that keep report deltas on the write path.
+const TRIGGERS: [(&str, &str); 6] = [
+    ("exceptions", "exceptions_report"),
+    ("exceptions", "exceptions_event_time"),
+    ("transactions", "transactions_report"),
+    ("expectations", "expectations_opened"),
+    ("expectations", "expectations_met"),
+    ("journal_lines", "journal_lines_report"),
+];
+
+/// Ingest with the report triggers on and off, alternating rounds of
+/// 1,000 new records (median of each), and the report deltas statement
+/// ingest adds, timed alone for the same records: together, what period
+/// reports cost the write path.
+async fn ingest_cost(
+    raw: &tokio_postgres::Client,
+    store: &Store,
+    server: &Running,
+) -> (Duration, Duration, Duration) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let set = async |enabled: bool| {
+        for (table, trigger) in TRIGGERS {
+            let verb = if enabled { "ENABLE" } else { "DISABLE" };
+            raw.batch_execute(&format!("ALTER TABLE {table} {verb} TRIGGER {trigger}"))
+                .await
+                .unwrap();
+        }
+    };
+    let submit = async |tag: String| {
+        let records = support::batch_of(|i| format!("{tag}-{i}"), |i| 3_000_000 + i as i64);
+        let t = Instant::now();
+        client
+            .clone()
+            .submit_records(pb::SubmitRecordsRequest {
+                parent: "merchants/cost".into(),
+                request_id: String::new(),
+                records,
+            })
+            .await
+            .unwrap();
+        t.elapsed()
+    };
+    submit("warm".into()).await;
+    let (mut on, mut off, mut deltas) = (vec![], vec![], vec![]);
+    for round in 0..9 {
+        set(false).await;
+        off.push(submit(format!("off{round}")).await);
+        set(true).await;
+        on.push(submit(format!("on{round}")).await);
+        let records: Vec<Record> =
+            support::batch_of(|i| format!("d{round}-{i}"), |i| 3_000_000 + i as i64)
+                .iter()
+                .map(|r| tally::api::validate::record(0, r, &mut vec![]).expect("valid"))
+                .collect();
+        let t = Instant::now();
+        let mut d = vec![];
+        for r in &records {
+            d.extend(version_deltas(r, 1).unwrap());
+        }
+        let mut c = store.conn().await.unwrap();
+        reports::add(&mut c, "cost-deltas", d).await.unwrap();
+        deltas.push(t.elapsed());
+    }
+    (pct(on, 0.5), pct(off, 0.5), pct(deltas, 0.5))
 }
