@@ -27,10 +27,10 @@ use crate::common::*;
 use crate::ledger_state::LedgerState;
 
 /// A small deterministic generator (xorshift64*): the seed alone replays a case.
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -38,13 +38,13 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             v.swap(i, j);
@@ -293,22 +293,29 @@ async fn run(case: &Case, rng: &mut Rng) -> LedgerState {
     LedgerState::read(&t).await
 }
 
-#[tokio::test]
-async fn the_same_facts_give_the_same_ledger_in_any_arrival_order() {
+/// The seeds of a property's cases: `TALLY_PROPERTY_SEED` alone, else
+/// `TALLY_PROPERTY_CASES` (default `default`) from the clock.
+pub(crate) fn seeds(default: u64) -> Vec<u64> {
     let fixed: Option<u64> = std::env::var("TALLY_PROPERTY_SEED")
         .ok()
         .and_then(|s| s.parse().ok());
     let cases: u64 = std::env::var("TALLY_PROPERTY_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(default);
     let first = fixed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    for k in 0..if fixed.is_some() { 1 } else { cases } {
-        let seed = first.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..if fixed.is_some() { 1 } else { cases })
+        .map(|k| first.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_same_facts_give_the_same_ledger_in_any_arrival_order() {
+    for seed in seeds(6) {
         eprintln!("order independence: case seed {seed} (TALLY_PROPERTY_SEED={seed} replays it)");
         let case = generate(seed);
         let mut rng = Rng(seed ^ 0xA5A5_A5A5);

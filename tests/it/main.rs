@@ -42,6 +42,7 @@ mod payout_fees;
 mod plans;
 mod plans_ledger;
 mod report_cli;
+mod report_order_independence;
 mod reports;
 mod requests;
 mod seams;
