@@ -113,6 +113,34 @@ fn lines_after_of(key: &str) -> Option<LinesAfter> {
     }
 }
 
+impl ReportApi {
+    /// Validates and applies a close (`close`) or a reopen.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_close(
+        &self,
+        actor: &str,
+        parent: &str,
+        period: Option<&pb::PeriodSelector>,
+        close: bool,
+        as_of: Option<DateTime<Utc>>,
+        etag: &str,
+        note: &str,
+    ) -> Result<crate::app::reports::CloseState> {
+        let merchant = parse_parent("parent", parent)?;
+        let period = period_of(period)?;
+        fields::token("etag", etag)?;
+        fields::prose("note", note, NOTE_MAX)?;
+        let change = CloseChange {
+            close,
+            as_of,
+            etag,
+            actor,
+            note,
+        };
+        self.app.set_period_close(&merchant, &period, change).await
+    }
+}
+
 #[tonic::async_trait]
 impl ReportService for ReportApi {
     async fn get_period_report(
@@ -206,24 +234,17 @@ impl ReportService for ReportApi {
         request: Request<pb::ClosePeriodRequest>,
     ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
         let who = actor(&request)?;
-        let req = request.get_ref();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let period = period_of(req.period.as_ref())?;
-        let as_of = time("as_of", req.as_of.as_ref())?;
-        fields::token("etag", &req.etag)?;
-        fields::prose("note", &req.note, NOTE_MAX)?;
+        let r = request.get_ref();
+        let as_of = time("as_of", r.as_of.as_ref())?;
         let s = self
-            .app
-            .set_period_close(
-                &merchant,
-                &period,
-                CloseChange {
-                    close: true,
-                    as_of,
-                    etag: &req.etag,
-                    actor: &who,
-                    note: &req.note,
-                },
+            .change_close(
+                &who,
+                &r.parent,
+                r.period.as_ref(),
+                true,
+                as_of,
+                &r.etag,
+                &r.note,
             )
             .await?;
         Ok(Response::new(pb::ClosePeriodResponse {
@@ -236,23 +257,16 @@ impl ReportService for ReportApi {
         request: Request<pb::ReopenPeriodRequest>,
     ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
         let who = actor(&request)?;
-        let req = request.get_ref();
-        let merchant = parse_parent("parent", &req.parent)?;
-        let period = period_of(req.period.as_ref())?;
-        fields::token("etag", &req.etag)?;
-        fields::prose("note", &req.note, NOTE_MAX)?;
+        let r = request.get_ref();
         let s = self
-            .app
-            .set_period_close(
-                &merchant,
-                &period,
-                CloseChange {
-                    close: false,
-                    as_of: None,
-                    etag: &req.etag,
-                    actor: &who,
-                    note: &req.note,
-                },
+            .change_close(
+                &who,
+                &r.parent,
+                r.period.as_ref(),
+                false,
+                None,
+                &r.etag,
+                &r.note,
             )
             .await?;
         Ok(Response::new(pb::ReopenPeriodResponse {

@@ -113,30 +113,13 @@ async fn a_report_as_of_t_never_moves_and_the_diff_explains_every_cent() {
     assert_eq!(ghost.get("discount_mapping"), Some(&"10"));
     assert_eq!(ghost.get("fee_allocation"), Some(&"3.2"));
     for g in &first.ghost_revenue {
-        let lines = ReportServiceClient::new(app.channel.clone())
-            .list_report_lines(pb::ListReportLinesRequest {
-                parent: "merchants/acme".into(),
-                period: november(),
-                figure: format!("ghost.{}", g.category),
-                as_of: t1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .lines;
-        let sum: rust_decimal::Decimal = lines
-            .iter()
-            .map(|l| {
-                l.r#move
-                    .as_ref()
-                    .unwrap()
-                    .amount
-                    .parse::<rust_decimal::Decimal>()
-                    .unwrap()
-            })
-            .sum();
-        assert_eq!(sum.to_string(), g.amount, "{}", g.category);
+        let lines = lines_of(&app, &format!("ghost.{}", g.category), t1).await;
+        assert_eq!(
+            sum_of(&lines, "USD").to_string(),
+            g.amount,
+            "{}",
+            g.category
+        );
         assert_eq!(lines.len() as i64, g.exception_count);
         for l in &lines {
             assert!(l.name.starts_with("merchants/acme/exceptions/"), "{l:?}");
@@ -412,36 +395,48 @@ async fn records_stored_before_reports_existed_are_counted_as_known_when_receive
     assert_eq!(report(&app, at).await, before);
 }
 
+/// Every line `figure` lists for November as of `as_of` (one page).
+async fn lines_of(
+    app: &TestApp,
+    figure: &str,
+    as_of: Option<prost_types::Timestamp>,
+) -> Vec<pb::ReportFact> {
+    ReportServiceClient::new(app.channel.clone())
+        .list_report_lines(pb::ListReportLinesRequest {
+            parent: "merchants/acme".into(),
+            period: november(),
+            figure: figure.into(),
+            as_of,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lines
+}
+
+/// What `lines` move in `currency`.
+fn sum_of(lines: &[pb::ReportFact], currency: &str) -> rust_decimal::Decimal {
+    lines
+        .iter()
+        .filter_map(|l| l.r#move.as_ref())
+        .filter(|m| m.currency_code == currency)
+        .map(|m| m.amount.parse::<rust_decimal::Decimal>().unwrap())
+        .sum()
+}
+
 /// Each ledger balance of `r` is the sum of the entries its lines list.
 async fn ledger_lines_add_up(app: &TestApp, r: &pb::GetPeriodReportResponse) -> usize {
     let mut seen = 0;
     for f in r.figures.iter().filter(|f| f.figure.starts_with("ledger.")) {
-        let lines = ReportServiceClient::new(app.channel.clone())
-            .list_report_lines(pb::ListReportLinesRequest {
-                parent: "merchants/acme".into(),
-                period: november(),
-                figure: f.figure.clone(),
-                as_of: r.as_of,
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .lines;
-        let sum: rust_decimal::Decimal = lines
-            .iter()
-            .filter(|l| l.r#move.as_ref().unwrap().currency_code == f.currency_code)
-            .map(|l| {
-                l.r#move
-                    .as_ref()
-                    .unwrap()
-                    .amount
-                    .parse::<rust_decimal::Decimal>()
-                    .unwrap()
-            })
-            .sum();
-        assert_eq!(sum, f.amount.parse().unwrap(), "{}", f.figure);
+        let lines = lines_of(app, &f.figure, r.as_of).await;
+        assert_eq!(
+            sum_of(&lines, &f.currency_code),
+            f.amount.parse().unwrap(),
+            "{}",
+            f.figure
+        );
         assert!(lines.iter().all(|l| l.source == "journal_entry"));
         seen += 1;
     }
