@@ -63,10 +63,6 @@ $$;
 -- write path next to nothing.
 CREATE INDEX record_log_received ON record_log USING brin (receive_time);
 CREATE INDEX journal_entries_booked ON journal_entries USING brin (booked_at);
--- A figure's records for a period (drill-down): stored versions by kind and event time.
-CREATE INDEX record_log_kind_event
-    ON record_log (merchant_id, kind, event_time, record_id)
-    WHERE outcome IN ('accepted', 'updated');
 
 -- Exceptions: their event time (the order's, else the evidence's, else
 -- when detected), stamped once at detection.
@@ -162,34 +158,48 @@ CREATE TRIGGER exceptions_report AFTER INSERT OR UPDATE ON exceptions
     FOR EACH ROW EXECUTE FUNCTION exceptions_report();
 
 -- Completeness: the orders of a period (transactions by event time), and
--- how many of them wait on each handoff / on any.
-CREATE FUNCTION transactions_report() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    h record;
+-- how many of them wait on each handoff / on any. Statement-level, with
+-- transition tables: one upsert per statement, not one per order.
+CREATE FUNCTION transactions_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM report_add(NEW.merchant_id, NEW.event_time, 'completeness.orders', '', 0, 1);
-        RETURN NULL;
-    END IF;
-    IF report_bucket(OLD.event_time) = report_bucket(NEW.event_time) THEN
-        RETURN NULL;
-    END IF;
-    -- The order moved to another bucket: so does all it counts for.
-    PERFORM report_add(NEW.merchant_id, OLD.event_time, 'completeness.orders', '', 0, -1);
-    PERFORM report_add(NEW.merchant_id, NEW.event_time, 'completeness.orders', '', 0, 1);
-    FOR h IN SELECT handoff FROM expectations
-              WHERE merchant_id = NEW.merchant_id AND order_id = NEW.order_id LOOP
-        PERFORM report_add(NEW.merchant_id, OLD.event_time, 'completeness.waiting.' || h.handoff, '', 0, -1);
-        PERFORM report_add(NEW.merchant_id, NEW.event_time, 'completeness.waiting.' || h.handoff, '', 0, 1);
-    END LOOP;
-    IF FOUND THEN
-        PERFORM report_add(NEW.merchant_id, OLD.event_time, 'completeness.orders_waiting', '', 0, -1);
-        PERFORM report_add(NEW.merchant_id, NEW.event_time, 'completeness.orders_waiting', '', 0, 1);
-    END IF;
+    INSERT INTO report_deltas AS d (merchant_id, event_bucket, known_at, figure, currency_code, amount, count)
+    SELECT merchant_id, report_bucket(event_time), now(), 'completeness.orders', '', 0, count(*)
+      FROM touched GROUP BY 1, 2
+    ON CONFLICT (merchant_id, event_bucket, known_at, figure, currency_code) DO UPDATE
+        SET count = d.count + EXCLUDED.count;
     RETURN NULL;
 END $$;
-CREATE TRIGGER transactions_report AFTER INSERT OR UPDATE OF event_time ON transactions
-    FOR EACH ROW EXECUTE FUNCTION transactions_report();
+CREATE TRIGGER transactions_inserted AFTER INSERT ON transactions
+    REFERENCING NEW TABLE AS touched FOR EACH STATEMENT EXECUTE FUNCTION transactions_inserted();
+
+-- An order whose event time moved to another bucket takes all it counts
+-- for along: itself, each handoff it waits on, and whether it waits.
+CREATE FUNCTION transactions_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO report_deltas AS d (merchant_id, event_bucket, known_at, figure, currency_code, amount, count)
+    SELECT m.merchant_id, f.bucket, now(), f.figure, '', 0, sum(f.n)
+      FROM (SELECT o.merchant_id, o.order_id, report_bucket(o.event_time) AS was,
+                   report_bucket(n.event_time) AS now_at
+              FROM before o JOIN after n USING (merchant_id, order_id)
+             WHERE report_bucket(o.event_time) <> report_bucket(n.event_time)) m
+      CROSS JOIN LATERAL (
+          SELECT 'completeness.orders' AS figure, 1 AS w
+          UNION ALL
+          SELECT 'completeness.waiting.' || x.handoff, 1 FROM expectations x
+           WHERE x.merchant_id = m.merchant_id AND x.order_id = m.order_id
+          UNION ALL
+          SELECT 'completeness.orders_waiting', 1
+           WHERE EXISTS (SELECT 1 FROM expectations x
+                          WHERE x.merchant_id = m.merchant_id AND x.order_id = m.order_id)) c
+      CROSS JOIN LATERAL (VALUES (m.was, c.figure, -c.w), (m.now_at, c.figure, c.w)) f(bucket, figure, n)
+     GROUP BY 1, 2, 3, 4
+    ON CONFLICT (merchant_id, event_bucket, known_at, figure, currency_code) DO UPDATE
+        SET count = d.count + EXCLUDED.count;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER transactions_moved AFTER UPDATE ON transactions
+    REFERENCING OLD TABLE AS before NEW TABLE AS after
+    FOR EACH STATEMENT EXECUTE FUNCTION transactions_moved();
 
 -- Statement-level, with the transition table: an order whose first
 -- expectation this statement inserted starts waiting, one whose last it

@@ -94,21 +94,25 @@ fn diff_scope(merchant: &str, p: &Period, from: DateTime<Utc>, to: DateTime<Utc>
 
 fn lines_after_key(a: &LinesAfter) -> String {
     match a {
-        LinesAfter::Record(t, id) => format!("r~{}~{id}", t.timestamp_micros()),
+        LinesAfter::Record(source, system, id) => format!("r~{id}~{system}~{source}"),
         LinesAfter::Exception(id) => format!("e~{id}"),
         LinesAfter::Entry(id) => format!("j~{id}"),
     }
 }
 
 fn lines_after_of(key: &str) -> Option<LinesAfter> {
-    let mut parts = key.split('~');
-    match (parts.next()?, parts.next()?, parts.next()) {
-        ("r", t, Some(id)) => Some(LinesAfter::Record(
-            DateTime::from_timestamp_micros(t.parse().ok()?)?,
-            id.parse().ok()?,
-        )),
-        ("e", id, None) => Some(LinesAfter::Exception(id.parse().ok()?)),
-        ("j", id, None) => Some(LinesAfter::Entry(id.parse().ok()?)),
+    let mut parts = key.splitn(4, '~');
+    match (parts.next()?, parts.next()?) {
+        ("r", id) => {
+            let (system, source) = (parts.next()?, parts.next()?);
+            Some(LinesAfter::Record(
+                source.into(),
+                system.into(),
+                id.parse().ok()?,
+            ))
+        }
+        ("e", id) if parts.next().is_none() => Some(LinesAfter::Exception(id.parse().ok()?)),
+        ("j", id) if parts.next().is_none() => Some(LinesAfter::Entry(id.parse().ok()?)),
         _ => None,
     }
 }

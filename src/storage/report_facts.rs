@@ -103,8 +103,14 @@ pub async fn versions_between(
     rows.into_iter().map(VersionFact::try_from).collect()
 }
 
+/// Where a page of a figure's records resumes: (source id, source system,
+/// record id), the order of the record log's versions index.
+pub type RecordKeyAfter = (String, String, i64);
+
 /// The versions of `kind` current at `as_of` whose event time is in
-/// [start, end), in (event time, record id) order after `after`.
+/// [start, end), in the versions index's order after `after`. A period's
+/// records are a filter on that index (no index by event time: the record
+/// log's write path pays for every index, and drill-down is rare).
 #[allow(clippy::too_many_arguments)]
 pub async fn current_versions(
     conn: &mut Conn,
@@ -113,45 +119,51 @@ pub async fn current_versions(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     as_of: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, i64)>,
+    after: Option<RecordKeyAfter>,
     limit: i64,
-) -> Result<Vec<(DateTime<Utc>, VersionFact)>> {
+) -> Result<Vec<(RecordKeyAfter, VersionFact)>> {
     #[derive(QueryableByName)]
     struct Row {
-        #[diesel(sql_type = Timestamptz)]
-        event_time: DateTime<Utc>,
+        #[diesel(sql_type = Text)]
+        source_id: String,
+        #[diesel(sql_type = Text)]
+        source_system: String,
         #[diesel(embed)]
         v: VersionRow,
     }
-    let (after_time, after_id) = after.unwrap_or((start, 0));
+    let (after_source, after_system, after_id) = after.unwrap_or_default();
     let rows: Vec<Row> = statement(
-        "SELECT r.event_time, r.record_id, r.receive_time, r.payload,
+        "SELECT r.source_id, r.source_system, r.record_id, r.receive_time, r.payload,
                 NULL::bigint AS old_id, NULL::jsonb AS old_payload
          FROM record_log r
          WHERE r.merchant_id = $1 AND r.kind = $2 AND r.outcome IN ('accepted', 'updated')
            AND r.event_time >= $3 AND r.event_time < $4 AND r.receive_time <= $5
-           AND (r.event_time, r.record_id) > ($6, $7)
+           AND (r.source_id, r.source_system, r.record_id) > ($6, $7, $8)
            AND NOT EXISTS (
                SELECT 1 FROM record_log n
                WHERE n.merchant_id = r.merchant_id AND n.kind = r.kind
                  AND n.source_id = r.source_id AND n.source_system = r.source_system
                  AND n.outcome IN ('accepted', 'updated')
                  AND n.record_id > r.record_id AND n.receive_time <= $5)
-         ORDER BY r.event_time, r.record_id
-         LIMIT $8",
+         ORDER BY r.source_id, r.source_system, r.record_id
+         LIMIT $9",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(kind)
     .bind::<Timestamptz, _>(start)
     .bind::<Timestamptz, _>(end)
     .bind::<Timestamptz, _>(as_of)
-    .bind::<Timestamptz, _>(after_time)
+    .bind::<Text, _>(after_source)
+    .bind::<Text, _>(after_system)
     .bind::<BigInt, _>(after_id)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
     rows.into_iter()
-        .map(|r| Ok((r.event_time, VersionFact::try_from(r.v)?)))
+        .map(|r| {
+            let key = (r.source_id, r.source_system, r.v.record_id);
+            Ok((key, VersionFact::try_from(r.v)?))
+        })
         .collect()
 }
 

@@ -490,3 +490,44 @@ async fn the_ledger_balances_follow_the_worker_and_the_diff_names_its_entries() 
     }
     assert!(diff.facts.iter().any(|f| f.source == "journal_entry"));
 }
+
+#[tokio::test]
+async fn a_record_figure_pages_through_the_current_versions_it_sums() {
+    let app = TestApp::start().await;
+    for o in ["8500", "8501", "8502"] {
+        app.submit(clean_order(o)).await.unwrap();
+    }
+    let mut corrected = invoice("8501", "80.00");
+    corrected.source_update_time = ts("2026-11-05T08:00:00Z");
+    app.submit(vec![corrected]).await.unwrap();
+    pause().await;
+    let r = report(&app, None).await;
+    let (mut names, mut total, mut token) = (vec![], rust_decimal::Decimal::ZERO, String::new());
+    loop {
+        let page = ReportServiceClient::new(app.channel.clone())
+            .list_report_lines(pb::ListReportLinesRequest {
+                parent: "merchants/acme".into(),
+                period: november(),
+                figure: "erp.invoiced".into(),
+                as_of: r.as_of,
+                page_size: 1,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += sum_of(&page.lines, "USD");
+        names.extend(page.lines.iter().map(|l| l.description.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        total,
+        "280".parse().unwrap(),
+        "only the current version of INV-8501 counts"
+    );
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(figure(&r.figures, "erp.invoiced", "USD").0, "280");
+}

@@ -16,7 +16,8 @@ use crate::storage::{Conn, report_facts};
 /// Where a page of lines resumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinesAfter {
-    Record(DateTime<Utc>, i64),
+    /// (source id, source system, record id).
+    Record(String, String, i64),
     Exception(Uuid),
     Entry(i64),
 }
@@ -91,7 +92,7 @@ async fn records(
 ) -> Result<Page> {
     let after = match after {
         None => None,
-        Some(LinesAfter::Record(t, id)) => Some((t, id)),
+        Some(LinesAfter::Record(source, system, id)) => Some((source, system, id)),
         Some(_) => return Err(another_figure()),
     };
     let kind = f.record_kind();
@@ -106,7 +107,9 @@ async fn records(
         a.limit_sql(),
     )
     .await?;
-    let next = next_after(&rows, a.limit, |(t, v)| LinesAfter::Record(*t, v.record_id));
+    let next = next_after(&rows, a.limit, |((source, system, id), _)| {
+        LinesAfter::Record(source.clone(), system.clone(), *id)
+    });
     let mut lines = vec![];
     for (_, v) in rows {
         let r = &v.record;
