@@ -13,8 +13,9 @@
 --                minus the version it superseded;
 --   exceptions   the trigger below: an unresolved exception counts (and
 --                its amount at risk) from the moment it opens until resolved;
---   completeness the triggers on transactions and expectations: the
---                period's orders, and those still waiting on a handoff;
+--   completeness the triggers on transactions (the period's orders, moved
+--                with their event time) and Tally as it syncs expectations
+--                (those still waiting on a handoff);
 --   ledger       report_ledger_deltas, by the trigger on journal_lines.
 
 CREATE TABLE report_deltas (
@@ -201,55 +202,8 @@ CREATE TRIGGER transactions_moved AFTER UPDATE ON transactions
     REFERENCING OLD TABLE AS before NEW TABLE AS after
     FOR EACH STATEMENT EXECUTE FUNCTION transactions_moved();
 
--- Statement-level, with the transition table: an order whose first
--- expectation this statement inserted starts waiting, one whose last it
--- deleted stops.
-CREATE FUNCTION expectations_opened() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO report_deltas AS d (merchant_id, event_bucket, known_at, figure, currency_code, amount, count)
-    SELECT n.merchant_id, report_bucket(t.event_time), now(), f.figure, '', 0, sum(f.n)
-      FROM (SELECT merchant_id, order_id, handoff,
-                   count(*) OVER (PARTITION BY merchant_id, order_id) AS added,
-                   row_number() OVER (PARTITION BY merchant_id, order_id) AS rn
-              FROM touched) n
-      JOIN transactions t USING (merchant_id, order_id)
-      CROSS JOIN LATERAL (
-          SELECT 'completeness.waiting.' || n.handoff AS figure, 1 AS n
-          UNION ALL
-          SELECT 'completeness.orders_waiting', 1
-           WHERE n.rn = 1 AND n.added = (SELECT count(*) FROM expectations e
-                                          WHERE e.merchant_id = n.merchant_id
-                                            AND e.order_id = n.order_id)) f
-     GROUP BY 1, 2, 3, 4
-    ON CONFLICT (merchant_id, event_bucket, known_at, figure, currency_code) DO UPDATE
-        SET count = d.count + EXCLUDED.count;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER expectations_opened AFTER INSERT ON expectations
-    REFERENCING NEW TABLE AS touched FOR EACH STATEMENT EXECUTE FUNCTION expectations_opened();
-
-CREATE FUNCTION expectations_met() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO report_deltas AS d (merchant_id, event_bucket, known_at, figure, currency_code, amount, count)
-    SELECT n.merchant_id, report_bucket(t.event_time), now(), f.figure, '', 0, sum(f.n)
-      FROM (SELECT merchant_id, order_id, handoff,
-                   row_number() OVER (PARTITION BY merchant_id, order_id) AS rn
-              FROM touched) n
-      JOIN transactions t USING (merchant_id, order_id)
-      CROSS JOIN LATERAL (
-          SELECT 'completeness.waiting.' || n.handoff AS figure, -1 AS n
-          UNION ALL
-          SELECT 'completeness.orders_waiting', -1
-           WHERE n.rn = 1 AND NOT EXISTS (SELECT 1 FROM expectations e
-                                           WHERE e.merchant_id = n.merchant_id
-                                             AND e.order_id = n.order_id)) f
-     GROUP BY 1, 2, 3, 4
-    ON CONFLICT (merchant_id, event_bucket, known_at, figure, currency_code) DO UPDATE
-        SET count = d.count + EXCLUDED.count;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER expectations_met AFTER DELETE ON expectations
-    REFERENCING OLD TABLE AS touched FOR EACH STATEMENT EXECUTE FUNCTION expectations_met();
+-- The handoffs each order waits on are counted by Tally as it syncs them
+-- (app::handoffs::track), where it knows each order's event time.
 
 -- Tally's ledger: every line booked, by its entry's effective date.
 CREATE FUNCTION journal_lines_report() RETURNS trigger LANGUAGE plpgsql AS $$

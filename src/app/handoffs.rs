@@ -128,6 +128,7 @@ pub(crate) async fn track(
     by_order: &BTreeMap<String, Vec<StoredRecord>>,
     contracts: &BTreeMap<Handoff, StoredContract>,
     matched: &std::collections::BTreeSet<&str>,
+    event_times: &BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 ) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
@@ -152,7 +153,24 @@ pub(crate) async fn track(
             });
         }
     }
-    expectations::sync(conn, merchant, orders, &open).await?;
+    let synced = expectations::sync(conn, merchant, orders, &open).await?;
+    // Completeness in period reports moves with the expectations, at each
+    // order's event time (an order no longer merged: as stored).
+    let mut times = event_times.clone();
+    let unmerged: Vec<String> = orders
+        .iter()
+        .filter(|o| !times.contains_key(*o))
+        .cloned()
+        .collect();
+    if !unmerged.is_empty() && !(synced.met.is_empty() && synced.opened.is_empty()) {
+        times.extend(expectations::order_event_times(conn, merchant, &unmerged).await?);
+    }
+    let now_open: Vec<(&str, &str)> = open
+        .iter()
+        .map(|o| (o.order_id.as_str(), o.handoff))
+        .collect();
+    let deltas = super::reports::deltas::handoff_deltas(orders, &now_open, &synced, &times);
+    crate::storage::reports::add(conn, merchant, deltas).await?;
     let keep: Vec<uuid::Uuid> = open
         .iter()
         .map(|o| late_id(merchant, &o.order_id, o.handoff))

@@ -254,6 +254,19 @@ pub(crate) async fn reconcile(
         .filter(|t| t.state == ReconciliationState::Matched)
         .map(|t| t.order_id.as_str())
         .collect();
-    super::handoffs::track(conn, merchant, orders, &by_order, &contracts, &matched).await?;
+    let event_times = merged
+        .iter()
+        .map(|t| (t.order_id.clone(), t.event_time))
+        .collect();
+    super::handoffs::track(
+        conn,
+        merchant,
+        orders,
+        &by_order,
+        &contracts,
+        &matched,
+        &event_times,
+    )
+    .await?;
     Ok(lags)
 }

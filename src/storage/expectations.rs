@@ -21,30 +21,60 @@ pub struct Open {
     pub at_risk: Option<serde_json::Value>,
 }
 
+/// What a sync changed: (order, handoff) of the expectations it removed
+/// (met) and of those it opened (new, not merely updated).
+#[derive(Debug, Default)]
+pub struct Synced {
+    pub met: Vec<(String, String)>,
+    pub opened: Vec<(String, String)>,
+}
+
+#[derive(QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Text)]
+    handoff: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    new: bool,
+}
+
 /// Makes the expectations of `orders` exactly `open`: new ones get their
 /// deadline from now (a deadline once set stays), met ones are removed.
-pub async fn sync(conn: &mut Conn, merchant: &str, orders: &[String], open: &[Open]) -> Result<()> {
-    statement(
+pub async fn sync(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+    open: &[Open],
+) -> Result<Synced> {
+    let met: Vec<Changed> = statement(
         "DELETE FROM expectations e
          WHERE e.merchant_id = $1 AND e.order_id = ANY($2)
            AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS o(order_id, handoff)
-                           WHERE o.order_id = e.order_id AND o.handoff = e.handoff)",
+                           WHERE o.order_id = e.order_id AND o.handoff = e.handoff)
+         RETURNING e.order_id, e.handoff, false AS new",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)
     .bind::<Array<Text>, _>(open.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(open.iter().map(|o| o.handoff).collect::<Vec<_>>())
-    .execute(conn)
+    .load(conn)
     .await?;
+    let pairs = |rows: Vec<Changed>| rows.into_iter().map(|c| (c.order_id, c.handoff)).collect();
     if open.is_empty() {
-        return Ok(());
+        return Ok(Synced {
+            met: pairs(met),
+            opened: vec![],
+        });
     }
-    statement(
-        "INSERT INTO expectations (merchant_id, order_id, handoff, expected_kind, due_time, at_risk)
+    // xmax = 0: the row was inserted by this statement, not updated.
+    let written: Vec<Changed> = statement(
+        "INSERT INTO expectations AS x (merchant_id, order_id, handoff, expected_kind, due_time, at_risk)
          SELECT $1, o.order_id, o.handoff, o.kind, now() + make_interval(secs => o.lag), o.at_risk
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])
            AS o(order_id, handoff, kind, lag, at_risk)
-         ON CONFLICT (merchant_id, order_id, handoff) DO UPDATE SET at_risk = EXCLUDED.at_risk",
+         ON CONFLICT (merchant_id, order_id, handoff) DO UPDATE SET at_risk = EXCLUDED.at_risk
+         RETURNING x.order_id, x.handoff, (x.xmax = 0) AS new",
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(open.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>())
@@ -52,9 +82,38 @@ pub async fn sync(conn: &mut Conn, merchant: &str, orders: &[String], open: &[Op
     .bind::<Array<Text>, _>(open.iter().map(|o| o.expected_kind).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(open.iter().map(|o| o.lag_seconds).collect::<Vec<_>>())
     .bind::<Array<Nullable<Jsonb>>, _>(open.iter().map(|o| o.at_risk.clone()).collect::<Vec<_>>())
-    .execute(conn)
+    .load(conn)
     .await?;
-    Ok(())
+    Ok(Synced {
+        met: pairs(met),
+        opened: pairs(written.into_iter().filter(|c| c.new).collect()),
+    })
+}
+
+/// The event times of `orders` as stored (for orders a caller did not merge).
+pub async fn order_event_times(
+    conn: &mut Conn,
+    merchant: &str,
+    orders: &[String],
+) -> Result<Vec<(String, DateTime<Utc>)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        order_id: String,
+        #[diesel(sql_type = Timestamptz)]
+        event_time: DateTime<Utc>,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT order_id, event_time FROM transactions WHERE merchant_id = $1 AND order_id = ANY($2)",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(orders)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.order_id, r.event_time))
+        .collect())
 }
 
 #[derive(QueryableByName)]
