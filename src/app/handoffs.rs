@@ -162,7 +162,8 @@ pub(crate) async fn track(
         .filter(|o| !times.contains_key(*o))
         .cloned()
         .collect();
-    if !unmerged.is_empty() && !(synced.met.is_empty() && synced.opened.is_empty()) {
+    let changed = !synced.met.is_empty() || !synced.opened.is_empty();
+    if changed && !unmerged.is_empty() {
         times.extend(expectations::order_event_times(conn, merchant, &unmerged).await?);
     }
     let now_open: Vec<(&str, &str)> = open
