@@ -13,6 +13,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use crate::app::egress::Cidr;
 use crate::embedded_pg;
 
 /// What `--help` and the README show; the default itself is built without
@@ -55,9 +56,10 @@ pub mod keys {
     pub const IN_PROCESS_WORKER: Key = key("--in-process-worker", "TALLY_IN_PROCESS_WORKER");
     pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
     pub const ALERT_CA_FILE: Key = key("--alert-ca-file", "TALLY_ALERT_CA_FILE");
+    pub const ALERT_ALLOW_CIDR: Key = key("--alert-allow-cidr", "TALLY_ALERT_ALLOW_CIDR");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 12] = [
+    pub const ALL: [Key; 13] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -70,6 +72,7 @@ pub mod keys {
         IN_PROCESS_WORKER,
         WORKER_CONCURRENCY,
         ALERT_CA_FILE,
+        ALERT_ALLOW_CIDR,
     ];
 }
 
@@ -129,6 +132,9 @@ pub struct Config {
     /// A private CA that alert webhooks (https://) are also trusted by,
     /// besides Mozilla's roots; loaded and checked at start.
     pub alert_ca: Option<CaFile>,
+    /// Internal address blocks alert webhooks may still reach (everything
+    /// internal is refused otherwise: `app::egress`).
+    pub alert_allow: Vec<Cidr>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -176,6 +182,10 @@ impl Config {
             alert_ca: match setting(keys::ALERT_CA_FILE) {
                 Some((key, v)) => Some(load_ca_file(key, &v)?),
                 None => None,
+            },
+            alert_allow: match setting(keys::ALERT_ALLOW_CIDR) {
+                Some((key, v)) => parse_cidrs(key, &v)?,
+                None => vec![],
             },
             embedded: embedded_settings(&get),
         })
@@ -267,6 +277,18 @@ fn parse_addr(key: Key, value: Option<String>) -> Result<Option<SocketAddr>, Con
                 .map_err(|_| invalid(key, &v, "is not an address ip:port"))
         })
         .transpose()
+}
+
+/// Comma-separated address blocks ("127.0.0.0/8,fd00::/8").
+fn parse_cidrs(key: Key, value: &str) -> Result<Vec<Cidr>, ConfigError> {
+    value
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| invalid(key, s, "is not an address block such as 10.1.0.0/16"))
+        })
+        .collect()
 }
 
 fn positive(key: Key, value: &str) -> Result<usize, ConfigError> {

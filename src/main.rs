@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use tally::app::App;
+use tally::app::egress::Egress;
 use tally::app::webhook::Webhooks;
 use tally::app::worker::{self, WorkerConfig};
 use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
@@ -212,10 +213,21 @@ async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Resul
 /// again where a worker starts.
 fn alert_webhooks(config: &Config) -> Result<Webhooks, String> {
     let extra = config.alert_ca.as_ref().map_or(&[][..], |ca| &ca.certs);
-    let webhooks = Webhooks::new(extra);
+    let webhooks =
+        Webhooks::new(extra).with_egress(Egress::allowing(config.alert_allow.iter().copied()));
     match webhooks.tls_error() {
         Some(e) => Err(format!("alert webhooks: {e}")),
         None => Ok(webhooks),
+    }
+}
+
+/// Internal addresses webhooks may reach are a hole in the SSRF guard an
+/// operator made on purpose: said at start.
+fn log_allow_list(config: &Config) {
+    if !config.alert_allow.is_empty() {
+        let blocks: Vec<String> = config.alert_allow.iter().map(|c| c.to_string()).collect();
+        tracing::warn!(allowed = %blocks.join(","),
+            "alert webhooks may reach these internal addresses (--alert-allow-cidr)");
     }
 }
 
@@ -234,6 +246,7 @@ async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
     // One connection per loop, plus the health check's and a scrape's.
     let store = Store::connect(database_url, config.worker_concurrency + 2)?;
     let webhooks = alert_webhooks(config)?;
+    log_allow_list(config);
     if let Some(ca) = &config.alert_ca {
         tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
             "alert webhooks also trust this CA bundle");
@@ -305,6 +318,7 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         let _ = tx.send(true);
     });
     let webhooks = alert_webhooks(config)?;
+    log_allow_list(config);
     let in_process = config.in_process_worker.then(|| {
         if let Some(ca) = &config.alert_ca {
             tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
@@ -315,13 +329,17 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
             "running the in-process worker"
         );
         tokio::spawn(worker::run(
-            App::new(store.clone()).with_webhooks(webhooks),
+            App::new(store.clone()).with_webhooks(webhooks.clone()),
             worker_config(config),
             rx.clone(),
         ))
     });
     let mut drain = rx.clone();
-    let app = App::new(store).with_chart(chart_of_accounts(config)?);
+    // The server vets webhook URIs with the same allow-list the worker
+    // delivers with.
+    let app = App::new(store)
+        .with_chart(chart_of_accounts(config)?)
+        .with_webhooks(webhooks);
     let server = tally::server::serve_app(app, listener, config.health_interval, async move {
         let _ = rx.wait_for(|stop| *stop).await;
     });

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod cash;
+pub mod egress;
 pub mod exceptions;
 pub mod handoffs;
 pub mod ingest;

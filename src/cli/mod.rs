@@ -129,6 +129,14 @@ pub struct ServeArgs {
     /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
     #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
     pub alert_ca_file: Option<String>,
+    /// Internal address block alert webhooks may reach (loopback, private, link-local... are refused otherwise); repeatable or comma-separated
+    #[arg(
+        long,
+        env = "TALLY_ALERT_ALLOW_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub alert_allow_cidr: Vec<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -150,6 +158,20 @@ pub struct WorkerArgs {
     /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
     #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
     pub alert_ca_file: Option<String>,
+    /// Internal address block alert webhooks may reach (loopback, private, link-local... are refused otherwise); repeatable or comma-separated
+    #[arg(
+        long,
+        env = "TALLY_ALERT_ALLOW_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub alert_allow_cidr: Vec<String>,
+}
+
+/// A repeatable option as the one comma-separated value its variable
+/// would hold; None when not given.
+fn joined(values: &[String]) -> Option<String> {
+    (!values.is_empty()).then(|| values.join(","))
 }
 
 impl Command {
@@ -164,6 +186,12 @@ impl Command {
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },
+            Command::Serve(s) if env == keys::ALERT_ALLOW_CIDR.env => {
+                return joined(&s.alert_allow_cidr);
+            }
+            Command::Worker(w) if env == keys::ALERT_ALLOW_CIDR.env => {
+                return joined(&w.alert_allow_cidr);
+            }
             Command::Serve(s) => match env {
                 e if e == keys::GRPC_ADDR.env => &s.grpc_addr,
                 e if e == keys::METRICS_ADDR.env => &s.metrics_addr,
@@ -318,6 +346,30 @@ mod tests {
         }
         assert!(config(&["worker"]).alert_ca.is_none());
         assert!(parse(&["migrate", "--alert-ca-file", "/x.pem"]).is_err());
+    }
+
+    /// Repeated, comma-separated or both: one list; a bad block is named.
+    #[test]
+    fn the_alert_allow_list_is_repeatable() {
+        for command in ["serve", "worker"] {
+            let c = config(&[
+                command,
+                "--alert-allow-cidr",
+                "127.0.0.0/8,fd00::/8",
+                "--alert-allow-cidr",
+                "10.1.2.3",
+            ]);
+            let blocks: Vec<String> = c.alert_allow.iter().map(|c| c.to_string()).collect();
+            assert_eq!(blocks, ["127.0.0.0/8", "fd00::/8", "10.1.2.3/32"]);
+        }
+        assert!(config(&["serve"]).alert_allow.is_empty());
+        let cli = parse(&["serve", "--alert-allow-cidr", "10.0.0.0/99"]).unwrap();
+        let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+        assert!(
+            err.to_string().contains("TALLY_ALERT_ALLOW_CIDR")
+                && err.to_string().contains("10.0.0.0/99"),
+            "{err}"
+        );
     }
 
     #[test]

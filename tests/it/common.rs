@@ -188,6 +188,16 @@ where
     panic!("gave up: {last:?}");
 }
 
+/// The loopback blocks, allow-listed for the tests' receivers.
+pub fn loopback_egress() -> tally::app::egress::Egress {
+    tally::app::egress::Egress::allowing(["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()])
+}
+
+/// Alerts as the tests deliver them: Mozilla's roots, loopback allowed.
+pub fn loopback_webhooks() -> tally::app::webhook::Webhooks {
+    tally::app::webhook::Webhooks::default().with_egress(loopback_egress())
+}
+
 /// A fresh database for one test.
 pub struct TestDb {
     pub name: String,
@@ -289,8 +299,11 @@ impl TestApp {
             .try_init();
         let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
+        // Tests' webhook receivers listen on loopback: allow-listed, as an
+        // operator would with --alert-allow-cidr.
+        let app = tally::app::App::new(store).with_webhooks(loopback_webhooks());
         let server = Running::start_app(
-            configure(tally::app::App::new(store)),
+            configure(app),
             "127.0.0.1:0".parse().unwrap(),
             Duration::from_millis(100),
         )

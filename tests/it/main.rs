@@ -16,6 +16,7 @@ mod common;
 mod conformance;
 mod contracts;
 mod db_gone;
+mod egress;
 mod fixtures;
 mod fuzz;
 mod fuzz_gen;
