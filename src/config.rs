@@ -57,9 +57,11 @@ pub mod keys {
     pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
     pub const ALERT_CA_FILE: Key = key("--alert-ca-file", "TALLY_ALERT_CA_FILE");
     pub const ALERT_ALLOW_CIDR: Key = key("--alert-allow-cidr", "TALLY_ALERT_ALLOW_CIDR");
+    pub const AUTH: Key = key("--auth", "TALLY_AUTH");
+    pub const INSECURE_NO_AUTH: Key = key("--insecure-no-auth", "TALLY_INSECURE_NO_AUTH");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 13] = [
+    pub const ALL: [Key; 15] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -73,6 +75,8 @@ pub mod keys {
         WORKER_CONCURRENCY,
         ALERT_CA_FILE,
         ALERT_ALLOW_CIDR,
+        AUTH,
+        INSECURE_NO_AUTH,
     ];
 }
 
@@ -110,6 +114,53 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may call the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone who reaches the port: loopback only, unless
+    /// `--insecure-no-auth`.
+    #[default]
+    None,
+    /// An API key on every call (`authorization: Bearer <key>`).
+    Keys,
+}
+
+/// How a server is exposed, once its address and authentication are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Keys required, wherever it listens.
+    Authenticated,
+    /// No keys, on loopback: only this machine can call (the quick start).
+    LoopbackOnly,
+    /// No keys, reachable from the network: asked for explicitly, and
+    /// logged loudly.
+    Insecure,
+}
+
+impl Config {
+    /// Whether `serve` may listen as configured: without keys, only on
+    /// loopback unless `--insecure-no-auth` says otherwise.
+    pub fn exposure(&self) -> Result<Exposure, String> {
+        match (
+            self.auth,
+            self.grpc_addr.ip().is_loopback(),
+            self.insecure_no_auth,
+        ) {
+            (AuthMode::Keys, _, _) => Ok(Exposure::Authenticated),
+            (AuthMode::None, true, _) => Ok(Exposure::LoopbackOnly),
+            (AuthMode::None, false, true) => Ok(Exposure::Insecure),
+            (AuthMode::None, false, false) => Err(format!(
+                "{}: {} is not a loopback address, and without authentication anyone who \
+                 reaches it could read and change every merchant's data: use --auth keys \
+                 (TALLY_AUTH=keys), or --insecure-no-auth (TALLY_INSECURE_NO_AUTH=true) to \
+                 serve it open anyway",
+                keys::GRPC_ADDR,
+                self.grpc_addr
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// None: run an embedded PostgreSQL that Tally owns.
@@ -135,6 +186,11 @@ pub struct Config {
     /// Internal address blocks alert webhooks may still reach (everything
     /// internal is refused otherwise: `app::egress`).
     pub alert_allow: Vec<Cidr>,
+    /// Who may call `serve` (`--auth`).
+    pub auth: AuthMode,
+    /// Serving a non-loopback address without authentication was asked
+    /// for explicitly.
+    pub insecure_no_auth: bool,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -186,6 +242,18 @@ impl Config {
             alert_allow: match setting(keys::ALERT_ALLOW_CIDR) {
                 Some((key, v)) => parse_cidrs(key, &v)?,
                 None => vec![],
+            },
+            auth: match setting(keys::AUTH) {
+                Some((key, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                    "keys" => AuthMode::Keys,
+                    "none" => AuthMode::None,
+                    _ => return Err(invalid(key, &v, "is not an auth mode (keys or none)")),
+                },
+                None => AuthMode::None,
+            },
+            insecure_no_auth: match setting(keys::INSECURE_NO_AUTH) {
+                Some((key, v)) => parse_bool(key, &v)?,
+                None => false,
             },
             embedded: embedded_settings(&get),
         })
@@ -384,6 +452,37 @@ mod tests {
                 PathBuf::from("/home/u/.local/share/tally")
             );
         }
+    }
+
+    /// Without keys, only loopback, unless asked for by name.
+    #[test]
+    fn a_server_without_keys_serves_loopback_only() {
+        let exposure = |vars: &[(&str, &str)]| config(vars).unwrap().exposure();
+        assert_eq!(exposure(&[]), Ok(Exposure::LoopbackOnly));
+        assert_eq!(
+            exposure(&[("TALLY_GRPC_ADDR", "[::1]:7000")]),
+            Ok(Exposure::LoopbackOnly)
+        );
+        let err = exposure(&[("TALLY_GRPC_ADDR", "0.0.0.0:50051")]).unwrap_err();
+        assert!(
+            err.contains("--grpc-addr")
+                && err.contains("--auth keys")
+                && err.contains("--insecure-no-auth"),
+            "{err}"
+        );
+        assert_eq!(
+            exposure(&[("TALLY_GRPC_ADDR", "0.0.0.0:50051"), ("TALLY_AUTH", "keys")]),
+            Ok(Exposure::Authenticated)
+        );
+        assert_eq!(
+            exposure(&[
+                ("TALLY_GRPC_ADDR", "10.1.2.3:50051"),
+                ("TALLY_INSECURE_NO_AUTH", "true")
+            ]),
+            Ok(Exposure::Insecure)
+        );
+        let msg = error(&[("TALLY_AUTH", "password")]);
+        assert!(msg.contains("--auth") && msg.contains("password"), "{msg}");
     }
 
     #[test]

@@ -94,6 +94,15 @@ pub enum Error {
     /// changed it since the caller read it (AIP-154).
     #[error("{what} changed since it was read (etag {sent} is not current)")]
     StaleEtag { what: String, sent: String },
+    /// No credentials, or none that are valid (missing, malformed,
+    /// unknown, revoked or expired key: the caller is not told which, and
+    /// the key is never quoted).
+    #[error("a valid API key is required: send 'authorization: Bearer <key>'")]
+    Unauthenticated,
+    /// An authenticated caller asking for what its key does not grant: a
+    /// merchant outside its merchants, or an RPC outside its scopes.
+    #[error("{what}")]
+    PermissionDenied { what: String },
     /// The process is misconfigured (an environment variable, a path).
     #[error("configuration: {0}")]
     Configuration(String),

@@ -9,6 +9,7 @@ use tally::app::App;
 use tally::app::egress::Egress;
 use tally::app::webhook::Webhooks;
 use tally::app::worker::{self, WorkerConfig};
+use tally::cli::api_keys::KeysCommand;
 use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
 use tally::config::Config;
 use tally::domain::handoff::Defaults;
@@ -52,6 +53,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if let Err(e) = alert_webhooks(&config) {
+        eprintln!("tally: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
+    // A server reachable from the network without keys is refused unless
+    // asked for by name.
+    if let Command::Serve(_) = &cli.command
+        && let Err(e) = config.exposure()
+    {
         eprintln!("tally: invalid configuration: {e}");
         return ExitCode::from(2);
     }
@@ -153,9 +162,41 @@ async fn run_on(
         Command::Journals(j) => match &j.command {
             JournalsCommand::Export(e) => export(config, database_url, e).await,
         },
+        Command::Keys(k) => keys(database_url, &k.command).await,
         // Handled in main before any configuration is read.
         Command::Trace(_) => Ok(()),
     }
+}
+
+/// `tally keys create | list | revoke`. A new key goes to stdout alone
+/// (`KEY=$(tally keys create ...)`), what it holds to stderr.
+async fn keys(database_url: &str, command: &KeysCommand) -> Result<(), AnyError> {
+    use tally::cli::api_keys as k;
+    let app = App::new(Store::connect(database_url, 1)?);
+    let now = chrono::Utc::now();
+    match command {
+        KeysCommand::Create(args) => {
+            let new = k::new_key(args, now)?;
+            let (info, whole) = app.create_key(new).await?;
+            eprintln!("created {}", k::describe(&info, now));
+            eprintln!("the key is shown this once; only its hash is stored:");
+            println!("{whole}");
+        }
+        KeysCommand::List(_) => {
+            for info in app.list_keys().await? {
+                println!("{}", k::describe(&info, now));
+            }
+        }
+        KeysCommand::Revoke(args) => {
+            app.revoke_key(&args.key_id).await?;
+            eprintln!(
+                "revoked {}: refused by every server within {} s",
+                args.key_id,
+                tally::app::keys::KEY_CACHE_TTL.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The chart of accounts: the built-in codes, overridden by the
@@ -310,6 +351,7 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         .await?;
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    let guard = guard(config, &store)?;
     // Long-lived streams would hold a graceful drain open forever: after a
     // signal, in-flight calls get a bounded grace period.
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -340,9 +382,10 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
     let app = App::new(store)
         .with_chart(chart_of_accounts(config)?)
         .with_webhooks(webhooks);
-    let server = tally::server::serve_app(app, listener, config.health_interval, async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    });
+    let server =
+        tally::server::serve_guarded(app, guard, listener, config.health_interval, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
     let grace = config.shutdown_grace;
     let served = tokio::select! {
         result = server => result,
@@ -364,6 +407,34 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
     served?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// What every call passes first, as configured; says at start who may call.
+fn guard(config: &Config, store: &Store) -> Result<tally::api::guard::Guard, AnyError> {
+    use tally::config::Exposure;
+    let exposure = config.exposure()?;
+    match exposure {
+        Exposure::Authenticated => {
+            tracing::info!("authentication: an API key is required on every call (--auth keys)")
+        }
+        Exposure::LoopbackOnly => tracing::info!(
+            "authentication off: serving loopback only, so only this machine can call \
+             (--auth keys to require API keys)"
+        ),
+        Exposure::Insecure => {
+            let warning = format!(
+                "INSECURE: serving {} WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who \
+                 reaches this port can read and change every merchant's data",
+                config.grpc_addr
+            );
+            tracing::error!("{warning}");
+            eprintln!("tally: {warning}");
+        }
+    }
+    Ok(tally::api::guard::Guard {
+        auth: (exposure == Exposure::Authenticated)
+            .then(|| tally::app::keys::Authenticator::new(store.clone())),
+    })
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish in-flight calls, exit.

@@ -1,8 +1,10 @@
 //! gRPC transport: thin adapters from wire messages to the domain and
 //! storage, and back.
 
+pub mod auth;
 pub mod convert;
 pub mod exceptions;
+pub mod guard;
 pub mod handoffs;
 pub mod ingest;
 pub mod ledger;

@@ -145,6 +145,12 @@ impl From<Error> for Status {
                 tracing::error!(error = %source, %what, "stored data unreadable");
                 status(Code::Internal, "internal error", "INTERNAL")
             }
+            Error::Unauthenticated => {
+                status(Code::Unauthenticated, e.to_string(), "UNAUTHENTICATED")
+            }
+            Error::PermissionDenied { what } => {
+                status(Code::PermissionDenied, what, "PERMISSION_DENIED")
+            }
             Error::Configuration(ref m) | Error::Internal(ref m) => {
                 tracing::error!(error = %m, "internal error");
                 status(Code::Internal, "internal error", "INTERNAL")

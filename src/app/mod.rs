@@ -11,6 +11,7 @@ pub mod exceptions;
 pub mod handoffs;
 pub mod ingest;
 mod judge;
+pub mod keys;
 pub mod ledger;
 pub mod queries;
 pub mod reconcile;

@@ -4,6 +4,7 @@
 //! variable and the bad value. A new command is one variant of [`Command`]
 //! with the options it needs.
 
+pub mod api_keys;
 pub mod trace;
 
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Journals(JournalsArgs),
     /// Print one order's handoffs as a timeline, the lagging one marked (asks a running Tally)
     Trace(TraceArgs),
+    /// API keys: `tally keys create --merchant M --scopes read`, `list`, `revoke ID`
+    Keys(api_keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +140,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub alert_allow_cidr: Vec<String>,
+    /// Who may call: `keys` (an API key in `authorization: Bearer`) or `none` (loopback only, unless --insecure-no-auth) [default: none]
+    #[arg(long, env = "TALLY_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+    /// Serve a non-loopback address without authentication (anyone who reaches the port reads and changes every merchant)
+    #[arg(long, env = "TALLY_INSECURE_NO_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_no_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -186,6 +195,7 @@ impl Command {
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },
+            Command::Keys(k) => return Self::database_setting(k.command.database(), env),
             Command::Serve(s) if env == keys::ALERT_ALLOW_CIDR.env => {
                 return joined(&s.alert_allow_cidr);
             }
@@ -199,6 +209,8 @@ impl Command {
                 e if e == keys::IN_PROCESS_WORKER.env => &s.in_process_worker,
                 e if e == keys::WORKER_CONCURRENCY.env => &s.concurrency,
                 e if e == keys::ALERT_CA_FILE.env => &s.alert_ca_file,
+                e if e == keys::AUTH.env => &s.auth,
+                e if e == keys::INSECURE_NO_AUTH.env => &s.insecure_no_auth,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {

@@ -279,6 +279,20 @@ def test_config_change_rolls_pods() -> None:
     assert checksum("# a\n") != checksum("# b\n")
 
 
+def test_api_keys_are_required_by_default_and_the_allow_list_is_passed(default_objects: list[dict]) -> None:
+    # The pods listen on 0.0.0.0: without keys Tally would refuse to start.
+    for name in ("tally-api", "tally-worker"):
+        env = env_of(container(default_objects, "Deployment", name))
+        assert env["TALLY_AUTH"]["value"] == "keys"
+        assert "TALLY_INSECURE_NO_AUTH" not in env
+        assert "TALLY_ALERT_ALLOW_CIDR" not in env
+    objects = render({"auth": {"mode": "none", "insecureNoAuth": True}, "config": {"alertAllowCidrs": ["10.0.0.0/8", "fd00::/8"]}})
+    env = env_of(container(objects, "Deployment", "tally-api"))
+    assert env["TALLY_AUTH"]["value"] == "none"
+    assert env["TALLY_INSECURE_NO_AUTH"]["value"] == "true"
+    assert env["TALLY_ALERT_ALLOW_CIDR"]["value"] == "10.0.0.0/8,fd00::/8"
+
+
 def test_alert_ca_pem_is_mounted_and_named(default_objects: list[dict]) -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     objects = render({"config": {"alertCaPem": pem}})
@@ -377,6 +391,7 @@ def test_notes_tell_how_to_connect() -> None:
         notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["tally/templates/NOTES.txt"]
     assert "port-forward svc/tally 50051:50051" in notes
     assert "grpc.health.v1.Health/Check" in notes
+    assert "tally keys create" in notes
 
 
 def test_grace_period_must_outlast_the_drain() -> None:

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod alerts_tls;
+mod auth;
 mod binary;
 mod cash;
 mod cash_batches;

@@ -122,6 +122,16 @@ shutdown, configuration file, OpenTelemetry, extras. Call with
 - name: TALLY_ALERT_CA_FILE
   value: {{ printf "%s/alert-ca.pem" $v.config.mountPath | quote }}
 {{- end }}
+- name: TALLY_AUTH
+  value: {{ $v.auth.mode | default "keys" | quote }}
+{{- if $v.auth.insecureNoAuth }}
+- name: TALLY_INSECURE_NO_AUTH
+  value: "true"
+{{- end }}
+{{- with $v.config.alertAllowCidrs }}
+- name: TALLY_ALERT_ALLOW_CIDR
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ $v.otel.serviceName | default (printf "%s-%s" (include "tally.fullname" $root) .component) | quote }}
 {{- with $v.otel.endpoint }}

@@ -1,0 +1,155 @@
+//! API keys: creating one (shown once), listing, revoking, and
+//! authenticating a presented key, with a short cache.
+//!
+//! The cache holds what the database said about a key id for `KEY_CACHE_TTL`
+//! (found or not): a busy caller costs one query per few seconds, not one
+//! per call, and a revocation reaches every replica within that time, since
+//! each replica's entry expires on its own. Expiry is checked at every call
+//! against the cached expire time, so it is exact.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::App;
+use crate::domain::access::{self, PresentedKey, Principal, Rejected, Scope, StoredKey};
+use crate::error::{Error, Result};
+use crate::storage::Store;
+use crate::storage::api_keys::{self, KeyInfo};
+
+/// How long a key's row is trusted without asking the database again: the
+/// most a revocation takes to apply everywhere.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(3);
+/// The most key ids remembered: a caller trying random ids cannot grow it
+/// past this.
+const MAX_CACHED: usize = 10_000;
+
+/// What a new key is to hold.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// None: "key-<key id>".
+    pub name: Option<String>,
+    pub merchants: BTreeSet<String>,
+    pub scopes: BTreeSet<Scope>,
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+impl App {
+    /// Stores a new key; returns it with the whole key, which is shown once
+    /// and kept nowhere.
+    pub async fn create_key(&self, new: NewKey) -> Result<(KeyInfo, String)> {
+        let mut random = [0u8; 40];
+        rustls::crypto::ring::default_provider()
+            .secure_random
+            .fill(&mut random)
+            .map_err(|_| Error::Internal("no secure random numbers".into()))?;
+        let (presented, whole) = access::new_key(&random);
+        let key = StoredKey {
+            principal: Principal {
+                key_id: presented.key_id.clone(),
+                name: new
+                    .name
+                    .unwrap_or_else(|| format!("key-{}", presented.key_id)),
+                merchants: new.merchants,
+                scopes: new.scopes,
+            },
+            secret_sha256: access::sha256(&presented.secret),
+            expire_time: new.expire_time,
+            revoke_time: None,
+        };
+        let mut conn = self.store().conn().await?;
+        api_keys::insert(&mut conn, &key).await?;
+        let info = api_keys::get(&mut conn, &presented.key_id)
+            .await?
+            .ok_or_else(|| Error::Internal("a key just stored is gone".into()))?;
+        Ok((info, whole))
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut conn = self.store().conn().await?;
+        api_keys::list(&mut conn).await
+    }
+
+    pub async fn revoke_key(&self, key_id: &str) -> Result<()> {
+        let mut conn = self.store().conn().await?;
+        if api_keys::revoke(&mut conn, key_id).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("key {key_id}")))
+        }
+    }
+}
+
+/// Key id -> when it was read, and the stored key (None: no such key).
+type Cache = HashMap<String, (Instant, Option<Arc<StoredKey>>)>;
+
+/// Authenticates presented keys against the database, through the cache.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Store,
+    ttl: Duration,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Authenticator {
+    pub fn new(store: Store) -> Authenticator {
+        Authenticator::with_ttl(store, KEY_CACHE_TTL)
+    }
+
+    pub fn with_ttl(store: Store, ttl: Duration) -> Authenticator {
+        Authenticator {
+            store,
+            ttl,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The principal of `key` (the bearer token as sent), or why not. The
+    /// error is `Unauthenticated` whatever was wrong with the key, and
+    /// never quotes it.
+    pub async fn authenticate(&self, key: &str) -> Result<Principal> {
+        let rejected = |why: Rejected| {
+            tracing::debug!(?why, "API key refused");
+            Error::Unauthenticated
+        };
+        let presented = PresentedKey::parse(key).map_err(rejected)?;
+        let stored = self.stored(&presented.key_id).await?;
+        let stored = stored.ok_or(rejected(Rejected::Unknown))?;
+        stored
+            .check(&presented.secret, Utc::now())
+            .cloned()
+            .map_err(rejected)
+    }
+
+    async fn stored(&self, key_id: &str) -> Result<Option<Arc<StoredKey>>> {
+        let now = Instant::now();
+        if let Some((at, hit)) = self.lock().get(key_id)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Ok(hit.clone());
+        }
+        let found = {
+            let mut conn = self.store.conn().await?;
+            api_keys::get(&mut conn, key_id)
+                .await?
+                .map(|i| Arc::new(i.key))
+        };
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(key_id.to_string(), (now, found.clone()));
+        Ok(found)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic elsewhere while holding it leaves a map that is still
+        // consistent (every write is one insert).
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
