@@ -29,6 +29,7 @@ mod health;
 mod hostile;
 mod idempotency;
 mod ingest;
+mod keys_cli;
 mod ledger_api;
 mod ledger_state;
 mod listing;
