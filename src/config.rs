@@ -16,6 +16,9 @@ use rustls::pki_types::pem::PemObject;
 use crate::app::egress::Cidr;
 use crate::embedded_pg;
 
+mod security;
+pub use security::{AuthMode, Exposure, TlsFiles};
+
 /// What `--help` and the README show; the default itself is built without
 /// parsing (a unit test checks that the two agree).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -59,9 +62,12 @@ pub mod keys {
     pub const ALERT_ALLOW_CIDR: Key = key("--alert-allow-cidr", "TALLY_ALERT_ALLOW_CIDR");
     pub const AUTH: Key = key("--auth", "TALLY_AUTH");
     pub const INSECURE_NO_AUTH: Key = key("--insecure-no-auth", "TALLY_INSECURE_NO_AUTH");
+    pub const TLS_CERT: Key = key("--tls-cert", "TALLY_TLS_CERT");
+    pub const TLS_KEY: Key = key("--tls-key", "TALLY_TLS_KEY");
+    pub const TLS_CLIENT_CA: Key = key("--tls-client-ca", "TALLY_TLS_CLIENT_CA");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 15] = [
+    pub const ALL: [Key; 18] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -77,6 +83,9 @@ pub mod keys {
         ALERT_ALLOW_CIDR,
         AUTH,
         INSECURE_NO_AUTH,
+        TLS_CERT,
+        TLS_KEY,
+        TLS_CLIENT_CA,
     ];
 }
 
@@ -114,53 +123,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Who may call the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthMode {
-    /// Anyone who reaches the port: loopback only, unless
-    /// `--insecure-no-auth`.
-    #[default]
-    None,
-    /// An API key on every call (`authorization: Bearer <key>`).
-    Keys,
-}
-
-/// How a server is exposed, once its address and authentication are known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exposure {
-    /// Keys required, wherever it listens.
-    Authenticated,
-    /// No keys, on loopback: only this machine can call (the quick start).
-    LoopbackOnly,
-    /// No keys, reachable from the network: asked for explicitly, and
-    /// logged loudly.
-    Insecure,
-}
-
-impl Config {
-    /// Whether `serve` may listen as configured: without keys, only on
-    /// loopback unless `--insecure-no-auth` says otherwise.
-    pub fn exposure(&self) -> Result<Exposure, String> {
-        match (
-            self.auth,
-            self.grpc_addr.ip().is_loopback(),
-            self.insecure_no_auth,
-        ) {
-            (AuthMode::Keys, _, _) => Ok(Exposure::Authenticated),
-            (AuthMode::None, true, _) => Ok(Exposure::LoopbackOnly),
-            (AuthMode::None, false, true) => Ok(Exposure::Insecure),
-            (AuthMode::None, false, false) => Err(format!(
-                "{}: {} is not a loopback address, and without authentication anyone who \
-                 reaches it could read and change every merchant's data: use --auth keys \
-                 (TALLY_AUTH=keys), or --insecure-no-auth (TALLY_INSECURE_NO_AUTH=true) to \
-                 serve it open anyway",
-                keys::GRPC_ADDR,
-                self.grpc_addr
-            )),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     /// None: run an embedded PostgreSQL that Tally owns.
@@ -191,6 +153,9 @@ pub struct Config {
     /// Serving a non-loopback address without authentication was asked
     /// for explicitly.
     pub insecure_no_auth: bool,
+    /// The server's certificate and key, and the CA client certificates
+    /// are checked against (mutual TLS); read and checked at start.
+    pub tls: Option<TlsFiles>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -244,17 +209,14 @@ impl Config {
                 None => vec![],
             },
             auth: match setting(keys::AUTH) {
-                Some((key, v)) => match v.trim().to_ascii_lowercase().as_str() {
-                    "keys" => AuthMode::Keys,
-                    "none" => AuthMode::None,
-                    _ => return Err(invalid(key, &v, "is not an auth mode (keys or none)")),
-                },
+                Some((key, v)) => security::parse_auth(key, &v)?,
                 None => AuthMode::None,
             },
             insecure_no_auth: match setting(keys::INSECURE_NO_AUTH) {
                 Some((key, v)) => parse_bool(key, &v)?,
                 None => false,
             },
+            tls: security::tls_files(&setting)?,
             embedded: embedded_settings(&get),
         })
     }
@@ -399,12 +361,12 @@ fn readable_file(key: Key, value: &str) -> Result<PathBuf, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    pub(crate) fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -412,7 +374,7 @@ mod tests {
         Config::from_lookup(|k| vars.get(k).cloned())
     }
 
-    fn error(vars: &[(&str, &str)]) -> String {
+    pub(crate) fn error(vars: &[(&str, &str)]) -> String {
         config(vars).unwrap_err().to_string()
     }
 
@@ -452,37 +414,6 @@ mod tests {
                 PathBuf::from("/home/u/.local/share/tally")
             );
         }
-    }
-
-    /// Without keys, only loopback, unless asked for by name.
-    #[test]
-    fn a_server_without_keys_serves_loopback_only() {
-        let exposure = |vars: &[(&str, &str)]| config(vars).unwrap().exposure();
-        assert_eq!(exposure(&[]), Ok(Exposure::LoopbackOnly));
-        assert_eq!(
-            exposure(&[("TALLY_GRPC_ADDR", "[::1]:7000")]),
-            Ok(Exposure::LoopbackOnly)
-        );
-        let err = exposure(&[("TALLY_GRPC_ADDR", "0.0.0.0:50051")]).unwrap_err();
-        assert!(
-            err.contains("--grpc-addr")
-                && err.contains("--auth keys")
-                && err.contains("--insecure-no-auth"),
-            "{err}"
-        );
-        assert_eq!(
-            exposure(&[("TALLY_GRPC_ADDR", "0.0.0.0:50051"), ("TALLY_AUTH", "keys")]),
-            Ok(Exposure::Authenticated)
-        );
-        assert_eq!(
-            exposure(&[
-                ("TALLY_GRPC_ADDR", "10.1.2.3:50051"),
-                ("TALLY_INSECURE_NO_AUTH", "true")
-            ]),
-            Ok(Exposure::Insecure)
-        );
-        let msg = error(&[("TALLY_AUTH", "password")]);
-        assert!(msg.contains("--auth") && msg.contains("password"), "{msg}");
     }
 
     #[test]

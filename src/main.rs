@@ -431,9 +431,14 @@ fn guard(config: &Config, store: &Store) -> Result<tally::api::guard::Guard, Any
             eprintln!("tally: {warning}");
         }
     }
+    if let Some(tls) = &config.tls {
+        tracing::info!(cert = %tls.cert_path.display(), mutual = tls.client_ca_pem.is_some(),
+            "serving gRPC over TLS");
+    }
     Ok(tally::api::guard::Guard {
         auth: (exposure == Exposure::Authenticated)
             .then(|| tally::app::keys::Authenticator::new(store.clone())),
+        tls: config.tls.as_ref().map(tally::api::guard::server_tls),
     })
 }
 

@@ -171,7 +171,18 @@ pub async fn serve_guarded(
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = guard.tls.clone() {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                watcher.abort();
+                sweeper.abort();
+                return Err(Error::Configuration(format!("TLS: {e}")));
+            }
+        };
+    }
+    let result = builder
         .timeout(Duration::from_secs(60))
         // One span per call, continuing the caller's trace, so every log
         // line of a call carries its method and trace id; and its duration.

@@ -10,6 +10,9 @@ CREATE TABLE api_keys (
     scopes        text[] COLLATE "C" NOT NULL
         CHECK (cardinality(scopes) >= 1
                AND scopes <@ ARRAY['submit', 'read', 'work', 'admin', 'act_as']::text[]),
+    -- The common name (CN) of a client certificate that authenticates as
+    -- this key over mutual TLS (verified against --tls-client-ca).
+    client_cn     text COLLATE "C" UNIQUE CHECK (length(client_cn) BETWEEN 1 AND 255),
     create_time   timestamptz NOT NULL DEFAULT now(),
     expire_time   timestamptz,
     revoke_time   timestamptz

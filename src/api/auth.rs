@@ -57,6 +57,20 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
+/// The common name of the client certificate of a TLS connection, if the
+/// client presented one. rustls has verified it against `--tls-client-ca`
+/// before the first request could arrive.
+fn client_cn<B>(request: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
+}
+
 /// The caller of a call; None when authentication is off.
 pub fn principal<T>(request: &Request<T>) -> Option<&Principal> {
     request.extensions().get::<Principal>()
@@ -87,8 +101,13 @@ async fn admit<B>(auth: &Authenticator, request: &mut http::Request<B>) -> Resul
         return Ok(());
     }
     let scope = required_scope(path);
-    let key = bearer(request.headers()).ok_or(Error::Unauthenticated)?;
-    let principal = auth.authenticate(key).await?;
+    // A key when one is sent; else a verified client certificate (mutual
+    // TLS) whose CN a key was made for.
+    let principal = match (bearer(request.headers()), client_cn(request)) {
+        (Some(key), _) => auth.authenticate(key).await?,
+        (None, Some(cn)) => auth.authenticate_client(&cn).await?,
+        (None, None) => return Err(Error::Unauthenticated),
+    };
     if !principal.has(scope) {
         return Err(Error::PermissionDenied {
             what: format!(

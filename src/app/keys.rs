@@ -34,6 +34,8 @@ pub struct NewKey {
     pub merchants: BTreeSet<String>,
     pub scopes: BTreeSet<Scope>,
     pub expire_time: Option<DateTime<Utc>>,
+    /// A client certificate CN that authenticates as this key (mutual TLS).
+    pub client_cn: Option<String>,
 }
 
 impl App {
@@ -60,7 +62,7 @@ impl App {
             revoke_time: None,
         };
         let mut conn = self.store().conn().await?;
-        api_keys::insert(&mut conn, &key).await?;
+        api_keys::insert(&mut conn, &key, new.client_cn.as_deref()).await?;
         let info = api_keys::get(&mut conn, &presented.key_id)
             .await?
             .ok_or_else(|| Error::Internal("a key just stored is gone".into()))?;
@@ -82,7 +84,15 @@ impl App {
     }
 }
 
-/// Key id -> when it was read, and the stored key (None: no such key).
+/// How a key is found: by the id of a presented key, or by the CN of a
+/// verified client certificate.
+#[derive(Clone, Copy)]
+enum Lookup<'a> {
+    Id(&'a str),
+    ClientCn(&'a str),
+}
+
+/// "id:<key id>" or "cn:<common name>" -> when it was read, and the stored key (None: no such key).
 type Cache = HashMap<String, (Instant, Option<Arc<StoredKey>>)>;
 
 /// Authenticates presented keys against the database, through the cache.
@@ -115,7 +125,7 @@ impl Authenticator {
             Error::Unauthenticated
         };
         let presented = PresentedKey::parse(key).map_err(rejected)?;
-        let stored = self.stored(&presented.key_id).await?;
+        let stored = self.stored(Lookup::Id(&presented.key_id)).await?;
         let stored = stored.ok_or(rejected(Rejected::Unknown))?;
         stored
             .check(&presented.secret, Utc::now())
@@ -123,18 +133,38 @@ impl Authenticator {
             .map_err(rejected)
     }
 
-    async fn stored(&self, key_id: &str) -> Result<Option<Arc<StoredKey>>> {
+    /// The principal a verified client certificate's common name maps to
+    /// (`tally keys create --client-cn`), if its key is live.
+    pub async fn authenticate_client(&self, cn: &str) -> Result<Principal> {
+        let stored = self.stored(Lookup::ClientCn(cn)).await?;
+        let stored = stored.ok_or_else(|| {
+            tracing::debug!(%cn, "no key for this client certificate");
+            Error::Unauthenticated
+        })?;
+        stored.live(Utc::now()).cloned().map_err(|why| {
+            tracing::debug!(?why, %cn, "client certificate's key refused");
+            Error::Unauthenticated
+        })
+    }
+
+    async fn stored(&self, lookup: Lookup<'_>) -> Result<Option<Arc<StoredKey>>> {
         let now = Instant::now();
-        if let Some((at, hit)) = self.lock().get(key_id)
+        let cache_key = match lookup {
+            Lookup::Id(id) => format!("id:{id}"),
+            Lookup::ClientCn(cn) => format!("cn:{cn}"),
+        };
+        if let Some((at, hit)) = self.lock().get(&cache_key)
             && now.duration_since(*at) < self.ttl
         {
             return Ok(hit.clone());
         }
         let found = {
             let mut conn = self.store.conn().await?;
-            api_keys::get(&mut conn, key_id)
-                .await?
-                .map(|i| Arc::new(i.key))
+            match lookup {
+                Lookup::Id(id) => api_keys::get(&mut conn, id).await?,
+                Lookup::ClientCn(cn) => api_keys::get_by_client_cn(&mut conn, cn).await?,
+            }
+            .map(|i| Arc::new(i.key))
         };
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED {
@@ -143,7 +173,7 @@ impl Authenticator {
                 cache.clear();
             }
         }
-        cache.insert(key_id.to_string(), (now, found.clone()));
+        cache.insert(cache_key, (now, found.clone()));
         Ok(found)
     }
 

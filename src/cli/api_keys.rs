@@ -55,6 +55,9 @@ pub struct CreateArgs {
     /// When it stops working: an RFC 3339 time, or a span from now (90d, 12h)
     #[arg(long, value_name = "WHEN")]
     pub expires: Option<String>,
+    /// A client certificate common name (CN) that authenticates as this key over mutual TLS
+    #[arg(long, value_name = "CN")]
+    pub client_cn: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -124,11 +127,17 @@ pub fn new_key(args: &CreateArgs, now: DateTime<Utc>) -> Result<NewKey, String> 
     if expire_time.is_some_and(|t| t <= now) {
         return Err("--expires: the time is already past".into());
     }
+    if let Some(cn) = &args.client_cn
+        && (cn.is_empty() || cn.len() > 255 || cn.chars().any(char::is_control))
+    {
+        return Err("--client-cn: 1-255 printable characters".into());
+    }
     Ok(NewKey {
         name: args.name.clone(),
         merchants,
         scopes,
         expire_time,
+        client_cn: args.client_cn.clone(),
     })
 }
 
@@ -151,8 +160,13 @@ pub fn describe(k: &KeyInfo, now: DateTime<Utc>) -> String {
         (None, Some(t)) => format!("live until {}", t.to_rfc3339()),
         (None, None) => "live".to_string(),
     };
+    let cn = k
+        .client_cn
+        .as_deref()
+        .map(|c| format!("\tclient_cn={c}"))
+        .unwrap_or_default();
     format!(
-        "{}\t{}\t{state}\tmerchants={}\tscopes={}\tcreated {}",
+        "{}\t{}\t{state}\tmerchants={}\tscopes={}{cn}\tcreated {}",
         p.key_id,
         p.name,
         join(&p.merchants),
@@ -177,6 +191,7 @@ mod tests {
             scopes: scopes.into(),
             name: name.map(Into::into),
             expires: expires.map(Into::into),
+            client_cn: None,
         }
     }
 

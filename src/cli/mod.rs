@@ -146,6 +146,15 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without authentication (anyone who reaches the port reads and changes every merchant)
     #[arg(long, env = "TALLY_INSECURE_NO_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub insecure_no_auth: Option<String>,
+    /// PEM certificate chain to serve gRPC over TLS with (needs --tls-key)
+    #[arg(long, env = "TALLY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "TALLY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// PEM CA bundle client certificates are verified against (mutual TLS; a certificate's CN maps to a key made with --client-cn)
+    #[arg(long, env = "TALLY_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -211,6 +220,9 @@ impl Command {
                 e if e == keys::ALERT_CA_FILE.env => &s.alert_ca_file,
                 e if e == keys::AUTH.env => &s.auth,
                 e if e == keys::INSECURE_NO_AUTH.env => &s.insecure_no_auth,
+                e if e == keys::TLS_CERT.env => &s.tls_cert,
+                e if e == keys::TLS_KEY.env => &s.tls_key,
+                e if e == keys::TLS_CLIENT_CA.env => &s.tls_client_ca,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {

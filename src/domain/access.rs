@@ -121,6 +121,12 @@ impl StoredKey {
         if !constant_time_eq(&sha256(secret), &self.secret_sha256) {
             return Err(Rejected::Unknown);
         }
+        self.live(now)
+    }
+
+    /// The principal, if the key is neither revoked nor expired at `now`
+    /// (a client certificate, already verified, needs no secret).
+    pub fn live(&self, now: DateTime<Utc>) -> Result<&Principal, Rejected> {
         if self.revoke_time.is_some_and(|t| t <= now) {
             return Err(Rejected::Revoked);
         }

@@ -25,6 +25,8 @@ struct KeyRow {
     scopes: Vec<String>,
     #[diesel(sql_type = Array<Text>)]
     merchants: Vec<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    client_cn: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     create_time: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -37,6 +39,8 @@ struct KeyRow {
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
     pub key: StoredKey,
+    /// The client certificate CN that authenticates as this key.
+    pub client_cn: Option<String>,
     pub create_time: DateTime<Utc>,
 }
 
@@ -63,12 +67,14 @@ impl TryFrom<KeyRow> for KeyInfo {
                 expire_time: r.expire_time,
                 revoke_time: r.revoke_time,
             },
+            client_cn: r.client_cn,
             create_time: r.create_time,
         })
     }
 }
 
-const SELECT: &str = "SELECT k.key_id, k.name, k.secret_sha256, k.scopes, k.create_time,
+const SELECT: &str =
+    "SELECT k.key_id, k.name, k.secret_sha256, k.scopes, k.client_cn, k.create_time,
         k.expire_time, k.revoke_time,
         ARRAY(SELECT m.merchant_id FROM api_key_merchants m
               WHERE m.key_id = k.key_id ORDER BY m.merchant_id) AS merchants
@@ -82,6 +88,15 @@ pub async fn get(conn: &mut Conn, key_id: &str) -> Result<Option<KeyInfo>> {
     rows.into_iter().next().map(KeyInfo::try_from).transpose()
 }
 
+/// The key a client certificate's common name authenticates as.
+pub async fn get_by_client_cn(conn: &mut Conn, cn: &str) -> Result<Option<KeyInfo>> {
+    let rows: Vec<KeyRow> = statement(format!("{SELECT} WHERE k.client_cn = $1"))
+        .bind::<Text, _>(cn)
+        .load(conn)
+        .await?;
+    rows.into_iter().next().map(KeyInfo::try_from).transpose()
+}
+
 pub async fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>> {
     let rows: Vec<KeyRow> = statement(format!("{SELECT} ORDER BY k.create_time, k.key_id"))
         .load(conn)
@@ -90,14 +105,14 @@ pub async fn list(conn: &mut Conn) -> Result<Vec<KeyInfo>> {
 }
 
 /// Stores a new key (its hash) and its merchants, in one statement.
-pub async fn insert(conn: &mut Conn, key: &StoredKey) -> Result<()> {
+pub async fn insert(conn: &mut Conn, key: &StoredKey, client_cn: Option<&str>) -> Result<()> {
     let p = &key.principal;
     let scopes: Vec<&str> = p.scopes.iter().map(|s| s.as_str()).collect();
     let merchants: Vec<&str> = p.merchants.iter().map(String::as_str).collect();
     statement(
         "WITH k AS (
-             INSERT INTO api_keys (key_id, name, secret_sha256, scopes, expire_time)
-             VALUES ($1, $2, $3, $4, $5) RETURNING key_id)
+             INSERT INTO api_keys (key_id, name, secret_sha256, scopes, expire_time, client_cn)
+             VALUES ($1, $2, $3, $4, $5, $7) RETURNING key_id)
          INSERT INTO api_key_merchants (merchant_id, key_id)
          SELECT m, k.key_id FROM k, unnest($6::text[]) m",
     )
@@ -107,6 +122,7 @@ pub async fn insert(conn: &mut Conn, key: &StoredKey) -> Result<()> {
     .bind::<Array<Text>, _>(scopes)
     .bind::<Nullable<Timestamptz>, _>(key.expire_time)
     .bind::<Array<Text>, _>(merchants)
+    .bind::<Nullable<Text>, _>(client_cn)
     .execute(conn)
     .await?;
     Ok(())

@@ -310,6 +310,7 @@ impl TestApp {
                     store.clone(),
                     Duration::from_millis(300),
                 )),
+                tls: None,
             },
         )
         .await
@@ -325,6 +326,7 @@ impl TestApp {
                 merchants: merchants.iter().map(|m| m.to_string()).collect(),
                 scopes: tally::domain::access::Scope::parse_list(scopes).unwrap(),
                 expire_time: None,
+                client_cn: None,
             })
             .await
             .unwrap();
@@ -350,6 +352,7 @@ impl TestApp {
         // Tests' webhook receivers listen on loopback: allow-listed, as an
         // operator would with --alert-allow-cidr.
         let guard = guard(&store);
+        let tls = guard.tls.is_some();
         let app = tally::app::App::new(store).with_webhooks(loopback_webhooks());
         let server = Running::start_guarded(
             configure(app),
@@ -359,11 +362,13 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let endpoint = Channel::from_shared(format!("http://{}", server.addr)).unwrap();
+        // A TLS server takes no plaintext connection: the test connects its own.
+        let channel = if tls {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await.unwrap()
+        };
         TestApp {
             db,
             ingest: IngestServiceClient::new(channel.clone()),

@@ -48,6 +48,7 @@ mod requests;
 mod seams;
 mod stream;
 mod telemetry;
+mod tls;
 mod validation;
 mod versions;
 mod watch;
