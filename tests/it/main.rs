@@ -48,6 +48,7 @@ mod requests;
 mod seams;
 mod stream;
 mod telemetry;
+mod tenants;
 mod tls;
 mod validation;
 mod versions;
