@@ -65,9 +65,12 @@ pub mod keys {
     pub const TLS_CERT: Key = key("--tls-cert", "TALLY_TLS_CERT");
     pub const TLS_KEY: Key = key("--tls-key", "TALLY_TLS_KEY");
     pub const TLS_CLIENT_CA: Key = key("--tls-client-ca", "TALLY_TLS_CLIENT_CA");
+    pub const MAX_CONCURRENT_CALLS: Key =
+        key("--max-concurrent-calls", "TALLY_MAX_CONCURRENT_CALLS");
+    pub const RATE_LIMIT_PER_KEY: Key = key("--rate-limit-per-key", "TALLY_RATE_LIMIT_PER_KEY");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 20] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -86,6 +89,8 @@ pub mod keys {
         TLS_CERT,
         TLS_KEY,
         TLS_CLIENT_CA,
+        MAX_CONCURRENT_CALLS,
+        RATE_LIMIT_PER_KEY,
     ];
 }
 
@@ -156,6 +161,10 @@ pub struct Config {
     /// The server's certificate and key, and the CA client certificates
     /// are checked against (mutual TLS); read and checked at start.
     pub tls: Option<TlsFiles>,
+    /// Calls in progress past which more are shed (None: no limit).
+    pub max_concurrent_calls: Option<usize>,
+    /// Calls a second each API key may make (None: no limit).
+    pub rate_limit_per_key: Option<u32>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -217,6 +226,15 @@ impl Config {
                 None => false,
             },
             tls: security::tls_files(&setting)?,
+            max_concurrent_calls: security::limit(
+                setting(keys::MAX_CONCURRENT_CALLS),
+                security::DEFAULT_MAX_CONCURRENT_CALLS,
+            )?,
+            rate_limit_per_key: security::limit(
+                setting(keys::RATE_LIMIT_PER_KEY),
+                security::DEFAULT_RATE_LIMIT_PER_KEY,
+            )?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             embedded: embedded_settings(&get),
         })
     }

@@ -103,6 +103,14 @@ pub enum Error {
     /// merchant outside its merchants, or an RPC outside its scopes.
     #[error("{what}")]
     PermissionDenied { what: String },
+    /// The server has as many calls in progress as it takes: shed, to be
+    /// retried after `retry_after` (RESOURCE_EXHAUSTED with RetryInfo).
+    #[error("the server is at its limit of calls in progress; retry in {} ms", retry_after.as_millis())]
+    Overloaded { retry_after: std::time::Duration },
+    /// The caller's key made more calls than its rate allows; the next is
+    /// allowed after `retry_after` (RESOURCE_EXHAUSTED with RetryInfo).
+    #[error("this key's rate limit is reached; retry in {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
     /// The process is misconfigured (an environment variable, a path).
     #[error("configuration: {0}")]
     Configuration(String),

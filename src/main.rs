@@ -439,6 +439,8 @@ fn guard(config: &Config, store: &Store) -> Result<tally::api::guard::Guard, Any
         auth: (exposure == Exposure::Authenticated)
             .then(|| tally::app::keys::Authenticator::new(store.clone())),
         tls: config.tls.as_ref().map(tally::api::guard::server_tls),
+        max_concurrent_calls: config.max_concurrent_calls,
+        rate_per_key: config.rate_limit_per_key,
     })
 }
 

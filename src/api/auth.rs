@@ -47,7 +47,7 @@ pub fn required_scope(path: &str) -> Scope {
 
 /// Calls anyone may make: health (probes) and reflection.
 fn is_open(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+    super::shed::is_exempt(path)
 }
 
 /// The key of `authorization: Bearer <key>`, if the header is there.

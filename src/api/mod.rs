@@ -11,6 +11,8 @@ pub mod ledger;
 pub mod limits;
 pub mod names;
 pub mod pagination;
+pub mod rate;
+pub mod shed;
 pub mod status;
 pub mod transactions;
 pub mod validate;

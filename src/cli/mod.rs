@@ -155,6 +155,12 @@ pub struct ServeArgs {
     /// PEM CA bundle client certificates are verified against (mutual TLS; a certificate's CN maps to a key made with --client-cn)
     #[arg(long, env = "TALLY_TLS_CLIENT_CA", value_name = "FILE")]
     pub tls_client_ca: Option<String>,
+    /// Calls in progress past which more are refused with RESOURCE_EXHAUSTED and a RetryInfo (0: no limit) [default: 1024]
+    #[arg(long, env = "TALLY_MAX_CONCURRENT_CALLS", value_name = "N")]
+    pub max_concurrent_calls: Option<String>,
+    /// Calls a second each API key may make, per server (0: no limit) [default: 200]
+    #[arg(long, env = "TALLY_RATE_LIMIT_PER_KEY", value_name = "N")]
+    pub rate_limit_per_key: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -223,6 +229,8 @@ impl Command {
                 e if e == keys::TLS_CERT.env => &s.tls_cert,
                 e if e == keys::TLS_KEY.env => &s.tls_key,
                 e if e == keys::TLS_CLIENT_CA.env => &s.tls_client_ca,
+                e if e == keys::MAX_CONCURRENT_CALLS.env => &s.max_concurrent_calls,
+                e if e == keys::RATE_LIMIT_PER_KEY.env => &s.rate_limit_per_key,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {

@@ -52,6 +52,29 @@ impl Config {
     }
 }
 
+/// Calls in progress at once before more are shed: well above what the
+/// database pool serves at once (16 connections), so that only a real
+/// pile-up is shed.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 1024;
+/// Calls a second per API key: more than an ERP batch job needs, a bound
+/// on a runaway loop.
+pub const DEFAULT_RATE_LIMIT_PER_KEY: usize = 200;
+
+/// A limit: a whole number, 0 for none; unset, `default`.
+pub(super) fn limit(
+    setting: Option<(Key, String)>,
+    default: usize,
+) -> Result<Option<usize>, ConfigError> {
+    match setting {
+        None => Ok(Some(default)),
+        Some((key, v)) => match v.trim().parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(invalid(key, &v, "is not a whole number (0: no limit)")),
+        },
+    }
+}
+
 /// `--auth`: keys or none.
 pub(super) fn parse_auth(key: Key, value: &str) -> Result<AuthMode, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {

@@ -310,7 +310,7 @@ impl TestApp {
                     store.clone(),
                     Duration::from_millis(300),
                 )),
-                tls: None,
+                ..Default::default()
             },
         )
         .await

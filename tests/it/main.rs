@@ -39,6 +39,7 @@ mod otlp_collector;
 mod otlp_http;
 mod otlp_metrics;
 mod otlp_tls;
+mod overload;
 mod paging;
 mod paging_tokens;
 mod payout_fees;

@@ -98,6 +98,7 @@ async fn tls_and_client_certificates_authenticate_like_keys() {
         |store| Guard {
             auth: Some(Authenticator::new(store.clone())),
             tls: Some(server_tls(&files)),
+            ..Default::default()
         },
     )
     .await;
