@@ -6,6 +6,8 @@ pub mod convert;
 pub mod exceptions;
 pub mod guard;
 pub mod handoffs;
+#[cfg(test)]
+mod hostile_bytes;
 pub mod ingest;
 pub mod ledger;
 pub mod limits;
