@@ -109,6 +109,7 @@ fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
         &args.addr,
         &args.merchant,
         &args.order,
+        args.key.as_deref(),
     )) {
         Ok(text) => {
             print!("{text}");

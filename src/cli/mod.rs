@@ -49,6 +49,14 @@ pub struct TraceArgs {
     /// The Tally gRPC address to ask
     #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
     pub addr: String,
+    /// API key, for a server that requires one (--auth keys)
+    #[arg(
+        long,
+        env = "TALLY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]

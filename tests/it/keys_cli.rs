@@ -84,3 +84,45 @@ fn serving_the_network_without_keys_needs_to_be_asked_for() {
         assert!(stderr.contains(part), "{stderr}");
     }
 }
+
+/// `tally trace` against a server that requires keys: refused without
+/// one, answered with one (TALLY_API_KEY), the key never echoed.
+#[tokio::test]
+async fn tally_trace_sends_its_key() {
+    let app = TestApp::start_with_keys().await;
+    let key = app.key(&["acme"], "read,submit", "oncall").await;
+    app.ingest
+        .clone()
+        .submit_records(keyed(
+            tally::proto::tally::v1::SubmitRecordsRequest {
+                parent: "merchants/acme".into(),
+                request_id: String::new(),
+                records: vec![order("1001", "10.00")],
+            },
+            &key,
+        ))
+        .await
+        .unwrap();
+    // Awaited, not blocked on: the server runs on this test's thread.
+    let trace = |key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
+        c.args(["trace", "1001", "--merchant", "acme", "--addr"])
+            .arg(app.addr().to_string())
+            .env_remove("TALLY_API_KEY");
+        if let Some(k) = key {
+            c.env("TALLY_API_KEY", k);
+        }
+        tokio::process::Command::from(c).output()
+    };
+    let refused = trace(None).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+    let answered = trace(Some(&key)).await.unwrap();
+    let out = String::from_utf8_lossy(&answered.stdout);
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert!(out.contains("1001") && !out.contains(&key[6..]), "{out}");
+}
