@@ -126,7 +126,7 @@ impl Authenticator {
         };
         let presented = PresentedKey::parse(key).map_err(rejected)?;
         let stored = self.stored(Lookup::Id(&presented.key_id)).await?;
-        let stored = stored.ok_or(rejected(Rejected::Unknown))?;
+        let stored = stored.ok_or_else(|| rejected(Rejected::Unknown))?;
         stored
             .check(&presented.secret, Utc::now())
             .cloned()

@@ -67,8 +67,11 @@ async fn a_webhook_aimed_inside_is_refused_when_the_contract_is_updated() {
         "http://[::ffff:169.254.169.254]/hook".to_string(),
         format!("http://127.0.0.1:{port}/hook"),
         format!("http://[::ffff:127.0.0.1]:{port}/hook"),
-        // A name is resolved, and what it resolves to is vetted.
+        // A name is resolved, and what it resolves to is vetted: numeric
+        // spellings of 127.0.0.1 included.
         format!("http://localhost:{port}/hook"),
+        format!("http://2130706433:{port}/hook"),
+        format!("http://0x7f.1:{port}/hook"),
     ] {
         let status = set_webhook(&app, &uri).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{uri}");
