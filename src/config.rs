@@ -68,9 +68,10 @@ pub mod keys {
     pub const MAX_CONCURRENT_CALLS: Key =
         key("--max-concurrent-calls", "TALLY_MAX_CONCURRENT_CALLS");
     pub const RATE_LIMIT_PER_KEY: Key = key("--rate-limit-per-key", "TALLY_RATE_LIMIT_PER_KEY");
+    pub const HEALTH_ADDR: Key = key("--health-addr", "TALLY_HEALTH_ADDR");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 20] = [
+    pub const ALL: [Key; 21] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -91,6 +92,7 @@ pub mod keys {
         TLS_CLIENT_CA,
         MAX_CONCURRENT_CALLS,
         RATE_LIMIT_PER_KEY,
+        HEALTH_ADDR,
     ];
 }
 
@@ -165,6 +167,9 @@ pub struct Config {
     pub max_concurrent_calls: Option<usize>,
     /// Calls a second each API key may make (None: no limit).
     pub rate_limit_per_key: Option<u32>,
+    /// A second, plaintext listener serving only grpc.health.v1: for
+    /// probes that cannot speak TLS (the kubelet's gRPC probes).
+    pub health_addr: Option<SocketAddr>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -226,6 +231,7 @@ impl Config {
                 None => false,
             },
             tls: security::tls_files(&setting)?,
+            health_addr: parse_addr(keys::HEALTH_ADDR, get(keys::HEALTH_ADDR.env))?,
             max_concurrent_calls: security::limit(
                 setting(keys::MAX_CONCURRENT_CALLS),
                 security::DEFAULT_MAX_CONCURRENT_CALLS,

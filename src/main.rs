@@ -377,6 +377,23 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
             rx.clone(),
         ))
     });
+    // Probes that cannot speak TLS get health alone, in plaintext, apart.
+    let health = match config.health_addr {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "serving gRPC health in plaintext");
+            let mut stop = rx.clone();
+            Some(tokio::spawn(tally::server::serve_health(
+                store.clone(),
+                listener,
+                config.health_interval,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+    };
     let mut drain = rx.clone();
     // The server vets webhook URIs with the same allow-list the worker
     // delivers with.
@@ -400,6 +417,9 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
     };
     if let Some(w) = in_process {
         let _ = tokio::time::timeout(grace, w).await;
+    }
+    if let Some(h) = health {
+        h.abort();
     }
     // The last values leave after the last calls and jobs counted.
     if let Some(otlp) = otlp {

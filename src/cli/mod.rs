@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run pending migrations, then serve gRPC until SIGINT/SIGTERM
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run pending migrations and exit
     Migrate(DatabaseArgs),
     /// Run cash-application workers only (scale out); serves gRPC health on --grpc-addr
@@ -169,6 +169,9 @@ pub struct ServeArgs {
     /// Calls a second each API key may make, per server (0: no limit) [default: 200]
     #[arg(long, env = "TALLY_RATE_LIMIT_PER_KEY", value_name = "N")]
     pub rate_limit_per_key: Option<String>,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this address: for probes that cannot speak TLS (unset: none)
+    #[arg(long, env = "TALLY_HEALTH_ADDR", value_name = "ADDR")]
+    pub health_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -239,6 +242,7 @@ impl Command {
                 e if e == keys::TLS_CLIENT_CA.env => &s.tls_client_ca,
                 e if e == keys::MAX_CONCURRENT_CALLS.env => &s.max_concurrent_calls,
                 e if e == keys::RATE_LIMIT_PER_KEY.env => &s.rate_limit_per_key,
+                e if e == keys::HEALTH_ADDR.env => &s.health_addr,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {

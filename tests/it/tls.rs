@@ -165,3 +165,55 @@ async fn tls_and_client_certificates_authenticate_like_keys() {
         assert_ne!(s.code(), Code::NotFound, "plaintext reached the service");
     }
 }
+
+/// `tally serve` with keys and TLS, as a cluster runs it: gRPC only over
+/// TLS, and grpc.health.v1 alone in plaintext on `--health-addr` for the
+/// kubelet's probes, which cannot speak TLS.
+#[tokio::test]
+async fn the_binary_serves_tls_with_health_apart_in_plaintext() {
+    use crate::binary::{SpawnStopped, free_port, tally, terminate, wait_serving};
+    let ca = Ca::new("tally");
+    let (cert, key) = ca.issue(&["127.0.0.1"], "tally server");
+    let dir = std::env::temp_dir();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(format!("tally-serve-tls-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert_file, key_file) = (file("cert.pem", &cert), file("key.pem", &key));
+    let db = TestDb::new().await;
+    let (port, health) = (free_port(), free_port());
+    let mut child = tally()
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("TALLY_HEALTH_ADDR", format!("127.0.0.1:{health}"))
+        .env("TALLY_AUTH", "keys")
+        .env("TALLY_TLS_CERT", &cert_file)
+        .env("TALLY_TLS_KEY", &key_file)
+        .spawn_stopped();
+    wait_serving(health, &mut child).await;
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca.pem))
+                .domain_name("127.0.0.1"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        get(channel, "acme", None).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert!(
+        terminate(&mut child, std::time::Duration::from_secs(15))
+            .await
+            .success()
+    );
+    for f in [cert_file, key_file] {
+        std::fs::remove_file(f).unwrap();
+    }
+}
