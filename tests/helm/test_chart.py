@@ -293,6 +293,27 @@ def test_api_keys_are_required_by_default_and_the_allow_list_is_passed(default_o
     assert env["TALLY_ALERT_ALLOW_CIDR"]["value"] == "10.0.0.0/8,fd00::/8"
 
 
+def test_tls_is_mounted_for_the_api_and_probes_use_the_plaintext_health_port(default_objects: list[dict]) -> None:
+    api = container(default_objects, "Deployment", "tally-api")
+    assert "TALLY_TLS_CERT" not in env_of(api)
+    objects = render({"tls": {"existingSecret": "tally-tls", "clientCa": True}})
+    api = container(objects, "Deployment", "tally-api")
+    env = env_of(api)
+    assert env["TALLY_TLS_CERT"]["value"] == "/etc/tally/tls/tls.crt"
+    assert env["TALLY_TLS_KEY"]["value"] == "/etc/tally/tls/tls.key"
+    assert env["TALLY_TLS_CLIENT_CA"]["value"] == "/etc/tally/tls/ca.crt"
+    assert env["TALLY_HEALTH_ADDR"]["value"] == "0.0.0.0:50052"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert api[probe]["grpc"]["port"] == 50052
+    assert {"name": "tls", "mountPath": "/etc/tally/tls", "readOnly": True} in api["volumeMounts"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tally-api"]
+    assert {"name": "tls", "secret": {"secretName": "tally-tls"}} in deployment["spec"]["template"]["spec"]["volumes"]
+    # The worker serves health only, in plaintext, on its gRPC port.
+    worker = container(objects, "Deployment", "tally-worker")
+    assert "TALLY_TLS_CERT" not in env_of(worker)
+    assert worker["livenessProbe"]["grpc"]["port"] == 50051
+
+
 def test_alert_ca_pem_is_mounted_and_named(default_objects: list[dict]) -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     objects = render({"config": {"alertCaPem": pem}})
