@@ -4,6 +4,7 @@
 #
 #   docker build -t tally:0.1.0 .
 #   docker run --rm -e DATABASE_URL=postgres://... -e TALLY_GRPC_ADDR=0.0.0.0:50051 -p 50051:50051 tally:0.1.0
+#   docker run --rm -e DATABASE_URL=postgres://... tally:0.1.0 keys create --merchant acme --scopes read
 #
 # The image runs `tally serve` by default; `tally migrate` and `tally worker`
 # are the same image with other arguments (the Helm chart does exactly that).
@@ -41,7 +42,10 @@ LABEL org.opencontainers.image.title="tally" \
 COPY --from=build /out/tally /usr/local/bin/tally
 # distroless's nonroot user, by number so that runAsNonRoot can verify it.
 USER 65532:65532
+# Reachable from outside the container, so API keys are required (docs/security.md):
+# create one with `tally keys create`; TALLY_AUTH=none needs TALLY_INSECURE_NO_AUTH=true.
 ENV TALLY_GRPC_ADDR=0.0.0.0:50051 \
+    TALLY_AUTH=keys \
     TALLY_METRICS_ADDR=0.0.0.0:9464 \
     TALLY_LOG_FORMAT=json
 # gRPC (and grpc.health.v1 for probes), Prometheus /metrics.

@@ -13,7 +13,11 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use crate::app::egress::Cidr;
 use crate::embedded_pg;
+
+mod security;
+pub use security::{AuthMode, Exposure, TlsFiles};
 
 /// What `--help` and the README show; the default itself is built without
 /// parsing (a unit test checks that the two agree).
@@ -55,9 +59,19 @@ pub mod keys {
     pub const IN_PROCESS_WORKER: Key = key("--in-process-worker", "TALLY_IN_PROCESS_WORKER");
     pub const WORKER_CONCURRENCY: Key = key("--concurrency", "TALLY_WORKER_CONCURRENCY");
     pub const ALERT_CA_FILE: Key = key("--alert-ca-file", "TALLY_ALERT_CA_FILE");
+    pub const ALERT_ALLOW_CIDR: Key = key("--alert-allow-cidr", "TALLY_ALERT_ALLOW_CIDR");
+    pub const AUTH: Key = key("--auth", "TALLY_AUTH");
+    pub const INSECURE_NO_AUTH: Key = key("--insecure-no-auth", "TALLY_INSECURE_NO_AUTH");
+    pub const TLS_CERT: Key = key("--tls-cert", "TALLY_TLS_CERT");
+    pub const TLS_KEY: Key = key("--tls-key", "TALLY_TLS_KEY");
+    pub const TLS_CLIENT_CA: Key = key("--tls-client-ca", "TALLY_TLS_CLIENT_CA");
+    pub const MAX_CONCURRENT_CALLS: Key =
+        key("--max-concurrent-calls", "TALLY_MAX_CONCURRENT_CALLS");
+    pub const RATE_LIMIT_PER_KEY: Key = key("--rate-limit-per-key", "TALLY_RATE_LIMIT_PER_KEY");
+    pub const HEALTH_ADDR: Key = key("--health-addr", "TALLY_HEALTH_ADDR");
 
     /// All of them, for the tests that keep `cli/mod.rs` and this list in step.
-    pub const ALL: [Key; 12] = [
+    pub const ALL: [Key; 21] = [
         DATABASE_URL,
         GRPC_ADDR,
         METRICS_ADDR,
@@ -70,6 +84,15 @@ pub mod keys {
         IN_PROCESS_WORKER,
         WORKER_CONCURRENCY,
         ALERT_CA_FILE,
+        ALERT_ALLOW_CIDR,
+        AUTH,
+        INSECURE_NO_AUTH,
+        TLS_CERT,
+        TLS_KEY,
+        TLS_CLIENT_CA,
+        MAX_CONCURRENT_CALLS,
+        RATE_LIMIT_PER_KEY,
+        HEALTH_ADDR,
     ];
 }
 
@@ -129,6 +152,24 @@ pub struct Config {
     /// A private CA that alert webhooks (https://) are also trusted by,
     /// besides Mozilla's roots; loaded and checked at start.
     pub alert_ca: Option<CaFile>,
+    /// Internal address blocks alert webhooks may still reach (everything
+    /// internal is refused otherwise: `app::egress`).
+    pub alert_allow: Vec<Cidr>,
+    /// Who may call `serve` (`--auth`).
+    pub auth: AuthMode,
+    /// Serving a non-loopback address without authentication was asked
+    /// for explicitly.
+    pub insecure_no_auth: bool,
+    /// The server's certificate and key, and the CA client certificates
+    /// are checked against (mutual TLS); read and checked at start.
+    pub tls: Option<TlsFiles>,
+    /// Calls in progress past which more are shed (None: no limit).
+    pub max_concurrent_calls: Option<usize>,
+    /// Calls a second each API key may make (None: no limit).
+    pub rate_limit_per_key: Option<u32>,
+    /// A second, plaintext listener serving only grpc.health.v1: for
+    /// probes that cannot speak TLS (the kubelet's gRPC probes).
+    pub health_addr: Option<SocketAddr>,
     /// The embedded PostgreSQL, used when `database_url` is None.
     pub embedded: embedded_pg::Settings,
 }
@@ -177,6 +218,29 @@ impl Config {
                 Some((key, v)) => Some(load_ca_file(key, &v)?),
                 None => None,
             },
+            alert_allow: match setting(keys::ALERT_ALLOW_CIDR) {
+                Some((key, v)) => parse_cidrs(key, &v)?,
+                None => vec![],
+            },
+            auth: match setting(keys::AUTH) {
+                Some((key, v)) => security::parse_auth(key, &v)?,
+                None => AuthMode::None,
+            },
+            insecure_no_auth: match setting(keys::INSECURE_NO_AUTH) {
+                Some((key, v)) => parse_bool(key, &v)?,
+                None => false,
+            },
+            tls: security::tls_files(&setting)?,
+            health_addr: parse_addr(keys::HEALTH_ADDR, get(keys::HEALTH_ADDR.env))?,
+            max_concurrent_calls: security::limit(
+                setting(keys::MAX_CONCURRENT_CALLS),
+                security::DEFAULT_MAX_CONCURRENT_CALLS,
+            )?,
+            rate_limit_per_key: security::limit(
+                setting(keys::RATE_LIMIT_PER_KEY),
+                security::DEFAULT_RATE_LIMIT_PER_KEY,
+            )?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             embedded: embedded_settings(&get),
         })
     }
@@ -269,6 +333,18 @@ fn parse_addr(key: Key, value: Option<String>) -> Result<Option<SocketAddr>, Con
         .transpose()
 }
 
+/// Comma-separated address blocks ("127.0.0.0/8,fd00::/8").
+fn parse_cidrs(key: Key, value: &str) -> Result<Vec<Cidr>, ConfigError> {
+    value
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| invalid(key, s, "is not an address block such as 10.1.0.0/16"))
+        })
+        .collect()
+}
+
 fn positive(key: Key, value: &str) -> Result<usize, ConfigError> {
     value
         .trim()
@@ -309,12 +385,12 @@ fn readable_file(key: Key, value: &str) -> Result<PathBuf, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    pub(crate) fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -322,7 +398,7 @@ mod tests {
         Config::from_lookup(|k| vars.get(k).cloned())
     }
 
-    fn error(vars: &[(&str, &str)]) -> String {
+    pub(crate) fn error(vars: &[(&str, &str)]) -> String {
         config(vars).unwrap_err().to_string()
     }
 

@@ -94,6 +94,23 @@ pub enum Error {
     /// changed it since the caller read it (AIP-154).
     #[error("{what} changed since it was read (etag {sent} is not current)")]
     StaleEtag { what: String, sent: String },
+    /// No credentials, or none that are valid (missing, malformed,
+    /// unknown, revoked or expired key: the caller is not told which, and
+    /// the key is never quoted).
+    #[error("a valid API key is required: send 'authorization: Bearer <key>'")]
+    Unauthenticated,
+    /// An authenticated caller asking for what its key does not grant: a
+    /// merchant outside its merchants, or an RPC outside its scopes.
+    #[error("{what}")]
+    PermissionDenied { what: String },
+    /// The server has as many calls in progress as it takes: shed, to be
+    /// retried after `retry_after` (RESOURCE_EXHAUSTED with RetryInfo).
+    #[error("the server is at its limit of calls in progress; retry in {} ms", retry_after.as_millis())]
+    Overloaded { retry_after: std::time::Duration },
+    /// The caller's key made more calls than its rate allows; the next is
+    /// allowed after `retry_after` (RESOURCE_EXHAUSTED with RetryInfo).
+    #[error("this key's rate limit is reached; retry in {} ms", retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
     /// The process is misconfigured (an environment variable, a path).
     #[error("configuration: {0}")]
     Configuration(String),

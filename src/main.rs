@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use tally::app::App;
+use tally::app::egress::Egress;
 use tally::app::webhook::Webhooks;
 use tally::app::worker::{self, WorkerConfig};
+use tally::cli::api_keys::KeysCommand;
 use tally::cli::{Cli, Command, ExportArgs, JournalsCommand};
 use tally::config::Config;
 use tally::domain::handoff::Defaults;
@@ -57,6 +59,14 @@ fn main() -> ExitCode {
         eprintln!("tally: invalid configuration: {e}");
         return ExitCode::from(2);
     }
+    // A server reachable from the network without keys is refused unless
+    // asked for by name.
+    if let Command::Serve(_) = &cli.command
+        && let Err(e) = config.exposure()
+    {
+        eprintln!("tally: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,6 +113,7 @@ fn report(args: &tally::cli::ReportArgs) -> ExitCode {
         as_of: args.as_of,
         compare_as_of: args.compare_as_of,
         format: &args.format,
+        key: args.key.as_deref(),
     };
     let text = match runtime.block_on(tally::cli::report::fetch(&q)) {
         Ok(t) => t,
@@ -138,6 +149,7 @@ fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
         &args.addr,
         &args.merchant,
         &args.order,
+        args.key.as_deref(),
     )) {
         Ok(text) => {
             print!("{text}");
@@ -200,9 +212,41 @@ async fn run_on(
         Command::Journals(j) => match &j.command {
             JournalsCommand::Export(e) => export(config, database_url, e).await,
         },
+        Command::Keys(k) => keys(database_url, &k.command).await,
         // Handled in main before any configuration is read.
         Command::Trace(_) | Command::Report(_) => Ok(()),
     }
+}
+
+/// `tally keys create | list | revoke`. A new key goes to stdout alone
+/// (`KEY=$(tally keys create ...)`), what it holds to stderr.
+async fn keys(database_url: &str, command: &KeysCommand) -> Result<(), AnyError> {
+    use tally::cli::api_keys as k;
+    let app = App::new(Store::connect(database_url, 1)?);
+    let now = chrono::Utc::now();
+    match command {
+        KeysCommand::Create(args) => {
+            let new = k::new_key(args, now)?;
+            let (info, whole) = app.create_key(new).await?;
+            eprintln!("created {}", k::describe(&info, now));
+            eprintln!("the key is shown this once; only its hash is stored:");
+            println!("{whole}");
+        }
+        KeysCommand::List(_) => {
+            for info in app.list_keys().await? {
+                println!("{}", k::describe(&info, now));
+            }
+        }
+        KeysCommand::Revoke(args) => {
+            app.revoke_key(&args.key_id).await?;
+            eprintln!(
+                "revoked {}: refused by every server within {} s",
+                args.key_id,
+                tally::app::keys::KEY_CACHE_TTL.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The chart of accounts: the built-in codes, overridden by the
@@ -260,10 +304,21 @@ async fn export(config: &Config, database_url: &str, args: &ExportArgs) -> Resul
 /// again where a worker starts.
 fn alert_webhooks(config: &Config) -> Result<Webhooks, String> {
     let extra = config.alert_ca.as_ref().map_or(&[][..], |ca| &ca.certs);
-    let webhooks = Webhooks::new(extra);
+    let webhooks =
+        Webhooks::new(extra).with_egress(Egress::allowing(config.alert_allow.iter().copied()));
     match webhooks.tls_error() {
         Some(e) => Err(format!("alert webhooks: {e}")),
         None => Ok(webhooks),
+    }
+}
+
+/// Internal addresses webhooks may reach are a hole in the SSRF guard an
+/// operator made on purpose: said at start.
+fn log_allow_list(config: &Config) {
+    if !config.alert_allow.is_empty() {
+        let blocks: Vec<String> = config.alert_allow.iter().map(|c| c.to_string()).collect();
+        tracing::warn!(allowed = %blocks.join(","),
+            "alert webhooks may reach these internal addresses (--alert-allow-cidr)");
     }
 }
 
@@ -282,6 +337,7 @@ async fn worker(config: &Config, database_url: &str) -> Result<(), AnyError> {
     // One connection per loop, plus the health check's and a scrape's.
     let store = Store::connect(database_url, config.worker_concurrency + 2)?;
     let webhooks = alert_webhooks(config)?;
+    log_allow_list(config);
     if let Some(ca) = &config.alert_ca {
         tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
             "alert webhooks also trust this CA bundle");
@@ -345,6 +401,7 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         .await?;
     let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    let guard = guard(config, &store)?;
     // Long-lived streams would hold a graceful drain open forever: after a
     // signal, in-flight calls get a bounded grace period.
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -353,6 +410,7 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
         let _ = tx.send(true);
     });
     let webhooks = alert_webhooks(config)?;
+    log_allow_list(config);
     let in_process = config.in_process_worker.then(|| {
         if let Some(ca) = &config.alert_ca {
             tracing::info!(file = %ca.path.display(), certificates = ca.certs.len(),
@@ -363,16 +421,38 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
             "running the in-process worker"
         );
         tokio::spawn(worker::run(
-            App::new(store.clone()).with_webhooks(webhooks),
+            App::new(store.clone()).with_webhooks(webhooks.clone()),
             worker_config(config),
             rx.clone(),
         ))
     });
+    // Probes that cannot speak TLS get health alone, in plaintext, apart.
+    let health = match config.health_addr {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "serving gRPC health in plaintext");
+            let mut stop = rx.clone();
+            Some(tokio::spawn(tally::server::serve_health(
+                store.clone(),
+                listener,
+                config.health_interval,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+    };
     let mut drain = rx.clone();
-    let app = App::new(store).with_chart(chart_of_accounts(config)?);
-    let server = tally::server::serve_app(app, listener, config.health_interval, async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    });
+    // The server vets webhook URIs with the same allow-list the worker
+    // delivers with.
+    let app = App::new(store)
+        .with_chart(chart_of_accounts(config)?)
+        .with_webhooks(webhooks);
+    let server =
+        tally::server::serve_guarded(app, guard, listener, config.health_interval, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
     let grace = config.shutdown_grace;
     let served = tokio::select! {
         result = server => result,
@@ -387,6 +467,9 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
     if let Some(w) = in_process {
         let _ = tokio::time::timeout(grace, w).await;
     }
+    if let Some(h) = health {
+        h.abort();
+    }
     // The last values leave after the last calls and jobs counted.
     if let Some(otlp) = otlp {
         otlp.shutdown().await;
@@ -394,6 +477,41 @@ async fn serve(config: &Config, handoffs: &Defaults, database_url: &str) -> Resu
     served?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// What every call passes first, as configured; says at start who may call.
+fn guard(config: &Config, store: &Store) -> Result<tally::api::guard::Guard, AnyError> {
+    use tally::config::Exposure;
+    let exposure = config.exposure()?;
+    match exposure {
+        Exposure::Authenticated => {
+            tracing::info!("authentication: an API key is required on every call (--auth keys)")
+        }
+        Exposure::LoopbackOnly => tracing::info!(
+            "authentication off: serving loopback only, so only this machine can call \
+             (--auth keys to require API keys)"
+        ),
+        Exposure::Insecure => {
+            let warning = format!(
+                "INSECURE: serving {} WITHOUT AUTHENTICATION (--insecure-no-auth): anyone who \
+                 reaches this port can read and change every merchant's data",
+                config.grpc_addr
+            );
+            tracing::error!("{warning}");
+            eprintln!("tally: {warning}");
+        }
+    }
+    if let Some(tls) = &config.tls {
+        tracing::info!(cert = %tls.cert_path.display(), mutual = tls.client_ca_pem.is_some(),
+            "serving gRPC over TLS");
+    }
+    Ok(tally::api::guard::Guard {
+        auth: (exposure == Exposure::Authenticated)
+            .then(|| tally::app::keys::Authenticator::new(store.clone())),
+        tls: config.tls.as_ref().map(tally::api::guard::server_tls),
+        max_concurrent_calls: config.max_concurrent_calls,
+        rate_per_key: config.rate_limit_per_key,
+    })
 }
 
 /// SIGINT or SIGTERM: stop accepting, finish in-flight calls, exit.

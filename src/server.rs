@@ -14,6 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::exceptions::ExceptionApi;
+use crate::api::guard::Guard;
 use crate::api::handoffs::HandoffApi;
 use crate::api::ingest::IngestApi;
 use crate::api::ledger::LedgerApi;
@@ -121,6 +122,17 @@ pub async fn serve_app(
     health_interval: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_guarded(app, Guard::default(), listener, health_interval, shutdown).await
+}
+
+/// `serve_app`, every call passing `guard` first (keys, TLS, limits).
+pub async fn serve_guarded(
+    app: App,
+    guard: Guard,
+    listener: TcpListener,
+    health_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let store = app.store().clone();
     let (reporter, health) = tonic_health::server::health_reporter();
     for s in SERVICES {
@@ -162,11 +174,24 @@ pub async fn serve_app(
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = guard.tls.clone() {
+        builder = match builder.tls_config(tls) {
+            Ok(b) => b,
+            Err(e) => {
+                watcher.abort();
+                sweeper.abort();
+                return Err(Error::Configuration(format!("TLS: {e}")));
+            }
+        };
+    }
+    let result = builder
         .timeout(Duration::from_secs(60))
         // One span per call, continuing the caller's trace, so every log
         // line of a call carries its method and trace id; and its duration.
         .layer(RpcLayer::new(local))
+        // Then authentication (and the limits) before any service.
+        .layer(guard.layers())
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -226,6 +251,16 @@ impl Running {
         addr: SocketAddr,
         health_interval: Duration,
     ) -> Result<Running> {
+        Running::start_guarded(app, Guard::default(), addr, health_interval).await
+    }
+
+    /// `start_app`, every call passing `guard` first.
+    pub async fn start_guarded(
+        app: App,
+        guard: Guard,
+        addr: SocketAddr,
+        health_interval: Duration,
+    ) -> Result<Running> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Internal(format!("binding {addr}: {e}")))?;
@@ -233,9 +268,15 @@ impl Running {
             .local_addr()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(serve_app(app, listener, health_interval, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(serve_guarded(
+            app,
+            guard,
+            listener,
+            health_interval,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Ok(Running {
             addr,
             shutdown: Some(tx),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::convert::handoffs::event;
 use crate::api::convert::{exception, known};
 use crate::api::names::{parse_exception, parse_parent, parse_transaction};
@@ -14,6 +15,7 @@ use crate::api::validate::fields::{self, ETAG_MAX, NOTE_MAX, OWNER_MAX};
 use crate::api::validate::text::{self, Text, shown};
 use crate::app::App;
 use crate::app::exceptions::{Action, ExceptionDetail};
+use crate::domain::access::Scope;
 use crate::error::{Error, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::exception_service_server::ExceptionService;
@@ -38,7 +40,31 @@ pub const ACTOR_BIN_HEADER: &str = "x-tally-actor-bin";
 const WATCH_POLL: Duration = Duration::from_millis(200);
 const WATCH_BATCH: i64 = 500;
 
+/// Who acts, for the history: without authentication, the person the
+/// caller names (as before keys existed); with it, the key's name, refined
+/// to "{person} via {key}" when the key may act for people (`act_as`, a UI
+/// behind single sign-on) and names one. A person named by a key without
+/// `act_as` is refused rather than silently dropped.
 pub(crate) fn actor<T>(request: &Request<T>) -> Result<String> {
+    let Some(p) = auth::principal(request) else {
+        return person(request);
+    };
+    let m = request.metadata();
+    let names_one = m.get(ACTOR_HEADER).is_some() || m.get_bin(ACTOR_BIN_HEADER).is_some();
+    match (names_one, p.has(Scope::ActAs)) {
+        (false, _) => Ok(p.name.clone()),
+        (true, true) => Ok(format!("{} via {}", person(request)?, p.name)),
+        (true, false) => Err(Error::PermissionDenied {
+            what: format!(
+                "{ACTOR_HEADER} names a person, which needs a key with the 'act_as' scope; \
+                 without it the actor is the key's name"
+            ),
+        }),
+    }
+}
+
+/// The person named in the request metadata.
+fn person<T>(request: &Request<T>) -> Result<String> {
     let m = request.metadata();
     let bad = |field: &str, why: &str| {
         Error::invalid(
@@ -107,8 +133,9 @@ impl ExceptionApi {
         etag_sent: &str,
         note: &str,
     ) -> Result<pb::Exception> {
-        let who = actor(request)?;
         let (merchant, id) = parse_exception("name", name)?;
+        let merchant = auth::tenant(request, merchant)?;
+        let who = actor(request)?;
         fields::id("etag", etag_sent, ETAG_MAX)?;
         fields::prose("note", note, NOTE_MAX)?;
         let d = self
@@ -136,8 +163,8 @@ impl ExceptionService for ExceptionApi {
         &self,
         request: Request<pb::ListExceptionsRequest>,
     ) -> Result<Response<pb::ListExceptionsResponse>, Status> {
+        let scope = ListScope::of(&request)?;
         let req = request.into_inner();
-        let scope = ListScope::of(&req)?;
         fields::id("owner", &req.owner, OWNER_MAX)?;
         let filter = ExceptionFilter {
             exception_type: known("type", req.r#type)?,
@@ -202,6 +229,7 @@ impl ExceptionService for ExceptionApi {
         request: Request<pb::GetExceptionRequest>,
     ) -> Result<Response<pb::GetExceptionResponse>, Status> {
         let (merchant, id) = parse_exception("name", &request.get_ref().name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let d = self.app.get_exception(&merchant, id).await?;
         Ok(Response::new(pb::GetExceptionResponse {
             exception: Some(detail(&merchant, &d)),
@@ -262,8 +290,8 @@ impl ExceptionService for ExceptionApi {
         &self,
         request: Request<pb::WatchExceptionsRequest>,
     ) -> Result<Response<Self::WatchExceptionsStream>, Status> {
+        let merchant = auth::tenant(&request, parse_parent("parent", &request.get_ref().parent)?)?;
         let r = request.into_inner();
-        let merchant = parse_parent("parent", &r.parent)?;
         if r.after_sequence < 0 {
             return Err(Error::invalid("after_sequence", "must not be negative").into());
         }

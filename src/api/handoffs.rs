@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::convert::handoffs::{contract, tolerances};
 use crate::api::names::parse_child;
 use crate::api::pagination::ListScope;
@@ -169,7 +170,7 @@ impl HandoffService for HandoffApi {
         &self,
         request: Request<pb::ListHandoffContractsRequest>,
     ) -> Result<Response<pb::ListHandoffContractsResponse>, Status> {
-        let scope = ListScope::of(request.get_ref())?;
+        let scope = ListScope::of(&request)?;
         // No filter: the token is bound to the list and the merchant, and
         // holds the contract id the page ends on.
         let page_start = scope.resume::<String>(&())?;
@@ -207,6 +208,7 @@ impl HandoffService for HandoffApi {
         request: Request<pb::GetHandoffContractRequest>,
     ) -> Result<Response<pb::GetHandoffContractResponse>, Status> {
         let (merchant, handoff) = parse_name("name", &request.get_ref().name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let c = self.app.get_handoff_contract(&merchant, handoff).await?;
         Ok(Response::new(pb::GetHandoffContractResponse {
             handoff_contract: Some(contract(&merchant, &c)),
@@ -217,12 +219,18 @@ impl HandoffService for HandoffApi {
         &self,
         request: Request<pb::UpdateHandoffContractRequest>,
     ) -> Result<Response<pb::UpdateHandoffContractResponse>, Status> {
+        let c = request
+            .get_ref()
+            .handoff_contract
+            .as_ref()
+            .ok_or_else(|| Error::invalid("handoff_contract", "required"))?;
+        let (merchant, handoff) = parse_name("handoff_contract.name", &c.name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let req = request.into_inner();
         let c = req
             .handoff_contract
             .as_ref()
             .ok_or_else(|| Error::invalid("handoff_contract", "required"))?;
-        let (merchant, handoff) = parse_name("handoff_contract.name", &c.name)?;
         check_text(c)?;
         let change = change(c, req.update_mask.as_ref())?;
         // An etag that is not a number can never be current.

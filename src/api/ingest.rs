@@ -11,6 +11,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::Instrument;
 
+use crate::api::auth;
 use crate::api::convert::timestamp;
 use crate::api::limits;
 use crate::api::names::{exception_name, parse_parent, transaction_name};
@@ -19,6 +20,7 @@ use crate::api::validate::text::{self, Text};
 use crate::api::validate::{self, MAX_BATCH};
 use crate::app::stream::Chunk as StoredChunk;
 use crate::app::{App, Method, Outcome, RecordOutcome, Submission, Submitted};
+use crate::domain::access::Principal;
 use crate::error::{Error, FieldViolation, Result};
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::ingest_service_server::IngestService;
@@ -34,14 +36,16 @@ impl IngestApi {
     }
 }
 
-/// Checks what concerns the whole request: the merchant, the request_id,
-/// the batch size.
+/// Checks what concerns the whole request: the merchant (and that the
+/// caller may submit for it: the ingest family's one merchant check), the
+/// request_id, the batch size.
 fn check_envelope(
+    caller: Option<&Principal>,
     parent: &str,
     request_id: &str,
     count: usize,
 ) -> Result<(String, Option<String>)> {
-    let merchant = parse_parent("parent", parent)?;
+    let merchant = auth::allow(caller, parse_parent("parent", parent)?)?;
     if request_id.len() > 128
         || request_id.contains(char::is_whitespace)
         || text::check(request_id, Text::Id, 128).is_err()
@@ -164,9 +168,9 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn prepare(req: pb::StreamRecordsRequest) -> Result<Chunk> {
+    fn prepare(caller: Option<&Principal>, req: pb::StreamRecordsRequest) -> Result<Chunk> {
         let (merchant, request_id) =
-            check_envelope(&req.parent, &req.request_id, req.records.len())?;
+            check_envelope(caller, &req.parent, &req.request_id, req.records.len())?;
         let mut chunk = Chunk {
             request_hash: request_hash(&req.parent, &req.records),
             merchant,
@@ -256,9 +260,14 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::SubmitRecordsRequest>,
     ) -> Result<Response<pb::SubmitRecordsResponse>, Status> {
+        let caller = auth::principal(&request).cloned();
         let req = request.into_inner();
-        let (merchant, request_id) =
-            check_envelope(&req.parent, &req.request_id, req.records.len())?;
+        let (merchant, request_id) = check_envelope(
+            caller.as_ref(),
+            &req.parent,
+            &req.request_id,
+            req.records.len(),
+        )?;
         let mut violations = vec![];
         let records: Vec<_> = req
             .records
@@ -300,6 +309,8 @@ impl IngestService for IngestApi {
         &self,
         request: Request<Streaming<pb::StreamRecordsRequest>>,
     ) -> Result<Response<Self::StreamRecordsStream>, Status> {
+        // Every message names its merchant: each is checked.
+        let caller = auth::principal(&request).cloned();
         let inbound = request.into_inner();
         let api = self.clone();
         // A small buffer: a client that stops reading results stops being
@@ -316,7 +327,7 @@ impl IngestService for IngestApi {
                 for message in group {
                     // An oversized message is RESOURCE_EXHAUSTED and ends the stream.
                     match limits::inbound(message)
-                        .and_then(|m| Chunk::prepare(m).map_err(Status::from))
+                        .and_then(|m| Chunk::prepare(caller.as_ref(), m).map_err(Status::from))
                     {
                         Ok(c) => chunks.push(c),
                         Err(e) => {

@@ -4,6 +4,7 @@ use chrono::{NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::convert::{money, timestamp};
 use crate::api::names::{invoice_name, parse_child, parse_parent, payout_name, transaction_name};
 use crate::api::pagination::{ListScope, time_range};
@@ -238,6 +239,7 @@ impl LedgerService for LedgerApi {
         request: Request<pb::GetPayoutRequest>,
     ) -> Result<Response<pb::GetPayoutResponse>, Status> {
         let (merchant, id) = parse_child("name", &request.get_ref().name, "payouts")?;
+        let merchant = auth::tenant(&request, merchant)?;
         let d = self.app.get_payout(&merchant, &id).await?;
         let mut p = payout(&merchant, &d.payout)?;
         p.bridge = d
@@ -269,8 +271,8 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::ListPayoutsRequest>,
     ) -> Result<Response<pb::ListPayoutsResponse>, Status> {
+        let scope = ListScope::of(&request)?;
         let req = request.into_inner();
-        let scope = ListScope::of(&req)?;
         let state = pb::PayoutState::try_from(req.state)
             .map_err(|_| Error::invalid("state", "not a PayoutState"))?;
         let filter = state_key(state);
@@ -299,6 +301,7 @@ impl LedgerService for LedgerApi {
         request: Request<pb::GetInvoiceRequest>,
     ) -> Result<Response<pb::GetInvoiceResponse>, Status> {
         let (merchant, id) = parse_child("name", &request.get_ref().name, "invoices")?;
+        let merchant = auth::tenant(&request, merchant)?;
         let d = self.app.get_invoice(&merchant, &id).await?;
         let mut i = invoice(&merchant, &d.invoice, Utc::now().date_naive())?;
         i.applications = d
@@ -313,8 +316,7 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::ListOpenInvoicesRequest>,
     ) -> Result<Response<pb::ListOpenInvoicesResponse>, Status> {
-        let req = request.into_inner();
-        let scope = ListScope::of(&req)?;
+        let scope = ListScope::of(&request)?;
         // No filter: the token is bound to the list and the merchant.
         let page_start = scope.resume(&())?;
         let today = Utc::now().date_naive();
@@ -350,8 +352,8 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::ListJournalEntriesRequest>,
     ) -> Result<Response<pb::ListJournalEntriesResponse>, Status> {
+        let scope = ListScope::of(&request)?;
         let req = request.into_inner();
-        let scope = ListScope::of(&req)?;
         fields::id("payout_id", &req.payout_id, ID_MAX)?;
         fields::id("order_id", &req.order_id, ID_MAX)?;
         fields::id("account", &req.account, 64)?;
@@ -395,8 +397,8 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::GetTrialBalanceRequest>,
     ) -> Result<Response<pb::GetTrialBalanceResponse>, Status> {
+        let merchant = auth::tenant(&request, parse_parent("parent", &request.get_ref().parent)?)?;
         let req = request.into_inner();
-        let merchant = parse_parent("parent", &req.parent)?;
         let (as_of, _) = time_range(req.as_of.as_ref(), None)
             .map_err(|_| Error::invalid("as_of", "not a valid timestamp"))?;
         let rows = self.app.trial_balance(&merchant, as_of).await?;

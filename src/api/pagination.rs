@@ -251,8 +251,11 @@ pub struct ListScope {
 }
 
 impl ListScope {
-    pub fn of<R: ListRequest>(req: &R) -> Result<ListScope> {
-        let merchant = parse_parent("parent", req.parent())?;
+    /// The merchant is checked against the caller's key here, for every
+    /// List at once (`api::auth::tenant`).
+    pub fn of<R: ListRequest>(request: &tonic::Request<R>) -> Result<ListScope> {
+        let req = request.get_ref();
+        let merchant = crate::api::auth::tenant(request, parse_parent("parent", req.parent())?)?;
         let limit = page_size_of(req.page_size())?;
         let (start, end) = req.window();
         let (start, end) = time_range(start, end)?;

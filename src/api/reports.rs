@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::convert::reports as convert;
 use crate::api::exceptions::actor;
 use crate::api::names::parse_parent;
@@ -123,14 +124,13 @@ impl ReportApi {
     async fn change_close(
         &self,
         actor: &str,
-        parent: &str,
+        merchant: String,
         period: Option<&pb::PeriodSelector>,
         close: bool,
         as_of: Option<DateTime<Utc>>,
         etag: &str,
         note: &str,
     ) -> Result<crate::app::reports::CloseState> {
-        let merchant = parse_parent("parent", parent)?;
         let period = period_of(period)?;
         fields::token("etag", etag)?;
         fields::prose("note", note, NOTE_MAX)?;
@@ -152,7 +152,7 @@ impl ReportService for ReportApi {
         request: Request<pb::GetPeriodReportRequest>,
     ) -> Result<Response<pb::GetPeriodReportResponse>, Status> {
         let req = request.get_ref();
-        let merchant = parse_parent("parent", &req.parent)?;
+        let merchant = auth::tenant(&request, parse_parent("parent", &req.parent)?)?;
         let period = period_of(req.period.as_ref())?;
         let as_of = time("as_of", req.as_of.as_ref())?;
         let r = self.app.period_report(&merchant, &period, as_of).await?;
@@ -164,7 +164,7 @@ impl ReportService for ReportApi {
         request: Request<pb::DiffPeriodReportsRequest>,
     ) -> Result<Response<pb::DiffPeriodReportsResponse>, Status> {
         let req = request.get_ref();
-        let merchant = parse_parent("parent", &req.parent)?;
+        let merchant = auth::tenant(&request, parse_parent("parent", &req.parent)?)?;
         let period = period_of(req.period.as_ref())?;
         let from = time("from_as_of", req.from_as_of.as_ref())?
             .ok_or_else(|| Error::invalid("from_as_of", "required"))?;
@@ -202,7 +202,7 @@ impl ReportService for ReportApi {
         request: Request<pb::ListReportLinesRequest>,
     ) -> Result<Response<pb::ListReportLinesResponse>, Status> {
         let req = request.get_ref();
-        let merchant = parse_parent("parent", &req.parent)?;
+        let merchant = auth::tenant(&request, parse_parent("parent", &req.parent)?)?;
         let period = period_of(req.period.as_ref())?;
         fields::required_id("figure", &req.figure, 64)?;
         let as_of = time("as_of", req.as_of.as_ref())?;
@@ -239,11 +239,12 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
         let who = actor(&request)?;
         let r = request.get_ref();
+        let merchant = auth::tenant(&request, parse_parent("parent", &r.parent)?)?;
         let as_of = time("as_of", r.as_of.as_ref())?;
         let s = self
             .change_close(
                 &who,
-                &r.parent,
+                merchant,
                 r.period.as_ref(),
                 true,
                 as_of,
@@ -262,10 +263,11 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
         let who = actor(&request)?;
         let r = request.get_ref();
+        let merchant = auth::tenant(&request, parse_parent("parent", &r.parent)?)?;
         let s = self
             .change_close(
                 &who,
-                &r.parent,
+                merchant,
                 r.period.as_ref(),
                 false,
                 None,

@@ -73,6 +73,14 @@ fn status(code: Code, message: impl Into<String>, reason: &str) -> Status {
     Status::with_error_details(code, clip(&message.into()), details(reason))
 }
 
+/// RESOURCE_EXHAUSTED that says when to come back (google.rpc.RetryInfo),
+/// which gRPC clients' retry policies and people both read.
+fn retry_later(message: String, reason: &str, after: std::time::Duration) -> Status {
+    let mut d = details(reason);
+    d.set_retry_info(Some(after));
+    Status::with_error_details(Code::ResourceExhausted, clip(&message), d)
+}
+
 /// Every variant, exhaustively: a new one does not compile until it has a
 /// status. Causes go to the log, not to the caller. Tally's OUT_OF_RANGE
 /// carries ErrorInfo like every status here; tonic's refusal of an
@@ -144,6 +152,18 @@ impl From<Error> for Status {
             } => {
                 tracing::error!(error = %source, %what, "stored data unreadable");
                 status(Code::Internal, "internal error", "INTERNAL")
+            }
+            Error::Overloaded { retry_after } => {
+                retry_later(e.to_string(), "OVERLOADED", retry_after)
+            }
+            Error::RateLimited { retry_after } => {
+                retry_later(e.to_string(), "RATE_LIMITED", retry_after)
+            }
+            Error::Unauthenticated => {
+                status(Code::Unauthenticated, e.to_string(), "UNAUTHENTICATED")
+            }
+            Error::PermissionDenied { what } => {
+                status(Code::PermissionDenied, what, "PERMISSION_DENIED")
             }
             Error::Configuration(ref m) | Error::Internal(ref m) => {
                 tracing::error!(error = %m, "internal error");

@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::api::auth;
 use crate::api::convert::{self, exception, known, transaction};
 use crate::api::names::{parse_transaction, transaction_name};
 use crate::api::pagination::ListScope;
@@ -28,6 +29,7 @@ impl TransactionService for TransactionApi {
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::GetTransactionResponse>, Status> {
         let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let t = self.app.get_transaction(&merchant, &order_id).await?;
         Ok(Response::new(pb::GetTransactionResponse {
             transaction: Some(transaction(&merchant, &t)),
@@ -38,8 +40,8 @@ impl TransactionService for TransactionApi {
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let scope = ListScope::of(&request)?;
         let req = request.into_inner();
-        let scope = ListScope::of(&req)?;
         let filter = TransactionFilter {
             state: known("state", req.state)?,
             window: scope.window,
@@ -69,6 +71,7 @@ impl TransactionService for TransactionApi {
         request: Request<pb::GetReconciliationStatusRequest>,
     ) -> Result<Response<pb::GetReconciliationStatusResponse>, Status> {
         let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let s = self.app.reconciliation_status(&merchant, &order_id).await?;
         let t = &s.transaction;
         Ok(Response::new(pb::GetReconciliationStatusResponse {
@@ -89,6 +92,7 @@ impl TransactionService for TransactionApi {
         request: Request<pb::GetHandoffTraceRequest>,
     ) -> Result<Response<pb::GetHandoffTraceResponse>, Status> {
         let (merchant, order_id) = parse_transaction("name", &request.get_ref().name)?;
+        let merchant = auth::tenant(&request, merchant)?;
         let t = self.app.handoff_trace(&merchant, &order_id).await?;
         Ok(Response::new(pb::GetHandoffTraceResponse {
             handoff_trace: Some(convert::trace::handoff_trace(&merchant, &order_id, &t)),

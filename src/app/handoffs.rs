@@ -59,6 +59,20 @@ impl App {
         change: &ContractChange,
         etag: Option<i64>,
     ) -> Result<StoredContract> {
+        // A webhook aimed inside is refused here, to whoever set it, and
+        // again at each delivery (`egress.rs`).
+        if let Some(uri) = change
+            .alert_webhook_uri
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        {
+            self.webhooks().vet_uri(uri).await.map_err(|why| {
+                Error::invalid(
+                    "handoff_contract.alert_webhook_uri",
+                    format!("cannot be delivered to: {why}"),
+                )
+            })?;
+        }
         let mut conn = self.store().conn().await?;
         conn.transaction(async |conn| {
             let current = contracts::load(conn, merchant, true).await?;

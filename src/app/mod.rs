@@ -6,10 +6,12 @@
 
 pub mod alerts;
 pub mod cash;
+pub mod egress;
 pub mod exceptions;
 pub mod handoffs;
 pub mod ingest;
 mod judge;
+pub mod keys;
 pub mod ledger;
 pub mod queries;
 pub mod reconcile;

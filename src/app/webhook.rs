@@ -10,6 +10,10 @@
 //! TLS handshake, request, reply), and the reply body read. Redirects are
 //! not followed: a 3xx is a failed delivery like any other non-2xx, as a
 //! webhook that moved should be fixed in the contract rather than chased.
+//!
+//! Where: only to addresses `egress.rs` lets through. The host is resolved
+//! once, every address vetted, and the connection made to a vetted
+//! address, never to the name again (DNS rebinding finds no second lookup).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -20,6 +24,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
+
+use super::egress::{Egress, Refused};
 
 /// How long the TCP connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +43,8 @@ pub struct Webhooks {
     /// works. Building them only fails if the crypto provider lacks what
     /// the default protocol versions need, which `main` checks at start.
     tls: Result<Arc<rustls::ClientConfig>, Arc<str>>,
+    /// Which addresses may be reached (public ones, and the allow-list).
+    egress: Arc<Egress>,
 }
 
 impl Default for Webhooks {
@@ -64,7 +72,33 @@ impl Webhooks {
                 Arc::new(c)
             })
             .map_err(|e| Arc::from(format!("TLS settings: {e}")));
-        Webhooks { tls }
+        Webhooks {
+            tls,
+            egress: Arc::new(Egress::public_only()),
+        }
+    }
+
+    /// The same, reaching the internal addresses `egress` allows.
+    pub fn with_egress(self, egress: Egress) -> Webhooks {
+        Webhooks {
+            egress: Arc::new(egress),
+            ..self
+        }
+    }
+
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
+    /// Whether `uri` may be set as a webhook now: Err names why not. A name
+    /// that does not resolve now is let through (it is checked again at
+    /// every delivery); one that resolves inside is not.
+    pub async fn vet_uri(&self, uri: &str) -> Result<(), String> {
+        let (host, port) = host_port(uri)?;
+        match self.egress.resolve(&host, port).await {
+            Ok(_) | Err(Refused::Unresolved(_)) => Ok(()),
+            Err(Refused::Address(why)) => Err(why),
+        }
     }
 
     /// Why https:// cannot be delivered, if it cannot.
@@ -87,11 +121,7 @@ impl Webhooks {
             _ => return Err("only http:// and https:// webhooks can be delivered".into()),
         };
         let authority = uri.authority().ok_or("URI without a host")?.clone();
-        // An IPv6 literal comes bracketed; connect and TLS want it bare.
-        let host = authority.host().trim_matches(['[', ']']).to_string();
-        let port = authority
-            .port_u16()
-            .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let (host, port) = host_port_of(&uri)?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut req = hyper::Request::post(path)
             .header(hyper::header::HOST, authority.as_str())
@@ -103,14 +133,19 @@ impl Webhooks {
         let req = req
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| e.to_string())?;
+        let egress = self.egress.clone();
         let attempt = async move {
-            let tcp = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio::net::TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            .map_err(|_| "connect: timed out".to_string())?
-            .map_err(|e| format!("connect: {e}"))?;
+            // Resolved and vetted once; the connection goes to what was
+            // vetted. A refused address is never connected to.
+            let addrs = egress
+                .resolve(&host, port)
+                .await
+                .map_err(|e| format!("refused: {e}"))?;
+            let tcp =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addrs[..]))
+                    .await
+                    .map_err(|_| "connect: timed out".to_string())?
+                    .map_err(|e| format!("connect: {e}"))?;
             let _ = tcp.set_nodelay(true);
             match tls {
                 None => exchange(tcp, req).await,
@@ -129,6 +164,24 @@ impl Webhooks {
             .await
             .map_err(|_| "timed out".to_string())?
     }
+}
+
+/// The host (an IPv6 literal bare, as connect and TLS want it) and port
+/// of an http:// or https:// URI.
+fn host_port(uri: &str) -> Result<(String, u16), String> {
+    let uri: hyper::Uri = uri.parse().map_err(|e| format!("bad URI: {e}"))?;
+    host_port_of(&uri)
+}
+
+fn host_port_of(uri: &hyper::Uri) -> Result<(String, u16), String> {
+    let authority = uri.authority().ok_or("URI without a host")?;
+    let host = authority.host().trim_matches(['[', ']']).to_string();
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    Ok((host, authority.port_u16().unwrap_or(default)))
 }
 
 /// One request on a fresh HTTP/1.1 connection over `io`.

@@ -4,6 +4,7 @@
 //! variable and the bad value. A new command is one variant of [`Command`]
 //! with the options it needs.
 
+pub mod api_keys;
 pub mod report;
 pub mod trace;
 
@@ -26,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run pending migrations, then serve gRPC until SIGINT/SIGTERM
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run pending migrations and exit
     Migrate(DatabaseArgs),
     /// Run cash-application workers only (scale out); serves gRPC health on --grpc-addr
@@ -37,6 +38,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Print a period report as of a knowledge time (asks a running Tally)
     Report(ReportArgs),
+    /// API keys: `tally keys create --merchant M --scopes read`, `list`, `revoke ID`
+    Keys(api_keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +68,14 @@ pub struct ReportArgs {
     /// The Tally gRPC address to ask
     #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
     pub addr: String,
+    /// API key, for a server that requires one (--auth keys)
+    #[arg(
+        long,
+        env = "TALLY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +88,14 @@ pub struct TraceArgs {
     /// The Tally gRPC address to ask
     #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
     pub addr: String,
+    /// API key, for a server that requires one (--auth keys)
+    #[arg(
+        long,
+        env = "TALLY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +179,38 @@ pub struct ServeArgs {
     /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
     #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
     pub alert_ca_file: Option<String>,
+    /// Internal address block alert webhooks may reach (loopback, private, link-local... are refused otherwise); repeatable or comma-separated
+    #[arg(
+        long,
+        env = "TALLY_ALERT_ALLOW_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub alert_allow_cidr: Vec<String>,
+    /// Who may call: `keys` (an API key in `authorization: Bearer`) or `none` (loopback only, unless --insecure-no-auth) [default: none]
+    #[arg(long, env = "TALLY_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+    /// Serve a non-loopback address without authentication (anyone who reaches the port reads and changes every merchant)
+    #[arg(long, env = "TALLY_INSECURE_NO_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_no_auth: Option<String>,
+    /// PEM certificate chain to serve gRPC over TLS with (needs --tls-key)
+    #[arg(long, env = "TALLY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "TALLY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// PEM CA bundle client certificates are verified against (mutual TLS; a certificate's CN maps to a key made with --client-cn)
+    #[arg(long, env = "TALLY_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
+    /// Calls in progress past which more are refused with RESOURCE_EXHAUSTED and a RetryInfo (0: no limit) [default: 1024]
+    #[arg(long, env = "TALLY_MAX_CONCURRENT_CALLS", value_name = "N")]
+    pub max_concurrent_calls: Option<String>,
+    /// Calls a second each API key may make, per server (0: no limit) [default: 200]
+    #[arg(long, env = "TALLY_RATE_LIMIT_PER_KEY", value_name = "N")]
+    pub rate_limit_per_key: Option<String>,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this address: for probes that cannot speak TLS (unset: none)
+    #[arg(long, env = "TALLY_HEALTH_ADDR", value_name = "ADDR")]
+    pub health_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -181,6 +232,20 @@ pub struct WorkerArgs {
     /// PEM file of CA certificates that https:// alert webhooks are also trusted by (a private CA), besides Mozilla's roots
     #[arg(long, env = "TALLY_ALERT_CA_FILE", value_name = "FILE")]
     pub alert_ca_file: Option<String>,
+    /// Internal address block alert webhooks may reach (loopback, private, link-local... are refused otherwise); repeatable or comma-separated
+    #[arg(
+        long,
+        env = "TALLY_ALERT_ALLOW_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub alert_allow_cidr: Vec<String>,
+}
+
+/// A repeatable option as the one comma-separated value its variable
+/// would hold; None when not given.
+fn joined(values: &[String]) -> Option<String> {
+    (!values.is_empty()).then(|| values.join(","))
 }
 
 impl Command {
@@ -195,6 +260,13 @@ impl Command {
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },
+            Command::Keys(k) => return Self::database_setting(k.command.database(), env),
+            Command::Serve(s) if env == keys::ALERT_ALLOW_CIDR.env => {
+                return joined(&s.alert_allow_cidr);
+            }
+            Command::Worker(w) if env == keys::ALERT_ALLOW_CIDR.env => {
+                return joined(&w.alert_allow_cidr);
+            }
             Command::Serve(s) => match env {
                 e if e == keys::GRPC_ADDR.env => &s.grpc_addr,
                 e if e == keys::METRICS_ADDR.env => &s.metrics_addr,
@@ -202,6 +274,14 @@ impl Command {
                 e if e == keys::IN_PROCESS_WORKER.env => &s.in_process_worker,
                 e if e == keys::WORKER_CONCURRENCY.env => &s.concurrency,
                 e if e == keys::ALERT_CA_FILE.env => &s.alert_ca_file,
+                e if e == keys::AUTH.env => &s.auth,
+                e if e == keys::INSECURE_NO_AUTH.env => &s.insecure_no_auth,
+                e if e == keys::TLS_CERT.env => &s.tls_cert,
+                e if e == keys::TLS_KEY.env => &s.tls_key,
+                e if e == keys::TLS_CLIENT_CA.env => &s.tls_client_ca,
+                e if e == keys::MAX_CONCURRENT_CALLS.env => &s.max_concurrent_calls,
+                e if e == keys::RATE_LIMIT_PER_KEY.env => &s.rate_limit_per_key,
+                e if e == keys::HEALTH_ADDR.env => &s.health_addr,
                 _ => return Self::database_setting(&s.database, env),
             },
             Command::Worker(w) => match env {
@@ -349,6 +429,30 @@ mod tests {
         }
         assert!(config(&["worker"]).alert_ca.is_none());
         assert!(parse(&["migrate", "--alert-ca-file", "/x.pem"]).is_err());
+    }
+
+    /// Repeated, comma-separated or both: one list; a bad block is named.
+    #[test]
+    fn the_alert_allow_list_is_repeatable() {
+        for command in ["serve", "worker"] {
+            let c = config(&[
+                command,
+                "--alert-allow-cidr",
+                "127.0.0.0/8,fd00::/8",
+                "--alert-allow-cidr",
+                "10.1.2.3",
+            ]);
+            let blocks: Vec<String> = c.alert_allow.iter().map(|c| c.to_string()).collect();
+            assert_eq!(blocks, ["127.0.0.0/8", "fd00::/8", "10.1.2.3/32"]);
+        }
+        assert!(config(&["serve"]).alert_allow.is_empty());
+        let cli = parse(&["serve", "--alert-allow-cidr", "10.0.0.0/99"]).unwrap();
+        let err = Config::from_lookup(|k| cli.command.setting(k)).unwrap_err();
+        assert!(
+            err.to_string().contains("TALLY_ALERT_ALLOW_CIDR")
+                && err.to_string().contains("10.0.0.0/99"),
+            "{err}"
+        );
     }
 
     #[test]

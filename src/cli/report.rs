@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::trace::keyed;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::report_service_client::ReportServiceClient;
 
@@ -21,6 +22,8 @@ pub struct ReportQuery<'a> {
     pub as_of: Option<DateTime<Utc>>,
     pub compare_as_of: Option<DateTime<Utc>>,
     pub format: &'a str,
+    /// An API key, for a server that requires one.
+    pub key: Option<&'a str>,
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -39,16 +42,7 @@ fn time(t: &Option<prost_types::Timestamp>) -> String {
 
 /// Fetches the report (and the diff) and renders it in `q.format`.
 pub async fn fetch(q: &ReportQuery<'_>) -> Result<String, String> {
-    let uri = if q.addr.contains("://") {
-        q.addr.to_string()
-    } else {
-        format!("http://{}", q.addr)
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| format!("--addr {}: {e}", q.addr))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach Tally at {}: {e}", q.addr))?;
+    let channel = super::trace::channel(q.addr).await?;
     let mut client = ReportServiceClient::new(channel);
     let period = Some(pb::PeriodSelector {
         period: q.period.to_string(),
@@ -57,11 +51,14 @@ pub async fn fetch(q: &ReportQuery<'_>) -> Result<String, String> {
     });
     let status = |s: tonic::Status| format!("{:?}: {}", s.code(), s.message());
     let report = client
-        .get_period_report(pb::GetPeriodReportRequest {
-            parent: format!("merchants/{}", q.merchant),
-            period: period.clone(),
-            as_of: q.as_of.map(ts),
-        })
+        .get_period_report(keyed(
+            pb::GetPeriodReportRequest {
+                parent: format!("merchants/{}", q.merchant),
+                period: period.clone(),
+                as_of: q.as_of.map(ts),
+            },
+            q.key,
+        )?)
         .await
         .map_err(status)?
         .into_inner();
@@ -76,14 +73,17 @@ pub async fn fetch(q: &ReportQuery<'_>) -> Result<String, String> {
             };
             Some(
                 client
-                    .diff_period_reports(pb::DiffPeriodReportsRequest {
-                        parent: format!("merchants/{}", q.merchant),
-                        period,
-                        from_as_of: from,
-                        to_as_of: to,
-                        page_size: 1000,
-                        page_token: String::new(),
-                    })
+                    .diff_period_reports(keyed(
+                        pb::DiffPeriodReportsRequest {
+                            parent: format!("merchants/{}", q.merchant),
+                            period,
+                            from_as_of: from,
+                            to_as_of: to,
+                            page_size: 1000,
+                            page_token: String::new(),
+                        },
+                        q.key,
+                    )?)
                     .await
                     .map_err(status)?
                     .into_inner(),

@@ -7,22 +7,57 @@ use std::fmt::Write as _;
 use crate::proto::tally::v1 as pb;
 use crate::proto::tally::v1::transaction_service_client::TransactionServiceClient;
 
-/// Fetches and renders; errors are for people (the address, the status).
-pub async fn fetch(addr: &str, merchant: &str, order_id: &str) -> Result<String, String> {
+/// A channel to a running Tally at `addr`; an `https://` address is
+/// reached over TLS, trusting Mozilla's roots. Errors are for people.
+pub async fn channel(addr: &str) -> Result<tonic::transport::Channel, String> {
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| format!("--addr {addr}: {e}"))?
+    let tls = uri.starts_with("https://");
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(uri).map_err(|e| format!("--addr {addr}: {e}"))?;
+    if tls {
+        endpoint = endpoint
+            .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+            .map_err(|e| format!("--addr {addr}: {e}"))?;
+    }
+    endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot reach Tally at {addr}: {e}"))?;
-    let reply = TransactionServiceClient::new(channel)
-        .get_handoff_trace(pb::GetHandoffTraceRequest {
+        .map_err(|e| format!("cannot reach Tally at {addr}: {e}"))
+}
+
+/// `message` as a request carrying `key` (an API key, for a server that
+/// requires one: `--auth keys`).
+pub fn keyed<T>(message: T, key: Option<&str>) -> Result<tonic::Request<T>, String> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        // Never quoted back: a bad key is "not a valid header value", alone.
+        let value = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| "--key: not a valid header value".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// Fetches and renders; errors are for people (the address, the status).
+pub async fn fetch(
+    addr: &str,
+    merchant: &str,
+    order_id: &str,
+    key: Option<&str>,
+) -> Result<String, String> {
+    let request = keyed(
+        pb::GetHandoffTraceRequest {
             name: format!("merchants/{merchant}/transactions/{order_id}"),
-        })
+        },
+        key,
+    )?;
+    let reply = TransactionServiceClient::new(channel(addr).await?)
+        .get_handoff_trace(request)
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();

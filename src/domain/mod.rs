@@ -3,6 +3,7 @@
 //! Dependencies run one way: currency/money -> record (journal) -> facts
 //! -> transaction -> matching (its rules, then `evaluate`).
 
+pub mod access;
 pub mod allocation;
 pub mod canonical;
 pub mod cash_application;

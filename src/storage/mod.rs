@@ -4,6 +4,7 @@
 //! and call these statements, one module per table or concern.
 
 pub mod alerts;
+pub mod api_keys;
 pub mod contracts;
 pub mod deposits;
 pub mod exception_events;

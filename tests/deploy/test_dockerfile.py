@@ -117,6 +117,8 @@ def test_entrypoint_is_the_binary_and_serve_is_the_default() -> None:
     env = " ".join(values(runtime, "ENV"))
     # Inside a container 127.0.0.1 would be unreachable.
     assert "TALLY_GRPC_ADDR=0.0.0.0:50051" in env
+    # ...so callers need API keys (a server open to the network refuses to start).
+    assert "TALLY_AUTH=keys" in env
 
 
 def dockerignore_allows(path: str, patterns: list[str]) -> bool:

@@ -279,6 +279,41 @@ def test_config_change_rolls_pods() -> None:
     assert checksum("# a\n") != checksum("# b\n")
 
 
+def test_api_keys_are_required_by_default_and_the_allow_list_is_passed(default_objects: list[dict]) -> None:
+    # The pods listen on 0.0.0.0: without keys Tally would refuse to start.
+    for name in ("tally-api", "tally-worker"):
+        env = env_of(container(default_objects, "Deployment", name))
+        assert env["TALLY_AUTH"]["value"] == "keys"
+        assert "TALLY_INSECURE_NO_AUTH" not in env
+        assert "TALLY_ALERT_ALLOW_CIDR" not in env
+    objects = render({"auth": {"mode": "none", "insecureNoAuth": True}, "config": {"alertAllowCidrs": ["10.0.0.0/8", "fd00::/8"]}})
+    env = env_of(container(objects, "Deployment", "tally-api"))
+    assert env["TALLY_AUTH"]["value"] == "none"
+    assert env["TALLY_INSECURE_NO_AUTH"]["value"] == "true"
+    assert env["TALLY_ALERT_ALLOW_CIDR"]["value"] == "10.0.0.0/8,fd00::/8"
+
+
+def test_tls_is_mounted_for_the_api_and_probes_use_the_plaintext_health_port(default_objects: list[dict]) -> None:
+    api = container(default_objects, "Deployment", "tally-api")
+    assert "TALLY_TLS_CERT" not in env_of(api)
+    objects = render({"tls": {"existingSecret": "tally-tls", "clientCa": True}})
+    api = container(objects, "Deployment", "tally-api")
+    env = env_of(api)
+    assert env["TALLY_TLS_CERT"]["value"] == "/etc/tally/tls/tls.crt"
+    assert env["TALLY_TLS_KEY"]["value"] == "/etc/tally/tls/tls.key"
+    assert env["TALLY_TLS_CLIENT_CA"]["value"] == "/etc/tally/tls/ca.crt"
+    assert env["TALLY_HEALTH_ADDR"]["value"] == "0.0.0.0:50052"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert api[probe]["grpc"]["port"] == 50052
+    assert {"name": "tls", "mountPath": "/etc/tally/tls", "readOnly": True} in api["volumeMounts"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "tally-api"]
+    assert {"name": "tls", "secret": {"secretName": "tally-tls"}} in deployment["spec"]["template"]["spec"]["volumes"]
+    # The worker serves health only, in plaintext, on its gRPC port.
+    worker = container(objects, "Deployment", "tally-worker")
+    assert "TALLY_TLS_CERT" not in env_of(worker)
+    assert worker["livenessProbe"]["grpc"]["port"] == 50051
+
+
 def test_alert_ca_pem_is_mounted_and_named(default_objects: list[dict]) -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     objects = render({"config": {"alertCaPem": pem}})
@@ -377,6 +412,7 @@ def test_notes_tell_how_to_connect() -> None:
         notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["tally/templates/NOTES.txt"]
     assert "port-forward svc/tally 50051:50051" in notes
     assert "grpc.health.v1.Health/Check" in notes
+    assert "tally keys create" in notes
 
 
 def test_grace_period_must_outlast_the_drain() -> None:

@@ -104,7 +104,7 @@ where
 #[tokio::test]
 async fn an_alert_is_delivered_exactly_once_after_two_failures() {
     let (uri, seen) = receiver(2).await;
-    delivered_once_after_two_failures(uri, seen, Webhooks::default()).await;
+    delivered_once_after_two_failures(uri, seen, loopback_webhooks()).await;
 }
 
 /// Points order-to-fulfillment's alerts of merchant acme at `uri`, with a

@@ -86,7 +86,7 @@ impl TestCa {
         std::fs::remove_file(&file).unwrap();
         let ca = config.alert_ca.expect("the CA file is read");
         assert_eq!(ca.certs.len(), 1);
-        let webhooks = Webhooks::new(&ca.certs);
+        let webhooks = Webhooks::new(&ca.certs).with_egress(crate::common::loopback_egress());
         assert_eq!(webhooks.tls_error(), None);
         webhooks
     }
@@ -107,7 +107,7 @@ async fn the_ca_file_is_what_makes_a_private_ca_trusted() {
     let ca = TestCa::new("private");
     let (uri, seen) = receiver_on(0, Some(ca.acceptor())).await;
     let body = serde_json::json!({"text": "hello"});
-    let err = Webhooks::default()
+    let err = crate::common::loopback_webhooks()
         .post(&uri, &body, None)
         .await
         .unwrap_err();
@@ -245,7 +245,7 @@ async fn redirects_are_not_followed_and_replies_are_bounded() {
     let body = serde_json::json!({"text": "hello"});
     let (target, seen) = crate::alerts::receiver(0).await;
     let reply = format!("HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n");
-    let err = Webhooks::default()
+    let err = crate::common::loopback_webhooks()
         .post(&raw_receiver(reply, false).await, &body, None)
         .await
         .unwrap_err();
@@ -254,7 +254,7 @@ async fn redirects_are_not_followed_and_replies_are_bounded() {
 
     let endless = raw_receiver("HTTP/1.1 200 OK\r\n\r\n".into(), true).await;
     let start = Instant::now();
-    Webhooks::default()
+    crate::common::loopback_webhooks()
         .post(&endless, &body, None)
         .await
         .unwrap();

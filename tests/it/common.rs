@@ -188,6 +188,24 @@ where
     panic!("gave up: {last:?}");
 }
 
+/// `message` carrying `authorization: Bearer <key>`.
+pub fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+/// The loopback blocks, allow-listed for the tests' receivers.
+pub fn loopback_egress() -> tally::app::egress::Egress {
+    tally::app::egress::Egress::allowing(["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()])
+}
+
+/// Alerts as the tests deliver them: Mozilla's roots, loopback allowed.
+pub fn loopback_webhooks() -> tally::app::webhook::Webhooks {
+    tally::app::webhook::Webhooks::default().with_egress(loopback_egress())
+}
+
 /// A fresh database for one test.
 pub struct TestDb {
     pub name: String,
@@ -279,6 +297,48 @@ impl TestApp {
     /// A server whose use cases are configured by `configure` (a chart of
     /// accounts).
     pub async fn start_with(configure: impl FnOnce(tally::app::App) -> tally::app::App) -> TestApp {
+        TestApp::start_guarded(configure, |_| tally::api::guard::Guard::default()).await
+    }
+
+    /// A server requiring API keys (`--auth keys`), their cache short so
+    /// that a revocation shows within a test.
+    pub async fn start_with_keys() -> TestApp {
+        TestApp::start_guarded(
+            |app| app,
+            |store| tally::api::guard::Guard {
+                auth: Some(tally::app::keys::Authenticator::with_ttl(
+                    store.clone(),
+                    Duration::from_millis(300),
+                )),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A key for `merchants` with `scopes` ("read,submit"), named `name`:
+    /// the whole key, as `tally keys create` prints it.
+    pub async fn key(&self, merchants: &[&str], scopes: &str, name: &str) -> String {
+        let app = tally::app::App::new(Store::connect(&self.db.url, 1).unwrap());
+        let (_, key) = app
+            .create_key(tally::app::keys::NewKey {
+                name: Some(name.into()),
+                merchants: merchants.iter().map(|m| m.to_string()).collect(),
+                scopes: tally::domain::access::Scope::parse_list(scopes).unwrap(),
+                expire_time: None,
+                client_cn: None,
+            })
+            .await
+            .unwrap();
+        key
+    }
+
+    /// A server whose use cases are configured by `configure`, every call
+    /// passing the guard `guard` makes first.
+    pub async fn start_guarded(
+        configure: impl FnOnce(tally::app::App) -> tally::app::App,
+        guard: impl FnOnce(&Store) -> tally::api::guard::Guard,
+    ) -> TestApp {
         // Server logs (errors above all) land in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -289,18 +349,26 @@ impl TestApp {
             .try_init();
         let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
-        let server = Running::start_app(
-            configure(tally::app::App::new(store)),
+        // Tests' webhook receivers listen on loopback: allow-listed, as an
+        // operator would with --alert-allow-cidr.
+        let guard = guard(&store);
+        let tls = guard.tls.is_some();
+        let app = tally::app::App::new(store).with_webhooks(loopback_webhooks());
+        let server = Running::start_guarded(
+            configure(app),
+            guard,
             "127.0.0.1:0".parse().unwrap(),
             Duration::from_millis(100),
         )
         .await
         .unwrap();
-        let channel = Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let endpoint = Channel::from_shared(format!("http://{}", server.addr)).unwrap();
+        // A TLS server takes no plaintext connection: the test connects its own.
+        let channel = if tls {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await.unwrap()
+        };
         TestApp {
             db,
             ingest: IngestServiceClient::new(channel.clone()),

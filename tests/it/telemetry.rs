@@ -118,6 +118,8 @@ async fn a_callers_trace_continues_through_ingest_and_matching_and_metrics_move(
         .env("TALLY_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("TALLY_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("TALLY_LOG_FORMAT", "json")
+        // The alert receiver below listens on loopback.
+        .env("TALLY_ALERT_ALLOW_CIDR", "127.0.0.0/8")
         .env("RUST_LOG", "info")
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",

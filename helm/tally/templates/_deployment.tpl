@@ -60,6 +60,11 @@ spec:
             - name: grpc
               containerPort: {{ $v.grpc.port }}
               protocol: TCP
+            {{- if and $v.tls.existingSecret (eq .component "api") }}
+            - name: health
+              containerPort: {{ $v.tls.healthPort }}
+              protocol: TCP
+            {{- end }}
             {{- if $v.metrics.enabled }}
             - name: metrics
               containerPort: {{ $v.metrics.port }}
@@ -78,7 +83,7 @@ spec:
           envFrom:
             {{- toYaml . | nindent 12 }}
           {{- end }}
-          {{- include "tally.probes" (dict "root" $root "probes" $c) | nindent 10 }}
+          {{- include "tally.probes" (dict "root" $root "probes" $c "component" .component) | nindent 10 }}
           securityContext:
             {{- toYaml $v.securityContext | nindent 12 }}
           resources:
@@ -89,6 +94,11 @@ spec:
               readOnly: true
             - name: tmp
               mountPath: /tmp
+            {{- if and $v.tls.existingSecret (eq .component "api") }}
+            - name: tls
+              mountPath: {{ $v.tls.mountPath }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -96,6 +106,11 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- if and $v.tls.existingSecret (eq .component "api") }}
+        - name: tls
+          secret:
+            secretName: {{ $v.tls.existingSecret }}
+        {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

@@ -122,6 +122,28 @@ shutdown, configuration file, OpenTelemetry, extras. Call with
 - name: TALLY_ALERT_CA_FILE
   value: {{ printf "%s/alert-ca.pem" $v.config.mountPath | quote }}
 {{- end }}
+{{- if and $v.tls.existingSecret (eq .component "api") }}
+- name: TALLY_TLS_CERT
+  value: {{ printf "%s/tls.crt" $v.tls.mountPath | quote }}
+- name: TALLY_TLS_KEY
+  value: {{ printf "%s/tls.key" $v.tls.mountPath | quote }}
+{{- if $v.tls.clientCa }}
+- name: TALLY_TLS_CLIENT_CA
+  value: {{ printf "%s/ca.crt" $v.tls.mountPath | quote }}
+{{- end }}
+- name: TALLY_HEALTH_ADDR
+  value: {{ printf "0.0.0.0:%d" (int $v.tls.healthPort) | quote }}
+{{- end }}
+- name: TALLY_AUTH
+  value: {{ $v.auth.mode | default "keys" | quote }}
+{{- if $v.auth.insecureNoAuth }}
+- name: TALLY_INSECURE_NO_AUTH
+  value: "true"
+{{- end }}
+{{- with $v.config.alertAllowCidrs }}
+- name: TALLY_ALERT_ALLOW_CIDR
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ $v.otel.serviceName | default (printf "%s-%s" (include "tally.fullname" $root) .component) | quote }}
 {{- with $v.otel.endpoint }}
@@ -184,6 +206,10 @@ with (dict "root" $ "probes" .Values.api).
 */}}
 {{- define "tally.probes" -}}
 {{- $port := int .root.Values.grpc.port -}}
+{{- /* The API over TLS: probes use its plaintext health port. */ -}}
+{{- if and .root.Values.tls.existingSecret (eq .component "api") }}
+{{- $port = int .root.Values.tls.healthPort -}}
+{{- end }}
 {{- $h := .root.Values.health -}}
 {{- range $probe, $service := dict "startupProbe" $h.livenessService "livenessProbe" $h.livenessService "readinessProbe" $h.readinessService }}
 {{ $probe }}:

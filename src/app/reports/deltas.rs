@@ -111,7 +111,9 @@ mod tests {
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn counts(d: &[reports::Delta]) -> BTreeMap<String, i64> {
@@ -137,9 +139,15 @@ mod tests {
         let d = handoff_deltas(&orders, &open, &synced, &times);
         let c = counts(&d);
         assert_eq!(c["completeness.waiting.order_to_fulfillment"], 1);
-        assert_eq!(c["completeness.waiting.invoice_to_payment"], 0, "+1 for a, -1 for b");
+        assert_eq!(
+            c["completeness.waiting.invoice_to_payment"], 0,
+            "+1 for a, -1 for b"
+        );
         assert_eq!(c["completeness.orders_waiting"], 0, "a starts, b stops");
-        assert!(d.iter().all(|x| x.0.to_rfc3339() == "2026-11-02T10:00:00+00:00"));
+        assert!(
+            d.iter()
+                .all(|x| x.0.to_rfc3339() == "2026-11-02T10:00:00+00:00")
+        );
 
         // Nothing changed: nothing moves, though handoffs stay open.
         let none = handoff_deltas(&orders, &open, &expectations::Synced::default(), &times);
