@@ -36,7 +36,7 @@ pub fn required_scope(path: &str) -> Scope {
         return Scope::Submit;
     }
     let verb_is = |verbs: &[&str]| verbs.iter().any(|v| method.starts_with(v));
-    if verb_is(&["Get", "List", "Watch", "BatchGet", "Search"]) {
+    if verb_is(&["Get", "List", "Watch", "BatchGet", "Search", "Diff"]) {
         Scope::Read
     } else if verb_is(&["Acknowledge", "Assign", "Resolve", "Close", "Reopen"]) {
         Scope::Work
@@ -199,6 +199,8 @@ mod tests {
                 Scope::Work,
             ),
             ("/tally.v1.ExceptionService/AssignException", Scope::Work),
+            ("/tally.v1.ReportService/DiffPeriodReports", Scope::Read),
+            ("/tally.v1.ReportService/ClosePeriod", Scope::Work),
             (
                 "/tally.v1.HandoffService/UpdateHandoffContract",
                 Scope::Admin,
