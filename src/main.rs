@@ -23,6 +23,12 @@ fn main() -> ExitCode {
     if let Command::Trace(t) = &cli.command {
         return trace(t);
     }
+    if let Command::Audit(a) = &cli.command {
+        return tally::cli::audit::main(a);
+    }
+    if let Command::Import(i) = &cli.command {
+        return tally::cli::import::main(i);
+    }
     let config = match Config::from_lookup(|k| {
         if Command::is_option(k) {
             cli.command.setting(k)
@@ -153,7 +159,7 @@ async fn run_on(
             JournalsCommand::Export(e) => export(config, database_url, e).await,
         },
         // Handled in main before any configuration is read.
-        Command::Trace(_) => Ok(()),
+        Command::Trace(_) | Command::Audit(_) | Command::Import(_) => Ok(()),
     }
 }
 

@@ -10,6 +10,8 @@
 
 pub mod audit;
 pub mod audit_report;
+#[cfg(test)]
+mod audit_tests;
 pub mod csv_read;
 pub mod erp;
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! The audit on a generated month: every planted variance found, nothing
+//! else, and the summary's counts.
+
+use std::sync::Arc;
+
+use super::Side;
+use super::audit::{Category, Input, run};
+use super::generate::{Planted, month};
+
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tally-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn every_planted_variance_is_found_and_nothing_else() {
+    let dir = scratch("audit");
+    let m = month(&dir, 2_000).unwrap();
+    assert!(m.planted.len() >= 5 * 20, "{}", m.planted.len());
+    let input = Input {
+        files: vec![
+            (Side::Storefront, m.storefront.clone()),
+            (Side::Processor, m.processor.clone()),
+            (Side::Ledger, m.ledger.clone()),
+        ],
+        options: Default::default(),
+    };
+    let report = run(&input, chrono::Utc::now(), &Arc::default());
+    assert!(
+        report.errors.is_empty(),
+        "{:?}",
+        &report.errors[..report.errors.len().min(3)]
+    );
+    let mut found: Vec<Planted> = report
+        .exceptions
+        .iter()
+        .map(|e| Planted {
+            order_id: e.order_id.clone(),
+            rule: Box::leak(e.rule.clone().into_boxed_str()),
+            subject: e.subject.clone(),
+        })
+        .collect();
+    found.sort();
+    let missing: Vec<_> = m.planted.iter().filter(|p| !found.contains(p)).collect();
+    let extra: Vec<_> = found.iter().filter(|p| !m.planted.contains(p)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}\nextra {:?}",
+        &extra[..extra.len().min(5)]
+    );
+
+    assert_eq!(report.storefront_only, m.storefront_only);
+    assert_eq!(report.processor_only, m.processor_only);
+    assert_eq!(report.in_exception as usize, m.planted.len());
+    assert_eq!(report.unlinked.values().sum::<u64>(), 0);
+    let cats = report.by_category();
+    assert_eq!(
+        cats[&Category::FeeAllocation].0 as usize,
+        m.planted
+            .iter()
+            .filter(|p| p.rule == "fee_unallocated")
+            .count()
+    );
+    assert!(cats[&Category::RefundPropagation].0 > 0 && cats[&Category::RoundingAndCurrency].0 > 0);
+    let sf = &report.sides[&Side::Storefront];
+    let refunds = m
+        .planted
+        .iter()
+        .filter(|p| p.rule.starts_with("refund_"))
+        .count() as u64;
+    assert_eq!(
+        sf.records,
+        2_000 - m.processor_only + refunds,
+        "orders plus their refunds"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
