@@ -105,6 +105,9 @@ fn main() {
         m.planted.len(),
         rows.iter().sum::<u64>() as f64 / audit
     );
+    for (phase, secs) in &report.phases {
+        println!("  {phase}: {secs:.2}s");
+    }
     println!("ratio audit / parse only: {:.2}", audit / parse.max(1e-9));
     if let Some(mib) = peak_rss_mib() {
         println!("peak resident memory: {mib:.0} MiB");

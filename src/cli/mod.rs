@@ -6,7 +6,7 @@
 
 pub mod audit;
 pub mod import;
-mod progress;
+pub mod progress;
 pub mod trace;
 
 use clap::{Args, Parser, Subcommand};

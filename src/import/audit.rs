@@ -107,6 +107,8 @@ pub struct Report {
     /// The first errors (all are counted in `sides`).
     pub errors: Vec<RowError>,
     pub as_of: Option<DateTime<Utc>>,
+    /// Seconds spent parsing, grouping and matching.
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Errors kept for the report; the rest are only counted.
@@ -183,6 +185,7 @@ fn id_hash(s: &str) -> u64 {
 
 /// Parses every file (one thread each) and matches every order.
 pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
+    let started = std::time::Instant::now();
     let parsed: Vec<Parsed> = std::thread::scope(|s| {
         let handles: Vec<_> = input
             .files
@@ -209,8 +212,15 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         report.errors.extend(p.errors.into_iter().take(room));
         all.extend(p.records.into_iter().map(|r| (p.side, r)));
     }
+    report
+        .phases
+        .push(("parse", started.elapsed().as_secs_f64()));
+    let t = std::time::Instant::now();
     let groups = group(all, &mut report);
+    report.phases.push(("group", t.elapsed().as_secs_f64()));
+    let t = std::time::Instant::now();
     evaluate_all(groups, as_of, &mut report);
+    report.phases.push(("match", t.elapsed().as_secs_f64()));
     report
 }
 

@@ -26,6 +26,7 @@ mod handoffs;
 mod health;
 mod hostile;
 mod idempotency;
+mod import;
 mod ingest;
 mod ledger_api;
 mod ledger_state;
