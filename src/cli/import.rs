@@ -290,7 +290,8 @@ impl Job<'_> {
             .records
             .fetch_add(chunk.records.len() as u64, Ordering::Relaxed);
         let Some(client) = client else {
-            return Ok(dry_run(&chunk, file, summary));
+            dry_run(&chunk, file, summary);
+            return Ok(());
         };
         chunk.request_id = request_id(self.merchant, run, index, &chunk.records);
         let request = pb::StreamRecordsRequest {

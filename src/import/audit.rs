@@ -131,7 +131,7 @@ struct Parsed {
 }
 
 /// Parses one file to the end, counting as it goes.
-fn parse_file(side: Side, path: &PathBuf, opts: &Options, progress: &Progress) -> Parsed {
+fn parse_file(side: Side, path: &std::path::Path, opts: &Options, progress: &Progress) -> Parsed {
     let mut p = Parsed {
         side,
         records: vec![],
