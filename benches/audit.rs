@@ -84,6 +84,7 @@ fn main() {
     let input = Input {
         files,
         options: Options::default(),
+        partitions: None,
     };
     let t = Instant::now();
     let report = run(&input, chrono::Utc::now(), &Arc::default());
@@ -105,6 +106,7 @@ fn main() {
         m.planted.len(),
         rows.iter().sum::<u64>() as f64 / audit
     );
+    println!("  partitions: {}", report.partitions);
     for (phase, secs) in &report.phases {
         println!("  {phase}: {secs:.2}s");
     }

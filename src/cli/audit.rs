@@ -45,6 +45,7 @@ fn audit(args: &AuditArgs) -> Result<(), String> {
             format: None,
             mapping,
         },
+        partitions: None,
     };
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start("audit", total, counters.clone(), false);

@@ -107,8 +107,10 @@ pub struct Report {
     /// The first errors (all are counted in `sides`).
     pub errors: Vec<RowError>,
     pub as_of: Option<DateTime<Utc>>,
-    /// Seconds spent parsing, grouping and matching.
+    /// Seconds spent parsing, grouping and matching, pass by pass.
     pub phases: Vec<(&'static str, f64)>,
+    /// Partitions of orders matched one after the other (memory bound).
+    pub partitions: usize,
 }
 
 /// Errors kept for the report; the rest are only counted.
@@ -118,23 +120,30 @@ const KEEP_ERRORS: usize = 1000;
 pub struct Input {
     pub files: Vec<(Side, PathBuf)>,
     pub options: Options,
+    /// Match in this many partitions of orders (None: by input size).
+    pub partitions: Option<usize>,
 }
 
 /// Bytes parsed so far across every file: a progress bar reads it.
 pub type Progress = Arc<AtomicU64>;
 
-struct Parsed {
+/// What one pass over one file counted.
+struct Counted {
     side: Side,
-    records: Vec<Record>,
     totals: SideTotals,
     errors: Vec<RowError>,
 }
 
-/// Parses one file to the end, counting as it goes.
-fn parse_file(side: Side, path: &std::path::Path, opts: &Options, progress: &Progress) -> Parsed {
-    let mut p = Parsed {
+/// Parses one file to the end, handing each record to `sink`.
+fn parse_file(
+    side: Side,
+    path: &std::path::Path,
+    opts: &Options,
+    progress: &Progress,
+    sink: &mut dyn FnMut(Record),
+) -> Counted {
+    let mut c = Counted {
         side,
-        records: vec![],
         totals: SideTotals {
             files: 1,
             ..SideTotals::default()
@@ -144,9 +153,9 @@ fn parse_file(side: Side, path: &std::path::Path, opts: &Options, progress: &Pro
     let mut reader = match FileReader::open(path, opts) {
         Ok(r) => r,
         Err(e) => {
-            p.totals.errors += 1;
-            p.errors.push(e);
-            return p;
+            c.totals.errors += 1;
+            c.errors.push(e);
+            return c;
         }
     };
     let mut seen = 0u64;
@@ -154,27 +163,44 @@ fn parse_file(side: Side, path: &std::path::Path, opts: &Options, progress: &Pro
         match item {
             Item::Record(r) => {
                 if let Some(m) = r.record.headline_amount() {
-                    let e = p.totals.amounts.entry(m.currency.code()).or_default();
+                    let e = c.totals.amounts.entry(m.currency.code()).or_default();
                     *e = e.checked_add(m.amount).unwrap_or(*e);
                 }
-                p.totals.records += 1;
-                p.records.push(r.record);
+                c.totals.records += 1;
+                sink(r.record);
             }
             Item::Error(e) => {
-                p.totals.errors += 1;
-                if p.errors.len() < KEEP_ERRORS {
-                    p.errors.push(e);
+                c.totals.errors += 1;
+                if c.errors.len() < KEEP_ERRORS {
+                    c.errors.push(e);
                 }
             }
         }
-        if p.totals.records % 8192 == 0 {
+        if c.totals.records % 8192 == 0 {
             let pos = reader.position();
             progress.fetch_add(pos.saturating_sub(seen), Ordering::Relaxed);
             seen = pos;
         }
     }
     progress.fetch_add(reader.position().saturating_sub(seen), Ordering::Relaxed);
-    p
+    c
+}
+
+/// Runs `per_file` over every file on a thread each, results in file order.
+fn each_file<T: Send>(
+    input: &Input,
+    progress: &Progress,
+    per_file: impl Fn(Side, &std::path::Path, &Progress) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|s| {
+        let per_file = &per_file;
+        let handles: Vec<_> = input
+            .files
+            .iter()
+            .map(|(side, path)| s.spawn(move || per_file(*side, path, progress)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 fn id_hash(s: &str) -> u64 {
@@ -183,45 +209,165 @@ fn id_hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// Parses every file (one thread each) and matches every order.
-pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
-    let started = std::time::Instant::now();
-    let parsed: Vec<Parsed> = std::thread::scope(|s| {
-        let handles: Vec<_> = input
-            .files
+/// What ties records to orders, as the service's links do: each order's
+/// number, and the order of every id an order's records carry.
+#[derive(Default)]
+struct Links {
+    index: HashMap<String, u32>,
+    orders: Vec<String>,
+    by_ref: HashMap<u64, u32>,
+}
+
+impl Links {
+    fn add(&mut self, order: &str, ref_hashes: impl IntoIterator<Item = u64>) {
+        let g = match self.index.get(order) {
+            Some(g) => *g,
+            None => {
+                let g = self.orders.len() as u32;
+                self.index.insert(order.to_string(), g);
+                self.orders.push(order.to_string());
+                g
+            }
+        };
+        for h in ref_hashes {
+            self.by_ref.entry(h).or_insert(g);
+        }
+    }
+
+    /// The orders a record belongs to: its own, or, for a record of no
+    /// order, every order whose records carry an id it points at.
+    fn owners(&self, r: &Record) -> Vec<u32> {
+        if let Some(o) = &r.order_id {
+            return self.index.get(o).copied().into_iter().collect();
+        }
+        let mut owners: Vec<u32> = r
+            .pointer_ids()
             .iter()
-            .map(|(side, path)| s.spawn(move || parse_file(*side, path, &input.options, progress)))
+            .filter_map(|id| self.by_ref.get(&id_hash(id)).copied())
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+}
+
+fn ref_hashes(r: &Record) -> Vec<u64> {
+    r.order_ref_ids().iter().map(|id| id_hash(id)).collect()
+}
+
+/// Bytes of input per partition: records take about twelve times their
+/// CSV bytes in memory, so this keeps a pass near 600 MiB.
+const BYTES_PER_PARTITION: u64 = 50 << 20;
+
+/// Parses every file and matches every order. Inputs too large to hold at
+/// once are matched in partitions of orders: a first pass learns which
+/// order each id belongs to, then each pass keeps one partition's records.
+pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
+    let bytes: u64 = input
+        .files
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
+        .sum();
+    let k = input
+        .partitions
+        .unwrap_or_else(|| bytes.div_ceil(BYTES_PER_PARTITION) as usize)
+        .max(1);
     let mut report = Report {
         as_of: Some(as_of),
+        partitions: k,
         ..Report::default()
     };
-    let mut all: Vec<(Side, Record)> = vec![];
-    for p in parsed {
-        let t = report.sides.entry(p.side).or_default();
-        t.files += p.totals.files;
-        t.records += p.totals.records;
-        t.errors += p.totals.errors;
-        for (c, a) in p.totals.amounts {
-            let e = t.amounts.entry(c).or_default();
-            *e = e.checked_add(a).unwrap_or(*e);
+    let started = std::time::Instant::now();
+    if k == 1 {
+        let parsed = each_file(input, progress, |side, path, progress| {
+            let mut records = vec![];
+            let c = parse_file(side, path, &input.options, progress, &mut |r| {
+                records.push(r)
+            });
+            (c, records)
+        });
+        let mut links = Links::default();
+        let mut all = vec![];
+        for (c, records) in parsed {
+            for r in &records {
+                if let Some(o) = &r.order_id {
+                    links.add(o, ref_hashes(r));
+                }
+            }
+            all.push((c.side, records));
+            count(&mut report, c);
         }
-        let room = KEEP_ERRORS.saturating_sub(report.errors.len());
-        report.errors.extend(p.errors.into_iter().take(room));
-        all.extend(p.records.into_iter().map(|r| (p.side, r)));
+        report
+            .phases
+            .push(("parse", started.elapsed().as_secs_f64()));
+        let kept: Vec<(Side, Vec<u32>, Record)> = all
+            .into_iter()
+            .flat_map(|(side, records)| records.into_iter().map(move |r| (side, r)))
+            .map(|(side, r)| (side, links.owners(&r), r))
+            .collect();
+        let groups = group(&links, kept, 1, 0, &mut report);
+        match_groups(groups, as_of, &mut report);
+        return report;
+    }
+    // The link pass: order ids and the ids their records carry, nothing kept.
+    let learned = each_file(input, progress, |side, path, progress| {
+        let mut seen: Vec<(String, Vec<u64>)> = vec![];
+        let c = parse_file(side, path, &input.options, progress, &mut |r| {
+            if let Some(o) = &r.order_id {
+                seen.push((o.clone(), ref_hashes(&r)));
+            }
+        });
+        (c, seen)
+    });
+    let mut links = Links::default();
+    for (c, seen) in learned {
+        for (o, hashes) in seen {
+            links.add(&o, hashes);
+        }
+        count(&mut report, c);
     }
     report
         .phases
-        .push(("parse", started.elapsed().as_secs_f64()));
-    let t = std::time::Instant::now();
-    let groups = group(all, &mut report);
-    report.phases.push(("group", t.elapsed().as_secs_f64()));
-    let t = std::time::Instant::now();
-    evaluate_all(groups, as_of, &mut report);
-    report.phases.push(("match", t.elapsed().as_secs_f64()));
+        .push(("link pass", started.elapsed().as_secs_f64()));
+    for p in 0..k {
+        let t = std::time::Instant::now();
+        let links = &links;
+        let kept = each_file(input, progress, |side, path, progress| {
+            let mut kept = vec![];
+            parse_file(side, path, &input.options, progress, &mut |r| {
+                let owners = links.owners(&r);
+                if owners.is_empty() && p == 0 || owners.iter().any(|g| *g as usize % k == p) {
+                    kept.push((side, owners, r));
+                }
+            });
+            kept
+        });
+        report
+            .phases
+            .push(("partition parse", t.elapsed().as_secs_f64()));
+        let groups = group(
+            links,
+            kept.into_iter().flatten().collect(),
+            k,
+            p,
+            &mut report,
+        );
+        match_groups(groups, as_of, &mut report);
+    }
     report
+}
+
+fn count(report: &mut Report, c: Counted) {
+    let t = report.sides.entry(c.side).or_default();
+    t.files += c.totals.files;
+    t.records += c.totals.records;
+    t.errors += c.totals.errors;
+    for (cur, a) in c.totals.amounts {
+        let e = t.amounts.entry(cur).or_default();
+        *e = e.checked_add(a).unwrap_or(*e);
+    }
+    let room = KEEP_ERRORS.saturating_sub(report.errors.len());
+    report.errors.extend(c.errors.into_iter().take(room));
 }
 
 /// One order's records and which sides spoke about it.
@@ -239,69 +385,64 @@ fn side_bit(s: Side) -> u8 {
     }
 }
 
-/// Puts each record under its order: by its order id, or, for a record of
-/// no order, under every order whose records carry an id it points at
-/// (`Record::pointer_ids`, as the service's links do).
-fn group(all: Vec<(Side, Record)>, report: &mut Report) -> Vec<Group> {
-    let mut index: HashMap<String, u32> = HashMap::new();
-    let mut groups: Vec<Group> = vec![];
-    let mut by_ref: HashMap<u64, u32> = HashMap::new();
-    for (_, r) in &all {
-        let Some(o) = &r.order_id else { continue };
-        let next = groups.len() as u32;
-        let g = *index.entry(o.clone()).or_insert_with(|| {
-            groups.push(Group {
-                order_id: o.clone(),
-                records: vec![],
-                sides: 0,
-            });
-            next
-        });
-        for id in r.order_ref_ids() {
-            by_ref.entry(id_hash(&id)).or_insert(g);
+/// Puts partition `p`'s records under their orders (of `k` partitions).
+fn group(
+    links: &Links,
+    kept: Vec<(Side, Vec<u32>, Record)>,
+    k: usize,
+    p: usize,
+    report: &mut Report,
+) -> Vec<Group> {
+    let t = std::time::Instant::now();
+    // Order g of this partition is group g / k: partitions take every k-th.
+    let mut groups: Vec<Group> = links
+        .orders
+        .iter()
+        .skip(p)
+        .step_by(k)
+        .map(|o| Group {
+            order_id: o.clone(),
+            records: vec![],
+            sides: 0,
+        })
+        .collect();
+    for (side, owners, r) in kept {
+        let mine: Vec<usize> = owners
+            .iter()
+            .filter(|g| **g as usize % k == p)
+            .map(|g| *g as usize / k)
+            .collect();
+        if owners.is_empty() {
+            *report.unlinked.entry(side).or_default() += 1;
+            continue;
         }
-    }
-    for (side, r) in all {
         // The record counts as seen when it happened: the files are history.
         let stored = |r: Record| StoredRecord {
             receive_time: r.event_time,
             record: r,
         };
-        if let Some(o) = &r.order_id {
-            if let Some(g) = index.get(o).copied() {
-                push(&mut groups, g, side, stored(r));
-            }
+        let Some((last, rest)) = mine.split_last() else {
             continue;
+        };
+        for g in rest {
+            push(&mut groups, *g, side, stored(r.clone()));
         }
-        let mut owners: Vec<u32> = r
-            .pointer_ids()
-            .iter()
-            .filter_map(|id| by_ref.get(&id_hash(id)).copied())
-            .collect();
-        owners.sort_unstable();
-        owners.dedup();
-        match owners.split_last() {
-            None => *report.unlinked.entry(side).or_default() += 1,
-            Some((last, rest)) => {
-                for g in rest {
-                    push(&mut groups, *g, side, stored(r.clone()));
-                }
-                push(&mut groups, *last, side, stored(r));
-            }
-        }
+        push(&mut groups, *last, side, stored(r));
     }
+    report.phases.push(("group", t.elapsed().as_secs_f64()));
     groups
 }
 
-fn push(groups: &mut [Group], g: u32, side: Side, r: StoredRecord) {
-    if let Some(group) = groups.get_mut(g as usize) {
+fn push(groups: &mut [Group], g: usize, side: Side, r: StoredRecord) {
+    if let Some(group) = groups.get_mut(g) {
         group.sides |= side_bit(side);
         group.records.push(r);
     }
 }
 
 /// Matches every order (on every core) and tallies the outcome.
-fn evaluate_all(groups: Vec<Group>, as_of: DateTime<Utc>, report: &mut Report) {
+fn match_groups(groups: Vec<Group>, as_of: DateTime<Utc>, report: &mut Report) {
+    let t = std::time::Instant::now();
     let policy = MatchPolicy::default();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -338,7 +479,7 @@ fn evaluate_all(groups: Vec<Group>, as_of: DateTime<Utc>, report: &mut Report) {
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    report.orders = groups.len() as u64;
+    report.orders += groups.len() as u64;
     for (rows, c) in results {
         report.exceptions.extend(rows);
         report.matched += c[0];
@@ -346,6 +487,7 @@ fn evaluate_all(groups: Vec<Group>, as_of: DateTime<Utc>, report: &mut Report) {
         report.storefront_only += c[2];
         report.processor_only += c[3];
     }
+    report.phases.push(("match", t.elapsed().as_secs_f64()));
 }
 
 fn row(order_id: &str, f: Finding) -> ExceptionRow {

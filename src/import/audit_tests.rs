@@ -26,6 +26,7 @@ fn every_planted_variance_is_found_and_nothing_else() {
             (Side::Ledger, m.ledger.clone()),
         ],
         options: Default::default(),
+        partitions: None,
     };
     let report = run(&input, chrono::Utc::now(), &Arc::default());
     assert!(
@@ -74,6 +75,46 @@ fn every_planted_variance_is_found_and_nothing_else() {
         sf.records,
         2_000 - m.processor_only + refunds,
         "orders plus their refunds"
+    );
+
+    // Matched in three partitions of orders (as a large input is): the
+    // same exceptions and counts.
+    let parts = run(
+        &Input {
+            partitions: Some(3),
+            ..input
+        },
+        chrono::Utc::now(),
+        &Arc::default(),
+    );
+    assert_eq!(parts.partitions, 3);
+    let key = |r: &super::audit::Report| {
+        let mut v: Vec<(String, String, String)> = r
+            .exceptions
+            .iter()
+            .map(|e| (e.order_id.clone(), e.rule.clone(), e.subject.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&parts), key(&report));
+    assert_eq!(
+        (
+            parts.orders,
+            parts.matched,
+            parts.storefront_only,
+            parts.processor_only
+        ),
+        (
+            report.orders,
+            report.matched,
+            report.storefront_only,
+            report.processor_only
+        )
+    );
+    assert_eq!(
+        parts.sides[&Side::Ledger].records,
+        report.sides[&Side::Ledger].records
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
