@@ -118,3 +118,46 @@ fn every_planted_variance_is_found_and_nothing_else() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_three_renderings() {
+    let dir = scratch("render");
+    let m = month(&dir, 300).unwrap();
+    let input = Input {
+        files: vec![
+            (Side::Storefront, m.storefront.clone()),
+            (Side::Processor, m.processor.clone()),
+            (Side::Ledger, m.ledger.clone()),
+        ],
+        options: Default::default(),
+        partitions: None,
+    };
+    let report = run(&input, chrono::Utc::now(), &Arc::default());
+    let table = super::audit_report::table(&report);
+    for want in [
+        "storefront",
+        "processor only",
+        "fee allocation",
+        "refund propagation",
+        "rounding & currency",
+        "discount mapping",
+    ] {
+        assert!(table.contains(want), "{want}: {table}");
+    }
+    let mut csv = vec![];
+    super::audit_report::write_csv(&report, &mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), report.exceptions.len() + 1);
+    assert!(csv.starts_with(
+        "order_id,category,exception_type,rule,subject,difference,currency,summary\n"
+    ));
+    // Every row has eight fields (summaries with commas are quoted).
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    assert!(r.records().all(|row| row.unwrap().len() == 8));
+
+    let html = super::audit_report::html(&report);
+    assert!(html.starts_with("<!doctype html>") && html.contains("<svg"));
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    assert_eq!(html.matches("<rect").count(), Category::ALL.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
