@@ -84,7 +84,10 @@ fn main() {
     let input = Input {
         files,
         options: Options::default(),
-        partitions: None,
+        // TALLY_BENCH_AUDIT_PARTITIONS trades memory for time (default: by size).
+        partitions: std::env::var("TALLY_BENCH_AUDIT_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     let t = Instant::now();
     let report = run(&input, chrono::Utc::now(), &Arc::default());

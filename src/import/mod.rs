@@ -263,14 +263,24 @@ impl FileReader {
         let format = match opts.format {
             Some(f) => f,
             None => Format::detect(&table.headers).ok_or_else(|| {
+                // A few names, each cut short: a file that is no CSV at all
+                // has one enormous "column".
+                let shown: Vec<String> = table
+                    .headers
+                    .names
+                    .iter()
+                    .take(12)
+                    .map(|n| n.chars().take(40).collect())
+                    .collect();
+                let more = if table.headers.names.len() > 12 { ", ..." } else { "" };
                 RowError::at(
                     &name,
                     1,
                     0,
                     "",
                     format!(
-                        "no known export has these columns ({}); name the format with --format",
-                        table.headers.names.join(", ")
+                        "no known export has these columns ({}{more}); name the format with --format",
+                        shown.join(", ")
                     ),
                 )
             })?,
