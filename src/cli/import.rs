@@ -391,3 +391,64 @@ fn tally(results: &[pb::RecordResult], chunk: &Chunk, file: &str, summary: &mut 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dry run validates with the service's own checks and names every
+    /// refusal by file and line; a directory is read in name order.
+    #[tokio::test]
+    async fn a_dry_run_validates_and_names_refusals() {
+        let dir = std::env::temp_dir().join(format!("tally-dry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = crate::import::generate::month(&dir, 50).unwrap();
+        let records: u64 = [&m.storefront, &m.processor]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap().lines().count() as u64 - 1)
+            .sum::<u64>()
+            + (std::fs::read_to_string(&m.ledger).unwrap().lines().count() as u64 - 1) / 2
+            + m.planted
+                .iter()
+                .filter(|p| p.rule == "refund_not_at_processor")
+                .count() as u64
+            + m.planted
+                .iter()
+                .filter(|p| p.rule == "refund_not_credited")
+                .count() as u64
+            - m.planted
+                .iter()
+                .filter(|p| p.rule == "ledger_line_rounding")
+                .count() as u64;
+        std::fs::write(
+            dir.join("zz_bad.csv"),
+            "Payout Date,Status,Total,Currency\n2026-09-01,paid,12.00,USD\nnot a date,paid,1.00,USD\n",
+        )
+        .unwrap();
+        let files = files(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(files.len(), 4);
+        assert!(files[3].ends_with("zz_bad.csv"));
+        let (options, counters) = (Options::default(), Counters::default());
+        let job = Job {
+            merchant: "acme",
+            options: &options,
+            chunk: 100,
+            counters: &counters,
+        };
+        let s = job.run(None, &files).await.unwrap();
+        assert_eq!(s.accepted, records + 1, "{s:?}");
+        assert_eq!(s.refused, 1);
+        assert!(
+            s.reasons[0].ends_with("zz_bad.csv:3:1: column 'Payout Date': 'not a date' is not a date or time this reader knows (2026-09-01 14:03:22, 2026-07-01 07:33:09 +0200, 8/6/2026 12:00, 2026/6/12)"),
+            "{:?}",
+            s.reasons
+        );
+        let text = s.render(true);
+        assert!(
+            text.starts_with("4 file(s):") && text.contains("1 refused"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
