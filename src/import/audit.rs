@@ -300,11 +300,11 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         report
             .phases
             .push(("parse", started.elapsed().as_secs_f64()));
-        let kept: Vec<(Side, Vec<u32>, Record)> = all
+        // Moved file by file into their orders, never all copied at once.
+        let kept = all
             .into_iter()
             .flat_map(|(side, records)| records.into_iter().map(move |r| (side, r)))
-            .map(|(side, r)| (side, links.owners(&r), r))
-            .collect();
+            .map(|(side, r)| (side, links.owners(&r), r));
         let groups = group(&links, kept, 1, 0, &mut report);
         match_groups(groups, as_of, &mut report);
         return report;
@@ -345,13 +345,7 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         report
             .phases
             .push(("partition parse", t.elapsed().as_secs_f64()));
-        let groups = group(
-            links,
-            kept.into_iter().flatten().collect(),
-            k,
-            p,
-            &mut report,
-        );
+        let groups = group(links, kept.into_iter().flatten(), k, p, &mut report);
         match_groups(groups, as_of, &mut report);
     }
     report
@@ -388,7 +382,7 @@ fn side_bit(s: Side) -> u8 {
 /// Puts partition `p`'s records under their orders (of `k` partitions).
 fn group(
     links: &Links,
-    kept: Vec<(Side, Vec<u32>, Record)>,
+    kept: impl IntoIterator<Item = (Side, Vec<u32>, Record)>,
     k: usize,
     p: usize,
     report: &mut Report,
