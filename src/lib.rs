@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
+pub mod import;
 pub mod proto;
 pub mod server;
 pub mod storage;

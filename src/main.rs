@@ -28,6 +28,12 @@ fn main() -> ExitCode {
     if let Command::Report(r) = &cli.command {
         return report(r);
     }
+    if let Command::Audit(a) = &cli.command {
+        return tally::cli::audit::main(a);
+    }
+    if let Command::Import(i) = &cli.command {
+        return tally::cli::import::main(i);
+    }
     let config = match Config::from_lookup(|k| {
         if Command::is_option(k) {
             cli.command.setting(k)
@@ -214,7 +220,7 @@ async fn run_on(
         },
         Command::Keys(k) => keys(database_url, &k.command).await,
         // Handled in main before any configuration is read.
-        Command::Trace(_) | Command::Report(_) => Ok(()),
+        Command::Trace(_) | Command::Report(_) | Command::Audit(_) | Command::Import(_) => Ok(()),
     }
 }
 

@@ -1,10 +1,13 @@
-//! The command line: `tally serve | migrate | worker | trace | journals`. Every option is also read from
+//! The command line: `tally serve | migrate | worker | trace | journals | audit | import`. Every option is also read from
 //! its environment variable (the flag wins); clap parses, and
 //! [`crate::config::Config`] validates, so an error names the flag, the
 //! variable and the bad value. A new command is one variant of [`Command`]
 //! with the options it needs.
 
 pub mod api_keys;
+pub mod audit;
+pub mod import;
+pub mod progress;
 pub mod report;
 pub mod trace;
 
@@ -40,6 +43,10 @@ pub enum Command {
     Report(ReportArgs),
     /// API keys: `tally keys create --merchant M --scopes read`, `list`, `revoke ID`
     Keys(api_keys::KeysArgs),
+    /// Three-way match of storefront, processor and ledger exports, offline (no server, no database)
+    Audit(AuditArgs),
+    /// Submit exports (Stripe, Shopify, NetSuite files or a directory) to a running Tally
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +75,68 @@ pub struct ReportArgs {
     /// The Tally gRPC address to ask
     #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
     pub addr: String,
+    /// API key, for a server that requires one (--auth keys)
+    #[arg(
+        long,
+        env = "TALLY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Storefront exports (Shopify orders or payments transactions, Admin API JSON)
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    pub storefront: Vec<std::path::PathBuf>,
+    /// Processor exports (Stripe itemized reports, balance history, API JSON)
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    pub processor: Vec<std::path::PathBuf>,
+    /// Ledger exports (NetSuite journal-import CSV, or any ERP's with --mapping)
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    pub ledger: Vec<std::path::PathBuf>,
+    /// table: the summary; csv: every exception row; html: a self-contained page
+    #[arg(long, value_parser = ["table", "csv", "html"], default_value = "table")]
+    pub format: String,
+    /// Write the report here instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// Also write every exception row as CSV here
+    #[arg(long, value_name = "FILE")]
+    pub exceptions: Option<std::path::PathBuf>,
+    /// TOML column mapping for a ledger CSV that is not NetSuite's (see docs/importers.md)
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<std::path::PathBuf>,
+    /// Match in N partitions of orders, each a pass over the files: fewer is
+    /// faster and takes more memory [default: one per 50 MiB of input]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub partitions: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files, or directories of them (read in name order)
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// The merchant the records belong to
+    #[arg(long)]
+    pub merchant: String,
+    /// The Tally gRPC address to submit to
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
+    pub addr: String,
+    /// Parse and validate only; send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read every file as this format instead of detecting it from its header
+    #[arg(long, value_parser = crate::import::Format::ALL.map(|f| f.as_str()))]
+    pub format: Option<String>,
+    /// TOML column mapping for a ledger CSV that is not NetSuite's
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<std::path::PathBuf>,
+    /// Records per streamed chunk (1-1000)
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub chunk: u32,
     /// API key, for a server that requires one (--auth keys)
     #[arg(
         long,
@@ -255,8 +324,10 @@ impl Command {
     pub fn setting(&self, env: &str) -> Option<String> {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
-            // A client: it reads no server setting.
-            Command::Trace(_) | Command::Report(_) => return None,
+            // Clients and offline tools: they read no server setting.
+            Command::Trace(_) | Command::Report(_) | Command::Audit(_) | Command::Import(_) => {
+                return None;
+            }
             Command::Journals(j) => match &j.command {
                 JournalsCommand::Export(e) => return Self::database_setting(&e.database, env),
             },

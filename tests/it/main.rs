@@ -28,6 +28,7 @@ mod handoffs;
 mod health;
 mod hostile;
 mod idempotency;
+mod import;
 mod ingest;
 mod keys_cli;
 mod ledger_api;

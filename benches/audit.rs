@@ -1,0 +1,123 @@
+//! The offline three-way audit against a baseline that only parses the
+//! same files: a generated month of exports (Shopify orders export, Stripe
+//! payout reconciliation report, NetSuite journal import) with planted
+//! variances, audited, every planted variance checked found.
+//!
+//!   cargo bench --bench audit                       (20,000 orders)
+//!   TALLY_BENCH_AUDIT_ORDERS=1000000 cargo bench --bench audit
+//!                                                   (1M rows per file: the
+//!                                                    storefront and processor
+//!                                                    files about 1M rows, the
+//!                                                    journal file 2M lines)
+//!
+//! Reports, each measured in this run (machines here are noisy): the parse
+//! baseline's and the audit's seconds, their ratio, rows per second, and
+//! the process's peak resident memory (VmHWM) after the audit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tally::import::audit::{Input, run};
+use tally::import::generate::month;
+use tally::import::{FileReader, Item, Options, Side};
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Reads every file to the end on one thread each, keeping nothing.
+fn parse_only(files: &[(Side, std::path::PathBuf)]) -> u64 {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|(_, p)| {
+                s.spawn(move || {
+                    let r =
+                        FileReader::open(p, &Options::default()).expect("a generated file opens");
+                    r.filter(|i| matches!(i, Item::Record(_))).count() as u64
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    })
+}
+
+fn main() {
+    let orders: u64 = std::env::var("TALLY_BENCH_AUDIT_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dir = std::env::temp_dir().join(format!("tally-bench-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let started = Instant::now();
+    let m = month(&dir, orders).expect("the month is written");
+    let files = vec![
+        (Side::Storefront, m.storefront.clone()),
+        (Side::Processor, m.processor.clone()),
+        (Side::Ledger, m.ledger.clone()),
+    ];
+    let rows: Vec<u64> = files
+        .iter()
+        .map(|(_, p)| {
+            std::fs::read(p)
+                .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64 - 1)
+                .unwrap_or(0)
+        })
+        .collect();
+    println!(
+        "generated {orders} orders in {:.1}s: storefront {} rows, processor {} rows, ledger {} rows, {} planted",
+        started.elapsed().as_secs_f64(),
+        rows[0],
+        rows[1],
+        rows[2],
+        m.planted.len()
+    );
+
+    let t = Instant::now();
+    let records = parse_only(&files);
+    let parse = t.elapsed().as_secs_f64();
+    println!("parse only: {records} records in {parse:.2}s");
+
+    let input = Input {
+        files,
+        options: Options::default(),
+        // TALLY_BENCH_AUDIT_PARTITIONS trades memory for time (default: by size).
+        partitions: std::env::var("TALLY_BENCH_AUDIT_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    };
+    let t = Instant::now();
+    let report = run(&input, chrono::Utc::now(), &Arc::default());
+    let audit = t.elapsed().as_secs_f64();
+    let found = m
+        .planted
+        .iter()
+        .filter(|p| {
+            report
+                .exceptions
+                .iter()
+                .any(|e| e.rule == p.rule && e.subject == p.subject && e.order_id == p.order_id)
+        })
+        .count();
+    println!(
+        "audit: {} orders, {} exceptions, {found}/{} planted found, in {audit:.2}s ({:.0} rows/s)",
+        report.orders,
+        report.exceptions.len(),
+        m.planted.len(),
+        rows.iter().sum::<u64>() as f64 / audit
+    );
+    println!("  partitions: {}", report.partitions);
+    for (phase, secs) in &report.phases {
+        println!("  {phase}: {secs:.2}s");
+    }
+    println!("ratio audit / parse only: {:.2}", audit / parse.max(1e-9));
+    if let Some(mib) = peak_rss_mib() {
+        println!("peak resident memory: {mib:.0} MiB");
+    }
+    assert_eq!(found, m.planted.len(), "every planted variance is found");
+    assert_eq!(report.exceptions.len(), m.planted.len(), "and nothing else");
+    let _ = std::fs::remove_dir_all(&dir);
+}

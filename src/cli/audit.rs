@@ -1,0 +1,80 @@
+//! `tally audit --storefront F --processor F --ledger F`: seed 004's
+//! three-way match over exports, offline (see `import::audit`).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::AuditArgs;
+use super::progress::{Counters, Reporter};
+use crate::import::audit::{Input, Report, run};
+use crate::import::{Options, Side, audit_report, erp};
+
+/// Runs the audit and writes the report; errors are for people.
+pub fn main(args: &AuditArgs) -> ExitCode {
+    match audit(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally audit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit(args: &AuditArgs) -> Result<(), String> {
+    let mapping = match &args.mapping {
+        Some(p) => Some(erp::Mapping::load(p)?),
+        None => None,
+    };
+    let files: Vec<_> = [
+        (Side::Storefront, &args.storefront),
+        (Side::Processor, &args.processor),
+        (Side::Ledger, &args.ledger),
+    ]
+    .into_iter()
+    .flat_map(|(side, paths)| paths.iter().map(move |p| (side, p.clone())))
+    .collect();
+    let total = files
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()))
+        .sum::<Result<u64, _>>()
+        .map_err(|e| format!("cannot read a file's size: {e}"))?;
+    let input = Input {
+        files,
+        options: Options {
+            format: None,
+            mapping,
+        },
+        partitions: args.partitions.map(|n| n as usize),
+    };
+    let counters = Arc::new(Counters::default());
+    let reporter = Reporter::start("audit", total, counters.clone(), false);
+    let report = run(&input, chrono::Utc::now(), &counters.bytes);
+    reporter.stop();
+    write(args, &report)
+}
+
+fn write(args: &AuditArgs, report: &Report) -> Result<(), String> {
+    if let Some(p) = &args.exceptions {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        );
+        audit_report::write_csv(report, &mut f)
+            .and_then(|()| f.flush())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let result = match args.format.as_str() {
+        "csv" => audit_report::write_csv(report, &mut out),
+        "html" => out.write_all(audit_report::html(report).as_bytes()),
+        _ => out.write_all(audit_report::table(report).as_bytes()),
+    };
+    result
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the report: {e}"))
+}
