@@ -112,14 +112,14 @@ fn report(args: &tally::cli::ReportArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let q = tally::cli::report::ReportQuery {
-        addr: &args.addr,
+        addr: &args.server.addr,
         merchant: &args.merchant,
         period: &args.period,
         time_zone: &args.time_zone,
         as_of: args.as_of,
         compare_as_of: args.compare_as_of,
         format: &args.format,
-        key: args.key.as_deref(),
+        key: args.server.key.as_deref(),
     };
     let text = match runtime.block_on(tally::cli::report::fetch(&q)) {
         Ok(t) => t,
@@ -152,10 +152,10 @@ fn trace(args: &tally::cli::TraceArgs) -> ExitCode {
         }
     };
     match runtime.block_on(tally::cli::trace::fetch(
-        &args.addr,
+        &args.server.addr,
         &args.merchant,
         &args.order,
-        args.key.as_deref(),
+        args.server.key.as_deref(),
     )) {
         Ok(text) => {
             print!("{text}");

@@ -140,7 +140,7 @@ async fn cli(args: &ImportArgs) -> Result<Summary, String> {
     let channel = if args.dry_run {
         None
     } else {
-        Some(super::trace::channel(&args.addr).await?)
+        Some(super::trace::channel(&args.server.addr).await?)
     };
     let total: u64 = files
         .iter()
@@ -153,7 +153,7 @@ async fn cli(args: &ImportArgs) -> Result<Summary, String> {
         options: &options,
         chunk: args.chunk as usize,
         counters: &counters,
-        key: args.key.as_deref(),
+        key: args.server.key.as_deref(),
     };
     let result = job.run(channel, &files).await;
     reporter.stop();

@@ -49,6 +49,23 @@ pub enum Command {
     Import(ImportArgs),
 }
 
+/// Where a running Tally is and the key to call it with: every command
+/// that asks one takes these.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The Tally gRPC address (https:// for TLS)
+    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
+    pub addr: String,
+    /// API key, for a server that requires one (--auth keys)
+    #[arg(
+        long,
+        env = "TALLY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The merchant
@@ -72,17 +89,8 @@ pub struct ReportArgs {
     /// Write to this file instead of stdout
     #[arg(long, value_name = "FILE")]
     pub out: Option<String>,
-    /// The Tally gRPC address to ask
-    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
-    pub addr: String,
-    /// API key, for a server that requires one (--auth keys)
-    #[arg(
-        long,
-        env = "TALLY_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -122,9 +130,8 @@ pub struct ImportArgs {
     /// The merchant the records belong to
     #[arg(long)]
     pub merchant: String,
-    /// The Tally gRPC address to submit to
-    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
-    pub addr: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Parse and validate only; send nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -137,14 +144,6 @@ pub struct ImportArgs {
     /// Records per streamed chunk (1-1000)
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub chunk: u32,
-    /// API key, for a server that requires one (--auth keys)
-    #[arg(
-        long,
-        env = "TALLY_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -154,17 +153,8 @@ pub struct TraceArgs {
     /// The merchant the order belongs to
     #[arg(long)]
     pub merchant: String,
-    /// The Tally gRPC address to ask
-    #[arg(long, env = "TALLY_GRPC_ADDR", value_name = "ADDR", default_value = crate::config::DEFAULT_GRPC_ADDR)]
-    pub addr: String,
-    /// API key, for a server that requires one (--auth keys)
-    #[arg(
-        long,
-        env = "TALLY_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
