@@ -311,6 +311,39 @@ pub async fn payouts_named_before(
     Ok(rows.into_iter().map(|r| r.payout_id).collect())
 }
 
+/// The balance transactions among these whose earlier versions named a
+/// payout other than `me` whose own job is due now: money such a moved
+/// transaction brought may still stand under the payout it left, until that
+/// payout is derived again.
+pub async fn moved_from_due(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    txn_ids: &[&str],
+    me: &str,
+) -> Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        source_id: String,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT DISTINCT r.source_id
+         FROM record_log r
+         JOIN jobs j ON j.merchant_id = r.merchant_id AND j.kind = 'apply_payout'
+                    AND j.subject_id = r.payload -> 'body' ->> 'payout_id'
+         WHERE r.merchant_id = $1 AND r.kind = 'balance_transaction' AND r.source_id = ANY($2)
+           AND r.outcome IN ('accepted', 'updated') AND NOT r.is_current
+           AND r.payload -> 'body' ->> 'payout_id' <> $3
+           AND j.state = 'ready' AND j.run_after <= now()",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Array<Text>, _>(txn_ids)
+    .bind::<Text, _>(me)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.source_id).collect())
+}
+
 /// The payouts the current versions of these records (balance transactions
 /// among them) name.
 pub async fn payouts_of_records(

@@ -315,7 +315,14 @@ pub(crate) fn seeds(default: u64) -> Vec<u64> {
 
 #[tokio::test]
 async fn the_same_facts_give_the_same_ledger_in_any_arrival_order() {
-    for seed in seeds(6) {
+    // Cases that once failed run every time: a charge that moved to a payout
+    // applied before the payout it left had taken it back (once booked nowhere).
+    const REGRESSIONS: [u64; 1] = [3_459_873_818_658_731_489];
+    let mut all = seeds(6);
+    if std::env::var("TALLY_PROPERTY_SEED").is_err() {
+        all.splice(0..0, REGRESSIONS);
+    }
+    for seed in all {
         eprintln!("order independence: case seed {seed} (TALLY_PROPERTY_SEED={seed} replays it)");
         let case = generate(seed);
         let mut rng = Rng(seed ^ 0xA5A5_A5A5);

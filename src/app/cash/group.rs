@@ -288,6 +288,20 @@ async fn read_group(
         };
         plain.push(p);
     }
+    // A payout holding a transaction that moved from a payout not yet
+    // derived again waits for it (`apply_payout`), so it is not plain.
+    let ids: Vec<&str> = plain
+        .iter()
+        .flat_map(|p| p.txns.iter())
+        .map(|r| r.source_id.as_str())
+        .collect();
+    let moved = crate::storage::payout_facts::moved_from_due(conn, merchant, &ids, "").await?;
+    if let Some(at) = plain
+        .iter()
+        .position(|p| p.txns.iter().any(|r| moved.contains(&r.source_id)))
+    {
+        plain.truncate(at);
+    }
     let Some(currency) = plain.first().and_then(|p| match &p.record.body {
         Body::Payout(b) => Some(b.amount.currency),
         _ => None,

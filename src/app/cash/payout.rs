@@ -54,6 +54,17 @@ pub(super) async fn apply_payout(
     let Body::Payout(p) = &payout.body else {
         return Err(Error::corrupt("a payout record", "not a payout"));
     };
+    // A transaction that moved here from another payout: until that payout
+    // is derived again (its job is due), the money stands booked under it,
+    // and applying this one now would book nothing for it, for good. It
+    // waits; a parked job does not hold it (its residual is then raised).
+    let txn_ids: Vec<&str> = recs.txns.iter().map(|r| r.source_id.as_str()).collect();
+    if !payout_facts::moved_from_due(conn, merchant, &txn_ids, payout_id)
+        .await?
+        .is_empty()
+    {
+        return Ok(Work::Busy);
+    }
     // What each transaction is tied to is a fact too: an order arriving after
     // its charge changes what the payout books.
     let refs: Vec<String> = recs.txns.iter().flat_map(facts::lookup_ids).collect();
