@@ -95,7 +95,11 @@ pub(crate) async fn sheet_at(
 ) -> Result<Sheet> {
     let lines = reports::sums(conn, merchant, period.start, period.end, as_of).await?;
     let ledger = reports::ledger_sums(conn, merchant, period.ledger_end_date(), as_of).await?;
-    Ok(Sheet::from_lines(lines).with_derived(&ledger))
+    let summed =
+        |e: crate::domain::report::figures::Overflow| Error::corrupt("a period report's sums", e);
+    Sheet::from_lines(lines)
+        .and_then(|s| s.with_derived(&ledger))
+        .map_err(summed)
 }
 
 /// `asked`, or the settled horizon; a time past the horizon could still
@@ -138,7 +142,9 @@ impl App {
         let (figures, post_close) = match &close {
             Some(c) if c.closed_as_of < as_of => {
                 let closed = sheet_at(&mut conn, merchant, period, c.closed_as_of).await?;
-                let post = now.minus(&closed);
+                let post = now
+                    .minus(&closed)
+                    .map_err(|e| Error::corrupt("a period report's post-close sums", e))?;
                 (closed, post)
             }
             _ => (now, Sheet::default()),

@@ -60,16 +60,24 @@ pub struct Unexplained {
 /// Checks that `facts` explain every stored figure's move from `before` to
 /// `after` (the derived figures follow from the stored ones).
 pub fn explain(before: &Sheet, after: &Sheet, facts: &[Fact]) -> Result<Sheet, Unexplained> {
-    let moved = after.minus(before);
+    let overflow = |e: super::figures::Overflow| Unexplained {
+        figure: e.0.to_string(),
+        currency: String::new(),
+        facts: "overflow".into(),
+        reports: "overflow".into(),
+    };
+    let moved = after.minus(before).map_err(overflow)?;
     let by_facts = Sheet::from_lines(facts.iter().map(|f| Line {
         figure: f.figure.clone(),
         currency: f.currency.clone(),
         amount: f.amount,
         count: f.count,
-    }));
-    let stored =
-        |s: &Sheet| Sheet::from_lines(s.lines().into_iter().filter(|l| is_stored(&l.figure)));
-    let (m, f) = (stored(&moved), stored(&by_facts));
+    }))
+    .map_err(overflow)?;
+    let stored = |s: &Sheet| {
+        Sheet::from_lines(s.lines().into_iter().filter(|l| is_stored(&l.figure))).map_err(overflow)
+    };
+    let (m, f) = (stored(&moved)?, stored(&by_facts)?);
     if m != f {
         let all: std::collections::BTreeSet<(String, String)> = m
             .lines()
@@ -124,6 +132,7 @@ mod tests {
             amount: a.parse().unwrap(),
             count: *n,
         }))
+        .unwrap()
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
+use super::figures::Overflow;
 use crate::domain::matching::ExceptionType;
 
 /// One figure in one currency ("" for counts that carry no money).
@@ -82,23 +83,31 @@ pub struct Sheet {
 impl Sheet {
     /// Sums stored lines (several rows of one key add up); rows that sum to
     /// nothing are dropped, so a fact added and taken back leaves no line.
-    pub fn from_lines(lines: impl IntoIterator<Item = Line>) -> Sheet {
+    pub fn from_lines(lines: impl IntoIterator<Item = Line>) -> Result<Sheet, Overflow> {
         let mut s = Sheet::default();
         for l in lines {
-            s.add(&l.figure, &l.currency, l.amount, l.count);
+            s.add(&l.figure, &l.currency, l.amount, l.count)?;
         }
         s.prune();
-        s
+        Ok(s)
     }
 
-    fn add(&mut self, figure: &str, currency: &str, amount: Decimal, count: i64) {
+    fn add(
+        &mut self,
+        figure: &str,
+        currency: &str,
+        amount: Decimal,
+        count: i64,
+    ) -> Result<(), Overflow> {
         let e = self
             .lines
             .entry((figure.to_string(), currency.to_string()))
             .or_insert((Decimal::ZERO, 0));
-        // Sums of stored numerics stay far inside Decimal's 28 digits.
-        e.0 = e.0.checked_add(amount).unwrap_or(e.0);
-        e.1 = e.1.saturating_add(count);
+        // Sums of stored numerics stay far inside Decimal's 28 digits; if
+        // one did not, the report is refused, never summed wrong.
+        e.0 = e.0.checked_add(amount).ok_or(Overflow("report sum"))?;
+        e.1 = e.1.checked_add(count).ok_or(Overflow("report count"))?;
+        Ok(())
     }
 
     fn prune(&mut self) {
@@ -140,22 +149,33 @@ impl Sheet {
     /// Adds the figures derived from stored ones: processor net, the ghost
     /// categories, complete orders and the ledger balances (from `ledger`,
     /// lines of (account role key, currency, debits - credits)).
-    pub fn with_derived(mut self, ledger: &[Line]) -> Sheet {
+    pub fn with_derived(mut self, ledger: &[Line]) -> Result<Sheet, Overflow> {
         let mut derived = vec![];
+        let over = || Overflow("a derived figure");
         for cur in self.currencies() {
             let g = |f: &str| self.get(f, &cur).0;
-            let net = g("processor.captured")
-                - g("processor.refunded")
-                - g("processor.fees")
-                - g("processor.disputes_lost")
-                + g("processor.disputes_won");
+            let net = [
+                (g("processor.refunded"), -1),
+                (g("processor.fees"), -1),
+                (g("processor.disputes_lost"), -1),
+                (g("processor.disputes_won"), 1),
+            ]
+            .into_iter()
+            .try_fold(g("processor.captured"), |acc, (x, sign)| {
+                if sign < 0 {
+                    acc.checked_sub(x)
+                } else {
+                    acc.checked_add(x)
+                }
+            })
+            .ok_or_else(over)?;
             derived.push(("processor.net".to_string(), cur.clone(), net, 0));
             for cat in GhostCategory::ALL {
-                let (mut amount, mut count) = (Decimal::ZERO, 0);
+                let (mut amount, mut count) = (Decimal::ZERO, 0i64);
                 for t in cat.types() {
                     let (a, n) = self.get(&exception_figure(*t), &cur);
-                    amount += a;
-                    count += n;
+                    amount = amount.checked_add(a).ok_or_else(over)?;
+                    count = count.checked_add(n).ok_or_else(over)?;
                 }
                 derived.push((cat.name().to_string(), cur.clone(), amount, count));
             }
@@ -166,7 +186,7 @@ impl Sheet {
             "completeness.orders_complete".into(),
             String::new(),
             Decimal::ZERO,
-            orders - waiting,
+            orders.checked_sub(waiting).ok_or_else(over)?,
         ));
         for (figure, account, sign) in LEDGER_BALANCES {
             for l in ledger.iter().filter(|l| l.figure == account) {
@@ -175,20 +195,20 @@ impl Sheet {
             }
         }
         for (f, c, a, n) in derived {
-            self.add(&f, &c, a, n);
+            self.add(&f, &c, a, n)?;
         }
         self.prune();
-        self
+        Ok(self)
     }
 
     /// Each line of `self` minus `earlier`'s, where they differ.
-    pub fn minus(&self, earlier: &Sheet) -> Sheet {
+    pub fn minus(&self, earlier: &Sheet) -> Result<Sheet, Overflow> {
         let mut out = self.clone();
         for ((f, c), (a, n)) in &earlier.lines {
-            out.add(f, c, -*a, -*n);
+            out.add(f, c, -*a, -*n)?;
         }
         out.prune();
-        out
+        Ok(out)
     }
 }
 
@@ -254,7 +274,9 @@ mod tests {
             line("completeness.orders", "", "0", 3),
             line("completeness.orders_waiting", "", "0", 1),
         ])
-        .with_derived(&[line("unapplied_cash", "USD", "-5", 2)]);
+        .unwrap()
+        .with_derived(&[line("unapplied_cash", "USD", "-5", 2)])
+        .unwrap();
         assert_eq!(s.get("processor.net", "USD").0, "86.80".parse().unwrap());
         assert_eq!(
             s.get("ghost.rounding_currency", "USD"),
@@ -269,13 +291,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sum_past_a_decimal_is_refused_not_summed_wrong() {
+        let max = Decimal::MAX.to_string();
+        let two = [
+            line("erp.invoiced", "USD", &max, 1),
+            line("erp.invoiced", "USD", &max, 1),
+        ];
+        assert!(Sheet::from_lines(two).is_err());
+        let big = Sheet::from_lines([line("processor.captured", "USD", &max, 1)]).unwrap();
+        let net = Sheet::from_lines([
+            line("processor.captured", "USD", &max, 1),
+            line("processor.disputes_won", "USD", "1", 1),
+        ])
+        .unwrap();
+        assert!(big.with_derived(&[]).is_ok());
+        assert!(
+            net.with_derived(&[]).is_err(),
+            "processor net past a decimal"
+        );
+    }
+
+    #[test]
     fn a_fact_taken_back_leaves_no_line_and_the_digest_sees_every_cent() {
-        let a = Sheet::from_lines([line("erp.invoiced", "USD", "100.00", 1)]);
+        let a = Sheet::from_lines([line("erp.invoiced", "USD", "100.00", 1)]).unwrap();
         let b = Sheet::from_lines([
             line("erp.invoiced", "USD", "100.00", 1),
             line("bank.deposited", "USD", "5", 1),
             line("bank.deposited", "USD", "-5", -1),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(a, b);
         let period = super::super::Period::named("2026-10", chrono_tz::Tz::UTC).unwrap();
         let h = DigestHeader {
@@ -284,7 +328,7 @@ mod tests {
             as_of: chrono::DateTime::UNIX_EPOCH,
             closed_as_of: None,
         };
-        let c = Sheet::from_lines([line("erp.invoiced", "USD", "100.01", 1)]);
+        let c = Sheet::from_lines([line("erp.invoiced", "USD", "100.01", 1)]).unwrap();
         assert_eq!(
             digest(&h, &a, &Sheet::default()),
             digest(&h, &b, &Sheet::default())
@@ -293,7 +337,7 @@ mod tests {
             digest(&h, &a, &Sheet::default()),
             digest(&h, &c, &Sheet::default())
         );
-        let moved = c.minus(&a);
+        let moved = c.minus(&a).unwrap();
         assert_eq!(moved.lines(), vec![line("erp.invoiced", "USD", "0.01", 0)]);
     }
 }
