@@ -91,3 +91,51 @@ async fn every_fault_kind_mixed_is_found_where_planted_and_nowhere_else() {
     assert!(!out.expected_clearing.is_zero());
     assert!(out.clearing_ok(), "{}", out.render_clearing());
 }
+
+fn tally_simulate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("run tally simulate")
+}
+
+/// `--out` writes the ground truth, the same for the same seed; a fault
+/// kind the simulator does not know is refused, naming the known ones.
+#[test]
+fn the_binary_writes_the_same_truth_for_a_seed_and_refuses_unknown_kinds() {
+    let dir = std::env::temp_dir().join(format!("tally-sim-{}", std::process::id()));
+    let read = |sub: &str| {
+        let d = dir.join(sub);
+        let out = tally_simulate(&[
+            "--orders",
+            "200",
+            "--seed",
+            "3",
+            "--fault-rate",
+            "0.2",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(d.join("truth.csv")).unwrap()
+    };
+    let (a, b) = (read("a"), read("b"));
+    assert_eq!(a, b);
+    assert!(a.starts_with("fault,order_id,payouts\n"), "{a}");
+    assert!(a.lines().count() > 10, "{a}");
+    assert!(a.contains("refund_not_propagated,"), "{a}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let bad = tally_simulate(&["--faults", "ghost_fault=0.1", "--out", "/nonexistent"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown kind 'ghost_fault'") && err.contains("refund_not_propagated"),
+        "{err}"
+    );
+}
