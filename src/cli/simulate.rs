@@ -249,6 +249,20 @@ fn write_files(dir: &Path, month: &Month) -> Result<(), String> {
     w().map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Same merchant, month size, position and records: same id (a resent
+/// chunk is applied once); another month's chunk never shares it.
+fn request_id(parent: &str, total: usize, index: usize, records: &[pb::Record]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(parent.as_bytes());
+    h.update(total.to_be_bytes());
+    h.update(index.to_be_bytes());
+    for r in records {
+        h.update(prost::Message::encode_to_vec(r));
+    }
+    format!("sim-{}", &hex::encode(h.finalize())[..40])
+}
+
 /// A running Tally, as one merchant's client.
 pub struct Api {
     pub channel: Channel,
@@ -301,7 +315,7 @@ impl Api {
             i += 1;
             (!rs.is_empty()).then(|| pb::StreamRecordsRequest {
                 parent: parent.clone(),
-                request_id: format!("sim-{total}-{i}"),
+                request_id: request_id(&parent, total, i, &rs),
                 records: rs,
             })
         });
