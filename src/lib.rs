@@ -18,5 +18,6 @@ pub mod error;
 pub mod import;
 pub mod proto;
 pub mod server;
+pub mod sim;
 pub mod storage;
 pub mod telemetry;

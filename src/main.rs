@@ -34,6 +34,9 @@ fn main() -> ExitCode {
     if let Command::Import(i) = &cli.command {
         return tally::cli::import::main(i);
     }
+    if let Command::Simulate(s) = &cli.command {
+        return tally::cli::simulate::main(s);
+    }
     let config = match Config::from_lookup(|k| {
         if Command::is_option(k) {
             cli.command.setting(k)
@@ -220,7 +223,11 @@ async fn run_on(
         },
         Command::Keys(k) => keys(database_url, &k.command).await,
         // Handled in main before any configuration is read.
-        Command::Trace(_) | Command::Report(_) | Command::Audit(_) | Command::Import(_) => Ok(()),
+        Command::Trace(_)
+        | Command::Report(_)
+        | Command::Audit(_)
+        | Command::Import(_)
+        | Command::Simulate(_) => Ok(()),
     }
 }
 

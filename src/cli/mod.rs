@@ -9,6 +9,7 @@ pub mod audit;
 pub mod import;
 pub mod progress;
 pub mod report;
+pub mod simulate;
 pub mod trace;
 
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Submit exports (Stripe, Shopify, NetSuite files or a directory) to a running Tally
     Import(ImportArgs),
+    /// Generate a seeded month of a retailer's records with planted faults; stream it to a running Tally and score what it finds
+    Simulate(SimulateArgs),
 }
 
 /// Where a running Tally is and the key to call it with: every command
@@ -120,6 +123,42 @@ pub struct AuditArgs {
     /// faster and takes more memory [default: one per 50 MiB of input]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub partitions: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Orders in the month (100 to 1000000)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    pub orders: u64,
+    /// The seed: the same seed gives the same month, byte for byte
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The merchant to stream the month to
+    #[arg(long, default_value = "sim")]
+    pub merchant: String,
+    /// Share of orders (and of payouts) hit by a fault, all kinds mixed (0-1)
+    #[arg(long, value_name = "R")]
+    pub fault_rate: Option<f64>,
+    /// Faults of chosen kinds: KIND=RATE,... (e.g. refund_not_propagated=0.02)
+    #[arg(long, value_name = "KIND=RATE,...")]
+    pub faults: Option<String>,
+    /// Write the month to this directory instead of streaming it
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Wait for Tally to settle and score its exceptions against the ground truth
+    #[arg(long)]
+    pub score: bool,
+    /// Every handoff contract's max lag for the merchant, in seconds (a month arrives in minutes)
+    #[arg(long, default_value_t = 5)]
+    pub lag: u64,
+    /// Give up settling after this many seconds
+    #[arg(long, default_value_t = 600)]
+    pub wait: u64,
+    /// Records per streamed message (1-1000)
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub chunk: u32,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -315,7 +354,11 @@ impl Command {
         let value = match self {
             Command::Migrate(d) => return Self::database_setting(d, env),
             // Clients and offline tools: they read no server setting.
-            Command::Trace(_) | Command::Report(_) | Command::Audit(_) | Command::Import(_) => {
+            Command::Trace(_)
+            | Command::Report(_)
+            | Command::Audit(_)
+            | Command::Import(_)
+            | Command::Simulate(_) => {
                 return None;
             }
             Command::Journals(j) => match &j.command {

@@ -51,6 +51,7 @@ mod report_order_independence;
 mod reports;
 mod requests;
 mod seams;
+mod simulate;
 mod stream;
 mod telemetry;
 mod tenants;

@@ -1,0 +1,250 @@
+//! Scoring: Tally's unresolved exceptions against the ground truth, per
+//! fault kind. Recall: faults named by an exception of the shape the kind
+//! maps to, on the faulted order (or payout). Precision: of the exceptions
+//! of that shape, those that name a fault of the kind. Exceptions that no
+//! planted fault explains are listed: on a clean month there must be none.
+//! Absorbed kinds are not counted as found; what should hold instead
+//! (checked by the caller through the API) is scored in their place.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::Truth;
+use super::faults::{Expect, FaultKind, Sig};
+use crate::proto::tally::v1 as pb;
+
+/// One unresolved exception as the API returned it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub exception_type: pb::ExceptionType,
+    pub rule: String,
+    pub handoff: pb::Handoff,
+    /// The order of its transaction; empty when it names none.
+    pub order_id: String,
+    /// Payout ids it names (observations, summary).
+    pub payouts: Vec<String>,
+    pub summary: String,
+}
+
+impl Seen {
+    pub fn from_pb(e: &pb::Exception) -> Seen {
+        let order_id = e
+            .transaction
+            .rsplit_once("/transactions/")
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_default();
+        let mut payouts: Vec<String> = e
+            .observations
+            .iter()
+            .flat_map(|o| o.source_ids.iter())
+            .chain(std::iter::once(&e.summary))
+            .flat_map(|s| s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .filter(|w| w.starts_with("po_"))
+            .map(str::to_string)
+            .collect();
+        payouts.sort();
+        payouts.dedup();
+        Seen {
+            exception_type: e.r#type(),
+            rule: e.rule.clone(),
+            handoff: e.handoff(),
+            order_id,
+            payouts,
+            summary: e.summary.clone(),
+        }
+    }
+
+    fn is(&self, s: &Sig) -> bool {
+        self.exception_type == s.exception_type
+            && self.rule == s.rule
+            && s.handoff.is_none_or(|h| h == self.handoff)
+    }
+
+    fn on_payouts(&self, t: &Truth) -> bool {
+        self.payouts.iter().any(|p| t.payouts.contains(p))
+    }
+}
+
+/// Whether `e` names fault `t` as its kind's primary exception.
+fn names(e: &Seen, t: &Truth) -> bool {
+    match t.kind.expect() {
+        Expect::Raised {
+            on_order,
+            on_payout,
+            ..
+        } => {
+            (!t.order_id.is_empty() && e.order_id == t.order_id && on_order.iter().any(|s| e.is(s)))
+                || (t.order_id.is_empty() && e.on_payouts(t) && on_payout.iter().any(|s| e.is(s)))
+        }
+        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+    }
+}
+
+/// Whether `e` is a consequence `t` explains (on a payout of its order).
+fn follows(e: &Seen, t: &Truth) -> bool {
+    match t.kind.expect() {
+        Expect::Raised { consequences, .. } => {
+            e.on_payouts(t) && consequences.iter().any(|s| e.is(s))
+        }
+        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+    }
+}
+
+fn claims(kind: FaultKind, e: &Seen) -> bool {
+    match kind.expect() {
+        Expect::Raised {
+            on_order,
+            on_payout,
+            ..
+        } => on_order.iter().chain(on_payout).any(|s| e.is(s)),
+        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub kind: FaultKind,
+    pub injected: u64,
+    /// Faults named by an exception (recall's numerator); for an
+    /// absorbed kind, faults whose check held.
+    pub found: u64,
+    /// Exceptions of the kind's shape, and those naming a fault of it.
+    pub claimed: u64,
+    pub claimed_right: u64,
+}
+
+impl Row {
+    pub fn recall(&self) -> Option<f64> {
+        (self.injected > 0).then(|| self.found as f64 / self.injected as f64)
+    }
+    pub fn precision(&self) -> Option<f64> {
+        (self.claimed > 0).then(|| self.claimed_right as f64 / self.claimed as f64)
+    }
+    /// Everything planted found, nothing claimed wrongly.
+    pub fn perfect(&self) -> bool {
+        self.found == self.injected && self.claimed_right == self.claimed
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Score {
+    pub rows: Vec<Row>,
+    /// Exceptions no planted fault explains.
+    pub unexplained: Vec<Seen>,
+    /// Absorbed faults whose check failed: the order and why.
+    pub failed_checks: Vec<(String, String)>,
+}
+
+/// `checks`: for each order hit by an absorbed fault, whether what should
+/// hold did (Err: why not).
+pub fn score(
+    truth: &[Truth],
+    seen: &[Seen],
+    checks: &BTreeMap<String, Result<(), String>>,
+) -> Score {
+    let mut rows = vec![];
+    for kind in FaultKind::ALL {
+        let faults: Vec<&Truth> = truth.iter().filter(|t| t.kind == kind).collect();
+        let found = match kind.expect() {
+            Expect::Raised { .. } => faults
+                .iter()
+                .filter(|t| seen.iter().any(|e| names(e, t)))
+                .count(),
+            Expect::NoRule { .. } => 0,
+            Expect::Absorbed { .. } => faults
+                .iter()
+                .filter(|t| checks.get(&t.order_id).is_some_and(|c| c.is_ok()))
+                .count(),
+        };
+        let claimed: Vec<&Seen> = seen.iter().filter(|e| claims(kind, e)).collect();
+        let right = claimed
+            .iter()
+            .filter(|e| faults.iter().any(|t| names(e, t)))
+            .count();
+        rows.push(Row {
+            kind,
+            injected: faults.len() as u64,
+            found: found as u64,
+            claimed: claimed.len() as u64,
+            claimed_right: right as u64,
+        });
+    }
+    let unexplained = seen
+        .iter()
+        .filter(|e| !truth.iter().any(|t| names(e, t) || follows(e, t)))
+        .cloned()
+        .collect();
+    let failed_checks = checks
+        .iter()
+        .filter_map(|(o, c)| c.as_ref().err().map(|e| (o.clone(), e.clone())))
+        .collect();
+    Score {
+        rows,
+        unexplained,
+        failed_checks,
+    }
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0))
+}
+
+impl Score {
+    pub fn perfect(&self) -> bool {
+        self.unexplained.is_empty() && self.rows.iter().all(Row::perfect)
+    }
+
+    pub fn table(&self, title: &str) -> String {
+        let mut out = format!(
+            "{title}\n{:<26} {:>8} {:>8} {:>9} {:>9}  how\n",
+            "fault", "injected", "found", "precision", "recall"
+        );
+        for r in &self.rows {
+            let how = match r.kind.expect() {
+                Expect::Raised {
+                    on_order,
+                    on_payout,
+                    ..
+                } => on_order
+                    .iter()
+                    .chain(on_payout)
+                    .map(|s| format!("{} {}", s.exception_type.as_str_name(), s.rule))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                Expect::Absorbed { why, check } => {
+                    format!("absorbed: no exception expected ({why}); checked by: {check}")
+                }
+                Expect::NoRule { why } => format!("NOT DETECTED: {why}"),
+            };
+            let _ = writeln!(
+                out,
+                "{:<26} {:>8} {:>8} {:>9} {:>9}  {how}",
+                r.kind.as_str(),
+                r.injected,
+                r.found,
+                pct(r.precision()),
+                pct(r.recall()),
+            );
+        }
+        let _ = writeln!(out, "unexplained exceptions: {}", self.unexplained.len());
+        for e in self.unexplained.iter().take(20) {
+            let _ = writeln!(
+                out,
+                "  {} {} order={} {}",
+                e.exception_type.as_str_name(),
+                e.rule,
+                e.order_id,
+                e.summary
+            );
+        }
+        let _ = writeln!(
+            out,
+            "absorbed faults whose check failed: {}",
+            self.failed_checks.len()
+        );
+        for (order, why) in self.failed_checks.iter().take(20) {
+            let _ = writeln!(out, "  order {order}: {why}");
+        }
+        out
+    }
+}
