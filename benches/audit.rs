@@ -84,10 +84,6 @@ fn main() {
     let input = Input {
         files,
         options: Options::default(),
-        // TALLY_BENCH_AUDIT_PARTITIONS trades memory for time (default: by size).
-        partitions: std::env::var("TALLY_BENCH_AUDIT_PARTITIONS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
     };
     let t = Instant::now();
     let report = run(&input, chrono::Utc::now(), &Arc::default());
@@ -109,7 +105,6 @@ fn main() {
         m.planted.len(),
         rows.iter().sum::<u64>() as f64 / audit
     );
-    println!("  partitions: {}", report.partitions);
     for (phase, secs) in &report.phases {
         println!("  {phase}: {secs:.2}s");
     }

@@ -45,7 +45,6 @@ fn audit(args: &AuditArgs) -> Result<(), String> {
             format: None,
             mapping,
         },
-        partitions: args.partitions.map(|n| n as usize),
     };
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start("audit", total, counters.clone(), false);

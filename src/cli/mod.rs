@@ -119,10 +119,6 @@ pub struct AuditArgs {
     /// TOML column mapping for a ledger CSV that is not NetSuite's (see docs/importers.md)
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<std::path::PathBuf>,
-    /// Match in N partitions of orders, each a pass over the files: fewer is
-    /// faster and takes more memory [default: one per 50 MiB of input]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub partitions: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,12 @@
 //! name), and every order is matched by the service's own rules
 //! (`domain::matching::evaluate_as_of`): one implementation, not a copy.
 //!
+//! Memory and time: the files are parsed once, each on a thread; every
+//! record is kept packed (`compact`, a few times smaller than the parsed
+//! form) with the ids that link it, then the orders are matched in
+//! chunks on every core, each order's records unpacked only while it is
+//! matched.
+//!
 //! Time: the files are history, so each record counts as seen when it
 //! happened, and lags (a refund's propagation) run to the audit's clock.
 //! The service instead counts a backfilled record as seen on import, so a
@@ -12,14 +18,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{FileReader, Item, Options, RowError, Side};
+use super::{FileReader, Item, Options, RowError, Side, compact};
 use crate::domain::matching::{ExceptionType, Finding, evaluate_as_of};
 use crate::domain::money::Money;
 use crate::domain::policy::MatchPolicy;
@@ -107,10 +113,8 @@ pub struct Report {
     /// The first errors (all are counted in `sides`).
     pub errors: Vec<RowError>,
     pub as_of: Option<DateTime<Utc>>,
-    /// Seconds spent parsing, grouping and matching, pass by pass.
+    /// Seconds spent parsing, linking and matching.
     pub phases: Vec<(&'static str, f64)>,
-    /// Partitions of orders matched one after the other (memory bound).
-    pub partitions: usize,
 }
 
 /// Errors kept for the report; the rest are only counted.
@@ -120,8 +124,6 @@ const KEEP_ERRORS: usize = 1000;
 pub struct Input {
     pub files: Vec<(Side, PathBuf)>,
     pub options: Options,
-    /// Match in this many partitions of orders (None: by input size).
-    pub partitions: Option<usize>,
 }
 
 /// Bytes parsed so far across every file: a progress bar reads it.
@@ -134,22 +136,28 @@ struct Counted {
     errors: Vec<RowError>,
 }
 
+impl Counted {
+    fn new(side: Side) -> Counted {
+        Counted {
+            side,
+            totals: SideTotals {
+                files: 1,
+                ..SideTotals::default()
+            },
+            errors: vec![],
+        }
+    }
+}
+
 /// Parses one file to the end, handing each record to `sink`.
 fn parse_file(
     side: Side,
-    path: &std::path::Path,
+    path: &Path,
     opts: &Options,
     progress: &Progress,
     sink: &mut dyn FnMut(Record),
 ) -> Counted {
-    let mut c = Counted {
-        side,
-        totals: SideTotals {
-            files: 1,
-            ..SideTotals::default()
-        },
-        errors: vec![],
-    };
+    let mut c = Counted::new(side);
     let mut reader = match FileReader::open(path, opts) {
         Ok(r) => r,
         Err(e) => {
@@ -190,7 +198,7 @@ fn parse_file(
 fn each_file<T: Send>(
     input: &Input,
     progress: &Progress,
-    per_file: impl Fn(Side, &std::path::Path, &Progress) -> T + Sync,
+    per_file: impl Fn(Side, &Path, &Progress) -> T + Sync,
 ) -> Vec<T> {
     std::thread::scope(|s| {
         let per_file = &per_file;
@@ -209,145 +217,174 @@ fn id_hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// What ties records to orders, as the service's links do: each order's
-/// number, and the order of every id an order's records carry.
-#[derive(Default)]
-struct Links {
-    index: HashMap<String, u32>,
+/// A record of no order.
+const NO_ORDER: u32 = u32::MAX;
+
+/// One file's records, packed (`compact`), and what ties each to orders:
+/// small enough that a month is parsed once and held whole.
+struct Packed {
+    counted: Counted,
+    bytes: Vec<u8>,
+    /// Where each record starts in `bytes`.
+    starts: Vec<usize>,
+    /// Each record's order, an index into `orders`, or NO_ORDER.
+    order_of: Vec<u32>,
+    /// The file's order ids, in order of first appearance.
     orders: Vec<String>,
-    by_ref: HashMap<u64, u32>,
+    /// (order, id hash): every id a record of an order carries, in file order.
+    refs: Vec<(u32, u64)>,
+    /// (record, id hash): every id an orderless record points at.
+    pointers: Vec<(u32, u64)>,
 }
 
-impl Links {
-    fn add(&mut self, order: &str, ref_hashes: impl IntoIterator<Item = u64>) {
-        let g = match self.index.get(order) {
-            Some(g) => *g,
-            None => {
-                let g = self.orders.len() as u32;
-                self.index.insert(order.to_string(), g);
-                self.orders.push(order.to_string());
-                g
-            }
+/// Parses one file, packing each record and noting its links.
+fn pack_file(side: Side, path: &Path, opts: &Options, progress: &Progress) -> Packed {
+    let (mut bytes, mut starts, mut order_of) = (vec![], vec![], vec![]);
+    let (mut orders, mut refs, mut pointers) = (vec![], vec![], vec![]);
+    let mut local: HashMap<String, u32> = HashMap::new();
+    let counted = parse_file(side, path, opts, progress, &mut |r| {
+        let i = starts.len() as u32;
+        starts.push(bytes.len());
+        compact::pack(&r, &mut bytes);
+        let Some(o) = &r.order_id else {
+            order_of.push(NO_ORDER);
+            pointers.extend(r.pointer_ids().iter().map(|id| (i, id_hash(id))));
+            return;
         };
-        for h in ref_hashes {
-            self.by_ref.entry(h).or_insert(g);
-        }
+        let lo = *local.entry(o.clone()).or_insert_with(|| {
+            orders.push(o.clone());
+            orders.len() as u32 - 1
+        });
+        order_of.push(lo);
+        refs.extend(r.order_ref_ids().iter().map(|id| (lo, id_hash(id))));
+    });
+    Packed {
+        counted,
+        bytes,
+        starts,
+        order_of,
+        orders,
+        refs,
+        pointers,
     }
+}
 
-    /// The orders a record belongs to: its own, or, for a record of no
-    /// order, every order whose records carry an id it points at.
-    fn owners(&self, r: &Record) -> Vec<u32> {
-        if let Some(o) = &r.order_id {
-            return self.index.get(o).copied().into_iter().collect();
-        }
-        let mut owners: Vec<u32> = r
-            .pointer_ids()
+/// Every order and which records belong to it: the service's links, as
+/// one table. Orders are numbered by first appearance, files in the order
+/// given, so the report's order does not depend on threads.
+struct Groups {
+    order_ids: Vec<String>,
+    /// Group g's records are `members[start[g]..start[g + 1]]`, each
+    /// (file, record), files in the order given, records in file order.
+    start: Vec<usize>,
+    members: Vec<(u32, u32)>,
+    /// Which sides spoke about each group.
+    sides: Vec<u8>,
+}
+
+/// Links the files' records to orders: by their own order, or, for a
+/// record of no order, every order whose records carry an id it points at.
+fn link(files: &[(Side, Packed)], report: &mut Report) -> Groups {
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut order_ids: Vec<String> = vec![];
+    let mut by_ref: HashMap<u64, u32> = HashMap::new();
+    // Each file's order numbers as groups.
+    let mut global: Vec<Vec<u32>> = vec![];
+    for (_, f) in files {
+        let map: Vec<u32> = f
+            .orders
             .iter()
-            .filter_map(|id| self.by_ref.get(&id_hash(id)).copied())
+            .map(|o| {
+                *index.entry(o.as_str()).or_insert_with(|| {
+                    order_ids.push(o.clone());
+                    order_ids.len() as u32 - 1
+                })
+            })
             .collect();
-        owners.sort_unstable();
-        owners.dedup();
-        owners
+        for (lo, h) in &f.refs {
+            by_ref.entry(*h).or_insert(map[*lo as usize]);
+        }
+        global.push(map);
+    }
+    drop(index);
+    // (file, record, group) for every membership, in file then record order.
+    let mut owned: Vec<(u32, u32, u32)> = vec![];
+    for (fi, ((side, f), map)) in files.iter().zip(&global).enumerate() {
+        let mut pointers = f.pointers.iter().peekable();
+        let mut owners: Vec<u32> = vec![];
+        for (i, lo) in f.order_of.iter().enumerate() {
+            owners.clear();
+            if *lo != NO_ORDER {
+                owners.push(map[*lo as usize]);
+            }
+            while let Some((_, h)) = pointers.next_if(|(r, _)| *r as usize == i) {
+                if *lo == NO_ORDER {
+                    owners.extend(by_ref.get(h).copied());
+                }
+            }
+            owners.sort_unstable();
+            owners.dedup();
+            if owners.is_empty() {
+                *report.unlinked.entry(*side).or_default() += 1;
+            }
+            owned.extend(owners.iter().map(|g| (fi as u32, i as u32, *g)));
+        }
+    }
+    drop(by_ref);
+    // Counting sort by group keeps file then record order within each.
+    let mut start = vec![0usize; order_ids.len() + 1];
+    for (_, _, g) in &owned {
+        start[*g as usize + 1] += 1;
+    }
+    for g in 1..start.len() {
+        start[g] += start[g - 1];
+    }
+    let mut next = start.clone();
+    let mut members = vec![(0, 0); owned.len()];
+    let mut sides = vec![0u8; order_ids.len()];
+    for (fi, i, g) in owned {
+        let g = g as usize;
+        members[next[g]] = (fi, i);
+        next[g] += 1;
+        sides[g] |= side_bit(files[fi as usize].0);
+    }
+    Groups {
+        order_ids,
+        start,
+        members,
+        sides,
     }
 }
 
-fn ref_hashes(r: &Record) -> Vec<u64> {
-    r.order_ref_ids().iter().map(|id| id_hash(id)).collect()
-}
-
-/// Bytes of input per partition: records take about twelve times their
-/// CSV bytes in memory, so this keeps a pass near 600 MiB.
-const BYTES_PER_PARTITION: u64 = 50 << 20;
-
-/// Parses every file and matches every order. Inputs too large to hold at
-/// once are matched in partitions of orders: a first pass learns which
-/// order each id belongs to, then each pass keeps one partition's records.
+/// Parses every file once (a thread each), links the records to their
+/// orders, and matches every order by the service's rules.
 pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
-    let bytes: u64 = input
-        .files
-        .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
-        .sum();
-    let k = input
-        .partitions
-        .unwrap_or_else(|| bytes.div_ceil(BYTES_PER_PARTITION) as usize)
-        .max(1);
     let mut report = Report {
         as_of: Some(as_of),
-        partitions: k,
         ..Report::default()
     };
-    let started = std::time::Instant::now();
-    if k == 1 {
-        let parsed = each_file(input, progress, |side, path, progress| {
-            let mut records = vec![];
-            let c = parse_file(side, path, &input.options, progress, &mut |r| {
-                records.push(r)
-            });
-            (c, records)
-        });
-        let mut links = Links::default();
-        let mut all = vec![];
-        for (c, records) in parsed {
-            for r in &records {
-                if let Some(o) = &r.order_id {
-                    links.add(o, ref_hashes(r));
-                }
-            }
-            all.push((c.side, records));
-            count(&mut report, c);
-        }
-        report
-            .phases
-            .push(("parse", started.elapsed().as_secs_f64()));
-        // Moved file by file into their orders, never all copied at once.
-        let kept = all
-            .into_iter()
-            .flat_map(|(side, records)| records.into_iter().map(move |r| (side, r)))
-            .map(|(side, r)| (side, links.owners(&r), r));
-        let groups = group(&links, kept, 1, 0, &mut report);
-        match_groups(groups, as_of, &mut report);
-        return report;
-    }
-    // The link pass: order ids and the ids their records carry, nothing kept.
-    let learned = each_file(input, progress, |side, path, progress| {
-        let mut seen: Vec<(String, Vec<u64>)> = vec![];
-        let c = parse_file(side, path, &input.options, progress, &mut |r| {
-            if let Some(o) = &r.order_id {
-                seen.push((o.clone(), ref_hashes(&r)));
-            }
-        });
-        (c, seen)
+    let t = std::time::Instant::now();
+    let packed = each_file(input, progress, |side, path, progress| {
+        (side, pack_file(side, path, &input.options, progress))
     });
-    let mut links = Links::default();
-    for (c, seen) in learned {
-        for (o, hashes) in seen {
-            links.add(&o, hashes);
-        }
-        count(&mut report, c);
+    report.phases.push(("parse", t.elapsed().as_secs_f64()));
+    let t = std::time::Instant::now();
+    let mut files = vec![];
+    for (side, mut p) in packed {
+        let counted = std::mem::replace(&mut p.counted, Counted::new(side));
+        count(&mut report, counted);
+        files.push((side, p));
     }
-    report
-        .phases
-        .push(("link pass", started.elapsed().as_secs_f64()));
-    for p in 0..k {
-        let t = std::time::Instant::now();
-        let links = &links;
-        let kept = each_file(input, progress, |side, path, progress| {
-            let mut kept = vec![];
-            parse_file(side, path, &input.options, progress, &mut |r| {
-                let owners = links.owners(&r);
-                if owners.is_empty() && p == 0 || owners.iter().any(|g| *g as usize % k == p) {
-                    kept.push((side, owners, r));
-                }
-            });
-            kept
-        });
-        report
-            .phases
-            .push(("partition parse", t.elapsed().as_secs_f64()));
-        let groups = group(links, kept.into_iter().flatten(), k, p, &mut report);
-        match_groups(groups, as_of, &mut report);
+    let groups = link(&files, &mut report);
+    // What only linking needs goes before matching starts.
+    for (_, f) in &mut files {
+        f.refs = vec![];
+        f.order_of = vec![];
+        f.orders = vec![];
+        f.pointers = vec![];
     }
+    report.phases.push(("link", t.elapsed().as_secs_f64()));
+    match_groups(&files, &groups, as_of, &mut report);
     report
 }
 
@@ -364,13 +401,6 @@ fn count(report: &mut Report, c: Counted) {
     report.errors.extend(c.errors.into_iter().take(room));
 }
 
-/// One order's records and which sides spoke about it.
-struct Group {
-    order_id: String,
-    records: Vec<StoredRecord>,
-    sides: u8,
-}
-
 fn side_bit(s: Side) -> u8 {
     match s {
         Side::Storefront => 1,
@@ -379,109 +409,117 @@ fn side_bit(s: Side) -> u8 {
     }
 }
 
-/// Puts partition `p`'s records under their orders (of `k` partitions).
-fn group(
-    links: &Links,
-    kept: impl IntoIterator<Item = (Side, Vec<u32>, Record)>,
-    k: usize,
-    p: usize,
+/// Orders handed to a thread at a time: small enough to balance the
+/// cores, large enough that taking one costs nothing.
+const CHUNK: usize = 2048;
+
+/// What one chunk of orders came to: its exception rows and its counts
+/// (matched, in exception, storefront only, processor only, unreadable).
+type Tally = (Vec<ExceptionRow>, [u64; 5]);
+
+/// Matches every order (on every core, chunks taken in turn) and tallies
+/// the outcome in order of the groups.
+fn match_groups(
+    files: &[(Side, Packed)],
+    groups: &Groups,
+    as_of: DateTime<Utc>,
     report: &mut Report,
-) -> Vec<Group> {
-    let t = std::time::Instant::now();
-    // Order g of this partition is group g / k: partitions take every k-th.
-    let mut groups: Vec<Group> = links
-        .orders
-        .iter()
-        .skip(p)
-        .step_by(k)
-        .map(|o| Group {
-            order_id: o.clone(),
-            records: vec![],
-            sides: 0,
-        })
-        .collect();
-    for (side, owners, r) in kept {
-        let mine: Vec<usize> = owners
-            .iter()
-            .filter(|g| **g as usize % k == p)
-            .map(|g| *g as usize / k)
-            .collect();
-        if owners.is_empty() {
-            *report.unlinked.entry(side).or_default() += 1;
-            continue;
-        }
-        // The record counts as seen when it happened: the files are history.
-        let stored = |r: Record| StoredRecord {
-            receive_time: r.event_time,
-            record: r,
-        };
-        let Some((last, rest)) = mine.split_last() else {
-            continue;
-        };
-        for g in rest {
-            push(&mut groups, *g, side, stored(r.clone()));
-        }
-        push(&mut groups, *last, side, stored(r));
-    }
-    report.phases.push(("group", t.elapsed().as_secs_f64()));
-    groups
-}
-
-fn push(groups: &mut [Group], g: usize, side: Side, r: StoredRecord) {
-    if let Some(group) = groups.get_mut(g) {
-        group.sides |= side_bit(side);
-        group.records.push(r);
-    }
-}
-
-/// Matches every order (on every core) and tallies the outcome.
-fn match_groups(groups: Vec<Group>, as_of: DateTime<Utc>, report: &mut Report) {
+) {
     let t = std::time::Instant::now();
     let policy = MatchPolicy::default();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .max(1);
-    let chunk = groups.len().div_ceil(threads).max(1);
-    let results: Vec<(Vec<ExceptionRow>, [u64; 4])> = std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .chunks(chunk)
-            .map(|part| {
-                let policy = &policy;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = groups.order_ids.len();
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, Tally)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (policy, next) = (&policy, &next);
                 s.spawn(move || {
-                    let mut rows = vec![];
-                    // matched, in exception, storefront only, processor only
-                    let mut counts = [0u64; 4];
-                    for g in part {
-                        let e = evaluate_as_of(policy, &g.order_id, &g.records, Some(as_of));
-                        let (sf, pr) = (g.sides & 1 != 0, g.sides & 2 != 0);
-                        if !e.findings.is_empty() {
-                            counts[1] += 1;
-                        } else if sf && pr {
-                            counts[0] += 1;
+                    let mut out = vec![];
+                    loop {
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        let from = c.saturating_mul(CHUNK);
+                        if from >= n {
+                            return out;
                         }
-                        if sf && !pr {
-                            counts[2] += 1;
-                        }
-                        if pr && !sf {
-                            counts[3] += 1;
-                        }
-                        rows.extend(e.findings.into_iter().map(|f| row(&g.order_id, f)));
+                        let tally =
+                            match_chunk(files, groups, from..n.min(from + CHUNK), policy, as_of);
+                        out.push((c, tally));
                     }
-                    (rows, counts)
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .flatten()
+            .collect()
     });
-    report.orders += groups.len() as u64;
-    for (rows, c) in results {
+    done.sort_by_key(|(c, _)| *c);
+    report.orders += n as u64;
+    for (_, (rows, c)) in done {
         report.exceptions.extend(rows);
         report.matched += c[0];
         report.in_exception += c[1];
         report.storefront_only += c[2];
         report.processor_only += c[3];
+        if c[4] > 0 {
+            // Never expected: `compact` reads back what it wrote.
+            report.errors.push(RowError::file(
+                "(audit)",
+                format!("{} records could not be read back from memory", c[4]),
+            ));
+        }
     }
     report.phases.push(("match", t.elapsed().as_secs_f64()));
+}
+
+fn match_chunk(
+    files: &[(Side, Packed)],
+    groups: &Groups,
+    range: std::ops::Range<usize>,
+    policy: &MatchPolicy,
+    as_of: DateTime<Utc>,
+) -> Tally {
+    let mut rows = vec![];
+    let mut counts = [0u64; 5];
+    let mut records: Vec<StoredRecord> = vec![];
+    for g in range {
+        records.clear();
+        let members = groups
+            .members
+            .get(groups.start[g]..groups.start[g + 1])
+            .unwrap_or_default();
+        for (fi, i) in members {
+            let f = &files[*fi as usize].1;
+            let mut bytes = f.bytes.get(f.starts[*i as usize]..).unwrap_or_default();
+            match compact::unpack(&mut bytes) {
+                // The record counts as seen when it happened: the files are history.
+                Some(r) => records.push(StoredRecord {
+                    receive_time: r.event_time,
+                    record: r,
+                }),
+                None => counts[4] += 1,
+            }
+        }
+        let order_id = &groups.order_ids[g];
+        let e = evaluate_as_of(policy, order_id, &records, Some(as_of));
+        let sides = groups.sides[g];
+        let (sf, pr) = (sides & 1 != 0, sides & 2 != 0);
+        if !e.findings.is_empty() {
+            counts[1] += 1;
+        } else if sf && pr {
+            counts[0] += 1;
+        }
+        if sf && !pr {
+            counts[2] += 1;
+        }
+        if pr && !sf {
+            counts[3] += 1;
+        }
+        rows.extend(e.findings.into_iter().map(|f| row(order_id, f)));
+    }
+    (rows, counts)
 }
 
 fn row(order_id: &str, f: Finding) -> ExceptionRow {

@@ -43,6 +43,11 @@ fn times_in_every_export_shape() {
         parse_time("2026-09-01 14:03:22"),
         Some(want("2026-09-01T14:03:22Z"))
     );
+    // A date alone (journals), on the fast path and refused where the
+    // calendar has no such day.
+    assert_eq!(parse_time("2026-09-01"), Some(want("2026-09-01T00:00:00Z")));
+    assert_eq!(parse_time("2026-02-30"), None);
+    assert_eq!(parse_time("2026-0x-01"), None);
     assert_eq!(
         parse_time("2026-09-01 14:03"),
         Some(want("2026-09-01T14:03:00Z"))

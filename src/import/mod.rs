@@ -12,12 +12,15 @@ pub mod audit;
 pub mod audit_report;
 #[cfg(test)]
 mod audit_tests;
+pub mod compact;
 pub mod csv_read;
 pub mod erp;
 #[cfg(test)]
 mod format_tests;
 pub mod generate;
 mod json;
+#[cfg(test)]
+mod parse_props;
 pub mod shopify;
 pub mod stripe;
 pub mod to_proto;
@@ -345,7 +348,10 @@ impl Iterator for FileReader {
                     self.finished = true;
                 }
                 Some(Err(e)) => self.buf.push(Item::Error(e)),
-                Some(Ok(rec)) => parser.row(&table.row(&rec), &mut self.buf),
+                Some(Ok(rec)) => {
+                    parser.row(&table.row(&rec), &mut self.buf);
+                    table.recycle(rec);
+                }
             }
             self.queue.extend(self.buf.drain(..));
         }

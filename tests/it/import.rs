@@ -123,7 +123,6 @@ async fn a_month_imports_once_and_matches_the_offline_audit() {
                 (Side::Ledger, m.ledger.clone()),
             ],
             options: Options::default(),
-            partitions: None,
         },
         chrono::Utc::now(),
         &Arc::default(),
