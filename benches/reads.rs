@@ -16,7 +16,8 @@
 //!    schedule at half that rate, and on another fixed schedule [`PER_KIND`]
 //!    requests a second of each read: GetTransaction and
 //!    GetReconciliationStatus of a random preloaded order, ListExceptions
-//!    (first page of 50), GetPeriodReport (November 2026), and the health
+//!    (first page of 50), GetPeriodReport (October 2026, where every
+//!    preload starts), and the health
 //!    check. Open-loop: each request is sent at its intended time whether
 //!    or not earlier ones have answered, and its latency counts from that
 //!    intended time, so a stall shows in every request it delays.
@@ -213,7 +214,7 @@ fn read(channel: &Channel, kind: usize, order: &str) -> Call {
                 .get_period_report(pb::GetPeriodReportRequest {
                     parent: "merchants/bench".into(),
                     period: Some(pb::PeriodSelector {
-                        period: "2026-11".into(),
+                        period: "2026-10".into(),
                         ..Default::default()
                     }),
                     as_of: None,

@@ -18,8 +18,9 @@ use crate::api::names::{exception_name, parse_parent, transaction_name};
 use crate::api::status::{ERROR_DOMAIN, invalid_argument, to_rpc_status};
 use crate::api::validate::text::{self, Text};
 use crate::api::validate::{self, MAX_BATCH};
+use crate::app::group_commit::Call;
 use crate::app::stream::Chunk as StoredChunk;
-use crate::app::{App, Method, Outcome, RecordOutcome, Submission, Submitted};
+use crate::app::{App, Outcome, RecordOutcome, Submitted};
 use crate::domain::access::Principal;
 use crate::error::{Error, FieldViolation, Result};
 use crate::proto::tally::v1 as pb;
@@ -283,17 +284,17 @@ impl IngestService for IngestApi {
             }
             .into());
         }
-        let sub = Submission {
-            merchant_id: &merchant,
-            method: Method::SubmitRecords,
-            request_id: request_id.as_deref(),
+        // Stored together with calls in flight at the same time (one commit).
+        let call = Call {
+            merchant: merchant.clone(),
+            request_id,
             request_hash: request_hash(&req.parent, &req.records),
-            records: records.iter().collect(),
+            records,
         };
         let render = |outcomes: &[Outcome]| pb::SubmitRecordsResponse {
             results: outcomes.iter().map(|o| result(&merchant, o)).collect(),
         };
-        let response = match self.app.submit(&sub).await? {
+        let response = match self.app.submit_call(call).await? {
             Submitted::Fresh(outcomes) => render(&outcomes),
             Submitted::Replayed(outcomes) => {
                 tracing::info!(%merchant, request_id = %req.request_id, "replayed a retried request");

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod cash;
 pub mod egress;
 pub mod exceptions;
+pub mod group_commit;
 pub mod handoffs;
 pub mod ingest;
 mod judge;
@@ -34,6 +35,8 @@ pub struct App {
     /// The chart of accounts reads name codes from: the built-in one,
     /// overridden by the configuration file's `[accounts]`.
     chart: std::sync::Arc<crate::domain::ledger::ChartOfAccounts>,
+    /// SubmitRecords calls waiting to share a commit (`group_commit.rs`).
+    calls: group_commit::Queue,
 }
 
 impl App {
@@ -43,6 +46,7 @@ impl App {
             store,
             webhooks: webhook::Webhooks::default(),
             chart: Default::default(),
+            calls: Default::default(),
         }
     }
 

@@ -18,12 +18,33 @@ pub struct Chunk<'a> {
     pub records: &'a [Record],
 }
 
+/// What a failed group leaves: a stream ends at its first error; separate
+/// calls that happened to share a commit each get their own answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    StopStream,
+    AnswerEach,
+}
+
 impl App {
     /// One answer per chunk, in order; the answers stop after the first
     /// error (the stream ends there: nothing after it is stored).
     pub async fn submit_chunks(&self, chunks: &[Chunk<'_>]) -> Vec<Result<Submitted>> {
+        self.submit_parts(chunks, Method::StreamRecords, OnError::StopStream)
+            .await
+    }
+
+    pub(crate) async fn submit_parts(
+        &self,
+        chunks: &[Chunk<'_>],
+        method: Method,
+        on_error: OnError,
+    ) -> Vec<Result<Submitted>> {
         let parts = group(chunks);
-        let subs: Vec<Submission<'_>> = parts.iter().map(|p| submission(chunks, p)).collect();
+        let subs: Vec<Submission<'_>> = parts
+            .iter()
+            .map(|p| submission(chunks, p, method))
+            .collect();
         let mut answers: Vec<Option<Result<Submitted>>> = chunks
             .iter()
             .map(|c| c.records.is_empty().then(|| Ok(Submitted::Fresh(vec![]))))
@@ -36,6 +57,13 @@ impl App {
             Ok(submitted) => {
                 for (part, s) in parts.iter().zip(submitted) {
                     split(chunks, part, s, &mut answers);
+                }
+            }
+            Err(_) if on_error == OnError::AnswerEach => {
+                // Each call alone: one call's error is not another's.
+                for part in parts.iter().flatten() {
+                    let one = [*part];
+                    answers[*part] = Some(self.submit(&submission(chunks, &one, method)).await);
                 }
             }
             Err(_) => {
@@ -74,11 +102,11 @@ fn group(chunks: &[Chunk<'_>]) -> Vec<Vec<usize>> {
     parts
 }
 
-fn submission<'a>(chunks: &[Chunk<'a>], part: &[usize]) -> Submission<'a> {
+fn submission<'a>(chunks: &[Chunk<'a>], part: &[usize], method: Method) -> Submission<'a> {
     let head = &chunks[part[0]];
     Submission {
         merchant_id: head.merchant,
-        method: Method::StreamRecords,
+        method,
         request_id: head.request_id,
         request_hash: head.request_hash,
         records: part

@@ -23,6 +23,7 @@ mod fuzz;
 mod fuzz_gen;
 mod garbage;
 mod ghost;
+mod group_commit;
 mod handoff_trace;
 mod handoffs;
 mod health;
