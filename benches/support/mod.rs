@@ -122,3 +122,6 @@ pub async fn scratch_database(prefix: &str) -> (tokio_postgres::Client, String, 
     let url = url_for(&admin_url, &db);
     (admin, db, url)
 }
+
+pub mod capture;
+pub mod preload;
