@@ -51,9 +51,15 @@ fn embed_migration_sql() -> Result<(), Box<dyn std::error::Error>> {
     dirs.sort();
     let mut code = String::from("pub static MIGRATION_SQL: &[(&str, &str)] = &[\n");
     for d in dirs {
-        let name = d.file_name().and_then(|n| n.to_str()).ok_or("migration name")?;
+        let name = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("migration name")?;
         let up = d.join("up.sql");
-        code.push_str(&format!("    ({name:?}, include_str!({:?})),\n", up.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            up.display().to_string()
+        ));
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

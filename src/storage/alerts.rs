@@ -22,8 +22,17 @@ struct MerchantRow {
 
 /// Merchants with an alert due, one index probe per merchant.
 pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
-    let rows: Vec<MerchantRow> = statement(
-        "WITH RECURSIVE m(merchant_id) AS (
+    let sql = if super::citus::installed(conn).await? {
+        "SELECT DISTINCT merchant_id FROM alert_deliveries
+         WHERE state = 'pending' AND next_attempt <= now()"
+    } else {
+        MERCHANTS_DUE
+    };
+    let rows: Vec<MerchantRow> = statement(sql).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+}
+
+const MERCHANTS_DUE: &str = "WITH RECURSIVE m(merchant_id) AS (
              SELECT min(merchant_id) FROM alert_deliveries WHERE state = 'pending'
              UNION ALL
              SELECT (SELECT min(a.merchant_id) FROM alert_deliveries a
@@ -31,12 +40,7 @@ pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
              FROM m WHERE m.merchant_id IS NOT NULL)
          SELECT m.merchant_id FROM m WHERE m.merchant_id IS NOT NULL
            AND EXISTS (SELECT 1 FROM alert_deliveries a WHERE a.merchant_id = m.merchant_id
-                       AND a.state = 'pending' AND a.next_attempt <= now())",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
-}
+                       AND a.state = 'pending' AND a.next_attempt <= now())";
 
 /// An alert to send, with what it says.
 #[derive(Debug, Clone, QueryableByName)]

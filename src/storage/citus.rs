@@ -66,6 +66,27 @@ impl Migration<Pg> for Split {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct Installed {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    installed: bool,
+}
+
+/// Whether this database is a Citus one. The worker's "which merchants have
+/// work" reads ask before each sweep (one catalog probe): on plain
+/// PostgreSQL they are loose index scans (recursive CTEs), which Citus can
+/// only run within one merchant; on Citus they are a plain read of every
+/// shard, each of which answers for its own merchants.
+pub async fn installed(conn: &mut super::Conn) -> crate::error::Result<bool> {
+    use diesel_async::RunQueryDsl;
+    Ok(diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS installed",
+    )
+    .get_result::<Installed>(conn)
+    .await?
+    .installed)
+}
+
 /// The statements of a SQL script, split at the semicolons outside
 /// comments, quoted strings, quoted identifiers and dollar-quoted bodies;
 /// empty and comment-only pieces dropped.
@@ -86,7 +107,9 @@ pub fn statements(sql: &str) -> Vec<&str> {
         if c == b'\'' || c == b'"' {
             // A doubled quote inside is an escaped one: the scan just
             // closes and reopens.
-            i = sql[i + 1..].find(c as char).map_or(b.len(), |n| i + 1 + n + 1);
+            i = sql[i + 1..]
+                .find(c as char)
+                .map_or(b.len(), |n| i + 1 + n + 1);
             code = true;
             continue;
         }
@@ -94,7 +117,9 @@ pub fn statements(sql: &str) -> Vec<&str> {
             && let Some(tag) = dollar_tag(&sql[i..])
         {
             let body = i + tag.len();
-            i = sql[body..].find(tag).map_or(b.len(), |n| body + n + tag.len());
+            i = sql[body..]
+                .find(tag)
+                .map_or(b.len(), |n| body + n + tag.len());
             code = true;
             continue;
         }

@@ -355,6 +355,15 @@ impl TestApp {
         configure: impl FnOnce(tally::app::App) -> tally::app::App,
         guard: impl FnOnce(&Store) -> tally::api::guard::Guard,
     ) -> TestApp {
+        TestApp::start_on(TestDb::new().await, configure, guard).await
+    }
+
+    /// As `start_guarded`, over a database the caller prepared.
+    pub async fn start_on(
+        db: TestDb,
+        configure: impl FnOnce(tally::app::App) -> tally::app::App,
+        guard: impl FnOnce(&Store) -> tally::api::guard::Guard,
+    ) -> TestApp {
         // Server logs (errors above all) land in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -363,7 +372,6 @@ impl TestApp {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .try_init();
-        let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
         // Tests' webhook receivers listen on loopback: allow-listed, as an
         // operator would with --alert-allow-cidr.
