@@ -118,7 +118,7 @@ pub async fn record(
     statement(
         "UPDATE alert_deliveries SET attempts = attempts + 1,
             state = CASE WHEN $3::text IS NULL THEN 'delivered' ELSE 'pending' END,
-            deliver_time = CASE WHEN $3::text IS NULL THEN now() END,
+            deliver_time = CASE WHEN $3::text IS NULL THEN $5 END,
             last_error = $3,
             next_attempt = now() + make_interval(secs => $4::double precision / 1000)
          WHERE merchant_id = $1 AND exception_id = $2 AND state = 'pending'",
@@ -127,6 +127,8 @@ pub async fn record(
     .bind::<SqlUuid, _>(id)
     .bind::<Nullable<Text>, _>(error)
     .bind::<BigInt, _>(retry_in_ms)
+    // A parameter, not now(): Citus refuses now() inside CASE.
+    .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .execute(conn)
     .await?;
     Ok(())
