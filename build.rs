@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `embed_migrations!` reads this folder at compile time; a new migration
     // must rebuild the crate.
     println!("cargo:rerun-if-changed=migrations");
+    embed_migration_sql()?;
 
     let files = [
         "proto/tally/v1/common.proto",
@@ -36,5 +37,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .extern_path(".google.rpc", "::tonic_types::pb")
         .compile_fds(fds)?;
+    Ok(())
+}
+
+/// Every migration's up.sql by directory name, for running them statement
+/// by statement on Citus (storage::citus): diesel keeps its copy private.
+fn embed_migration_sql() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("migrations");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("up.sql").is_file())
+        .collect();
+    dirs.sort();
+    let mut code = String::from("pub static MIGRATION_SQL: &[(&str, &str)] = &[\n");
+    for d in dirs {
+        let name = d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("migration name")?;
+        let up = d.join("up.sql");
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            up.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("migration_sql.rs"), code)?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 -- the work ready; a failure backs off (`run_after`) and after too many
 -- attempts the job is `parked` for a person.
 CREATE TABLE jobs (
-    merchant_id text        NOT NULL,
+    merchant_id text COLLATE "C" NOT NULL,
     kind        text        NOT NULL CHECK (kind ~ '^[a-z_]{1,40}$'),
     subject_id  text        NOT NULL CHECK (length(subject_id) BETWEEN 1 AND 255),
     state       text        NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'parked')),
@@ -22,6 +22,7 @@ CREATE TABLE jobs (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, kind, subject_id)
 );
+SELECT pg_temp.tally_distribute('jobs');
 CREATE INDEX jobs_ready ON jobs (merchant_id, run_after) WHERE state = 'ready';
 
 -- Balance transactions are found by the payout that swept them.
@@ -31,7 +32,7 @@ CREATE INDEX record_log_payout_txns
 
 -- Where each payout stands, with its bridge from gross to net.
 CREATE TABLE payouts (
-    merchant_id   text        NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     payout_id     text        NOT NULL,
     state         text        NOT NULL CHECK (state IN ('waiting', 'applied', 'parked', 'reversed')),
     currency_code text        NOT NULL CHECK (currency_code ~ '^[A-Z]{3}$'),
@@ -47,18 +48,20 @@ CREATE TABLE payouts (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, payout_id)
 );
+SELECT pg_temp.tally_distribute('payouts');
 CREATE INDEX payouts_state ON payouts (merchant_id, state, payout_id);
 
 -- Per-merchant counter for the export sequence. Taken (row-locked) last in a
 -- booking transaction, so sequence order is commit order and an ERP cursor
 -- over export_seq never skips an entry committed late.
 CREATE TABLE ledger_counters (
-    merchant_id text   NOT NULL PRIMARY KEY,
+    merchant_id text COLLATE "C" NOT NULL PRIMARY KEY,
     next_seq    bigint NOT NULL DEFAULT 1
 );
+SELECT pg_temp.tally_distribute('ledger_counters');
 
 CREATE TABLE journal_entries (
-    merchant_id    text        NOT NULL,
+    merchant_id    text COLLATE "C" NOT NULL,
     entry_id       bigint      GENERATED ALWAYS AS IDENTITY,
     -- Stable id the ERP deduplicates on (domain::ledger::ExternalId).
     external_id    text        NOT NULL,
@@ -72,11 +75,12 @@ CREATE TABLE journal_entries (
     UNIQUE (merchant_id, external_id),
     UNIQUE (merchant_id, export_seq)
 );
+SELECT pg_temp.tally_distribute('journal_entries');
 CREATE INDEX journal_entries_payout ON journal_entries (merchant_id, payout_id, entry_id)
     WHERE payout_id IS NOT NULL;
 
 CREATE TABLE journal_lines (
-    merchant_id   text    NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     entry_id      bigint  NOT NULL,
     line_no       integer NOT NULL CHECK (line_no >= 0),
     account       text    NOT NULL,
@@ -90,6 +94,7 @@ CREATE TABLE journal_lines (
     -- Exactly one side carries money.
     CHECK ((debit = 0) <> (credit = 0))
 );
+SELECT pg_temp.tally_distribute('journal_lines');
 CREATE INDEX journal_lines_account ON journal_lines (merchant_id, account, currency_code);
 CREATE INDEX journal_lines_order ON journal_lines (merchant_id, order_id) WHERE order_id IS NOT NULL;
 
@@ -130,7 +135,7 @@ CREATE TRIGGER journal_lines_balance_delete
 -- An order's cash facts in the order they were applied, replayed into
 -- domain::cash_application::OrderCash so each run plans from the same state.
 CREATE TABLE order_cash_events (
-    merchant_id   text    NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     order_id      text    NOT NULL,
     event_no      integer NOT NULL,
     -- invoice | payment | reversal | credit_memo | refund
@@ -145,10 +150,11 @@ CREATE TABLE order_cash_events (
     PRIMARY KEY (merchant_id, order_id, event_no),
     UNIQUE (merchant_id, order_id, kind, ref_id)
 );
+SELECT pg_temp.tally_distribute('order_cash_events');
 
 -- What each payment paid: per invoice, and where it came from.
 CREATE TABLE cash_applications (
-    merchant_id    text    NOT NULL,
+    merchant_id    text COLLATE "C" NOT NULL,
     application_id bigint  GENERATED ALWAYS AS IDENTITY,
     order_id       text    NOT NULL,
     payment_id     text    NOT NULL,
@@ -161,12 +167,13 @@ CREATE TABLE cash_applications (
     external_id    text    NOT NULL,
     PRIMARY KEY (merchant_id, application_id)
 );
+SELECT pg_temp.tally_distribute('cash_applications');
 CREATE INDEX cash_applications_invoice ON cash_applications (merchant_id, invoice_id);
 CREATE INDEX cash_applications_payout ON cash_applications (merchant_id, payout_id) WHERE payout_id IS NOT NULL;
 
 -- Each order's share of a payout's swept fees, so a fee traces back to orders.
 CREATE TABLE fee_shares (
-    merchant_id   text    NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     payout_id     text    NOT NULL,
     -- '' when a payout-level fee had no orders to carry it.
     order_id      text    NOT NULL,
@@ -174,10 +181,11 @@ CREATE TABLE fee_shares (
     amount        numeric NOT NULL,
     PRIMARY KEY (merchant_id, payout_id, order_id)
 );
+SELECT pg_temp.tally_distribute('fee_shares');
 
 -- Invoices as booked, with what is still open (accounts receivable).
 CREATE TABLE invoices (
-    merchant_id   text    NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     invoice_id    text    NOT NULL,
     order_id      text    NOT NULL,
     invoice_date  date    NOT NULL,
@@ -187,4 +195,5 @@ CREATE TABLE invoices (
     PRIMARY KEY (merchant_id, invoice_id),
     CHECK (applied <= total)
 );
+SELECT pg_temp.tally_distribute('invoices');
 CREATE INDEX invoices_open ON invoices (merchant_id, invoice_date, invoice_id) WHERE applied < total;

@@ -9,12 +9,13 @@ CREATE TABLE handoff_defaults (
     settings    jsonb       NOT NULL,
     update_time timestamptz NOT NULL DEFAULT now()
 );
+SELECT pg_temp.tally_reference('handoff_defaults');
 
 -- A merchant's own settings of a contract: only the fields it changed;
 -- the rest come from handoff_defaults, then the built-in defaults.
 -- `version` is the etag.
 CREATE TABLE handoff_contracts (
-    merchant_id text        NOT NULL,
+    merchant_id text COLLATE "C" NOT NULL,
     handoff     text        NOT NULL CHECK (handoff IN (
         'order_to_fulfillment', 'fulfillment_to_invoice', 'invoice_to_payment',
         'payment_to_cash_application', 'reconciliation_to_reporting')),
@@ -23,6 +24,7 @@ CREATE TABLE handoff_contracts (
     update_time timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, handoff)
 );
+SELECT pg_temp.tally_distribute('handoff_contracts');
 
 ALTER TABLE exceptions DROP CONSTRAINT exceptions_type_check;
 ALTER TABLE exceptions ADD CONSTRAINT exceptions_type_check CHECK (type IN (
@@ -58,7 +60,7 @@ CREATE INDEX exceptions_by_owner
 -- watchers' cursor; `txid` lets a watcher read only events of finished
 -- transactions, so a cursor never skips an event committed late.
 CREATE TABLE exception_events (
-    merchant_id  text        NOT NULL,
+    merchant_id  text COLLATE "C" NOT NULL,
     sequence     bigint      GENERATED ALWAYS AS IDENTITY,
     exception_id uuid        NOT NULL,
     action       text        NOT NULL CHECK (action IN (
@@ -71,6 +73,7 @@ CREATE TABLE exception_events (
     txid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (merchant_id, sequence)
 );
+SELECT pg_temp.tally_distribute('exception_events');
 CREATE INDEX exception_events_by_exception
     ON exception_events (merchant_id, exception_id, sequence);
 
@@ -130,7 +133,7 @@ CREATE TRIGGER exceptions_stamp BEFORE INSERT OR UPDATE ON exceptions
 -- claimed by a delivery loop (SKIP LOCKED), retried with back-off until
 -- delivered; a restart loses nothing.
 CREATE TABLE alert_deliveries (
-    merchant_id   text        NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     exception_id  uuid        NOT NULL,
     webhook_uri   text        NOT NULL,
     state         text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
@@ -141,6 +144,7 @@ CREATE TABLE alert_deliveries (
     deliver_time  timestamptz,
     PRIMARY KEY (merchant_id, exception_id)
 );
+SELECT pg_temp.tally_distribute('alert_deliveries');
 CREATE INDEX alert_deliveries_due ON alert_deliveries (merchant_id, next_attempt)
     WHERE state = 'pending';
 
@@ -184,7 +188,7 @@ CREATE TRIGGER exceptions_history AFTER INSERT OR UPDATE ON exceptions
 -- What should arrive next for each open handoff, by when: the sweeper
 -- reads due ones by (merchant_id, due_time), never every order.
 CREATE TABLE expectations (
-    merchant_id   text        NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     order_id      text        NOT NULL,
     handoff       text        NOT NULL,
     expected_kind text        NOT NULL,
@@ -195,4 +199,5 @@ CREATE TABLE expectations (
     raised        boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (merchant_id, order_id, handoff)
 );
+SELECT pg_temp.tally_distribute('expectations');
 CREATE INDEX expectations_due ON expectations (merchant_id, due_time) WHERE NOT raised;

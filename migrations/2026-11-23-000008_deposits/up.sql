@@ -11,7 +11,7 @@ CREATE INDEX payouts_undeposited ON payouts (merchant_id, currency_code, payout_
 -- Each deposit seen, and whether it found its payouts. Unmatched ones are
 -- tried again whenever a payout is applied (it may be the one they wait for).
 CREATE TABLE deposits (
-    merchant_id   text        NOT NULL,
+    merchant_id   text COLLATE "C" NOT NULL,
     deposit_id    text        NOT NULL,
     state         text        NOT NULL CHECK (state IN ('matched', 'unmatched')),
     currency_code text        NOT NULL CHECK (currency_code ~ '^[A-Z]{3}$'),
@@ -21,4 +21,5 @@ CREATE TABLE deposits (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, deposit_id)
 );
+SELECT pg_temp.tally_distribute('deposits');
 CREATE INDEX deposits_unmatched ON deposits (merchant_id, deposit_id) WHERE state = 'unmatched';

@@ -25,9 +25,11 @@ ALTER TABLE payouts
     -- How many times its bookings were derived again: a re-application's
     -- entries and cash events are keyed with it, so they never collide with
     -- the round they replace.
-    ADD COLUMN round  integer NOT NULL DEFAULT 0 CHECK (round >= 0),
+    ADD COLUMN round  integer NOT NULL DEFAULT 0,
     -- Why it stands where it stands, in words (what is missing, why failed).
     ADD COLUMN reason text COLLATE "C" NOT NULL DEFAULT '';
+-- Named, and apart from the column: Citus needs every constraint named.
+ALTER TABLE payouts ADD CONSTRAINT payouts_round_check CHECK (round >= 0);
 -- Rows applied before bases existed: their basis is unknown, so the next
 -- new version of one of their records derives them again.
 
@@ -46,6 +48,7 @@ CREATE TABLE payout_bookings (
     booked_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, payout_id, booking_no)
 );
+SELECT pg_temp.tally_distribute('payout_bookings');
 
 -- A refund taken back off its credit memos (its payout was reversed).
 ALTER TABLE order_cash_events DROP CONSTRAINT order_cash_events_kind_check;

@@ -17,6 +17,7 @@ CREATE TABLE api_keys (
     expire_time   timestamptz,
     revoke_time   timestamptz
 );
+SELECT pg_temp.tally_reference('api_keys');
 
 -- The merchants a key may act for, keyed by merchant like every other
 -- table ("which keys reach acme" is one index range).
@@ -25,4 +26,5 @@ CREATE TABLE api_key_merchants (
     key_id      text COLLATE "C" NOT NULL REFERENCES api_keys (key_id) ON DELETE CASCADE,
     PRIMARY KEY (merchant_id, key_id)
 );
+SELECT pg_temp.tally_reference('api_key_merchants');
 CREATE INDEX api_key_merchants_by_key ON api_key_merchants (key_id);

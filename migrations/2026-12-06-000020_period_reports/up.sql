@@ -30,6 +30,7 @@ CREATE TABLE report_deltas (
     PRIMARY KEY (merchant_id, event_bucket, known_at, figure, currency_code),
     CHECK (event_bucket = date_bin('15 minutes', event_bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00'))
 );
+SELECT pg_temp.tally_distribute('report_deltas');
 
 -- Tally's own ledger by effective date: a balance at a period's end sums
 -- every earlier date.
@@ -44,6 +45,7 @@ CREATE TABLE report_ledger_deltas (
     lines          bigint  NOT NULL,
     PRIMARY KEY (merchant_id, effective_date, known_at, account, currency_code)
 );
+SELECT pg_temp.tally_distribute('report_ledger_deltas');
 
 CREATE FUNCTION report_bucket(t timestamptz) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -105,6 +107,7 @@ CREATE TABLE exception_report_log (
     count         integer NOT NULL CHECK (count IN (-1, 1)),
     PRIMARY KEY (merchant_id, seq)
 );
+SELECT pg_temp.tally_distribute('exception_report_log');
 CREATE INDEX exception_report_log_known ON exception_report_log USING brin (known_at);
 CREATE INDEX exception_report_log_event ON exception_report_log (merchant_id, event_time);
 
@@ -237,6 +240,7 @@ CREATE TABLE period_closes (
     PRIMARY KEY (merchant_id, period, close_no),
     CHECK ((action = 'closed') = (closed_as_of IS NOT NULL))
 );
+SELECT pg_temp.tally_distribute('period_closes');
 CREATE TRIGGER period_closes_append_only BEFORE UPDATE OR DELETE ON period_closes
     FOR EACH ROW EXECUTE FUNCTION exception_report_log_append_only();
 
@@ -253,6 +257,7 @@ CREATE TABLE report_backfills (
     after_time     timestamptz,
     after_id       bigint NOT NULL DEFAULT 0
 );
+SELECT pg_temp.tally_distribute('report_backfills');
 INSERT INTO report_backfills (merchant_id, upto_record_id)
 SELECT merchant_id, max(record_id) FROM record_log GROUP BY merchant_id;
 INSERT INTO report_ledger_deltas (merchant_id, effective_date, known_at, account, currency_code, amount, lines)

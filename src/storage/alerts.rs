@@ -22,8 +22,17 @@ struct MerchantRow {
 
 /// Merchants with an alert due, one index probe per merchant.
 pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
-    let rows: Vec<MerchantRow> = statement(
-        "WITH RECURSIVE m(merchant_id) AS (
+    let sql = if super::citus::installed(conn).await? {
+        "SELECT DISTINCT merchant_id FROM alert_deliveries
+         WHERE state = 'pending' AND next_attempt <= now()"
+    } else {
+        MERCHANTS_DUE
+    };
+    let rows: Vec<MerchantRow> = statement(sql).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+}
+
+const MERCHANTS_DUE: &str = "WITH RECURSIVE m(merchant_id) AS (
              SELECT min(merchant_id) FROM alert_deliveries WHERE state = 'pending'
              UNION ALL
              SELECT (SELECT min(a.merchant_id) FROM alert_deliveries a
@@ -31,12 +40,7 @@ pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
              FROM m WHERE m.merchant_id IS NOT NULL)
          SELECT m.merchant_id FROM m WHERE m.merchant_id IS NOT NULL
            AND EXISTS (SELECT 1 FROM alert_deliveries a WHERE a.merchant_id = m.merchant_id
-                       AND a.state = 'pending' AND a.next_attempt <= now())",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
-}
+                       AND a.state = 'pending' AND a.next_attempt <= now())";
 
 /// An alert to send, with what it says.
 #[derive(Debug, Clone, QueryableByName)]
@@ -114,7 +118,7 @@ pub async fn record(
     statement(
         "UPDATE alert_deliveries SET attempts = attempts + 1,
             state = CASE WHEN $3::text IS NULL THEN 'delivered' ELSE 'pending' END,
-            deliver_time = CASE WHEN $3::text IS NULL THEN now() END,
+            deliver_time = CASE WHEN $3::text IS NULL THEN $5 END,
             last_error = $3,
             next_attempt = now() + make_interval(secs => $4::double precision / 1000)
          WHERE merchant_id = $1 AND exception_id = $2 AND state = 'pending'",
@@ -123,6 +127,8 @@ pub async fn record(
     .bind::<SqlUuid, _>(id)
     .bind::<Nullable<Text>, _>(error)
     .bind::<BigInt, _>(retry_in_ms)
+    // A parameter, not now(): Citus refuses now() inside CASE.
+    .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .execute(conn)
     .await?;
     Ok(())

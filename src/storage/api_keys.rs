@@ -131,11 +131,12 @@ pub async fn insert(conn: &mut Conn, key: &StoredKey, client_cn: Option<&str>) -
 /// Revokes a key from now on; false when there is no such key. A key
 /// revoked already keeps its first revocation time.
 pub async fn revoke(conn: &mut Conn, key_id: &str) -> Result<bool> {
-    let n = statement(
-        "UPDATE api_keys SET revoke_time = coalesce(revoke_time, now()) WHERE key_id = $1",
-    )
-    .bind::<Text, _>(key_id)
-    .execute(conn)
-    .await?;
+    let n =
+        statement("UPDATE api_keys SET revoke_time = coalesce(revoke_time, $2) WHERE key_id = $1")
+            .bind::<Text, _>(key_id)
+            // A parameter, not now(): Citus refuses now() inside COALESCE.
+            .bind::<Timestamptz, _>(Utc::now())
+            .execute(conn)
+            .await?;
     Ok(n == 1)
 }

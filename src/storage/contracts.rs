@@ -24,7 +24,7 @@ pub async fn write_defaults(conn: &mut Conn, contracts: &[Contract], replace: bo
         .map(|c| serde_json::to_value(c.settings()).map_err(|e| Error::Internal(e.to_string())))
         .collect::<Result<_>>()?;
     let on_conflict = if replace {
-        "DO UPDATE SET settings = EXCLUDED.settings, update_time = now()"
+        "DO UPDATE SET settings = EXCLUDED.settings, update_time = EXCLUDED.update_time"
     } else {
         "DO NOTHING"
     };
@@ -138,7 +138,7 @@ pub async fn save(
     statement(
         "INSERT INTO handoff_contracts (merchant_id, handoff, settings) VALUES ($1, $2, $3)
          ON CONFLICT (merchant_id, handoff) DO UPDATE SET settings = EXCLUDED.settings,
-             version = handoff_contracts.version + 1, update_time = now()",
+             version = handoff_contracts.version + 1, update_time = EXCLUDED.update_time",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(handoff.as_str())

@@ -301,7 +301,7 @@ pub async fn upsert_deposit(
              payout_ids)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (merchant_id, deposit_id) DO UPDATE SET state = $3, currency_code = $4,
-             amount = $5, deposit_date = $6, payout_ids = $7, updated_at = now()",
+             amount = $5, deposit_date = $6, payout_ids = $7, updated_at = EXCLUDED.updated_at",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(&d.deposit_id)

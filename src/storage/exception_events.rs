@@ -40,7 +40,23 @@ pub async fn act_as(conn: &mut Conn, actor: &str, note: &str) -> Result<()> {
         .bind::<Text, _>(note)
         .execute(conn)
         .await?;
+    if super::citus::installed(conn).await? {
+        // The triggers run on the workers, which see a setting only when it
+        // is a SET LOCAL that Citus forwards (set_config() is not).
+        let sql = format!(
+            "SET LOCAL citus.propagate_set_commands = 'local'; \
+             SET LOCAL tally.actor = {}; SET LOCAL tally.note = {}",
+            literal(actor),
+            literal(note)
+        );
+        diesel_async::SimpleAsyncConnection::batch_execute(conn, &sql).await?;
+    }
     Ok(())
+}
+
+/// A SQL string literal (standard_conforming_strings: only quotes escape).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A person's change: a new state and/or owner (None keeps it), and the
@@ -59,8 +75,8 @@ pub async fn change(
             owner = coalesce($4, owner),
             resolution_note = coalesce($5, resolution_note),
             resolve_time = CASE WHEN coalesce($3, state) = 'resolved'
-                                THEN coalesce(resolve_time, now()) ELSE NULL END,
-            update_time = now()
+                                THEN coalesce(resolve_time, $6) ELSE NULL END,
+            update_time = $6
          WHERE merchant_id = $1 AND exception_id = $2",
     )
     .bind::<Text, _>(merchant)
@@ -68,6 +84,9 @@ pub async fn change(
     .bind::<Nullable<Text>, _>(state.map(|s| s.as_str()))
     .bind::<Nullable<Text>, _>(owner)
     .bind::<Nullable<Text>, _>(resolution_note)
+    // The time as a parameter: Citus refuses now() inside CASE or COALESCE
+    // (it cannot evaluate it once on the coordinator there).
+    .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .execute(conn)
     .await?;
     Ok(())

@@ -94,7 +94,7 @@ pub async fn upsert(
                                 ELSE exceptions.resolve_time END,
             update_time = CASE WHEN exceptions.state = 'resolved'
                                  OR exceptions.details IS DISTINCT FROM EXCLUDED.details
-                               THEN now() ELSE exceptions.update_time END
+                               THEN EXCLUDED.update_time ELSE exceptions.update_time END
         RETURNING exception_id, type
         )
         SELECT up.type AS exception_type FROM up LEFT JOIN prior USING (exception_id)

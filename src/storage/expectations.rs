@@ -125,8 +125,16 @@ struct MerchantRow {
 /// Merchants with an expectation past due, by a loose index scan (one
 /// probe per merchant, not a read of every row).
 pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
-    let rows: Vec<MerchantRow> = statement(
-        "WITH RECURSIVE m(merchant_id) AS (
+    let sql = if super::citus::installed(conn).await? {
+        "SELECT DISTINCT merchant_id FROM expectations WHERE NOT raised AND due_time <= now()"
+    } else {
+        MERCHANTS_DUE
+    };
+    let rows: Vec<MerchantRow> = statement(sql).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+}
+
+const MERCHANTS_DUE: &str = "WITH RECURSIVE m(merchant_id) AS (
              SELECT min(merchant_id) FROM expectations WHERE NOT raised
              UNION ALL
              SELECT (SELECT min(e.merchant_id) FROM expectations e
@@ -134,12 +142,7 @@ pub async fn merchants_due(conn: &mut Conn) -> Result<Vec<String>> {
              FROM m WHERE m.merchant_id IS NOT NULL)
          SELECT m.merchant_id FROM m WHERE m.merchant_id IS NOT NULL
            AND EXISTS (SELECT 1 FROM expectations e WHERE e.merchant_id = m.merchant_id
-                       AND NOT e.raised AND e.due_time <= now())",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
-}
+                       AND NOT e.raised AND e.due_time <= now())";
 
 /// An expectation past its deadline, claimed by one sweeper.
 #[derive(Debug, Clone, QueryableByName)]

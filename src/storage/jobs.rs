@@ -72,7 +72,7 @@ pub async fn enqueue(
          SELECT $1, $2, s FROM unnest($3::text[]) AS s ORDER BY s
          ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
             SET generation = jobs.generation + 1, state = 'ready', attempts = 0,
-                run_after = now(), updated_at = now()",
+                run_after = EXCLUDED.run_after, updated_at = EXCLUDED.updated_at",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(kind)
@@ -445,7 +445,7 @@ pub async fn schedule(
     statement(
         "INSERT INTO jobs (merchant_id, kind, subject_id, run_after) VALUES ($1, $2, $3, $4)
          ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
-            SET state = 'ready', attempts = 0, updated_at = now(),
+            SET state = 'ready', attempts = 0, updated_at = EXCLUDED.updated_at,
                 run_after = least(jobs.run_after, EXCLUDED.run_after)",
     )
     .bind::<Text, _>(merchant)

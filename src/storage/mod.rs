@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod citus;
 pub mod contracts;
 pub mod deposits;
 pub mod exception_events;
@@ -49,6 +50,12 @@ pub type Conn = AsyncPgConnection;
 use crate::error::{Error, Result};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// Session helpers every migration may call: distribute a table by merchant
+/// on a Citus coordinator, nothing on plain PostgreSQL (docs/citus.md).
+/// Upserts in this module take their times from EXCLUDED (the inserted
+/// row's now()), never now() in DO UPDATE SET: Citus refuses any function
+/// that is not immutable there.
+const CITUS_HELPERS: &str = include_str!("citus.sql");
 
 /// A handle on the database: cheap to clone, shared by every request.
 #[derive(Clone)]
@@ -164,13 +171,31 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>> {
                     source: Box::new(e),
                 }
             })?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| Error::Internal(format!("running migrations: {e}")))?;
+        // The session's helpers the migrations call (Citus distribution).
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, CITUS_HELPERS)
+            .map_err(|e| Error::Internal(format!("preparing migrations: {e}")))?;
+        let on_citus = diesel::RunQueryDsl::get_result::<OnCitus>(
+            diesel::sql_query("SELECT pg_temp.tally_on_citus() AS on_citus"),
+            &mut conn,
+        )
+        .map_err(|e| Error::Internal(format!("preparing migrations: {e}")))?
+        .on_citus;
+        let applied = if on_citus {
+            conn.run_pending_migrations(citus::StatementWise(MIGRATIONS))
+        } else {
+            conn.run_pending_migrations(MIGRATIONS)
+        }
+        .map_err(|e| Error::Internal(format!("running migrations: {e}")))?;
         Ok(applied.iter().map(|v| v.to_string()).collect())
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+#[derive(diesel::QueryableByName)]
+struct OnCitus {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    on_citus: bool,
 }
 
 #[derive(diesel::QueryableByName)]

@@ -141,10 +141,10 @@ pub async fn upsert(
                currency_code = excluded.currency_code, payout_date = excluded.payout_date,
                amount = excluded.amount, gross = excluded.gross, fees = excluded.fees,
                net = excluded.net, missing = excluded.missing, residual = excluded.residual,
-               applied_at = CASE WHEN excluded.state = 'applied' THEN now()
+               applied_at = CASE WHEN excluded.state = 'applied' THEN excluded.applied_at
                    ELSE payouts.applied_at END,
                basis = excluded.basis, round = excluded.round, reason = excluded.reason,
-               updated_at = now())
+               updated_at = excluded.updated_at)
          INSERT INTO payout_bookings (merchant_id, payout_id, booking_no, action, cause_record_id,
              round, entries)
          SELECT $1, t.payout_id,

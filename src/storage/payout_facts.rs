@@ -132,7 +132,7 @@ pub async fn park_payout(
            AND kind = 'payout' AND source_id = $2
            AND currency_code IS NOT NULL AND amount IS NOT NULL
          ORDER BY record_id LIMIT 1
-         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = now(),
+         ON CONFLICT (merchant_id, payout_id) DO UPDATE SET state = 'parked', updated_at = excluded.updated_at,
              gross = excluded.gross, fees = excluded.fees, net = excluded.net
            WHERE payouts.state <> 'applied'",
     )

@@ -57,8 +57,23 @@ struct Row {
 /// Up to `limit` due rechecks, oldest deadline first, as (merchant,
 /// order); one index probe per merchant (a loose index scan).
 pub async fn due(conn: &mut Conn, limit: i64) -> Result<Vec<(String, String)>> {
-    let rows: Vec<Row> = statement(
-        "WITH RECURSIVE m(merchant_id) AS (
+    let sql = if super::citus::installed(conn).await? {
+        // Every shard's due rows, the oldest first, `limit` in all (the
+        // loose scan below takes up to `limit` per merchant): either bound
+        // keeps one sweep short, and the next sweep takes the rest.
+        "SELECT merchant_id, order_id FROM rechecks WHERE due_time <= now()
+         ORDER BY due_time LIMIT $1"
+    } else {
+        DUE
+    };
+    let rows: Vec<Row> = statement(sql).bind::<BigInt, _>(limit).load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.merchant_id, r.order_id))
+        .collect())
+}
+
+const DUE: &str = "WITH RECURSIVE m(merchant_id) AS (
              SELECT min(merchant_id) FROM rechecks
              UNION ALL
              SELECT (SELECT min(r.merchant_id) FROM rechecks r WHERE r.merchant_id > m.merchant_id)
@@ -67,16 +82,7 @@ pub async fn due(conn: &mut Conn, limit: i64) -> Result<Vec<(String, String)>> {
              SELECT r.merchant_id, r.order_id FROM rechecks r
              WHERE r.merchant_id = m.merchant_id AND r.due_time <= now()
              ORDER BY r.due_time LIMIT $1) d
-         WHERE m.merchant_id IS NOT NULL",
-    )
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.merchant_id, r.order_id))
-        .collect())
-}
+         WHERE m.merchant_id IS NOT NULL";
 
 #[derive(QueryableByName)]
 struct OrderRow {

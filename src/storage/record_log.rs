@@ -260,7 +260,7 @@ pub const LOAD_RECORDS: &str = "
         FROM record_links l
         CROSS JOIN LATERAL (
             SELECT r.payload, r.receive_time, r.is_current, r.kind FROM record_log r
-            WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+            WHERE r.merchant_id = $1 AND r.record_id = l.record_id
             OFFSET 0) r
         WHERE l.merchant_id = $1 AND l.order_id = o.order_id AND r.is_current
           AND ($3::text[] IS NULL OR r.kind = ANY($3::text[]))

@@ -125,7 +125,7 @@ pub const ORDER_HISTORIES: &str = "
             CROSS JOIN LATERAL (
                 SELECT r.source_system, r.kind, r.source_id, r.is_current, r.outcome
                 FROM record_log r
-                WHERE r.merchant_id = l.merchant_id AND r.record_id = l.record_id
+                WHERE r.merchant_id = $1 AND r.record_id = l.record_id
                 OFFSET 0) r
             WHERE l.merchant_id = $1 AND l.order_id = o.order_id
               AND r.is_current AND r.outcome = 'updated') x)

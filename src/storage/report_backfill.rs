@@ -30,15 +30,34 @@ pub struct Pending {
     pub after_id: i64,
 }
 
-/// One pending backfill no other replica is working on.
+#[derive(QueryableByName)]
+struct Merchant {
+    #[diesel(sql_type = Text)]
+    merchant_id: String,
+}
+
+/// One pending backfill no other replica is working on. Which merchants
+/// are pending is a plain read across merchants (on Citus, every shard);
+/// the row is then locked by merchant, so the lock is a router query (Citus
+/// takes FOR UPDATE SKIP LOCKED only on one shard).
 pub async fn claim(conn: &mut Conn) -> Result<Option<Pending>> {
-    let mut rows: Vec<Pending> = statement(
-        "SELECT merchant_id, upto_record_id, after_time, after_id FROM report_backfills
-         ORDER BY merchant_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.pop())
+    let pending: Vec<Merchant> =
+        statement("SELECT merchant_id FROM report_backfills ORDER BY merchant_id")
+            .load(conn)
+            .await?;
+    for m in pending {
+        let mut rows: Vec<Pending> = statement(
+            "SELECT merchant_id, upto_record_id, after_time, after_id FROM report_backfills
+             WHERE merchant_id = $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind::<Text, _>(&m.merchant_id)
+        .load(conn)
+        .await?;
+        if let Some(p) = rows.pop() {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
 }
 
 /// Stored versions up to `p.upto_record_id` after the cursor, in

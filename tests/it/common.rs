@@ -13,6 +13,8 @@ use tally::server::Running;
 use tally::storage::Store;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
+
+use super::citus_nodes;
 use tonic::transport::Channel;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -69,7 +71,7 @@ async fn admin_url() -> &'static str {
 }
 
 /// The URL of another database on the admin server.
-fn url_for(admin: &str, db: &str) -> String {
+pub fn url_for(admin: &str, db: &str) -> String {
     // Both forms we use end in "/<db>", optionally followed by "?...".
     let (base, query) = admin
         .split_once('?')
@@ -103,6 +105,10 @@ async fn template() -> &'static str {
                 std::hash::Hash::hash(&std::fs::read(&f).unwrap(), &mut hasher);
             }
             let name = format!("tally_tmpl_{:016x}", std::hash::Hasher::finish(&hasher));
+            if let Some(workers) = citus_nodes::workers() {
+                citus_nodes::template(admin_url().await, &workers, &name).await;
+                return name;
+            }
             let admin = admin().await;
             admin
                 .execute("SELECT pg_advisory_lock(7215001)", &[])
@@ -171,7 +177,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// The server sees a just-closed session for a moment; DDL that needs the
 /// database to itself retries briefly.
-async fn retry<F, Fut, T, E>(f: F) -> T
+pub async fn retry<F, Fut, T, E>(f: F) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -221,13 +227,17 @@ impl TestDb {
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let admin = admin().await;
-        admin
-            .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
-            .await
-            .unwrap();
-        let sql = format!("CREATE DATABASE {name} TEMPLATE {tmpl}");
-        retry(|| admin.execute(&sql, &[])).await;
+        if let Some(workers) = citus_nodes::workers() {
+            citus_nodes::clone(admin_url().await, &workers, tmpl, &name).await;
+        } else {
+            let admin = admin().await;
+            admin
+                .execute(&format!("DROP DATABASE IF EXISTS {name}"), &[])
+                .await
+                .unwrap();
+            let sql = format!("CREATE DATABASE {name} TEMPLATE {tmpl}");
+            retry(|| admin.execute(&sql, &[])).await;
+        }
         TestDb {
             url: url_for(admin_url().await, &name),
             name,
@@ -242,6 +252,9 @@ impl TestDb {
 
     /// Drops the database out from under everything connected to it.
     pub async fn drop_now(&self) {
+        if let Some(workers) = citus_nodes::workers() {
+            return citus_nodes::drop_db(admin_url().await, &workers, &self.name).await;
+        }
         admin()
             .await
             .execute(
@@ -266,6 +279,9 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
+                if let Some(workers) = citus_nodes::workers() {
+                    return citus_nodes::drop_db(&url, &workers, &name).await;
+                }
                 if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
                     tokio::spawn(conn);
                     let _ = client
@@ -339,6 +355,15 @@ impl TestApp {
         configure: impl FnOnce(tally::app::App) -> tally::app::App,
         guard: impl FnOnce(&Store) -> tally::api::guard::Guard,
     ) -> TestApp {
+        TestApp::start_on(TestDb::new().await, configure, guard).await
+    }
+
+    /// As `start_guarded`, over a database the caller prepared.
+    pub async fn start_on(
+        db: TestDb,
+        configure: impl FnOnce(tally::app::App) -> tally::app::App,
+        guard: impl FnOnce(&Store) -> tally::api::guard::Guard,
+    ) -> TestApp {
         // Server logs (errors above all) land in the failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -347,7 +372,6 @@ impl TestApp {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .try_init();
-        let db = TestDb::new().await;
         let store = Store::connect(&db.url, 8).unwrap();
         // Tests' webhook receivers listen on loopback: allow-listed, as an
         // operator would with --alert-allow-cidr.

@@ -13,6 +13,8 @@ mod cash_rules;
 mod cash_scenarios;
 mod cash_versions;
 mod checks;
+mod citus;
+mod citus_nodes;
 mod common;
 mod conformance;
 mod contracts;
