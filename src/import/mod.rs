@@ -13,6 +13,7 @@ pub mod audit_report;
 #[cfg(test)]
 mod audit_tests;
 pub mod compact;
+mod compact_wire;
 pub mod csv_read;
 pub mod erp;
 #[cfg(test)]
