@@ -25,6 +25,12 @@ PORT=${CITUS_PORT:-9700}
 PORTS=("$PORT" "$((PORT + 1))" "$((PORT + 2))")
 NAMES=(coord w1 w2)
 BASE=${CITUS_DIR:-$ROOT/target/citus}
+# As root the nodes run as `postgres`, which may not be able to enter the
+# checkout (a clone in a private mktemp directory): then they live in
+# /var/tmp, one directory per port.
+if [[ -z ${CITUS_DIR:-} && ${EUID} -eq 0 ]] && ! runuser -u postgres -- test -x "$ROOT" 2>/dev/null; then
+    BASE=/var/tmp/tally-citus-$PORT
+fi
 BUILD=$ROOT/target/citus-build
 CITUS_SRC=${CITUS_SRC:-$ROOT/../shared/citus/citus-13.2.2.tar.gz}
 
