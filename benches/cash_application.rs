@@ -43,7 +43,6 @@ use tally::app::cash::RetryPolicy;
 use tally::app::worker::WorkerConfig;
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
-use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::NoTls;
 
@@ -550,18 +549,7 @@ async fn main() {
     }
     run_migrations(&url).await.unwrap();
     let store = Store::connect(&url, 8).unwrap();
-    let server = Running::start(
-        store.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (server, channel) = support::serve(store.clone()).await;
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let app = App::new(store);
     let txns = (PAYOUTS * PER_PAYOUT) as f64;

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::proto::tally::v1::transaction_service_client::TransactionServiceClient;
-use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::NoTls;
 
@@ -124,18 +123,7 @@ async fn main() {
             .unwrap();
     }
 
-    let server = Running::start(
-        Store::connect(&url, 8).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (server, channel) = support::serve(Store::connect(&url, 8).unwrap()).await;
     let ingest = IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let query = TransactionServiceClient::new(channel);
     let submit = |records: Vec<pb::Record>| {

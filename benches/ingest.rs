@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
-use tally::server::Running;
 use tally::storage::{Store, run_migrations};
 use tokio_postgres::{Client, NoTls};
 
@@ -98,18 +97,7 @@ async fn main() {
 async fn phase(capture: &Capture, url: &str, orders: usize, load: bool, p: i64) -> Vec<Row> {
     let (mut raw, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(conn);
-    let server = Running::start(
-        Store::connect(url, 8).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (server, channel) = support::serve(Store::connect(url, 8).unwrap()).await;
     let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
     if load {
         preload::load(&client, &raw, orders).await;

@@ -263,18 +263,7 @@ async fn main() {
         load.elapsed()
     );
 
-    let server = Running::start(
-        store.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (server, channel) = support::serve(store.clone()).await;
     // Ingest all along the timed rounds (new orders in the same month).
     let ingest = {
         let client = IngestServiceClient::new(channel.clone());

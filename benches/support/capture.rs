@@ -74,18 +74,7 @@ impl Capture {
                 tables.push((name, cols));
             }
         }
-        let server = Running::start(
-            Store::connect(&url, 4).unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let (server, channel) = super::serve(Store::connect(&url, 4).unwrap()).await;
         Capture {
             admin,
             db,

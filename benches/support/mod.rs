@@ -123,5 +123,24 @@ pub async fn scratch_database(prefix: &str) -> (tokio_postgres::Client, String, 
     (admin, db, url)
 }
 
+/// A Tally server on a free loopback port over `store`, and a channel to it.
+pub async fn serve(
+    store: tally::storage::Store,
+) -> (tally::server::Running, tonic::transport::Channel) {
+    let server = tally::server::Running::start(
+        store,
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (server, channel)
+}
+
 pub mod capture;
 pub mod preload;
