@@ -136,14 +136,14 @@ impl App {
     /// when none is settled yet.
     pub async fn next_events(&self, w: &mut Watch, limit: i64) -> Result<Vec<EventRow>> {
         let mut conn = self.store().conn().await?;
-        // In this order, each its own statement: numbers drawn, then who
-        // may still commit, then (a later snapshot) the events.
-        let drawn = exception_events::drawn(&mut conn).await?;
-        let writers: HashSet<Writer> = exception_events::writers(&mut conn)
-            .await?
-            .into_iter()
-            .collect();
-        let upto = w.settle(drawn, writers);
+        // A sample (numbers drawn, then who may still commit) of the node
+        // holding the merchant's events, then, in a later snapshot, the
+        // events themselves.
+        let Some((drawn, writers)) = exception_events::settling(&mut conn, &w.merchant).await?
+        else {
+            return Ok(vec![]);
+        };
+        let upto = w.settle(drawn, writers.into_iter().collect());
         if upto <= w.cursor {
             return Ok(vec![]);
         }

@@ -145,54 +145,58 @@ pub async fn exists(conn: &mut Conn, merchant: &str, sequence: i64) -> Result<bo
     Ok(rows.into_iter().next().is_some_and(|r| r.found))
 }
 
-/// How far event numbers have been drawn: every event numbered at most
-/// this had its number taken before this statement ran (0 before any).
-/// Read from the identity sequence itself (not transactional, no cache:
-/// each insert's number is written to it as it is taken).
-pub async fn drawn(conn: &mut Conn) -> Result<i64> {
-    #[derive(QueryableByName)]
-    struct Drawn {
-        #[diesel(sql_type = BigInt)]
-        last: i64,
-    }
-    let rows: Vec<Drawn> = statement(
-        "SELECT coalesce(pg_sequence_last_value(
-                    pg_get_serial_sequence('exception_events', 'sequence')::regclass), 0) AS last",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().map_or(0, |r| r.last))
-}
-
 /// A transaction that may still commit events: one holding the write lock
 /// on `exception_events` in this database.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Writer {
     /// Its virtual transaction id (unique while the server runs).
-    #[diesel(sql_type = Text)]
     pub vxid: String,
     /// A prepared (two-phase) transaction: its locks moved to another id.
-    #[diesel(sql_type = diesel::sql_types::Bool)]
     pub prepared: bool,
 }
 
-/// The transactions holding a write lock on `exception_events` now, in
-/// this database, other than the caller's own. An insert takes that lock
-/// before it draws an event number and keeps it until its transaction
-/// ends, so a transaction not listed here has no event numbered at most
-/// an earlier `drawn` left uncommitted. Transactions of other databases,
-/// and of this one that wrote no event (an idle session holding a txid),
-/// are not listed and hold nothing back.
-pub async fn writers(conn: &mut Conn) -> Result<Vec<Writer>> {
-    Ok(statement(
-        "SELECT virtualtransaction AS vxid, pid IS NULL AS prepared FROM pg_locks
-         WHERE locktype = 'relation' AND granted AND mode = 'RowExclusiveLock'
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND relation = 'exception_events'::regclass
-           AND pid IS DISTINCT FROM pg_backend_pid()",
+/// One sample of the node that holds the merchant's events: how far event
+/// numbers have been drawn there (every event numbered at most this had
+/// its number taken before), then the transactions holding the write lock
+/// on `exception_events` there, other than the caller's own. An insert
+/// takes that lock before it draws an event number and keeps it until its
+/// transaction ends, so a transaction not listed has no event numbered at
+/// most `drawn` left uncommitted. Transactions of other databases, and of
+/// this one that wrote no event (an idle session holding a txid), are not
+/// listed and hold nothing back.
+///
+/// `None` while the merchant has no committed event: nothing to deliver,
+/// and no row to route the probe by. The probe (migration 000025) runs in
+/// a router query over one of the merchant's events: on Citus on the
+/// worker that holds the merchant's shard, whose sequence draws its event
+/// numbers and whose locks its writers hold; on PostgreSQL in place.
+pub async fn settling(conn: &mut Conn, merchant: &str) -> Result<Option<(i64, Vec<Writer>)>> {
+    #[derive(QueryableByName)]
+    struct Probe {
+        #[diesel(sql_type = BigInt)]
+        drawn: i64,
+        #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+        vxids: Vec<String>,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Bool>)]
+        prepared: Vec<bool>,
+    }
+    let rows: Vec<Probe> = statement(
+        "SELECT p.drawn, p.vxids, p.prepared
+           FROM (SELECT 1 FROM exception_events WHERE merchant_id = $1 LIMIT 1) e,
+                LATERAL exception_events_probe() p",
     )
+    .bind::<Text, _>(merchant)
     .load(conn)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().next().map(|p| {
+        let writers = p
+            .vxids
+            .into_iter()
+            .zip(p.prepared)
+            .map(|(vxid, prepared)| Writer { vxid, prepared })
+            .collect();
+        (p.drawn, writers)
+    }))
 }
 
 /// The merchant's events numbered after `after` and at most `upto`, in

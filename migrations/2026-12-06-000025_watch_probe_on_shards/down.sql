@@ -1,0 +1,1 @@
+DROP FUNCTION exception_events_probe();
