@@ -48,6 +48,7 @@ use tokio_postgres::NoTls;
 
 #[path = "support/mod.rs"]
 mod support;
+use support::payouts::rec;
 use support::{scratch_database, ts, usd};
 
 const PAYOUTS: usize = 20;
@@ -55,18 +56,6 @@ const PER_PAYOUT: usize = 100;
 /// Each row's time is the median of this many rounds (the first on empty
 /// tables; on this host one round in five or so is off by 10-20%).
 const ROUNDS: usize = 5;
-
-fn rec(system: &str, id: String, order: &str, kind: pb::record::Kind) -> pb::Record {
-    pb::Record {
-        source_id: id,
-        source_system: system.into(),
-        order_id: order.into(),
-        references: vec![],
-        event_time: ts(0),
-        source_update_time: None,
-        kind: Some(kind),
-    }
-}
 
 /// Every CORRECTED_EVERY-th payout receives a new version after it was
 /// applied (the corrections row).
@@ -90,69 +79,9 @@ fn payout_correction(tag: &str, p: usize) -> pb::Record {
     r
 }
 
-/// One payout's records: PER_PAYOUT orders (order, capture, invoice), their
-/// balance transactions, the payout.
+/// One payout's records (see `support::payouts`).
 fn payout_records(tag: &str, p: usize) -> Vec<pb::Record> {
-    let mut out = vec![];
-    let po = format!("po_{tag}_{p}");
-    for i in 0..PER_PAYOUT {
-        let o = format!("{tag}-{p}-{i}");
-        let ch = format!("ch_{o}");
-        out.push(rec(
-            "shopify",
-            o.clone(),
-            &o,
-            pb::record::Kind::StorefrontOrder(pb::StorefrontOrder {
-                total: usd("25.00"),
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "stripe",
-            ch.clone(),
-            &o,
-            pb::record::Kind::ProcessorPayment(pb::ProcessorPayment {
-                r#type: pb::ProcessorPaymentType::Charge as i32,
-                amount: usd("25.00"),
-                charge_id: ch.clone(),
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "netsuite",
-            format!("INV-{o}"),
-            &o,
-            pb::record::Kind::Invoice(pb::Invoice {
-                total: usd("25.00"),
-                ..Default::default()
-            }),
-        ));
-        out.push(rec(
-            "stripe",
-            format!("txn_{o}"),
-            "",
-            pb::record::Kind::BalanceTransaction(pb::BalanceTransaction {
-                reporting_category: "charge".into(),
-                amount: usd("25.00"),
-                fee: usd("1.03"),
-                net: usd("23.97"),
-                source: ch,
-                payout_id: po.clone(),
-                ..Default::default()
-            }),
-        ));
-    }
-    out.push(rec(
-        "stripe",
-        po,
-        "",
-        pb::record::Kind::Payout(pb::Payout {
-            amount: usd(&format!("{:.2}", 23.97 * PER_PAYOUT as f64)),
-            status: pb::PayoutStatus::Paid as i32,
-            arrival_time: None,
-        }),
-    ));
-    out
+    support::payouts::payout_records(tag, p, PER_PAYOUT)
 }
 
 async fn submit(

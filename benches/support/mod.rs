@@ -143,4 +143,5 @@ pub async fn serve(
 }
 
 pub mod capture;
+pub mod payouts;
 pub mod preload;
