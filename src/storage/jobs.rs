@@ -402,6 +402,24 @@ pub async fn postpone(conn: &mut AsyncPgConnection, job: &Job, delay_ms: i64) ->
     Ok(())
 }
 
+/// Whether the merchant has a job of `kind` due now (run or waiting to run).
+pub async fn any_ready(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let row: Found = statement(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE merchant_id = $1 AND kind = $2
+             AND state = 'ready' AND run_after <= now()) AS found",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
 /// One merchant's jobs of a kind, for people and tests.
 pub async fn list(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<Vec<JobRow>> {
     Ok(statement(
