@@ -182,11 +182,13 @@ pub async fn feed_reaches(
 }
 
 /// Whether an unmatched deposit could be this payout's (dated in the window
-/// a deposit matches a payout of `date` in): its exception is the one to
-/// work, so the payout's missing deposit is not raised twice.
+/// a deposit matches a payout of `date` in, naming no payout or this one):
+/// its exception is the one to work, so the payout's missing deposit is not
+/// raised twice. A deposit naming other payouts is theirs, not this one's.
 pub async fn unmatched_near(
     conn: &mut AsyncPgConnection,
     merchant: &str,
+    payout_id: &str,
     date: NaiveDate,
 ) -> Result<bool> {
     #[derive(QueryableByName)]
@@ -197,11 +199,13 @@ pub async fn unmatched_near(
     let (from, to) = crate::domain::cash_application::deposit::deposits_window(date);
     let row: Found = statement(
         "SELECT EXISTS (SELECT 1 FROM deposits WHERE merchant_id = $1 AND state = 'unmatched'
-             AND deposit_date BETWEEN $2 AND $3) AS found",
+             AND deposit_date BETWEEN $2 AND $3
+             AND (payout_ids = '{}' OR $4 = ANY(payout_ids))) AS found",
     )
     .bind::<Text, _>(merchant)
     .bind::<Date, _>(from)
     .bind::<Date, _>(to)
+    .bind::<Text, _>(payout_id)
     .get_result(conn)
     .await?;
     Ok(row.found)
@@ -226,7 +230,7 @@ pub async fn undeposited_until(
     let rows: Vec<Row> = statement(
         "SELECT payout_id, payout_date FROM payouts
          WHERE merchant_id = $1 AND state = 'applied' AND deposit_id IS NULL
-           AND payout_date <= $2
+           AND amount > 0 AND payout_date <= $2
          ORDER BY payout_date, payout_id LIMIT $3",
     )
     .bind::<Text, _>(merchant)
@@ -290,6 +294,9 @@ pub async fn mark_deposited(
     .await?)
 }
 
+/// Stores the deposit as matched to `matched`, or (None) unmatched; an
+/// unmatched deposit keeps the payouts it names (if any), so a payout's
+/// missing deposit is told apart from a deposit that is another's.
 pub async fn upsert_deposit(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -313,7 +320,7 @@ pub async fn upsert_deposit(
     .bind::<Text, _>(d.amount.currency.code())
     .bind::<Numeric, _>(d.amount.amount)
     .bind::<Date, _>(d.date)
-    .bind::<Array<Text>, _>(matched.unwrap_or(&[]).to_vec())
+    .bind::<Array<Text>, _>(matched.unwrap_or(&d.named).to_vec())
     .execute(conn)
     .await?;
     Ok(())

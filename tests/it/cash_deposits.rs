@@ -315,3 +315,44 @@ async fn a_payout_whose_deposit_never_arrives_is_late_once_the_bank_feed_passed_
     );
     assert_clean(&t, "145.25").await;
 }
+
+/// Only money sent to the bank is expected there: a payout of a refund
+/// (negative) debits the bank and is never `cash.deposit_missing`. A
+/// deposit that matched nothing hides a payout's missing deposit only when
+/// it could be that payout's (it names none, or this one): one naming
+/// another payout does not.
+#[tokio::test]
+async fn a_payout_with_nothing_for_the_bank_is_not_expected_there_nor_hidden_by_anothers_deposit() {
+    use crate::cash_scenarios::{credit_memo, processor_refund};
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut batch = paid("5401", "100.00", "3.00", "po_5401", "97.00");
+    batch.extend([
+        processor_refund("5401", "re_5401", "30.00"),
+        credit_memo("5401", "CM-5401", "30.00"),
+        bt(
+            "txn_r5401",
+            "refund",
+            "re_5401",
+            "-30.00",
+            "0.00",
+            "po_5402",
+        ),
+        payout("po_5402", "-30.00"),
+    ]);
+    batch.extend(paid("5403", "50.00", "1.75", "po_5403", "48.25"));
+    batch.push(deposit("dep_5401", "97.00", &["po_5401"]));
+    batch.push(deposit("dep_x", "10.00", &["po_elsewhere"]));
+    t.submit(batch).await.unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(deposited(&t).await, "po_5401=dep_5401,po_5402=-,po_5403=-");
+    assert_eq!(
+        open_deposit_exceptions(&t).await,
+        "cash.deposit_missing:po_5403,cash.deposit_without_payout:dep_x"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'check_deposit'")
+            .await,
+        0
+    );
+}

@@ -35,8 +35,11 @@ async fn lag(conn: &mut Conn, merchant: &str) -> Result<chrono::Duration> {
 }
 
 /// Schedules the deposit check of these payouts (id, arrival date), just
-/// applied or just untied from a deposit. A check already scheduled keeps the
-/// earlier time; run early, it looks again at the deadline.
+/// applied or just untied from a deposit, unless one is scheduled already
+/// (it looks at the payout's deadline itself when it runs, so its time
+/// need not change). Inserted if absent, never updated: a deposit's job
+/// scheduling hundreds of checks must not wait for, or lock, a check row
+/// another worker has claimed (that is how the first version deadlocked).
 pub(super) async fn expect(
     conn: &mut Conn,
     merchant: &str,
@@ -46,11 +49,11 @@ pub(super) async fn expect(
         return Ok(());
     }
     let lag = lag(conn, merchant).await?;
-    for (payout_id, date) in payouts {
-        let due = deposit_deadline(*date, lag);
-        jobs::schedule(conn, merchant, CHECK_DEPOSIT, payout_id, due).await?;
-    }
-    Ok(())
+    let due: Vec<(&str, chrono::DateTime<Utc>)> = payouts
+        .iter()
+        .map(|(id, date)| (*id, deposit_deadline(*date, lag)))
+        .collect();
+    jobs::schedule_if_absent(conn, merchant, CHECK_DEPOSIT, &due).await
 }
 
 /// [`expect`] for payouts just applied, those the bank feed has passed
@@ -78,8 +81,9 @@ pub(super) async fn check_job(conn: &mut Conn, merchant: &str, payout_id: &str) 
     else {
         return Ok(Work::Done(vec![]));
     };
-    if !p.applied || p.deposit_id.is_some() {
-        // Deposited, or failed (nothing to deposit: `cash.payout_failed` says so).
+    if !p.applied || p.deposit_id.is_some() || p.net.amount <= rust_decimal::Decimal::ZERO {
+        // Deposited; failed (`cash.payout_failed` says so); or nothing to
+        // deposit (a payout of refunds and fees debits the bank instead).
         deposits::resolve_rules(conn, merchant, &[MISSING_RULE], payout_id).await?;
         return Ok(Work::Done(vec![]));
     }
@@ -99,7 +103,7 @@ pub(super) async fn check_job(conn: &mut Conn, merchant: &str, payout_id: &str) 
     }
     // A deposit the bank showed that matched nothing may be this payout's:
     // its exception names the amounts, and one problem is raised, not two.
-    if deposits::unmatched_near(conn, merchant, p.date).await? {
+    if deposits::unmatched_near(conn, merchant, payout_id, p.date).await? {
         return Ok(Work::Done(vec![]));
     }
     let problem = Problem {
