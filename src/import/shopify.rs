@@ -17,7 +17,7 @@ use crate::domain::record::*;
 pub const SYSTEM: &str = "shopify";
 
 /// Columns where a processor's id may stand, newest export first.
-pub const REFERENCE: &[&str] = &[
+const REFERENCE: &[&str] = &[
     "payment reference",
     "authorization",
     "gateway reference",
