@@ -402,6 +402,7 @@ impl LedgerService for LedgerApi {
         let (as_of, _) = time_range(req.as_of.as_ref(), None)
             .map_err(|_| Error::invalid("as_of", "not a valid timestamp"))?;
         let rows = self.app.trial_balance(&merchant, as_of).await?;
+        let pending_jobs = self.app.pending_jobs(&merchant).await?;
         let chart = self.app.chart();
         Ok(Response::new(pb::GetTrialBalanceResponse {
             balances: rows
@@ -416,6 +417,7 @@ impl LedgerService for LedgerApi {
                     })
                 })
                 .collect::<Result<_>>()?,
+            pending_jobs,
         }))
     }
 }

@@ -207,6 +207,13 @@ impl App {
         let mut conn = self.store.conn().await?;
         ledger_reads::trial_balance(&mut conn, merchant, as_of).await
     }
+
+    /// The merchant's jobs that are work now (`jobs::pending`): while not
+    /// zero, what the worker books may still change.
+    pub async fn pending_jobs(&self, merchant: &str) -> Result<i64> {
+        let mut conn = self.store.conn().await?;
+        crate::storage::jobs::pending(&mut conn, merchant).await
+    }
 }
 
 /// Rebuilds stored entries (one row per line) as domain entries, checked

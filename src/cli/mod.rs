@@ -138,12 +138,17 @@ pub struct SimulateArgs {
     /// Faults of chosen kinds: KIND=RATE,... (e.g. refund_not_propagated=0.02)
     #[arg(long, value_name = "KIND=RATE,...")]
     pub faults: Option<String>,
-    /// Write the month to this directory instead of streaming it
+    /// Write the month to this directory (the ground truth and the exports
+    /// `tally audit` reads); nothing is streamed unless --score is given too
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
-    /// Wait for Tally to settle and score its exceptions against the ground truth
+    /// Stream the month, wait for Tally to settle and score its exceptions against the ground truth
     #[arg(long)]
     pub score: bool,
+    /// With --out: run `tally audit` on the exports written there (in process)
+    /// and score its exception rows against the ground truth
+    #[arg(long, requires = "out")]
+    pub audit: bool,
     /// Every handoff contract's max lag for the merchant, in seconds (a month arrives in minutes)
     #[arg(long, default_value_t = 5)]
     pub lag: u64,

@@ -116,10 +116,32 @@ async fn run(args: &SimulateArgs) -> Result<bool, String> {
         month.truth.len(),
         started.elapsed().as_secs_f64()
     );
+    let mut perfect = true;
     if let Some(dir) = &args.out {
         write_files(dir, &month)?;
+        let files =
+            sim::export::write(dir, &month).map_err(|e| format!("{}: {e}", dir.display()))?;
         eprintln!("wrote {}", dir.display());
-        return Ok(true);
+        if args.audit {
+            let t = Instant::now();
+            let audited = sim::offline::audit_files(files, &month)?;
+            print!(
+                "{}",
+                audited.score.table(&format!(
+                    "tally simulate --orders {} --seed {}: tally audit on the exports",
+                    args.orders, args.seed
+                ))
+            );
+            eprintln!(
+                "audited {} orders in {:.1}s",
+                audited.report.orders,
+                t.elapsed().as_secs_f64()
+            );
+            perfect = audited.score.perfect();
+        }
+        if !args.score {
+            return Ok(perfect);
+        }
     }
     let channel = super::trace::channel(&args.server.addr).await?;
     let api = Api {
@@ -145,7 +167,7 @@ async fn run(args: &SimulateArgs) -> Result<bool, String> {
     );
     println!("{}", outcome.render_clearing());
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(outcome.score.perfect() && outcome.clearing_ok())
+    Ok(perfect && outcome.score.perfect() && outcome.clearing_ok())
 }
 
 /// How to send and wait.
@@ -391,13 +413,15 @@ impl Api {
         Ok(r.payouts.len())
     }
 
-    /// Waits out the lags, then until the worker has drained (no payout
-    /// waiting) and the open exceptions stop changing.
+    /// Waits out the lags, then until the worker has drained (no job due,
+    /// running or retrying, so every deadline check that is due has run;
+    /// no payout waiting) and the open exceptions stop changing.
     async fn settle(&self, lag: Duration, limit: Duration) -> Result<Vec<Seen>, String> {
         tokio::time::sleep(lag).await;
         let start = Instant::now();
         let mut last: Option<Vec<String>> = None;
         loop {
+            let jobs = self.pending_jobs().await?;
             let open = self.open_exceptions().await?;
             let mut names: Vec<String> = open
                 .iter()
@@ -405,12 +429,14 @@ impl Api {
                 .collect();
             names.sort();
             let waiting = self.waiting_payouts().await?;
-            if waiting == 0 && last.as_ref() == Some(&names) {
+            // Jobs read first: none pending then, and the exceptions read
+            // after it the same as the poll before.
+            if jobs == 0 && waiting == 0 && last.as_ref() == Some(&names) {
                 return Ok(open.iter().map(Seen::from_pb).collect());
             }
             if start.elapsed() > limit {
                 return Err(format!(
-                    "Tally did not settle within {}s ({waiting} payouts waiting, {} open exceptions)",
+                    "Tally did not settle within {}s ({jobs} jobs pending, {waiting} payouts waiting, {} open exceptions)",
                     limit.as_secs(),
                     open.len()
                 ));
@@ -467,6 +493,20 @@ impl Api {
             out.insert(x.order_id.clone(), verdict);
         }
         Ok(out)
+    }
+
+    /// The worker's jobs for the merchant that are work now (the trial
+    /// balance's `pending_jobs`).
+    async fn pending_jobs(&self) -> Result<i64, String> {
+        let mut c = LedgerServiceClient::new(self.channel.clone());
+        Ok(c.get_trial_balance(self.req(pb::GetTrialBalanceRequest {
+            parent: self.parent(),
+            as_of: None,
+        })?)
+        .await
+        .map_err(|s| format!("GetTrialBalance: {}", s.message()))?
+        .into_inner()
+        .pending_jobs)
     }
 
     /// Clearing accounts' balances ("account currency" -> amount), from

@@ -20,14 +20,16 @@ use crate::domain::record::*;
 
 pub const SYSTEM: &str = "stripe";
 
-const ID: &[&str] = &["balance_transaction_id", "id"];
-const CREATED: &[&str] = &["created_utc", "created (utc)", "created"];
-const AVAILABLE: &[&str] = &["available_on_utc", "available on (utc)", "available_on"];
-const GROSS: &[&str] = &["gross", "amount"];
-const CATEGORY: &[&str] = &["reporting_category", "type"];
-const SOURCE: &[&str] = &["source_id", "source"];
-const PAYOUT: &[&str] = &["automatic_payout_id", "transfer"];
-const ORDER: &[&str] = &[
+// The columns each field is read from, newest report first: public, so
+// that a writer of the reports (the simulator's) names them as read here.
+pub const ID: &[&str] = &["balance_transaction_id", "id"];
+pub const CREATED: &[&str] = &["created_utc", "created (utc)", "created"];
+pub const AVAILABLE: &[&str] = &["available_on_utc", "available on (utc)", "available_on"];
+pub const GROSS: &[&str] = &["gross", "amount"];
+pub const CATEGORY: &[&str] = &["reporting_category", "type"];
+pub const SOURCE: &[&str] = &["source_id", "source"];
+pub const PAYOUT: &[&str] = &["automatic_payout_id", "transfer"];
+pub const ORDER: &[&str] = &[
     "payment_metadata[order_id]",
     "payment_metadata[order_name]",
     "payment_metadata[order]",

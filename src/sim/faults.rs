@@ -29,7 +29,7 @@ pub struct Sig {
     pub handoff: Option<H>,
 }
 
-const fn sig(exception_type: T, rule: &'static str, handoff: Option<H>) -> Sig {
+pub(crate) const fn sig(exception_type: T, rule: &'static str, handoff: Option<H>) -> Sig {
     Sig {
         exception_type,
         rule,
@@ -57,6 +57,9 @@ pub enum Expect {
     /// Detectable from what Tally receives, but no rule of Tally's looks:
     /// a gap, scored as missed (never as found).
     NoRule { why: &'static str },
+    /// Not in the data this view gets, by its nature (the offline audit's
+    /// files carry no shipments, say): listed with why, never counted.
+    NotDetectable { why: &'static str },
 }
 
 const REFUND_NOT_CREDITED: &[Sig] = &[sig(
@@ -89,6 +92,13 @@ const FAILED_DEPOSIT: &[Sig] = &[
     sig(T::ValidationFailed, "cash.deposited_payout_changed", None),
     sig(T::ValidationFailed, "cash.deposit_without_payout", None),
 ];
+/// The bank feed passed the payout's arrival date plus the
+/// payment-to-cash-application lag without its deposit.
+const DEPOSIT_MISSING: &[Sig] = &[sig(
+    T::LateHandoff,
+    "cash.deposit_missing",
+    Some(H::PaymentToCashApplication),
+)];
 const NONE: &[Sig] = &[];
 
 impl FaultKind {
@@ -162,9 +172,7 @@ impl FaultKind {
             },
             FaultKind::ChangedResubmission => raised(CONFLICT, NONE, NONE),
             FaultKind::PayoutFailedAfterPaid => raised(NONE, FAILED, FAILED_DEPOSIT),
-            FaultKind::DepositNeverArrives => Expect::NoRule {
-                why: "Tally has no rule for it: a paid payout books its bank entry from the payout itself, and no deadline waits for the deposit (nor does the API show which payouts were deposited)",
-            },
+            FaultKind::DepositNeverArrives => raised(NONE, DEPOSIT_MISSING, NONE),
         }
     }
 }

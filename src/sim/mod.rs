@@ -13,7 +13,9 @@
 
 pub mod build;
 pub mod cash;
+pub mod export;
 pub mod faults;
+pub mod offline;
 pub mod order;
 pub mod plan;
 pub mod rng;
@@ -133,7 +135,12 @@ pub fn generate(cfg: &Config) -> Result<Month, String> {
     let payouts = cash::payouts(moves).ok_or("a payout's sum overflowed")?;
     let mut swept: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut prng = root.fork(u64::MAX);
-    for p in &payouts {
+    // A deposit is known missing once the bank feed shows a later one: the
+    // month's last payout with money for the bank has none after it, so
+    // no payout fault is planted there (whether its deposit comes is
+    // beyond the month).
+    let last_deposit = payouts.iter().rposition(|p| p.net().is_some_and(|n| n > 0));
+    for (i, p) in payouts.iter().enumerate() {
         for m in &p.moves {
             swept
                 .entry(m.order.clone())
@@ -142,7 +149,9 @@ pub fn generate(cfg: &Config) -> Result<Month, String> {
         }
         sent.extend(cash::balance_transactions(p));
         let positive = p.net().is_some_and(|n| n > 0);
-        let fault = draw_fault(&mut prng, &payout_rates).filter(|_| positive);
+        let fault = draw_fault(&mut prng, &payout_rates).filter(|k| {
+            positive && (Some(i) != last_deposit || *k != FaultKind::DepositNeverArrives)
+        });
         let faults: Vec<FaultKind> = fault.into_iter().collect();
         sent.extend(cash::payout_records(p, &faults).ok_or("a payout's net overflowed")?);
         // A failed payout books nothing, the refunds it swept included.

@@ -65,9 +65,13 @@ impl Seen {
     }
 }
 
+/// What a scorer expects of each fault kind: the service's
+/// (`FaultKind::expect`) or the offline audit's (`offline::expect`).
+pub type Expectations = fn(FaultKind) -> Expect;
+
 /// Whether `e` names fault `t` as its kind's primary exception.
-fn names(e: &Seen, t: &Truth) -> bool {
-    match t.kind.expect() {
+fn names(how: Expectations, e: &Seen, t: &Truth) -> bool {
+    match how(t.kind) {
         Expect::Raised {
             on_order,
             on_payout,
@@ -76,28 +80,28 @@ fn names(e: &Seen, t: &Truth) -> bool {
             (!t.order_id.is_empty() && e.order_id == t.order_id && on_order.iter().any(|s| e.is(s)))
                 || (t.order_id.is_empty() && e.on_payouts(t) && on_payout.iter().any(|s| e.is(s)))
         }
-        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+        Expect::Absorbed { .. } | Expect::NoRule { .. } | Expect::NotDetectable { .. } => false,
     }
 }
 
 /// Whether `e` is a consequence `t` explains (on a payout of its order).
-fn follows(e: &Seen, t: &Truth) -> bool {
-    match t.kind.expect() {
+fn follows(how: Expectations, e: &Seen, t: &Truth) -> bool {
+    match how(t.kind) {
         Expect::Raised { consequences, .. } => {
             e.on_payouts(t) && consequences.iter().any(|s| e.is(s))
         }
-        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+        Expect::Absorbed { .. } | Expect::NoRule { .. } | Expect::NotDetectable { .. } => false,
     }
 }
 
-fn claims(kind: FaultKind, e: &Seen) -> bool {
-    match kind.expect() {
+fn claims(how: Expectations, kind: FaultKind, e: &Seen) -> bool {
+    match how(kind) {
         Expect::Raised {
             on_order,
             on_payout,
             ..
         } => on_order.iter().chain(on_payout).any(|s| e.is(s)),
-        Expect::Absorbed { .. } | Expect::NoRule { .. } => false,
+        Expect::Absorbed { .. } | Expect::NoRule { .. } | Expect::NotDetectable { .. } => false,
     }
 }
 
@@ -126,6 +130,14 @@ impl Row {
     }
 }
 
+/// Exceptions a view raises on clean data by its nature (what it cannot
+/// see), with why: listed and counted apart, never scored.
+#[derive(Debug, Clone, Copy)]
+pub struct Inherent {
+    pub sig: Sig,
+    pub why: &'static str,
+}
+
 #[derive(Debug, Clone)]
 pub struct Score {
     pub rows: Vec<Row>,
@@ -133,33 +145,54 @@ pub struct Score {
     pub unexplained: Vec<Seen>,
     /// Absorbed faults whose check failed: the order and why.
     pub failed_checks: Vec<(String, String)>,
+    /// Exceptions of each inherent shape, set apart.
+    pub inherent: Vec<(Inherent, u64)>,
+    how: Expectations,
 }
 
-/// `checks`: for each order hit by an absorbed fault, whether what should
-/// hold did (Err: why not).
+/// The service's score: `checks`, for each order hit by an absorbed
+/// fault, whether what should hold did (Err: why not).
 pub fn score(
     truth: &[Truth],
     seen: &[Seen],
     checks: &BTreeMap<String, Result<(), String>>,
 ) -> Score {
+    score_with(FaultKind::expect, &[], truth, seen, checks)
+}
+
+/// A score under `how`'s expectations; exceptions of an `inherent` shape
+/// are counted apart and scored nowhere.
+pub fn score_with(
+    how: Expectations,
+    inherent: &[Inherent],
+    truth: &[Truth],
+    seen: &[Seen],
+    checks: &BTreeMap<String, Result<(), String>>,
+) -> Score {
+    let set_apart = |e: &Seen| inherent.iter().any(|i| e.is(&i.sig));
+    let inherent_counts = inherent
+        .iter()
+        .map(|i| (*i, seen.iter().filter(|e| e.is(&i.sig)).count() as u64))
+        .collect();
+    let seen: Vec<&Seen> = seen.iter().filter(|e| !set_apart(e)).collect();
     let mut rows = vec![];
     for kind in FaultKind::ALL {
         let faults: Vec<&Truth> = truth.iter().filter(|t| t.kind == kind).collect();
-        let found = match kind.expect() {
+        let found = match how(kind) {
             Expect::Raised { .. } => faults
                 .iter()
-                .filter(|t| seen.iter().any(|e| names(e, t)))
+                .filter(|t| seen.iter().any(|e| names(how, e, t)))
                 .count(),
-            Expect::NoRule { .. } => 0,
+            Expect::NoRule { .. } | Expect::NotDetectable { .. } => 0,
             Expect::Absorbed { .. } => faults
                 .iter()
                 .filter(|t| checks.get(&t.order_id).is_some_and(|c| c.is_ok()))
                 .count(),
         };
-        let claimed: Vec<&Seen> = seen.iter().filter(|e| claims(kind, e)).collect();
+        let claimed: Vec<&&Seen> = seen.iter().filter(|e| claims(how, kind, e)).collect();
         let right = claimed
             .iter()
-            .filter(|e| faults.iter().any(|t| names(e, t)))
+            .filter(|e| faults.iter().any(|t| names(how, e, t)))
             .count();
         rows.push(Row {
             kind,
@@ -171,8 +204,8 @@ pub fn score(
     }
     let unexplained = seen
         .iter()
-        .filter(|e| !truth.iter().any(|t| names(e, t) || follows(e, t)))
-        .cloned()
+        .filter(|e| !truth.iter().any(|t| names(how, e, t) || follows(how, e, t)))
+        .map(|e| (*e).clone())
         .collect();
     let failed_checks = checks
         .iter()
@@ -182,6 +215,8 @@ pub fn score(
         rows,
         unexplained,
         failed_checks,
+        inherent: inherent_counts,
+        how,
     }
 }
 
@@ -190,8 +225,15 @@ fn pct(x: Option<f64>) -> String {
 }
 
 impl Score {
+    /// No unexplained exception, and every kind the view can see perfect.
     pub fn perfect(&self) -> bool {
-        self.unexplained.is_empty() && self.rows.iter().all(Row::perfect)
+        self.unexplained.is_empty()
+            && self.failed_checks.is_empty()
+            && self
+                .rows
+                .iter()
+                .filter(|r| !matches!((self.how)(r.kind), Expect::NotDetectable { .. }))
+                .all(Row::perfect)
     }
 
     pub fn table(&self, title: &str) -> String {
@@ -200,7 +242,7 @@ impl Score {
             "fault", "injected", "found", "precision", "recall"
         );
         for r in &self.rows {
-            let how = match r.kind.expect() {
+            let how = match (self.how)(r.kind) {
                 Expect::Raised {
                     on_order,
                     on_payout,
@@ -215,15 +257,32 @@ impl Score {
                     format!("absorbed: no exception expected ({why}); checked by: {check}")
                 }
                 Expect::NoRule { why } => format!("NOT DETECTED: {why}"),
+                Expect::NotDetectable { why } => format!("not detectable {why}"),
+            };
+            // What the view cannot see is neither found nor missed.
+            let unseen = matches!((self.how)(r.kind), Expect::NotDetectable { .. });
+            let (found, recall) = if unseen {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (r.found.to_string(), pct(r.recall()))
             };
             let _ = writeln!(
                 out,
                 "{:<26} {:>8} {:>8} {:>9} {:>9}  {how}",
                 r.kind.as_str(),
                 r.injected,
-                r.found,
+                found,
                 pct(r.precision()),
-                pct(r.recall()),
+                recall,
+            );
+        }
+        for (i, n) in &self.inherent {
+            let _ = writeln!(
+                out,
+                "raised by the data's nature, not scored: {n} {} {} ({})",
+                i.sig.exception_type.as_str_name(),
+                i.sig.rule,
+                i.why
             );
         }
         let _ = writeln!(out, "unexplained exceptions: {}", self.unexplained.len());

@@ -157,21 +157,121 @@ pub async fn open_payouts(
     at_bank(rows)
 }
 
+/// Whether the bank feed has shown a deposit dated on or after `date`: only
+/// then is a payout of that date without one a deposit that did not arrive
+/// (a merchant that sends no bank feed is told nothing).
+pub async fn feed_reaches(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    date: NaiveDate,
+) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let row: Found = statement(
+        "SELECT EXISTS (SELECT 1 FROM deposits WHERE merchant_id = $1 AND deposit_date >= $2)
+             AS found",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Date, _>(date)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
+/// Whether an unmatched deposit could be this payout's (dated in the window
+/// a deposit matches a payout of `date` in, naming no payout or this one):
+/// its exception is the one to work, so the payout's missing deposit is not
+/// raised twice. A deposit naming other payouts is theirs, not this one's.
+pub async fn unmatched_near(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    payout_id: &str,
+    date: NaiveDate,
+) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let (from, to) = crate::domain::cash_application::deposit::deposits_window(date);
+    let row: Found = statement(
+        "SELECT EXISTS (SELECT 1 FROM deposits WHERE merchant_id = $1 AND state = 'unmatched'
+             AND deposit_date BETWEEN $2 AND $3
+             AND (payout_ids = '{}' OR $4 = ANY(payout_ids))) AS found",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Date, _>(from)
+    .bind::<Date, _>(to)
+    .bind::<Text, _>(payout_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
+/// Applied payouts not deposited, dated on or before `date` (at most
+/// `limit`, oldest first): those a deposit of that date shows the feed has
+/// passed.
+pub async fn undeposited_until(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    date: NaiveDate,
+    limit: i64,
+) -> Result<Vec<(String, NaiveDate)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        payout_id: String,
+        #[diesel(sql_type = Date)]
+        payout_date: NaiveDate,
+    }
+    let rows: Vec<Row> = statement(
+        "SELECT payout_id, payout_date FROM payouts
+         WHERE merchant_id = $1 AND state = 'applied' AND deposit_id IS NULL
+           AND amount > 0 AND payout_date <= $2
+         ORDER BY payout_date, payout_id LIMIT $3",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Date, _>(date)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.payout_id, r.payout_date))
+        .collect())
+}
+
 /// Unties the payouts this deposit was matched to: a deposit's job matches
 /// it again from its current version (and the payouts as they stand).
+/// Returns the payouts untied, with their arrival dates.
 pub async fn release(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     deposit_id: &str,
-) -> Result<usize> {
-    Ok(statement(
+) -> Result<Vec<(String, NaiveDate)>> {
+    #[derive(QueryableByName)]
+    struct Released {
+        #[diesel(sql_type = Text)]
+        payout_id: String,
+        #[diesel(sql_type = Nullable<Date>)]
+        payout_date: Option<NaiveDate>,
+    }
+    let rows: Vec<Released> = statement(
         "UPDATE payouts SET deposit_id = NULL, updated_at = now()
-         WHERE merchant_id = $1 AND deposit_id = $2",
+         WHERE merchant_id = $1 AND deposit_id = $2
+         RETURNING payout_id, payout_date",
     )
     .bind::<Text, _>(merchant)
     .bind::<Text, _>(deposit_id)
-    .execute(conn)
-    .await?)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.payout_id, r.payout_date.unwrap_or(NaiveDate::MIN)))
+        .collect())
 }
 
 /// Ties payouts to the deposit; returns how many were still applied and free
@@ -194,6 +294,9 @@ pub async fn mark_deposited(
     .await?)
 }
 
+/// Stores the deposit as matched to `matched`, or (None) unmatched; an
+/// unmatched deposit keeps the payouts it names (if any), so a payout's
+/// missing deposit is told apart from a deposit that is another's.
 pub async fn upsert_deposit(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -217,7 +320,7 @@ pub async fn upsert_deposit(
     .bind::<Text, _>(d.amount.currency.code())
     .bind::<Numeric, _>(d.amount.amount)
     .bind::<Date, _>(d.date)
-    .bind::<Array<Text>, _>(matched.unwrap_or(&[]).to_vec())
+    .bind::<Array<Text>, _>(matched.unwrap_or(&d.named).to_vec())
     .execute(conn)
     .await?;
     Ok(())

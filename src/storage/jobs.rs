@@ -402,6 +402,24 @@ pub async fn postpone(conn: &mut AsyncPgConnection, job: &Job, delay_ms: i64) ->
     Ok(())
 }
 
+/// Whether the merchant has a job of `kind` due now (run or waiting to run).
+pub async fn any_ready(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let row: Found = statement(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE merchant_id = $1 AND kind = $2
+             AND state = 'ready' AND run_after <= now()) AS found",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}
+
 /// One merchant's jobs of a kind, for people and tests.
 pub async fn list(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<Vec<JobRow>> {
     Ok(statement(
@@ -437,6 +455,61 @@ pub async fn schedule(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Makes (kind, subject) due at `run_after` unless such a job exists
+/// already (whatever its time or state), inside the caller's transaction.
+/// Never waits on, nor locks, a job row another transaction holds: a
+/// committed row is left alone (`DO NOTHING` takes no row lock), so
+/// scheduling from inside other jobs cannot deadlock with the worker that
+/// has claimed that row. (Only a row another transaction is inserting at
+/// that moment is waited for, until it commits or rolls back.) The job,
+/// run early, looks at its own deadline again.
+pub async fn schedule_if_absent(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    kind: &str,
+    subjects: &[(&str, DateTime<Utc>)],
+) -> Result<()> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    // Sorted, so concurrent schedulers insert in the same order.
+    let mut subjects = subjects.to_vec();
+    subjects.sort();
+    subjects.dedup_by(|a, b| a.0 == b.0);
+    statement(
+        "INSERT INTO jobs (merchant_id, kind, subject_id, run_after)
+         SELECT $1, $2, s, t FROM unnest($3::text[], $4::timestamptz[]) AS x(s, t) ORDER BY s
+         ON CONFLICT (merchant_id, kind, subject_id) DO NOTHING",
+    )
+    .bind::<Text, _>(merchant)
+    .bind::<Text, _>(kind)
+    .bind::<Array<Text>, _>(subjects.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(subjects.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The merchant's jobs that are work now: due (claimed by a worker or
+/// not) or retrying after a failure. A deadline check scheduled for later
+/// (never attempted) is not counted, nor a parked job (an exception says
+/// so). While this is not zero, what the worker books may still change.
+pub async fn pending(conn: &mut AsyncPgConnection, merchant: &str) -> Result<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Count = statement(
+        "SELECT count(*) AS n FROM jobs WHERE merchant_id = $1 AND state = 'ready'
+           AND (run_after <= now() OR attempts > 0)",
+    )
+    .bind::<Text, _>(merchant)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
 }
 
 #[cfg(test)]

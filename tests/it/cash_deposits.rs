@@ -148,8 +148,12 @@ async fn a_deposit_naming_no_payout_takes_the_unique_exact_fit_even_when_it_came
     t.submit(batch).await.unwrap();
     drain(&app, "acme").await;
     assert_eq!(deposited(&t).await, "po_5101=-,po_5102=dep_2,po_5103=dep_2");
-    // Resolved by itself once its payouts arrived.
-    assert_eq!(open_deposit_exceptions(&t).await, "");
+    // Resolved by itself once its payouts arrived. The third payout's money
+    // never reached the bank, whose feed has passed its date: that is late.
+    assert_eq!(
+        open_deposit_exceptions(&t).await,
+        "cash.deposit_missing:po_5101"
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM exceptions WHERE rule = 'cash.deposit_without_payout' AND resolved_by = 'rules'")
             .await,
@@ -248,4 +252,107 @@ async fn a_deposit_runs_after_the_payouts_made_ready_before_it_in_the_same_batch
     assert_eq!(outcomes, vec![done("apply_deposit", "dep_4")]);
     assert_eq!(deposited(&t).await, "po_5202=dep_4");
     assert_clean(&t, "97.00").await;
+}
+
+/// A paid payout's deposit is expected by the end of its arrival date plus
+/// the payment-to-cash-application lag: once the bank feed has passed it
+/// with no deposit for it, LATE_HANDOFF `cash.deposit_missing` names it; its
+/// deposit arriving late settles it. A merchant that sends no bank feed is
+/// told nothing.
+#[tokio::test]
+async fn a_payout_whose_deposit_never_arrives_is_late_once_the_bank_feed_passed_it() {
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut batch = paid("5301", "100.00", "3.00", "po_5301", "97.00");
+    batch.extend(paid("5302", "50.00", "1.75", "po_5302", "48.25"));
+    t.submit(batch).await.unwrap();
+    drain(&app, "acme").await;
+    // No bank feed at all: no evidence, no exception, no check queued.
+    assert_eq!(open_deposit_exceptions(&t).await, "");
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'check_deposit'")
+            .await,
+        0
+    );
+
+    // The feed shows the second payout's deposit; the first's never came.
+    t.submit(vec![deposit("dep_5302", "48.25", &["po_5302"])])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(
+        open_deposit_exceptions(&t).await,
+        "cash.deposit_missing:po_5301"
+    );
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT type || ' ' || handoff FROM exceptions
+             WHERE rule = 'cash.deposit_missing'"
+        )
+        .await,
+        "late_handoff payment_to_cash_application"
+    );
+    assert!(
+        summary(&t, "cash.deposit_missing")
+            .await
+            .contains("97.00 USD")
+    );
+
+    // It arrives after all: matched, booked once, the exception settled.
+    t.submit(vec![deposit("dep_5301", "97.00", &["po_5301"])])
+        .await
+        .unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(open_deposit_exceptions(&t).await, "");
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM exceptions WHERE rule = 'cash.deposit_missing'
+               AND resolved_by = 'rules'"
+        )
+        .await,
+        1
+    );
+    assert_clean(&t, "145.25").await;
+}
+
+/// Only money sent to the bank is expected there: a payout of a refund
+/// (negative) debits the bank and is never `cash.deposit_missing`. A
+/// deposit that matched nothing hides a payout's missing deposit only when
+/// it could be that payout's (it names none, or this one): one naming
+/// another payout does not.
+#[tokio::test]
+async fn a_payout_with_nothing_for_the_bank_is_not_expected_there_nor_hidden_by_anothers_deposit() {
+    use crate::cash_scenarios::{credit_memo, processor_refund};
+    let t = TestApp::start().await;
+    let app = worker(&t).await;
+    let mut batch = paid("5401", "100.00", "3.00", "po_5401", "97.00");
+    batch.extend([
+        processor_refund("5401", "re_5401", "30.00"),
+        credit_memo("5401", "CM-5401", "30.00"),
+        bt(
+            "txn_r5401",
+            "refund",
+            "re_5401",
+            "-30.00",
+            "0.00",
+            "po_5402",
+        ),
+        payout("po_5402", "-30.00"),
+    ]);
+    batch.extend(paid("5403", "50.00", "1.75", "po_5403", "48.25"));
+    batch.push(deposit("dep_5401", "97.00", &["po_5401"]));
+    batch.push(deposit("dep_x", "10.00", &["po_elsewhere"]));
+    t.submit(batch).await.unwrap();
+    drain(&app, "acme").await;
+    assert_eq!(deposited(&t).await, "po_5401=dep_5401,po_5402=-,po_5403=-");
+    assert_eq!(
+        open_deposit_exceptions(&t).await,
+        "cash.deposit_missing:po_5403,cash.deposit_without_payout:dep_x"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'check_deposit'")
+            .await,
+        0
+    );
 }

@@ -16,9 +16,9 @@ use diesel_async::AsyncConnection;
 use tracing::Instrument;
 
 use super::{
-    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_PAYOUT, CHECK_PAYOUT_FEES, JobOutcome,
-    RetryPolicy, Work, done, group, links, load_orders, lock_orders, plan_error, residual,
-    run_claimed, stored_events, write_plan,
+    APPLY_DEPOSIT, APPLY_ORDER, APPLY_PAYOUT, CHECK_DEPOSIT, CHECK_PAYOUT, CHECK_PAYOUT_FEES,
+    JobOutcome, RetryPolicy, Work, done, group, links, load_orders, lock_orders, plan_error,
+    residual, run_claimed, stored_events, write_plan,
 };
 use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
@@ -54,6 +54,9 @@ impl App {
                 (CHECK_PAYOUT, limit, None),
                 (CHECK_PAYOUT_FEES, limit, Some(APPLY_PAYOUT)),
                 (APPLY_DEPOSIT, limit, Some(APPLY_PAYOUT)),
+                // A payout's deposit deadline waits for the deposits made
+                // ready before it: one of them may be its deposit.
+                (CHECK_DEPOSIT, limit, Some(APPLY_DEPOSIT)),
             ];
             let claimed = jobs::claim_kinds(conn, merchant, &kinds).await?;
             let (payouts, rest): (Vec<Job>, Vec<Job>) =
@@ -162,7 +165,7 @@ async fn run_orders(
             Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
             // Rolled back: which job failed, or which order is busy, is
             // found (and recorded against that job alone) one by one.
-            Ok(Work::Busy) | Err(_) => {}
+            Ok(Work::Busy | Work::Later(_)) | Err(_) => {}
         }
     }
     let mut outcomes = Vec::with_capacity(orders.len());

@@ -40,7 +40,8 @@ pub(super) async fn apply_deposit(
     }
     // Matched from its current version, as if for the first time: a new
     // version (another amount, other payouts named) is judged afresh.
-    deposits::release(conn, merchant, deposit_id).await?;
+    // Payouts it no longer brings wait for a deposit again (below).
+    let released = deposits::release(conn, merchant, deposit_id).await?;
     let mut named: Vec<String> = record.ids_of(RefKind::Payout).map(str::to_string).collect();
     named.sort();
     named.dedup();
@@ -79,6 +80,10 @@ pub(super) async fn apply_deposit(
             }
             deposits::upsert_deposit(conn, merchant, &d, Some(&ids)).await?;
             deposits::resolve_rules(conn, merchant, &deposit::RULES, deposit_id).await?;
+            let found: Vec<&str> = ids.iter().map(String::as_str).collect();
+            deposits::resolve_rules_of(conn, merchant, &[super::deposit_due::MISSING_RULE], &found)
+                .await?;
+            expect_again(conn, merchant, &released, &ids).await?;
             book(conn, merchant, &d, &rows).await?;
         }
         DepositMatch::Unmatched(problem) => {
@@ -90,8 +95,10 @@ pub(super) async fn apply_deposit(
                 .collect();
             deposits::resolve_rules(conn, merchant, &others, deposit_id).await?;
             raise(conn, merchant, &[problem]).await?;
+            expect_again(conn, merchant, &released, &[]).await?;
         }
     }
+    super::deposit_due::recheck_passed(conn, merchant, d.date).await?;
     Ok(Work::Done(vec![]))
 }
 
@@ -122,6 +129,22 @@ async fn book(
         }
     }
     Ok(())
+}
+
+/// The payouts a deposit brought before and no longer brings (not among
+/// `kept`) wait for a deposit again, by their deadlines.
+async fn expect_again(
+    conn: &mut Conn,
+    merchant: &str,
+    released: &[(String, chrono::NaiveDate)],
+    kept: &[String],
+) -> Result<()> {
+    let untied: Vec<(&str, chrono::NaiveDate)> = released
+        .iter()
+        .filter(|(id, _)| !kept.contains(id))
+        .map(|(id, d)| (id.as_str(), *d))
+        .collect();
+    super::deposit_due::expect(conn, merchant, &untied).await
 }
 
 /// Deposits still looking for their payout, woken when a payout is applied.

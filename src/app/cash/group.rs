@@ -105,8 +105,17 @@ pub(super) async fn write_applied(
         .map(|a| a.payout_id)
         .collect();
     deposits::resolve_rules_of(conn, merchant, &[waiting::INCOMPLETE_RULE], &was_waiting).await?;
-    // A deposit that arrived first may have been waiting for these payouts.
+    // A deposit that arrived first may have been waiting for these payouts;
+    // one that never arrives is an exception at each payout's deadline.
+    // Only money sent to the bank is expected there: a payout of refunds
+    // and fees (zero or negative) debits the bank, no deposit follows.
     deposit::wake_unmatched(conn, merchant).await?;
+    let expected: Vec<(&str, NaiveDate)> = applied
+        .iter()
+        .filter(|a| a.amount.amount > rust_decimal::Decimal::ZERO)
+        .map(|a| (a.payout_id, a.date))
+        .collect();
+    super::deposit_due::expect_applied(conn, merchant, &expected).await?;
 
     let rows: Vec<PayoutRow> = applied.iter().map(payout_row).collect();
     let shares: Vec<_> = applied

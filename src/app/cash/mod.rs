@@ -11,6 +11,7 @@
 
 mod batch;
 mod deposit;
+mod deposit_due;
 mod enqueue;
 mod facts;
 mod failure;
@@ -60,15 +61,18 @@ pub enum CashJob {
     ApplyDeposit,
     /// An applied payout checked again against the journals naming it (fees unallocated).
     CheckPayoutFees,
+    /// An applied payout's deadline for its bank deposit (`deposit_due`).
+    CheckDeposit,
 }
 
 impl CashJob {
-    pub const ALL: [CashJob; 5] = [
+    pub const ALL: [CashJob; 6] = [
         CashJob::ApplyPayout,
         CashJob::CheckPayout,
         CashJob::ApplyOrder,
         CashJob::ApplyDeposit,
         CashJob::CheckPayoutFees,
+        CashJob::CheckDeposit,
     ];
 
     /// The kind as stored in the queue.
@@ -79,6 +83,7 @@ impl CashJob {
             CashJob::ApplyOrder => "apply_order",
             CashJob::ApplyDeposit => "apply_deposit",
             CashJob::CheckPayoutFees => "check_payout_fees",
+            CashJob::CheckDeposit => "check_deposit",
         }
     }
 
@@ -92,6 +97,7 @@ pub const APPLY_ORDER: &str = CashJob::ApplyOrder.key();
 pub const APPLY_DEPOSIT: &str = CashJob::ApplyDeposit.key();
 pub const CHECK_PAYOUT: &str = CashJob::CheckPayout.key();
 pub const CHECK_PAYOUT_FEES: &str = CashJob::CheckPayoutFees.key();
+pub const CHECK_DEPOSIT: &str = CashJob::CheckDeposit.key();
 
 /// How failing jobs are retried.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +146,8 @@ enum Work {
     /// With the subjects of the order jobs it took over (a payout's orders).
     Done(Vec<String>),
     Busy,
+    /// Nothing to do before this time: the job runs again then.
+    Later(chrono::DateTime<chrono::Utc>),
 }
 
 impl App {
@@ -184,6 +192,11 @@ async fn run_claimed(
         }
         Ok(Work::Busy) => {
             jobs::postpone(conn, job, 100).await?;
+            (JobOutcome::Postponed, vec![])
+        }
+        Ok(Work::Later(at)) => {
+            let wait = (at - chrono::Utc::now()).num_milliseconds().max(0);
+            jobs::postpone(conn, job, wait).await?;
             (JobOutcome::Postponed, vec![])
         }
         // Nothing can be recorded without the database: the claim is
@@ -294,6 +307,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
             CashJob::ApplyOrder => apply_order(conn, merchant, subject).await,
             CashJob::ApplyDeposit => deposit::apply_deposit(conn, merchant, subject).await,
             CashJob::CheckPayoutFees => fees::check_job(conn, merchant, subject).await,
+            CashJob::CheckDeposit => deposit_due::check_job(conn, merchant, subject).await,
         }
     }
     .instrument(span.clone())
@@ -301,6 +315,7 @@ async fn run_job(conn: &mut Conn, job: &Job) -> Result<Work> {
     let outcome = match &work {
         Ok(Work::Done(_)) => "done",
         Ok(Work::Busy) => "busy",
+        Ok(Work::Later(_)) => "later",
         Err(_) => {
             span.record("otel.status_code", "error");
             "failed"
@@ -488,7 +503,7 @@ fn exception(merchant: &str, p: &Problem) -> exceptions::NewException {
         "ledger.clearing_residual" | "cash.deposit_amount_mismatch" | "cash.overpayment" => {
             ExceptionType::AmountMismatch
         }
-        waiting::INCOMPLETE_RULE => ExceptionType::LateHandoff,
+        waiting::INCOMPLETE_RULE | deposit_due::MISSING_RULE => ExceptionType::LateHandoff,
         _ => ExceptionType::ValidationFailed,
     };
     exceptions::NewException {

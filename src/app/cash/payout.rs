@@ -227,10 +227,11 @@ impl PayoutJob<'_> {
         }];
         problems.extend(self.deposit_disagrees(conn, None).await?);
         raise(conn, self.merchant, &problems).await?;
+        // A failed payout has nothing to deposit: `cash.payout_failed` says what is wrong.
         deposits::resolve_rules(
             conn,
             self.merchant,
-            &[waiting::INCOMPLETE_RULE],
+            &[waiting::INCOMPLETE_RULE, super::deposit_due::MISSING_RULE],
             self.payout_id,
         )
         .await

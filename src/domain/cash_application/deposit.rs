@@ -7,7 +7,7 @@
 //! its date (a bank may batch several payouts into one deposit), and only a unique fit is
 //! taken. Anything else is a problem for a person, never a guess.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::plan::Problem;
 use super::subset::{
@@ -59,6 +59,26 @@ pub enum DepositMatch {
 }
 
 /// The date window unnamed deposits search in.
+/// The dates of the deposits that can be a payout's of `date`: the mirror
+/// of [`window`] (a deposit takes payouts dated from 7 days before it to a
+/// day after).
+pub fn deposits_window(date: NaiveDate) -> (NaiveDate, NaiveDate) {
+    window_around(date, WINDOW_AFTER_DAYS, WINDOW_BEFORE_DAYS)
+}
+
+/// When the bank should have shown a payout's money: the end of its
+/// arrival date plus the payment-to-cash-application contract's lag (whose
+/// default, 7 days, spans the deposit matching window). A function of the
+/// payout's facts, not of when Tally learned them, so whether a deposit is
+/// overdue does not depend on the order records arrived in. Saturates
+/// instead of overflowing: a date at the end of time is never due.
+pub fn deposit_deadline(date: NaiveDate, lag: Duration) -> DateTime<Utc> {
+    date.succ_opt()
+        .map(|next| next.and_time(chrono::NaiveTime::MIN).and_utc())
+        .and_then(|end| end.checked_add_signed(lag))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 pub fn window(date: NaiveDate) -> (NaiveDate, NaiveDate) {
     window_around(date, WINDOW_BEFORE_DAYS, WINDOW_AFTER_DAYS)
 }
@@ -274,5 +294,22 @@ mod tests {
             rule(match_deposit(&dep("30.00 USD", &[]), &[], &open).unwrap()),
             RULE_NO_PAYOUT
         );
+    }
+
+    #[test]
+    fn a_deposit_is_due_the_lag_after_the_end_of_the_arrival_date() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 3).unwrap();
+        let due = deposit_deadline(d, Duration::days(7));
+        assert_eq!(due.to_rfc3339(), "2026-11-11T00:00:00+00:00");
+        assert_eq!(
+            deposit_deadline(d, Duration::seconds(5)).to_rfc3339(),
+            "2026-11-04T00:00:05+00:00"
+        );
+        // The end of time saturates rather than overflowing.
+        assert_eq!(
+            deposit_deadline(NaiveDate::MAX, Duration::days(7)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(deposit_deadline(d, Duration::MAX), DateTime::<Utc>::MAX_UTC);
     }
 }
