@@ -41,7 +41,7 @@ const MERCHANTS: usize = 8;
 /// Payouts per merchant and round, and balance transactions per payout.
 const PAYOUTS: usize = 4;
 const PER_PAYOUT: usize = 50;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Tally's pool per server (API and worker share it here).
 const POOL: usize = 8;
 
@@ -173,6 +173,72 @@ fn host_port(url: &str) -> (String, i32) {
     (h.to_string(), p.parse().unwrap())
 }
 
+/// Which database server a backend serves, from its postmaster's data
+/// directory: the Citus nodes live in `.../coord`, `.../w1`, `.../w2`
+/// (scripts/citus-cluster.sh); anything else is the single PostgreSQL.
+fn role(ppid: &str) -> &'static str {
+    let cmdline = std::fs::read_to_string(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+    let dir = cmdline
+        .split('\0')
+        .skip_while(|a| *a != "-D")
+        .nth(1)
+        .unwrap_or("");
+    if dir.ends_with("/coord") {
+        "coordinator"
+    } else if dir.ends_with("/w1") || dir.ends_with("/w2") {
+        "workers"
+    } else {
+        "postgres"
+    }
+}
+
+/// CPU time (ns) so far of every backend of the bench's databases (its
+/// process title names the database), by pid, with its server's role:
+/// other databases' sessions on the same servers are not counted.
+fn pg_cpu(dbs: &[&str]) -> std::collections::HashMap<std::ffi::OsString, (u64, &'static str)> {
+    let mut out = std::collections::HashMap::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let read = |f: &str| std::fs::read_to_string(p.path().join(f)).unwrap_or_default();
+        if read("comm").trim() != "postgres" {
+            continue;
+        }
+        let title = read("cmdline");
+        if !dbs
+            .iter()
+            .any(|db| title.split([' ', '\0']).any(|w| w == *db))
+        {
+            continue;
+        }
+        let ns = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let status = read("status");
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .unwrap_or("")
+            .trim();
+        out.insert(p.file_name(), (ns, role(ppid)));
+    }
+    out
+}
+
+/// Backend CPU (ms) spent between two readings, by role; by process, so
+/// one that ended in between takes nothing off.
+fn pg_cpu_by_role(
+    before: &std::collections::HashMap<std::ffi::OsString, (u64, &'static str)>,
+    after: &std::collections::HashMap<std::ffi::OsString, (u64, &'static str)>,
+) -> std::collections::HashMap<&'static str, f64> {
+    let mut out = std::collections::HashMap::new();
+    for (pid, (t, role)) in after {
+        let spent = t.saturating_sub(before.get(pid).map_or(0, |b| b.0));
+        *out.entry(*role).or_insert(0.0) += spent as f64 / 1e6;
+    }
+    out
+}
+
 /// A server over the target and the worker's App: what one round drives.
 struct Running {
     server: tally::server::Running,
@@ -277,13 +343,27 @@ async fn main() {
             started.elapsed().as_secs_f64()
         );
     }
-    // [target][ingest, worker] -> one duration a round.
-    let mut times = vec![[vec![], vec![]], [vec![], vec![]]];
+    // [target][ingest, worker] -> one duration a round, and the database
+    // CPU (ms) by role summed over the rounds.
+    let mut times = [[vec![], vec![]], [vec![], vec![]]];
+    let mut cpu: [[std::collections::HashMap<&str, f64>; 2]; 2] = Default::default();
+    let dbs = [targets[0].db.as_str(), targets[1].db.as_str()];
     for round in 0..ROUNDS {
         for (i, (t, r)) in targets.iter().zip(&running).enumerate() {
             let merchants: Vec<String> = (0..MERCHANTS).map(|m| format!("r{round}m{m}")).collect();
+            let before = pg_cpu(&dbs);
             times[i][0].push(ingest(r, &merchants).await);
+            let between = pg_cpu(&dbs);
             times[i][1].push(drain(&r.app, &merchants).await);
+            let after = pg_cpu(&dbs);
+            for (phase, (a, b)) in [(&before, &between), (&between, &after)]
+                .into_iter()
+                .enumerate()
+            {
+                for (role, ms) in pg_cpu_by_role(a, b) {
+                    *cpu[i][phase].entry(role).or_insert(0.0) += ms;
+                }
+            }
             check(&t.url, &merchants).await;
             eprintln!(
                 "round {round} {}: ingest {:.0} ms, worker {:.0} ms",
@@ -295,23 +375,46 @@ async fn main() {
     }
     let records = (MERCHANTS * PAYOUTS * (PER_PAYOUT * 4 + 1)) as f64;
     let txns = (MERCHANTS * PAYOUTS * PER_PAYOUT) as f64;
+    let rows = [
+        (
+            "ingest, records stored/s (8 clients)",
+            "1,000 records",
+            records,
+        ),
+        (
+            "worker, balance transactions applied/s (2 loops)",
+            "1,000 balance transactions",
+            txns,
+        ),
+    ];
     println!(
         "| run ({MERCHANTS} merchants x {PAYOUTS} payouts x {PER_PAYOUT} balance transactions) | single PostgreSQL (baseline) | Citus, coordinator + 2 workers | Citus / PostgreSQL |"
     );
     println!("|---|---:|---:|---:|");
-    for (row, (what, n)) in [
-        ("ingest, records stored/s (8 clients)", records),
-        ("worker, balance transactions applied/s (2 loops)", txns),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (row, (what, _, n)) in rows.iter().enumerate() {
         let rate = |i: usize| n / median(times[i][row].clone()).as_secs_f64();
         println!(
             "| {what} | {:.0} | {:.0} | {:.2}x |",
             rate(0),
             rate(1),
             rate(1) / rate(0)
+        );
+    }
+    // Where the database time goes: per unit of work, all rounds.
+    println!();
+    println!(
+        "| backend CPU of the bench's databases, ms per unit | single PostgreSQL | Citus coordinator | Citus workers (both) |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (row, (_, unit, n)) in rows.iter().enumerate() {
+        let per = |i: usize, role: &str| {
+            cpu[i][row].get(role).copied().unwrap_or(0.0) / (n * ROUNDS as f64 / 1000.0)
+        };
+        println!(
+            "| {unit} | {:.0} | {:.0} | {:.0} |",
+            per(0, "postgres"),
+            per(1, "coordinator"),
+            per(1, "workers")
         );
     }
     for (t, r) in targets.iter().zip(running) {

@@ -15,6 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "tally"
 PRODUCTION = CHART / "ci" / "production-values.yaml"
+CITUS = CHART / "ci" / "citus-values.yaml"
 RELEASE, NAMESPACE = "tally", "finance"
 
 
@@ -64,7 +65,7 @@ def production_objects() -> list[dict]:
     return render(production_values())
 
 
-@pytest.mark.parametrize("values_file", [None, PRODUCTION])
+@pytest.mark.parametrize("values_file", [None, PRODUCTION, CITUS])
 def test_lint_is_clean(values_file: Path | None) -> None:
     values = yaml.safe_load(values_file.read_text()) if values_file else None
     report = helm.lint(CHART, values, strict=True, kube_version="v1.30.0")
@@ -253,6 +254,25 @@ def test_database_url_from_chart_made_secret(default_objects: list[dict]) -> Non
     assert secret["stringData"] == {"DATABASE_URL": "postgres://tally@postgresql:5432/tally"}
     env = env_of(container(default_objects, "Deployment", "tally-api"))
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "tally-database", "key": "DATABASE_URL"}
+
+
+def test_citus_values_point_every_process_at_the_coordinator() -> None:
+    """docs/citus.md's values: the coordinator from an existing Secret for
+    the API, the worker and the migration Job alike, the pool size passed,
+    and a migration deadline long enough for Citus's per-shard DDL."""
+    objects = render(yaml.safe_load(CITUS.read_text()))
+    assert "tally-database" not in by_kind(objects, "Secret")
+    migrate = by_kind(objects, "Job")["tally-migrate"]
+    assert migrate["spec"]["activeDeadlineSeconds"] == 1800
+    (job,) = migrate["spec"]["template"]["spec"]["containers"]
+    ref = {"name": "tally-citus-database", "key": "DATABASE_URL"}
+    assert env_of(job)["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == ref
+    for name in ("tally-api", "tally-worker"):
+        deployment = by_kind(objects, "Deployment")[name]
+        assert deployment["spec"]["replicas"] == 4
+        env = env_of(container(objects, "Deployment", name))
+        assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == ref
+        assert env["TALLY_DB_POOL_SIZE"]["value"] == "10"
 
 
 def test_config_map_mounted_as_tally_config(production_objects: list[dict]) -> None:
