@@ -54,13 +54,9 @@ fn audit(args: &AuditArgs) -> Result<(), String> {
             let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
             let (stage, done, of, bytes) = match p.stage() {
                 Stage::Parse => ("audit: parsing", load(&p.bytes), total, true),
-                // Linking has no count of its own: the orders are next.
-                Stage::Link => (
-                    "audit: linking records to orders",
-                    0,
-                    load(&p.orders),
-                    false,
-                ),
+                // Linking has no count of its own: the bar stays on the
+                // bytes parsed until the orders to match are known.
+                Stage::Link => ("audit: linking records to orders", total, total, true),
                 Stage::Match => (
                     "audit: matching orders",
                     load(&p.matched),

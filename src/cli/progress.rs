@@ -45,8 +45,9 @@ impl Reporter {
         })
     }
 
-    /// Reports what `read` says, every tenth of a second: a bar whose units
-    /// and ETA start again when the stage changes.
+    /// Reports what `read` says, every tenth of a second: a bar whose
+    /// units, rate and ETA start again when its units change (bytes to
+    /// orders), its message the stage.
     pub fn watch(plain: bool, read: impl Fn() -> Reading + Send + 'static) -> Reporter {
         let done = Arc::new(AtomicBool::new(false));
         let terminal = std::io::stderr().is_terminal();
@@ -56,15 +57,15 @@ impl Reporter {
         let stop = done.clone();
         let handle = std::thread::spawn(move || {
             let bar = terminal.then(|| indicatif::ProgressBar::new(0));
-            let mut stage = None;
+            let mut units = None;
             let started = Instant::now();
             let mut last_line = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let now = read();
                 match &bar {
                     Some(b) => {
-                        if stage != Some((now.stage, now.bytes)) {
-                            stage = Some((now.stage, now.bytes));
+                        if units != Some(now.bytes) {
+                            units = Some(now.bytes);
                             restyle(b, now.bytes);
                         }
                         b.set_length(now.total);
@@ -105,12 +106,12 @@ impl Reporter {
     }
 }
 
-/// A new stage on the bar: bytes or items, the rate and ETA from now.
+/// New units on the bar: bytes or items, the rate and ETA from now.
 fn restyle(b: &indicatif::ProgressBar, bytes: bool) {
     let template = if bytes {
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
     } else {
-        "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}"
+        "{msg} [{bar:30}] {human_pos}/{human_len} ETA {eta}"
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         b.set_style(style.progress_chars("=> "));
