@@ -11,10 +11,11 @@
 //!                                                    journal file 2M lines)
 //!
 //! Reports, each measured in this run (machines here are noisy): the parse
-//! baseline's and the audit's seconds, their ratio, rows per second, and
-//! the process's peak resident memory (VmHWM) after the audit.
+//! baseline's and the audit's seconds, wall and CPU (every thread's user
+//! and system time: less sensitive to other work on the machine than wall
+//! time), their ratio, rows per second, and the process's peak resident
+//! memory (VmHWM) after the audit.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tally::import::audit::{Input, run};
@@ -26,6 +27,16 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// CPU seconds this process has used so far, every thread (Linux's
+/// /proc/self/stat: utime and stime, in the kernel's 100 ticks a second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Reads every file to the end on one thread each, keeping nothing.
@@ -76,30 +87,32 @@ fn main() {
         m.planted.len()
     );
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     let records = parse_only(&files);
     let parse = t.elapsed().as_secs_f64();
-    println!("parse only: {records} records in {parse:.2}s");
+    let parse_cpu = cpu_seconds().zip(cpu).map_or(0.0, |(b, a)| b - a);
+    println!("parse only: {records} records in {parse:.2}s (cpu {parse_cpu:.2}s)");
 
     let input = Input {
         files,
         options: Options::default(),
     };
-    let t = Instant::now();
-    let report = run(&input, chrono::Utc::now(), &Arc::default());
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let report = run(&input, chrono::Utc::now(), &Default::default());
     let audit = t.elapsed().as_secs_f64();
+    let audit_cpu = cpu_seconds().zip(cpu).map_or(0.0, |(b, a)| b - a);
+    let exceptions: std::collections::HashSet<(&str, &str, &str)> = report
+        .exceptions
+        .iter()
+        .map(|e| (e.rule.as_str(), e.subject.as_str(), e.order_id.as_str()))
+        .collect();
     let found = m
         .planted
         .iter()
-        .filter(|p| {
-            report
-                .exceptions
-                .iter()
-                .any(|e| e.rule == p.rule && e.subject == p.subject && e.order_id == p.order_id)
-        })
+        .filter(|p| exceptions.contains(&(p.rule, p.subject.as_str(), p.order_id.as_str())))
         .count();
     println!(
-        "audit: {} orders, {} exceptions, {found}/{} planted found, in {audit:.2}s ({:.0} rows/s)",
+        "audit: {} orders, {} exceptions, {found}/{} planted found, in {audit:.2}s (cpu {audit_cpu:.2}s, {:.0} rows/s)",
         report.orders,
         report.exceptions.len(),
         m.planted.len(),
@@ -108,7 +121,11 @@ fn main() {
     for (phase, secs) in &report.phases {
         println!("  {phase}: {secs:.2}s");
     }
-    println!("ratio audit / parse only: {:.2}", audit / parse.max(1e-9));
+    println!(
+        "ratio audit / parse only: {:.2} (cpu {:.2})",
+        audit / parse.max(1e-9),
+        audit_cpu / parse_cpu.max(1e-9)
+    );
     if let Some(mib) = peak_rss_mib() {
         println!("peak resident memory: {mib:.0} MiB");
     }

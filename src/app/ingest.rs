@@ -262,9 +262,9 @@ fn locks_for(
         match &r.order_id {
             Some(o) => {
                 orders.insert(o.clone());
-                refs.extend(r.order_ref_ids());
+                refs.extend(r.order_ref_ids().into_iter().map(String::from));
             }
-            None => refs.extend(r.pointer_ids()),
+            None => refs.extend(r.pointer_ids().into_iter().map(String::from)),
         }
         // A journal naming a payout serialises with that payout's application.
         refs.extend(super::cash::fee_lock_ids(r));
@@ -419,9 +419,13 @@ async fn link(
             Some(order_id) => order_refs.extend(
                 r.order_ref_ids()
                     .into_iter()
-                    .map(|id| (id, order_id.clone())),
+                    .map(|id| (id.to_string(), order_id.clone())),
             ),
-            None => record_refs.extend(r.pointer_ids().into_iter().map(|id| (id, *record_id))),
+            None => record_refs.extend(
+                r.pointer_ids()
+                    .into_iter()
+                    .map(|id| (id.to_string(), *record_id)),
+            ),
         }
     }
     links::add_order_refs(conn, merchant, &order_refs).await?;

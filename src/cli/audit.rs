@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::AuditArgs;
-use super::progress::{Counters, Reporter};
-use crate::import::audit::{Input, Report, run};
+use super::progress::{Reading, Reporter};
+use crate::import::audit::{Input, Progress, Report, Stage, run};
 use crate::import::{Options, Side, audit_report, erp};
 
 /// Runs the audit and writes the report; errors are for people.
@@ -46,9 +47,33 @@ fn audit(args: &AuditArgs) -> Result<(), String> {
             mapping,
         },
     };
-    let counters = Arc::new(Counters::default());
-    let reporter = Reporter::start("audit", total, counters.clone(), false);
-    let report = run(&input, chrono::Utc::now(), &counters.bytes);
+    let progress = Arc::new(Progress::default());
+    let reporter = Reporter::watch(false, {
+        let p = progress.clone();
+        move || {
+            let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+            let (stage, done, of, bytes) = match p.stage() {
+                Stage::Parse => ("audit: parsing", load(&p.bytes), total, true),
+                // Linking has no count of its own: the bar stays on the
+                // bytes parsed until the orders to match are known.
+                Stage::Link => ("audit: linking records to orders", total, total, true),
+                Stage::Match => (
+                    "audit: matching orders",
+                    load(&p.matched),
+                    load(&p.orders),
+                    false,
+                ),
+            };
+            Reading {
+                stage,
+                done,
+                total: of,
+                bytes,
+                records: None,
+            }
+        }
+    });
+    let report = run(&input, chrono::Utc::now(), &progress);
     reporter.stop();
     write(args, &report)
 }

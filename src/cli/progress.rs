@@ -20,10 +20,35 @@ pub struct Reporter {
     handle: Option<JoinHandle<()>>,
 }
 
+/// What a reporter shows at one moment: the stage, how far it is of how
+/// much (in bytes, or in items), and records read so far.
+pub struct Reading {
+    pub stage: &'static str,
+    pub done: u64,
+    pub total: u64,
+    /// `done` and `total` are bytes (else items: orders, rows).
+    pub bytes: bool,
+    /// Records read so far, where the work counts them.
+    pub records: Option<u64>,
+}
+
 impl Reporter {
     /// Starts reporting on `counters` against `total` bytes. `plain`: print
     /// lines when stderr is not a terminal (an import); else stay quiet.
     pub fn start(what: &'static str, total: u64, counters: Arc<Counters>, plain: bool) -> Reporter {
+        Reporter::watch(plain, move || Reading {
+            stage: what,
+            done: counters.bytes.load(Ordering::Relaxed),
+            total,
+            bytes: true,
+            records: Some(counters.records.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// Reports what `read` says, every tenth of a second: a bar whose
+    /// units, rate and ETA start again when its units change (bytes to
+    /// orders), its message the stage.
+    pub fn watch(plain: bool, read: impl Fn() -> Reading + Send + 'static) -> Reporter {
         let done = Arc::new(AtomicBool::new(false));
         let terminal = std::io::stderr().is_terminal();
         if !terminal && !plain {
@@ -31,32 +56,33 @@ impl Reporter {
         }
         let stop = done.clone();
         let handle = std::thread::spawn(move || {
-            let bar = terminal.then(|| {
-                let b = indicatif::ProgressBar::new(total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                ) {
-                    b.set_style(style.progress_chars("=> "));
-                }
-                b
-            });
+            let bar = terminal.then(|| indicatif::ProgressBar::new(0));
+            let mut units = None;
             let started = Instant::now();
             let mut last_line = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                let bytes = counters.bytes.load(Ordering::Relaxed);
-                let records = counters.records.load(Ordering::Relaxed);
+                let now = read();
                 match &bar {
                     Some(b) => {
-                        b.set_position(bytes.min(total));
-                        b.set_message(format!("{what} {records} records"));
+                        if units != Some(now.bytes) {
+                            units = Some(now.bytes);
+                            restyle(b, now.bytes);
+                        }
+                        b.set_length(now.total);
+                        b.set_position(now.done.min(now.total));
+                        b.set_message(match now.records {
+                            Some(n) => format!("{} {n} records", now.stage),
+                            None => now.stage.to_string(),
+                        });
                     }
                     None if last_line.elapsed() >= Duration::from_secs(5) => {
                         last_line = Instant::now();
                         let secs = started.elapsed().as_secs_f64().max(0.001);
-                        eprintln!(
-                            "{what}: {bytes}/{total} bytes, {records} records, {:.0} records/s",
-                            records as f64 / secs
-                        );
+                        let unit = if now.bytes { " bytes" } else { "" };
+                        let records = now.records.map_or_else(String::new, |n| {
+                            format!(", {n} records, {:.0} records/s", n as f64 / secs)
+                        });
+                        eprintln!("{}: {}/{}{unit}{records}", now.stage, now.done, now.total);
                     }
                     None => {}
                 }
@@ -78,4 +104,17 @@ impl Reporter {
             let _ = h.join();
         }
     }
+}
+
+/// New units on the bar: bytes or items, the rate and ETA from now.
+fn restyle(b: &indicatif::ProgressBar, bytes: bool) {
+    let template = if bytes {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+    } else {
+        "{msg} [{bar:30}] {human_pos}/{human_len} ETA {eta}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        b.set_style(style.progress_chars("=> "));
+    }
+    b.reset();
 }

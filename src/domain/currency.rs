@@ -9,6 +9,7 @@
 //! Where the crate's data (0.7.1) disagrees with ISO's List One as Tally accepted it before, the
 //! two small tables below say so and keep the earlier behaviour.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -30,10 +31,27 @@ const STILL_ACCEPTED: [&str; 3] = ["BGN", "CUC", "VES"];
 /// until the 2026 changeover ends; iso_currency 0.7.1 dropped it already.
 const MISSING_FROM_CRATE: [(&str, u32); 1] = [("ANG", 2)];
 
+thread_local! {
+    /// The last currency looked up on this thread: a file, a batch or a
+    /// page of rows is nearly always in one currency, and the crate's
+    /// lookup is a long chain of string comparisons (a few percent of a
+    /// million-row audit).
+    static LAST: Cell<Option<Currency>> = const { Cell::new(None) };
+}
+
 impl Currency {
     /// Looks up an uppercase three-letter code; None for anything else (lowercase is NOT accepted
     /// here: callers normalise first, on purpose, see `parse_lenient`).
     pub fn from_code(code: &str) -> Option<Currency> {
+        if let Some(c) = LAST.with(Cell::get).filter(|c| c.code == code) {
+            return Some(c);
+        }
+        let c = Currency::lookup(code)?;
+        LAST.with(|last| last.set(Some(c)));
+        Some(c)
+    }
+
+    fn lookup(code: &str) -> Option<Currency> {
         // Strictness lives here so stored and wire data stay canonical; the crate's lookup is
         // case-sensitive too.
         if let Some((code, exponent)) = MISSING_FROM_CRATE.into_iter().find(|(c, _)| *c == code) {

@@ -485,27 +485,27 @@ impl Record {
     /// The external ids that identify this record's money as its order's:
     /// its own id, the processor ids it carries, what it references. Another
     /// record that names one of these belongs to the same order.
-    pub fn order_ref_ids(&self) -> Vec<String> {
-        let mut ids = vec![self.source_id.clone()];
-        ids.extend(self.references.iter().map(|r| r.id.clone()));
+    pub fn order_ref_ids(&self) -> Vec<&str> {
+        let mut ids = vec![self.source_id.as_str()];
+        ids.extend(self.references.iter().map(|r| r.id.as_str()));
         match &self.body {
             Body::StorefrontOrder(o) => {
                 ids.extend(
                     o.tenders
                         .iter()
-                        .filter_map(|t| t.processor_reference.clone()),
+                        .filter_map(|t| t.processor_reference.as_deref()),
                 );
             }
-            Body::StorefrontTransaction(t) => ids.extend(t.processor_reference.clone()),
+            Body::StorefrontTransaction(t) => ids.extend(t.processor_reference.as_deref()),
             Body::ProcessorPayment(p) => {
-                ids.extend(p.payment_intent_id.clone());
-                ids.extend(p.charge_id.clone());
-                ids.extend(p.balance_transaction_id.clone());
+                ids.extend(p.payment_intent_id.as_deref());
+                ids.extend(p.charge_id.as_deref());
+                ids.extend(p.balance_transaction_id.as_deref());
             }
-            Body::BalanceTransaction(b) => ids.extend(b.source.clone()),
+            Body::BalanceTransaction(b) => ids.extend(b.source.as_deref()),
             _ => {}
         }
-        ids.sort();
+        ids.sort_unstable();
         ids.dedup();
         ids
     }
@@ -514,10 +514,14 @@ impl Record {
     /// it to orders (a journal's line references, a balance transaction's
     /// source charge or refund). Payouts and deposits span many orders and
     /// are tied by cash application, not here.
-    pub fn pointer_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = match &self.body {
-            Body::JournalEntry(j) => j.lines.iter().filter_map(|l| l.reference.clone()).collect(),
-            Body::BalanceTransaction(b) => b.source.iter().cloned().collect(),
+    pub fn pointer_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = match &self.body {
+            Body::JournalEntry(j) => j
+                .lines
+                .iter()
+                .filter_map(|l| l.reference.as_deref())
+                .collect(),
+            Body::BalanceTransaction(b) => b.source.as_deref().into_iter().collect(),
             Body::Payout(_) | Body::BankDeposit(_) => return vec![],
             _ => vec![],
         };
@@ -525,9 +529,9 @@ impl Record {
             self.references
                 .iter()
                 .filter(|r| !matches!(r.kind, RefKind::Payout | RefKind::BankDeposit))
-                .map(|r| r.id.clone()),
+                .map(|r| r.id.as_str()),
         );
-        ids.sort();
+        ids.sort_unstable();
         ids.dedup();
         ids
     }

@@ -173,14 +173,38 @@ pub struct Transaction {
     pub record_histories: Vec<RecordHistory>,
 }
 
+/// What the matching rules read of one order's records: its currency and
+/// the figures per system. `merge` builds the whole view around them; the
+/// offline audit, which shows no view, computes only these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub currency: Option<Currency>,
+    pub totals: Totals,
+}
+
+impl Figures {
+    pub fn of(records: &[StoredRecord]) -> Figures {
+        let currency = transaction_currency(records);
+        Figures {
+            currency,
+            totals: totals(records, currency),
+        }
+    }
+}
+
 /// Merges the records of one order. State and reasons are left PENDING and
 /// empty: `matching::evaluate` fills them.
 pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
+    merge_with(order_id, records, Figures::of(records))
+}
+
+/// As `merge`, around figures already computed from the same records.
+pub fn merge_with(order_id: &str, records: &[StoredRecord], figures: Figures) -> Transaction {
     let mut sorted: Vec<&StoredRecord> = records.iter().collect();
     sorted.sort_by(|a, b| {
         (a.record.event_time, &a.record.source_id).cmp(&(b.record.event_time, &b.record.source_id))
     });
-    let currency = transaction_currency(records);
+    let Figures { currency, totals } = figures;
     let order = current_order(records);
 
     let mut ids = ExternalIds::default();
@@ -203,7 +227,7 @@ pub fn merge(order_id: &str, records: &[StoredRecord]) -> Transaction {
         state: ReconciliationState::Pending,
         reasons: vec![],
         external_ids: ids,
-        totals: totals(records, currency),
+        totals,
         tenders,
         fulfillments: sorted
             .iter()

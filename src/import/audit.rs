@@ -3,7 +3,8 @@
 //! under its order the way the service links them (an order id, or an id
 //! another record of an order carries: a charge, a payment intent, an order
 //! name), and every order is matched by the service's own rules
-//! (`domain::matching::evaluate_as_of`): one implementation, not a copy.
+//! (`domain::matching::judge`, which `evaluate_as_of` runs for the
+//! service): one implementation, not a copy.
 //!
 //! Memory and time: the files are parsed once, each on a thread; every
 //! record is kept packed (`compact`, a few times smaller than the parsed
@@ -16,21 +17,23 @@
 //! The service instead counts a backfilled record as seen on import, so a
 //! refund gap found here is pending there until one lag after the import.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::{FileReader, Item, Options, RowError, Side, compact};
-use crate::domain::matching::{ExceptionType, Finding, evaluate_as_of};
+use crate::domain::matching::{ExceptionType, Finding, judge};
 use crate::domain::money::Money;
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::Record;
-use crate::domain::transaction::StoredRecord;
+use crate::domain::transaction::{Figures, StoredRecord};
+
+#[path = "audit_link.rs"]
+mod link;
+use link::{Groups, Packed, link, pack_file};
 
 /// Seed 004's four categories of ghost revenue, and what is none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,8 +129,40 @@ pub struct Input {
     pub options: Options,
 }
 
-/// Bytes parsed so far across every file: a progress bar reads it.
-pub type Progress = Arc<AtomicU64>;
+/// How far an audit is, for a progress bar: bytes parsed, then the
+/// orders matched of how many.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes parsed so far across every file.
+    pub bytes: AtomicU64,
+    /// Orders to match, known once the records are linked.
+    pub orders: AtomicU64,
+    /// Orders matched so far.
+    pub matched: AtomicU64,
+    stage: AtomicU8,
+}
+
+/// The audit's phases, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Parse,
+    Link,
+    Match,
+}
+
+impl Progress {
+    pub fn stage(&self) -> Stage {
+        match self.stage.load(Ordering::Relaxed) {
+            0 => Stage::Parse,
+            1 => Stage::Link,
+            _ => Stage::Match,
+        }
+    }
+
+    fn enter(&self, s: Stage) {
+        self.stage.store(s as u8, Ordering::Relaxed);
+    }
+}
 
 /// What one pass over one file counted.
 struct Counted {
@@ -154,7 +189,7 @@ fn parse_file(
     side: Side,
     path: &Path,
     opts: &Options,
-    progress: &Progress,
+    progress: &AtomicU64,
     sink: &mut dyn FnMut(Record),
 ) -> Counted {
     let mut c = Counted::new(side);
@@ -211,151 +246,6 @@ fn each_file<T: Send>(
     })
 }
 
-fn id_hash(s: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
-/// A record of no order.
-const NO_ORDER: u32 = u32::MAX;
-
-/// One file's records, packed (`compact`), and what ties each to orders:
-/// small enough that a month is parsed once and held whole.
-struct Packed {
-    counted: Counted,
-    bytes: Vec<u8>,
-    /// Where each record starts in `bytes`.
-    starts: Vec<usize>,
-    /// Each record's order, an index into `orders`, or NO_ORDER.
-    order_of: Vec<u32>,
-    /// The file's order ids, in order of first appearance.
-    orders: Vec<String>,
-    /// (order, id hash): every id a record of an order carries, in file order.
-    refs: Vec<(u32, u64)>,
-    /// (record, id hash): every id an orderless record points at.
-    pointers: Vec<(u32, u64)>,
-}
-
-/// Parses one file, packing each record and noting its links.
-fn pack_file(side: Side, path: &Path, opts: &Options, progress: &Progress) -> Packed {
-    let (mut bytes, mut starts, mut order_of) = (vec![], vec![], vec![]);
-    let (mut orders, mut refs, mut pointers) = (vec![], vec![], vec![]);
-    let mut local: HashMap<String, u32> = HashMap::new();
-    let counted = parse_file(side, path, opts, progress, &mut |r| {
-        let i = starts.len() as u32;
-        starts.push(bytes.len());
-        compact::pack(&r, &mut bytes);
-        let Some(o) = &r.order_id else {
-            order_of.push(NO_ORDER);
-            pointers.extend(r.pointer_ids().iter().map(|id| (i, id_hash(id))));
-            return;
-        };
-        let lo = *local.entry(o.clone()).or_insert_with(|| {
-            orders.push(o.clone());
-            orders.len() as u32 - 1
-        });
-        order_of.push(lo);
-        refs.extend(r.order_ref_ids().iter().map(|id| (lo, id_hash(id))));
-    });
-    Packed {
-        counted,
-        bytes,
-        starts,
-        order_of,
-        orders,
-        refs,
-        pointers,
-    }
-}
-
-/// Every order and which records belong to it: the service's links, as
-/// one table. Orders are numbered by first appearance, files in the order
-/// given, so the report's order does not depend on threads.
-struct Groups {
-    order_ids: Vec<String>,
-    /// Group g's records are `members[start[g]..start[g + 1]]`, each
-    /// (file, record), files in the order given, records in file order.
-    start: Vec<usize>,
-    members: Vec<(u32, u32)>,
-    /// Which sides spoke about each group.
-    sides: Vec<u8>,
-}
-
-/// Links the files' records to orders: by their own order, or, for a
-/// record of no order, every order whose records carry an id it points at.
-fn link(files: &[(Side, Packed)], report: &mut Report) -> Groups {
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut order_ids: Vec<String> = vec![];
-    let mut by_ref: HashMap<u64, u32> = HashMap::new();
-    // Each file's order numbers as groups.
-    let mut global: Vec<Vec<u32>> = vec![];
-    for (_, f) in files {
-        let map: Vec<u32> = f
-            .orders
-            .iter()
-            .map(|o| {
-                *index.entry(o.as_str()).or_insert_with(|| {
-                    order_ids.push(o.clone());
-                    order_ids.len() as u32 - 1
-                })
-            })
-            .collect();
-        for (lo, h) in &f.refs {
-            by_ref.entry(*h).or_insert(map[*lo as usize]);
-        }
-        global.push(map);
-    }
-    drop(index);
-    // (file, record, group) for every membership, in file then record order.
-    let mut owned: Vec<(u32, u32, u32)> = vec![];
-    for (fi, ((side, f), map)) in files.iter().zip(&global).enumerate() {
-        let mut pointers = f.pointers.iter().peekable();
-        let mut owners: Vec<u32> = vec![];
-        for (i, lo) in f.order_of.iter().enumerate() {
-            owners.clear();
-            if *lo != NO_ORDER {
-                owners.push(map[*lo as usize]);
-            }
-            while let Some((_, h)) = pointers.next_if(|(r, _)| *r as usize == i) {
-                if *lo == NO_ORDER {
-                    owners.extend(by_ref.get(h).copied());
-                }
-            }
-            owners.sort_unstable();
-            owners.dedup();
-            if owners.is_empty() {
-                *report.unlinked.entry(*side).or_default() += 1;
-            }
-            owned.extend(owners.iter().map(|g| (fi as u32, i as u32, *g)));
-        }
-    }
-    drop(by_ref);
-    // Counting sort by group keeps file then record order within each.
-    let mut start = vec![0usize; order_ids.len() + 1];
-    for (_, _, g) in &owned {
-        start[*g as usize + 1] += 1;
-    }
-    for g in 1..start.len() {
-        start[g] += start[g - 1];
-    }
-    let mut next = start.clone();
-    let mut members = vec![(0, 0); owned.len()];
-    let mut sides = vec![0u8; order_ids.len()];
-    for (fi, i, g) in owned {
-        let g = g as usize;
-        members[next[g]] = (fi, i);
-        next[g] += 1;
-        sides[g] |= side_bit(files[fi as usize].0);
-    }
-    Groups {
-        order_ids,
-        start,
-        members,
-        sides,
-    }
-}
-
 /// Parses every file once (a thread each), links the records to their
 /// orders, and matches every order by the service's rules.
 pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
@@ -368,6 +258,7 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         (side, pack_file(side, path, &input.options, progress))
     });
     report.phases.push(("parse", t.elapsed().as_secs_f64()));
+    progress.enter(Stage::Link);
     let t = std::time::Instant::now();
     let mut files = vec![];
     for (side, mut p) in packed {
@@ -375,7 +266,7 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         count(&mut report, counted);
         files.push((side, p));
     }
-    let groups = link(&files, &mut report);
+    let groups = link(&mut files, &mut report);
     // What only linking needs goes before matching starts.
     for (_, f) in &mut files {
         f.refs = vec![];
@@ -384,7 +275,11 @@ pub fn run(input: &Input, as_of: DateTime<Utc>, progress: &Progress) -> Report {
         f.pointers = vec![];
     }
     report.phases.push(("link", t.elapsed().as_secs_f64()));
-    match_groups(&files, &groups, as_of, &mut report);
+    progress
+        .orders
+        .store(groups.order_ids.len() as u64, Ordering::Relaxed);
+    progress.enter(Stage::Match);
+    match_groups(&files, &groups, as_of, progress, &mut report);
     report
 }
 
@@ -401,14 +296,6 @@ fn count(report: &mut Report, c: Counted) {
     report.errors.extend(c.errors.into_iter().take(room));
 }
 
-fn side_bit(s: Side) -> u8 {
-    match s {
-        Side::Storefront => 1,
-        Side::Processor => 2,
-        Side::Ledger => 4,
-    }
-}
-
 /// Orders handed to a thread at a time: small enough to balance the
 /// cores, large enough that taking one costs nothing.
 const CHUNK: usize = 2048;
@@ -423,6 +310,7 @@ fn match_groups(
     files: &[(Side, Packed)],
     groups: &Groups,
     as_of: DateTime<Utc>,
+    progress: &Progress,
     report: &mut Report,
 ) {
     let t = std::time::Instant::now();
@@ -442,8 +330,11 @@ fn match_groups(
                         if from >= n {
                             return out;
                         }
-                        let tally =
-                            match_chunk(files, groups, from..n.min(from + CHUNK), policy, as_of);
+                        let to = n.min(from + CHUNK);
+                        let tally = match_chunk(files, groups, from..to, policy, as_of);
+                        progress
+                            .matched
+                            .fetch_add((to - from) as u64, Ordering::Relaxed);
                         out.push((c, tally));
                     }
                 })
@@ -503,7 +394,15 @@ fn match_chunk(
             }
         }
         let order_id = &groups.order_ids[g];
-        let e = evaluate_as_of(policy, order_id, &records, Some(as_of));
+        // The service's rules (`evaluate_as_of` runs the same `judge`),
+        // without the merged view the service stores and the audit never shows.
+        let e = judge(
+            policy,
+            order_id,
+            &records,
+            &Figures::of(&records),
+            Some(as_of),
+        );
         let sides = groups.sides[g];
         let (sf, pr) = (sides & 1 != 0, sides & 2 != 0);
         if !e.findings.is_empty() {

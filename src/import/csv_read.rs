@@ -3,17 +3,18 @@
 //! row, a file cut off mid-row. Rows are read one at a time (constant
 //! memory) and columns are found by name, never by position.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use rust_decimal::Decimal;
 
 use super::RowError;
+pub use super::amount::parse_amount;
 use crate::domain::currency::Currency;
-use crate::domain::money::{Money, parse_decimal};
+use crate::domain::money::Money;
 
 /// Opens `path` and undoes its encoding: the reader yields UTF-8 bytes
 /// whatever the file was written in.
@@ -161,6 +162,29 @@ type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 pub struct Headers {
     pub names: Vec<String>,
     index: FnvMap<String, usize>,
+    /// Each list of names a parser asked for, by the list's address, and
+    /// which of them the file has: parsers ask for the same few dozen
+    /// lists on every row, and comparing addresses costs a fraction of
+    /// hashing each name again. Only `'static` lists are kept, so one
+    /// address is always one list.
+    resolved: RefCell<Vec<((usize, usize), Present)>>,
+}
+
+/// Where the columns of one list of names are, in the list's order.
+#[derive(Debug, Clone, Copy)]
+struct Present {
+    at: [u32; Present::MAX],
+    len: u8,
+}
+
+impl Present {
+    /// No list of names is longer (the longest, Stripe's order metadata
+    /// columns, has six).
+    const MAX: usize = 8;
+
+    fn iter(self) -> impl Iterator<Item = usize> {
+        (0..usize::from(self.len)).map(move |k| self.at[k] as usize)
+    }
 }
 
 pub fn normalise(name: &str) -> String {
@@ -176,7 +200,30 @@ impl Headers {
             // The first of two same-named columns wins, as in a spreadsheet lookup.
             index.entry(normalise(n)).or_insert(i);
         }
-        Headers { names, index }
+        Headers {
+            names,
+            index,
+            resolved: RefCell::default(),
+        }
+    }
+
+    /// Which of `names` the file has, where, in the list's order.
+    fn present(&self, names: &'static [&'static str]) -> Present {
+        let key = (names.as_ptr() as usize, names.len());
+        if let Some((_, p)) = self.resolved.borrow().iter().find(|(k, _)| *k == key) {
+            return *p;
+        }
+        debug_assert!(names.len() <= Present::MAX, "{names:?}");
+        let mut p = Present {
+            at: [0; Present::MAX],
+            len: 0,
+        };
+        for i in names.iter().filter_map(|n| self.find(n)).take(Present::MAX) {
+            p.at[usize::from(p.len)] = i as u32;
+            p.len += 1;
+        }
+        self.resolved.borrow_mut().push((key, p));
+        p
     }
 
     pub fn find(&self, name: &str) -> Option<usize> {
@@ -352,18 +399,16 @@ impl<'a> Row<'a> {
     }
 
     /// The trimmed value of the first of `names` present and non-empty.
-    pub fn get(&self, names: &[&str]) -> Option<&'a str> {
-        names.iter().find_map(|n| {
-            self.headers
-                .find(n)
-                .and_then(|i| self.fields.get(i))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        })
+    pub fn get(&self, names: &'static [&'static str]) -> Option<&'a str> {
+        let fields = self.fields;
+        self.headers
+            .present(names)
+            .iter()
+            .find_map(|i| fields.get(i).map(str::trim).filter(|v| !v.is_empty()))
     }
 
     /// As `get`, required: an error names the first of `names`.
-    pub fn req(&self, names: &[&str]) -> Result<&'a str, RowError> {
+    pub fn req(&self, names: &'static [&'static str]) -> Result<&'a str, RowError> {
         self.get(names)
             .ok_or_else(|| self.err(names[0], "a value is required here"))
     }
@@ -377,7 +422,7 @@ impl<'a> Row<'a> {
             .unwrap_or(names[0])
     }
 
-    pub fn currency(&self, names: &[&'static str]) -> Result<Currency, RowError> {
+    pub fn currency(&self, names: &'static [&'static str]) -> Result<Currency, RowError> {
         let v = self.req(names)?;
         Currency::parse_lenient(v).ok_or_else(|| {
             self.err(
@@ -388,7 +433,11 @@ impl<'a> Row<'a> {
     }
 
     /// An amount in major units ("1,234.50", "$21.83", "(5.00)").
-    pub fn amount(&self, names: &[&'static str], c: Currency) -> Result<Option<Money>, RowError> {
+    pub fn amount(
+        &self,
+        names: &'static [&'static str],
+        c: Currency,
+    ) -> Result<Option<Money>, RowError> {
         let Some(v) = self.get(names) else {
             return Ok(None);
         };
@@ -397,12 +446,16 @@ impl<'a> Row<'a> {
             .map_err(|why| self.err(self.which(names), why))
     }
 
-    pub fn amount_req(&self, names: &[&'static str], c: Currency) -> Result<Money, RowError> {
+    pub fn amount_req(
+        &self,
+        names: &'static [&'static str],
+        c: Currency,
+    ) -> Result<Money, RowError> {
         self.amount(names, c)?
             .ok_or_else(|| self.err(names[0], "an amount is required here"))
     }
 
-    pub fn time(&self, names: &[&'static str]) -> Result<Option<DateTime<Utc>>, RowError> {
+    pub fn time(&self, names: &'static [&'static str]) -> Result<Option<DateTime<Utc>>, RowError> {
         let Some(v) = self.get(names) else {
             return Ok(None);
         };
@@ -414,100 +467,10 @@ impl<'a> Row<'a> {
         })
     }
 
-    pub fn time_req(&self, names: &[&'static str]) -> Result<DateTime<Utc>, RowError> {
+    pub fn time_req(&self, names: &'static [&'static str]) -> Result<DateTime<Utc>, RowError> {
         self.time(names)?
             .ok_or_else(|| self.err(names[0], "a date is required here"))
     }
-}
-
-/// Parses an amount as spreadsheets print it: a currency symbol or code,
-/// thousands separators, a decimal comma, parentheses or a trailing minus
-/// for negatives. Refuses more decimals than the currency has.
-pub fn parse_amount(raw: &str, c: Currency) -> Result<Decimal, String> {
-    let mut s = raw.trim();
-    let mut negative = false;
-    if let Some(inner) = s.strip_prefix('(').and_then(|x| x.strip_suffix(')')) {
-        negative = true;
-        s = inner.trim();
-    }
-    if let Some(inner) = s.strip_suffix('-') {
-        negative = !negative;
-        s = inner.trim();
-    }
-    if let Some(inner) = s.strip_prefix('-') {
-        negative = !negative;
-        s = inner.trim();
-    }
-    // Symbols and codes around the number: "$21.83", "21.83 USD", "€ 5".
-    // Symbols are non-ASCII ('€', '£') or '$'; codes are capitals ("USD",
-    // "US$"). Anything else around the digits is not an amount.
-    let s = s.trim_matches(|ch: char| {
-        !ch.is_ascii() || ch == '$' || ch.is_ascii_uppercase() || ch.is_whitespace()
-    });
-    if let Some(inner) = s.strip_prefix('-') {
-        negative = !negative;
-        return finish(inner, negative, raw, c);
-    }
-    finish(s, negative, raw, c)
-}
-
-fn finish(s: &str, negative: bool, raw: &str, c: Currency) -> Result<Decimal, String> {
-    let cleaned = unseparate(s).ok_or_else(|| format!("'{raw}' is not an amount"))?;
-    let d = parse_decimal(&cleaned, Some(c)).map_err(|e| match e {
-        crate::domain::money::AmountError::TooPrecise { allowed, .. } => {
-            format!("'{raw}' has more decimal places than {c} allows ({allowed})")
-        }
-        _ => format!("'{raw}' is not an amount"),
-    })?;
-    Ok(if negative { -d } else { d })
-}
-
-/// Drops thousands separators: the last of '.' or ',' followed by other
-/// than exactly three digits is the decimal point.
-fn unseparate(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return None;
-    }
-    let last_dot = s.rfind('.');
-    let last_comma = s.rfind(',');
-    let decimal = match (last_dot, last_comma) {
-        (Some(d), Some(c)) => Some(d.max(c)),
-        (Some(d), None) => (s.matches('.').count() == 1).then_some(d),
-        (None, Some(c)) => {
-            let digits_after = s.len() - c - 1;
-            (s.matches(',').count() == 1 && digits_after != 3).then_some(c)
-        }
-        (None, None) => None,
-    };
-    let mut out = String::with_capacity(s.len());
-    // Digits since the last thousands separator: each group is three.
-    let mut group: Option<usize> = None;
-    for (i, ch) in s.char_indices() {
-        match ch {
-            '0'..='9' => {
-                out.push(ch);
-                group = group.map(|g| g + 1);
-            }
-            '.' | ',' if Some(i) == decimal => {
-                if group.is_some_and(|g| g != 3) {
-                    return None;
-                }
-                group = None;
-                out.push('.');
-            }
-            '.' | ',' | ' ' | '\'' | '\u{a0}' if decimal.is_none_or(|d| i < d) => {
-                if out.is_empty() || group.is_some_and(|g| g != 3) {
-                    return None;
-                }
-                group = Some(0);
-            }
-            _ => return None,
-        }
-    }
-    if decimal.is_none() && group.is_some_and(|g| g != 3) {
-        return None;
-    }
-    Some(out)
 }
 
 /// The date and time formats exports use; a time without an offset is

@@ -220,9 +220,10 @@ fn line(row: &Row<'_>, c: Currency) -> Result<JournalLine, RowError> {
         .amount(&["credit"], c)?
         .map_or(Decimal::ZERO, |m| m.amount);
     JournalLine::check_sides(0, debit, credit).map_err(|e| row.err("debit", e.to_string()))?;
-    let reference = ["line memo", "memo", "external id"]
+    const WHERE_IDS_ARE: [&[&str]; 3] = [&["line memo"], &["memo"], &["external id"]];
+    let reference = WHERE_IDS_ARE
         .iter()
-        .filter_map(|col| row.get(&[col]))
+        .filter_map(|col| row.get(col))
         .find_map(|text| {
             ids_in(text).next().map(|id| match id {
                 Id::Processor(p) => p.to_string(),

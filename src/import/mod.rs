@@ -8,6 +8,7 @@
 //! `audit` runs seed 004's three-way match offline over parsed files with
 //! the service's own matching rules.
 
+mod amount;
 pub mod audit;
 pub mod audit_report;
 #[cfg(test)]

@@ -42,7 +42,7 @@ fn record(id: String, order: Option<String>, when: DateTime<Utc>, body: Body) ->
 /// (a Shopify checkout token is not one).
 fn processor_reference(row: &Row<'_>) -> Option<String> {
     REFERENCE.iter().find_map(|c| {
-        let v = row.get(&[c])?;
+        let v = row.get(std::slice::from_ref(c))?;
         ids_in(v).find_map(|id| match id {
             Id::Processor(p) => Some(p.to_string()),
             Id::Order(_) => None,

@@ -60,8 +60,9 @@ pub struct Activity {
 
 impl Activity {
     /// The record this balance transaction is, for matching.
-    pub fn into_record(self) -> Record {
-        let category = self.category.to_ascii_lowercase();
+    pub fn into_record(mut self) -> Record {
+        let mut category = std::mem::take(&mut self.category);
+        category.make_ascii_lowercase();
         let is_payment = matches!(category.as_str(), "charge" | "payment");
         let is_refund = matches!(category.as_str(), "refund" | "payment_refund");
         let charge = self.charge_id.clone().or_else(|| {

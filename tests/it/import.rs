@@ -4,7 +4,6 @@
 //! files.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use tally::cli::import::{Job, Summary};
 use tally::cli::progress::Counters;
@@ -125,7 +124,7 @@ async fn a_month_imports_once_and_matches_the_offline_audit() {
             options: Options::default(),
         },
         chrono::Utc::now(),
-        &Arc::default(),
+        &Default::default(),
     );
     let audit: BTreeSet<(String, String)> = report
         .exceptions

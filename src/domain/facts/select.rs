@@ -96,7 +96,7 @@ pub(crate) fn transaction_currency(records: &[StoredRecord]) -> Option<Currency>
 pub(crate) fn journal_lines_for<'a>(
     records: &'a [StoredRecord],
     ids: &[&str],
-) -> Vec<(&'a Record, String, Money)> {
+) -> Vec<(&'a Record, &'a str, Money)> {
     let mut out = vec![];
     for sr in records {
         let Body::JournalEntry(j) = &sr.record.body else {
@@ -107,7 +107,7 @@ pub(crate) fn journal_lines_for<'a>(
             if let Some(reference) = l.reference.as_ref().filter(|r| ids.contains(&r.as_str())) {
                 if !l.debit.is_zero() {
                     let debit = Money::new(l.debit, j.currency);
-                    out.push((&sr.record, reference.clone(), debit));
+                    out.push((&sr.record, reference.as_str(), debit));
                 }
             }
         }

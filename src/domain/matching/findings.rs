@@ -139,18 +139,44 @@ pub fn record_subject(r: &Record) -> String {
 }
 
 /// One figure as one side saw it: what it is called, who said it, how much.
+/// The records are kept, not their observation: most comparisons agree,
+/// and an observation (the records' system and ids as strings) is built
+/// only for a finding.
 pub(crate) struct Side<'a> {
     pub what: &'a str,
-    pub observation: Observation,
+    seen: Seen<'a>,
     pub figure: Money,
 }
 
+enum Seen<'a> {
+    One(&'a Record),
+    /// At least one record.
+    Many(&'a [&'a Record]),
+}
+
 impl<'a> Side<'a> {
-    pub fn new(what: &'a str, observation: Observation, figure: Money) -> Self {
+    /// What one record says.
+    pub fn one(what: &'a str, record: &'a Record, figure: Money) -> Self {
         Side {
             what,
-            observation,
+            seen: Seen::One(record),
             figure,
+        }
+    }
+
+    /// What several records of one system and kind say together.
+    pub fn many(what: &'a str, records: &'a [&'a Record], figure: Money) -> Self {
+        Side {
+            what,
+            seen: Seen::Many(records),
+            figure,
+        }
+    }
+
+    fn observation(&self) -> Observation {
+        match self.seen {
+            Seen::One(r) => Observation::of(r, Some(self.figure)),
+            Seen::Many(rs) => Observation::of_many(rs, Some(self.figure)),
         }
     }
 }
@@ -166,7 +192,8 @@ pub(crate) fn compare(
     if tolerance.agree(&a.figure, &b.figure) {
         return None;
     }
-    let (oa, ob) = (a.observation.describe(), b.observation.describe());
+    let (a_seen, b_seen) = (a.observation(), b.observation());
+    let (oa, ob) = (a_seen.describe(), b_seen.describe());
     let difference = a.figure.abs_diff(&b.figure);
     let summary = match difference {
         Some(d) => format!(
@@ -184,7 +211,7 @@ pub(crate) fn compare(
         rule: rule.to_string(),
         subject: subject.to_string(),
         summary,
-        observations: vec![a.observation, b.observation],
+        observations: vec![a_seen, b_seen],
         difference,
     })
 }
@@ -235,6 +262,12 @@ pub(crate) fn inconsistent(
     stated: Money,
     parts: Parts,
 ) -> Option<Finding> {
+    // Most records add up: the words are written only for one that does not.
+    if let Parts::Sum(computed) = &parts {
+        if tolerance.agree(&stated, computed) {
+            return None;
+        }
+    }
     let head = format!(
         "{} {} ({}): {what}",
         r.kind().as_str(),
@@ -242,7 +275,6 @@ pub(crate) fn inconsistent(
         r.source_system
     );
     let (summary, difference) = match parts {
-        Parts::Sum(computed) if tolerance.agree(&stated, &computed) => return None,
         Parts::Sum(computed) => (
             format!("{head}: states {stated}, its parts sum to {computed}"),
             stated.abs_diff(&computed),

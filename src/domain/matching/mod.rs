@@ -19,7 +19,9 @@ mod tests;
 use chrono::{DateTime, Utc};
 
 use crate::domain::policy::MatchPolicy;
-use crate::domain::transaction::{ReconciliationState, StoredRecord, Transaction, merge};
+use crate::domain::transaction::{
+    Figures, ReconciliationState, StoredRecord, Transaction, merge_with,
+};
 
 pub use findings::{ExceptionType, Finding, Observation, record_subject};
 pub use rules::Held;
@@ -67,8 +69,48 @@ pub fn evaluate_as_of(
     records: &[StoredRecord],
     as_of: Option<DateTime<Utc>>,
 ) -> Evaluation {
-    let mut tx = merge(order_id, records);
-    let ctx = rules::Context::new(order_id, records, &tx, policy).running_to(as_of);
+    let figures = Figures::of(records);
+    let Judgement {
+        findings,
+        held,
+        pending,
+    } = judge(policy, order_id, records, &figures, as_of);
+    let mut tx = merge_with(order_id, records, figures);
+    tx.state = state(&findings, &pending);
+    tx.reasons = findings
+        .iter()
+        .map(|f| f.summary.clone())
+        .chain(pending)
+        .collect();
+    Evaluation {
+        transaction: tx,
+        findings,
+        held,
+    }
+}
+
+/// What the rules find in one order's records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    /// Sorted by rule and subject, one per (rule, subject).
+    pub findings: Vec<Finding>,
+    pub held: Vec<Held>,
+    /// What is still expected (held comparisons' reasons among them).
+    pub pending: Vec<String>,
+}
+
+/// Runs every rule over one order's records and their figures: the one
+/// implementation that `evaluate_as_of` (the service) and the offline
+/// audit share. The audit skips only the merged view around it
+/// (`merge_with`), which no rule reads.
+pub fn judge(
+    policy: &MatchPolicy,
+    order_id: &str,
+    records: &[StoredRecord],
+    figures: &Figures,
+    as_of: Option<DateTime<Utc>>,
+) -> Judgement {
+    let ctx = rules::Context::new(order_id, records, figures, policy).running_to(as_of);
     let mut findings = rules::record::currency_mismatch(&ctx);
     findings.extend(rules::record::own_figures(&ctx));
     findings.extend(rules::payment::storefront_vs_processor(&ctx));
@@ -91,16 +133,10 @@ pub fn evaluate_as_of(
         (a.rule.as_str(), a.subject.as_str()).cmp(&(b.rule.as_str(), b.subject.as_str()))
     });
     findings.dedup_by(|a, b| a.rule == b.rule && a.subject == b.subject);
-    tx.state = state(&findings, &pending);
-    tx.reasons = findings
-        .iter()
-        .map(|f| f.summary.clone())
-        .chain(pending)
-        .collect();
-    Evaluation {
-        transaction: tx,
+    Judgement {
         findings,
         held,
+        pending,
     }
 }
 

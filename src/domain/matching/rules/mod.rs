@@ -18,10 +18,11 @@ pub(crate) mod units;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::currency::Currency;
 use crate::domain::facts::select::{current_order, kind_records};
 use crate::domain::policy::MatchPolicy;
 use crate::domain::record::{Body, PaymentType, Record, RecordKind, StorefrontOrder};
-use crate::domain::transaction::{StoredRecord, Transaction, units};
+use crate::domain::transaction::{Figures, StoredRecord, Totals, units};
 
 /// A comparison held back by a contract's lag: the order is pending, not
 /// in exception, until `due`; then the rule decides. The caller re-checks
@@ -37,7 +38,9 @@ pub struct Held {
 pub(crate) struct Context<'a> {
     pub order_id: &'a str,
     pub records: &'a [StoredRecord],
-    pub tx: &'a Transaction,
+    /// The order's currency and figures (`Figures`), as merged.
+    pub currency: Option<Currency>,
+    pub totals: &'a Totals,
     pub policy: &'a MatchPolicy,
     pub order: Option<(&'a Record, &'a StorefrontOrder)>,
     pub invoices: Vec<&'a Record>,
@@ -53,13 +56,14 @@ impl<'a> Context<'a> {
     pub fn new(
         order_id: &'a str,
         records: &'a [StoredRecord],
-        tx: &'a Transaction,
+        figures: &'a Figures,
         policy: &'a MatchPolicy,
     ) -> Self {
         Context {
             order_id,
             records,
-            tx,
+            currency: figures.currency,
+            totals: &figures.totals,
             policy,
             order: current_order(records),
             invoices: kind_records(records, RecordKind::Invoice),
@@ -87,7 +91,10 @@ impl<'a> Context<'a> {
     }
 
     pub fn shipped_units(&self) -> i64 {
-        units(self.tx.fulfillments.iter().map(|f| f.quantity))
+        units(self.fulfilments.iter().map(|r| match &r.body {
+            Body::Fulfillment(f) => units(f.lines.iter().map(|l| l.quantity)),
+            _ => 0,
+        }))
     }
 
     /// When a lag that starts at `r` runs out: from the record's event
@@ -126,7 +133,7 @@ impl<'a> Context<'a> {
 
     /// Only captures of an authorisation so far, short of the order.
     pub fn short_captures(&self) -> bool {
-        let (Some((_, o)), Some(captured)) = (self.order, self.tx.totals.captured) else {
+        let (Some((_, o)), Some(captured)) = (self.order, self.totals.captured) else {
             return false;
         };
         let mut payments = self.payments.iter().filter_map(|r| match &r.body {

@@ -25,7 +25,7 @@ pub(crate) fn deadline(ctx: &Context<'_>) -> Option<DateTime<Utc>> {
 /// The held comparison while the lag runs.
 pub(crate) fn held(ctx: &Context<'_>) -> Option<Held> {
     let (_, o) = ctx.order?;
-    let captured = ctx.tx.totals.captured?;
+    let captured = ctx.totals.captured?;
     if ctx.fulfilments.is_empty() || !ctx.capturing() {
         return None;
     }

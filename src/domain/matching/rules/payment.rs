@@ -36,7 +36,7 @@ fn storefront_by_reference<'a>(ctx: &Context<'a>) -> ByReference<'a> {
 
 /// The same payment as the storefront and the processor saw it.
 pub(crate) fn storefront_vs_processor(ctx: &Context<'_>) -> Vec<Finding> {
-    let currency = ctx.tx.currency;
+    let currency = ctx.currency;
     let mut findings = vec![];
     for ((refund, reference), (sf, amounts)) in storefront_by_reference(ctx) {
         let matched: Vec<(&Record, Money)> = proc_payments(ctx.records, refund)
@@ -66,8 +66,8 @@ pub(crate) fn storefront_vs_processor(ctx: &Context<'_>) -> Vec<Finding> {
         findings.extend(compare(
             &ctx.policy.tolerance,
             (rule, reference, Handoff::InvoiceToPayment),
-            Side::new(sf_what, Observation::of_many(&sf, Some(sf_sum)), sf_sum),
-            Side::new(pr_what, Observation::of_many(&prs, Some(pr_sum)), pr_sum),
+            Side::many(sf_what, &sf, sf_sum),
+            Side::many(pr_what, &prs, pr_sum),
         ));
     }
     findings
@@ -104,16 +104,8 @@ pub(crate) fn processor_vs_journal(ctx: &Context<'_>) -> Vec<Finding> {
                 &pr.source_id,
                 Handoff::PaymentToCashApplication,
             ),
-            Side::new(
-                "processor gross",
-                Observation::of(pr, Some(p.amount)),
-                p.amount,
-            ),
-            Side::new(
-                "ERP journal debits",
-                Observation::of_many(&journals, Some(sum)),
-                sum,
-            ),
+            Side::one("processor gross", pr, p.amount),
+            Side::many("ERP journal debits", &journals, sum),
         );
         findings.extend(finding.map(|f| name_fee_gap(f, pr, p, &journals)));
     }

@@ -17,10 +17,10 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
     if ctx.invoices.is_empty() {
         pending.push("waiting for an ERP invoice".to_string());
     }
-    if ctx.tx.totals.captured.is_none_or(|c| c.amount.is_zero()) {
+    if ctx.totals.captured.is_none_or(|c| c.amount.is_zero()) {
         pending.push("waiting for payment capture".to_string());
     }
-    if let Some(refunded) = ctx.tx.totals.storefront_refunded {
+    if let Some(refunded) = ctx.totals.storefront_refunded {
         if ctx.credit_memos.is_empty() && !refunded.amount.is_zero() {
             pending.push(format!(
                 "storefront refunds of {refunded} not yet credited in the ERP"
@@ -34,7 +34,7 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
 /// `Context::capturing`.
 fn multicapture_progress(ctx: &Context<'_>) -> Option<String> {
     let (_, o) = ctx.order?;
-    let captured = ctx.tx.totals.captured?;
+    let captured = ctx.totals.captured?;
     // Once shipped, `multicapture::held` says it with the deadline.
     (ctx.capturing() && ctx.fulfilments.is_empty()).then(|| {
         format!(
@@ -53,7 +53,7 @@ fn shipping_progress(ctx: &Context<'_>) -> Vec<String> {
         ctx.ordered_units()
     )];
     if let Some((_, o)) = ctx.order {
-        let totals = &ctx.tx.totals;
+        let totals = &ctx.totals;
         for (what, figure) in [("invoiced", totals.invoiced), ("captured", totals.captured)] {
             if let Some(f) =
                 figure.filter(|f| f.currency == o.total.currency && f.amount < o.total.amount)

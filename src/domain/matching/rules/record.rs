@@ -18,7 +18,7 @@ use crate::domain::record::{
 /// Anything in another currency than the transaction's cannot be summed
 /// with it: say so instead of dropping it.
 pub(crate) fn currency_mismatch(ctx: &Context<'_>) -> Vec<Finding> {
-    let Some(c) = ctx.tx.currency else {
+    let Some(c) = ctx.currency else {
         return vec![];
     };
     ctx.records

@@ -130,8 +130,8 @@ pub(crate) fn held(ctx: &Context<'_>) -> Vec<Held> {
 /// More refunded than captured: the processor's refunds where it reported
 /// any, the storefront's otherwise, against every payment counted once.
 fn refund_exceeds_captured(ctx: &Context<'_>) -> Option<Finding> {
-    let totals = &ctx.tx.totals;
-    let currency = ctx.tx.currency?;
+    let totals = &ctx.totals;
+    let currency = ctx.currency?;
     let (refunded, refunds): (Money, Vec<&Record>) = match totals.processor_refunded {
         Some(r) => (
             r,

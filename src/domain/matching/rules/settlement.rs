@@ -9,7 +9,7 @@ use super::Context;
 use crate::domain::currency::Currency;
 use crate::domain::facts::CurrencyTotals;
 use crate::domain::facts::select::processor_ids;
-use crate::domain::matching::findings::{Finding, Observation, Side, compare, record_subject};
+use crate::domain::matching::findings::{Finding, Side, compare, record_subject};
 use crate::domain::money::Money;
 use crate::domain::record::{
     BalanceTransaction, Body, Handoff, PaymentType, ProcessorPayment, Record,
@@ -127,6 +127,7 @@ fn settlement_fx(ctx: &Context<'_>, s: &Settled<'_>) -> Option<Finding> {
         rate.normalize(),
         s.payment.payment_type.as_str()
     );
+    let records = s.records();
     compare(
         &ctx.policy.tolerance,
         (
@@ -134,12 +135,8 @@ fn settlement_fx(ctx: &Context<'_>, s: &Settled<'_>) -> Option<Finding> {
             &record_subject(s.record),
             Handoff::PaymentToCashApplication,
         ),
-        Side::new(
-            "balance transaction settlement gross",
-            Observation::of_many(&s.records(), Some(gross)),
-            gross,
-        ),
-        Side::new(&what, Observation::of(s.record, Some(expected)), expected),
+        Side::many("balance transaction settlement gross", &records, gross),
+        Side::one(&what, s.record, expected),
     )
 }
 
@@ -160,6 +157,7 @@ fn fee_vs_balance(ctx: &Context<'_>, s: &Settled<'_>) -> Option<Finding> {
     } else {
         return None;
     };
+    let records = s.records();
     compare(
         &ctx.policy.tolerance,
         (
@@ -167,16 +165,8 @@ fn fee_vs_balance(ctx: &Context<'_>, s: &Settled<'_>) -> Option<Finding> {
             &record_subject(s.record),
             Handoff::PaymentToCashApplication,
         ),
-        Side::new(
-            "processor payment fee",
-            Observation::of(s.record, Some(stated)),
-            stated,
-        ),
-        Side::new(
-            "balance transaction fee",
-            Observation::of_many(&s.records(), Some(charged)),
-            charged,
-        ),
+        Side::one("processor payment fee", s.record, stated),
+        Side::many("balance transaction fee", &records, charged),
     )
 }
 

@@ -5,7 +5,7 @@
 use super::Context;
 use crate::domain::facts::select::{capture_records, proc_payments, processor_ids, sf_txns};
 use crate::domain::facts::sum_in;
-use crate::domain::matching::findings::{Finding, Observation, Side, compare};
+use crate::domain::matching::findings::{Finding, Side, compare};
 use crate::domain::money::Money;
 use crate::domain::record::{Handoff, Record, StorefrontOrder, Tender, TenderType, TxnKind};
 
@@ -15,20 +15,15 @@ fn due(ctx: &Context<'_>, figure: &Money, order: &StorefrontOrder) -> bool {
     !ctx.partly_shipped() || ctx.policy.tolerance.exceeds(figure, &order.total)
 }
 
-fn order_side<'a>(or: &Record, o: &StorefrontOrder) -> Side<'a> {
-    Side::new(
-        "storefront order total",
-        Observation::of(or, Some(o.total)),
-        o.total,
-    )
+fn order_side<'a>(or: &'a Record, o: &StorefrontOrder) -> Side<'a> {
+    Side::one("storefront order total", or, o.total)
 }
 
 pub(crate) fn order_vs_invoiced(ctx: &Context<'_>) -> Option<Finding> {
-    let ((or, o), inv) = (ctx.order?, ctx.tx.totals.invoiced?);
+    let ((or, o), inv) = (ctx.order?, ctx.totals.invoiced?);
     if !due(ctx, &inv, o) {
         return None;
     }
-    let invoices = Observation::of_many(&ctx.invoices, Some(inv));
     let finding = compare(
         &ctx.policy.tolerance,
         (
@@ -37,13 +32,13 @@ pub(crate) fn order_vs_invoiced(ctx: &Context<'_>) -> Option<Finding> {
             Handoff::FulfillmentToInvoice,
         ),
         order_side(or, o),
-        Side::new("ERP invoiced total", invoices, inv),
+        Side::many("ERP invoiced total", &ctx.invoices, inv),
     )?;
     Some(super::discount::unmapped(ctx, o, inv, finding))
 }
 
 pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
-    let ((or, o), cap) = (ctx.order?, ctx.tx.totals.captured?);
+    let ((or, o), cap) = (ctx.order?, ctx.totals.captured?);
     if !due(ctx, &cap, o) || ctx.capturing() {
         return None;
     }
@@ -59,9 +54,9 @@ pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
     }
     let capture_records = capture_records(ctx.records);
     let captures = if capture_records.is_empty() {
-        Observation::of(or, Some(cap))
+        Side::one("captured", or, cap)
     } else {
-        Observation::of_many(&capture_records, Some(cap))
+        Side::many("captured", &capture_records, cap)
     };
     compare(
         &ctx.policy.tolerance,
@@ -71,7 +66,7 @@ pub(crate) fn order_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
             Handoff::InvoiceToPayment,
         ),
         order_side(or, o),
-        Side::new("captured", captures, cap),
+        captures,
     )
 }
 
@@ -100,7 +95,7 @@ fn card_tenders_vs_charges(ctx: &Context<'_>, o: &StorefrontOrder) -> Option<Fin
     if charges.is_empty() {
         return None;
     }
-    let currency = ctx.tx.currency;
+    let currency = ctx.currency;
     let tendered = sum_in(currency, cards.iter().map(|t| &t.amount))?;
     let charged = sum_in(currency, charges.iter().map(|(_, m)| m))?;
     let charge_records: Vec<&Record> = charges.iter().map(|(r, _)| *r).collect();
@@ -111,16 +106,8 @@ fn card_tenders_vs_charges(ctx: &Context<'_>, o: &StorefrontOrder) -> Option<Fin
             ctx.order_id,
             Handoff::InvoiceToPayment,
         ),
-        Side::new(
-            "storefront card tender",
-            Observation::of(or, Some(tendered)),
-            tendered,
-        ),
-        Side::new(
-            "processor charged",
-            Observation::of_many(&charge_records, Some(charged)),
-            charged,
-        ),
+        Side::one("storefront card tender", or, tendered),
+        Side::many("processor charged", &charge_records, charged),
     )
 }
 
@@ -129,7 +116,7 @@ pub(crate) fn invoiced_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
     if ctx.order.is_some() || ctx.payments.is_empty() {
         return None;
     }
-    let (inv, cap) = (ctx.tx.totals.invoiced?, ctx.tx.totals.captured?);
+    let (inv, cap) = (ctx.totals.invoiced?, ctx.totals.captured?);
     compare(
         &ctx.policy.tolerance,
         (
@@ -137,28 +124,19 @@ pub(crate) fn invoiced_vs_captured(ctx: &Context<'_>) -> Option<Finding> {
             ctx.order_id,
             Handoff::InvoiceToPayment,
         ),
-        Side::new(
-            "ERP invoiced total",
-            Observation::of_many(&ctx.invoices, Some(inv)),
-            inv,
-        ),
-        Side::new(
-            "processor captured",
-            Observation::of_many(&ctx.payments, Some(cap)),
-            cap,
-        ),
+        Side::many("ERP invoiced total", &ctx.invoices, inv),
+        Side::many("processor captured", &ctx.payments, cap),
     )
 }
 
 /// Refunds as the storefront saw them against the ERP's credit memos.
 pub(crate) fn refunded_vs_credited(ctx: &Context<'_>) -> Option<Finding> {
-    let refunded = ctx.tx.totals.storefront_refunded?;
-    let credited = ctx.tx.totals.credited?;
+    let refunded = ctx.totals.storefront_refunded?;
+    let credited = ctx.totals.credited?;
     let sf: Vec<&Record> = sf_txns(ctx.records)
         .filter(|(_, t)| t.kind == TxnKind::Refund)
         .map(|(r, _)| r)
         .collect();
-    let memos = Observation::of_many(&ctx.credit_memos, Some(credited));
     compare(
         &ctx.policy.tolerance,
         (
@@ -166,12 +144,8 @@ pub(crate) fn refunded_vs_credited(ctx: &Context<'_>) -> Option<Finding> {
             ctx.order_id,
             Handoff::FulfillmentToInvoice,
         ),
-        Side::new(
-            "storefront refunds",
-            Observation::of_many(&sf, Some(refunded)),
-            refunded,
-        ),
-        Side::new("ERP credit memos", memos, credited),
+        Side::many("storefront refunds", &sf, refunded),
+        Side::many("ERP credit memos", &ctx.credit_memos, credited),
     )
 }
 
