@@ -113,7 +113,11 @@ fn records(next: &Mutex<usize>) -> Vec<pb::Record> {
         *n
     };
     (0..33)
-        .flat_map(|k| order_records(&format!("live-{n}-{k}"), (n * 33 + k) as i64 % 1_800_000))
+        // The process id keeps a kept database's earlier runs' orders apart.
+        .flat_map(|k| {
+            let order = format!("live-{}-{n}-{k}", std::process::id());
+            order_records(&order, (n * 33 + k) as i64 % 1_800_000)
+        })
         .collect()
 }
 
