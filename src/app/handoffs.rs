@@ -32,8 +32,8 @@ impl App {
     }
 
     pub async fn list_handoff_contracts(&self, merchant: &str) -> Result<Vec<StoredContract>> {
-        let mut conn = self.store().conn().await?;
-        Ok(contracts::load(&mut conn, merchant, false)
+        let conn = self.store().conn().await?;
+        Ok(contracts::load(&conn, merchant, false)
             .await?
             .into_values()
             .collect())
@@ -44,8 +44,8 @@ impl App {
         merchant: &str,
         handoff: Handoff,
     ) -> Result<StoredContract> {
-        let mut conn = self.store().conn().await?;
-        let mut all = contracts::load(&mut conn, merchant, false).await?;
+        let conn = self.store().conn().await?;
+        let mut all = contracts::load(&conn, merchant, false).await?;
         all.remove(&handoff)
             .ok_or_else(|| Error::Internal("a handoff without a contract".into()))
     }
