@@ -189,7 +189,7 @@ async fn main() {
     let (mut pending, mut facts) = (vec![], 0usize);
     let flush = async |pending: &mut Vec<reports::Delta>,
                        rows: &mut Vec<(DateTime<Utc>, String, Decimal, i64)>| {
-        let mut c = store.conn().await.unwrap();
+        let c = store.conn().await.unwrap();
         reports::add(&c, "bench", std::mem::take(pending))
             .await
             .unwrap();
