@@ -4,6 +4,9 @@
 //!
 //!   cargo bench --bench cash_application   (TALLY_BENCH_DATABASE_URL, else
 //!                                           postgres://postgres@127.0.0.1:5432/postgres)
+//!   TALLY_BENCH_ORDERS=1000000 cargo bench --bench cash_application
+//!                                           (beside 1,000,000 stored orders;
+//!                                           TALLY_BENCH_KEEP_DB=1 reuses them)
 //!
 //! For finding where the time goes (each off unless set): TALLY_BENCH_CPU
 //! prints each drain's CPU time, this process's and all postgres processes';
@@ -49,7 +52,7 @@ use tokio_postgres::NoTls;
 #[path = "support/mod.rs"]
 mod support;
 use support::payouts::rec;
-use support::{scratch_database, ts, usd};
+use support::{preload, ts, usd};
 
 const PAYOUTS: usize = 20;
 const PER_PAYOUT: usize = 100;
@@ -466,7 +469,11 @@ async fn print_plan_counts(app: &App) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (admin, db, url) = scratch_database("tally_bench_cash").await;
+    // TALLY_BENCH_ORDERS: the payouts are applied beside that many orders
+    // already stored (another merchant's, so the same payouts and postings
+    // as from empty tables, into indexes of that size).
+    let orders = preload::orders(0);
+    let (admin, db, url, fresh) = preload::database("tally_bench_cash", orders).await;
     if std::env::var_os("TALLY_BENCH_LOG_STATEMENTS").is_some() {
         admin
             .execute(
@@ -476,10 +483,17 @@ async fn main() {
             .await
             .unwrap();
     }
-    run_migrations(&url).await.unwrap();
+    if fresh {
+        run_migrations(&url).await.unwrap();
+    }
     let store = Store::connect(&url, 8).unwrap();
     let (server, channel) = support::serve(store.clone()).await;
     let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    if fresh && orders > 0 {
+        let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        preload::load(&client, &raw, orders).await;
+    }
     let app = App::new(store);
     let txns = (PAYOUTS * PER_PAYOUT) as f64;
 
@@ -516,7 +530,10 @@ async fn main() {
             4,
         ),
     ];
+    // A kept database holds earlier runs' merchants: this run's are its own.
+    let run = std::process::id();
     for round in 0..ROUNDS {
+        let round = format!("{run}r{round}");
         // Spread: payout p belongs to merchant m{p % 8}.
         let merchants: Vec<String> = (0..8).map(|m| format!("s{round}m{m}")).collect();
         for p in 0..PAYOUTS {
@@ -556,6 +573,14 @@ async fn main() {
         v[v.len() / 2]
     };
     let medians: Vec<Duration> = rows.iter().map(|r| median(r.1.clone())).collect();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\ncash application, {orders} orders stored before, median of {ROUNDS} rounds, load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "| run ({PAYOUTS} payouts x {PER_PAYOUT} balance transactions) | ms | balance transactions/s | vs its baseline |"
     );
@@ -581,7 +606,7 @@ async fn main() {
         print_plan_counts(&app).await;
     }
     server.stop().await.unwrap();
-    if std::env::var_os("TALLY_BENCH_KEEP").is_none() {
+    if std::env::var_os("TALLY_BENCH_KEEP").is_none() && !preload::kept(&db) {
         let _ = admin
             .execute(&format!("DROP DATABASE {db} WITH (FORCE)"), &[])
             .await;

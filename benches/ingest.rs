@@ -47,8 +47,11 @@ const CLIENTS: [usize; 3] = [1, 8, 32];
 
 type Ingest = IngestServiceClient<tonic::transport::Channel>;
 
+/// Records of new orders: the process id keeps them apart from a kept
+/// database's earlier runs.
 fn batch(round: usize, tag: &str) -> Vec<pb::Record> {
-    batch_of(|i| format!("{tag}-{round}-{i}"), |_| 0)
+    let run = std::process::id();
+    batch_of(|i| format!("{tag}-{run}-{round}-{i}"), |_| 0)
 }
 
 /// One median figure of a phase, and the baseline it is read against.
@@ -127,7 +130,11 @@ async fn phase(capture: &Capture, url: &str, orders: usize, load: bool, p: i64) 
         submitted.push(t.elapsed());
         assert!(r.iter().all(|o| *o == pb::RecordOutcome::Accepted));
 
-        let id_base = 1_000_000_000_000 + (p * 100 + round as i64) * 10_000_000;
+        // Ids of their own: this run's (a kept database holds others'),
+        // this phase's and round's.
+        let run = i64::from(std::process::id() % 100_000);
+        let id_base =
+            1_000_000_000_000 + run * 10_000_000_000 + (p * 100 + round as i64) * 10_000_000;
         let rows = capture
             .rows_of(batch(round, &format!("c{p}")), id_base)
             .await;

@@ -113,20 +113,32 @@ fn records(next: &Mutex<usize>) -> Vec<pb::Record> {
         *n
     };
     (0..33)
-        .flat_map(|k| order_records(&format!("live-{n}-{k}"), (n * 33 + k) as i64 % 1_800_000))
+        // The process id keeps a kept database's earlier runs' orders apart.
+        .flat_map(|k| {
+            let order = format!("live-{}-{n}-{k}", std::process::id());
+            order_records(&order, (n * 33 + k) as i64 % 1_800_000)
+        })
         .collect()
 }
 
 async fn send(client: &IngestServiceClient<Channel>, records: Vec<pb::Record>) {
-    client
-        .clone()
-        .submit_records(pb::SubmitRecordsRequest {
-            parent: "merchants/bench".into(),
-            request_id: String::new(),
-            records,
-        })
-        .await
-        .unwrap();
+    // A call that failed rolled back whole: sent again (the server's lock
+    // table is shared with other databases' big transactions).
+    for attempt in 1.. {
+        let sent = client
+            .clone()
+            .submit_records(pb::SubmitRecordsRequest {
+                parent: "merchants/bench".into(),
+                request_id: String::new(),
+                records: records.clone(),
+            })
+            .await;
+        match sent {
+            Ok(_) => return,
+            Err(e) if attempt < 20 => eprintln!("ingest call failed ({}), again", e.message()),
+            Err(e) => panic!("ingest call failed {attempt} times: {e}"),
+        }
+    }
 }
 
 /// Records a second two closed-loop clients get through.

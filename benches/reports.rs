@@ -189,8 +189,8 @@ async fn main() {
     let (mut pending, mut facts) = (vec![], 0usize);
     let flush = async |pending: &mut Vec<reports::Delta>,
                        rows: &mut Vec<(DateTime<Utc>, String, Decimal, i64)>| {
-        let mut c = store.conn().await.unwrap();
-        reports::add(&mut c, "bench", std::mem::take(pending))
+        let c = store.conn().await.unwrap();
+        reports::add(&c, "bench", std::mem::take(pending))
             .await
             .unwrap();
         let (t, f, a, n): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) =
@@ -472,9 +472,9 @@ async fn ingest_cost(
                 }
             }
         }
-        let mut c = store.conn().await.unwrap();
-        reports::add(&mut c, "cost-deltas", d).await.unwrap();
-        reports::add(&mut c, "cost-deltas", handoffs).await.unwrap();
+        let c = store.conn().await.unwrap();
+        reports::add(&c, "cost-deltas", d).await.unwrap();
+        reports::add(&c, "cost-deltas", handoffs).await.unwrap();
         deltas.push(t.elapsed());
     }
     (pct(on, 0.5), pct(off, 0.5), pct(deltas, 0.5))

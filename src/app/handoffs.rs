@@ -32,8 +32,8 @@ impl App {
     }
 
     pub async fn list_handoff_contracts(&self, merchant: &str) -> Result<Vec<StoredContract>> {
-        let mut conn = self.store().conn().await?;
-        Ok(contracts::load(&mut conn, merchant, false)
+        let conn = self.store().conn().await?;
+        Ok(contracts::load(&conn, merchant, false)
             .await?
             .into_values()
             .collect())
@@ -44,8 +44,8 @@ impl App {
         merchant: &str,
         handoff: Handoff,
     ) -> Result<StoredContract> {
-        let mut conn = self.store().conn().await?;
-        let mut all = contracts::load(&mut conn, merchant, false).await?;
+        let conn = self.store().conn().await?;
+        let mut all = contracts::load(&conn, merchant, false).await?;
         all.remove(&handoff)
             .ok_or_else(|| Error::Internal("a handoff without a contract".into()))
     }
@@ -136,7 +136,7 @@ fn late_id(merchant: &str, order_id: &str, handoff: &str) -> uuid::Uuid {
 /// force now), removes those met, and resolves their LATE_HANDOFF
 /// exceptions ("rules": the late record arrived).
 pub(crate) async fn track(
-    conn: &mut Conn,
+    conn: &Conn,
     merchant: &str,
     orders: &[String],
     by_order: &BTreeMap<String, Vec<StoredRecord>>,
@@ -185,19 +185,16 @@ pub(crate) async fn track(
         .map(|o| (o.order_id.as_str(), o.handoff))
         .collect();
     let deltas = super::reports::deltas::handoff_deltas(orders, &now_open, &synced, &times);
-    crate::storage::reports::add(conn, merchant, deltas).await?;
     let keep: Vec<uuid::Uuid> = open
         .iter()
         .map(|o| late_id(merchant, &o.order_id, o.handoff))
         .collect();
-    let resolved = exceptions::resolve_others(
-        conn,
-        merchant,
-        orders,
-        &[ExceptionType::LateHandoff.as_str()],
-        &keep,
-    )
-    .await?;
+    let late = [ExceptionType::LateHandoff.as_str()];
+    // Independent writes, pipelined in this order.
+    let ((), resolved) = futures::try_join!(
+        crate::storage::reports::add(conn, merchant, deltas),
+        exceptions::resolve_others(conn, merchant, orders, &late, &keep,),
+    )?;
     crate::telemetry::metrics::global().exceptions_resolved(&resolved);
     Ok(())
 }

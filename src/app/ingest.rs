@@ -333,9 +333,13 @@ async fn submit_in_tx(
         })
         .map(|(id, _)| *id)
         .collect();
-    super::reports::deltas::count_stored(conn, merchant, &new_records, &updated).await?;
     let (locked, keys) = locks_for(&new_records, &judged.conflicts, prelock, &judged.left);
-    locks::lock_all(conn, merchant, &keys).await?;
+    // The report deltas, then the locks: pipelined, one round trip.
+    let shared: &Conn = conn;
+    futures::try_join!(
+        super::reports::deltas::count_stored(shared, merchant, &new_records, &updated),
+        locks::lock_all(shared, merchant, &keys),
+    )?;
 
     if !judged.repeats.is_empty() {
         judged
@@ -409,7 +413,7 @@ async fn submit_in_tx(
 /// records stored before these that gained an order (a balance transaction
 /// whose charge's order arrived only now).
 async fn link(
-    conn: &mut Conn,
+    conn: &Conn,
     merchant: &str,
     new_records: &[(i64, &Record)],
 ) -> Result<(Vec<String>, Vec<i64>)> {
@@ -428,16 +432,20 @@ async fn link(
             ),
         }
     }
-    links::add_order_refs(conn, merchant, &order_refs).await?;
-    links::add_record_refs(conn, merchant, &record_refs).await?;
     let mut ids: Vec<String> = order_refs
-        .into_iter()
-        .map(|(id, _)| id)
-        .chain(record_refs.into_iter().map(|(id, _)| id))
+        .iter()
+        .map(|(id, _)| id.clone())
+        .chain(record_refs.iter().map(|(id, _)| id.clone()))
         .collect();
     ids.sort();
     ids.dedup();
-    let (orders, mut records) = links::link(conn, merchant, &ids).await?;
+    // The refs, then the links they make: pipelined, one round trip (the
+    // link statement runs after the inserts and sees their rows).
+    let ((), (), (orders, mut records)) = futures::try_join!(
+        links::add_order_refs(conn, merchant, &order_refs),
+        links::add_record_refs(conn, merchant, &record_refs),
+        links::link(conn, merchant, &ids),
+    )?;
     records.retain(|id| !new_records.iter().any(|(new, _)| new == id));
     Ok((orders, records))
 }

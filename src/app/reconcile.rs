@@ -72,7 +72,7 @@ pub(crate) async fn open_found(
 /// changed evidence it is a new occurrence, an exception of its own (named
 /// by the evidence), so the person's decision and its history stand.
 pub(crate) async fn respect_people(
-    conn: &mut Conn,
+    conn: &Conn,
     merchant: &str,
     found: Vec<exceptions::NewException>,
 ) -> Result<Vec<exceptions::NewException>> {
@@ -179,7 +179,7 @@ pub(crate) fn assess(
     tally.orders = orders.len(),
 ))]
 pub(crate) async fn reconcile(
-    conn: &mut Conn,
+    conn: &Conn,
     merchant: &str,
     orders: &[String],
     fresh: &[RecordKey],
@@ -188,11 +188,14 @@ pub(crate) async fn reconcile(
         return Ok(vec![]);
     }
     let mut lags = vec![];
-    let by_order = record_log::load_records(conn, merchant, orders).await?;
-    let conflicted = exceptions::conflicted_orders(conn, merchant, orders).await?;
-    // The merchant's contracts as they stand now: their tolerance and lag
-    // judge this evaluation, their max lags set the new deadlines.
-    let contracts = contracts::load(conn, merchant, false).await?;
+    // Independent reads, pipelined: one round trip. The contracts as they
+    // stand now: their tolerance and lag judge this evaluation, their max
+    // lags set the new deadlines.
+    let (by_order, conflicted, contracts) = futures::try_join!(
+        record_log::load_records(conn, merchant, orders),
+        exceptions::conflicted_orders(conn, merchant, orders),
+        contracts::load(conn, merchant, false),
+    )?;
     let policy = super::handoffs::match_policy(&contracts);
 
     let mut found = vec![];
@@ -231,10 +234,13 @@ pub(crate) async fn reconcile(
         );
         merged.push(transaction);
     }
-    // Written before the exceptions: a new exception takes its event time
-    // (for period reports) from its order's row.
-    transactions::upsert(conn, merchant, &merged).await?;
-    let found = open_found(conn, merchant, found).await?;
+    // Written before the exceptions (sent first): a new exception takes its
+    // event time (for period reports) from its order's row. The read of a
+    // person's resolutions goes with it.
+    let (_, found) = futures::try_join!(
+        transactions::upsert(conn, merchant, &merged),
+        respect_people(conn, merchant, found),
+    )?;
     // What the rules no longer find has been settled by later records.
     let derived: Vec<&str> = ExceptionType::ALL
         .into_iter()
@@ -242,13 +248,6 @@ pub(crate) async fn reconcile(
         .map(|t| t.as_str())
         .collect();
     let keep: Vec<Uuid> = found.iter().map(|e| e.id).collect();
-    let resolved = exceptions::resolve_others(conn, merchant, orders, &derived, &keep).await?;
-    // Counted as the statements run: an attempt rolled back to be retried
-    // (a lost race, rare) is counted again.
-    telemetry::metrics::global().exceptions_resolved(&resolved);
-    // Comparisons a contract's lag holds back are decided at their deadline.
-    rechecks::sync(conn, merchant, orders, &rechecks).await?;
-    // The deadlines of the orders' open handoffs, and late ones now met.
     let matched = merged
         .iter()
         .filter(|t| t.state == ReconciliationState::Matched)
@@ -258,15 +257,27 @@ pub(crate) async fn reconcile(
         .iter()
         .map(|t| (t.order_id.clone(), t.event_time))
         .collect();
-    super::handoffs::track(
-        conn,
-        merchant,
-        orders,
-        &by_order,
-        &contracts,
-        &matched,
-        &event_times,
-    )
-    .await?;
+    // Pipelined, sent in this order: the exceptions found, then the others
+    // resolved; independent of both, the rechecks (comparisons a contract's
+    // lag holds back are decided at their deadline) and the deadlines of
+    // the orders' open handoffs (and late ones now met).
+    let (opened, resolved, (), ()) = futures::try_join!(
+        exceptions::upsert(conn, merchant, &found),
+        exceptions::resolve_others(conn, merchant, orders, &derived, &keep),
+        rechecks::sync(conn, merchant, orders, &rechecks),
+        super::handoffs::track(
+            conn,
+            merchant,
+            orders,
+            &by_order,
+            &contracts,
+            &matched,
+            &event_times,
+        ),
+    )?;
+    // Counted as the statements run: an attempt rolled back to be retried
+    // (a lost race, rare) is counted again.
+    telemetry::metrics::global().exceptions_opened(&opened);
+    telemetry::metrics::global().exceptions_resolved(&resolved);
     Ok(lags)
 }

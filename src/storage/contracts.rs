@@ -74,7 +74,7 @@ fn settings(v: Option<serde_json::Value>) -> Result<ContractSettings> {
 /// The merchant's five contracts; `lock` takes the merchant's rows for
 /// update (an update reads, checks the etag, then writes).
 pub async fn load(
-    conn: &mut Conn,
+    mut conn: &Conn,
     merchant: &str,
     lock: bool,
 ) -> Result<BTreeMap<Handoff, StoredContract>> {
@@ -94,7 +94,7 @@ pub async fn load(
         // A row may not exist yet, so a row lock cannot serialise writers.
         statement("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtext('handoff_contracts'), hashtext($1))) l")
             .bind::<Text, _>(merchant)
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
     }
     let rows: Vec<Row> = statement(
@@ -106,7 +106,7 @@ pub async fn load(
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(Handoff::ALL.map(Handoff::as_str).to_vec())
-    .load(conn)
+    .load(&mut conn)
     .await?;
     for r in rows {
         let h = Handoff::parse(&r.handoff).ok_or_else(|| {

@@ -62,7 +62,7 @@ pub struct NewException {
 
 /// Writes exceptions; one detected again keeps its identity.
 pub async fn upsert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     rows: &[NewException],
 ) -> Result<Vec<String>> {
@@ -115,7 +115,7 @@ pub async fn upsert(
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.summary.clone()).collect::<Vec<_>>())
         .bind::<Array<Jsonb>, _>(rows.iter().map(|r| r.details.clone()).collect::<Vec<_>>())
-        .load::<TypeRow>(conn)
+        .load::<TypeRow>(&mut conn)
         .await?
         .into_iter()
         .map(|r| r.exception_type)
@@ -148,14 +148,14 @@ pub const CONFLICTED_ORDERS: &str = "
 
 /// The orders among `orders` with an unresolved record conflict.
 pub async fn conflicted_orders(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeSet<String>> {
     Ok(statement(CONFLICTED_ORDERS)
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(orders)
-        .load::<OrderRow>(conn)
+        .load::<OrderRow>(&mut conn)
         .await?
         .into_iter()
         .map(|r| r.order_id)
@@ -197,7 +197,7 @@ pub const RESOLVE_BY_KEY: &str = "
 /// `UPDATE` joined to the orders would be planned from the merchant's
 /// statistics, and could scan all its exceptions).
 pub async fn resolve_others(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     orders: &[String],
     types: &[&str],
@@ -209,7 +209,7 @@ pub async fn resolve_others(
         .bind::<Array<Text>, _>(orders)
         .bind::<Array<Text>, _>(types)
         .bind::<Array<SqlUuid>, _>(keep)
-        .load::<IdRow>(conn)
+        .load::<IdRow>(&mut conn)
         .await?
         .into_iter()
         .map(|r| r.exception_id)
@@ -220,7 +220,7 @@ pub async fn resolve_others(
     Ok(planned_each_run(RESOLVE_BY_KEY)
         .bind::<Text, _>(merchant)
         .bind::<Array<SqlUuid>, _>(ids)
-        .load::<TypeRow>(conn)
+        .load::<TypeRow>(&mut conn)
         .await?
         .into_iter()
         .map(|r| r.exception_type)
@@ -491,7 +491,7 @@ pub const PERSON_RESOLVED: &str = "
 /// Of `ids`, those a person resolved (not the rules), with the evidence
 /// they were resolved on.
 pub async fn person_resolved(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     ids: &[Uuid],
 ) -> Result<std::collections::BTreeMap<Uuid, serde_json::Value>> {
@@ -501,7 +501,7 @@ pub async fn person_resolved(
     Ok(statement(PERSON_RESOLVED)
         .bind::<Text, _>(merchant)
         .bind::<Array<SqlUuid>, _>(ids)
-        .load::<EvidenceRow>(conn)
+        .load::<EvidenceRow>(&mut conn)
         .await?
         .into_iter()
         .map(|r| (r.exception_id, r.details))

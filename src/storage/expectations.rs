@@ -42,12 +42,12 @@ struct Changed {
 /// Makes the expectations of `orders` exactly `open`: new ones get their
 /// deadline from now (a deadline once set stays), met ones are removed.
 pub async fn sync(
-    conn: &mut Conn,
+    mut conn: &Conn,
     merchant: &str,
     orders: &[String],
     open: &[Open],
 ) -> Result<Synced> {
-    let met: Vec<Changed> = statement(
+    let delete = statement(
         "DELETE FROM expectations e
          WHERE e.merchant_id = $1 AND e.order_id = ANY($2)
            AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::text[]) AS o(order_id, handoff)
@@ -58,17 +58,17 @@ pub async fn sync(
     .bind::<Array<Text>, _>(orders)
     .bind::<Array<Text>, _>(open.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(open.iter().map(|o| o.handoff).collect::<Vec<_>>())
-    .load(conn)
-    .await?;
+    .load::<Changed>(&mut conn);
     let pairs = |rows: Vec<Changed>| rows.into_iter().map(|c| (c.order_id, c.handoff)).collect();
     if open.is_empty() {
+        let met = delete.await?;
         return Ok(Synced {
             met: pairs(met),
             opened: vec![],
         });
     }
     // xmax = 0: the row was inserted by this statement, not updated.
-    let written: Vec<Changed> = statement(
+    let upsert = statement(
         "INSERT INTO expectations AS x (merchant_id, order_id, handoff, expected_kind, due_time, at_risk)
          SELECT $1, o.order_id, o.handoff, o.kind, now() + make_interval(secs => o.lag), o.at_risk
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[])
@@ -82,8 +82,9 @@ pub async fn sync(
     .bind::<Array<Text>, _>(open.iter().map(|o| o.expected_kind).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(open.iter().map(|o| o.lag_seconds).collect::<Vec<_>>())
     .bind::<Array<Nullable<Jsonb>>, _>(open.iter().map(|o| o.at_risk.clone()).collect::<Vec<_>>())
-    .load(conn)
-    .await?;
+    .load::<Changed>(&mut conn);
+    // Sent together, one round trip (the delete spares the rows upserted).
+    let (met, written) = futures::try_join!(delete, upsert)?;
     Ok(Synced {
         met: pairs(met),
         opened: pairs(written.into_iter().filter(|c| c.new).collect()),
@@ -92,7 +93,7 @@ pub async fn sync(
 
 /// The event times of `orders` as stored (for orders a caller did not merge).
 pub async fn order_event_times(
-    conn: &mut Conn,
+    mut conn: &Conn,
     merchant: &str,
     orders: &[String],
 ) -> Result<Vec<(String, DateTime<Utc>)>> {
@@ -108,7 +109,7 @@ pub async fn order_event_times(
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(orders)
-    .load(conn)
+    .load(&mut conn)
     .await?;
     Ok(rows
         .into_iter()

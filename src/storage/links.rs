@@ -20,7 +20,7 @@ struct Linked {
 
 /// Ids known to belong to orders: (ref id, order id).
 pub async fn add_order_refs(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     refs: &[(String, String)],
 ) -> Result<()> {
@@ -36,14 +36,14 @@ pub async fn add_order_refs(
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(ids)
     .bind::<Array<Text>, _>(orders)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }
 
 /// Ids records of no single order point at: (ref id, record id).
 pub async fn add_record_refs(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     refs: &[(String, i64)],
 ) -> Result<()> {
@@ -59,7 +59,7 @@ pub async fn add_record_refs(
     .bind::<Text, _>(merchant)
     .bind::<Array<Text>, _>(ids)
     .bind::<Array<BigInt>, _>(records)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }
@@ -84,7 +84,7 @@ pub const LINK: &str = "
 /// whichever side arrived first. Returns the orders that gained a record and
 /// the records that gained an order, sorted.
 pub async fn link(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     ids: &[String],
 ) -> Result<(Vec<String>, Vec<i64>)> {
@@ -94,7 +94,7 @@ pub async fn link(
     let linked: Vec<Linked> = statement(LINK)
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(ids)
-        .load(conn)
+        .load(&mut conn)
         .await?;
     let mut records: Vec<i64> = linked.iter().map(|r| r.record_id).collect();
     records.sort_unstable();

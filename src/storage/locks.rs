@@ -30,7 +30,7 @@ fn text(merchant: &str, key: &LockKey) -> String {
 /// Waits for every lock, taken in one global order (by hash), so two
 /// writers that know their keys up front can never deadlock on them.
 pub async fn lock_all(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     keys: &[LockKey],
 ) -> Result<()> {
@@ -43,7 +43,7 @@ pub async fn lock_all(
            SELECT DISTINCT hashtextextended(x, 0) AS k FROM unnest($1::text[]) AS x ORDER BY 1) AS s",
     )
     .bind::<Array<Text>, _>(keys)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }
@@ -59,7 +59,7 @@ struct Granted {
 /// Returns whether all were taken; a caller that gets `false` retries with
 /// the keys among those it locks up front.
 pub async fn try_lock_all(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     keys: &[LockKey],
 ) -> Result<bool> {
@@ -72,7 +72,7 @@ pub async fn try_lock_all(
            SELECT DISTINCT hashtextextended(x, 0) AS k FROM unnest($1::text[]) AS x ORDER BY 1) AS s",
     )
     .bind::<Array<Text>, _>(keys)
-    .load(conn)
+    .load(&mut conn)
     .await?;
     Ok(rows.into_iter().next().is_some_and(|r| r.granted))
 }

@@ -269,7 +269,7 @@ pub const LOAD_RECORDS: &str = "
 /// The current version of every record of each order: its own, and those tied to it
 /// through the ids they name.
 pub async fn load_records(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: &str,
     orders: &[String],
 ) -> Result<BTreeMap<String, Vec<StoredRecord>>> {
@@ -281,7 +281,7 @@ pub async fn load_records(
 /// transactions, its shipments), which the database then never converts to
 /// text or sends.
 pub async fn load_records_of(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     orders: &[String],
     kinds: Option<&[&str]>,
@@ -290,7 +290,7 @@ pub async fn load_records_of(
         .bind::<Text, _>(merchant)
         .bind::<Array<Text>, _>(orders)
         .bind::<Nullable<Array<Text>>, _>(kinds)
-        .load(conn)
+        .load(&mut conn)
         .await?;
     let mut by_order: BTreeMap<String, Vec<StoredRecord>> = BTreeMap::new();
     for row in rows {

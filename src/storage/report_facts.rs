@@ -61,7 +61,7 @@ impl TryFrom<VersionRow> for VersionFact {
 /// Versions stored by `ids` (new records and versions of one submission),
 /// each with the version it superseded.
 pub async fn versions_by_id(
-    conn: &mut Conn,
+    mut conn: &Conn,
     merchant: &str,
     ids: &[i64],
 ) -> Result<Vec<VersionFact>> {
@@ -74,7 +74,7 @@ pub async fn versions_by_id(
     )
     .bind::<Text, _>(merchant)
     .bind::<Array<BigInt>, _>(ids)
-    .load(conn)
+    .load(&mut conn)
     .await?;
     rows.into_iter().map(VersionFact::try_from).collect()
 }

@@ -21,7 +21,7 @@ pub type Delta = (DateTime<Utc>, String, String, Decimal, i64);
 
 /// Adds deltas known now (this transaction's start). Deltas of one key
 /// are summed first: one statement may not touch a row twice.
-pub async fn add(conn: &mut Conn, merchant: &str, deltas: Vec<Delta>) -> Result<()> {
+pub async fn add(mut conn: &Conn, merchant: &str, deltas: Vec<Delta>) -> Result<()> {
     let mut merged: BTreeMap<(DateTime<Utc>, String, String), (Decimal, i64)> = BTreeMap::new();
     for (bucket, figure, currency, amount, count) in deltas {
         let e = merged.entry((bucket, figure, currency)).or_default();
@@ -57,7 +57,7 @@ pub async fn add(conn: &mut Conn, merchant: &str, deltas: Vec<Delta>) -> Result<
     .bind::<Array<Text>, _>(cols.2)
     .bind::<Array<Numeric>, _>(cols.3)
     .bind::<Array<BigInt>, _>(cols.4)
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

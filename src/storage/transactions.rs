@@ -13,7 +13,7 @@ use crate::error::Result;
 
 /// Writes each order's state, reasons and times.
 pub async fn upsert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     merchant: &str,
     merged: &[Transaction],
 ) -> Result<()> {
@@ -58,7 +58,7 @@ pub async fn upsert(
             .map(|t| t.reasons.join("\u{1f}"))
             .collect::<Vec<_>>(),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

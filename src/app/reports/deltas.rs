@@ -40,7 +40,7 @@ pub fn version_deltas(r: &Record, sign: i8) -> Result<Vec<reports::Delta>> {
 /// Adds the deltas of records stored now: `stored` are (record id, record),
 /// `updated` the ids among them that superseded a version.
 pub(crate) async fn count_stored(
-    conn: &mut Conn,
+    conn: &Conn,
     merchant: &str,
     stored: &[(i64, &Record)],
     updated: &[i64],
