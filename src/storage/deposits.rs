@@ -9,7 +9,7 @@ use diesel::sql_types::{Array, BigInt, Date, Jsonb, Nullable, Numeric, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use super::statement::{Bind, planned_each_run, statement};
+use super::statement::{Bind, Found, planned_each_run, statement};
 use crate::domain::cash_application::deposit::{DepositFacts, PayoutAtBank};
 use crate::domain::currency::Currency;
 use crate::domain::money::Money;
@@ -165,11 +165,6 @@ pub async fn feed_reaches(
     merchant: &str,
     date: NaiveDate,
 ) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
     let row: Found = statement(
         "SELECT EXISTS (SELECT 1 FROM deposits WHERE merchant_id = $1 AND deposit_date >= $2)
              AS found",
@@ -191,11 +186,6 @@ pub async fn unmatched_near(
     payout_id: &str,
     date: NaiveDate,
 ) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
     let (from, to) = crate::domain::cash_application::deposit::deposits_window(date);
     let row: Found = statement(
         "SELECT EXISTS (SELECT 1 FROM deposits WHERE merchant_id = $1 AND state = 'unmatched'

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Conn;
 use super::exceptions::{EXCEPTION_COLUMNS, ExRow, ExceptionRow, ExceptionState};
-use super::statement::{Bind, statement};
+use super::statement::{Bind, Found, statement};
 use crate::error::Result;
 
 /// One exception, locked for update when `lock`.
@@ -129,11 +129,6 @@ pub async fn history(conn: &mut Conn, merchant: &str, id: Uuid) -> Result<Vec<Ev
 
 /// Whether event `sequence` is one of the merchant's (and committed).
 pub async fn exists(conn: &mut Conn, merchant: &str, sequence: i64) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
     let rows: Vec<Found> = statement(
         "SELECT EXISTS (SELECT 1 FROM exception_events
                         WHERE merchant_id = $1 AND sequence = $2) AS found",

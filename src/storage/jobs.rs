@@ -13,7 +13,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::statement::{Bind, planned_each_run, statement};
+use super::statement::{Bind, Found, planned_each_run, statement};
 use crate::error::Result;
 
 /// A claimed job.
@@ -404,11 +404,6 @@ pub async fn postpone(conn: &mut AsyncPgConnection, job: &Job, delay_ms: i64) ->
 
 /// Whether the merchant has a job of `kind` due now (run or waiting to run).
 pub async fn any_ready(conn: &mut AsyncPgConnection, merchant: &str, kind: &str) -> Result<bool> {
-    #[derive(QueryableByName)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        found: bool,
-    }
     let row: Found = statement(
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE merchant_id = $1 AND kind = $2
              AND state = 'ready' AND run_after <= now()) AS found",

@@ -103,3 +103,10 @@ impl Query for Statement {
 impl<Q, V, ST> Query for Bound<Q, V, ST> {
     type SqlType = Untyped;
 }
+
+/// The row of a `SELECT EXISTS (...) AS found`.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Found {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub found: bool,
+}
