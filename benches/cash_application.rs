@@ -42,8 +42,6 @@
 use std::time::{Duration, Instant};
 
 use tally::app::App;
-use tally::app::cash::RetryPolicy;
-use tally::app::worker::WorkerConfig;
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::storage::{Store, run_migrations};
@@ -153,29 +151,7 @@ async fn drain(app: &App, merchants: &[String]) -> Duration {
     let cpu = std::env::var_os("TALLY_BENCH_CPU").map(|_| cpu_ns());
     let wall = std::time::SystemTime::now();
     let start = Instant::now();
-    let retry = RetryPolicy::default();
-    let mut tasks = vec![];
-    for n in 0..loops() {
-        let (app, merchants) = (app.clone(), merchants.to_vec());
-        tasks.push(tokio::spawn(async move {
-            let mut idle = 0;
-            while idle < merchants.len() {
-                idle = 0;
-                for k in 0..merchants.len() {
-                    let m = &merchants[(k + n) % merchants.len()];
-                    let batch = WorkerConfig::default().batch;
-                    if app.run_jobs(m, &retry, batch).await.unwrap().is_empty() {
-                        idle += 1;
-                    }
-                }
-            }
-            Instant::now()
-        }));
-    }
-    let mut ends = vec![];
-    for t in tasks {
-        ends.push(t.await.unwrap());
-    }
+    let mut ends = support::run_worker_loops(app, merchants, loops()).await;
     if std::env::var_os("TALLY_BENCH_CPU").is_some() {
         // How long the first loop to run out of work waited for the last.
         ends.sort();

@@ -26,8 +26,6 @@
 use std::time::{Duration, Instant};
 
 use tally::app::App;
-use tally::app::cash::RetryPolicy;
-use tally::app::worker::WorkerConfig;
 use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 use tally::storage::{Store, run_migrations};
@@ -288,27 +286,7 @@ async fn ingest(r: &Running, merchants: &[String]) -> Duration {
 /// Drains every job of the merchants with 2 loops, as the worker does.
 async fn drain(app: &App, merchants: &[String]) -> Duration {
     let start = Instant::now();
-    let mut tasks = vec![];
-    for n in 0..2 {
-        let (app, merchants) = (app.clone(), merchants.to_vec());
-        tasks.push(tokio::spawn(async move {
-            let retry = RetryPolicy::default();
-            let mut idle = 0;
-            while idle < merchants.len() {
-                idle = 0;
-                for k in 0..merchants.len() {
-                    let m = &merchants[(k + n) % merchants.len()];
-                    let batch = WorkerConfig::default().batch;
-                    if app.run_jobs(m, &retry, batch).await.unwrap().is_empty() {
-                        idle += 1;
-                    }
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    support::run_worker_loops(app, merchants, 2).await;
     start.elapsed()
 }
 

@@ -122,23 +122,7 @@ fn records(next: &Mutex<usize>) -> Vec<pb::Record> {
 }
 
 async fn send(client: &IngestServiceClient<Channel>, records: Vec<pb::Record>) {
-    // A call that failed rolled back whole: sent again (the server's lock
-    // table is shared with other databases' big transactions).
-    for attempt in 1.. {
-        let sent = client
-            .clone()
-            .submit_records(pb::SubmitRecordsRequest {
-                parent: "merchants/bench".into(),
-                request_id: String::new(),
-                records: records.clone(),
-            })
-            .await;
-        match sent {
-            Ok(_) => return,
-            Err(e) if attempt < 20 => eprintln!("ingest call failed ({}), again", e.message()),
-            Err(e) => panic!("ingest call failed {attempt} times: {e}"),
-        }
-    }
+    support::submit_retrying(client, records, Duration::ZERO).await;
 }
 
 /// Records a second two closed-loop clients get through.

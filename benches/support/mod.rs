@@ -142,6 +142,71 @@ pub async fn serve(
     (server, channel)
 }
 
+/// Runs `loops` worker loops over the merchants, as `tally worker` does,
+/// each starting at another merchant, until every merchant has no job left;
+/// returns when each loop ran out of work.
+pub async fn run_worker_loops(
+    app: &tally::app::App,
+    merchants: &[String],
+    loops: usize,
+) -> Vec<std::time::Instant> {
+    let mut tasks = vec![];
+    for n in 0..loops {
+        let (app, merchants) = (app.clone(), merchants.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let retry = tally::app::cash::RetryPolicy::default();
+            let batch = tally::app::worker::WorkerConfig::default().batch;
+            let mut idle = 0;
+            while idle < merchants.len() {
+                idle = 0;
+                for k in 0..merchants.len() {
+                    let m = &merchants[(k + n) % merchants.len()];
+                    if app.run_jobs(m, &retry, batch).await.unwrap().is_empty() {
+                        idle += 1;
+                    }
+                }
+            }
+            std::time::Instant::now()
+        }));
+    }
+    let mut ends = vec![];
+    for t in tasks {
+        ends.push(t.await.unwrap());
+    }
+    ends
+}
+
+/// Submits the records as merchant "bench", again after a failed call, up
+/// to 20 times, `pause` apart. A failed call rolled back whole: the
+/// server's lock table is shared with other databases' big transactions,
+/// and a call fails while it is full.
+pub async fn submit_retrying(
+    client: &tally::proto::tally::v1::ingest_service_client::IngestServiceClient<
+        tonic::transport::Channel,
+    >,
+    records: Vec<pb::Record>,
+    pause: Duration,
+) {
+    for attempt in 1.. {
+        let sent = client
+            .clone()
+            .submit_records(pb::SubmitRecordsRequest {
+                parent: "merchants/bench".into(),
+                request_id: String::new(),
+                records: records.clone(),
+            })
+            .await;
+        match sent {
+            Ok(_) => return,
+            Err(e) if attempt < 20 => {
+                eprintln!("ingest call failed ({}), again", e.message());
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => panic!("ingest call failed {attempt} times: {e}"),
+        }
+    }
+}
+
 pub mod capture;
 pub mod payouts;
 pub mod preload;

@@ -111,30 +111,8 @@ pub async fn load(
     let mut done = 0;
     for pair in calls.chunks(2) {
         let sends = pair.iter().map(|range| {
-            let mut c = client.clone();
             let records: Vec<pb::Record> = range.clone().flat_map(records).collect();
-            async move {
-                // A call that failed rolled back whole: sent again. (The
-                // server's lock table is shared with other databases' big
-                // transactions; when it is full a call fails.)
-                for attempt in 1.. {
-                    let sent = c
-                        .submit_records(pb::SubmitRecordsRequest {
-                            parent: "merchants/bench".into(),
-                            request_id: String::new(),
-                            records: records.clone(),
-                        })
-                        .await;
-                    match sent {
-                        Ok(_) => break,
-                        Err(e) if attempt < 20 => {
-                            eprintln!("preload call failed ({}), again", e.message());
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        }
-                        Err(e) => panic!("preload call failed {attempt} times: {e}"),
-                    }
-                }
-            }
+            super::submit_retrying(client, records, std::time::Duration::from_millis(500))
         });
         futures::future::join_all(sends).await;
         done += pair.iter().map(|r| r.len()).sum::<usize>();
