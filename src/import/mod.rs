@@ -18,6 +18,8 @@ mod compact_wire;
 pub mod csv_read;
 pub mod erp;
 #[cfg(test)]
+mod erp_tests;
+#[cfg(test)]
 mod format_tests;
 pub mod generate;
 mod json;
