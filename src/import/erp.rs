@@ -371,9 +371,9 @@ fn line(row: &Row<'_>, c: Currency) -> Result<JournalLine, RowError> {
     })
 }
 
-/// SuiteAnalytics tables are recognised so that a folder of them reads
-/// without error; their amounts need the account, currency and period
-/// tables joined, which this does not do yet.
+/// SuiteAnalytics tables other than the accounting lines: recognised, and
+/// read as nothing on their own; `suiteanalytics::Reader` joins them to
+/// the accounting lines.
 pub struct Ignored;
 
 impl RowReader for Ignored {
