@@ -93,14 +93,18 @@ impl TranType {
     /// (`CustCred`); any other type (Journal, Invoice, ...) books as a
     /// journal, as a file without the column does.
     pub fn of(text: &str) -> TranType {
-        let t: String = text
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match t.as_str() {
-            "creditmemo" | "custcred" => TranType::CreditMemo,
-            _ => TranType::Journal,
+        // Letters and digits only, any case: read on every row, so no
+        // allocation.
+        let letters = || {
+            text.bytes()
+                .filter(u8::is_ascii_alphanumeric)
+                .map(|b| b.to_ascii_lowercase())
+        };
+        let is = |name: &[u8]| letters().eq(name.iter().copied());
+        if is(b"creditmemo") || is(b"custcred") {
+            TranType::CreditMemo
+        } else {
+            TranType::Journal
         }
     }
 
