@@ -27,14 +27,15 @@ fn audit(args: &AuditArgs) -> Result<(), String> {
         Some(p) => Some(erp::Mapping::load(p)?),
         None => None,
     };
-    let files: Vec<_> = [
+    // A folder stands for the files in it (SuiteAnalytics' tables, say).
+    let mut files = vec![];
+    for (side, paths) in [
         (Side::Storefront, &args.storefront),
         (Side::Processor, &args.processor),
         (Side::Ledger, &args.ledger),
-    ]
-    .into_iter()
-    .flat_map(|(side, paths)| paths.iter().map(move |p| (side, p.clone())))
-    .collect();
+    ] {
+        files.extend(super::import::files(paths)?.into_iter().map(|p| (side, p)));
+    }
     let total = files
         .iter()
         .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()))

@@ -6,6 +6,11 @@
 //!
 //! Rows of one journal follow each other under one External ID; the
 //! journal is complete, and checked to balance, when the id changes.
+//!
+//! A GL or transaction saved-search export adds a `Type` column: a group of
+//! type credit memo ("Credit Memo", SuiteAnalytics' `CustCred`) is the
+//! ERP's credit memo of an order, not a journal (`TranType`); every other
+//! type, or no Type column, is a journal as before.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +21,7 @@ use serde::Deserialize;
 use super::csv_read::{Headers, Row};
 use super::{Id, Item, Parsed, RowError, RowReader, ids_in};
 use crate::domain::currency::Currency;
+use crate::domain::money::Money;
 use crate::domain::record::*;
 
 pub const SYSTEM: &str = "netsuite";
@@ -74,23 +80,60 @@ impl Mapping {
     }
 }
 
+/// What a group of GL lines is, from its Type column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranType {
+    Journal,
+    /// A customer credit memo: the amount credited back on an order.
+    CreditMemo,
+}
+
+impl TranType {
+    /// NetSuite's display name ("Credit Memo") or SuiteAnalytics' code
+    /// (`CustCred`); any other type (Journal, Invoice, ...) books as a
+    /// journal, as a file without the column does.
+    pub fn of(text: &str) -> TranType {
+        // Letters and digits only, any case: read on every row, so no
+        // allocation.
+        let letters = || {
+            text.bytes()
+                .filter(u8::is_ascii_alphanumeric)
+                .map(|b| b.to_ascii_lowercase())
+        };
+        let is = |name: &[u8]| letters().eq(name.iter().copied());
+        if is(b"creditmemo") || is(b"custcred") {
+            TranType::CreditMemo
+        } else {
+            TranType::Journal
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TranType::Journal => "journal",
+            TranType::CreditMemo => "credit memo",
+        }
+    }
+}
+
 /// The journal being assembled: its first line, id, header fields, lines.
 struct Open {
     file: String,
     line: u64,
     id: String,
+    kind: TranType,
     head: Head,
     lines: Vec<JournalLine>,
     failed: bool,
 }
 
-struct Head {
-    currency: Currency,
-    exchange_rate: Option<Decimal>,
-    posting_period: String,
-    subsidiary: String,
-    memo: String,
-    when: chrono::DateTime<chrono::Utc>,
+pub(super) struct Head {
+    pub(super) currency: Currency,
+    pub(super) exchange_rate: Option<Decimal>,
+    pub(super) posting_period: String,
+    pub(super) subsidiary: String,
+    pub(super) memo: String,
+    pub(super) when: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
@@ -118,6 +161,7 @@ impl RowReader for JournalReader {
                 return;
             }
         };
+        let kind = row.get(&["type"]).map_or(TranType::Journal, TranType::of);
         if self.open.as_ref().is_none_or(|o| o.id != id) {
             self.finish(out);
             match head(row, self.default_currency) {
@@ -126,6 +170,7 @@ impl RowReader for JournalReader {
                         file: row.file.to_string(),
                         line: row.line,
                         id: id.to_string(),
+                        kind,
                         head,
                         lines: vec![],
                         failed: false,
@@ -140,6 +185,22 @@ impl RowReader for JournalReader {
         let Some(open) = self.open.as_mut() else {
             return;
         };
+        if kind != open.kind {
+            // One transaction is one type: a line of another would make a
+            // credit memo of a journal's lines, or the reverse.
+            open.failed = true;
+            out.push(Item::Error(row.err(
+                "type",
+                format!(
+                    "{} {} began as a {}; this line says {}",
+                    open.kind.name(),
+                    open.id,
+                    open.kind.name(),
+                    kind.name()
+                ),
+            )));
+            return;
+        }
         match line(row, open.head.currency) {
             Ok(l) => open.lines.push(l),
             Err(e) => {
@@ -158,35 +219,109 @@ impl RowReader for JournalReader {
         if o.failed {
             return;
         }
-        let h = o.head;
-        match JournalEntry::new(
-            h.currency,
-            h.exchange_rate,
-            h.posting_period,
-            h.subsidiary,
-            h.memo,
-            o.lines,
-        ) {
-            Ok(j) => out.push(Item::Record(Parsed {
+        match record(o.kind, o.id.clone(), o.head, o.lines) {
+            Ok(record) => out.push(Item::Record(Parsed {
                 line: o.line,
-                record: Record {
-                    source_id: o.id,
-                    source_system: SYSTEM.into(),
-                    order_id: None,
-                    references: vec![],
-                    event_time: h.when,
-                    source_update_time: None,
-                    body: Body::JournalEntry(j),
-                },
+                record,
             })),
-            Err(e) => out.push(Item::Error(RowError {
+            Err((column, why)) => out.push(Item::Error(RowError {
                 file: o.file,
                 line: o.line,
                 column: 0,
-                column_name: "Debit".into(),
-                why: format!("journal {}: {e}", o.id),
+                column_name: column.into(),
+                why: format!("{} {}: {why}", o.kind.name(), o.id),
             })),
         }
+    }
+}
+
+/// One transaction's lines as Tally's record: a journal entry, or a credit
+/// memo of the order its memos name. Checked to balance either way; an
+/// error names the column at fault and why.
+pub(super) fn record(
+    kind: TranType,
+    id: String,
+    h: Head,
+    lines: Vec<JournalLine>,
+) -> Result<Record, (&'static str, String)> {
+    let j = JournalEntry::new(
+        h.currency,
+        h.exchange_rate,
+        h.posting_period,
+        h.subsidiary,
+        h.memo,
+        lines,
+    )
+    .map_err(|e| ("Debit", e.to_string()))?;
+    let (order_id, references, body) = match kind {
+        TranType::Journal => (None, vec![], Body::JournalEntry(j)),
+        TranType::CreditMemo => credit_memo(&id, j).map_err(|why| ("Memo", why))?,
+    };
+    Ok(Record {
+        source_id: id,
+        source_system: SYSTEM.into(),
+        order_id,
+        references,
+        event_time: h.when,
+        source_update_time: None,
+        body,
+    })
+}
+
+/// A credit memo's GL lines (revenue and tax debited, receivables
+/// credited): the amount credited is the credits' total, and its order
+/// the first order name (#1001) in its memos or External ID; the processor
+/// ids there (the refund's `re_`) are its references.
+fn credit_memo(
+    id: &str,
+    j: JournalEntry,
+) -> Result<(Option<String>, Vec<Reference>, Body), String> {
+    // `JournalEntry::new` checked the totals exist and balance.
+    let credited = j.total_credits();
+    if credited.is_zero() {
+        return Err("a credit memo must credit more than zero".into());
+    }
+    let texts = j
+        .lines
+        .iter()
+        .map(|l| l.memo.as_str())
+        .chain([j.memo.as_str(), id]);
+    let (mut order, mut references) = (None, Vec::<Reference>::new());
+    for found in texts.flat_map(ids_in) {
+        match found {
+            Id::Order(o) => order = order.or_else(|| super::order_id(o)),
+            Id::Processor(p) => {
+                if !references.iter().any(|r| r.id == p) {
+                    references.push(Reference {
+                        kind: processor_ref_kind(p),
+                        id: p.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if order.is_none() && references.is_empty() {
+        return Err(
+            "names no order (#1001) or refund id (re_...) in Memo, Line Memo or External ID".into(),
+        );
+    }
+    let memo = CreditMemo {
+        total: Money::new(credited, j.currency),
+        tax: None,
+        lines: vec![],
+        shipping: None,
+    };
+    Ok((order, references, Body::CreditMemo(memo)))
+}
+
+/// What a Stripe id names, by its prefix (`Id::recognise` knows these).
+fn processor_ref_kind(id: &str) -> RefKind {
+    match id.split('_').next() {
+        Some("re") => RefKind::Refund,
+        Some("pi") => RefKind::PaymentIntent,
+        Some("txn") => RefKind::BalanceTransaction,
+        Some("po") => RefKind::Payout,
+        _ => RefKind::Charge,
     }
 }
 
@@ -240,9 +375,9 @@ fn line(row: &Row<'_>, c: Currency) -> Result<JournalLine, RowError> {
     })
 }
 
-/// SuiteAnalytics tables are recognised so that a folder of them reads
-/// without error; their amounts need the account, currency and period
-/// tables joined, which this does not do yet.
+/// SuiteAnalytics tables other than the accounting lines: recognised, and
+/// read as nothing on their own; `suiteanalytics::Reader` joins them to
+/// the accounting lines.
 pub struct Ignored;
 
 impl RowReader for Ignored {

@@ -18,6 +18,8 @@ mod compact_wire;
 pub mod csv_read;
 pub mod erp;
 #[cfg(test)]
+mod erp_tests;
+#[cfg(test)]
 mod format_tests;
 pub mod generate;
 mod json;
@@ -25,6 +27,9 @@ mod json;
 mod parse_props;
 pub mod shopify;
 pub mod stripe;
+pub mod suiteanalytics;
+#[cfg(test)]
+mod suiteanalytics_tests;
 pub mod to_proto;
 
 use std::collections::VecDeque;
@@ -127,7 +132,8 @@ pub enum Format {
     ShopifyJson,
     /// NetSuite's journal-import columns (or any ERP's through a mapping).
     NetsuiteJournal,
-    /// SuiteAnalytics tables: recognised, not imported (see docs).
+    /// SuiteAnalytics tables: the accounting lines joined to the
+    /// transaction, line, account and currency tables beside them.
     NetsuiteSuiteAnalytics,
 }
 
@@ -194,8 +200,13 @@ impl Format {
         {
             Some(Format::NetsuiteJournal)
         } else if h.has("transaction")
-            && (h.has("transactionline") || h.has("linesequencenumber") || h.has("accountingbook"))
-            || h.has_all(&["transactionnumber", "trandate"])
+            && (h.has("transactionline")
+                || h.has("linesequencenumber")
+                || h.has("accountingbook")
+                || h.has("mainline"))
+            || h.has_all(&["type", "trandate"])
+            || h.has_all(&["acctnumber", "accttype"])
+            || h.has_all(&["symbol", "currencyprecision"])
             || h.has("_fivetran_synced")
         {
             Some(Format::NetsuiteSuiteAnalytics)
@@ -237,7 +248,19 @@ impl FileReader {
         let name = path.display().to_string();
         let reader =
             csv_read::open(path).map_err(|e| RowError::file(&name, format!("cannot open: {e}")))?;
-        FileReader::from_reader(name, reader, opts)
+        let mut r = FileReader::from_reader(name, reader, opts)?;
+        // SuiteAnalytics' accounting lines are joined to the tables beside
+        // them; read alone (no path), they are recognised and read as
+        // nothing, like the other tables.
+        let lines = r
+            .table
+            .as_ref()
+            .is_some_and(|t| suiteanalytics::is_accounting_lines(&t.headers));
+        if r.format == Format::NetsuiteSuiteAnalytics && lines {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            r.parser = Some(Box::new(suiteanalytics::Reader::load(dir)));
+        }
+        Ok(r)
     }
 
     pub fn from_reader(

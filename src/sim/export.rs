@@ -8,8 +8,10 @@
 //! An export is a snapshot of each system's history, not the stream Tally
 //! received: every record appears once (a resubmitted record is the same
 //! row), rows are in event-time order (arrival order is gone), and what no
-//! export carries is left out: shipments, invoices, credit memos, payouts'
-//! own records and bank deposits. Refunds are rows of the payments export
+//! export carries is left out: shipments, invoices, payouts' own records
+//! and bank deposits. The ERP's credit memos are GL lines of
+//! type `Credit Memo` in the journal file (its `Type` column), as NetSuite's
+//! GL saved search exports them. Refunds are rows of the payments export
 //! (the orders export's `Refunded Amount` is left empty, so no refund is
 //! read twice). Tenders settled at checkout (gift card, store credit) are
 //! rows of their own file in the payments export's columns, with no
@@ -165,6 +167,7 @@ pub fn write(dir: &Path, month: &Month) -> io::Result<Files> {
             }
             Some(Kind::BalanceTransaction(b)) => stripe_row(&mut w.stripe, r, b, &payments)?,
             Some(Kind::JournalEntry(j)) => journal_rows(&mut w.journal, r, j)?,
+            Some(Kind::CreditMemo(c)) => credit_memo_rows(&mut w.journal, r, c)?,
             _ => {}
         }
     }
@@ -240,6 +243,7 @@ fn headers(w: &mut Writers) -> io::Result<()> {
     line(
         &mut w.journal,
         &[
+            "Type",
             "External ID",
             "Date",
             "Posting Period",
@@ -405,6 +409,7 @@ fn journal_rows(out: &mut impl Write, r: &pb::Record, j: &pb::JournalEntry) -> i
         line(
             out,
             &[
+                "Journal",
                 &r.source_id,
                 &date,
                 &j.posting_period,
@@ -417,6 +422,58 @@ fn journal_rows(out: &mut impl Write, r: &pb::Record, j: &pb::JournalEntry) -> i
                 &l.credit,
                 memo,
                 &l.name,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A credit memo's GL impact, as NetSuite posts it: returns and tax
+/// debited, receivables credited by the total; the order's name in Memo.
+fn credit_memo_rows(out: &mut impl Write, r: &pb::Record, c: &pb::CreditMemo) -> io::Result<()> {
+    use rust_decimal::Decimal;
+    let bad = |what: &str| io::Error::other(format!("credit memo {}: {what}", r.source_id));
+    let total: Decimal = amount(&c.total).parse().map_err(|_| bad("total"))?;
+    let tax: Decimal = match amount(&c.tax) {
+        "" => Decimal::ZERO,
+        t => t.parse().map_err(|_| bad("tax"))?,
+    };
+    let returns = total
+        .checked_sub(tax)
+        .ok_or_else(|| bad("tax above total"))?;
+    let date = time(r.event_time);
+    let period = r
+        .event_time
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.format("%b %Y").to_string())
+        .unwrap_or_default();
+    let memo = format!("Refund of #{}", r.order_id);
+    let (total, returns, tax) = (total.to_string(), returns.to_string(), tax.to_string());
+    let lines = [
+        ("4100 Sales Returns", returns.as_str(), ""),
+        ("2200 Sales Tax Payable", tax.as_str(), ""),
+        ("1100 Accounts Receivable", "", total.as_str()),
+    ];
+    for (account, debit, credit) in lines {
+        if debit.parse::<Decimal>().is_ok_and(|d| d.is_zero()) {
+            continue;
+        }
+        line(
+            out,
+            &[
+                "Credit Memo",
+                &r.source_id,
+                &date,
+                &period,
+                "",
+                currency(&c.total),
+                "",
+                &memo,
+                account,
+                debit,
+                credit,
+                "",
+                "",
             ],
         )?;
     }

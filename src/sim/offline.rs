@@ -3,13 +3,13 @@
 //! service's matching rules over parsed files), and the audit's exception
 //! rows scored against the ground truth per fault kind.
 //!
-//! The audit sees less than the service: no shipments, invoices, credit
-//! memos, payouts' own records or bank deposits are in the exports, and it
-//! matches orders, not payouts. What each fault looks like from there is
-//! `expect`; a kind the files cannot show is listed as not detectable, with
-//! why, and never counted. One exception the audit raises on clean data by
-//! the same nature (every processor refund reads as uncredited: no credit
-//! memos) is counted apart (`INHERENT`).
+//! The audit sees less than the service: no shipments, invoices, payouts'
+//! own records or bank deposits are in the exports, and it matches orders,
+//! not payouts. What each fault looks like from there is `expect`; a kind
+//! the files cannot show is listed as not detectable, with why, and never
+//! counted. A clean month audits to no exception at all: the journal file
+//! carries the ERP's credit memos as GL lines, so a refund is uncredited
+//! only where the fault kept its memo out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::path::Path;
 use super::Month;
 use super::export;
 use super::faults::{Expect, FaultKind, Sig, sig};
-use super::score::{self, Inherent, Score, Seen};
+use super::score::{self, Score, Seen};
 use crate::import::Options;
 use crate::import::audit::{Input, Report};
 use crate::proto::tally::v1::{ExceptionType as T, Handoff as H};
@@ -31,6 +31,8 @@ pub fn as_of() -> chrono::DateTime<chrono::Utc> {
 
 /// The orders export lists one payment method per order, so a split
 /// tender's two-cent shortfall shows as captured short of the total.
+/// The refund's credit memo missing from the ERP's GL lines.
+const REFUND_NOT_CREDITED: &[Sig] = &[sig(T::RefundNotPropagated, "refund_not_credited", None)];
 const CAPTURED_SHORT: &[Sig] = &[sig(T::AmountMismatch, "order_total_vs_captured", None)];
 const FX: &[Sig] = &[sig(T::FxVariance, "fx_rate_variance", None)];
 const NONE: &[Sig] = &[];
@@ -44,9 +46,7 @@ pub fn expect(kind: FaultKind) -> Expect {
     };
     let not = |why| Expect::NotDetectable { why };
     match kind {
-        FaultKind::RefundNotPropagated => not(
-            "offline: a journal export carries no credit memos, so every refund reads as uncredited, faulted or not",
-        ),
+        FaultKind::RefundNotPropagated => raised(REFUND_NOT_CREDITED),
         FaultKind::FeeNotJournaled => not(
             "offline: the fault is in a payout's journal, which names only the payout; the audit matches orders, and no order's record carries a payout id",
         ),
@@ -76,12 +76,6 @@ pub fn expect(kind: FaultKind) -> Expect {
         FaultKind::DepositNeverArrives => not("offline: there is no bank file"),
     }
 }
-
-/// Raised on clean data by what the exports lack.
-pub const INHERENT: &[Inherent] = &[Inherent {
-    sig: sig(T::RefundNotPropagated, "refund_not_credited", None),
-    why: "on every processor refund: a journal export carries no credit memos",
-}];
 
 /// An audit row as the scorer reads exceptions.
 fn seen(r: &crate::import::audit::ExceptionRow) -> Seen {
@@ -133,21 +127,18 @@ pub fn audit_files(files: export::Files, month: &Month) -> Result<Audited, Strin
         ));
     }
     let seen: Vec<Seen> = report.exceptions.iter().map(seen).collect();
-    let score = score::score_with(expect, INHERENT, &month.truth, &seen, &checks(month, &seen));
+    let score = score::score_with(expect, &[], &month.truth, &seen, &checks(month, &seen));
     Ok(Audited { report, score })
 }
 
 /// Orders hit by a fault the audit absorbs: no scored exception on them.
 fn checks(month: &Month, seen: &[Seen]) -> BTreeMap<String, Result<(), String>> {
-    let inherent = |e: &Seen| INHERENT.iter().any(|i| i.sig.rule == e.rule);
     month
         .truth
         .iter()
         .filter(|t| matches!(expect(t.kind), Expect::Absorbed { .. }))
         .map(|t| {
-            let on = seen
-                .iter()
-                .find(|e| e.order_id == t.order_id && !inherent(e));
+            let on = seen.iter().find(|e| e.order_id == t.order_id);
             let verdict = match on {
                 Some(e) => Err(format!("{} {}", e.rule, e.summary)),
                 None => Ok(()),
@@ -175,31 +166,69 @@ mod tests {
         std::env::temp_dir().join(format!("tally-offline-{name}-{}", std::process::id()))
     }
 
-    /// A clean month's exports read back whole, and the audit raises
-    /// nothing on them but what the exports' nature makes it raise.
+    /// A clean month's exports read back whole, credit memos with the
+    /// journals, and the audit raises nothing on them.
     #[test]
-    fn a_clean_month_audits_clean_but_for_the_uncredited_refunds() {
+    fn a_clean_month_audits_to_no_exception() {
         let d = dir("clean");
         let m = month(2_000, vec![]);
         let a = audit(&d, &m).unwrap();
         let table = a.score.table("clean");
         assert!(a.score.perfect(), "{table}");
         assert!(a.score.unexplained.is_empty(), "{table}");
+        assert!(a.score.inherent.is_empty(), "{table}");
         assert_eq!(a.report.orders, 2_000, "{table}");
         assert_eq!(a.report.storefront_only + a.report.processor_only, 0);
-        // Every refund, and only refunds, is the audit's by nature.
-        let refunds = m
-            .records
-            .iter()
-            .filter(|r| {
-                matches!(&r.kind, Some(crate::proto::tally::v1::record::Kind::ProcessorPayment(p))
-                    if p.r#type == crate::proto::tally::v1::ProcessorPaymentType::Refund as i32)
-            })
-            .map(|r| &r.source_id)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len() as u64;
+        assert!(
+            a.report.exceptions.is_empty(),
+            "{:?}",
+            &a.report.exceptions[..1]
+        );
+        // Every processor refund has its credit memo among the ERP's rows.
+        let kind = |k: fn(&crate::proto::tally::v1::record::Kind) -> bool| {
+            m.records
+                .iter()
+                .filter(|r| r.kind.as_ref().is_some_and(k))
+                .map(|r| &r.source_id)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        use crate::proto::tally::v1::record::Kind as K;
+        let refunds = kind(|k| {
+            matches!(k, K::ProcessorPayment(p)
+                if p.r#type == crate::proto::tally::v1::ProcessorPaymentType::Refund as i32)
+        });
         assert!(refunds > 50, "{refunds}");
-        assert_eq!(a.score.inherent[0].1, refunds, "{table}");
+        assert_eq!(kind(|k| matches!(k, K::CreditMemo(_))), refunds);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The fault keeps a refund's credit memo out of the ERP: found on
+    /// exactly the faulted orders, and nothing else raised.
+    #[test]
+    fn an_uncredited_refund_is_found_offline() {
+        let d = dir("uncredited");
+        let m = month(2_000, vec![(FaultKind::RefundNotPropagated, 0.05)]);
+        let a = audit(&d, &m).unwrap();
+        let table = a.score.table("uncredited");
+        let row = a
+            .score
+            .rows
+            .iter()
+            .find(|r| r.kind == FaultKind::RefundNotPropagated)
+            .unwrap();
+        assert!(row.injected > 0 && row.perfect(), "{table}");
+        assert!(
+            a.score.perfect() && a.score.unexplained.is_empty(),
+            "{table}"
+        );
+        assert!(
+            a.report
+                .exceptions
+                .iter()
+                .all(|e| e.rule == "refund_not_credited"),
+            "{table}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

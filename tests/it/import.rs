@@ -178,3 +178,53 @@ async fn a_month_imports_once_and_matches_the_offline_audit() {
 fn first_processor_records(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path).unwrap().lines().count() as u64 - 1
 }
+
+/// A GL export's credit memo (a `Type` column, lines of type `Credit
+/// Memo`) goes in as the ERP's credit memo of its order, beside the
+/// journals: stored as a credit memo record, nothing refused.
+#[tokio::test]
+async fn a_gl_export_s_credit_memo_imports_as_a_credit_memo() {
+    let app = TestApp::start().await;
+    let dir = scratch("import-credit-memo");
+    let m = month(&dir, 100).unwrap();
+    let credited = m
+        .planted
+        .iter()
+        .find(|p| p.rule == "refund_not_credited")
+        .unwrap()
+        .order_id
+        .clone();
+    let gl = std::fs::read_to_string(&m.ledger).unwrap();
+    let mut out = String::new();
+    for (i, l) in gl.lines().enumerate() {
+        out.push_str(l);
+        out.push_str(if i == 0 { ",Type\n" } else { ",Journal\n" });
+    }
+    for (acct, dr, cr) in [
+        ("4100 Sales Returns", "5.00", ""),
+        ("1100 Receivables", "", "5.00"),
+    ] {
+        out.push_str(&format!(
+            "CM-{credited},2026-09-02,Sep 2026,US,USD,1,Refund of #{credited},{acct},{dr},{cr},re_x{credited},,,,,Credit Memo\n"
+        ));
+    }
+    let ledger = dir.join("gl_lines.csv");
+    std::fs::write(&ledger, out).unwrap();
+    let files = vec![m.storefront.clone(), m.processor.clone(), ledger];
+    let s = import(&app, &files).await;
+    assert_eq!(s.refused, 0, "{:?}", s.reasons);
+    let memos = app
+        .count(&format!(
+            "SELECT count(*) FROM record_log WHERE kind = 'credit_memo' AND source_system = 'netsuite' \
+             AND source_id = 'CM-{credited}' AND order_id = '{credited}' AND outcome = 'accepted'"
+        ))
+        .await;
+    assert_eq!(memos, 1);
+    let journals = app
+        .count(
+            "SELECT count(*) FROM record_log WHERE kind = 'journal_entry' AND outcome = 'accepted'",
+        )
+        .await;
+    assert!(journals > 90, "{journals}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
