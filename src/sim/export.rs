@@ -23,6 +23,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::Month;
+use crate::domain::ledger::netsuite::NETSUITE_COLUMNS;
 use crate::import::{Side, stripe};
 use crate::proto::tally::v1 as pb;
 use pb::record::Kind;
@@ -240,24 +241,10 @@ fn headers(w: &mut Writers) -> io::Result<()> {
             stripe::ORDER[0],
         ],
     )?;
-    line(
-        &mut w.journal,
-        &[
-            "Type",
-            "External ID",
-            "Date",
-            "Posting Period",
-            "Subsidiary",
-            "Currency",
-            "Exchange Rate",
-            "Memo",
-            "Account",
-            "Debit",
-            "Credit",
-            "Line Memo",
-            "Name",
-        ],
-    )
+    // NetSuite's journal-import columns, led by the GL export's Type (a
+    // credit memo's lines say so).
+    let journal: Vec<&str> = std::iter::once("Type").chain(NETSUITE_COLUMNS).collect();
+    line(&mut w.journal, &journal)
 }
 
 /// One row per line item; the order's own fields on its first row only.
