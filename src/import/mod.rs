@@ -24,6 +24,8 @@ mod format_tests;
 pub mod generate;
 mod json;
 #[cfg(test)]
+mod json_tests;
+#[cfg(test)]
 mod parse_props;
 pub mod shopify;
 pub mod stripe;
@@ -241,6 +243,8 @@ pub struct FileReader {
     queue: VecDeque<Item>,
     buf: Vec<Item>,
     finished: bool,
+    /// A JSON file's items, parsed on a thread as they are taken.
+    json: Option<std::sync::mpsc::Receiver<Item>>,
 }
 
 impl FileReader {
@@ -279,9 +283,10 @@ impl FileReader {
                 format,
                 table: None,
                 parser: None,
-                queue: items.into(),
+                queue: VecDeque::new(),
                 buf: vec![],
                 finished: true,
+                json: Some(items),
             });
         }
         let mut table = Table::from_reader(name.clone(), Box::new(reader))?;
@@ -339,6 +344,7 @@ impl FileReader {
             queue: VecDeque::new(),
             buf: vec![],
             finished: false,
+            json: None,
         })
     }
 
@@ -357,6 +363,9 @@ impl Iterator for FileReader {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
+        if let Some(items) = &self.json {
+            return items.recv().ok();
+        }
         loop {
             if let Some(i) = self.queue.pop_front() {
                 return Some(i);
