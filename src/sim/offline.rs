@@ -79,14 +79,7 @@ pub fn expect(kind: FaultKind) -> Expect {
 
 /// An audit row as the scorer reads exceptions.
 fn seen(r: &crate::import::audit::ExceptionRow) -> Seen {
-    let mut payouts: Vec<String> = r
-        .summary
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("po_"))
-        .map(str::to_string)
-        .collect();
-    payouts.sort();
-    payouts.dedup();
+    let payouts = super::score::payout_ids_in(std::iter::once(&r.summary));
     Seen {
         exception_type: r.exception_type.into(),
         rule: r.rule.clone(),

@@ -26,6 +26,18 @@ pub struct Seen {
     pub summary: String,
 }
 
+/// The payout ids (`po_...`) these texts name, sorted, each once.
+pub(crate) fn payout_ids_in<'a>(texts: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut payouts: Vec<String> = texts
+        .flat_map(|s| s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("po_"))
+        .map(str::to_string)
+        .collect();
+    payouts.sort();
+    payouts.dedup();
+    payouts
+}
+
 impl Seen {
     pub fn from_pb(e: &pb::Exception) -> Seen {
         let order_id = e
@@ -33,17 +45,12 @@ impl Seen {
             .rsplit_once("/transactions/")
             .map(|(_, o)| o.to_string())
             .unwrap_or_default();
-        let mut payouts: Vec<String> = e
-            .observations
-            .iter()
-            .flat_map(|o| o.source_ids.iter())
-            .chain(std::iter::once(&e.summary))
-            .flat_map(|s| s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
-            .filter(|w| w.starts_with("po_"))
-            .map(str::to_string)
-            .collect();
-        payouts.sort();
-        payouts.dedup();
+        let payouts = payout_ids_in(
+            e.observations
+                .iter()
+                .flat_map(|o| o.source_ids.iter())
+                .chain(std::iter::once(&e.summary)),
+        );
         Seen {
             exception_type: e.r#type(),
             rule: e.rule.clone(),
