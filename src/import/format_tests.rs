@@ -15,6 +15,11 @@ fn read_with(text: &str, opts: &Options) -> (Format, Vec<Record>, Vec<String>) {
         opts,
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    collect(r)
+}
+
+/// A file's format, records and errors (as text), read to the end.
+pub(super) fn collect(r: FileReader) -> (Format, Vec<Record>, Vec<String>) {
     let format = r.format;
     let (mut recs, mut errs) = (vec![], vec![]);
     for i in r {

@@ -7,15 +7,7 @@ use crate::domain::record::{Body, Record};
 
 fn read(path: &std::path::Path) -> (Format, Vec<Record>, Vec<String>) {
     let r = FileReader::open(path, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
-    let format = r.format;
-    let (mut recs, mut errs) = (vec![], vec![]);
-    for i in r {
-        match i {
-            Item::Record(p) => recs.push(p.record),
-            Item::Error(e) => errs.push(e.to_string()),
-        }
-    }
-    (format, recs, errs)
+    super::format_tests::collect(r)
 }
 
 #[test]
