@@ -53,52 +53,121 @@ pub struct JobRow {
 /// Makes (kind, subject) ready now, inside the caller's transaction: the
 /// records that make the work ready commit together with the job. A job that
 /// exists already counts one more arrival (`generation`) and, if parked, is
-/// given a fresh start: new facts may be what it was missing. Subjects are
-/// sorted so concurrent enqueuers lock rows in the same order.
+/// given a fresh start: new facts may be what it was missing.
+///
+/// Never waits on a job row a worker holds: such a job gets a signal
+/// (`job_signals`), which the worker folds into a fresh run once the
+/// holder is done ([`super::job_signals::fold`]). The holder read its facts
+/// before this transaction commits, so it must run again; waiting for it
+/// instead held ingest up for the length of the worker's batch.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     kind: &str,
     subjects: &[String],
 ) -> Result<()> {
-    if subjects.is_empty() {
-        return Ok(());
-    }
-    let mut subjects = subjects.to_vec();
-    subjects.sort();
-    subjects.dedup();
-    statement(
-        "INSERT INTO jobs (merchant_id, kind, subject_id)
-         SELECT $1, $2, s FROM unnest($3::text[]) AS s ORDER BY s
-         ON CONFLICT (merchant_id, kind, subject_id) DO UPDATE
-            SET generation = jobs.generation + 1, state = 'ready', attempts = 0,
-                run_after = EXCLUDED.run_after, updated_at = EXCLUDED.updated_at",
-    )
-    .bind::<Text, _>(merchant)
-    .bind::<Text, _>(kind)
-    .bind::<Array<Text>, _>(subjects)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let pairs: Vec<(&str, &str)> = subjects.iter().map(|s| (kind, s.as_str())).collect();
+    let held = make_ready(conn, merchant, &pairs).await?;
+    super::job_signals::signal(conn, merchant, &held).await
 }
+
+/// [`make_ready`]'s insert: `DO NOTHING` takes no row lock, so it never
+/// waits on a row a worker holds (only on one another transaction is
+/// inserting, until that commits or rolls back).
+pub const INSERT_ABSENT: &str = "INSERT INTO jobs (merchant_id, kind, subject_id)
+    SELECT $1, k, s FROM unnest($2::text[], $3::text[]) AS x(k, s) ORDER BY k, s
+    ON CONFLICT (merchant_id, kind, subject_id) DO NOTHING
+    RETURNING kind, subject_id";
+
+/// [`make_ready`]'s bump of existing jobs nobody holds, parked ones
+/// included (new facts may be what they lacked): rows found by key and
+/// locked `SKIP LOCKED`, then updated by ctid, as [`ABSORB`] deletes them
+/// (and planned at each run for the same reason).
+pub const BUMP_FREE: &str = "UPDATE jobs SET generation = generation + 1, state = 'ready',
+        attempts = 0, run_after = now(), updated_at = now()
+    WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
+      SELECT f.ctid FROM (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]))
+        AS x(kind, subject_id)
+      CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE merchant_id = $1 AND kind = x.kind AND subject_id = x.subject_id
+        FOR UPDATE SKIP LOCKED) f))
+    RETURNING kind, subject_id";
 
 #[derive(QueryableByName)]
-struct MerchantRow {
+struct KindSubject {
     #[diesel(sql_type = Text)]
-    merchant_id: String,
+    kind: String,
+    #[diesel(sql_type = Text)]
+    subject_id: String,
 }
 
-/// Merchants with work due: only to decide where to claim next (the claim
-/// itself filters by merchant).
-pub async fn merchants_with_work(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<String>> {
-    let rows: Vec<MerchantRow> = statement(
-        "SELECT DISTINCT merchant_id FROM jobs
-         WHERE state = 'ready' AND run_after <= now() LIMIT $1",
+/// Makes these (kind, subject) jobs ready now without waiting on any a
+/// worker holds: inserted when absent, else bumped when free. Returns the
+/// pairs it could do neither for (held, or being inserted elsewhere), for
+/// the caller to signal. One statement when every job is new.
+pub async fn make_ready(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    jobs: &[(&str, &str)],
+) -> Result<Vec<(String, String)>> {
+    // Sorted, so concurrent writers insert in the same order.
+    let mut left: Vec<(String, String)> = jobs
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+    left.sort();
+    left.dedup();
+    for (sql, each_run) in [(INSERT_ABSENT, false), (BUMP_FREE, true)] {
+        if left.is_empty() {
+            break;
+        }
+        let kinds: Vec<&str> = left.iter().map(|(k, _)| k.as_str()).collect();
+        let subjects: Vec<&str> = left.iter().map(|(_, s)| s.as_str()).collect();
+        let query = if each_run {
+            planned_each_run(sql)
+        } else {
+            statement(sql)
+        };
+        let done: Vec<KindSubject> = query
+            .bind::<Text, _>(merchant)
+            .bind::<Array<Text>, _>(kinds)
+            .bind::<Array<Text>, _>(subjects)
+            .load(conn)
+            .await?;
+        let done: std::collections::BTreeSet<(String, String)> =
+            done.into_iter().map(|r| (r.kind, r.subject_id)).collect();
+        left.retain(|pair| !done.contains(pair));
+    }
+    Ok(left)
+}
+
+/// A merchant with work for the worker.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct MerchantWork {
+    #[diesel(sql_type = Text)]
+    pub merchant_id: String,
+    /// It has job signals to fold first.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub signalled: bool,
+}
+
+/// Merchants with work due or signals to fold: only to decide where to
+/// claim next (the claim itself filters by merchant).
+pub async fn merchants_with_work(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<MerchantWork>> {
+    Ok(statement(
+        "SELECT merchant_id, bool_or(signalled) AS signalled FROM (
+           (SELECT DISTINCT merchant_id, false AS signalled FROM jobs
+            WHERE state = 'ready' AND run_after <= now())
+           UNION ALL (SELECT DISTINCT merchant_id, true FROM job_signals)) w
+         GROUP BY merchant_id ORDER BY merchant_id LIMIT $1",
     )
     .bind::<BigInt, _>(limit)
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
+    .await?)
 }
 
 /// Claims the merchant's oldest due job nobody holds, if any. Must run inside
@@ -490,7 +559,8 @@ pub async fn schedule_if_absent(
 /// The merchant's jobs that are work now: due (claimed by a worker or
 /// not) or retrying after a failure. A deadline check scheduled for later
 /// (never attempted) is not counted, nor a parked job (an exception says
-/// so). While this is not zero, what the worker books may still change.
+/// so). Signals not yet folded count too: each is a run to come. While
+/// this is not zero, what the worker books may still change.
 pub async fn pending(conn: &mut AsyncPgConnection, merchant: &str) -> Result<i64> {
     #[derive(QueryableByName)]
     struct Count {
@@ -498,8 +568,9 @@ pub async fn pending(conn: &mut AsyncPgConnection, merchant: &str) -> Result<i64
         n: i64,
     }
     let row: Count = statement(
-        "SELECT count(*) AS n FROM jobs WHERE merchant_id = $1 AND state = 'ready'
-           AND (run_after <= now() OR attempts > 0)",
+        "SELECT (SELECT count(*) FROM jobs WHERE merchant_id = $1 AND state = 'ready'
+                   AND (run_after <= now() OR attempts > 0))
+              + (SELECT count(*) FROM job_signals WHERE merchant_id = $1) AS n",
     )
     .bind::<Text, _>(merchant)
     .get_result(conn)

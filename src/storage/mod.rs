@@ -12,6 +12,7 @@ pub mod exception_events;
 pub mod exceptions;
 pub mod expectations;
 pub mod gauges;
+pub mod job_signals;
 pub mod jobs;
 pub mod ledger;
 pub mod ledger_entries;

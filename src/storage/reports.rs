@@ -166,23 +166,29 @@ struct TimeRow {
 }
 
 /// The latest knowledge time every fact of is committed: just before the
-/// oldest transaction still open (a fact's knowledge time is its
+/// oldest client transaction still open (a fact's knowledge time is its
 /// transaction's start), else now. A report as of a later time could
 /// still change when those transactions commit.
+///
+/// Only client backends count: every fact is written by one, and a
+/// background process's `xact_start` need not be a time it started
+/// anything. Citus's maintenance daemon never sets its statement time, so
+/// its transactions show a start from its last wake-up or earlier: counted,
+/// they moved the horizon back by up to seconds, and a report's own as-of
+/// time was later refused as unsettled.
 pub async fn horizon(conn: &mut Conn) -> Result<DateTime<Utc>> {
-    let mut rows: Vec<TimeRow> = statement(
-        "SELECT least(statement_timestamp(),
-                      (SELECT min(xact_start) FROM pg_stat_activity
-                        WHERE datname = current_database() AND pid <> pg_backend_pid()
-                          AND xact_start IS NOT NULL))
-                - interval '1 microsecond' AS t",
-    )
-    .load(conn)
-    .await?;
+    let mut rows: Vec<TimeRow> = statement(HORIZON).load(conn).await?;
     rows.pop()
         .map(|r| r.t)
         .ok_or_else(|| Error::Internal("the knowledge horizon query returned no row".into()))
 }
+
+/// [`horizon`]'s statement.
+pub const HORIZON: &str = "SELECT least(statement_timestamp(),
+              (SELECT min(xact_start) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND backend_type = 'client backend' AND xact_start IS NOT NULL))
+        - interval '1 microsecond' AS t";
 
 /// One entry of a period's close history.
 #[derive(Debug, Clone, QueryableByName)]

@@ -32,6 +32,7 @@ mod hostile;
 mod idempotency;
 mod import;
 mod ingest;
+mod job_signals;
 mod keys_cli;
 mod ledger_api;
 mod ledger_state;

@@ -538,3 +538,26 @@ async fn a_record_figure_pages_through_the_current_versions_it_sums() {
     assert_eq!(names.len(), 3, "{names:?}");
     assert_eq!(figure(&r.figures, "erp.invoiced", "USD").0, "280");
 }
+
+/// The settled horizon never moves back, so an as-of time Tally returned
+/// is never refused later. Only client transactions count: Citus's
+/// maintenance daemon never sets its statement time, and its transactions
+/// showed starts 16 s old in `pg_stat_activity`, which moved the horizon
+/// back (an autovacuum worker's showed up to 50 ms). Polled for 3 s: the
+/// daemon wakes every 2 s.
+#[tokio::test]
+async fn the_settled_horizon_never_moves_back() {
+    let app = TestApp::start().await;
+    let store = tally::storage::Store::connect(&app.db.url, 1).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut last = tally::storage::reports::horizon(&mut conn).await.unwrap();
+    let mut polls = 0;
+    while std::time::Instant::now() < until {
+        let now = tally::storage::reports::horizon(&mut conn).await.unwrap();
+        assert!(now >= last, "the horizon moved back from {last} to {now}");
+        last = now;
+        polls += 1;
+    }
+    assert!(polls > 100, "only {polls} polls");
+}
