@@ -1,15 +1,15 @@
--- Issue 23: a writer never waits on a job row a worker holds.
+-- Issue 23: a writer never waits on the worker.
 --
 -- A worker's claim is a row lock held for its whole batch (seconds for a
--- large payout). Ingest used to make a job ready with an upsert, which
--- waits on that lock: a daily payout named by thousands of balance
--- transactions held ingest up behind the worker all day. Now a writer
--- inserts the job if absent and bumps it if nobody holds it; when a worker
--- holds it (or a concurrent writer was inserting it), the writer appends a
--- signal here instead. The worker folds signals into jobs between batches
--- (storage::jobs::fold_signals): a signal whose job is still held stays
--- for the next fold, so a fact committed while its job ran is always run
--- again after.
+-- large payout), and a job it completed is a row it deleted, locked until
+-- the batch commits. Ingest made jobs ready with an upsert on `jobs`, which
+-- waits on either (even `INSERT ... ON CONFLICT DO NOTHING` waits on an
+-- uncommitted delete of the same key): a daily payout named by thousands of
+-- balance transactions held ingest up behind the worker all day. Now every
+-- writer appends a signal here, a table with no unique key, and the worker
+-- folds signals into jobs before each batch (storage::job_signals::fold):
+-- a job still held keeps its signals for the next fold, so a fact
+-- committed while its job ran always runs it again.
 CREATE TABLE job_signals (
     merchant_id text COLLATE "C" NOT NULL,
     seq         bigint GENERATED ALWAYS AS IDENTITY,

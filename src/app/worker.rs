@@ -13,8 +13,7 @@ use tokio::sync::watch;
 use super::App;
 use super::cash::{JobOutcome, RetryPolicy};
 use crate::error::Result;
-use crate::storage::job_signals;
-use crate::storage::jobs::{self, MerchantWork};
+use crate::storage::jobs;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
@@ -121,14 +120,7 @@ async fn drain_once(
         merchants.rotate_left(k);
     }
     let mut ran = false;
-    for MerchantWork {
-        merchant_id: merchant,
-        signalled,
-    } in merchants
-    {
-        if signalled {
-            ran |= fold(app, n, &merchant).await? > 0;
-        }
+    for merchant in merchants {
         while !*shutdown.borrow() {
             let outcomes = app.run_jobs(&merchant, &config.retry, config.batch).await?;
             let mut progress = false;
@@ -154,22 +146,3 @@ async fn drain_once(
     }
     Ok(ran)
 }
-
-/// Signals of the merchant's jobs folded into ready jobs (see
-/// `storage::job_signals`); how many. One that gave up waiting on a row
-/// being inserted elsewhere is tried again next pass: only a database that
-/// went away is an error of the loop.
-async fn fold(app: &App, n: usize, merchant: &str) -> Result<usize> {
-    let mut conn = app.store().conn().await?;
-    match job_signals::fold(&mut conn, merchant, FOLD_LIMIT).await {
-        Ok(folded) => Ok(folded),
-        Err(e @ crate::error::Error::DatabaseUnavailable { .. }) => Err(e),
-        Err(e) => {
-            tracing::warn!(worker = n, merchant, error = %e, "job signals not folded this pass");
-            Ok(0)
-        }
-    }
-}
-
-/// Signals folded per merchant and pass: a fold is one short transaction.
-const FOLD_LIMIT: i64 = 10_000;

@@ -31,11 +31,16 @@ pub async fn open_exceptions(conn: &mut Conn) -> Result<Vec<Count>> {
     .await?)
 }
 
-/// Work waiting for the worker: (kind, state), count; exception alerts
-/// not yet delivered are kind `deliver_alert`.
+/// Work waiting for the worker: (kind, state), count; a job asked for and
+/// not yet folded into `jobs` (a signal) counts as ready, once however many
+/// times it was asked for; exception alerts not yet delivered are kind
+/// `deliver_alert`.
 pub async fn backlog(conn: &mut Conn) -> Result<Vec<Count>> {
     Ok(statement(
-        "SELECT kind AS a, state AS b, count(*) AS n FROM jobs GROUP BY 1, 2
+        "SELECT kind AS a, state AS b, count(*) AS n FROM (
+           SELECT kind, subject_id, state FROM jobs
+           UNION SELECT kind, subject_id, 'ready' FROM job_signals) w
+         GROUP BY 1, 2
          UNION ALL
          SELECT 'deliver_alert', 'ready', count(*) FROM alert_deliveries WHERE state = 'pending'
          ORDER BY 1, 2",

@@ -1,20 +1,20 @@
-//! job_signals: "run this job again", appended by a writer that found the
-//! job's row held by a worker (see `jobs::enqueue` and migration 000026).
-//! The worker folds them into ready jobs between its batches. Every
-//! statement filters by merchant_id.
+//! job_signals: "run this job (again)", appended by every writer
+//! (`jobs::enqueue`, migration 000026). The worker folds them into ready
+//! jobs before each batch it claims (`app::cash::batch`). Every statement
+//! filters by merchant_id.
 
-use std::collections::BTreeSet;
-
+use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::jobs::make_ready;
-use super::statement::{Bind, statement};
+use super::jobs::{Asked, make_ready};
+use super::statement::{Bind, Found, statement};
 use crate::error::Result;
 
 /// Appends a signal per (kind, subject), inside the caller's transaction: a
-/// plain insert, which waits on nobody.
+/// plain insert into a table with no unique key but its own sequence, which
+/// waits on nobody.
 pub async fn signal(
     conn: &mut AsyncPgConnection,
     merchant: &str,
@@ -35,6 +35,17 @@ pub async fn signal(
     Ok(())
 }
 
+/// Whether the merchant has signals to fold: one cheap probe, so a batch
+/// opens no fold transaction when there are none.
+pub async fn any(conn: &mut AsyncPgConnection, merchant: &str) -> Result<bool> {
+    let row: Found =
+        statement("SELECT EXISTS (SELECT 1 FROM job_signals WHERE merchant_id = $1) AS found")
+            .bind::<Text, _>(merchant)
+            .get_result(conn)
+            .await?;
+    Ok(row.found)
+}
+
 #[derive(QueryableByName)]
 struct Signal {
     #[diesel(sql_type = BigInt)]
@@ -43,6 +54,8 @@ struct Signal {
     kind: String,
     #[diesel(sql_type = Text)]
     subject_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
 }
 
 /// Folds up to `limit` of the merchant's signals (oldest first, skipping
@@ -60,7 +73,7 @@ pub async fn fold(conn: &mut AsyncPgConnection, merchant: &str, limit: i64) -> R
             .execute(conn)
             .await?;
         let signals: Vec<Signal> = statement(
-            "SELECT seq, kind, subject_id FROM job_signals
+            "SELECT seq, kind, subject_id, created_at FROM job_signals
              WHERE merchant_id = $1 ORDER BY seq LIMIT $2
              FOR UPDATE SKIP LOCKED",
         )
@@ -71,14 +84,11 @@ pub async fn fold(conn: &mut AsyncPgConnection, merchant: &str, limit: i64) -> R
         if signals.is_empty() {
             return Ok(0);
         }
-        let pairs: Vec<(&str, &str)> = signals
+        let asked: Vec<Asked> = signals
             .iter()
-            .map(|s| (s.kind.as_str(), s.subject_id.as_str()))
+            .map(|s| (s.kind.clone(), s.subject_id.clone(), s.created_at))
             .collect();
-        let held: BTreeSet<(String, String)> = make_ready(conn, merchant, &pairs)
-            .await?
-            .into_iter()
-            .collect();
+        let held = make_ready(conn, merchant, &asked).await?;
         let consumed: Vec<i64> = signals
             .iter()
             .filter(|s| !held.contains(&(s.kind.clone(), s.subject_id.clone())))

@@ -8,6 +8,8 @@
 //! connection, PostgreSQL rolls its transaction back and frees the row for
 //! the next worker: nothing is lost, nothing is done twice.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
@@ -50,48 +52,69 @@ pub struct JobRow {
     pub run_after: DateTime<Utc>,
 }
 
-/// Makes (kind, subject) ready now, inside the caller's transaction: the
-/// records that make the work ready commit together with the job. A job that
-/// exists already counts one more arrival (`generation`) and, if parked, is
-/// given a fresh start: new facts may be what it was missing.
+/// Asks for (kind, subject) to run, inside the caller's transaction: the
+/// records that make the work ready commit together with the request. The
+/// worker folds it into a ready job before its next claim
+/// ([`super::job_signals::fold`]); a job that exists already counts one
+/// more arrival (`generation`) and, if parked, is given a fresh start: new
+/// facts may be what it was missing.
 ///
-/// Never waits on a job row a worker holds: such a job gets a signal
-/// (`job_signals`), which the worker folds into a fresh run once the
-/// holder is done ([`super::job_signals::fold`]). The holder read its facts
-/// before this transaction commits, so it must run again; waiting for it
-/// instead held ingest up for the length of the worker's batch.
+/// It is a plain append to `job_signals`, with no unique key: a writer
+/// never waits on a worker. Any write to `jobs` itself can: an upsert waits
+/// on the row lock of a claimed job, and even `INSERT ... DO NOTHING` waits
+/// on a worker that has completed (deleted) that job earlier in its
+/// still-open batch. Either held ingest up for the length of a batch.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     merchant: &str,
     kind: &str,
     subjects: &[String],
 ) -> Result<()> {
-    let pairs: Vec<(&str, &str)> = subjects.iter().map(|s| (kind, s.as_str())).collect();
-    let held = make_ready(conn, merchant, &pairs).await?;
-    super::job_signals::signal(conn, merchant, &held).await
+    let mut jobs: Vec<(String, String)> = subjects
+        .iter()
+        .map(|s| (kind.to_string(), s.clone()))
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    super::job_signals::signal(conn, merchant, &jobs).await
 }
-
-/// [`make_ready`]'s insert: `DO NOTHING` takes no row lock, so it never
-/// waits on a row a worker holds (only on one another transaction is
-/// inserting, until that commits or rolls back).
-pub const INSERT_ABSENT: &str = "INSERT INTO jobs (merchant_id, kind, subject_id)
-    SELECT $1, k, s FROM unnest($2::text[], $3::text[]) AS x(k, s) ORDER BY k, s
-    ON CONFLICT (merchant_id, kind, subject_id) DO NOTHING
-    RETURNING kind, subject_id";
 
 /// [`make_ready`]'s bump of existing jobs nobody holds, parked ones
 /// included (new facts may be what they lacked): rows found by key and
-/// locked `SKIP LOCKED`, then updated by ctid, as [`ABSORB`] deletes them
-/// (and planned at each run for the same reason).
-pub const BUMP_FREE: &str = "UPDATE jobs SET generation = generation + 1, state = 'ready',
-        attempts = 0, run_after = now(), updated_at = now()
-    WHERE merchant_id = $1 AND ctid = ANY(ARRAY(
-      SELECT f.ctid FROM (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]))
-        AS x(kind, subject_id)
+/// locked `SKIP LOCKED`, then updated by ctid (a TID scan, whatever the
+/// statistics say). A row a worker claimed, or completed in a batch still
+/// open, is locked, so skipped. Due at its latest signal's time: when it
+/// was asked for, as if the writer had made it ready itself.
+pub const BUMP_FREE: &str = "UPDATE jobs j SET generation = j.generation + 1, state = 'ready',
+        attempts = 0, run_after = f.at, updated_at = now()
+    FROM (
+      SELECT l.ctid AS tid, x.at FROM (
+        SELECT k, s, max(at) AS at FROM unnest($2::text[], $3::text[], $4::timestamptz[])
+          AS u(k, s, at) GROUP BY k, s) x
       CROSS JOIN LATERAL (
         SELECT ctid FROM jobs
-        WHERE merchant_id = $1 AND kind = x.kind AND subject_id = x.subject_id
-        FOR UPDATE SKIP LOCKED) f))
+        WHERE merchant_id = $1 AND kind = x.k AND subject_id = x.s
+        FOR UPDATE SKIP LOCKED) l) f
+    WHERE j.merchant_id = $1 AND j.ctid = f.tid
+    RETURNING j.kind, j.subject_id";
+
+/// [`make_ready`]'s probe of the jobs that exist (visible, held or not).
+pub const EXISTING: &str = "SELECT j.kind, j.subject_id
+    FROM (SELECT DISTINCT k, s FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(k, s, at))
+      AS x(kind, subject_id)
+    CROSS JOIN LATERAL (
+      SELECT kind, subject_id FROM jobs
+      WHERE merchant_id = $1 AND kind = x.kind AND subject_id = x.subject_id) j";
+
+/// [`make_ready`]'s insert of jobs no row exists for, due at their latest
+/// signal's time. `DO NOTHING`: a row
+/// inserted meanwhile by a transaction that committed is left to the next
+/// fold; one still being inserted is waited for (the fold's
+/// `lock_timeout` bounds that).
+pub const INSERT_ABSENT: &str = "INSERT INTO jobs (merchant_id, kind, subject_id, run_after)
+    SELECT $1, k, s, max(at) FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS x(k, s, at)
+    GROUP BY k, s ORDER BY k, s
+    ON CONFLICT (merchant_id, kind, subject_id) DO NOTHING
     RETURNING kind, subject_id";
 
 #[derive(QueryableByName)]
@@ -102,72 +125,71 @@ struct KindSubject {
     subject_id: String,
 }
 
-/// Makes these (kind, subject) jobs ready now without waiting on any a
-/// worker holds: inserted when absent, else bumped when free. Returns the
-/// pairs it could do neither for (held, or being inserted elsewhere), for
-/// the caller to signal. One statement when every job is new.
+/// A job asked for: (kind, subject) and when.
+pub type Asked = (String, String, DateTime<Utc>);
+
+/// Makes these jobs ready without waiting on a worker: bumped where they
+/// exist and nobody holds them, inserted where no row exists, each due at
+/// the latest time it was asked for. Returns the (kind, subject) pairs it
+/// did neither for (held, or inserted elsewhere meanwhile): their signals
+/// stay for the next fold.
 pub async fn make_ready(
     conn: &mut AsyncPgConnection,
     merchant: &str,
-    jobs: &[(&str, &str)],
-) -> Result<Vec<(String, String)>> {
-    // Sorted, so concurrent writers insert in the same order.
-    let mut left: Vec<(String, String)> = jobs
-        .iter()
-        .map(|(k, s)| (k.to_string(), s.to_string()))
-        .collect();
+    asked: &[Asked],
+) -> Result<BTreeSet<(String, String)>> {
+    // Sorted, so concurrent folds insert in the same order.
+    let mut left: Vec<Asked> = asked.to_vec();
     left.sort();
-    left.dedup();
-    for (sql, each_run) in [(INSERT_ABSENT, false), (BUMP_FREE, true)] {
-        if left.is_empty() {
-            break;
-        }
-        let kinds: Vec<&str> = left.iter().map(|(k, _)| k.as_str()).collect();
-        let subjects: Vec<&str> = left.iter().map(|(_, s)| s.as_str()).collect();
-        let query = if each_run {
-            planned_each_run(sql)
-        } else {
-            statement(sql)
-        };
-        let done: Vec<KindSubject> = query
-            .bind::<Text, _>(merchant)
-            .bind::<Array<Text>, _>(kinds)
-            .bind::<Array<Text>, _>(subjects)
-            .load(conn)
-            .await?;
-        let done: std::collections::BTreeSet<(String, String)> =
-            done.into_iter().map(|r| (r.kind, r.subject_id)).collect();
-        left.retain(|pair| !done.contains(pair));
-    }
-    Ok(left)
+    let bumped = pairs_of(conn, planned_each_run(BUMP_FREE), merchant, &left).await?;
+    left.retain(|(k, s, _)| !bumped.contains(&(k.clone(), s.clone())));
+    let held = pairs_of(conn, statement(EXISTING), merchant, &left).await?;
+    left.retain(|(k, s, _)| !held.contains(&(k.clone(), s.clone())));
+    let inserted = pairs_of(conn, statement(INSERT_ABSENT), merchant, &left).await?;
+    left.retain(|(k, s, _)| !inserted.contains(&(k.clone(), s.clone())));
+    Ok(held
+        .into_iter()
+        .chain(left.into_iter().map(|(k, s, _)| (k, s)))
+        .collect())
 }
 
-/// A merchant with work for the worker.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct MerchantWork {
-    #[diesel(sql_type = Text)]
-    pub merchant_id: String,
-    /// It has job signals to fold first.
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    pub signalled: bool,
-}
-
-/// Merchants with work due or signals to fold: only to decide where to
-/// claim next (the claim itself filters by merchant).
-pub async fn merchants_with_work(
+/// The (kind, subject) pairs `query` returns for `asked` (`$2`, `$3`, `$4`).
+async fn pairs_of(
     conn: &mut AsyncPgConnection,
-    limit: i64,
-) -> Result<Vec<MerchantWork>> {
-    Ok(statement(
-        "SELECT merchant_id, bool_or(signalled) AS signalled FROM (
-           (SELECT DISTINCT merchant_id, false AS signalled FROM jobs
-            WHERE state = 'ready' AND run_after <= now())
-           UNION ALL (SELECT DISTINCT merchant_id, true FROM job_signals)) w
-         GROUP BY merchant_id ORDER BY merchant_id LIMIT $1",
+    query: super::statement::Statement,
+    merchant: &str,
+    asked: &[Asked],
+) -> Result<BTreeSet<(String, String)>> {
+    if asked.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows: Vec<KindSubject> = query
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(asked.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(asked.iter().map(|(_, s, _)| s.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(asked.iter().map(|(_, _, t)| *t).collect::<Vec<_>>())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.kind, r.subject_id)).collect())
+}
+
+#[derive(QueryableByName)]
+struct MerchantRow {
+    #[diesel(sql_type = Text)]
+    merchant_id: String,
+}
+
+/// Merchants with work due or job signals to fold: only to decide where
+/// to claim next (the claim itself filters by merchant).
+pub async fn merchants_with_work(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<String>> {
+    let rows: Vec<MerchantRow> = statement(
+        "(SELECT DISTINCT merchant_id FROM jobs WHERE state = 'ready' AND run_after <= now())
+         UNION (SELECT DISTINCT merchant_id FROM job_signals) LIMIT $1",
     )
     .bind::<BigInt, _>(limit)
     .load(conn)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.merchant_id).collect())
 }
 
 /// Claims the merchant's oldest due job nobody holds, if any. Must run inside

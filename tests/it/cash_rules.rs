@@ -497,8 +497,12 @@ async fn an_overpayment_a_person_resolved_stays_resolved_until_more_is_paid() {
     }
     t.submit(vec![again]).await.unwrap();
     assert_eq!(
-        t.count("SELECT count(*) FROM jobs WHERE kind = 'apply_order' AND subject_id = '5301'")
-            .await,
+        t.count(
+            "SELECT count(*) FROM (SELECT kind, subject_id FROM jobs
+               UNION SELECT kind, subject_id FROM job_signals) q
+             WHERE kind = 'apply_order' AND subject_id = '5301'"
+        )
+        .await,
         1
     );
     drain(&app, "acme").await;

@@ -12,17 +12,41 @@ use crate::common::TestApp;
 const JOB: &str = "merchant_id = 'acme' AND kind = 'apply_payout' AND subject_id = 'po_sig'";
 
 async fn signals(t: &TestApp) -> i64 {
-    t.count("SELECT count(*) FROM job_signals").await
+    t.count("SELECT count(*) FROM job_signals WHERE subject_id = 'po_sig'")
+        .await
 }
 
-/// A connection that holds the payout's job row as a worker's claim does.
-async fn hold_job(t: &TestApp) -> tokio_postgres::Client {
+async fn fold(t: &TestApp) -> usize {
+    let app = cash_app(t).await;
+    let mut conn = app.store().conn().await.unwrap();
+    tally::storage::job_signals::fold(&mut conn, "acme", 100)
+        .await
+        .unwrap()
+}
+
+/// The payout's job, made from its record's signal.
+async fn payout_job(t: &TestApp) {
+    t.submit(vec![payout("po_sig", "100.00")]).await.unwrap();
+    assert_eq!(signals(t).await, 1, "ingest signals the job");
+    assert!(fold(t).await >= 1);
+    assert_eq!(
+        t.count(&format!("SELECT count(*) FROM jobs WHERE {JOB}"))
+            .await,
+        1
+    );
+    assert_eq!(signals(t).await, 0);
+}
+
+/// A connection in a transaction that holds the payout's job row as a
+/// worker's batch does: `claim` (`FOR UPDATE`) or `complete` (`DELETE`).
+async fn hold_job(t: &TestApp, how: &str) -> tokio_postgres::Client {
     let holder = t.db.client().await;
     holder.batch_execute("BEGIN").await.unwrap();
-    let held = holder
-        .query(&format!("SELECT 1 FROM jobs WHERE {JOB} FOR UPDATE"), &[])
-        .await
-        .unwrap();
+    let sql = match how {
+        "claim" => format!("SELECT 1 FROM jobs WHERE {JOB} FOR UPDATE"),
+        _ => format!("DELETE FROM jobs WHERE {JOB} RETURNING 1"),
+    };
+    let held = holder.query(&sql, &[]).await.unwrap();
     assert_eq!(held.len(), 1, "the payout's job is there to hold");
     holder
 }
@@ -34,25 +58,23 @@ async fn submit_within(t: &TestApp, records: Vec<tally::proto::tally::v1::Record
         .unwrap();
 }
 
+fn txn() -> Vec<tally::proto::tally::v1::Record> {
+    vec![bt(
+        "txn_sig", "charge", "ch_sig", "100.00", "0.00", "po_sig",
+    )]
+}
+
+/// A worker completed the job earlier in its batch, still open: even an
+/// insert of the job's key would wait for that batch to end. Ingest does
+/// not, and the new fact runs the job again once the batch is over.
 #[tokio::test]
-async fn ingest_never_waits_on_a_held_job_and_the_job_runs_again_after_its_holder() {
+async fn ingest_never_waits_on_a_batch_that_completed_the_job_and_the_job_runs_again() {
     let t = TestApp::start().await;
-    t.submit(vec![payout("po_sig", "100.00")]).await.unwrap();
-    let holder = hold_job(&t).await;
-    submit_within(
-        &t,
-        vec![bt(
-            "txn_sig", "charge", "ch_sig", "100.00", "0.00", "po_sig",
-        )],
-    )
-    .await;
-    assert_eq!(signals(&t).await, 1, "the held job is signalled");
-    // The holder read its facts before the transaction commits and finishes
-    // its job: the row is gone, the signal is what is left of the new fact.
-    holder
-        .batch_execute(&format!("DELETE FROM jobs WHERE {JOB}; COMMIT"))
-        .await
-        .unwrap();
+    payout_job(&t).await;
+    let holder = hold_job(&t, "complete").await;
+    submit_within(&t, txn()).await;
+    assert_eq!(signals(&t).await, 1, "the new fact is signalled");
+    holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
         t.count(&format!("SELECT count(*) FROM jobs WHERE {JOB}"))
             .await,
@@ -67,44 +89,32 @@ async fn ingest_never_waits_on_a_held_job_and_the_job_runs_again_after_its_holde
         ..WorkerConfig::default()
     };
     let run = tokio::spawn(worker::run(app, config, shutdown));
-    let applied = crate::common::retry(|| async {
+    crate::common::retry(|| async {
         let n = t
             .count("SELECT count(*) FROM payouts WHERE merchant_id = 'acme' AND payout_id = 'po_sig' AND state = 'applied'")
             .await;
         if n == 1 { Ok(()) } else { Err(()) }
-    });
-    applied.await;
+    })
+    .await;
     stop.send(true).unwrap();
     run.await.unwrap();
     assert_eq!(signals(&t).await, 0, "the signal was folded");
 }
 
+/// A claimed job: ingest does not wait; a fold keeps the signal while the
+/// job is held and bumps the job once it is free.
 #[tokio::test]
-async fn a_fold_keeps_the_signal_of_a_job_still_held_and_bumps_it_once_free() {
+async fn a_fold_keeps_the_signal_of_a_claimed_job_and_bumps_it_once_free() {
     let t = TestApp::start().await;
-    t.submit(vec![payout("po_sig", "100.00")]).await.unwrap();
+    payout_job(&t).await;
     let generation = format!("SELECT generation FROM jobs WHERE {JOB}");
     let before = t.count(&generation).await;
-    let holder = hold_job(&t).await;
-    submit_within(
-        &t,
-        vec![bt(
-            "txn_sig", "charge", "ch_sig", "100.00", "0.00", "po_sig",
-        )],
-    )
-    .await;
-    let app = cash_app(&t).await;
-    let mut conn = app.store().conn().await.unwrap();
-    let folded = tally::storage::job_signals::fold(&mut conn, "acme", 100)
-        .await
-        .unwrap();
-    assert_eq!(folded, 0, "a held job's signal stays");
+    let holder = hold_job(&t, "claim").await;
+    submit_within(&t, txn()).await;
+    assert_eq!(fold(&t).await, 0, "a held job's signal stays");
     assert_eq!(signals(&t).await, 1);
     holder.batch_execute("ROLLBACK").await.unwrap();
-    let folded = tally::storage::job_signals::fold(&mut conn, "acme", 100)
-        .await
-        .unwrap();
-    assert_eq!(folded, 1);
+    assert_eq!(fold(&t).await, 1);
     assert_eq!(signals(&t).await, 0);
     assert_eq!(
         t.count(&generation).await,
@@ -113,22 +123,19 @@ async fn a_fold_keeps_the_signal_of_a_job_still_held_and_bumps_it_once_free() {
     );
 }
 
+/// Signals of one job, several arrivals before a fold, make one job.
 #[tokio::test]
-async fn a_job_nobody_holds_is_bumped_in_place_without_a_signal() {
+async fn several_signals_of_one_job_fold_into_one_ready_job() {
     let t = TestApp::start().await;
     t.submit(vec![payout("po_sig", "100.00")]).await.unwrap();
-    let before = t
-        .count(&format!("SELECT generation FROM jobs WHERE {JOB}"))
-        .await;
-    t.submit(vec![bt(
-        "txn_sig", "charge", "ch_sig", "100.00", "0.00", "po_sig",
-    )])
-    .await
-    .unwrap();
-    assert_eq!(signals(&t).await, 0);
+    t.submit(txn()).await.unwrap();
+    assert_eq!(signals(&t).await, 2);
+    assert_eq!(fold(&t).await, 2);
     assert_eq!(
-        t.count(&format!("SELECT generation FROM jobs WHERE {JOB}"))
-            .await,
-        before + 1
+        t.count(&format!(
+            "SELECT count(*) FROM jobs WHERE {JOB} AND state = 'ready'"
+        ))
+        .await,
+        1
     );
 }

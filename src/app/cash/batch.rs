@@ -1,7 +1,9 @@
 //! Running a merchant's due jobs in batches: one transaction, so one commit,
 //! for several jobs, each still applied exactly once and never half-applied.
 //!
-//! A batch is claimed with one `FOR UPDATE SKIP LOCKED` query. Payout jobs run
+//! The merchant's job signals are folded into jobs first (writers only
+//! append them: `storage::jobs::enqueue`). A batch is claimed with one
+//! `FOR UPDATE SKIP LOCKED` query. Payout jobs run
 //! first: together when several are plain (`group`: one savepoint, one
 //! statement per table), else each in its own savepoint (a failure rolls back
 //! that job only and is counted against it); a payout takes over the order
@@ -24,6 +26,7 @@ use crate::app::App;
 use crate::domain::cash_application::plan::{OrderFacts, Plan, plan_order};
 use crate::error::{Error, Result};
 use crate::storage::Conn;
+use crate::storage::job_signals;
 use crate::storage::jobs::{self, Job};
 
 impl App {
@@ -38,6 +41,7 @@ impl App {
     ) -> Result<Vec<JobOutcome>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut conn = self.store.conn().await?;
+        fold_signals(&mut conn, merchant).await?;
         conn.transaction(async |conn| {
             // One statement claims the batch. Order jobs no older than a
             // pending payout wait for it: it may take them over. Deadline
@@ -230,4 +234,25 @@ fn merge(into: &mut Plan, p: Plan) {
     into.late_refunds.extend(p.late_refunds);
     into.payout_entries_from = into.entries.len();
     debug_assert!(p.fee_shares.is_empty() && p.residual.is_empty());
+}
+
+/// Signals folded per batch: a fold is one short transaction of its own.
+const FOLD_LIMIT: i64 = 10_000;
+
+/// The merchant's job signals folded into ready jobs before a claim
+/// (`storage::job_signals`). A fold that gave up waiting on a row another
+/// transaction is inserting leaves its signals for the next batch: only a
+/// database that went away is an error of the batch.
+pub(super) async fn fold_signals(conn: &mut Conn, merchant: &str) -> Result<()> {
+    if !job_signals::any(conn, merchant).await? {
+        return Ok(());
+    }
+    match job_signals::fold(conn, merchant, FOLD_LIMIT).await {
+        Ok(_) => Ok(()),
+        Err(e @ Error::DatabaseUnavailable { .. }) => Err(e),
+        Err(e) => {
+            tracing::warn!(merchant, error = %e, "job signals not folded this batch");
+            Ok(())
+        }
+    }
 }

@@ -158,6 +158,7 @@ impl App {
         retry: &RetryPolicy,
     ) -> Result<Option<JobOutcome>> {
         let mut conn = self.store.conn().await?;
+        batch::fold_signals(&mut conn, merchant).await?;
         conn.transaction(async |conn| {
             let Some(job) = jobs::claim(conn, merchant).await? else {
                 return Ok(None);
