@@ -119,7 +119,7 @@ fn order(i: usize, at: DateTime<Utc>) -> Vec<(Record, Option<Record>)> {
             None,
         ),
     ];
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         out.push((
             rec(
                 "netsuite",
@@ -136,7 +136,7 @@ fn order(i: usize, at: DateTime<Utc>) -> Vec<(Record, Option<Record>)> {
             None,
         ));
     }
-    if i % 20 == 0 {
+    if i.is_multiple_of(20) {
         // A corrected invoice: the new version, and the one it supersedes.
         let old = rec(
             "netsuite",
