@@ -424,15 +424,7 @@ async fn ingest_cost(
     let submit = async |tag: String| {
         let records = support::batch_of(|i| format!("{tag}-{i}"), |i| 3_000_000 + i as i64);
         let t = Instant::now();
-        client
-            .clone()
-            .submit_records(pb::SubmitRecordsRequest {
-                parent: "merchants/cost".into(),
-                request_id: String::new(),
-                records,
-            })
-            .await
-            .unwrap();
+        support::submit(&client, "cost", records).await;
         t.elapsed()
     };
     submit("warm".into()).await;

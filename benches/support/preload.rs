@@ -90,6 +90,18 @@ pub async fn database(prefix: &str, orders: usize) -> (Client, String, String, b
     (admin, db, url, true)
 }
 
+/// Has the server log every statement in database `db` with its duration
+/// (profiling a bench: TALLY_BENCH_LOG_STATEMENTS, TALLY_BENCH_PROFILE).
+pub async fn log_statements(admin: &Client, db: &str) {
+    admin
+        .execute(
+            &format!("ALTER DATABASE {db} SET log_min_duration_statement = 0"),
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
 /// Whether the database is kept for the next run (so not dropped).
 pub fn kept(db: &str) -> bool {
     db.starts_with("tally_bench_kept_")
