@@ -85,23 +85,6 @@ fn payout_records(tag: &str, p: usize) -> Vec<pb::Record> {
     support::payouts::payout_records(tag, p, PER_PAYOUT)
 }
 
-async fn submit(
-    client: &mut IngestServiceClient<tonic::transport::Channel>,
-    merchant: &str,
-    records: Vec<pb::Record>,
-) {
-    for chunk in records.chunks(1000) {
-        client
-            .submit_records(pb::SubmitRecordsRequest {
-                parent: format!("merchants/{merchant}"),
-                request_id: String::new(),
-                records: chunk.to_vec(),
-            })
-            .await
-            .unwrap();
-    }
-}
-
 /// Drains every job of these merchants with 2 loops; returns the time taken.
 /// CPU time (ns) of this process's threads and of every postgres process.
 fn cpu_ns() -> (u64, Pg) {
@@ -451,20 +434,14 @@ async fn main() {
     let orders = preload::orders(0);
     let (admin, db, url, fresh) = preload::database("tally_bench_cash", orders).await;
     if std::env::var_os("TALLY_BENCH_LOG_STATEMENTS").is_some() {
-        admin
-            .execute(
-                &format!("ALTER DATABASE {db} SET log_min_duration_statement = 0"),
-                &[],
-            )
-            .await
-            .unwrap();
+        preload::log_statements(&admin, &db).await;
     }
     if fresh {
         run_migrations(&url).await.unwrap();
     }
     let store = Store::connect(&url, 8).unwrap();
     let (server, channel) = support::serve(store.clone()).await;
-    let mut client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
     if fresh && orders > 0 {
         let (raw, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         tokio::spawn(conn);
@@ -514,27 +491,19 @@ async fn main() {
         let merchants: Vec<String> = (0..8).map(|m| format!("s{round}m{m}")).collect();
         for p in 0..PAYOUTS {
             let m = &merchants[p % 8];
-            submit(&mut client, m, payout_records(&format!("s{round}"), p)).await;
+            support::submit_batches(&client, m, &payout_records(&format!("s{round}"), p)).await;
         }
         rows[0].1.push(drain(&app, &merchants).await);
         for p in (0..PAYOUTS).step_by(CORRECTED_EVERY) {
             let m = &merchants[p % 8];
-            submit(
-                &mut client,
-                m,
-                vec![payout_correction(&format!("s{round}"), p)],
-            )
-            .await;
+            support::submit_batches(&client, m, &[payout_correction(&format!("s{round}"), p)])
+                .await;
         }
         rows[1].1.push(drain(&app, &merchants).await);
         let hot = vec![format!("h{round}")];
         for p in 0..PAYOUTS {
-            submit(
-                &mut client,
-                &hot[0],
-                payout_records(&format!("h{round}"), p),
-            )
-            .await;
+            support::submit_batches(&client, &hot[0], &payout_records(&format!("h{round}"), p))
+                .await;
         }
         rows[2].1.push(drain(&app, &hot).await);
         let tag = |t: &str| format!("{t}{round}");

@@ -259,22 +259,13 @@ async fn start(target: &Target) -> Running {
 async fn ingest(r: &Running, merchants: &[String]) -> Duration {
     let start = Instant::now();
     let mut tasks = vec![];
-    for (m, merchant) in merchants.iter().enumerate() {
-        let (mut client, merchant) = (r.client.clone(), merchant.clone());
+    for merchant in merchants {
+        let (client, merchant) = (r.client.clone(), merchant.clone());
         tasks.push(tokio::spawn(async move {
             let records: Vec<pb::Record> = (0..PAYOUTS)
                 .flat_map(|p| support::payouts::payout_records(&merchant, p, PER_PAYOUT))
                 .collect();
-            for chunk in records.chunks(support::BATCH) {
-                client
-                    .submit_records(pb::SubmitRecordsRequest {
-                        parent: format!("merchants/{merchant}"),
-                        request_id: String::new(),
-                        records: chunk.to_vec(),
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("merchant {m}: {e}"));
-            }
+            support::submit_batches(&client, &merchant, &records).await;
         }));
     }
     for t in tasks {

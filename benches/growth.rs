@@ -127,18 +127,10 @@ async fn main() {
     let ingest = IngestServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let query = TransactionServiceClient::new(channel);
     let submit = |records: Vec<pb::Record>| {
-        let mut c = ingest.clone();
+        let c = ingest.clone();
         async move {
             let t = Instant::now();
-            let r = c
-                .submit_records(pb::SubmitRecordsRequest {
-                    parent: "merchants/grow".into(),
-                    request_id: String::new(),
-                    records,
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let r = support::submit(&c, "grow", records).await;
             assert!(
                 r.results
                     .iter()

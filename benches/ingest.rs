@@ -45,7 +45,7 @@ const ROUNDS: usize = 5;
 const UNARY: usize = 384;
 const CLIENTS: [usize; 3] = [1, 8, 32];
 
-type Ingest = IngestServiceClient<tonic::transport::Channel>;
+use support::Ingest;
 
 /// Records of new orders: the process id keeps them apart from a kept
 /// database's earlier runs.
@@ -78,13 +78,7 @@ async fn main() {
             run_migrations(&url).await.unwrap();
         }
         if profiling() {
-            admin
-                .execute(
-                    &format!("ALTER DATABASE {db} SET log_min_duration_statement = 0"),
-                    &[],
-                )
-                .await
-                .unwrap();
+            preload::log_statements(&admin, &db).await;
         }
         let rows = phase(&capture, &url, orders, fresh && orders > 0, p as i64).await;
         print(orders, &rows);
@@ -185,16 +179,8 @@ async fn phase(capture: &Capture, url: &str, orders: usize, load: bool, p: i64) 
 }
 
 async fn submit(client: &Ingest, records: Vec<pb::Record>) -> Vec<pb::RecordOutcome> {
-    client
-        .clone()
-        .submit_records(pb::SubmitRecordsRequest {
-            parent: "merchants/bench".into(),
-            request_id: String::new(),
-            records,
-        })
+    support::submit(client, "bench", records)
         .await
-        .unwrap()
-        .into_inner()
         .results
         .iter()
         .map(|r| r.outcome())

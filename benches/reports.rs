@@ -119,7 +119,7 @@ fn order(i: usize, at: DateTime<Utc>) -> Vec<(Record, Option<Record>)> {
             None,
         ),
     ];
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         out.push((
             rec(
                 "netsuite",
@@ -136,7 +136,7 @@ fn order(i: usize, at: DateTime<Utc>) -> Vec<(Record, Option<Record>)> {
             None,
         ));
     }
-    if i % 20 == 0 {
+    if i.is_multiple_of(20) {
         // A corrected invoice: the new version, and the one it supersedes.
         let old = rec(
             "netsuite",
@@ -424,15 +424,7 @@ async fn ingest_cost(
     let submit = async |tag: String| {
         let records = support::batch_of(|i| format!("{tag}-{i}"), |i| 3_000_000 + i as i64);
         let t = Instant::now();
-        client
-            .clone()
-            .submit_records(pb::SubmitRecordsRequest {
-                parent: "merchants/cost".into(),
-                request_id: String::new(),
-                records,
-            })
-            .await
-            .unwrap();
+        support::submit(&client, "cost", records).await;
         t.elapsed()
     };
     submit("warm".into()).await;

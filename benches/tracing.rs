@@ -25,7 +25,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tally::proto::tally::v1 as pb;
 use tally::proto::tally::v1::ingest_service_client::IngestServiceClient;
 
 fn batch(tag: &str) -> Vec<tally::proto::tally::v1::Record> {
@@ -118,16 +117,10 @@ async fn client(port: u16) -> IngestServiceClient<tonic::transport::Channel> {
     }
 }
 
-async fn submit(c: &mut IngestServiceClient<tonic::transport::Channel>, tag: &str) -> Duration {
+async fn submit(c: &support::Ingest, tag: &str) -> Duration {
     let records = batch(tag);
     let start = Instant::now();
-    c.submit_records(pb::SubmitRecordsRequest {
-        parent: "merchants/bench".into(),
-        request_id: String::new(),
-        records,
-    })
-    .await
-    .expect("submit");
+    support::submit(c, "bench", records).await;
     start.elapsed()
 }
 
@@ -147,24 +140,24 @@ async fn main() {
     // One at a time: the first applies the migrations.
     let (plain_port, traced_port) = (free_port(), free_port());
     let mut plain = serve(&url, plain_port, None);
-    let mut c_plain = client(plain_port).await;
+    let c_plain = client(plain_port).await;
     let mut traced = serve(&url, traced_port, Some(otlp));
-    let mut c_traced = client(traced_port).await;
+    let c_traced = client(traced_port).await;
 
     // Warm-up: connections, statement caches, the exporter's channel.
-    submit(&mut c_plain, "warm-p").await;
-    submit(&mut c_traced, "warm-t").await;
+    submit(&c_plain, "warm-p").await;
+    submit(&c_traced, "warm-t").await;
 
     let cpu_before = (cpu_time(plain.id()), cpu_time(traced.id()));
     let (mut off, mut on, mut pairs) = (vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         // Alternate which goes first, so drift hits both alike.
         let (o, t) = if round % 2 == 0 {
-            let o = submit(&mut c_plain, &format!("p{round}")).await;
-            (o, submit(&mut c_traced, &format!("t{round}")).await)
+            let o = submit(&c_plain, &format!("p{round}")).await;
+            (o, submit(&c_traced, &format!("t{round}")).await)
         } else {
-            let t = submit(&mut c_traced, &format!("t{round}")).await;
-            (submit(&mut c_plain, &format!("p{round}")).await, t)
+            let t = submit(&c_traced, &format!("t{round}")).await;
+            (submit(&c_plain, &format!("p{round}")).await, t)
         };
         off.push(o);
         on.push(t);

@@ -2,9 +2,12 @@
 //! wrong, not which gRPC code it becomes. Transport maps it to a status in
 //! one place (`api::status`); nothing else builds a `tonic::Status`.
 //!
-//! Database errors are classified by their SQLSTATE class, as the driver
-//! reports it (diesel's `DatabaseErrorKind`, which diesel-async derives
-//! from tokio-postgres' `SqlState`), never by message text.
+//! Database errors are classified by their SQLSTATE, as the driver reports
+//! it (diesel's `DatabaseErrorKind` for the eight codes diesel-async names,
+//! the code itself, `DatabaseErrorInformation::sqlstate`, for the rest),
+//! never by message text.
+
+use diesel::result::{SqlState, SqlStateClass};
 
 /// Any underlying cause, kept for the log.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -64,11 +67,24 @@ pub enum Error {
         #[source]
         source: Cause,
     },
-    /// Lost a race with a concurrent writer (SQLSTATE 40001, or a lock a
-    /// submission could not take without risking a deadlock); retried
-    /// whole by the use case, and retryable by the caller.
+    /// Lost a race with a concurrent writer (SQLSTATE 40001, a deadlock
+    /// 40P01, a lock not available 55P03, or a lock a submission could not
+    /// take without risking a deadlock); retried whole by the use case, and
+    /// retryable by the caller (ABORTED).
     #[error("lost a race with a concurrent update")]
     ConcurrentUpdate {
+        #[source]
+        source: Cause,
+    },
+    /// The database ended the work for a reason that passes, and said so
+    /// with a SQLSTATE, which means it rolled the transaction back: a
+    /// cancelled statement (57014: statement_timeout, pg_cancel_backend),
+    /// exhausted resources (class 53: a full lock table, too many
+    /// connections), a shutdown under way (57P01-57P03), an idle session
+    /// ended (57P05), a connection exception (class 08). Retried whole by
+    /// the use case, like a lost race; UNAVAILABLE to the caller.
+    #[error("the database interrupted the work")]
+    DatabaseInterrupted {
         #[source]
         source: Cause,
     },
@@ -145,9 +161,13 @@ impl Error {
         }
     }
 
-    /// Whether the whole unit of work may simply run again.
+    /// Whether the whole unit of work may simply run again: the database
+    /// rolled it back for a reason that passes.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::ConcurrentUpdate { .. })
+        matches!(
+            self,
+            Error::ConcurrentUpdate { .. } | Error::DatabaseInterrupted { .. }
+        )
     }
 }
 
@@ -162,6 +182,9 @@ fn cause(info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync)) ->
     let mut message = info.message().to_string();
     if let Some(d) = info.details() {
         message.push_str(&format!(" ({d})"));
+    }
+    if let Some(code) = info.sqlstate() {
+        message.push_str(&format!(" [SQLSTATE {code}]"));
     }
     Box::new(DbCause { message })
 }
@@ -194,7 +217,10 @@ impl From<diesel::result::Error> for Error {
                     | K::NotNullViolation
                     | K::RestrictViolation
                     | K::ExclusionViolation => Error::ConstraintViolated { what, source },
-                    _ => Error::Internal(format!("database: {}", info.message())),
+                    _ => match info.sqlstate() {
+                        Some(code) => by_sqlstate(code, &*info, source),
+                        None => Error::Internal(format!("database: {}", info.message())),
+                    },
                 }
             }
             D::NotFound => Error::not_found("row"),
@@ -203,6 +229,36 @@ impl From<diesel::result::Error> for Error {
             },
             other => Error::Internal(other.to_string()),
         }
+    }
+}
+
+/// What a SQLSTATE diesel names no kind for means (diesel-async names eight
+/// and reports every other one as `Unknown`, with its code).
+fn by_sqlstate(
+    code: SqlState,
+    info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync),
+    source: Cause,
+) -> Error {
+    use diesel::pg::sql_state as pg;
+    match code {
+        // A lock wait that would never end, or that may not wait: a race
+        // for a lock, as 40001. Citus reports its distributed deadlocks as
+        // 40P01 too.
+        pg::T_R_DEADLOCK_DETECTED | pg::LOCK_NOT_AVAILABLE => Error::ConcurrentUpdate { source },
+        // The database dropped: nothing to retry against.
+        pg::DATABASE_DROPPED => Error::DatabaseUnavailable { source },
+        pg::QUERY_CANCELED
+        | pg::ADMIN_SHUTDOWN
+        | pg::CRASH_SHUTDOWN
+        | pg::CANNOT_CONNECT_NOW
+        | pg::IDLE_SESSION_TIMEOUT => Error::DatabaseInterrupted { source },
+        // Class 53, insufficient resources (disk full, out of memory or of
+        // shared memory for locks, too many connections); class 08,
+        // connection exceptions.
+        c if c.class() == SqlStateClass::CONNECTION_EXCEPTION || c.class().as_str() == "53" => {
+            Error::DatabaseInterrupted { source }
+        }
+        _ => Error::Internal(format!("database: {} (SQLSTATE {code})", info.message())),
     }
 }
 
@@ -251,5 +307,114 @@ mod tests {
         assert!(matches!(e, Error::Internal(_)));
         assert!(db(K::SerializationFailure).is_retryable());
         assert!(!db(K::UniqueViolation).is_retryable());
+    }
+
+    /// A database error as diesel-async reports a SQLSTATE it names no kind
+    /// for: `Unknown`, with the code.
+    struct Coded(&'static str, &'static str);
+
+    impl diesel::result::DatabaseErrorInformation for Coded {
+        fn message(&self) -> &str {
+            self.1
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+        fn sqlstate(&self) -> Option<SqlState> {
+            self.0.parse().ok()
+        }
+    }
+
+    fn coded(code: &'static str, message: &'static str) -> Error {
+        D::DatabaseError(K::Unknown, Box::new(Coded(code, message))).into()
+    }
+
+    #[test]
+    fn a_deadlock_or_a_lock_not_available_is_a_lost_race() {
+        for code in ["40P01", "55P03"] {
+            let e = coded(code, "boom");
+            assert!(matches!(e, Error::ConcurrentUpdate { .. }), "{code}: {e:?}");
+            assert!(e.is_retryable(), "{code}");
+            // The code is kept for the log.
+            assert!(format!("{:?}", e).contains(code), "{code}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn what_passes_is_an_interruption_retried_whole() {
+        for code in [
+            "57014", // query_canceled: statement_timeout, pg_cancel_backend
+            "57P01", // admin_shutdown: pg_terminate_backend, a fast shutdown
+            "57P02", // crash_shutdown
+            "57P03", // cannot_connect_now
+            "57P05", // idle_session_timeout
+            "53000", // insufficient_resources
+            "53100", // disk_full
+            "53200", // out_of_memory: the lock table full too
+            "53300", // too_many_connections
+            "53400", // configuration_limit_exceeded
+            "08000", // connection_exception
+            "08006", // connection_failure
+            "08P01", // protocol_violation
+        ] {
+            let e = coded(code, "boom");
+            assert!(
+                matches!(e, Error::DatabaseInterrupted { .. }),
+                "{code}: {e:?}"
+            );
+            assert!(e.is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_dropped_database_is_unavailable_and_not_retried() {
+        let e = coded("57P04", "boom");
+        assert!(matches!(e, Error::DatabaseUnavailable { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn any_other_code_is_a_fault_and_never_retried() {
+        // Syntax, undefined column, numeric overflow, internal error, a
+        // code of no class Tally knows, a transaction already aborted.
+        for code in [
+            "42601", "42703", "22003", "XX000", "P0001", "25P02", "40003",
+        ] {
+            let e = coded(code, "boom");
+            assert!(matches!(e, Error::Internal(_)), "{code}: {e:?}");
+            assert!(!e.is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_code_decides_never_the_text() {
+        // A message that reads like a deadlock, without a code, is a fault;
+        // a deadlock's code with any message is a deadlock.
+        let e: Error =
+            D::DatabaseError(K::Unknown, Box::new("deadlock detected".to_string())).into();
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert!(matches!(
+            coded("40P01", "syntax error at or near \"SELEC\""),
+            Error::ConcurrentUpdate { .. }
+        ));
+        assert!(matches!(
+            coded("42601", "deadlock detected"),
+            Error::Internal(_)
+        ));
     }
 }

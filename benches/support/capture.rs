@@ -104,17 +104,7 @@ impl Capture {
             .await
             .unwrap();
         let n = records.len();
-        let r = self
-            .client
-            .clone()
-            .submit_records(pb::SubmitRecordsRequest {
-                parent: "merchants/bench".into(),
-                request_id: String::new(),
-                records,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = super::submit(&self.client, "bench", records).await;
         assert_eq!(r.results.len(), n);
         let mut out = vec![];
         for (table, cols) in &self.tables {

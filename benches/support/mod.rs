@@ -176,17 +176,40 @@ pub async fn run_worker_loops(
     ends
 }
 
+/// The benchmarks' gRPC client of the ingest service.
+pub type Ingest =
+    tally::proto::tally::v1::ingest_service_client::IngestServiceClient<tonic::transport::Channel>;
+
+/// One SubmitRecords call of `records` as `merchant`; its answer.
+pub async fn submit(
+    client: &Ingest,
+    merchant: &str,
+    records: Vec<pb::Record>,
+) -> pb::SubmitRecordsResponse {
+    client
+        .clone()
+        .submit_records(pb::SubmitRecordsRequest {
+            parent: format!("merchants/{merchant}"),
+            request_id: String::new(),
+            records,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("SubmitRecords as {merchant}: {e}"))
+        .into_inner()
+}
+
+/// The records as `merchant`, in calls of [`BATCH`] records, one after another.
+pub async fn submit_batches(client: &Ingest, merchant: &str, records: &[pb::Record]) {
+    for chunk in records.chunks(BATCH) {
+        submit(client, merchant, chunk.to_vec()).await;
+    }
+}
+
 /// Submits the records as merchant "bench", again after a failed call, up
 /// to 20 times, `pause` apart. A failed call rolled back whole: the
 /// server's lock table is shared with other databases' big transactions,
 /// and a call fails while it is full.
-pub async fn submit_retrying(
-    client: &tally::proto::tally::v1::ingest_service_client::IngestServiceClient<
-        tonic::transport::Channel,
-    >,
-    records: Vec<pb::Record>,
-    pause: Duration,
-) {
+pub async fn submit_retrying(client: &Ingest, records: Vec<pb::Record>, pause: Duration) {
     for attempt in 1.. {
         let sent = client
             .clone()

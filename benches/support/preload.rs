@@ -32,10 +32,10 @@ pub fn order_id(i: usize) -> String {
 /// Preloaded order `i`'s records: spread over three weeks of event time.
 pub fn records(i: usize) -> [pb::Record; 3] {
     let mut r = order_records(&order_id(i), ((i * 2) % 1_800_000) as i64);
-    if i % FAULTY_EVERY == 0 {
-        if let Some(pb::record::Kind::Invoice(inv)) = &mut r[2].kind {
-            inv.total = usd("99.00");
-        }
+    if i.is_multiple_of(FAULTY_EVERY)
+        && let Some(pb::record::Kind::Invoice(inv)) = &mut r[2].kind
+    {
+        inv.total = usd("99.00");
     }
     r
 }
@@ -88,6 +88,18 @@ pub async fn database(prefix: &str, orders: usize) -> (Client, String, String, b
         .await
         .unwrap();
     (admin, db, url, true)
+}
+
+/// Has the server log every statement in database `db` with its duration
+/// (profiling a bench: TALLY_BENCH_LOG_STATEMENTS, TALLY_BENCH_PROFILE).
+pub async fn log_statements(admin: &Client, db: &str) {
+    admin
+        .execute(
+            &format!("ALTER DATABASE {db} SET log_min_duration_statement = 0"),
+            &[],
+        )
+        .await
+        .unwrap();
 }
 
 /// Whether the database is kept for the next run (so not dropped).

@@ -184,10 +184,10 @@ pub fn time_range(
         .transpose()
     };
     let (s, e) = (conv("start_time", start)?, conv("end_time", end)?);
-    if let (Some(s), Some(e)) = (s, e) {
-        if e <= s {
-            return Err(Error::invalid("end_time", "must be after start_time"));
-        }
+    if let (Some(s), Some(e)) = (s, e)
+        && e <= s
+    {
+        return Err(Error::invalid("end_time", "must be after start_time"));
     }
     Ok((s, e))
 }

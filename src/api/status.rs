@@ -138,7 +138,9 @@ impl From<Error> for Status {
                     "CONCURRENT_UPDATE",
                 )
             }
-            Error::DatabaseUnavailable { ref source } => {
+            // Interrupted: still so after the use case's own retries.
+            Error::DatabaseUnavailable { ref source }
+            | Error::DatabaseInterrupted { ref source } => {
                 tracing::warn!(error = %source, "database unavailable");
                 status(
                     Code::Unavailable,
@@ -238,5 +240,20 @@ mod tests {
         assert_eq!(listed[0].description, "must not contain control characters");
         let s: Status = Error::not_found(huge).into();
         assert!(s.message().len() < 2 * MAX_ERROR_TEXT + 100);
+    }
+
+    #[test]
+    fn database_errors_that_pass_are_unavailable_or_aborted_never_internal() {
+        let cause = || -> crate::error::Cause { "boom".into() };
+        let s: Status = Error::DatabaseInterrupted { source: cause() }.into();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(
+            s.get_error_details().error_info().unwrap().reason,
+            "DATABASE_UNAVAILABLE"
+        );
+        let s: Status = Error::ConcurrentUpdate { source: cause() }.into();
+        assert_eq!(s.code(), Code::Aborted);
+        let s: Status = Error::Internal("a fault".into()).into();
+        assert_eq!(s.code(), Code::Internal);
     }
 }

@@ -100,7 +100,7 @@ pub enum Submitted {
     Replayed(Vec<Outcome>),
 }
 
-/// How many times a submission that lost a race runs again.
+/// How many times a submission that lost a race or was interrupted runs again.
 const RETRIES: usize = 4;
 
 impl App {
@@ -153,8 +153,12 @@ impl App {
                     return Ok(out);
                 }
                 Err(Attempt::Busy(orders)) if attempt < RETRIES => prelock.extend(orders),
+                // Lost a race (40001, a deadlock), or ended by the database
+                // for a reason that passes (a cancelled statement, a full
+                // lock table): the server rolled it back, so running it
+                // again doubles nothing.
                 Err(Attempt::Failed(e)) if e.is_retryable() && attempt < RETRIES => {
-                    tracing::debug!(attempt, error = %e, "retrying a submission that lost a race");
+                    tracing::debug!(attempt, error = %e, "retrying a submission");
                 }
                 Err(Attempt::Busy(_)) => {
                     return Err(Error::ConcurrentUpdate {

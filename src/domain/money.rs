@@ -140,14 +140,14 @@ pub fn parse_decimal(s: &str, currency: Option<Currency>) -> Result<Decimal, Amo
     // Exact: `from_str` would round digits past the 28th away silently, so
     // "0.00000000000000000000000000001" USD would pass as zero.
     let d = Decimal::from_str_exact(s).map_err(|_| AmountError::OutOfRange(s.to_string()))?;
-    if let Some(c) = currency {
-        if d.normalize().scale() > c.exponent() {
-            return Err(AmountError::TooPrecise {
-                value: s.to_string(),
-                currency: c.code(),
-                allowed: c.exponent(),
-            });
-        }
+    if let Some(c) = currency
+        && d.normalize().scale() > c.exponent()
+    {
+        return Err(AmountError::TooPrecise {
+            value: s.to_string(),
+            currency: c.code(),
+            allowed: c.exponent(),
+        });
     }
     Ok(d.normalize())
 }

@@ -114,10 +114,10 @@ pub(super) fn pid_file_says_ready(pid_file: &Path) -> bool {
 }
 
 pub(super) fn remove_tree(root: &Path) {
-    if let Err(e) = fs::remove_dir_all(root) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(dir = %root.display(), error = %e, "could not remove temporary PostgreSQL dir");
-        }
+    if let Err(e) = fs::remove_dir_all(root)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %root.display(), error = %e, "could not remove temporary PostgreSQL dir");
     }
 }
 

@@ -404,15 +404,15 @@ impl EmbeddedPostgres {
         let pid_file = self.data_dir.join("postmaster.pid");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait().map_err(io_err("polling postgres"))? {
-                    self.child = None;
-                    return Err(EmbeddedPgError::Exited {
-                        status,
-                        log_path: self.log_path.clone(),
-                        log_tail: log_tail(&self.log_path, LOG_TAIL_LINES),
-                    });
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().map_err(io_err("polling postgres"))?
+            {
+                self.child = None;
+                return Err(EmbeddedPgError::Exited {
+                    status,
+                    log_path: self.log_path.clone(),
+                    log_tail: log_tail(&self.log_path, LOG_TAIL_LINES),
+                });
             }
             // The socket appears before recovery finishes.
             if tokio::net::UnixStream::connect(&socket).await.is_ok()

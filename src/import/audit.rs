@@ -219,7 +219,7 @@ fn parse_file(
                 }
             }
         }
-        if c.totals.records % 8192 == 0 {
+        if c.totals.records.is_multiple_of(8192) {
             let pos = reader.position();
             progress.fetch_add(pos.saturating_sub(seen), Ordering::Relaxed);
             seen = pos;

@@ -493,12 +493,12 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         }
     }
     // Shopify's "2026-07-01 07:33:09 -0400 EDT"-style tail: drop the name.
-    if let Some((head, tail)) = s.rsplit_once(' ') {
-        if tail.chars().all(|c| c.is_ascii_alphabetic()) && tail.len() <= 5 {
-            if let Some(t) = parse_time(head) {
-                return Some(t);
-            }
-        }
+    if let Some((head, tail)) = s.rsplit_once(' ')
+        && tail.chars().all(|c| c.is_ascii_alphabetic())
+        && tail.len() <= 5
+        && let Some(t) = parse_time(head)
+    {
+        return Some(t);
     }
     for f in [
         "%Y-%m-%d %H:%M:%S%.f",

@@ -50,13 +50,13 @@ impl Mapping {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let m: Mapping = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(c) = &m.currency {
-            if Currency::parse_lenient(c).is_none() {
-                return Err(format!(
-                    "{}: currency '{c}' is not ISO 4217",
-                    path.display()
-                ));
-            }
+        if let Some(c) = &m.currency
+            && Currency::parse_lenient(c).is_none()
+        {
+            return Err(format!(
+                "{}: currency '{c}' is not ISO 4217",
+                path.display()
+            ));
         }
         Ok(m)
     }

@@ -159,22 +159,8 @@ fn a_credit_memo_clears_refund_not_credited_in_the_audit() {
 
     // The same journals under a Type column, and the refund's credit memo.
     let with_memo = |amount: &str| {
-        let gl = std::fs::read_to_string(&m.ledger).unwrap();
-        let mut out = String::new();
-        for (i, l) in gl.lines().enumerate() {
-            out.push_str(l);
-            out.push_str(if i == 0 { ",Type\n" } else { ",Journal\n" });
-        }
-        for (acct, dr, cr) in [
-            ("4100 Sales Returns", amount, ""),
-            ("1100 Receivables", "", amount),
-        ] {
-            out.push_str(&format!(
-                "CM-{order},2026-09-02,Sep 2026,US,USD,1,Refund of #{order},{acct},{dr},{cr},,,,,,Credit Memo\n"
-            ));
-        }
         let p = dir.join(format!("gl-{amount}.csv"));
-        std::fs::write(&p, out).unwrap();
+        generate::ledger_with_credit_memo(&m, &order, amount, "", &p).unwrap();
         p
     };
     let after = audit(&with_memo("5.00"));

@@ -215,3 +215,30 @@ pub fn month(dir: &Path, orders: u64) -> io::Result<Month> {
     m.planted.sort();
     Ok(m)
 }
+
+/// The month's ledger again as a GL export with a `Type` column (its lines
+/// `Journal`), and after them a credit memo of `amount` for `order`'s
+/// refund, naming the refund `refund` (may be empty): written to `out`.
+pub fn ledger_with_credit_memo(
+    m: &Month,
+    order: &str,
+    amount: &str,
+    refund: &str,
+    out: &Path,
+) -> io::Result<()> {
+    let gl = std::fs::read_to_string(&m.ledger)?;
+    let mut text = String::with_capacity(gl.len() + gl.len() / 8);
+    for (i, l) in gl.lines().enumerate() {
+        text.push_str(l);
+        text.push_str(if i == 0 { ",Type\n" } else { ",Journal\n" });
+    }
+    for (acct, dr, cr) in [
+        ("4100 Sales Returns", amount, ""),
+        ("1100 Receivables", "", amount),
+    ] {
+        text.push_str(&format!(
+            "CM-{order},2026-09-02,Sep 2026,US,USD,1,Refund of #{order},{acct},{dr},{cr},{refund},,,,,Credit Memo\n"
+        ));
+    }
+    std::fs::write(out, text)
+}

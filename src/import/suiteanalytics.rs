@@ -84,10 +84,10 @@ fn each(path: &Path, errors: &mut Vec<Item>, mut f: impl FnMut(&Row<'_>) -> Resu
             Err(e) => errors.push(Item::Error(e)),
             Ok(rec) => {
                 let row = t.row(&rec);
-                if !inactive(&row) {
-                    if let Err(e) = f(&row) {
-                        errors.push(Item::Error(e));
-                    }
+                if !inactive(&row)
+                    && let Err(e) = f(&row)
+                {
+                    errors.push(Item::Error(e));
                 }
                 t.recycle(rec);
             }

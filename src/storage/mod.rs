@@ -107,24 +107,23 @@ impl Store {
     }
 }
 
-/// How long `settle` waits for a connection to answer before taking it
-/// for gone.
+/// How long `explain_failure` waits for a connection to answer before
+/// taking it for gone.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What an error means once the connection it came on has been asked.
 ///
-/// diesel-async names only a few SQLSTATEs and folds the rest into
-/// `Unknown` without exposing the code; among them are 57P01
-/// (admin_shutdown: `pg_terminate_backend`, a fast shutdown), 57P02
-/// (crash_shutdown) and 57P03 (cannot_connect_now), which a call in flight
-/// receives when the server goes away under it, as a FATAL error just
-/// before the server closes the connection. Those become `Internal`, which
-/// would tell the caller not to retry. Text never decides (a message is no
-/// contract), so the connection is asked instead: an `Internal` error on a
-/// connection that no longer answers `SELECT 1` is the database going away,
-/// `DatabaseUnavailable` like every call after it. Every other error, and
-/// an `Internal` one on a connection that still answers, is left as it is.
-/// Costs nothing on success: it runs only on the failure path.
+/// A server going away under a call in flight sends a FATAL error (57P01
+/// admin_shutdown, 57P02, 57P03: `DatabaseInterrupted` by its code) and
+/// closes the connection; but what reaches the use case may be a later
+/// failure with no SQLSTATE (a rollback that could not be sent, a row half
+/// read), which is `Internal` and would tell the caller not to retry. Text
+/// never decides (a message is no contract), so the connection is asked
+/// instead: an `Internal` error on a connection that no longer answers
+/// `SELECT 1` is the database going away, `DatabaseUnavailable` like every
+/// call after it. Every other error, and an `Internal` one on a connection
+/// that still answers, is left as it is. Costs nothing on success: it runs
+/// only on the failure path.
 pub async fn explain_failure(conn: &mut Conn, e: Error) -> Error {
     if !matches!(e, Error::Internal(_)) {
         return e;

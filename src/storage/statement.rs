@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDslSupport;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
 
@@ -99,6 +100,11 @@ impl<Q, V, ST> QueryId for Bound<Q, V, ST> {
 impl Query for Statement {
     type SqlType = Untyped;
 }
+
+// Since diesel 2.4 / diesel-async 0.10, `RunQueryDsl` (load, execute) is
+// offered only to the query types that opt in.
+impl RunQueryDslSupport for Statement {}
+impl<Q, V, ST> RunQueryDslSupport for Bound<Q, V, ST> {}
 
 impl<Q, V, ST> Query for Bound<Q, V, ST> {
     type SqlType = Untyped;

@@ -22,7 +22,7 @@ impl Rng {
 
     /// One time in `n`.
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn pick<T: Clone>(&mut self, xs: &[T]) -> T {

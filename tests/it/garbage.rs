@@ -51,7 +51,7 @@ impl Rng {
     const BAD: u64 = 25;
 
     fn bad(&mut self) -> bool {
-        self.next() % Self::BAD == 0
+        self.next().is_multiple_of(Self::BAD)
     }
 
     fn one(&mut self, xs: &[&'static str]) -> &'static str {

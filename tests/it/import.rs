@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use tally::cli::import::{Job, Summary};
 use tally::cli::progress::Counters;
 use tally::import::audit::{Input, run};
-use tally::import::generate::month;
+use tally::import::generate::{ledger_with_credit_memo, month};
 use tally::import::{Options, Side};
 use tally::proto::tally::v1 as pb;
 
@@ -194,22 +194,8 @@ async fn a_gl_export_s_credit_memo_imports_as_a_credit_memo() {
         .unwrap()
         .order_id
         .clone();
-    let gl = std::fs::read_to_string(&m.ledger).unwrap();
-    let mut out = String::new();
-    for (i, l) in gl.lines().enumerate() {
-        out.push_str(l);
-        out.push_str(if i == 0 { ",Type\n" } else { ",Journal\n" });
-    }
-    for (acct, dr, cr) in [
-        ("4100 Sales Returns", "5.00", ""),
-        ("1100 Receivables", "", "5.00"),
-    ] {
-        out.push_str(&format!(
-            "CM-{credited},2026-09-02,Sep 2026,US,USD,1,Refund of #{credited},{acct},{dr},{cr},re_x{credited},,,,,Credit Memo\n"
-        ));
-    }
     let ledger = dir.join("gl_lines.csv");
-    std::fs::write(&ledger, out).unwrap();
+    ledger_with_credit_memo(&m, &credited, "5.00", &format!("re_x{credited}"), &ledger).unwrap();
     let files = vec![m.storefront.clone(), m.processor.clone(), ledger];
     let s = import(&app, &files).await;
     assert_eq!(s.refused, 0, "{:?}", s.reasons);

@@ -19,6 +19,7 @@ mod common;
 mod conformance;
 mod contracts;
 mod db_gone;
+mod db_transient;
 mod egress;
 mod fixtures;
 mod fuzz;

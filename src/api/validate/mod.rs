@@ -259,16 +259,16 @@ fn body(c: &mut Check<'_>, p: &str, kind: &pb::record::Kind) -> Option<d::Body> 
             let amount = c.money(&format!("{p}.amount"), pp.amount.as_ref(), true, true);
             let fee = c.optional_money(&format!("{p}.fee"), pp.fee.as_ref(), true);
             let exchange_rate = c.rate(&format!("{p}.exchange_rate"), &pp.exchange_rate);
-            if let (Some(a), Some(f), None) = (amount, fee, exchange_rate) {
-                if a.currency != f.currency {
-                    c.fail(
-                        &format!("{p}.exchange_rate"),
-                        format!(
-                            "required when the fee's currency ({}) differs from the amount's ({})",
-                            f.currency, a.currency
-                        ),
-                    );
-                }
+            if let (Some(a), Some(f), None) = (amount, fee, exchange_rate)
+                && a.currency != f.currency
+            {
+                c.fail(
+                    &format!("{p}.exchange_rate"),
+                    format!(
+                        "required when the fee's currency ({}) differs from the amount's ({})",
+                        f.currency, a.currency
+                    ),
+                );
             }
             Some(d::Body::ProcessorPayment(d::ProcessorPayment {
                 payment_type: payment_type?,
@@ -533,10 +533,10 @@ fn journal_entry(c: &mut Check<'_>, p: &str, j: &pb::JournalEntry) -> Option<d::
     };
     // Balanced is judged whenever every line could be read, so a bad memo
     // and an unbalanced journal are both reported at once.
-    if entry.lines.len() == j.lines.len() {
-        if let Err(e) = entry.check_balance() {
-            c.fail(&format!("{p}.lines"), e.to_string());
-        }
+    if entry.lines.len() == j.lines.len()
+        && let Err(e) = entry.check_balance()
+    {
+        c.fail(&format!("{p}.lines"), e.to_string());
     }
     if c.out.len() > violations_before {
         return None;

@@ -78,14 +78,14 @@ fn captured_items(records: &[StoredRecord], known: &[&str]) -> Vec<Money> {
             .is_none_or(|p| !known.contains(&p))
     });
     items.extend(unreported.map(|(_, t)| t.amount));
-    if sf_caps.is_empty() {
-        if let Some((_, o)) = current_order(records) {
-            let settled_at_checkout = o
-                .tenders
-                .iter()
-                .filter(|t| t.tender_type != TenderType::Card && t.processor_reference.is_none());
-            items.extend(settled_at_checkout.map(|t| t.amount));
-        }
+    if sf_caps.is_empty()
+        && let Some((_, o)) = current_order(records)
+    {
+        let settled_at_checkout = o
+            .tenders
+            .iter()
+            .filter(|t| t.tender_type != TenderType::Card && t.processor_reference.is_none());
+        items.extend(settled_at_checkout.map(|t| t.amount));
     }
     items
 }

@@ -104,11 +104,11 @@ pub(crate) fn journal_lines_for<'a>(
         };
         debug_assert!(j.check().is_ok(), "a stored journal balances: {j:?}");
         for l in &j.lines {
-            if let Some(reference) = l.reference.as_ref().filter(|r| ids.contains(&r.as_str())) {
-                if !l.debit.is_zero() {
-                    let debit = Money::new(l.debit, j.currency);
-                    out.push((&sr.record, reference.as_str(), debit));
-                }
+            if let Some(reference) = l.reference.as_ref().filter(|r| ids.contains(&r.as_str()))
+                && !l.debit.is_zero()
+            {
+                let debit = Money::new(l.debit, j.currency);
+                out.push((&sr.record, reference.as_str(), debit));
             }
         }
     }

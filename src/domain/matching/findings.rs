@@ -263,10 +263,10 @@ pub(crate) fn inconsistent(
     parts: Parts,
 ) -> Option<Finding> {
     // Most records add up: the words are written only for one that does not.
-    if let Parts::Sum(computed) = &parts {
-        if tolerance.agree(&stated, computed) {
-            return None;
-        }
+    if let Parts::Sum(computed) = &parts
+        && tolerance.agree(&stated, computed)
+    {
+        return None;
     }
     let head = format!(
         "{} {} ({}): {what}",

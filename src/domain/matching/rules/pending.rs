@@ -20,12 +20,13 @@ pub(crate) fn reasons(ctx: &Context<'_>) -> Vec<String> {
     if ctx.totals.captured.is_none_or(|c| c.amount.is_zero()) {
         pending.push("waiting for payment capture".to_string());
     }
-    if let Some(refunded) = ctx.totals.storefront_refunded {
-        if ctx.credit_memos.is_empty() && !refunded.amount.is_zero() {
-            pending.push(format!(
-                "storefront refunds of {refunded} not yet credited in the ERP"
-            ));
-        }
+    if let Some(refunded) = ctx.totals.storefront_refunded
+        && ctx.credit_memos.is_empty()
+        && !refunded.amount.is_zero()
+    {
+        pending.push(format!(
+            "storefront refunds of {refunded} not yet credited in the ERP"
+        ));
     }
     pending
 }
