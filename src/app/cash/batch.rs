@@ -118,7 +118,9 @@ async fn run_together(
     let done = match together {
         Ok(Some(done)) => done,
         Ok(None) => return Ok(None),
-        Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+        Err(e @ (Error::DatabaseUnavailable { .. } | Error::DatabaseInterrupted { .. })) => {
+            return Err(e);
+        }
         Err(e) => {
             tracing::debug!(merchant, error = %e, "payouts applied one by one after a group failed");
             return Ok(None);
@@ -166,7 +168,9 @@ async fn run_orders(
                 jobs::complete_all(conn, merchant, APPLY_ORDER, &subjects).await?;
                 return Ok(orders.iter().map(done).collect());
             }
-            Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+            Err(e @ (Error::DatabaseUnavailable { .. } | Error::DatabaseInterrupted { .. })) => {
+                return Err(e);
+            }
             // Rolled back: which job failed, or which order is busy, is
             // found (and recorded against that job alone) one by one.
             Ok(Work::Busy | Work::Later(_)) | Err(_) => {}
@@ -249,7 +253,7 @@ pub(super) async fn fold_signals(conn: &mut Conn, merchant: &str) -> Result<()> 
     }
     match job_signals::fold(conn, merchant, FOLD_LIMIT).await {
         Ok(_) => Ok(()),
-        Err(e @ Error::DatabaseUnavailable { .. }) => Err(e),
+        Err(e @ (Error::DatabaseUnavailable { .. } | Error::DatabaseInterrupted { .. })) => Err(e),
         Err(e) => {
             tracing::warn!(merchant, error = %e, "job signals not folded this batch");
             Ok(())

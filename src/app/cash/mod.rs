@@ -200,9 +200,12 @@ async fn run_claimed(
             jobs::postpone(conn, job, wait).await?;
             (JobOutcome::Postponed, vec![])
         }
-        // Nothing can be recorded without the database: the claim is
-        // freed by the rollback and the job runs again.
-        Err(e @ Error::DatabaseUnavailable { .. }) => return Err(e),
+        // Nothing can be recorded without the database, nor is an
+        // interruption (a cancel, a shutdown, resources run out) the job's
+        // fault: the claim is freed by the rollback and the job runs again.
+        Err(e @ (Error::DatabaseUnavailable { .. } | Error::DatabaseInterrupted { .. })) => {
+            return Err(e);
+        }
         Err(e) => (failed(conn, job, &e, retry).await?, vec![]),
     })
 }
