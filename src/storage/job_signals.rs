@@ -3,13 +3,14 @@
 //! jobs before each batch it claims (`app::cash::batch`). Every statement
 //! filters by merchant_id.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::jobs::{Asked, make_ready};
-use super::statement::{Bind, Found, statement};
+use super::statement::{Bind, Found, Statement, planned_each_run, statement};
 use crate::error::Result;
 
 /// Appends a signal per (kind, subject), inside the caller's transaction: a
@@ -102,4 +103,98 @@ pub async fn fold(conn: &mut AsyncPgConnection, merchant: &str, limit: i64) -> R
         Ok(consumed.len())
     })
     .await
+}
+
+/// [`make_ready`]'s bump of existing jobs nobody holds, parked ones
+/// included (new facts may be what they lacked): rows found by key and
+/// locked `SKIP LOCKED`, then updated by ctid (a TID scan, whatever the
+/// statistics say). A row a worker claimed, or completed in a batch still
+/// open, is locked, so skipped. Due at its latest signal's time: when it
+/// was asked for, as if the writer had made it ready itself.
+pub const BUMP_FREE: &str = "UPDATE jobs j SET generation = j.generation + 1, state = 'ready',
+        attempts = 0, run_after = f.at, updated_at = now()
+    FROM (
+      SELECT l.ctid AS tid, x.at FROM (
+        SELECT k, s, max(at) AS at FROM unnest($2::text[], $3::text[], $4::timestamptz[])
+          AS u(k, s, at) GROUP BY k, s) x
+      CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE merchant_id = $1 AND kind = x.k AND subject_id = x.s
+        FOR UPDATE SKIP LOCKED) l) f
+    WHERE j.merchant_id = $1 AND j.ctid = f.tid
+    RETURNING j.kind, j.subject_id";
+
+/// [`make_ready`]'s probe of the jobs that exist (visible, held or not).
+pub const EXISTING: &str = "SELECT j.kind, j.subject_id
+    FROM (SELECT DISTINCT k, s FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS u(k, s, at))
+      AS x(kind, subject_id)
+    CROSS JOIN LATERAL (
+      SELECT kind, subject_id FROM jobs
+      WHERE merchant_id = $1 AND kind = x.kind AND subject_id = x.subject_id) j";
+
+/// [`make_ready`]'s insert of jobs no row exists for, due at their latest
+/// signal's time. `DO NOTHING`: a row
+/// inserted meanwhile by a transaction that committed is left to the next
+/// fold; one still being inserted is waited for (the fold's
+/// `lock_timeout` bounds that).
+pub const INSERT_ABSENT: &str = "INSERT INTO jobs (merchant_id, kind, subject_id, run_after)
+    SELECT $1, k, s, max(at) FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS x(k, s, at)
+    GROUP BY k, s ORDER BY k, s
+    ON CONFLICT (merchant_id, kind, subject_id) DO NOTHING
+    RETURNING kind, subject_id";
+
+#[derive(QueryableByName)]
+struct KindSubject {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    subject_id: String,
+}
+
+/// A job asked for: (kind, subject) and when.
+pub type Asked = (String, String, DateTime<Utc>);
+
+/// Makes these jobs ready without waiting on a worker: bumped where they
+/// exist and nobody holds them, inserted where no row exists, each due at
+/// the latest time it was asked for. Returns the (kind, subject) pairs it
+/// did neither for (held, or inserted elsewhere meanwhile): their signals
+/// stay for the next fold.
+pub async fn make_ready(
+    conn: &mut AsyncPgConnection,
+    merchant: &str,
+    asked: &[Asked],
+) -> Result<BTreeSet<(String, String)>> {
+    // Sorted, so concurrent folds insert in the same order.
+    let mut left: Vec<Asked> = asked.to_vec();
+    left.sort();
+    let bumped = pairs_of(conn, planned_each_run(BUMP_FREE), merchant, &left).await?;
+    left.retain(|(k, s, _)| !bumped.contains(&(k.clone(), s.clone())));
+    let held = pairs_of(conn, statement(EXISTING), merchant, &left).await?;
+    left.retain(|(k, s, _)| !held.contains(&(k.clone(), s.clone())));
+    let inserted = pairs_of(conn, statement(INSERT_ABSENT), merchant, &left).await?;
+    left.retain(|(k, s, _)| !inserted.contains(&(k.clone(), s.clone())));
+    Ok(held
+        .into_iter()
+        .chain(left.into_iter().map(|(k, s, _)| (k, s)))
+        .collect())
+}
+
+/// The (kind, subject) pairs `query` returns for `asked` (`$2`, `$3`, `$4`).
+async fn pairs_of(
+    conn: &mut AsyncPgConnection,
+    query: Statement,
+    merchant: &str,
+    asked: &[Asked],
+) -> Result<BTreeSet<(String, String)>> {
+    if asked.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows: Vec<KindSubject> = query
+        .bind::<Text, _>(merchant)
+        .bind::<Array<Text>, _>(asked.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(asked.iter().map(|(_, s, _)| s.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(asked.iter().map(|(_, _, t)| *t).collect::<Vec<_>>())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.kind, r.subject_id)).collect())
 }
