@@ -10,17 +10,7 @@ use tally::storage::Store;
 
 use crate::common::*;
 
-pub fn at(system: &str, id: &str, order: &str, when: &str, kind: pb::record::Kind) -> pb::Record {
-    pb::Record {
-        source_id: id.into(),
-        source_system: system.into(),
-        order_id: order.into(),
-        references: vec![],
-        event_time: ts(when),
-        source_update_time: None,
-        kind: Some(kind),
-    }
-}
+pub use crate::common::record as at;
 
 pub fn inv(order: &str, id: &str, total: &str, when: &str) -> pb::Record {
     at(

@@ -17,7 +17,14 @@ pub fn ts(rfc3339: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
-fn record(system: &str, id: &str, order: &str, when: &str, kind: pb::record::Kind) -> pb::Record {
+/// A record of `system` with id `id`, of order `order` (empty: none), at `when`.
+pub fn record(
+    system: &str,
+    id: &str,
+    order: &str,
+    when: &str,
+    kind: pb::record::Kind,
+) -> pb::Record {
     pb::Record {
         source_id: id.into(),
         source_system: system.into(),
