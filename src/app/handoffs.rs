@@ -259,8 +259,12 @@ impl App {
     /// Matches again the orders whose held comparisons' deadlines have
     /// passed (a refund never propagated, captures still short after the
     /// lag); returns how many. Each merchant's batch is one transaction
-    /// under the orders' locks, taken before the recheck rows so the
-    /// sweeper and a write lock in the same order.
+    /// under the locks of the orders that are free, taken before the
+    /// recheck rows so the sweeper and a write lock in the same order. It
+    /// never waits for a lock: waiting on one order a worker batch holds
+    /// while keeping the others made every writer of those queue behind
+    /// the sweep (a convoy, seen at 50 s). A busy order stays due for the
+    /// next pass.
     pub async fn recheck_due(&self) -> Result<usize> {
         let mut conn = self.store().conn().await?;
         let due = rechecks::due(&mut conn, SWEEP_BATCH).await?;
@@ -273,8 +277,15 @@ impl App {
             done += conn
                 .transaction(async |conn| {
                     let keys: Vec<LockKey> = orders.iter().cloned().map(LockKey::Order).collect();
-                    locks::lock_all(conn, &merchant, &keys).await?;
-                    let taken = rechecks::take(conn, &merchant, &orders).await?;
+                    let free: Vec<String> = locks::try_lock_each(conn, &merchant, &keys)
+                        .await?
+                        .into_iter()
+                        .filter_map(|k| match k {
+                            LockKey::Order(o) => Some(o),
+                            LockKey::Ref(_) => None,
+                        })
+                        .collect();
+                    let taken = rechecks::take(conn, &merchant, &free).await?;
                     super::reconcile::reconcile(conn, &merchant, &taken, &[]).await?;
                     Ok::<_, Error>(taken.len())
                 })

@@ -76,3 +76,45 @@ pub async fn try_lock_all(
     .await?;
     Ok(rows.into_iter().next().is_some_and(|r| r.granted))
 }
+
+#[derive(QueryableByName)]
+struct Index {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    i: i64,
+}
+
+/// Takes each lock that is free and returns the keys it got, in the order
+/// given; never waits. For a pass over many independent keys (the sweeper's
+/// rechecks) that must not queue behind a worker holding one of them, nor
+/// make writers of the others queue behind itself: a busy key is left for
+/// the next pass.
+pub async fn try_lock_each(
+    mut conn: &AsyncPgConnection,
+    merchant: &str,
+    keys: &[LockKey],
+) -> Result<Vec<LockKey>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = keys.iter().map(|k| text(merchant, k)).collect();
+    // `g` calls a volatile function, so PostgreSQL evaluates it once, as
+    // written (never inlined): each distinct hash is tried exactly once.
+    let rows: Vec<Index> = statement(
+        "WITH k AS (
+           SELECT i, hashtextextended(x, 0) AS h FROM unnest($1::text[]) WITH ORDINALITY AS u(x, i)),
+         g AS (
+           SELECT h FROM (SELECT DISTINCT h FROM k ORDER BY h) AS s WHERE pg_try_advisory_xact_lock(h))
+         SELECT k.i FROM k JOIN g USING (h) ORDER BY k.i",
+    )
+    .bind::<Array<Text>, _>(texts)
+    .load(&mut conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            usize::try_from(r.i - 1)
+                .ok()
+                .and_then(|i| keys.get(i).cloned())
+                .ok_or_else(|| crate::error::Error::Internal("lock index out of range".into()))
+        })
+        .collect()
+}

@@ -263,6 +263,51 @@ async fn a_busy_order_is_postponed_alone_and_the_other_order_jobs_commit() {
     assert_eq!(t.count("SELECT count(*) FROM invoices").await, 2);
 }
 
+/// One batch of a merchant at a time: a second finds it busy, runs
+/// nothing and holds nothing (its orders stay free for ingest), while
+/// another merchant's batch runs.
+#[tokio::test]
+async fn a_merchant_busy_with_a_batch_is_left_to_it_and_another_merchant_runs() {
+    let t = TestApp::start().await;
+    t.submit(invoiced_orders()).await.unwrap();
+    t.submit_as("other", "", invoiced_orders()).await.unwrap();
+    // Another worker loop's batch of acme, still open.
+    let mut holder = t.db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('acme' || chr(31) || 'ref' || chr(31) || chr(31) || 'cash-batch', 0))",
+        &[],
+    )
+    .await
+    .unwrap();
+    let app = App::new(Store::connect(&t.db.url, 2).unwrap());
+    assert_eq!(
+        app.run_jobs("acme", &fast_retry(), 100).await.unwrap(),
+        vec![]
+    );
+    // Nothing claimed, nothing tried: both jobs as they were, untouched.
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE merchant_id = 'acme' AND attempts = 0")
+            .await,
+        2
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM invoices WHERE merchant_id = 'acme'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.run_jobs("other", &fast_retry(), 100).await.unwrap(),
+        vec![done("apply_order", "2005"), done("apply_order", "2006")]
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        drain(&app, "acme").await,
+        vec![done("apply_order", "2005"), done("apply_order", "2006")]
+    );
+    assert_eq!(t.count("SELECT count(*) FROM invoices").await, 4);
+}
+
 /// Three payouts, each of its own order: a capture invoiced, a split
 /// shipment, cash captured before its invoice (held unapplied).
 fn plain_payouts() -> Vec<Vec<pb::Record>> {

@@ -11,7 +11,7 @@ use tally::proto::tally::v1::handoff_service_client::HandoffServiceClient;
 
 use crate::common::*;
 
-async fn set_lag(app: &TestApp, contract: &str, seconds: i64) {
+pub(crate) async fn set_lag(app: &TestApp, contract: &str, seconds: i64) {
     HandoffServiceClient::new(app.channel.clone())
         .update_handoff_contract(pb::UpdateHandoffContractRequest {
             handoff_contract: Some(pb::HandoffContract {
@@ -39,7 +39,12 @@ fn stripe(id: &str, order: &str, kind: pb::record::Kind) -> pb::Record {
     }
 }
 
-fn payment(id: &str, order: &str, kind: pb::ProcessorPaymentType, amount: &str) -> pb::Record {
+pub(crate) fn payment(
+    id: &str,
+    order: &str,
+    kind: pb::ProcessorPaymentType,
+    amount: &str,
+) -> pb::Record {
     stripe(
         id,
         order,
@@ -69,7 +74,7 @@ fn credit_memo(order: &str, total: &str) -> pb::Record {
 }
 
 /// Waits until the order has an unresolved exception of `rule`.
-async fn await_rule(app: &TestApp, order: &str, rule: &str) -> pb::Exception {
+pub(crate) async fn await_rule(app: &TestApp, order: &str, rule: &str) -> pb::Exception {
     let start = Instant::now();
     loop {
         let s = app.status(order).await;

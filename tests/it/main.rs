@@ -57,6 +57,7 @@ mod requests;
 mod seams;
 mod simulate;
 mod stream;
+mod sweep_locks;
 mod telemetry;
 mod tenants;
 mod tls;
