@@ -225,9 +225,11 @@ impl Chunk {
     }
 }
 
-/// How many stream messages that are already waiting are stored together,
-/// in one transaction.
+/// How many stream messages that are already waiting are stored together
+/// (in transactions of at most `MAX_BATCH` records).
 const MAX_CHUNKS_PER_COMMIT: usize = 64;
+// A stream's commit holds at most what one SubmitRecords call may.
+const _: () = assert!(crate::app::stream::MAX_RECORDS_PER_COMMIT == MAX_BATCH);
 
 impl IngestApi {
     /// Stores chunks that arrived together (the use case decides how they

@@ -157,3 +157,31 @@ async fn many_small_chunks_each_get_their_answer() {
     assert_eq!(app.count("SELECT count(*) FROM record_log").await, 200);
     assert_eq!(app.count("SELECT count(*) FROM submissions").await, 200);
 }
+
+/// A client that fell behind has many chunks waiting: they are stored
+/// together, but never more than a batch of records in one transaction
+/// (each transaction holds its orders' locks until it commits).
+#[tokio::test]
+async fn waiting_chunks_are_committed_a_batch_of_records_at_most() {
+    let app = TestApp::start().await;
+    let chunks: Vec<_> = (0..8)
+        .map(|c| {
+            let records = (0..400)
+                .map(|i| invoice(&format!("{c}{i:03}"), "1.00"))
+                .collect();
+            chunk(&format!("c{c}"), records)
+        })
+        .collect();
+    let mut responses = open(&app, chunks).await;
+    let mut n = 0;
+    while let Some(r) = responses.message().await.unwrap() {
+        assert_eq!(r.results.len(), 400);
+        n += 1;
+    }
+    assert_eq!(n, 8);
+    assert_eq!(app.count("SELECT count(*) FROM record_log").await, 3200);
+    let largest = app
+        .count("SELECT max(n) FROM (SELECT count(*) AS n FROM record_log GROUP BY xmin::text) t")
+        .await;
+    assert!(largest <= 1000, "{largest} records in one transaction");
+}
