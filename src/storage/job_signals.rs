@@ -37,15 +37,24 @@ pub async fn signal(
 }
 
 /// Whether the merchant has signals to fold: one cheap probe, so a batch
-/// opens no fold transaction when there are none.
+/// opens no fold transaction when there are none. The first row in key
+/// order makes it a probe of the primary key under any statistics (not in
+/// an `EXISTS`, which drops the order and the limit): written as a bare
+/// `EXISTS`, the connection's generic plan became a sequential scan
+/// expecting an early match, and for a merchant with no signals read all of
+/// another's 1.1 million (85-150 ms before every batch, at 1,000,000
+/// orders stored).
 pub async fn any(conn: &mut AsyncPgConnection, merchant: &str) -> Result<bool> {
-    let row: Found =
-        statement("SELECT EXISTS (SELECT 1 FROM job_signals WHERE merchant_id = $1) AS found")
-            .bind::<Text, _>(merchant)
-            .get_result(conn)
-            .await?;
+    let row: Found = statement(ANY)
+        .bind::<Text, _>(merchant)
+        .get_result(conn)
+        .await?;
     Ok(row.found)
 }
+
+/// [`any`]'s statement.
+pub const ANY: &str = "SELECT count(*) > 0 AS found FROM (
+    SELECT 1 FROM job_signals WHERE merchant_id = $1 ORDER BY seq LIMIT 1) AS s";
 
 #[derive(QueryableByName)]
 struct Signal {

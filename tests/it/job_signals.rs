@@ -139,3 +139,51 @@ async fn several_signals_of_one_job_fold_into_one_ready_job() {
         1
     );
 }
+
+/// The worker's probes of the signals stay index probes under any
+/// statistics: one merchant's backlog of signals (built up while no worker
+/// ran) is never read whole to answer for another merchant, nor to list
+/// the merchants with signals. Checked without statistics and after an
+/// ANALYZE that shows the one merchant, as custom and generic plans.
+#[tokio::test]
+async fn the_signal_probes_never_read_a_merchants_backlog_whole() {
+    let db = crate::common::TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "ALTER TABLE job_signals SET (autovacuum_enabled = false);
+         INSERT INTO job_signals (merchant_id, kind, subject_id)
+         SELECT 'm1', 'apply_order', 'o' || i FROM generate_series(1, 20000) i;",
+    )
+    .await
+    .unwrap();
+    let probes = [
+        (
+            "any",
+            tally::storage::job_signals::ANY,
+            vec!["'m2'".to_string()],
+        ),
+        (
+            "merchants with work",
+            tally::storage::jobs::WITH_WORK,
+            vec!["1000".to_string()],
+        ),
+    ];
+    for analysed in [false, true] {
+        if analysed {
+            c.batch_execute("ANALYZE job_signals").await.unwrap();
+        }
+        for (what, sql, args) in &probes {
+            for plan in crate::plans::plans(&c, sql, args).await {
+                let shown = crate::plans::describe(&plan);
+                for n in &plan {
+                    let kind = n["Node Type"].as_str().unwrap_or("");
+                    let on_signals = n["Relation Name"] == "job_signals";
+                    assert!(
+                        !(on_signals && matches!(kind, "Seq Scan" | "Bitmap Heap Scan")),
+                        "{what} (analysed: {analysed}): {kind} in\n  {shown}"
+                    );
+                }
+            }
+        }
+    }
+}
