@@ -22,10 +22,10 @@ pub struct Chunk<'a> {
 /// Records stored in one transaction at most: as many as one
 /// `SubmitRecords` call may carry (`api::validate::MAX_BATCH`); a chunk
 /// larger than that is a transaction of its own. Without a bound, a client
-/// that fell behind sent its waiting chunks as one transaction (64 of 500 records in the 100,000-order run): seconds of
-/// judging and matching with every one of their orders locked, so the
-/// worker and later chunks waited on it, and the client fell further
-/// behind.
+/// that fell behind sent its waiting chunks as one transaction (64 of 500
+/// records in the 100,000-order run): seconds of judging and matching with
+/// every one of their orders locked, so the worker and later chunks waited
+/// on it, and the client fell further behind.
 pub const MAX_RECORDS_PER_COMMIT: usize = 1_000;
 
 impl App {
